@@ -1,0 +1,2 @@
+// Public surface of src/digest.
+export * from './digest.js';

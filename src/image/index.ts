@@ -1,0 +1,2 @@
+// Public surface of src/image.
+export * from './types.js';
