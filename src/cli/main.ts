@@ -1,16 +1,38 @@
 // argv -> typed options -> library call; the only module that reads process.*.
+import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
+import type { CliEnv } from './env.js';
 
+/** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
+  const env: CliEnv = {
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+  };
+  const program = new Command('builder')
+    .description('Daemonless, unprivileged container image builder and pusher (kaniko-compatible flags)')
+    .exitOverride();
+  const commands: Array<{ register(p: Command, e: CliEnv): void }> = [];
+  for (const c of commands) c.register(program, env);
   try {
-    void argv;
-    throw new BuilderError('NOT_IMPLEMENTED', 'the CLI is being assembled');
+    await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof BuilderError) {
-      process.stderr.write(`builder: ${err.format()}\n`);
-      process.exitCode = err.exitCode;
-      return;
-    }
-    throw err;
+    process.exitCode = reportError(err, env);
   }
+}
+
+function reportError(err: unknown, env: CliEnv): number {
+  if (err instanceof CommanderError) {
+    // commander already printed usage errors; help/version exit 0
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof BuilderError) {
+    env.stderr.write(`builder: error ${err.format()}\n`);
+    return err.exitCode;
+  }
+  env.stderr.write(`builder: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 70;
 }
