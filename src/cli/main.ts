@@ -2,6 +2,11 @@
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import type { CliEnv } from './env.js';
+import * as copyCommand from './commands/copy.js';
+import * as digestCommand from './commands/digest.js';
+import * as inspectCommand from './commands/inspect.js';
+import * as lsCommand from './commands/ls.js';
+import * as planCommand from './commands/plan.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
@@ -15,7 +20,13 @@ export async function main(argv: string[]): Promise<void> {
   const program = new Command('builder')
     .description('Daemonless, unprivileged container image builder and pusher (kaniko-compatible flags)')
     .exitOverride();
-  const commands: Array<{ register(p: Command, e: CliEnv): void }> = [];
+  const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
+    copyCommand,
+    inspectCommand,
+    digestCommand,
+    lsCommand,
+    planCommand,
+  ];
   for (const c of commands) c.register(program, env);
   try {
     await program.parseAsync(argv);

@@ -110,3 +110,19 @@ export function isIndexMediaType(mt: string | undefined): boolean {
 export function isManifestMediaType(mt: string | undefined): boolean {
   return mt === MediaType.OciManifest || mt === MediaType.DockerManifest;
 }
+
+/** One resolved single-platform image: its manifest and config, parsed and as the exact bytes. */
+export interface ImageData {
+  manifestDigest: Digest;
+  manifest: Manifest;
+  manifestBytes: Buffer;
+  mediaType: string;
+  config: ImageConfig;
+  configBytes: Buffer;
+}
+
+/** Opens a blob's bytes as a stream; implementations verify digest and size. */
+export type BlobOpener = (desc: Descriptor) => Promise<import('node:stream').Readable>;
+
+/** The annotation an OCI layout's index.json uses to name an image (the "tag"). */
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';

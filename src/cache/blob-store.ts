@@ -1,0 +1,230 @@
+// BlobStore: the local content-addressed blob store (dir/blobs/sha256/<hex>), verified on write and on read.
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BuilderError, isBuilderError } from '../errors.js';
+import { digestHex, isDigest, VerifyingStream, type Digest } from '../digest/index.js';
+
+export interface BlobStoreOptions {
+  /**
+   * fsync each blob before renaming it into place (default false): a blob torn by a crash is
+   * caught by the digest check on read and removed, so durability only saves a re-download.
+   */
+  fsync?: boolean;
+}
+
+export interface PutFileOptions {
+  /** The caller already knows the file's digest is right (e.g. it hashed it while writing): skip re-reading it. */
+  verified?: boolean;
+}
+
+export class BlobStore {
+  readonly dir: string;
+  private readonly fsync: boolean;
+
+  constructor(dir: string, opts: BlobStoreOptions = {}) {
+    this.dir = path.resolve(dir);
+    this.fsync = opts.fsync ?? false;
+  }
+
+  /** Where the blob lives (or would live). */
+  path(d: Digest): string {
+    checkDigest(d);
+    return path.join(this.dir, 'blobs', 'sha256', digestHex(d));
+  }
+
+  async has(d: Digest): Promise<boolean> {
+    try {
+      return (await lstat(this.path(d))).isFile();
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return false;
+      throw storeError('BLOB_STORE_READ_FAILED', `cannot stat blob ${d} in ${this.dir}`, err);
+    }
+  }
+
+  /**
+   * A stream of the blob's bytes, verified as they flow: a mismatch at the end removes the entry and
+   * fails the stream with BLOB_STORE_CORRUPT; a missing blob fails it with BLOB_STORE_MISSING.
+   */
+  open(d: Digest, size?: number): Readable {
+    const file = this.path(d);
+    let identity: { ino: number; dev: number } | undefined;
+    const out = new StoreVerifier(d, size, `blob ${d} in ${this.dir}`, () => this.removeCorrupt(file, identity));
+    const fail = (err: unknown): void => {
+      out.destroy(
+        errno(err) === 'ENOENT'
+          ? new BuilderError('BLOB_STORE_MISSING', `blob ${d} is not in the store ${this.dir}`, {
+              hint: 'check has() before open(), or pull the blob again',
+              cause: err,
+            })
+          : storeError('BLOB_STORE_READ_FAILED', `cannot read blob ${d} from ${this.dir}`, err),
+      );
+    };
+    void (async () => {
+      let fh: FileHandle;
+      try {
+        fh = await open(file, 'r');
+        // Remember which inode we read, so a corrupt-entry cleanup never deletes a newer good copy.
+        const st = await fh.stat();
+        identity = { ino: st.ino, dev: st.dev };
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      if (out.destroyed) {
+        await fh.close().catch(() => undefined);
+        return;
+      }
+      const src = fh.createReadStream({ highWaterMark: 256 * 1024 });
+      src.on('error', fail);
+      // A consumer that stops early must not leave the file open.
+      out.on('close', () => src.destroy());
+      src.pipe(out);
+    })();
+    return out;
+  }
+
+  /**
+   * Stores a blob: streamed into a temp file next to its final place, verified while writing, then
+   * renamed atomically. Concurrent puts of one digest each write their own temp file; the last rename
+   * wins with identical bytes. An already-present blob is not rewritten (src is destroyed unread).
+   */
+  async put(d: Digest, src: Readable, size?: number): Promise<void> {
+    const final = this.path(d);
+    if (await this.has(d)) {
+      src.destroy();
+      return;
+    }
+    const tmp = await this.tempPath(final);
+    try {
+      const fh = await open(tmp, 'wx', 0o444);
+      try {
+        await pipeline(src, new VerifyingStream(d, size, `blob ${d} being stored in ${this.dir}`), createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 }));
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      if (isBuilderError(err)) throw err;
+      throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store blob ${d} in ${this.dir}`, err);
+    }
+  }
+
+  /** Stores an existing file under d: hard-linked when on the same filesystem, copied otherwise. */
+  async putFile(d: Digest, existingPath: string, opts: PutFileOptions = {}): Promise<void> {
+    if (!opts.verified) {
+      // Reading it through the verifier proves the claim before it is trusted by every later build.
+      await pipeline(createReadStream(existingPath), new VerifyingStream(d, undefined, `file ${existingPath} stored as ${d}`), async function* (s) {
+        for await (const _ of s) {
+          // hashed by the verifier
+        }
+      }).catch((err) => {
+        if (isBuilderError(err)) throw err;
+        throw storeError('BLOB_STORE_WRITE_FAILED', `cannot read ${existingPath} to store it as ${d}`, err);
+      });
+    }
+    const final = this.path(d);
+    if (await this.has(d)) return;
+    const tmp = await this.tempPath(final);
+    try {
+      try {
+        await link(existingPath, tmp);
+      } catch (err) {
+        // Other filesystem, or links not permitted there: fall back to a copy.
+        if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errno(err) ?? '')) throw err;
+        await copyFile(existingPath, tmp);
+        if (this.fsync) {
+          const fh = await open(tmp, 'r');
+          await fh.sync().finally(() => fh.close());
+        }
+      }
+      await rename(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store ${existingPath} as blob ${d} in ${this.dir}`, err);
+    }
+  }
+
+  /** Removes a blob; absent is fine. */
+  async remove(d: Digest): Promise<void> {
+    await unlink(this.path(d)).catch((err) => {
+      if (errno(err) !== 'ENOENT') throw storeError('BLOB_STORE_WRITE_FAILED', `cannot remove blob ${d} from ${this.dir}`, err);
+    });
+  }
+
+  private async tempPath(final: string): Promise<string> {
+    const dir = path.dirname(final);
+    await mkdir(dir, { recursive: true }).catch((err) => {
+      throw storeError('BLOB_STORE_WRITE_FAILED', `cannot create the blob store directory ${dir}`, err);
+    });
+    // Same directory as the final name: rename(2) is atomic only within one filesystem.
+    return path.join(dir, `.tmp-${path.basename(final).slice(0, 12)}-${randomBytes(8).toString('hex')}`);
+  }
+
+  /** Removes a corrupt entry, unless a concurrent put already replaced it with a different (good) file. */
+  private async removeCorrupt(file: string, identity: { ino: number; dev: number } | undefined): Promise<void> {
+    try {
+      const now = await lstat(file);
+      if (identity && (identity.ino !== now.ino || identity.dev !== now.dev)) return;
+      await unlink(file);
+    } catch {
+      // Already gone: the error the caller gets is the same.
+    }
+  }
+}
+
+/** VerifyingStream whose failures remove the entry and become BLOB_STORE_CORRUPT. */
+class StoreVerifier extends VerifyingStream {
+  constructor(
+    private readonly blob: Digest,
+    size: number | undefined,
+    private readonly label: string,
+    private readonly onCorrupt: () => Promise<void>,
+  ) {
+    super(blob, size, label);
+  }
+
+  override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
+    super._transform(chunk, enc, (err, data) => (err ? this.corrupt(err, cb) : cb(null, data)));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    super._flush((err) => (err ? this.corrupt(err, cb) : cb()));
+  }
+
+  private corrupt(err: unknown, cb: TransformCallback): void {
+    void this.onCorrupt().then(() =>
+      cb(
+        new BuilderError('BLOB_STORE_CORRUPT', `${this.label} is corrupt and was removed (${err instanceof Error ? err.message : String(err)})`, {
+          hint: `fetch ${this.blob} again; if this repeats, check the disk holding the cache`,
+          cause: err,
+        }),
+      ),
+    );
+  }
+}
+
+function checkDigest(d: string): void {
+  if (!isDigest(d)) {
+    throw new BuilderError('DIGEST_INVALID', `"${d}" is not a sha256 digest`, {
+      hint: 'a digest looks like sha256: followed by 64 lowercase hex characters',
+    });
+  }
+}
+
+function errno(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}
+
+function storeError(code: string, message: string, err: unknown): BuilderError {
+  const e = err as NodeJS.ErrnoException;
+  return new BuilderError(code, `${message}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(), {
+    hint: e?.code === 'ENOSPC' ? 'the cache disk is full; free space or use another --cache-dir' : 'check that the cache directory exists and is writable',
+    cause: err,
+  });
+}

@@ -1,0 +1,45 @@
+// Content hashing of selected COPY/ADD sources for cache keys: paths, types, permission bits, link targets and file bytes; never mtime or owners.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import type { Digest } from '../digest/digest.js';
+import { BuilderError } from '../errors.js';
+import type { BuildContext } from './open.js';
+import { walkSource, type SourceMatch } from './sources.js';
+
+// Bump when the record format changes, so old cache keys stop matching.
+const FORMAT = 'builder-context-sources-v1';
+
+/**
+ * A digest of what copying `matches` (in order) would produce. Per match: its name as COPY uses it
+ * (the basename of a file or symlink, "." for a directory whose content is copied); per walked entry:
+ * type, path below the match, permission bits (mode & 0o7777), symlink target, and the sha256 of a
+ * file's bytes (read as a stream). Mtime and owners are left out: COPY's --chown decides owners.
+ */
+export async function hashSources(ctx: BuildContext, matches: readonly SourceMatch[]): Promise<Digest> {
+  const h = createHash('sha256');
+  h.update(`${FORMAT}\0`);
+  for (const m of matches) {
+    h.update(`match\0${m.type === 'dir' ? '.' : path.posix.basename(m.rel)}\0`);
+    for await (const e of walkSource(ctx, m)) {
+      const mode = (e.stat.mode & 0o7777).toString(8);
+      const payload = e.type === 'file' ? await fileSha256(e.abs, e.rel) : e.type === 'symlink' ? e.linkTarget ?? '' : '';
+      // NUL never occurs in POSIX paths or link targets, so the fields cannot run into each other.
+      h.update(`${e.type}\0${e.path}\0${mode}\0${payload}\0`);
+    }
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+async function fileSha256(abs: string, rel: string): Promise<string> {
+  const h = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(abs)) h.update(chunk as Buffer);
+  } catch (err) {
+    throw new BuilderError('CONTEXT_READ_FAILED', `cannot read "${rel}" in the build context: ${(err as Error).message}`, {
+      hint: 'make the context readable by the user running the builder',
+      cause: err,
+    });
+  }
+  return h.digest('hex');
+}

@@ -1,0 +1,551 @@
+// Shell-word lexer and variable expansion with BuildKit's shell/lex.go semantics (quotes, escapes, ${VAR...} forms).
+import { BuilderError } from '../errors.js';
+
+/** Variables visible to an expansion; a Record entry whose value is undefined counts as unset. */
+export type ExpandEnv = ReadonlyMap<string, string> | Readonly<Record<string, string | undefined>>;
+
+/** Which variables an expansion looked up; the caller owns the sets (filled in place). */
+export interface VarUsage {
+  /** Names that were found in the env. */
+  used: Set<string>;
+  /** Names that were referenced but unset (candidates for "undefined variable" warnings). */
+  unset: Set<string>;
+}
+
+export interface ExpandOptions {
+  /** Escape character from the `# escape=` directive: "\\" (default) or "`". */
+  escape?: string;
+  /** Keep quote characters in the output (BuildKit RawQuotes). */
+  rawQuotes?: boolean;
+  /** Keep escape characters in the output (BuildKit RawEscapes). */
+  rawEscapes?: boolean;
+  /** Do not process quotes at all (BuildKit SkipProcessQuotes; heredoc bodies). */
+  skipQuotes?: boolean;
+  /** Leave references to unset variables as written (BuildKit SkipUnsetEnv); used for static plans. */
+  skipUnset?: boolean;
+  /** Filled with the names looked up, if given. */
+  usage?: VarUsage;
+}
+
+export interface LexResult {
+  /** The word with quotes removed and variables expanded (ProcessWord). */
+  value: string;
+  /** The same, split on unquoted whitespace (ProcessWords). */
+  words: string[];
+  used: Set<string>;
+  unset: Set<string>;
+}
+
+const EOF = -1;
+const WHITE_SPACE = /^\p{White_Space}$/u;
+const LETTER = /^\p{L}$/u;
+const DIGIT = /^\p{Nd}$/u;
+
+function isSpace(cp: number): boolean {
+  return cp !== EOF && WHITE_SPACE.test(String.fromCodePoint(cp));
+}
+function isLetter(cp: number): boolean {
+  return cp !== EOF && LETTER.test(String.fromCodePoint(cp));
+}
+function isDigit(cp: number): boolean {
+  return cp !== EOF && DIGIT.test(String.fromCodePoint(cp));
+}
+const cp = (s: string): number => s.codePointAt(0) ?? EOF;
+const chr = (c: number): string => String.fromCodePoint(c);
+
+// POSIX special parameters; never set in a Dockerfile, but lexed as one-character names.
+const SPECIAL_PARAMS = new Set(['@', '*', '#', '?', '-', '$', '!', '0'].map(cp));
+
+/** Raised inside the lexer; converted to a BuilderError with the whole word by lex(). */
+class LexFailure extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly variable?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Accumulates ProcessWords output: unquoted whitespace from text and expansions splits words. */
+class WordsBuilder {
+  word = '';
+  words: string[] = [];
+  inWord = false;
+
+  addChar(c: number): void {
+    if (isSpace(c)) {
+      if (this.inWord && this.word.length !== 0) {
+        this.words.push(this.word);
+        this.word = '';
+        this.inWord = false;
+      }
+    } else {
+      this.addRawChar(c);
+    }
+  }
+  addRawChar(c: number): void {
+    this.word += chr(c);
+    this.inWord = true;
+  }
+  addString(s: string): void {
+    for (const ch of s) this.addChar(cp(ch));
+  }
+  addRawString(s: string): void {
+    this.word += s;
+    this.inWord = true;
+  }
+  finish(): string[] {
+    if (this.word.length > 0) {
+      this.words.push(this.word);
+      this.word = '';
+      this.inWord = false;
+    }
+    return this.words;
+  }
+}
+
+/** One expansion run over one word; all state lives here, per call. */
+class ShellWord {
+  private pos = 0;
+  private readonly chars: number[];
+  private readonly escapeToken: number;
+  private rawEscapes: boolean;
+
+  constructor(
+    word: string,
+    private readonly env: ExpandEnv,
+    private readonly opts: ExpandOptions,
+    readonly used: Set<string>,
+    readonly unset: Set<string>,
+  ) {
+    this.chars = Array.from(word, (c) => cp(c));
+    this.escapeToken = cp(opts.escape ?? '\\');
+    this.rawEscapes = opts.rawEscapes ?? false;
+  }
+
+  private peek(): number {
+    return this.pos < this.chars.length ? (this.chars[this.pos] as number) : EOF;
+  }
+  private next(): number {
+    if (this.pos >= this.chars.length) return EOF;
+    return this.chars[this.pos++] as number;
+  }
+
+  run(): { value: string; words: string[] } {
+    return this.processStopOn(EOF, this.rawEscapes);
+  }
+
+  private processStopOn(stop: number, rawEscapes: boolean): { value: string; words: string[] } {
+    let result = '';
+    const words = new WordsBuilder();
+    const saved = this.rawEscapes;
+    this.rawEscapes = rawEscapes;
+    try {
+      while (this.peek() !== EOF) {
+        let c = this.peek();
+        if (stop !== EOF && c === stop) {
+          this.next();
+          return { value: result, words: words.finish() };
+        }
+        if (c === 0x24 /* $ */) {
+          const tmp = this.processDollar();
+          result += tmp;
+          words.addString(tmp);
+        } else if (!this.opts.skipQuotes && (c === 0x27 || c === 0x22) /* ' " */) {
+          const tmp = c === 0x27 ? this.processSingleQuote() : this.processDoubleQuote();
+          result += tmp;
+          words.addRawString(tmp);
+        } else {
+          c = this.next();
+          if (c === this.escapeToken) {
+            if (this.rawEscapes) {
+              words.addRawChar(c);
+              result += chr(c);
+            }
+            // The escape character escapes the next one; a trailing escape is dropped.
+            c = this.next();
+            if (c === EOF) break;
+            words.addRawChar(c);
+          } else {
+            words.addChar(c);
+          }
+          result += chr(c);
+        }
+      }
+      if (stop !== EOF) {
+        throw new LexFailure(
+          `unexpected end of statement while looking for matching ${chr(stop)}`,
+          'DOCKERFILE_BAD_SUBSTITUTION',
+        );
+      }
+      return { value: result, words: words.finish() };
+    } finally {
+      this.rawEscapes = saved;
+    }
+  }
+
+  private processSingleQuote(): string {
+    // Everything up to the next ' is literal; a ' cannot be escaped inside.
+    let result = '';
+    let c = this.next();
+    if (this.opts.rawQuotes) result += chr(c);
+    for (;;) {
+      c = this.next();
+      if (c === EOF) {
+        throw new LexFailure(
+          'unexpected end of statement while looking for matching single-quote',
+          'DOCKERFILE_UNTERMINATED_QUOTE',
+        );
+      }
+      if (c === 0x27) {
+        if (this.opts.rawQuotes) result += chr(c);
+        return result;
+      }
+      result += chr(c);
+    }
+  }
+
+  private processDoubleQuote(): string {
+    // Literal except $ and the escape character, which escapes only " $ and itself.
+    let result = '';
+    const open = this.next();
+    if (this.opts.rawQuotes) result += chr(open);
+    for (;;) {
+      const p = this.peek();
+      if (p === EOF) {
+        throw new LexFailure(
+          'unexpected end of statement while looking for matching double-quote',
+          'DOCKERFILE_UNTERMINATED_QUOTE',
+        );
+      }
+      if (p === 0x22) {
+        const c = this.next();
+        if (this.opts.rawQuotes) result += chr(c);
+        return result;
+      }
+      if (p === 0x24) {
+        result += this.processDollar();
+        continue;
+      }
+      let c = this.next();
+      if (c === this.escapeToken) {
+        if (this.rawEscapes) result += chr(c);
+        const n = this.peek();
+        if (n === EOF) continue; // an escape right before the end is dropped; the EOF check then fails
+        if (n === 0x22 || n === 0x24 || n === this.escapeToken) c = this.next();
+      }
+      result += chr(c);
+    }
+  }
+
+  private processDollar(): string {
+    this.next(); // the $
+    if (this.peek() !== 0x7b /* { */) {
+      const name = this.processName();
+      if (name === '') return '$';
+      const [value, found] = this.getEnv(name);
+      if (!found && this.opts.skipUnset) return '$' + name;
+      return value;
+    }
+    this.next(); // the {
+    const first = this.peek();
+    if (first === EOF) throw new LexFailure("syntax error: missing '}'", 'DOCKERFILE_BAD_SUBSTITUTION');
+    if (first === 0x7b || first === 0x7d || first === 0x3a /* { } : */) {
+      throw new LexFailure('syntax error: bad substitution', 'DOCKERFILE_BAD_SUBSTITUTION');
+    }
+    const name = this.processName();
+    let c = this.next();
+    let modifier = c === EOF ? '' : chr(c);
+    let nullIsUnset = false;
+
+    if (c === 0x7d /* } */) {
+      const [value, found] = this.getEnv(name);
+      if (!found && this.opts.skipUnset) return `\${${name}}`;
+      return value;
+    }
+    if (c === 0x2f /* / */) return this.processReplace(name);
+    if (c === 0x3a /* : */) {
+      nullIsUnset = true;
+      c = this.next();
+      modifier += c === EOF ? '' : chr(c);
+    }
+    if (!nullIsUnset && !isModifier(c)) {
+      throw new LexFailure(`unsupported modifier (${modifier}) in substitution`, 'DOCKERFILE_BAD_SUBSTITUTION');
+    }
+    // Pattern operands keep their escapes so the glob can tell \* from *.
+    const rawEscapes = c === 0x23 || c === 0x25; /* # % */
+    const word = this.stopOnOrMissingBrace(0x7d, rawEscapes, "syntax error: missing '}'");
+
+    const [value, set] = this.getEnv(name);
+    if (this.opts.skipUnset && !set) return `\${${name}${modifier}${word}}`;
+
+    switch (c) {
+      case 0x2d /* - */:
+        return !set || (nullIsUnset && value === '') ? word : value;
+      case 0x2b /* + */:
+        return !set || (nullIsUnset && value === '') ? '' : word;
+      case 0x3f /* ? */:
+        if (!set) throw requiredFailure(name, word || 'is not allowed to be unset');
+        if (nullIsUnset && value === '') throw requiredFailure(name, word || 'is not allowed to be empty');
+        return value;
+      case 0x25 /* % */:
+      case 0x23 /* # */: {
+        // Single #/% is the shortest match, doubled ##/%% the longest.
+        let pattern = word;
+        let greedy = false;
+        if (pattern.length > 0 && cp(pattern) === c) {
+          greedy = true;
+          pattern = pattern.slice(1);
+        }
+        return c === 0x25 ? trimSuffix(pattern, value, greedy) : trimPrefix(pattern, value, greedy);
+      }
+      default:
+        throw new LexFailure(`unsupported modifier (${modifier}) in substitution`, 'DOCKERFILE_BAD_SUBSTITUTION');
+    }
+  }
+
+  private processReplace(name: string): string {
+    const replaceAll = this.peek() === 0x2f;
+    if (replaceAll) this.next();
+    const pattern = this.stopOnOrMissingBrace(0x2f, true, "syntax error: missing '/' in ${}");
+    const replacement = this.stopOnOrMissingBrace(0x7d, true, "syntax error: missing '}'");
+    const [value, set] = this.getEnv(name);
+    if (this.opts.skipUnset && !set) return `\${${name}/${pattern}/${replacement}}`;
+    const re = shellPatternToRegex(pattern, true, false);
+    if (replaceAll) return goReplaceAll(re, value, replacement);
+    const m = new RegExp(re.source, 'u').exec(value);
+    if (!m) return value;
+    return value.slice(0, m.index) + replacement + value.slice(m.index + m[0].length);
+  }
+
+  private stopOnOrMissingBrace(stop: number, rawEscapes: boolean, missing: string): string {
+    try {
+      return this.processStopOn(stop, rawEscapes).value;
+    } catch (err) {
+      // BuildKit reports any failure that ran off the end as the missing delimiter.
+      if (err instanceof LexFailure && this.peek() === EOF && err.code !== 'DOCKERFILE_VAR_REQUIRED') {
+        throw new LexFailure(missing, 'DOCKERFILE_BAD_SUBSTITUTION');
+      }
+      throw err;
+    }
+  }
+
+  private processName(): string {
+    // A name is letters/digits/_; a leading digit reads all digits; a special parameter is one character.
+    let name = '';
+    while (this.peek() !== EOF) {
+      let c = this.peek();
+      if (name.length === 0 && isDigit(c)) {
+        while (isDigit(this.peek())) name += chr(this.next());
+        return name;
+      }
+      if (name.length === 0 && SPECIAL_PARAMS.has(c)) {
+        c = this.next();
+        return chr(c);
+      }
+      if (!isLetter(c) && !isDigit(c) && c !== 0x5f /* _ */) break;
+      name += chr(this.next());
+    }
+    return name;
+  }
+
+  private getEnv(name: string): [string, boolean] {
+    const value = lookup(this.env, name);
+    if (value === undefined) {
+      this.unset.add(name);
+      return ['', false];
+    }
+    this.used.add(name);
+    return [value, true];
+  }
+}
+
+function isModifier(c: number): boolean {
+  return c === 0x2b || c === 0x2d || c === 0x3f || c === 0x23 || c === 0x25; // + - ? # %
+}
+
+function requiredFailure(name: string, message: string): LexFailure {
+  return new LexFailure(`${name}: ${message}`, 'DOCKERFILE_VAR_REQUIRED', name);
+}
+
+function lookup(env: ExpandEnv, name: string): string | undefined {
+  if (env instanceof Map) return (env as ReadonlyMap<string, string>).get(name);
+  const rec = env as Readonly<Record<string, string | undefined>>;
+  return Object.prototype.hasOwnProperty.call(rec, name) ? rec[name] : undefined;
+}
+
+/**
+ * Shell glob (`*`, `?`, `\` escapes; no bracket expressions, as BuildKit) -> RegExp.
+ * `\}` and `\/` lose their backslash: they only protect the ${} delimiters.
+ */
+export function shellPatternToRegex(pattern: string, greedy: boolean, anchored: boolean): RegExp {
+  const chars = Array.from(pattern);
+  let out = anchored ? '^' : '';
+  const star = greedy ? '.*' : '.*?';
+  for (let i = 0; i < chars.length; i++) {
+    let tok = chars[i] as string;
+    if (tok === '*') {
+      out += star;
+      continue;
+    }
+    if (tok === '?') {
+      out += '.';
+      continue;
+    }
+    if (tok === '\\') {
+      const n = chars[i + 1];
+      if (n === '}' || n === '/') continue;
+      out += '\\';
+      i++;
+      tok = chars[i] ?? '';
+      if (tok !== '*' && tok !== '?' && tok !== '\\') {
+        throw new LexFailure(
+          `invalid pattern (${pattern}) in substitution: invalid escape '\\${tok}'`,
+          'DOCKERFILE_BAD_SUBSTITUTION',
+        );
+      }
+    } else if ('[]{}.+()|^$'.includes(tok)) {
+      out += '\\';
+    }
+    out += tok;
+  }
+  return new RegExp(out, 'u');
+}
+
+function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const m = shellPatternToRegex(pattern, greedy, true).exec(value);
+  return m ? value.slice(m.index + m[0].length) : value;
+}
+
+// Reverse a pattern by code points, keeping each escape in front of the character it escapes.
+function reversePattern(pattern: string): string {
+  const chars = Array.from(pattern);
+  const out: string[] = new Array<string>(chars.length);
+  const last = chars.length - 1;
+  for (let i = 0; i <= last; ) {
+    const tok = chars[i] as string;
+    const o = last - i;
+    if (tok === '\\' && i !== last) {
+      out[o - 1] = tok;
+      out[o] = chars[i + 1] as string;
+      i += 2;
+    } else {
+      out[o] = tok;
+      i++;
+    }
+  }
+  return out.join('');
+}
+
+const reverseString = (s: string): string => Array.from(s).reverse().join('');
+
+function trimSuffix(pattern: string, value: string, greedy: boolean): string {
+  // Regexes find leftmost matches only: reverse both to find the shortest/longest rightmost one.
+  return reverseString(trimPrefix(reversePattern(pattern), reverseString(value), greedy));
+}
+
+// Go's Regexp.ReplaceAllString: skips an empty match right after a match, expands $n/${n}/$$ in the template.
+function goReplaceAll(re: RegExp, src: string, template: string): string {
+  const g = new RegExp(re.source, 'gu');
+  let out = '';
+  let lastMatchEnd = 0;
+  let searchPos = 0;
+  while (searchPos <= src.length) {
+    g.lastIndex = searchPos;
+    const m = g.exec(src);
+    if (!m) break;
+    const start = m.index;
+    const end = start + m[0].length;
+    out += src.slice(lastMatchEnd, start);
+    if (end > lastMatchEnd || start === 0) out += goExpandTemplate(template, m[0]);
+    lastMatchEnd = end;
+    const width = searchPos < src.length ? chr(src.codePointAt(searchPos) as number).length : 1;
+    if (searchPos + width > end) searchPos += width;
+    else if (searchPos + 1 > end) searchPos += 1;
+    else searchPos = end;
+  }
+  return out + src.slice(lastMatchEnd);
+}
+
+// The pattern has no capture groups: $0 is the match, any other reference is empty.
+function goExpandTemplate(template: string, match: string): string {
+  let out = '';
+  let i = 0;
+  while (i < template.length) {
+    const dollar = template.indexOf('$', i);
+    if (dollar < 0) {
+      out += template.slice(i);
+      break;
+    }
+    out += template.slice(i, dollar);
+    const rest = template.slice(dollar + 1);
+    if (rest.startsWith('$')) {
+      out += '$';
+      i = dollar + 2;
+      continue;
+    }
+    const m = /^\{([\p{L}\p{Nd}_]+)\}/u.exec(rest) ?? /^([\p{L}\p{Nd}_]+)/u.exec(rest);
+    if (!m) {
+      out += '$';
+      i = dollar + 1;
+      continue;
+    }
+    const name = m[1] as string;
+    if (/^\d+$/.test(name) && Number(name) === 0) out += match;
+    i = dollar + 1 + m[0].length;
+  }
+  return out;
+}
+
+/** Expands one word and returns the joined value, the split words and the variables looked up. */
+export function lex(word: string, env: ExpandEnv, opts: ExpandOptions = {}): LexResult {
+  const used = opts.usage?.used ?? new Set<string>();
+  const unset = opts.usage?.unset ?? new Set<string>();
+  const sw = new ShellWord(word, env, opts, used, unset);
+  try {
+    const { value, words } = sw.run();
+    return { value, words, used, unset };
+  } catch (err) {
+    if (!(err instanceof LexFailure)) throw err;
+    const hint =
+      err.code === 'DOCKERFILE_VAR_REQUIRED'
+        ? `Set ${err.variable} with --build-arg ${err.variable}=... or give it a value with ARG/ENV before this line.`
+        : err.code === 'DOCKERFILE_UNTERMINATED_QUOTE'
+          ? 'Close the quote, or escape it with the escape character.'
+          : 'Check the ${...} syntax: supported forms are ${VAR} ${VAR:-w} ${VAR:+w} ${VAR:?m} ${VAR#p} ${VAR%p} ${VAR/p/r}.';
+    throw new BuilderError(err.code, `failed to process ${JSON.stringify(word)}: ${err.message}`, { hint });
+  }
+}
+
+/** ProcessWord: one word, quotes removed, variables expanded. */
+export function expandWord(word: string, env: ExpandEnv, opts: ExpandOptions = {}): string {
+  return lex(word, env, opts).value;
+}
+
+/** ProcessWords: expanded, then split on unquoted whitespace (as for ADD/COPY/EXPOSE arguments). */
+export function expandWords(word: string, env: ExpandEnv, opts: ExpandOptions = {}): string[] {
+  return lex(word, env, opts).words;
+}
+
+/** Re-throws an expansion error with "file:line: " in front of its message (code and hint kept). */
+export function withLocation(err: unknown, file: string, line: number): unknown {
+  if (!(err instanceof BuilderError)) return err;
+  if (err.message.startsWith(`${file}:`)) return err;
+  return new BuilderError(err.code, `${file}:${line}: ${err.message}`, {
+    hint: err.hint,
+    cause: err,
+    exitCode: err.exitCode,
+  });
+}
+
+/** Turns Docker's ["K=V", ...] env list into a Map (later entries win; "K" alone is K=""). */
+export function envListToMap(list: readonly string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of list) {
+    const i = e.indexOf('=');
+    if (i < 0) m.set(e, '');
+    else m.set(e.slice(0, i), e.slice(i + 1));
+  }
+  return m;
+}

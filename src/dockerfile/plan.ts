@@ -1,0 +1,615 @@
+// Build planning: ARG scoping (global, per stage, --build-arg, predefined), per-step expansion, --target, unused stages, ONBUILD.
+import { BuilderError } from '../errors.js';
+import { lex, withLocation, type ExpandEnv, type ExpandOptions, type VarUsage } from './expand.js';
+import type {
+  FromInstruction,
+  Heredoc,
+  Instruction,
+  InstructionKind,
+  KeyValue,
+  TypedDockerfile,
+} from './instructions.js';
+import { toInstructions } from './instructions.js';
+import { parseDockerfile } from './parse.js';
+import { formatPlatform, parsePlatform, platformArgs, type PlatformSpec } from './platform.js';
+import {
+  checkNoCycles,
+  findStageByName,
+  looksLikeImageReference,
+  mountFrom,
+  reachableStages,
+  resolveStageRef,
+  splitCsv,
+  splitStages,
+  stageNameList,
+} from './stages.js';
+
+/** ARGs Docker defines without an ARG line; they reach RUN's environment only, and stay out of history. */
+export const PREDEFINED_ARGS: readonly string[] = [
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+];
+
+/** What expandInstruction needs besides the running env; a BuildPlan satisfies it. */
+export interface ExpandContext {
+  /** Escape character of the Dockerfile ("\\" or "`"). */
+  escape: string;
+  /** Resolved --build-arg values. */
+  buildArgs: ReadonlyMap<string, string>;
+  /** Global-scope values (platform ARGs, ARGs before the first FROM) a re-declared `ARG NAME` picks up. */
+  globalArgs: ReadonlyMap<string, string>;
+  /** Leave references to unset variables as written (static previews, where the base image env is unknown). */
+  skipUnset?: boolean;
+  /** Filled with the variables looked up. */
+  usage?: VarUsage;
+}
+
+/** An instruction with its words expanded (same shape as the raw one) plus the variables it used. */
+export type ExpandedInstruction = Instruction & {
+  readonly usedVars: readonly string[];
+  readonly unsetVars: readonly string[];
+};
+
+/**
+ * Expands exactly the words BuildKit expands, against `env` (the stage's running env; for FROM, the global args).
+ * RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK/MAINTAINER/ONBUILD words are left to the shell or stored as written;
+ * RUN --mount values are expanded. ARG values are resolved: --build-arg, else the expanded default, else the global value.
+ * Errors carry file:line.
+ */
+export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: ExpandContext): ExpandedInstruction {
+  const usage: VarUsage = { used: new Set(), unset: new Set() };
+  const opts: ExpandOptions = { escape: ctx.escape, skipUnset: ctx.skipUnset, usage };
+  const word = (w: string): string => lex(w, env, opts).value;
+  const words = (w: string): string[] => lex(w, env, opts).words;
+  const opt = (w: string | undefined): string | undefined => (w === undefined ? undefined : word(w));
+  const pairs = (ps: KeyValue[]): KeyValue[] => ps.map((p) => ({ key: word(p.key), value: word(p.value) }));
+  // Heredoc bodies keep their quotes; BuildKit always uses "\" there, whatever the escape directive.
+  const heredocs = (hs: Heredoc[]): Heredoc[] =>
+    hs.map((h) =>
+      h.expand ? { ...h, content: lex(h.content, env, { escape: '\\', skipQuotes: true, skipUnset: ctx.skipUnset, usage }).value } : h,
+    );
+  let out: Instruction;
+  try {
+    switch (inst.kind) {
+      case 'from':
+        out = { ...inst, image: word(inst.image), platform: opt(inst.platform) };
+        break;
+      case 'arg':
+        out = {
+          ...inst,
+          args: inst.args.map((a) => {
+            const key = word(a.key);
+            const value = ctx.buildArgs.has(key)
+              ? ctx.buildArgs.get(key)
+              : a.value !== undefined
+                ? word(a.value)
+                : ctx.globalArgs.get(key);
+            return value === undefined ? { key } : { key, value };
+          }),
+        };
+        break;
+      case 'env':
+        out = { ...inst, pairs: pairs(inst.pairs) };
+        break;
+      case 'label':
+        out = { ...inst, pairs: pairs(inst.pairs) };
+        break;
+      case 'expose':
+        out = { ...inst, ports: inst.ports.flatMap(words) };
+        break;
+      case 'copy':
+        out = {
+          ...inst,
+          sources: inst.sources.map(word),
+          dest: word(inst.dest),
+          chown: opt(inst.chown),
+          chmod: opt(inst.chmod),
+          from: opt(inst.from),
+          exclude: inst.exclude.map(word),
+          heredocs: heredocs(inst.heredocs),
+        };
+        break;
+      case 'add':
+        out = {
+          ...inst,
+          sources: inst.sources.map(word),
+          dest: word(inst.dest),
+          chown: opt(inst.chown),
+          chmod: opt(inst.chmod),
+          checksum: opt(inst.checksum),
+          exclude: inst.exclude.map(word),
+          heredocs: heredocs(inst.heredocs),
+        };
+        break;
+      case 'volume':
+        out = { ...inst, paths: inst.paths.map(word) };
+        break;
+      case 'user':
+        out = { ...inst, user: word(inst.user) };
+        break;
+      case 'workdir':
+        out = { ...inst, path: word(inst.path) };
+        break;
+      case 'stopsignal':
+        out = { ...inst, signal: word(inst.signal) };
+        break;
+      case 'run':
+        out = { ...inst, mounts: inst.mounts.map((m) => expandMount(m, word)) };
+        break;
+      case 'cmd':
+      case 'entrypoint':
+      case 'shell':
+      case 'healthcheck':
+      case 'maintainer':
+      case 'onbuild':
+        out = { ...inst };
+        break;
+      default: {
+        const never: never = inst;
+        throw new Error(`unhandled instruction ${JSON.stringify(never)}`);
+      }
+    }
+  } catch (err) {
+    throw withLocation(err, inst.file, inst.line);
+  }
+  if (ctx.usage) {
+    for (const u of usage.used) ctx.usage.used.add(u);
+    for (const u of usage.unset) ctx.usage.unset.add(u);
+  }
+  return Object.assign(out, { usedVars: [...usage.used], unsetVars: [...usage.unset] });
+}
+
+// BuildKit expands each value of a --mount spec after splitting it, not the spec as a whole.
+function expandMount(spec: string, word: (w: string) => string): string {
+  return splitCsv(spec)
+    .map((field) => {
+      const eq = field.indexOf('=');
+      return eq < 0 ? word(field) : `${field.slice(0, eq)}=${word(field.slice(eq + 1))}`;
+    })
+    .join(',');
+}
+
+/** Variables of one stage while it runs: image config Env (base + ENV) and declared ARG values. */
+export interface StageVars {
+  env: Map<string, string>;
+  args: Map<string, string>;
+}
+
+/** Starting vars for a stage on an image: its config Env ("K=V" list); on scratch, pass nothing. */
+export function stageVarsFromImage(configEnv?: readonly string[] | null): StageVars {
+  const env = new Map<string, string>();
+  for (const e of configEnv ?? []) {
+    const i = e.indexOf('=');
+    if (i < 0) env.set(e, '');
+    else env.set(e.slice(0, i), e.slice(i + 1));
+  }
+  return { env, args: new Map() };
+}
+
+/** A stage built FROM another stage inherits its ENV and its ARG values (BuildKit keeps ARGs in the state env). */
+export function cloneStageVars(v: StageVars): StageVars {
+  return { env: new Map(v.env), args: new Map(v.args) };
+}
+
+/** The env words expand against: ARG values, overridden by ENV of the same name (ENV always wins, as Docker documents). */
+export function expansionEnv(v: StageVars): Map<string, string> {
+  const m = new Map(v.args);
+  for (const [k, val] of v.env) m.set(k, val);
+  return m;
+}
+
+/** The environment RUN gets: predefined proxy build args, then ARGs, then ENV (later wins). */
+export function runEnvironment(v: StageVars, proxyEnv: ReadonlyMap<string, string>): Map<string, string> {
+  const m = new Map(proxyEnv);
+  for (const [k, val] of expansionEnv(v)) m.set(k, val);
+  return m;
+}
+
+/** Records an expanded ENV or ARG in the caller's stage vars (other kinds change nothing here). */
+export function applyToStageVars(vars: StageVars, inst: Instruction): void {
+  if (inst.kind === 'env') {
+    for (const p of inst.pairs) vars.env.set(p.key, p.value);
+  } else if (inst.kind === 'arg') {
+    for (const a of inst.args) if (a.value !== undefined) vars.args.set(a.key, a.value);
+  }
+}
+
+/** --build-arg KEY=V and bare KEY (value from `env`; skipped when unset there, like docker build). */
+export function resolveBuildArgs(
+  buildArgs: Readonly<Record<string, string | undefined>>,
+  env: Readonly<Record<string, string | undefined>>,
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, v] of Object.entries(buildArgs)) {
+    const value = v ?? env[k];
+    if (value !== undefined) out.set(k, value);
+  }
+  return out;
+}
+
+/** Parses repeated `--build-arg` strings ("K=V" or bare "K") into the buildArgs record planBuild takes. */
+export function parseBuildArgFlags(flags: readonly string[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const f of flags) {
+    const i = f.indexOf('=');
+    if (i === 0) {
+      throw new BuilderError('BUILD_ARG_INVALID', `invalid --build-arg ${JSON.stringify(f)}: empty name`, {
+        hint: 'Write --build-arg NAME=value, or --build-arg NAME to take the value from the environment.',
+      });
+    }
+    if (i < 0) out[f] = undefined;
+    else out[f.slice(0, i)] = f.slice(i + 1);
+  }
+  return out;
+}
+
+export interface PlanOptions {
+  /** --build-arg values; undefined = bare KEY, taken from `env`. */
+  buildArgs: Readonly<Record<string, string | undefined>>;
+  /** The process environment, for bare --build-arg KEY (library code never reads process.env). */
+  env: Readonly<Record<string, string | undefined>>;
+  /** --target stage name. */
+  target?: string;
+  /** Target platform (TARGETPLATFORM...). */
+  platform: PlatformSpec;
+  /** Platform the builder runs on (BUILDPLATFORM...). */
+  buildPlatform: PlatformSpec;
+  /** Build only the stages the target needs. */
+  skipUnusedStages: boolean;
+}
+
+/** How far the builder can expand a step before the build. */
+export type StepExpansion = 'static' | 'runtime' | 'shell' | 'none';
+
+export interface PlannedStep {
+  line: number;
+  kind: InstructionKind;
+  /** The instruction rendered with what could be expanded statically. */
+  text: string;
+  /**
+   * static: fully known now; runtime: depends on the base image's ENV;
+   * shell: the shell expands it when the step runs; none: no expansion applies.
+   */
+  expansion: StepExpansion;
+}
+
+export interface PlannedStage {
+  index: number;
+  /** Name after AS, as written. */
+  name?: string;
+  from: FromInstruction;
+  /** Expanded FROM word: an image reference, "scratch", or the name of an earlier stage. */
+  baseName: string;
+  /** Set when FROM names an earlier stage. */
+  baseStage?: number;
+  /** Expanded FROM --platform, if given. */
+  platform?: PlatformSpec;
+  /** Instructions after FROM, words raw (the executor expands them with expandInstruction as the env evolves). */
+  instructions: Instruction[];
+  /** Stages this one needs: FROM <stage>, COPY --from=<stage>, RUN --mount from=<stage>; sorted. */
+  dependsOn: number[];
+  /** Images named by COPY --from / RUN --mount from= (not stages). */
+  imageRefs: string[];
+  /** True when the build runs this stage. */
+  needed: boolean;
+  /** Static preview of each instruction. */
+  steps: PlannedStep[];
+}
+
+export interface BuildPlan extends ExpandContext {
+  file: string;
+  stages: PlannedStage[];
+  /** Index of the stage whose image is the result. */
+  target: number;
+  /** Predefined proxy ARGs given as --build-arg: added to RUN's environment without an ARG line. */
+  proxyEnv: Map<string, string>;
+  targetPlatform: PlatformSpec;
+  buildPlatform: PlatformSpec;
+  /** Non-fatal findings, each "file:line: text" where a line applies. */
+  warnings: string[];
+}
+
+/** Plans a build: stages, global ARGs, FROM expansion, dependencies, target and needed stages, static step preview. */
+export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
+  const { globalArgs: globalArgInsts, stages: decls, warnings } = splitStages(df);
+  const escape = df.escape;
+  const buildArgs = resolveBuildArgs(opts.buildArgs, opts.env);
+  const proxyEnv = new Map([...buildArgs].filter(([k]) => PREDEFINED_ARGS.includes(k)));
+
+  // Global scope: platform ARGs (overridable by --build-arg), then ARGs before the first FROM, in order.
+  const globalArgs = platformArgs(opts.platform, opts.buildPlatform);
+  for (const k of globalArgs.keys()) {
+    const v = buildArgs.get(k);
+    if (v !== undefined) globalArgs.set(k, v);
+  }
+  const declared = new Set<string>();
+  for (const inst of globalArgInsts) {
+    for (const a of inst.args) {
+      declared.add(a.key);
+      let value = buildArgs.get(a.key);
+      if (value === undefined && a.value !== undefined) {
+        try {
+          value = lex(a.value, globalArgs, { escape }).value;
+        } catch (err) {
+          throw withLocation(err, inst.file, inst.line);
+        }
+      }
+      if (value !== undefined) globalArgs.set(a.key, value);
+    }
+  }
+  const ctx: ExpandContext = { escape, buildArgs, globalArgs };
+
+  // FROM lines: expanded against the global scope only.
+  const stages: PlannedStage[] = [];
+  for (const d of decls) {
+    const from = expandInstruction(d.from, globalArgs, ctx) as FromInstruction & ExpandedInstruction;
+    for (const v of from.unsetVars) {
+      warnings.push(`${d.from.file}:${d.from.line}: FROM uses ${v}, which is not a global ARG (declare ARG ${v} before the first FROM)`);
+    }
+    const baseName = from.image;
+    if (baseName === '') {
+      throw new BuilderError(
+        'DOCKERFILE_EMPTY_BASE',
+        `${d.from.file}:${d.from.line}: base name (${d.from.image}) should not be blank`,
+        { hint: `Give the variables in FROM a value: --build-arg, or a default in an ARG before the first FROM.` },
+      );
+    }
+    const baseStage = findStageByName(stages, baseName);
+    if (baseStage === undefined && baseName !== 'scratch' && !looksLikeImageReference(baseName)) {
+      throw new BuilderError(
+        'DOCKERFILE_INVALID_BASE',
+        `${d.from.file}:${d.from.line}: FROM ${baseName}: not an earlier stage and not a valid image reference`,
+        {
+          hint: `Use an image reference (lowercase, e.g. debian:12) or a stage defined above${stages.length ? ` (${stageNameList(stages) || 'unnamed'})` : ''}.`,
+        },
+      );
+    }
+    let platform: PlatformSpec | undefined;
+    if (from.platform !== undefined) {
+      try {
+        platform = parsePlatform(from.platform);
+      } catch (err) {
+        throw withLocation(err, d.from.file, d.from.line);
+      }
+    }
+    stages.push({
+      index: d.index,
+      name: d.name,
+      from: d.from,
+      baseName,
+      baseStage,
+      platform,
+      instructions: d.instructions,
+      dependsOn: [],
+      imageRefs: [],
+      needed: false,
+      steps: [],
+    });
+  }
+
+  // Static walk: stage vars as far as known, the step preview, and --from references.
+  const finalVars: StageVars[] = [];
+  const knownRoot: boolean[] = [];
+  const uncertain: Set<string>[] = [];
+  for (const st of stages) {
+    const parent = st.baseStage;
+    const vars = parent !== undefined ? cloneStageVars(finalVars[parent] as StageVars) : stageVarsFromImage();
+    const known = parent !== undefined ? (knownRoot[parent] as boolean) : st.baseName === 'scratch';
+    const unsure = new Set(parent !== undefined ? (uncertain[parent] as Set<string>) : []);
+    const deps = new Set<number>(parent !== undefined ? [parent] : []);
+    for (const inst of st.instructions) {
+      if (inst.kind === 'arg') for (const a of inst.args) declared.add(a.key);
+      const ex = expandInstruction(inst, expansionEnv(vars), { ...ctx, skipUnset: !known });
+      const runtime = ex.unsetVars.length > 0 && !known ? true : ex.usedVars.some((v) => unsure.has(v));
+      if (inst.kind === 'arg' && ex.kind === 'arg') for (const a of ex.args) declared.add(a.key);
+      if (runtime && (ex.kind === 'env' || ex.kind === 'arg')) {
+        for (const k of ex.kind === 'env' ? ex.pairs.map((p) => p.key) : ex.args.map((a) => a.key)) unsure.add(k);
+      }
+      applyToStageVars(vars, ex);
+      st.steps.push({ line: inst.line, kind: inst.kind, text: renderInstruction(ex), expansion: stepExpansion(inst, runtime) });
+
+      const refs: Array<{ value: string; what: string }> = [];
+      if (ex.kind === 'copy' && ex.from !== undefined) refs.push({ value: ex.from, what: 'COPY --from' });
+      if (ex.kind === 'run') {
+        for (const m of ex.mounts) {
+          const f = mountFrom(m);
+          if (f !== undefined) refs.push({ value: f, what: 'RUN --mount from' });
+        }
+      }
+      for (const r of refs) {
+        if (/\$/.test(r.value) && runtime) {
+          warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} depends on the base image's ENV; resolved at build time`);
+          continue;
+        }
+        const ref = resolveStageRef(decls, r.value, { file: inst.file, line: inst.line, what: r.what });
+        if (ref.kind === 'stage') deps.add(ref.index);
+        else {
+          if (!st.imageRefs.includes(ref.ref)) st.imageRefs.push(ref.ref);
+          if (!/[:/@]/.test(ref.ref) && decls.some((s) => s.name !== undefined)) {
+            warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} is not a stage name; it is pulled as the image ${r.value}`);
+          }
+        }
+      }
+    }
+    st.dependsOn = [...deps].sort((a, b) => a - b);
+    finalVars.push(vars);
+    knownRoot.push(known);
+    uncertain.push(unsure);
+  }
+  checkNoCycles(stages, stages.map((s) => s.dependsOn));
+
+  // Target: named stage, or the last one.
+  let target = stages.length - 1;
+  if (opts.target !== undefined) {
+    const t = findStageByName(stages, opts.target);
+    if (t === undefined) {
+      const names = stageNameList(stages);
+      throw new BuilderError('DOCKERFILE_TARGET_NOT_FOUND', `${df.file}: target stage ${JSON.stringify(opts.target)} could not be found`, {
+        hint: names ? `Stages in ${df.file}: ${names}.` : `No stage in ${df.file} has a name; add AS <name> to a FROM line.`,
+      });
+    }
+    target = t;
+  }
+  const reachable = reachableStages(stages.map((s) => s.dependsOn), target);
+  for (const st of stages) {
+    // Without --skip-unused-stages every stage up to the target runs, as kaniko does.
+    st.needed = reachable.has(st.index) || (!opts.skipUnusedStages && st.index <= target);
+  }
+
+  const unused = [...buildArgs.keys()].filter((k) => !declared.has(k) && !PREDEFINED_ARGS.includes(k) && !globalArgs.has(k));
+  if (unused.length > 0) warnings.push(`one or more build-args [${unused.join(' ')}] were not consumed`);
+
+  return {
+    file: df.file,
+    escape,
+    buildArgs,
+    globalArgs,
+    proxyEnv,
+    stages,
+    target,
+    targetPlatform: opts.platform,
+    buildPlatform: opts.buildPlatform,
+    warnings: [...df.warnings, ...warnings],
+  };
+}
+
+function stepExpansion(inst: Instruction, runtime: boolean): StepExpansion {
+  switch (inst.kind) {
+    case 'run':
+      return 'shell';
+    case 'cmd':
+    case 'entrypoint':
+    case 'healthcheck':
+    case 'shell':
+    case 'maintainer':
+    case 'onbuild':
+      return 'none';
+    default:
+      return runtime ? 'runtime' : 'static';
+  }
+}
+
+const q = (s: string): string => (s === '' || /[\s"'\\]/.test(s) ? JSON.stringify(s) : s);
+
+/** Renders an (expanded) instruction back to Dockerfile-like text for `builder plan`. */
+export function renderInstruction(inst: Instruction): string {
+  const kw = inst.kind.toUpperCase();
+  const flag = (name: string, v: string | undefined): string => (v === undefined ? '' : ` --${name}=${v}`);
+  switch (inst.kind) {
+    case 'from':
+      return `FROM${flag('platform', inst.platform)} ${inst.image}${inst.as ? ` AS ${inst.as}` : ''}`;
+    case 'arg':
+      return `ARG ${inst.args.map((a) => (a.value === undefined ? a.key : `${a.key}=${q(a.value)}`)).join(' ')}`;
+    case 'env':
+    case 'label':
+      return `${kw} ${inst.pairs.map((p) => `${p.key}=${q(p.value)}`).join(' ')}`;
+    case 'expose':
+      return `EXPOSE ${inst.ports.join(' ')}`;
+    case 'copy':
+    case 'add': {
+      let flags = '';
+      if (inst.kind === 'copy') flags += flag('from', inst.from);
+      flags += flag('chown', inst.chown) + flag('chmod', inst.chmod);
+      if (inst.kind === 'add') flags += flag('checksum', inst.checksum);
+      for (const e of inst.exclude) flags += flag('exclude', e);
+      if (inst.link) flags += ' --link';
+      if (inst.kind === 'copy' && inst.parents) flags += ' --parents';
+      const srcs = [...inst.sources.map(q), ...inst.heredocs.map((h) => `<<${h.name}`)];
+      return `${kw}${flags} ${srcs.join(' ')} ${q(inst.dest)}`;
+    }
+    case 'volume':
+      return `VOLUME ${inst.paths.map(q).join(' ')}`;
+    case 'user':
+      return `USER ${inst.user}`;
+    case 'workdir':
+      return `WORKDIR ${q(inst.path)}`;
+    case 'stopsignal':
+      return `STOPSIGNAL ${inst.signal}`;
+    case 'run':
+    case 'cmd':
+    case 'entrypoint':
+    case 'shell':
+    case 'healthcheck':
+    case 'maintainer':
+    case 'onbuild':
+      return inst.original.replace(/\s*\n\s*/g, ' ').trim();
+    default: {
+      const never: never = inst;
+      return String(never);
+    }
+  }
+}
+
+/**
+ * Parses a base image's config OnBuild triggers into instructions to run right after FROM.
+ * Errors name the FROM line that pulled the triggers in (DOCKERFILE_ONBUILD_TRIGGER for forbidden triggers).
+ */
+export function onbuildInstructions(
+  triggers: readonly string[] | null | undefined,
+  from: { file: string; line: number; baseName: string },
+): Instruction[] {
+  const out: Instruction[] = [];
+  for (const trigger of triggers ?? []) {
+    const where = `${from.file}:${from.line}: ONBUILD trigger ${JSON.stringify(trigger)} of ${from.baseName}`;
+    const word = trigger.trim().split(/\s+/, 1)[0]?.toUpperCase() ?? '';
+    if (word === 'ONBUILD' || word === 'FROM' || word === 'MAINTAINER') {
+      throw new BuilderError('DOCKERFILE_ONBUILD_TRIGGER', `${where}: ${word} isn't allowed as an ONBUILD trigger`, {
+        hint: `Rebuild ${from.baseName} without that ONBUILD line, or use a different base image.`,
+      });
+    }
+    let parsed: Instruction[];
+    try {
+      // Triggers were stored without their escape directive: BuildKit parses them with the default "\".
+      parsed = toInstructions(parseDockerfile(`${trigger}\n`, `${from.baseName} ONBUILD`)).instructions;
+    } catch (err) {
+      const e = err instanceof BuilderError ? err : undefined;
+      throw new BuilderError(e?.code ?? 'DOCKERFILE_ONBUILD_TRIGGER', `${where}: ${err instanceof Error ? err.message : String(err)}`, {
+        hint: e?.hint ?? `The base image ${from.baseName} carries an ONBUILD trigger builder cannot parse.`,
+        cause: err,
+      });
+    }
+    // Point errors of the injected steps at the FROM line that brought them in.
+    for (const inst of parsed) out.push({ ...inst, file: from.file, line: from.line, endLine: from.line });
+  }
+  return out;
+}
+
+/** One line per stage and step, for `builder plan`. */
+export function formatPlan(plan: BuildPlan): string {
+  const lines: string[] = [];
+  lines.push(`Dockerfile: ${plan.file}`);
+  lines.push(`platform: ${formatPlatform(plan.targetPlatform)} (build platform ${formatPlatform(plan.buildPlatform)})`);
+  const visible = [...plan.globalArgs].filter(([k]) => !k.startsWith('TARGET') && !k.startsWith('BUILD'));
+  if (visible.length > 0) lines.push(`global args: ${visible.map(([k, v]) => `${k}=${q(v)}`).join(' ')}`);
+  const target = plan.stages[plan.target];
+  lines.push(`target: stage ${plan.target}${target?.name ? ` (${target.name})` : ''}`);
+  for (const st of plan.stages) {
+    const label = `stage ${st.index}${st.name ? ` ${st.name}` : ''}`;
+    const base = st.baseStage !== undefined ? `stage ${st.baseStage}` : st.baseName;
+    const extra = [
+      st.platform ? `platform ${formatPlatform(st.platform)}` : '',
+      st.dependsOn.length ? `depends on ${st.dependsOn.join(', ')}` : '',
+      st.imageRefs.length ? `images ${st.imageRefs.join(', ')}` : '',
+    ].filter(Boolean);
+    lines.push('');
+    lines.push(`${label}: FROM ${base}${extra.length ? ` [${extra.join('; ')}]` : ''} — ${st.needed ? 'runs' : 'skipped'}`);
+    lines.push(`  ${st.from.line}: ${renderInstruction({ ...st.from, image: st.baseName, platform: st.platform ? formatPlatform(st.platform) : undefined })}`);
+    for (const step of st.steps) {
+      const note = step.expansion === 'static' || step.expansion === 'none' ? '' : `  (${step.expansion === 'shell' ? 'runtime: shell' : 'runtime'})`;
+      lines.push(`  ${step.line}: ${step.text}${note}`);
+    }
+  }
+  if (plan.warnings.length > 0) {
+    lines.push('');
+    for (const w of plan.warnings) lines.push(`warning: ${w}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,2 @@
+// Public surface of src/reference.
+export * from './reference.js';

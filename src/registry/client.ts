@@ -1,0 +1,394 @@
+// RegistryClient: Distribution v2 operations (manifests, blobs, uploads, tags, delete) on top of Transport.
+import { Readable } from 'node:stream';
+import { BuilderError } from '../errors.js';
+import { isDigest, sha256, VerifyingStream, type Digest } from '../digest/index.js';
+import { identifier, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
+import {
+  formatPlatform, isIndexMediaType, manifestMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
+  type Descriptor, type ImageData, type Index, type Platform,
+} from '../image/index.js';
+import { header, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
+
+const MAX_MANIFEST = 8 * 1024 * 1024;
+const MAX_CONFIG = 32 * 1024 * 1024;
+
+export interface ManifestResult {
+  digest: Digest;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+/** A single-platform image as found on a registry; `index` is set when `ref` named an index. */
+export interface ResolvedImage extends ImageData {
+  ref: ImageRef;
+  index?: ManifestResult;
+}
+
+export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
+
+export interface PushBlobOptions {
+  /** Repositories (same registry) that may already hold the blob; tried with a cross-repo mount. */
+  mountFrom?: ImageRef[];
+}
+
+const pullScope = (ref: ImageRef): string => `repository:${ref.repository}:pull`;
+const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,push`;
+
+async function readAll(res: RegResponse, max: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      res.body.destroy();
+      throw new BuilderError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint: 'this does not look like a manifest; check the reference' });
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function digestMismatch(what: string, got: Digest, want: string): BuilderError {
+  return new BuilderError('DIGEST_MISMATCH', `${what}: content has digest ${got}, registry said ${want}`, {
+    hint: 'the registry returned corrupt or different content; retry, and if it persists re-push the image',
+  });
+}
+
+export class RegistryClient {
+  private readonly t: Transport;
+
+  constructor(readonly opts: RegistryClientOptions = {}) {
+    this.t = new Transport(opts);
+  }
+
+  /** Closes pooled connections; call when done. */
+  close(): Promise<void> {
+    return this.t.close();
+  }
+
+  /** GETs a manifest or index with the full Accept list; the bytes are verified against the digest. */
+  async getManifest(ref: ImageRef, accept: readonly string[] = MANIFEST_ACCEPT): Promise<ManifestResult> {
+    const what = `GET manifest ${ref}`;
+    const res = await this.t.request({
+      registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
+      headers: { accept: accept.join(', ') }, scopes: [pullScope(ref)], what, ok: [200],
+    });
+    const bytes = await readAll(res, MAX_MANIFEST, what);
+    const digest = sha256(bytes);
+    if (ref.digest && ref.digest !== digest) throw digestMismatch(what, digest, ref.digest);
+    const said = header(res, 'docker-content-digest');
+    if (said && isDigest(said) && said !== digest) throw digestMismatch(what, digest, said);
+    return { digest, bytes, mediaType: manifestMediaType(bytes, header(res, 'content-type')?.split(';')[0]?.trim()) };
+  }
+
+  /** HEADs a manifest: its digest, media type and size, or undefined when it does not exist. */
+  async headManifest(ref: ImageRef): Promise<{ digest: Digest; mediaType: string; size: number } | undefined> {
+    const res = await this.t.request({
+      registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
+      headers: { accept: MANIFEST_ACCEPT.join(', ') }, scopes: [pullScope(ref)], what: `HEAD manifest ${ref}`, ok: [200, 404],
+    });
+    await res.body.dump();
+    if (res.status === 404) return undefined;
+    const d = header(res, 'docker-content-digest');
+    if (!d || !isDigest(d)) return undefined;
+    return { digest: d, mediaType: header(res, 'content-type') ?? '', size: Number(header(res, 'content-length') ?? 0) };
+  }
+
+  /** Resolves ref to one image (choosing `platform`, default opts.platform or linux/amd64, from an index) with its config. */
+  async resolveImage(ref: ImageRef, platform?: Platform): Promise<ResolvedImage> {
+    const want = platform ?? this.opts.platform ?? { os: 'linux', architecture: 'amd64' };
+    let top = await this.getManifest(ref);
+    let index: ManifestResult | undefined;
+    if (isIndexMediaType(top.mediaType)) {
+      index = top;
+      const idx = parseIndex(top.bytes, `index ${ref}`);
+      const pick = selectPlatform(idx.manifests, want);
+      if (!pick) {
+        throw new BuilderError('PLATFORM_NOT_FOUND', `${ref} has no image for platform ${formatPlatform(want)}`, {
+          hint: `choose one with --custom-platform: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
+        });
+      }
+      top = await this.getManifest(withDigest(ref, pick.digest));
+    }
+    const manifest = parseManifest(top.bytes, `manifest ${ref}`);
+    const configBytes = await this.readBlob(ref, manifest.config);
+    return {
+      ref, manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType,
+      config: parseConfig(configBytes, `config of ${ref}`), configBytes, ...(index ? { index } : {}),
+    };
+  }
+
+  /** Parses an index fetched with getManifest. */
+  parseIndex(m: ManifestResult, ref: ImageRef): Index {
+    return parseIndex(m.bytes, `index ${ref}`);
+  }
+
+  /** Streams a blob; the stream fails with DIGEST_MISMATCH/SIZE_MISMATCH if the bytes are not what desc says. */
+  async openBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
+    const res = await this.t.request({
+      registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/blobs/${desc.digest}`,
+      scopes: [pullScope(ref)], what: `GET blob ${desc.digest} of ${ref.name}`, ok: [200],
+    });
+    const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`);
+    res.body.on('error', (e) => v.destroy(e));
+    v.on('close', () => {
+      if (!res.body.destroyed) res.body.destroy();
+    });
+    return res.body.pipe(v);
+  }
+
+  /** Reads a small blob (a config) fully, verified. */
+  async readBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Buffer> {
+    if (desc.size > MAX_CONFIG) throw new BuilderError('REGISTRY_RESPONSE_TOO_LARGE', `blob ${desc.digest} of ${ref.name} is too large to read into memory`, { hint: 'stream it with openBlob' });
+    const chunks: Buffer[] = [];
+    for await (const c of await this.openBlob(ref, desc)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async hasBlob(ref: ImageRef, digest: Digest): Promise<boolean> {
+    const res = await this.t.request({
+      registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/blobs/${digest}`,
+      scopes: [pullScope(ref)], what: `HEAD blob ${digest} in ${ref.name}`, ok: [200, 404],
+    });
+    await res.body.dump();
+    return res.status === 200;
+  }
+
+  /**
+   * Makes desc's blob exist in ref's repository: already there, mounted from a sibling repository, or
+   * uploaded from open() (monolithic, or chunked above opts.chunkedThreshold). Uploads are verified.
+   */
+  async pushBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, opts: PushBlobOptions = {}): Promise<PushBlobResult> {
+    if (await this.hasBlob(ref, desc.digest)) return 'exists';
+    let location: string | undefined;
+    const from = (opts.mountFrom ?? []).find((r) => r.registry === ref.registry && !sameRepository(r, ref));
+    if (from) {
+      const res = await this.t.request({
+        registry: ref.registry, method: 'POST',
+        path: `/v2/${ref.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from.repository)}`,
+        headers: { 'content-length': '0' }, scopes: [pushScope(ref), pullScope(from)],
+        what: `mount blob ${desc.digest} from ${from.name} into ${ref.name}`, ok: [201, 202],
+      });
+      await res.body.dump();
+      if (res.status === 201) return 'mounted';
+      // 202: the registry could not mount (no access to the source, or blob absent) and opened an upload instead
+      location = this.location(res, ref);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.upload(ref, desc, open, location);
+        return 'uploaded';
+      } catch (err) {
+        location = undefined;
+        const retryable = err instanceof BuilderError && ['REGISTRY_UNREACHABLE', 'REGISTRY_SERVER_ERROR', 'REGISTRY_BLOB_UPLOAD_UNKNOWN'].includes(err.code);
+        if (!retryable || attempt >= 2) throw err;
+        this.opts.logger?.(`upload of ${desc.digest} to ${ref.name} failed (${(err as BuilderError).code}); starting over`);
+      }
+    }
+  }
+
+  private async startUpload(ref: ImageRef): Promise<string> {
+    const res = await this.t.request({
+      registry: ref.registry, method: 'POST', path: `/v2/${ref.repository}/blobs/uploads/`, headers: { 'content-length': '0' },
+      scopes: [pushScope(ref)], what: `start upload to ${ref.name}`, ok: [202],
+    });
+    await res.body.dump();
+    return this.location(res, ref);
+  }
+
+  private location(res: RegResponse, ref: ImageRef): string {
+    const loc = header(res, 'location');
+    if (!loc) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
+    return new URL(loc, res.url).toString();
+  }
+
+  private async upload(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, started?: string): Promise<void> {
+    let loc = started ?? (await this.startUpload(ref));
+    const threshold = this.opts.chunkedThreshold ?? 64 * 1024 * 1024;
+    if (desc.size > threshold) {
+      loc = await this.uploadChunks(ref, desc, open, loc);
+      await this.finishUpload(ref, desc, loc, undefined);
+      return;
+    }
+    const body = async (): Promise<Readable> => {
+      const src = await open();
+      const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
+      src.on('error', (e) => v.destroy(e));
+      return src.pipe(v);
+    };
+    await this.finishUpload(ref, desc, loc, body);
+  }
+
+  /** PUT <location>&digest=, keeping the Location's own query (e.g. _state); with the whole body or none. */
+  private async finishUpload(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, loc: string, body: (() => Promise<Readable>) | undefined): Promise<void> {
+    const sep = loc.includes('?') ? '&' : '?';
+    const res = await this.t.request({
+      registry: ref.registry, method: 'PUT', path: `${loc}${sep}digest=${encodeURIComponent(desc.digest)}`,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(body ? desc.size : 0) },
+      ...(body ? { body } : {}), scopes: [pushScope(ref)], what: `upload blob ${desc.digest} to ${ref.name}`, ok: [201, 204], retry: false,
+    });
+    await res.body.dump();
+    const said = header(res, 'docker-content-digest');
+    if (said && said !== desc.digest) throw digestMismatch(`upload blob to ${ref.name}`, desc.digest, said);
+  }
+
+  /** PATCHes the blob in chunks; on 416 asks the registry how much it has (Range) and resumes from there. */
+  private async uploadChunks(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, location: string): Promise<string> {
+    const chunk = this.opts.chunkSize ?? 32 * 1024 * 1024;
+    let loc = location;
+    let offset = 0;
+    let resumes = 0;
+    let src = await ChunkReader.open(open, desc, ref, 0);
+    try {
+      while (offset < desc.size) {
+        const len = Math.min(chunk, desc.size - offset);
+        const start = offset;
+        let res: RegResponse | undefined;
+        try {
+          res = await this.t.request({
+            registry: ref.registry, method: 'PATCH', path: loc,
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(len), 'content-range': `${start}-${start + len - 1}` },
+            body: () => src.take(len), scopes: [pushScope(ref)], what: `upload chunk ${start}-${start + len - 1} of ${desc.digest} to ${ref.name}`,
+            ok: [202, 204], retry: false,
+          });
+        } catch (err) {
+          if (src.error) throw src.error;
+          const is416 = err instanceof BuilderError && (err.code === 'REGISTRY_RANGE_INVALID' || / 416\b/.test(err.message));
+          if (!is416 || resumes >= 3) throw err;
+        }
+        if (res) {
+          await res.body.dump();
+          loc = this.location(res, ref);
+          offset = start + len;
+          continue;
+        }
+        // 416: the registry's offset differs from ours; ask it and restart the source there
+        resumes++;
+        const got = await this.uploadStatus(ref, loc);
+        offset = got;
+        src.destroy();
+        src = await ChunkReader.open(open, desc, ref, offset);
+      }
+      await src.finish();
+      return loc;
+    } finally {
+      src.destroy();
+    }
+  }
+
+  private async uploadStatus(ref: ImageRef, loc: string): Promise<number> {
+    const res = await this.t.request({
+      registry: ref.registry, method: 'GET', path: loc, scopes: [pushScope(ref)], what: `upload status in ${ref.name}`, ok: [204, 200],
+    });
+    await res.body.dump();
+    const m = /^(?:bytes=)?0-(-?\d+)$/.exec(header(res, 'range') ?? '0--1');
+    return m ? Number(m[1]) + 1 : 0;
+  }
+
+  /** PUTs a manifest (after its blobs); returns its digest, checked against what the registry reports. */
+  async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
+    const digest = sha256(bytes);
+    if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
+    const res = await this.t.request({
+      registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
+      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
+    });
+    await res.body.dump();
+    const said = header(res, 'docker-content-digest');
+    if (said && said !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, said);
+    return digest;
+  }
+
+  /** All tags of ref's repository, following Link pagination. */
+  async listTags(ref: ImageRef): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${ref.repository}/tags/list?n=1000`;
+    for (let page = 0; path && page < 10_000; page++) {
+      const res = await this.t.request({ registry: ref.registry, method: 'GET', path, scopes: [pullScope(ref)], what: `list tags of ${ref.name}`, ok: [200] });
+      const link = header(res, 'link');
+      const body = await readAll(res, MAX_MANIFEST, `list tags of ${ref.name}`);
+      const j = JSON.parse(body.toString('utf8')) as { tags?: string[] | null };
+      tags.push(...(j.tags ?? []));
+      const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      path = next ? new URL(next[1]!, res.url).toString() : undefined;
+    }
+    return tags;
+  }
+
+  /** Deletes a manifest (by digest; a tag is resolved first). The registry must allow deletes. */
+  async deleteManifest(ref: ImageRef): Promise<void> {
+    const digest = ref.digest ?? (await this.headManifest(ref))?.digest;
+    if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
+    const res = await this.t.request({
+      registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
+      scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],
+    });
+    await res.body.dump();
+  }
+}
+
+/** Sequential reader over one opened source that hands out exact-length chunks; verifies the whole blob. */
+class ChunkReader {
+  error: Error | undefined;
+  private pending: Buffer | undefined;
+  private constructor(private readonly src: Readable, private readonly it: AsyncIterator<Buffer>) {}
+
+  static async open(open: () => Readable | Promise<Readable>, desc: Pick<Descriptor, 'digest' | 'size'>, ref: ImageRef, skip: number): Promise<ChunkReader> {
+    const raw = await open();
+    const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
+    raw.on('error', (e) => v.destroy(e));
+    const r = new ChunkReader(v, (raw.pipe(v) as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>);
+    let left = skip;
+    while (left > 0) {
+      const b = await r.next(left);
+      if (!b) break;
+      left -= b.length;
+    }
+    return r;
+  }
+
+  private async next(max: number): Promise<Buffer | undefined> {
+    let b = this.pending;
+    this.pending = undefined;
+    if (!b) {
+      try {
+        const n = await this.it.next();
+        if (n.done) return undefined;
+        b = n.value;
+      } catch (err) {
+        this.error = err as Error;
+        throw err;
+      }
+    }
+    if (b.length > max) {
+      this.pending = b.subarray(max);
+      b = b.subarray(0, max);
+    }
+    return b;
+  }
+
+  take(len: number): Readable {
+    const self = this;
+    return Readable.from((async function* () {
+      let left = len;
+      while (left > 0) {
+        const b = await self.next(left);
+        if (!b) break;
+        left -= b.length;
+        yield b;
+      }
+    })(), { objectMode: false });
+  }
+
+  /** Reads to the end so the verifier's final digest check runs. */
+  async finish(): Promise<void> {
+    if (this.pending && this.pending.length > 0) throw new BuilderError('SIZE_MISMATCH', 'blob has more bytes than its descriptor says', { hint: 're-create the image' });
+    while (await this.next(Number.MAX_SAFE_INTEGER)) {
+      throw new BuilderError('SIZE_MISMATCH', 'blob has more bytes than its descriptor says', { hint: 're-create the image' });
+    }
+  }
+
+  destroy(): void {
+    this.src.destroy();
+  }
+}

@@ -1,0 +1,188 @@
+// Copying images between registries, OCI layouts and docker-archive tarballs (the engine behind `builder copy`).
+import type { Readable } from 'node:stream';
+import { BuilderError } from '../errors.js';
+import { sha256, type Digest } from '../digest/index.js';
+import { parseReference, withDigest, withTag, type ImageRef } from '../reference/index.js';
+import {
+  bufferStream, formatPlatform, isIndexMediaType, MediaType, OciLayout, parseIndex, parseManifest, readOciLayout, selectPlatform,
+  writeDockerArchive, parseConfig, type Descriptor, type Platform,
+} from '../image/index.js';
+import type { ManifestResult, PushBlobResult, RegistryClient } from './client.js';
+
+/** Where an image lives: a registry reference, an OCI layout (oci:DIR[:tag]) or a docker-archive tarball (write only). */
+export type ImageLocation =
+  | { kind: 'registry'; ref: ImageRef }
+  | { kind: 'oci'; dir: string; tag?: string }
+  | { kind: 'docker-archive'; path: string; ref?: ImageRef };
+
+/** Parses "oci:DIR[:tag]", "docker-archive:PATH[:ref]", "docker://REF" or a plain reference. */
+export function parseLocation(s: string): ImageLocation {
+  if (s.startsWith('oci:')) {
+    const rest = s.slice(4);
+    const c = rest.lastIndexOf(':');
+    // a trailing ":name" without "/" is the tag; anything else is part of the path
+    if (c > 0 && !rest.slice(c + 1).includes('/') && rest.slice(c + 1) !== '') return { kind: 'oci', dir: rest.slice(0, c), tag: rest.slice(c + 1) };
+    if (rest === '') throw new BuilderError('LOCATION_INVALID', `"${s}" names no directory`, { hint: 'use oci:DIR or oci:DIR:TAG' });
+    return { kind: 'oci', dir: rest };
+  }
+  if (s.startsWith('docker-archive:')) {
+    const rest = s.slice('docker-archive:'.length);
+    const c = rest.indexOf(':');
+    if (c > 0) return { kind: 'docker-archive', path: rest.slice(0, c), ref: parseReference(rest.slice(c + 1)) };
+    return { kind: 'docker-archive', path: rest };
+  }
+  return { kind: 'registry', ref: parseReference(s.startsWith('docker://') ? s.slice('docker://'.length) : s) };
+}
+
+export function formatLocation(l: ImageLocation): string {
+  switch (l.kind) {
+    case 'registry': return String(l.ref);
+    case 'oci': return `oci:${l.dir}${l.tag !== undefined ? `:${l.tag}` : ''}`;
+    case 'docker-archive': return `docker-archive:${l.path}${l.ref ? `:${l.ref}` : ''}`;
+  }
+}
+
+export interface CopyOptions {
+  /** Copy every image of an index (otherwise the one for `platform`). */
+  allPlatforms?: boolean;
+  /** Platform to pick from an index when not copying all (default: client's default platform or linux/amd64). */
+  platform?: Platform;
+  /** Progress lines. */
+  logger?: (line: string) => void;
+  /** Parallel blob copies (default 3). */
+  concurrency?: number;
+}
+
+export interface CopyResult {
+  /** Digest of what was written at the destination's top level (index or manifest). */
+  digest: Digest;
+  mediaType: string;
+  blobs: Record<PushBlobResult | 'written', number>;
+}
+
+interface Source {
+  top(): Promise<ManifestResult>;
+  manifest(desc: Descriptor): Promise<ManifestResult>;
+  openBlob(desc: Descriptor): Promise<Readable>;
+  mountRef?: ImageRef;
+}
+
+interface Sink {
+  putBlob(desc: Descriptor, open: () => Promise<Readable>, mountFrom?: ImageRef): Promise<PushBlobResult | 'written'>;
+  /** top: the entry the user named (tag); otherwise stored by digest only. */
+  putManifest(m: ManifestResult, top: boolean, platform?: Platform): Promise<void>;
+}
+
+function registrySource(client: RegistryClient, ref: ImageRef): Source {
+  return {
+    top: () => client.getManifest(ref),
+    manifest: (d) => client.getManifest(withDigest(ref, d.digest)),
+    openBlob: (d) => client.openBlob(ref, d),
+    mountRef: ref,
+  };
+}
+
+async function ociSource(dir: string, tag: string | undefined): Promise<Source> {
+  const doc = await readOciLayout(dir, tag);
+  const read = async (layout: OciLayout, d: Descriptor): Promise<ManifestResult> => {
+    const bytes = await layout.readBlob(d);
+    const mt = d.mediaType || (JSON.parse(bytes.toString('utf8')) as { mediaType?: string }).mediaType || MediaType.OciManifest;
+    return { digest: d.digest, mediaType: mt, bytes };
+  };
+  return {
+    top: async () => ({ digest: doc.descriptor.digest, mediaType: doc.mediaType, bytes: doc.bytes }),
+    manifest: (d) => read(doc.layout, d),
+    openBlob: (d) => doc.layout.openBlob(d),
+  };
+}
+
+function registrySink(client: RegistryClient, ref: ImageRef): Sink {
+  return {
+    putBlob: (desc, open, mountFrom) => client.pushBlob(ref, desc, open, mountFrom ? { mountFrom: [mountFrom] } : {}),
+    putManifest: async (m, top) => {
+      const target = top && ref.tag !== undefined ? withTag(ref, ref.tag) : withDigest(ref, m.digest);
+      if (top && ref.digest && ref.digest !== m.digest) {
+        throw new BuilderError('DIGEST_MISMATCH', `destination ${ref} names digest ${ref.digest} but the image is ${m.digest}`, { hint: 'use a tag for the destination' });
+      }
+      await client.putManifest(target, m.bytes, m.mediaType);
+    },
+  };
+}
+
+async function ociSink(dir: string, tag: string | undefined): Promise<Sink> {
+  const layout = await OciLayout.create(dir);
+  return {
+    putBlob: async (desc, open) => ((await layout.hasBlob(desc.digest)) ? 'exists' : layout.writeBlob(desc, await open())),
+    putManifest: async (m, top, platform) => {
+      await layout.writeBlob({ digest: m.digest, size: m.bytes.length }, bufferStream(m.bytes));
+      if (top) await layout.setRef({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, ...(platform ? { platform } : {}) }, tag);
+    },
+  };
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  const worker = async (): Promise<void> => {
+    while (i < items.length) await fn(items[i++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Copies an image (or a whole index with allPlatforms) from src to dst, blobs first and manifests last. */
+export async function copyImage(client: RegistryClient, src: ImageLocation, dst: ImageLocation, opts: CopyOptions = {}): Promise<CopyResult> {
+  const source = src.kind === 'registry' ? registrySource(client, src.ref) : src.kind === 'oci' ? await ociSource(src.dir, src.tag) : undefined;
+  if (!source) throw new BuilderError('LOCATION_UNSUPPORTED', `cannot read from ${formatLocation(src)}`, { hint: 'read from a registry reference or oci:DIR[:tag]' });
+  const platform = opts.platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  const blobs: CopyResult['blobs'] = { exists: 0, mounted: 0, uploaded: 0, written: 0 };
+  const mountFrom = dst.kind === 'registry' && source.mountRef && source.mountRef.registry === dst.ref.registry ? source.mountRef : undefined;
+
+  let top = await source.top();
+  if (isIndexMediaType(top.mediaType) && !opts.allPlatforms) {
+    const idx = parseIndex(top.bytes, `index of ${formatLocation(src)}`);
+    const pick = selectPlatform(idx.manifests, platform);
+    if (!pick) {
+      throw new BuilderError('PLATFORM_NOT_FOUND', `${formatLocation(src)} has no image for platform ${formatPlatform(platform)}`, {
+        hint: `use --all-platforms, or --custom-platform one of: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
+      });
+    }
+    top = await source.manifest(pick);
+  }
+
+  if (dst.kind === 'docker-archive') {
+    if (isIndexMediaType(top.mediaType)) throw new BuilderError('LOCATION_UNSUPPORTED', 'a docker-archive holds one image, not an index', { hint: 'drop --all-platforms' });
+    const manifest = parseManifest(top.bytes);
+    const configBytes = await readAllStream(await source.openBlob(manifest.config));
+    await writeDockerArchive(dst.path, {
+      manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType, config: parseConfig(configBytes), configBytes,
+    }, (d) => source.openBlob(d), { repoTags: dst.ref ? [String(dst.ref)] : [] });
+    return { digest: top.digest, mediaType: top.mediaType, blobs: { ...blobs, written: manifest.layers.length + 1 } };
+  }
+
+  const sink = dst.kind === 'registry' ? registrySink(client, dst.ref) : await ociSink(dst.dir, dst.tag);
+  const copyTree = async (m: ManifestResult, isTop: boolean): Promise<void> => {
+    if (isIndexMediaType(m.mediaType)) {
+      const idx = parseIndex(m.bytes, `index ${m.digest}`);
+      for (const child of idx.manifests) await copyTree(await source.manifest(child), false);
+    } else {
+      const manifest = parseManifest(m.bytes, `manifest ${m.digest}`);
+      const seen = new Set<string>();
+      // foreign layers (Windows base layers) are never pushed to registries; their URLs point elsewhere
+      const all = [manifest.config, ...manifest.layers].filter((d) => d.mediaType !== MediaType.DockerForeignLayerGzip && !seen.has(d.digest) && seen.add(d.digest));
+      await mapLimit(all, opts.concurrency ?? 3, async (d) => {
+        const r = await sink.putBlob(d, () => source.openBlob(d), mountFrom);
+        blobs[r]++;
+        opts.logger?.(`blob ${d.digest} (${d.size} bytes): ${r}`);
+      });
+    }
+    if (sha256(m.bytes) !== m.digest) throw new BuilderError('DIGEST_MISMATCH', `manifest ${m.digest} bytes do not match its digest`, { hint: 'the source is corrupt' });
+    await sink.putManifest(m, isTop);
+  };
+  await copyTree(top, true);
+  return { digest: top.digest, mediaType: top.mediaType, blobs };
+}
+
+async function readAllStream(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}

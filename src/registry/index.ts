@@ -1,0 +1,10 @@
+// Public surface of src/registry: the Distribution v2 client, credentials, and image copy.
+export { RegistryClient, type ManifestResult, type ResolvedImage, type PushBlobResult, type PushBlobOptions } from './client.js';
+export type { RegistryClientOptions } from './transport.js';
+export {
+  resolveCredential, credentialProvider, credentialFromConfig, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry,
+  type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,
+} from './credentials.js';
+export { parseChallenge, type Challenge } from './challenge.js';
+export { registryError } from './errors.js';
+export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';

@@ -1,0 +1,542 @@
+// Applying an OCI/Docker layer tar to a RootFs: whiteouts, replacements, links, devices, owners, modes, mtimes, xattrs.
+import { execFile } from 'node:child_process';
+import { constants as fsc, type Stats } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { Readable, pipeline } from 'node:stream';
+import { createGunzip, type Gunzip } from 'node:zlib';
+import { BuilderError, isBuilderError } from '../errors.js';
+import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
+import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
+import { setXattrs, type XattrOp } from './xattr.js';
+
+export interface ExtractOptions {
+  /** 'auto' (default) sniffs the gzip magic bytes. */
+  gzip?: 'auto' | boolean;
+  /** Apply uid/gid from the tar (default: when the process is root). */
+  owners?: boolean;
+  /** Create device nodes and fifos (default: when the process is root); otherwise they are skipped with a warning. */
+  devices?: boolean;
+  /** Apply SCHILY.xattr.* attributes (default true). */
+  xattrs?: boolean;
+  /** Names the layer (e.g. its digest) in errors and warnings. */
+  layer?: string;
+  /** Called with each entry's canonical container path before it is applied. */
+  onEntry?(containerPath: string): void;
+  /** Things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
+  onWarning?(message: string): void;
+  /** True for container paths to leave alone (in-place mode: /proc, /sys, /dev, mount points). */
+  ignore?: (containerPath: string) => boolean;
+}
+
+export interface ExtractResult {
+  /** Tar entries applied or skipped (whiteouts included, PAX/long-name headers not). */
+  entries: number;
+  /** Bytes of regular file data written. */
+  bytes: number;
+}
+
+const WH_PREFIX = '.wh.';
+const WH_OPAQUE = '.wh..wh..opq';
+/** Open finalizers (each holds an fd) before extraction waits for the oldest. */
+const MAX_PENDING = 128;
+/** Body bytes gathered while one write is in flight before waiting for it. */
+const WRITE_BATCH = 1024 * 1024;
+
+interface DirMeta {
+  host: string;
+  uid: number;
+  gid: number;
+  mode: number;
+  atime: number;
+  mtime: number;
+}
+
+/** Everything one extraction tracks; one per call, never shared. */
+interface State {
+  rootfs: RootFs;
+  opts: ExtractOptions;
+  owners: boolean;
+  devices: boolean;
+  cache: ResolveCache;
+  /** Canonical paths written by this layer: whiteouts and opaque dirs apply to lower layers only. */
+  layerPaths: Set<string>;
+  /** Directories this layer created: their children need no lstat unless in layerPaths. */
+  freshDirs: Set<string>;
+  /** Directory owners/modes/times are applied at the end so contents can be written and mtimes stick. */
+  dirMeta: Map<string, DirMeta>;
+  /** xattrs go last: chown and writes clear security.capability. */
+  xattrs: Map<string, XattrOp[]>;
+  pending: Array<Promise<void>>;
+  firstError: unknown;
+  bytes: number;
+  entry: string;
+}
+
+/** Applies one layer tar (plain or gzip) to the root, in order. Never writes outside the root. */
+export async function extractLayer(rootfs: RootFs, input: Readable, opts: ExtractOptions = {}): Promise<ExtractResult> {
+  const isRoot = process.getuid?.() === 0;
+  const st: State = {
+    rootfs,
+    opts,
+    owners: opts.owners ?? isRoot,
+    devices: opts.devices ?? isRoot,
+    cache: new Map(),
+    layerPaths: new Set(),
+    freshDirs: new Set(),
+    dirMeta: new Map(),
+    xattrs: new Map(),
+    pending: [],
+    firstError: undefined,
+    bytes: 0,
+    entry: '',
+  };
+  let entries = 0;
+  let gunzip: Gunzip | undefined;
+  let pipeErr: unknown;
+  let done = false;
+  try {
+    const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts));
+    gunzip = source.gunzip;
+    if (gunzip) {
+      const gz = gunzip;
+      pipeline(source.raw, gz, (err) => {
+        if (err) pipeErr = err;
+      });
+    }
+    const bytes: AsyncIterable<Buffer> = gunzip ?? source.raw;
+    for await (const entry of readTar(bytes)) {
+      if (st.firstError !== undefined) throw st.firstError;
+      entries++;
+      st.entry = entry.header.name;
+      await applyEntry(st, entry);
+    }
+    await settle(st);
+    await finish(st);
+    done = true;
+    return { entries, bytes: st.bytes };
+  } catch (err) {
+    await Promise.allSettled(st.pending);
+    throw wrap(pipeErr ?? err, st, opts);
+  } finally {
+    if (!done) {
+      input.destroy();
+      gunzip?.destroy();
+    }
+  }
+}
+
+function layerLabel(opts: ExtractOptions): string {
+  return opts.layer ? `layer ${opts.layer}` : 'layer';
+}
+
+function wrap(err: unknown, st: State, opts: ExtractOptions): BuilderError {
+  const where = `${layerLabel(opts)}${st.entry ? `, entry "${st.entry}"` : ''}`;
+  if (isBuilderError(err)) {
+    if (err.code.startsWith('ROOTFS_') && !err.message.includes(where)) {
+      return new BuilderError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: err.cause ?? err, exitCode: err.exitCode });
+    }
+    return err;
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code?.startsWith('Z_')) {
+    return new BuilderError('ROOTFS_LAYER_INVALID', `${where}: gzip data is corrupt: ${e.message}`, {
+      hint: 'the layer blob is corrupt; remove it from the cache and pull it again',
+      cause: err,
+    });
+  }
+  return fsError('ROOTFS_EXTRACT_FAILED', `${where}: cannot extract`, err);
+}
+
+/** Sniffs the first bytes (re-emitting them) and sets up gunzip when asked or detected. */
+async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Gunzip }> {
+  const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let have = 0;
+  let ended = false;
+  while (have < 4) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    head.push(b);
+    have += b.length;
+  }
+  const first = Buffer.concat(head);
+  const isGzip = first[0] === 0x1f && first[1] === 0x8b;
+  if (gzip === 'auto' && first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd) {
+    throw new BuilderError('ROOTFS_LAYER_UNSUPPORTED_COMPRESSION', `${label} is zstd-compressed`, {
+      hint: 'zstd layers need Node 22.15+; use an image with gzip layers or rebuild the base with gzip compression',
+    });
+  }
+  async function* replay(): AsyncGenerator<Buffer> {
+    for (const b of head) yield b;
+    if (ended) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    }
+  }
+  const raw = Readable.from(replay(), { objectMode: false, highWaterMark: 64 * 1024 });
+  const wantGunzip = gzip === true || (gzip === 'auto' && isGzip);
+  // Bigger output chunks than zlib's 16 KiB default: fewer, larger file writes.
+  return wantGunzip ? { raw, gunzip: createGunzip({ chunkSize: 128 * 1024 }) } : { raw };
+}
+
+function warn(st: State, msg: string): void {
+  st.opts.onWarning?.(`${layerLabel(st.opts)}: ${msg}`);
+}
+
+function joinPath(dir: string, base: string): string {
+  return dir === '/' ? '/' + base : dir + '/' + base;
+}
+
+function isUnder(p: string, dir: string): boolean {
+  return dir === '/' || p === dir || p.startsWith(dir + '/');
+}
+
+async function applyEntry(st: State, entry: TarEntry): Promise<void> {
+  const h = entry.header;
+  const clean = cleanPath(h.name);
+  const rawParts = h.name.split('/');
+  if (h.name.startsWith('/') || rawParts.includes('..')) {
+    warn(st, `entry "${h.name}" is absolute or climbs with "..": contained as ${clean}`);
+  }
+  if (clean === '/') {
+    if (h.type === 'directory') setDirMeta(st, '/', st.rootfs.root, h);
+    else warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+    return;
+  }
+  const slash = clean.lastIndexOf('/');
+  const dirPart = slash === 0 ? '/' : clean.slice(0, slash);
+  const base = clean.slice(slash + 1);
+
+  if (base.startsWith(WH_PREFIX)) {
+    const parent = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
+    if (st.opts.ignore?.(parent.container)) return;
+    if (base === WH_OPAQUE) {
+      await applyOpaque(st, parent.container);
+      return;
+    }
+    const victim = joinPath(parent.container, base.slice(WH_PREFIX.length));
+    // Whiteouts hide lower layers only; an entry of this same layer survives.
+    if (st.layerPaths.has(victim) || st.opts.ignore?.(victim)) return;
+    await removePath(st, victim, undefined);
+    return;
+  }
+
+  // Parents are resolved through symlinks re-rooted at the root; missing ones created like docker does (0755 root).
+  if (st.opts.ignore) {
+    const probe = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
+    if (st.opts.ignore(probe.container) || st.opts.ignore(joinPath(probe.container, base))) return;
+  }
+  const parent = await st.rootfs.mkdirAll(dirPart, {
+    cache: st.cache,
+    mode: 0o755,
+    uid: st.owners ? 0 : undefined,
+    gid: st.owners ? 0 : undefined,
+  });
+  const target = joinPath(parent.container, base);
+  const host = st.rootfs.hostPath(target);
+  st.opts.onEntry?.(target);
+
+  // The final component is never followed: a symlink there is replaced, not written through.
+  const existing = st.freshDirs.has(parent.container) && !st.layerPaths.has(target) ? undefined : await lstatOrUndefined(host);
+  switch (h.type) {
+    case 'directory': {
+      if (existing && !existing.isDirectory()) await removePath(st, target, existing);
+      if (!existing || !existing.isDirectory()) {
+        // Owner-only until the end: the real mode may forbid writing the contents.
+        await mkdir(host, { mode: 0o700 });
+        st.freshDirs.add(target);
+      }
+      st.cache.set(target, true);
+      st.layerPaths.add(target);
+      setDirMeta(st, target, host, h);
+      addXattrs(st, target, host, h);
+      return;
+    }
+    case 'file': {
+      if (existing) await removePath(st, target, existing);
+      st.layerPaths.add(target);
+      await writeFile(st, host, entry);
+      addXattrs(st, target, host, h);
+      return;
+    }
+    case 'symlink': {
+      if (existing) await removePath(st, target, existing);
+      st.layerPaths.add(target);
+      // Stored verbatim: an absolute target is resolved against the container root when used.
+      await symlink(h.linkname, host);
+      st.cache.set(target, h.linkname);
+      track(st, symlinkMeta(st, host, h));
+      addXattrs(st, target, host, h);
+      return;
+    }
+    case 'link': {
+      const src = await st.rootfs.resolveFull(cleanPath(h.linkname), { followFinal: false, cache: st.cache });
+      if (st.opts.ignore?.(src.container)) {
+        warn(st, `hardlink "${h.name}" -> "${h.linkname}" points into an ignored path: skipped`);
+        return;
+      }
+      const srcStat = await lstatOrUndefined(src.host);
+      if (!srcStat) {
+        throw new BuilderError('ROOTFS_HARDLINK_TARGET_MISSING', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} does not exist in this or an earlier layer`, {
+          hint: 'the layer is inconsistent or its base layers were not extracted first; extract all layers in order',
+        });
+      }
+      if (srcStat.isDirectory()) {
+        throw new BuilderError('ROOTFS_HARDLINK_TO_DIRECTORY', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} is a directory`, {
+          hint: 'hard links to directories are not allowed; the layer is malformed',
+        });
+      }
+      if (src.host === host) return;
+      if (existing) await removePath(st, target, existing);
+      st.layerPaths.add(target);
+      await link(src.host, host);
+      return;
+    }
+    case 'char':
+    case 'block':
+    case 'fifo': {
+      if (!st.devices) {
+        warn(st, `${h.type} "${h.name}" skipped: creating device nodes and fifos needs root`);
+        return;
+      }
+      if (existing) await removePath(st, target, existing);
+      st.layerPaths.add(target);
+      await makeNode(st, host, h);
+      addXattrs(st, target, host, h);
+      return;
+    }
+    case 'unsupported':
+      warn(st, `entry "${h.name}" has unsupported type '${h.typeflag}' (sparse, socket or vendor extension): skipped`);
+      return;
+    default: {
+      const never: never = h.type;
+      throw new Error(`unreachable entry type ${String(never)}`);
+    }
+  }
+}
+
+async function lstatOrUndefined(host: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(host);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+function setDirMeta(st: State, target: string, host: string, h: TarHeader): void {
+  st.dirMeta.set(target, { host, uid: h.uid, gid: h.gid, mode: h.mode & 0o7777, atime: h.atime ?? h.mtime, mtime: h.mtime });
+}
+
+function addXattrs(st: State, target: string, host: string, h: TarHeader): void {
+  if (h.xattrs.size === 0 || st.opts.xattrs === false) return;
+  const ops: XattrOp[] = [];
+  for (const [name, value] of h.xattrs) ops.push({ path: host, name, value });
+  st.xattrs.set(target, ops);
+}
+
+/** Records a background operation; its failure fails the extraction at the next entry or the end. */
+function track(st: State, p: Promise<void>): void {
+  st.pending.push(
+    p.catch((err) => {
+      st.firstError ??= err;
+    }),
+  );
+}
+
+/** Waits for every background operation; throws the first failure. */
+async function settle(st: State): Promise<void> {
+  while (st.pending.length > 0) await Promise.all(st.pending.splice(0));
+  if (st.firstError !== undefined) throw st.firstError;
+}
+
+/** Removes a path (recursively) and forgets everything this extraction knew about it and below it. */
+async function removePath(st: State, target: string, known: Stats | undefined): Promise<void> {
+  // A path written earlier in this layer may still have background metadata writes in flight.
+  if (st.layerPaths.has(target)) await settle(st);
+  const host = st.rootfs.hostPath(target);
+  const stat = known ?? (await lstatOrUndefined(host));
+  if (!stat) return;
+  if (stat.isDirectory()) {
+    await settle(st);
+    if (st.opts.ignore) await removeTreeRespectingIgnore(st, target);
+    else await rm(host, { recursive: true, force: true });
+    st.cache.clear();
+    for (const m of [st.dirMeta, st.xattrs]) for (const k of m.keys()) if (isUnder(k, target)) m.delete(k);
+    for (const k of st.freshDirs) if (isUnder(k, target)) st.freshDirs.delete(k);
+  } else {
+    await unlink(host);
+    st.cache.delete(target);
+    st.xattrs.delete(target);
+  }
+}
+
+/** In-place mode: never descend into ignored paths (mount points, /proc) while deleting. */
+async function removeTreeRespectingIgnore(st: State, target: string): Promise<boolean> {
+  const host = st.rootfs.hostPath(target);
+  if (st.opts.ignore?.(target)) return false;
+  const stat = await lstatOrUndefined(host);
+  if (!stat) return true;
+  if (!stat.isDirectory()) {
+    await unlink(host);
+    return true;
+  }
+  let all = true;
+  for (const name of await readdir(host)) {
+    if (!(await removeTreeRespectingIgnore(st, joinPath(target, name)))) all = false;
+  }
+  if (all) await rm(host, { recursive: true, force: true });
+  return all;
+}
+
+/** Opaque dir: drop everything from lower layers below it, keep what this layer already wrote. */
+async function applyOpaque(st: State, dir: string): Promise<void> {
+  const host = st.rootfs.hostPath(dir);
+  const stat = await lstatOrUndefined(host);
+  if (!stat?.isDirectory()) return;
+  // Every path this layer wrote below dir, and each of their ancestors: those survive (one pass, not per child).
+  const keep = new Set<string>();
+  for (const q of st.layerPaths) {
+    if (q === dir || !isUnder(q, dir)) continue;
+    for (let p = q; p !== dir && !keep.has(p); p = p.slice(0, Math.max(1, p.lastIndexOf('/')))) keep.add(p);
+  }
+  const prune = async (d: string): Promise<void> => {
+    for (const name of await readdir(st.rootfs.hostPath(d))) {
+      const child = joinPath(d, name);
+      if (st.opts.ignore?.(child)) continue;
+      if (!keep.has(child)) {
+        await removePath(st, child, undefined);
+        continue;
+      }
+      const cs = await lstatOrUndefined(st.rootfs.hostPath(child));
+      if (cs?.isDirectory()) await prune(child);
+    }
+  };
+  await prune(dir);
+}
+
+/** Streams the body into a fresh file (O_EXCL|O_NOFOLLOW: never through a symlink or an old hardlink). */
+async function writeFile(st: State, host: string, entry: TarEntry): Promise<void> {
+  const h = entry.header;
+  const fh = await open(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  let inflight: Promise<void> | undefined;
+  try {
+    let pos = 0;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let busy = false;
+    const flush = async (): Promise<void> => {
+      if (inflight) await inflight;
+      const bufs = batch;
+      const at = pos;
+      pos += batchBytes;
+      batch = [];
+      batchBytes = 0;
+      busy = true;
+      inflight = writeAll(fh, bufs, at).finally(() => {
+        busy = false;
+      });
+    };
+    for await (const chunk of entry.body) {
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      // Overlap: gather the next chunks while one write is on the thread pool; bounded by WRITE_BATCH.
+      if (!busy || batchBytes >= WRITE_BATCH) await flush();
+    }
+    if (batchBytes > 0) await flush();
+    if (inflight) await inflight;
+    st.bytes += pos;
+  } catch (err) {
+    await inflight?.catch(() => undefined);
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+  if (st.pending.length >= MAX_PENDING) await st.pending.shift();
+  track(st, finishFile(st, fh, h));
+}
+
+async function writeAll(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+  let at = pos;
+  let list = bufs;
+  while (list.length > 0) {
+    const { bytesWritten } = await fh.writev(list, at);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    // Short writes (disk nearly full, signals) continue where they stopped.
+    while (list.length > 0 && skip >= list[0]!.length) {
+      skip -= list[0]!.length;
+      list = list.slice(1);
+    }
+    if (skip > 0 && list.length > 0) list = [list[0]!.subarray(skip), ...list.slice(1)];
+  }
+}
+
+/** fd-based, so it is order-safe even if a later entry replaces the path: chown before chmod (chown clears setuid). */
+async function finishFile(st: State, fh: FileHandle, h: TarHeader): Promise<void> {
+  try {
+    if (st.owners) await fh.chown(h.uid, h.gid);
+    await fh.chmod(h.mode & 0o7777);
+    await fh.utimes(h.atime ?? h.mtime, h.mtime);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function symlinkMeta(st: State, host: string, h: TarHeader): Promise<void> {
+  if (st.owners) await lchown(host, h.uid, h.gid);
+  await lutimes(host, h.atime ?? h.mtime, h.mtime);
+}
+
+/** Node has no mknod(2): coreutils mknod, argv only (no shell). */
+async function makeNode(st: State, host: string, h: TarHeader): Promise<void> {
+  const mode = (h.mode & 0o7777).toString(8);
+  const args =
+    h.type === 'fifo' ? ['-m', mode, '--', host, 'p'] : ['-m', mode, '--', host, h.type === 'char' ? 'c' : 'b', String(h.devmajor), String(h.devminor)];
+  await new Promise<void>((resolve, reject) => {
+    execFile('mknod', args, (err, _stdout, stderr) => {
+      if (!err) resolve();
+      else
+        reject(
+          new BuilderError('ROOTFS_MKNOD_FAILED', `cannot create ${h.type} "${h.name}": ${String(stderr).trim() || err.message}`, {
+            hint: 'device nodes need root (CAP_MKNOD) and the coreutils mknod program',
+            cause: err,
+          }),
+        );
+    });
+  });
+  if (st.owners) await lchown(host, h.uid, h.gid);
+  // mknod -m is applied after the umask only for permission bits; chmod again for setuid/sticky and after chown.
+  await chmod(host, h.mode & 0o7777);
+  await lutimes(host, h.atime ?? h.mtime, h.mtime);
+}
+
+/** End of layer: directory owners and modes, then xattrs (after every chown), then directory times (after every write). */
+async function finish(st: State): Promise<void> {
+  const dirs = [...st.dirMeta.values()];
+  await inBatches(dirs, async (d) => {
+    if (st.owners) await lchown(d.host, d.uid, d.gid);
+    await chmod(d.host, d.mode);
+  });
+  const ops = [...st.xattrs.values()].flat();
+  if (ops.length > 0) {
+    const r = await setXattrs(ops);
+    if (r.unavailable) warn(st, `${ops.length} extended attribute(s) not applied: ${r.unavailable}`);
+    for (const f of r.failed) warn(st, `extended attribute ${f.op.name} on ${f.op.path} not applied: ${f.reason}`);
+  }
+  await inBatches(dirs, (d) => lutimes(d.host, d.atime, d.mtime));
+}
+
+/** Runs fn over items with bounded concurrency (the libuv pool has 4 threads; a few more keep it busy). */
+async function inBatches<T>(items: T[], fn: (t: T) => Promise<void>, width = 16): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}

@@ -1,0 +1,73 @@
+// Setting extended attributes (security.capability, user.*) without a native addon: python3 or setfattr, batched.
+import { spawn } from 'node:child_process';
+
+export interface XattrOp {
+  /** Host path; symlinks are not followed. */
+  path: string;
+  name: string;
+  value: Buffer;
+}
+
+export interface XattrResult {
+  /** Attributes that could not be set, with the reason. */
+  failed: Array<{ op: XattrOp; reason: string }>;
+  /** Set when no tool was found: nothing was applied. */
+  unavailable?: string;
+}
+
+// One python3 process per batch: os.setxattr with follow_symlinks=False is exactly lsetxattr(2).
+const PY = `
+import sys, json, os
+out = []
+for p, n, v in json.load(sys.stdin):
+    try:
+        os.setxattr(p, n, bytes.fromhex(v), follow_symlinks=False)
+    except OSError as e:
+        out.append([p, n, e.strerror or str(e)])
+json.dump(out, sys.stdout)
+`;
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  missing: boolean;
+}
+
+function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err: NodeJS.ErrnoException) => resolve({ code: null, stdout, stderr: err.message, missing: err.code === 'ENOENT' }));
+    child.on('close', (code) => resolve({ code, stdout, stderr, missing: false }));
+    // A child that dies early closes stdin: ignore EPIPE, the exit status tells.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Applies the attributes in order; python3 in one process when present, else setfattr per attribute. */
+export async function setXattrs(ops: XattrOp[]): Promise<XattrResult> {
+  if (ops.length === 0) return { failed: [] };
+  const payload = JSON.stringify(ops.map((o) => [o.path, o.name, o.value.toString('hex')]));
+  const py = await run('python3', ['-c', PY], payload);
+  if (!py.missing && py.code === 0) {
+    const failed = (JSON.parse(py.stdout || '[]') as Array<[string, string, string]>).map(([p, n, reason]) => ({
+      op: ops.find((o) => o.path === p && o.name === n)!,
+      reason,
+    }));
+    return { failed };
+  }
+  const failed: XattrResult['failed'] = [];
+  for (const op of ops) {
+    const r = await run('setfattr', ['-h', '-n', op.name, '-v', '0x' + op.value.toString('hex'), '--', op.path]);
+    if (r.missing) {
+      return { failed: [], unavailable: `neither python3 (${py.stderr.trim() || 'exit ' + py.code}) nor setfattr is available` };
+    }
+    if (r.code !== 0) failed.push({ op, reason: r.stderr.trim() });
+  }
+  return { failed };
+}

@@ -1,0 +1,196 @@
+// Owns what both RUN modes share: the step's environment, spawning with live output, abort and exit-status mapping.
+
+import { spawn, type StdioOptions } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { BuilderError } from '../errors.js';
+
+export type NetworkMode = 'default' | 'none' | 'host';
+export type OutputStream = 'stdout' | 'stderr';
+
+export interface RunUser {
+  uid: number;
+  gid: number;
+  /** Supplementary groups; the primary gid is added by the runner. */
+  groups: number[];
+  /** Used for HOME when the env has none (resolveUser gives it). */
+  home?: string;
+}
+
+export interface RunResult {
+  /** The command's exit code; 128+n when it was killed by signal n (shell convention). */
+  exitCode: number;
+  signal?: string;
+}
+
+/** The PATH Docker/BuildKit give a step whose env has none. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Where host helper tools (unshare, setpriv, mount) are looked for; never the container's PATH. */
+export const HOST_TOOL_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * The step's final environment: "K=V" entries validated, later duplicates win (in the first one's
+ * position), PATH and HOME added when missing. Nothing from the builder's own environment.
+ */
+export function stepEnv(env: string[], home: string | undefined, argv0 = ''): string[] {
+  const order: string[] = [];
+  const values = new Map<string, string>();
+  for (const kv of env) {
+    const i = kv.indexOf('=');
+    const key = i < 0 ? '' : kv.slice(0, i);
+    if (key === '' || key.includes('\0') || kv.includes('\0')) {
+      throw new BuilderError('RUN_ENV_INVALID', `invalid environment entry ${JSON.stringify(kv)} for RUN ${argv0}`.trim(), {
+        hint: 'Environment entries must be KEY=VALUE with a non-empty KEY and no NUL bytes.',
+      });
+    }
+    if (!values.has(key)) order.push(key);
+    values.set(key, kv.slice(i + 1));
+  }
+  if (!values.has('PATH')) {
+    order.push('PATH');
+    values.set('PATH', DEFAULT_PATH);
+  }
+  if (!values.has('HOME')) {
+    order.push('HOME');
+    values.set('HOME', home ?? '/');
+  }
+  return order.map((k) => `${k}=${values.get(k) ?? ''}`);
+}
+
+/** "K=V" list -> object for spawn. */
+export function envObject(env: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of env) {
+    const i = kv.indexOf('=');
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+/** [gid, ...groups] without duplicates: what setgroups(2) gets, like initgroups(3) does. */
+export function groupList(user: RunUser): number[] {
+  const out = [user.gid];
+  for (const g of user.groups) if (!out.includes(g)) out.push(g);
+  return out;
+}
+
+export function checkUser(user: RunUser, argv0: string): void {
+  for (const id of [user.uid, user.gid, ...user.groups]) {
+    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
+      throw new BuilderError('RUN_USER_INVALID', `invalid uid/gid ${id} for RUN ${argv0}`, {
+        hint: 'Resolve USER with resolveUser() before running the step.',
+      });
+    }
+  }
+}
+
+export function signalNumber(name: string): number {
+  return (osConstants.signals as Record<string, number>)[name] ?? 0;
+}
+
+export interface SpawnSpec {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  /** Extra pipe fds after stdio (fd 3...); their text is returned. */
+  extraPipes?: number;
+  /** What the user asked to run, for messages. */
+  what: string;
+  onOutput?: (chunk: Buffer, stream: OutputStream) => void;
+  signal?: AbortSignal;
+}
+
+export interface SpawnOutcome extends RunResult {
+  /** Text written to the extra pipes (fd 3...), e.g. the sandbox's setup errors. */
+  extra: string[];
+  /** spawn() itself failed (ENOENT/EACCES): the code. */
+  spawnError?: NodeJS.ErrnoException;
+}
+
+/**
+ * Spawns in its own process group (so an abort kills every descendant), stdin from /dev/null,
+ * stdout/stderr streamed chunk by chunk to onOutput.
+ */
+export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
+  if (spec.signal?.aborted) return Promise.reject(aborted(spec.what));
+  const stdio: StdioOptions = ['ignore', 'pipe', 'pipe'];
+  for (let i = 0; i < (spec.extraPipes ?? 0); i++) stdio.push('pipe');
+  return new Promise((resolve, reject) => {
+    const child = spawn(spec.file, spec.args, {
+      env: spec.env,
+      cwd: spec.cwd,
+      stdio,
+      detached: true,
+      ...(spec.uid === undefined ? {} : { uid: spec.uid }),
+      ...(spec.gid === undefined ? {} : { gid: spec.gid }),
+    });
+    const extra: string[] = [];
+    const pending: Promise<void>[] = [];
+    const drain = (r: Readable | null, onChunk: (c: Buffer) => void): void => {
+      if (!r) return;
+      pending.push(
+        new Promise<void>((done) => {
+          r.on('data', onChunk);
+          r.on('end', done);
+          r.on('error', () => done());
+          r.on('close', done);
+        }),
+      );
+    };
+    drain(child.stdout, (c) => spec.onOutput?.(c, 'stdout'));
+    drain(child.stderr, (c) => spec.onOutput?.(c, 'stderr'));
+    for (let i = 0; i < (spec.extraPipes ?? 0); i++) {
+      extra.push('');
+      drain(child.stdio[3 + i] as Readable | null, (c) => {
+        extra[i] += c.toString('utf8');
+      });
+    }
+    let wasAborted = false;
+    const onAbort = (): void => {
+      wasAborted = true;
+      // Negative pid: the whole process group, so shells' children die too.
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    };
+    spec.signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      spec.signal?.removeEventListener('abort', onAbort);
+      resolve({ exitCode: err.code === 'ENOENT' ? 127 : 126, extra, spawnError: err });
+    });
+    child.on('close', (code, sig) => {
+      if (settled) return;
+      settled = true;
+      spec.signal?.removeEventListener('abort', onAbort);
+      void Promise.all(pending).then(() => {
+        if (wasAborted) return reject(aborted(spec.what));
+        if (sig) return resolve({ exitCode: 128 + signalNumber(sig), signal: sig, extra });
+        resolve({ exitCode: code ?? 1, extra });
+      });
+    });
+  });
+}
+
+export function aborted(what: string): BuilderError {
+  return new BuilderError('RUN_ABORTED', `RUN ${what} was aborted`, {
+    hint: 'The build was cancelled; rerun it to finish.',
+    exitCode: 130,
+  });
+}
+
+/** Short, quoted rendering of argv for messages. */
+export function describeArgv(argv: string[]): string {
+  const s = argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  return s.length > 200 ? `${s.slice(0, 197)}...` : s;
+}

@@ -1,0 +1,116 @@
+// Public surface of src/run: runStep (sandbox | in-place), sandboxAvailable, resolveUser, shellArgv, runtimeMounts, container detection.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BuilderError } from '../errors.js';
+import { HOST_TOOL_DIRS, spawnStreaming, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+import { runInPlace, type Credentials } from './in-place.js';
+import { findSandboxTools, namespaceArgs, runSandboxed } from './sandbox.js';
+
+export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+export { runtimeMounts } from './sandbox.js';
+export {
+  IN_PLACE_IGNORED_PATHS,
+  detectContainer,
+  mountPointsToIgnore,
+  unescapeMountPath,
+  type Credentials,
+} from './in-place.js';
+export {
+  parseGroup,
+  parsePasswd,
+  parseUserSpec,
+  resolveUser,
+  resolveUserFromTables,
+  type GroupEntry,
+  type PasswdEntry,
+  type ResolvedUser,
+} from './user.js';
+
+export type RunMode = 'sandbox' | 'in-place';
+
+export interface RunStepOptions {
+  mode: RunMode;
+  /** The build root; must be "/" in in-place mode. */
+  root: string;
+  argv: string[];
+  /** "K=V" entries, exactly the step's environment (PATH and HOME added when missing). */
+  env: string[];
+  user: RunUser;
+  /** Absolute path inside the root; must exist. */
+  cwd: string;
+  /** 'default' and 'host' share the host's network; 'none' gets only loopback (sandbox only). */
+  network?: NetworkMode;
+  onOutput?: (chunk: Buffer, stream: OutputStream) => void;
+  signal?: AbortSignal;
+  /** In-place only: who the builder runs as and its node binary (defaults: this process). */
+  inPlace?: { credentials?: Credentials; nodePath?: string };
+}
+
+/** Runs one RUN step and resolves with its exit status; only infrastructure failures throw. */
+export async function runStep(opts: RunStepOptions): Promise<RunResult> {
+  switch (opts.mode) {
+    case 'sandbox':
+      return runSandboxed(opts);
+    case 'in-place': {
+      if (path.resolve(opts.root) !== '/') {
+        throw new BuilderError('RUN_IN_PLACE_ROOT', `in-place RUN needs the build root "/", got ${opts.root}`, {
+          hint: 'Use --run-mode sandbox to build into a separate root directory.',
+        });
+      }
+      if (opts.network === 'none') {
+        throw new BuilderError('RUN_NETWORK_UNSUPPORTED', 'RUN --network=none needs the sandbox run mode', {
+          hint: 'Use --run-mode sandbox, or drop --network=none.',
+        });
+      }
+      const credentials = opts.inPlace?.credentials ?? {
+        uid: process.getuid?.() ?? 0,
+        gid: process.getgid?.() ?? 0,
+        groups: process.getgroups?.() ?? [],
+      };
+      return runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+    }
+    default: {
+      const never: never = opts.mode;
+      throw new BuilderError('RUN_MODE_INVALID', `unknown run mode ${String(never)}`, {
+        hint: 'Use sandbox or in-place.',
+      });
+    }
+  }
+}
+
+/**
+ * Probes whether the sandbox can work here: host tools present, and namespaces, tmpfs/proc mounts
+ * and chroot permitted. The executor defaults to sandbox when ok, otherwise in-place.
+ */
+export async function sandboxAvailable(): Promise<{ ok: boolean; reason?: string }> {
+  const tools = await findSandboxTools();
+  if ('missing' in tools) return { ok: false, reason: `host tool "${tools.missing}" not found` };
+  const dir = await mkdtemp(path.join(tmpdir(), 'builder-probe-'));
+  try {
+    let stderr = '';
+    const script = 'set -e; mount -t tmpfs tmpfs "$1"; mkdir "$1/proc"; mount -t proc proc "$1/proc"; shift; exec "$@"';
+    const out = await spawnStreaming({
+      file: tools.unshare,
+      args: [
+        ...namespaceArgs('default'), '--', tools.sh, '-c', script, 'probe', dir,
+        tools.setpriv, '--regid=0', '--groups=0', '--', tools.unshare, '--root=/', '--wd=/', '--setuid=0', '--', 'true',
+      ],
+      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C' },
+      what: 'sandbox probe',
+      onOutput: (c) => {
+        stderr += c.toString('utf8');
+      },
+    });
+    if (out.exitCode === 0) return { ok: true };
+    return { ok: false, reason: stderr.trim().split('\n')[0] || `probe exited ${out.exitCode}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** argv for a shell-form RUN: the stage's SHELL (default /bin/sh -c) followed by the script. */
+export function shellArgv(shell: string[] | undefined, script: string): string[] {
+  return [...(shell && shell.length > 0 ? shell : ['/bin/sh', '-c']), script];
+}

@@ -1,0 +1,237 @@
+// Owns the metadata index of a root filesystem: one lstat per entry, walked with bounded concurrency.
+import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import type { Digest } from '../digest/index.js';
+import { BuilderError } from '../errors.js';
+
+/**
+ * PATH CONVENTION (whole src/snapshot): entries are keyed by root-relative POSIX paths with no
+ * leading "/" or "./" and no trailing "/", e.g. "etc/passwd" for the container path /etc/passwd.
+ * The root itself is not an entry. These are also the tar entry names (directories get a "/").
+ */
+export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+
+export interface IndexEntry {
+  readonly path: string;
+  readonly type: EntryType;
+  /** Permission bits including setuid/setgid/sticky: st_mode & 0o7777. */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly ino: bigint;
+  readonly dev: bigint;
+  readonly nlink: number;
+  /** Device number for char/block devices (0 otherwise). */
+  readonly rdev: number;
+  /** Symlink target as stored (not resolved). */
+  readonly linkTarget?: string;
+  /** sha256 of the content, regular files only, when indexed with hashContents. */
+  readonly contentHash?: Digest;
+  /** Extended attributes if a caller knows them (the walker cannot read xattrs: Node has no API). */
+  readonly xattrs?: Readonly<Record<string, Buffer>>;
+}
+
+export interface TreeIndex {
+  /** Host directory that was indexed. */
+  readonly root: string;
+  readonly entries: ReadonlyMap<string, IndexEntry>;
+  /** True when contentHash was computed for regular files (--snapshot-mode full). */
+  readonly hashContents: boolean;
+}
+
+export interface IndexOptions {
+  /** Return true to skip an entry and its whole subtree (e.g. "proc", "sys", "dev", mount points). */
+  exclude?: (relPath: string) => boolean;
+  /** Hash regular file contents (--snapshot-mode full); slow, reads every byte. */
+  hashContents?: boolean;
+  /** Filesystem operations in flight (default 64). */
+  concurrency?: number;
+}
+
+/** Indexes every entry under `root` (root itself excluded). */
+export async function indexTree(root: string, opts: IndexOptions = {}): Promise<TreeIndex> {
+  const entries = new Map<string, IndexEntry>();
+  await walk(root, [''], opts, entries, 'list');
+  return { root, entries, hashContents: opts.hashContents === true };
+}
+
+/** Host path of a root-relative path. */
+export function hostPath(root: string, rel: string): string {
+  if (rel === '') return root;
+  return root.endsWith('/') ? root + rel : `${root}/${rel}`;
+}
+
+/** Validates and normalizes a caller-supplied path into the convention ("/a/./b/" -> "a/b"). */
+export function normalizeRelPath(p: string): string {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      throw new BuilderError('SNAPSHOT_PATH_INVALID', `snapshot path "${p}" contains "..": it could point outside the root`, {
+        hint: 'pass paths relative to the build root without ".." components',
+      });
+    }
+    parts.push(part);
+  }
+  return parts.join('/');
+}
+
+export function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+/**
+ * How `walk` treats its start paths: 'list' lists them as directories (the root, not itself
+ * indexed); 'stat' lstats just them; 'stat-tree' lstats them and descends into directories.
+ * Paths that vanish mid-walk are skipped (callers that need them check the result).
+ */
+export type WalkMode = 'list' | 'stat' | 'stat-tree';
+
+export function walk(
+  root: string,
+  starts: readonly string[],
+  opts: IndexOptions,
+  into: Map<string, IndexEntry>,
+  mode: WalkMode,
+): Promise<void> {
+  const descend = mode !== 'stat';
+  const limit = Math.max(1, opts.concurrency ?? 64);
+  const exclude = opts.exclude;
+  const hash = opts.hashContents === true;
+  return new Promise<void>((resolve, reject) => {
+    const queue: Array<() => void> = [];
+    let active = 0;
+    let failed = false;
+
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      reject(err);
+    };
+    // Each task calls done() exactly once; the walk finishes when nothing is queued or running.
+    const done = (): void => {
+      active--;
+      pump();
+    };
+    const pump = (): void => {
+      if (failed) return;
+      while (active < limit && queue.length > 0) {
+        active++;
+        queue.pop()!(); // LIFO: O(1) and keeps the pending list short (depth-first)
+      }
+      if (active === 0 && queue.length === 0) resolve();
+    };
+    const schedule = (task: () => void): void => {
+      queue.push(task);
+    };
+
+    const readDir = (rel: string): void => {
+      fs.readdir(hostPath(root, rel), (err, names) => {
+        if (err) {
+          // A directory removed mid-walk is simply gone; anything else is a real failure.
+          if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') fail(walkError(root, rel, err));
+          done();
+          return;
+        }
+        for (const name of names) {
+          const child = rel === '' ? name : `${rel}/${name}`;
+          if (exclude !== undefined && exclude(child)) continue;
+          schedule(() => statEntry(child));
+        }
+        done();
+      });
+    };
+
+    const statEntry = (rel: string): void => {
+      const p = hostPath(root, rel);
+      fs.lstat(p, { bigint: true }, (err, st) => {
+        if (err) {
+          if (err.code !== 'ENOENT') fail(walkError(root, rel, err));
+          done();
+          return;
+        }
+        const type = typeOf(st);
+        const base = {
+          path: rel,
+          type,
+          mode: Number(st.mode & 0o7777n),
+          uid: Number(st.uid),
+          gid: Number(st.gid),
+          size: type === 'file' ? Number(st.size) : 0,
+          mtimeNs: st.mtimeNs,
+          ctimeNs: st.ctimeNs,
+          ino: st.ino,
+          dev: st.dev,
+          nlink: Number(st.nlink),
+          rdev: type === 'char' || type === 'block' ? Number(st.rdev) : 0,
+        };
+        if (type === 'dir') {
+          into.set(rel, base);
+          if (descend) schedule(() => readDir(rel));
+          done();
+        } else if (type === 'symlink') {
+          fs.readlink(p, (lerr, target) => {
+            if (lerr) {
+              if (lerr.code !== 'ENOENT') fail(walkError(root, rel, lerr));
+            } else {
+              into.set(rel, { ...base, linkTarget: target });
+            }
+            done();
+          });
+        } else if (type === 'file' && hash) {
+          hashFile(p).then(
+            (contentHash) => {
+              into.set(rel, { ...base, contentHash });
+              done();
+            },
+            (herr: NodeJS.ErrnoException) => {
+              if (herr.code !== 'ENOENT') fail(walkError(root, rel, herr));
+              done();
+            },
+          );
+        } else {
+          into.set(rel, base);
+          done();
+        }
+      });
+    };
+
+    for (const start of starts) {
+      if (mode === 'list') schedule(() => readDir(start));
+      else schedule(() => statEntry(start));
+    }
+    pump();
+  });
+}
+
+function typeOf(st: fs.BigIntStats): EntryType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isCharacterDevice()) return 'char';
+  if (st.isBlockDevice()) return 'block';
+  if (st.isFIFO()) return 'fifo';
+  return 'socket';
+}
+
+/** Streams a file through sha256 so memory stays flat whatever its size. */
+function hashFile(p: string): Promise<Digest> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    const s = fs.createReadStream(p, { highWaterMark: 1 << 20 });
+    s.on('data', (c) => h.update(c));
+    s.on('error', reject);
+    s.on('end', () => resolve(`sha256:${h.digest('hex')}`));
+  });
+}
+
+function walkError(root: string, rel: string, err: NodeJS.ErrnoException): BuilderError {
+  return new BuilderError('SNAPSHOT_WALK_FAILED', `cannot index ${hostPath(root, rel)}: ${err.code ?? err.message}`, {
+    hint: 'the builder must be able to read every file under the build root (run as root, or exclude the path)',
+    cause: err,
+  });
+}

@@ -1,0 +1,431 @@
+// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip -> sha256 (digest) -> file, in one pass.
+import * as fs from 'node:fs';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import { HashingStream, type Digest } from '../digest/index.js';
+import { BuilderError, isBuilderError } from '../errors.js';
+import { comparePaths, type LayerEntry } from './diff.js';
+import { hostPath, normalizeRelPath, parentOf, walk, type IndexEntry, type IndexOptions } from './index-tree.js';
+import { BLOCK, TypeFlag, encodeHeaderInto, padding, planHeader, type TarHeader } from './tar-header.js';
+
+export interface WriteLayerOptions {
+  /**
+   * gzip level 0-9. Default 1: kaniko leaves go-containerregistry's default (gzip.BestSpeed)
+   * unless --compression-level is given, so 1 keeps kaniko's speed/size trade-off.
+   */
+  compressionLevel?: number;
+  /** false writes an uncompressed tar (digest === diffId). Default true. */
+  gzip?: boolean;
+  /** --reproducible / SOURCE_DATE_EPOCH: timestamp applied to every entry (seconds precision). */
+  mtime?: Date;
+  /** 'override' (default, kaniko --reproducible) sets every mtime; 'clamp' (BuildKit) only lowers newer ones. */
+  mtimeMode?: 'override' | 'clamp';
+}
+
+export interface LayerResult {
+  /** sha256 of the file as written (compressed when gzip). */
+  digest: Digest;
+  /** sha256 of the uncompressed tar. */
+  diffId: Digest;
+  /** Bytes in the file. */
+  size: number;
+  /** Bytes of the uncompressed tar. */
+  uncompressedSize: number;
+}
+
+export const DEFAULT_COMPRESSION_LEVEL = 1;
+
+// Output chunk: large enough that hashing and gzip see few, big writes.
+const CHUNK = 1 << 20;
+// Files up to this size are read ahead concurrently into their own buffers; bigger ones stream.
+const SMALL_FILE_MAX = 256 << 10;
+const READ_AHEAD_FILES = 64;
+const READ_AHEAD_BYTES = 8 << 20;
+// Compressed output waiting on the file plus input waiting on gzip: the memory ceiling per layer.
+const GZIP_BUFFER = 4 << 20;
+
+interface Item {
+  /** Tar name without the trailing "/" of directories (sort key). */
+  name: string;
+  kind: 'entry' | 'whiteout';
+  meta: IndexEntry | undefined;
+  /** For entries in this layer that are a later name of an earlier inode: that earlier tar name. */
+  hardlinkTo?: string;
+}
+
+/**
+ * Writes `entries` from `root` as a layer tar to `outFile` (created/truncated) and returns its digests.
+ * Entries are deduplicated, completed with missing parent directories (lstat'ed), and written in
+ * comparePaths order. Sockets are skipped. Whiteouts are `.wh.<name>` empty regular files, mode 0,
+ * owned by 0:0. No opaque-dir markers are written: a deleted-and-recreated directory gets a
+ * whiteout per deleted child instead, which every extractor applies the same way.
+ */
+export async function writeLayer(
+  root: string,
+  entries: readonly LayerEntry[],
+  outFile: string,
+  opts: WriteLayerOptions = {},
+): Promise<LayerResult> {
+  const level = opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
+    throw new BuilderError('SNAPSHOT_OPTION_INVALID', `compression level ${level} is not an integer from 0 to 9`, {
+      hint: 'pass --compression-level between 0 (store) and 9 (smallest)',
+    });
+  }
+  const items = await planItems(root, entries);
+  const fixedMtime = opts.mtime === undefined ? undefined : Math.floor(opts.mtime.getTime() / 1000);
+  const clamp = opts.mtimeMode === 'clamp';
+  const useGzip = opts.gzip !== false;
+
+  const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
+  const fileHash = new HashingStream();
+  // Node forwards stream options through zlib's constructor; the typings only list zlib's own.
+  const gzOpts = { level, chunkSize: 256 << 10, highWaterMark: GZIP_BUFFER };
+  const gz = useGzip ? createGzip(gzOpts) : undefined;
+  const sink: Writable = gz ?? fileHash;
+  const finished = gz ? pipeline(gz, fileHash, file) : pipeline(fileHash, file);
+  let sinkError: unknown;
+  // Keep a rejection from going unhandled while the producer is busy; it is rethrown below.
+  finished.catch((e: unknown) => {
+    sinkError = e;
+  });
+
+  const tarHash = createHash('sha256');
+  let tarBytes = 0;
+  // Chunks zlib has fully consumed come back here, so RSS stays at a handful of chunks instead of
+  // waiting for GC to notice external memory. Uncompressed output is not recycled: the file stream
+  // still holds the chunk after the hashing stream's write callback.
+  const spare: Buffer[] = [];
+  const takeChunk = (): Buffer => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+  let buf = takeChunk();
+  let pos = 0;
+
+  const flush = async (): Promise<void> => {
+    if (pos === 0) return;
+    const whole = buf;
+    const chunk = buf.subarray(0, pos);
+    tarHash.update(chunk);
+    tarBytes += pos;
+    buf = takeChunk();
+    pos = 0;
+    const recycle = gz !== undefined && whole.length === CHUNK;
+    const ok = sink.write(chunk, recycle ? (err) => { if (!err) spare.push(whole); } : undefined);
+    if (!ok) await once(sink, 'drain');
+    if (sinkError !== undefined) throw sinkError;
+  };
+  const reserve = async (n: number): Promise<void> => {
+    if (pos + n <= buf.length) return;
+    await flush();
+    if (n > buf.length) buf = Buffer.allocUnsafeSlow(n);
+  };
+  const putHeader = async (h: TarHeader): Promise<void> => {
+    const plan = planHeader(h);
+    await reserve(plan.length);
+    pos += encodeHeaderInto(buf, pos, h, plan);
+  };
+
+  const small = items.filter((it) => isContentFile(it) && it.meta!.size <= SMALL_FILE_MAX);
+  const readAhead = new ReadAhead(root, small);
+  let smallIndex = 0;
+
+  try {
+    for (const it of items) {
+      if (it.kind === 'whiteout') {
+        await putHeader({ name: it.name, mode: 0, uid: 0, gid: 0, size: 0, mtime: fixedMtime ?? 0, type: TypeFlag.File });
+        continue;
+      }
+      const m = it.meta!;
+      if (m.type === 'socket') continue;
+      const own = Number(m.mtimeNs / 1_000_000_000n);
+      const mtime = fixedMtime === undefined ? own : clamp ? Math.min(own, fixedMtime) : fixedMtime;
+      const h: TarHeader = { name: it.name, mode: m.mode, uid: m.uid, gid: m.gid, size: 0, mtime, type: TypeFlag.File };
+      if (m.xattrs !== undefined) h.xattrs = m.xattrs;
+      switch (m.type) {
+        case 'dir':
+          h.name = `${it.name}/`;
+          h.type = TypeFlag.Dir;
+          break;
+        case 'symlink':
+          h.type = TypeFlag.Symlink;
+          h.linkname = m.linkTarget ?? '';
+          break;
+        case 'char':
+        case 'block':
+          h.type = m.type === 'char' ? TypeFlag.Char : TypeFlag.Block;
+          h.devmajor = devMajor(m.rdev);
+          h.devminor = devMinor(m.rdev);
+          break;
+        case 'fifo':
+          h.type = TypeFlag.Fifo;
+          break;
+        case 'file':
+          if (it.hardlinkTo !== undefined) {
+            h.type = TypeFlag.HardLink;
+            h.linkname = it.hardlinkTo;
+          } else {
+            h.size = m.size;
+          }
+          break;
+      }
+      await putHeader(h);
+      if (h.size === 0) continue;
+      if (m.size <= SMALL_FILE_MAX) {
+        const content = await readAhead.take(smallIndex++);
+        const pad = padding(content.length);
+        await reserve(content.length + pad);
+        content.copy(buf, pos);
+        pos += content.length;
+        buf.fill(0, pos, pos + pad);
+        pos += pad;
+      } else {
+        await streamFile(root, it.name, m.size, () => buf.length - pos, async (fd, want) => {
+          if (want === 0) {
+            await flush();
+            return 0;
+          }
+          const n = await readInto(fd, buf, pos, want);
+          pos += n;
+          return n;
+        });
+        const pad = padding(m.size);
+        await reserve(pad);
+        buf.fill(0, pos, pos + pad);
+        pos += pad;
+      }
+    }
+    // End of archive: two zero blocks (no padding to a 10 KiB record, as Go and BuildKit do).
+    await reserve(BLOCK * 2);
+    buf.fill(0, pos, pos + BLOCK * 2);
+    pos += BLOCK * 2;
+    await flush();
+    sink.end();
+    await finished;
+    if (sinkError !== undefined) throw sinkError;
+  } catch (err) {
+    readAhead.abandon();
+    sink.destroy();
+    await finished.catch(() => undefined);
+    await fs.promises.rm(outFile, { force: true }).catch(() => undefined);
+    if (isBuilderError(err)) throw err;
+    throw new BuilderError('SNAPSHOT_WRITE_FAILED', `writing layer ${outFile}: ${(err as Error).message}`, {
+      hint: 'check free space and permissions of the layer directory',
+      cause: err,
+    });
+  }
+  const diffId: Digest = `sha256:${tarHash.digest('hex')}`;
+  const written = fileHash.result();
+  return { digest: written.digest, diffId, size: written.size, uncompressedSize: tarBytes };
+}
+
+/**
+ * Layer entries for paths a step is known to have touched (COPY, ADD, WORKDIR): each path, its
+ * whole subtree when it is a directory (unless recursive: false), and its parent directories.
+ * Paths follow the snapshot convention ("usr/bin/x"; a leading "/" is accepted). Missing paths fail.
+ */
+export async function entriesForPaths(
+  root: string,
+  paths: readonly string[],
+  opts: { recursive?: boolean; exclude?: IndexOptions['exclude'] } = {},
+): Promise<LayerEntry[]> {
+  const starts = [...new Set(paths.map(normalizeRelPath))].filter((p) => p !== '');
+  const found = new Map<string, IndexEntry>();
+  const walkOpts: IndexOptions = opts.exclude === undefined ? {} : { exclude: opts.exclude };
+  await walk(root, starts, walkOpts, found, opts.recursive === false ? 'stat' : 'stat-tree');
+  for (const s of starts) {
+    if (!found.has(s)) {
+      throw new BuilderError('SNAPSHOT_PATH_MISSING', `cannot snapshot ${hostPath(root, s)}: it does not exist`, {
+        hint: 'the step reported a path it did not create; this is a bug in the step, please report it',
+      });
+    }
+  }
+  const parents = new Set<string>();
+  for (const s of starts) for (let p = parentOf(s); p !== '' && !found.has(p); p = parentOf(p)) parents.add(p);
+  await walk(root, [...parents], {}, found, 'stat');
+  return [...found.values()]
+    .map((meta): LayerEntry => ({ kind: 'entry', path: meta.path, meta }))
+    .sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** Dedupes, adds missing parents, sorts, and assigns hardlink targets. */
+async function planItems(root: string, entries: readonly LayerEntry[]): Promise<Item[]> {
+  const byName = new Map<string, Item>();
+  const present = new Set<string>();
+  for (const e of entries) {
+    const path = normalizeRelPath(e.path);
+    if (path === '') continue; // the root itself is never a layer entry
+    if (e.kind === 'whiteout') {
+      const parent = parentOf(path);
+      const base = parent === '' ? path : path.slice(parent.length + 1);
+      const name = parent === '' ? `.wh.${base}` : `${parent}/.wh.${base}`;
+      byName.set(name, { name, kind: 'whiteout', meta: undefined });
+    } else {
+      byName.set(path, { name: path, kind: 'entry', meta: e.meta });
+      present.add(path);
+    }
+  }
+  // Entries without metadata and parents nobody listed are lstat'ed now.
+  const toStat = new Set<string>();
+  for (const it of byName.values()) {
+    if (it.kind === 'entry' && it.meta === undefined) toStat.add(it.name);
+    for (let p = parentOf(it.name); p !== '' && !present.has(p); p = parentOf(p)) {
+      present.add(p);
+      toStat.add(p);
+    }
+  }
+  if (toStat.size > 0) {
+    const stats = new Map<string, IndexEntry>();
+    await walk(root, [...toStat], {}, stats, 'stat');
+    for (const p of toStat) {
+      const meta = stats.get(p);
+      if (meta === undefined) {
+        throw new BuilderError('SNAPSHOT_PATH_MISSING', `cannot snapshot ${hostPath(root, p)}: it does not exist`, {
+          hint: 'the layer lists a path that is not in the build root; the step changed the tree while it was snapshotted',
+        });
+      }
+      byName.set(p, { name: p, kind: 'entry', meta });
+    }
+  }
+  const items = [...byName.values()].sort((a, b) => comparePaths(a.name, b.name));
+  // The first name of an inode carries the content; later names in this layer become link entries.
+  const firstName = new Map<string, string>();
+  for (const it of items) {
+    const m = it.meta;
+    if (it.kind !== 'entry' || m === undefined || m.type !== 'file' || m.nlink < 2) continue;
+    const key = `${m.dev}:${m.ino}`;
+    const first = firstName.get(key);
+    if (first === undefined) firstName.set(key, it.name);
+    else it.hardlinkTo = first;
+  }
+  return items;
+}
+
+function isContentFile(it: Item): boolean {
+  return it.kind === 'entry' && it.meta?.type === 'file' && it.hardlinkTo === undefined && it.meta.size > 0;
+}
+
+/** Reads small files ahead, in layer order, with a cap on files and bytes in flight. */
+class ReadAhead {
+  private next = 0;
+  private bytesAhead = 0;
+  private readonly pending = new Map<number, Promise<Buffer>>();
+
+  constructor(
+    private readonly root: string,
+    private readonly items: readonly Item[],
+  ) {}
+
+  async take(k: number): Promise<Buffer> {
+    this.fill(k);
+    const p = this.pending.get(k)!;
+    this.pending.delete(k);
+    const b = await p;
+    this.bytesAhead -= b.length;
+    this.fill(k + 1);
+    return b;
+  }
+
+  /** Pending reads finish on their own; their results are dropped. */
+  abandon(): void {
+    this.pending.clear();
+    this.next = this.items.length;
+  }
+
+  private fill(k: number): void {
+    while (this.next < this.items.length && (this.next <= k || (this.next - k < READ_AHEAD_FILES && this.bytesAhead < READ_AHEAD_BYTES))) {
+      const it = this.items[this.next]!;
+      const p = readSmallFile(this.root, it.name, it.meta!.size);
+      p.catch(() => undefined); // a read nobody takes (after a failure) must not become an unhandled rejection
+      this.pending.set(this.next, p);
+      this.bytesAhead += it.meta!.size;
+      this.next++;
+    }
+  }
+}
+
+// O_NOFOLLOW: an entry indexed as a regular file must not be read through a symlink swapped in later.
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+
+function readSmallFile(root: string, rel: string, size: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const p = hostPath(root, rel);
+    fs.open(p, OPEN_FLAGS, (err, fd) => {
+      if (err) return reject(readError(root, rel, err));
+      const out = Buffer.allocUnsafe(size);
+      const finish = (e: BuilderError | undefined): void => {
+        fs.close(fd, () => (e === undefined ? resolve(out) : reject(e)));
+      };
+      const step = (off: number): void => {
+        fs.read(fd, out, off, size - off, off, (rerr, n) => {
+          if (rerr) return finish(readError(root, rel, rerr));
+          if (n === 0) return finish(changedError(root, rel, size, off));
+          if (off + n < size) return step(off + n);
+          finish(undefined);
+        });
+      };
+      step(0);
+    });
+  });
+}
+
+/**
+ * Streams exactly `size` bytes of a file through `read(fd, want)`, where want is the room left in
+ * the output chunk (0 means "flush first"); never more than one chunk of the file is in memory.
+ */
+async function streamFile(
+  root: string,
+  rel: string,
+  size: number,
+  room: () => number,
+  read: (fd: number, want: number) => Promise<number>,
+): Promise<void> {
+  let fd: number;
+  try {
+    fd = await new Promise<number>((res, rej) => fs.open(hostPath(root, rel), OPEN_FLAGS, (e, f) => (e ? rej(e) : res(f))));
+  } catch (e) {
+    throw readError(root, rel, e as NodeJS.ErrnoException);
+  }
+  try {
+    let done = 0;
+    while (done < size) {
+      const want = Math.min(room(), size - done);
+      let n: number;
+      try {
+        n = await read(fd, want);
+      } catch (e) {
+        throw isBuilderError(e) ? e : readError(root, rel, e as NodeJS.ErrnoException);
+      }
+      if (want > 0 && n === 0) throw changedError(root, rel, size, done);
+      done += n;
+    }
+  } finally {
+    await new Promise<void>((res) => fs.close(fd, () => res()));
+  }
+}
+
+function readInto(fd: number, buf: Buffer, off: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, null, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+/** Linux dev_t split (gnu_dev_major/minor), valid for the 32-bit values Node reports. */
+function devMajor(rdev: number): number {
+  return Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
+}
+function devMinor(rdev: number): number {
+  return Number(BigInt(rdev) & 0xffn) | Number((BigInt(rdev) >> 12n) & 0xfff00n);
+}
+
+function readError(root: string, rel: string, err: NodeJS.ErrnoException): BuilderError {
+  return new BuilderError('SNAPSHOT_READ_FAILED', `cannot read ${hostPath(root, rel)} for the layer: ${err.code ?? err.message}`, {
+    hint: 'the builder must be able to read every changed file under the build root',
+    cause: err,
+  });
+}
+
+function changedError(root: string, rel: string, size: number, got: number): BuilderError {
+  return new BuilderError('SNAPSHOT_FILE_CHANGED', `${hostPath(root, rel)} shrank while it was snapshotted (${got} of ${size} bytes)`, {
+    hint: 'a process is still writing in the build root; make sure the step\'s background processes have exited',
+  });
+}

@@ -1,0 +1,27 @@
+// Shared helpers for registry integration tests: a client configured for a TestRegistry.
+import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
+import type { TestRegistry } from '../support/registry.js';
+
+/** A client that reaches reg with its credentials and CA (plain HTTP allowed on 127.0.0.1 like docker). */
+export function clientFor(regs: TestRegistry | TestRegistry[], extra: Partial<RegistryClientOptions> = {}, password?: string): RegistryClient {
+  const list = Array.isArray(regs) ? regs : [regs];
+  const certs: Record<string, string> = {};
+  for (const r of list) if (r.caFile) certs[r.host] = r.caFile;
+  return new RegistryClient({
+    registryCertificates: certs,
+    credentials: async (host) => {
+      const r = list.find((x) => x.host === host);
+      if (!r || r.mode === 'plain' || r.mode === 'tls') return undefined;
+      return { username: r.username, password: password ?? r.password };
+    },
+    retries: 1,
+    retryBaseMs: 50,
+    ...extra,
+  });
+}
+
+export async function drain(s: NodeJS.ReadableStream): Promise<number> {
+  let n = 0;
+  for await (const c of s) n += (c as Buffer).length;
+  return n;
+}

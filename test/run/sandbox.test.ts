@@ -1,0 +1,197 @@
+// Sandbox mode against a real busybox root in a temp dir: exit codes, output, env, cwd, users, /proc /dev /sys, network, leftovers.
+
+import { lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_PATH, resolveUser, runStep, sandboxAvailable, type RunStepOptions } from '../../src/run/index.js';
+import { runSandboxed } from '../../src/run/sandbox.js';
+import { collect, listTree, makeBusyboxRoot } from './helpers.js';
+
+const probe = await sandboxAvailable();
+const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
+
+describe.skipIf(!probe.ok)('sandbox runStep', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await makeBusyboxRoot();
+  });
+  afterAll(async () => {
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  const run = (argv: string[], extra: Partial<RunStepOptions> = {}) => {
+    const out = collect();
+    const p = runStep({ mode: 'sandbox', root, argv, env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, ...extra });
+    return { out, p };
+  };
+
+  it('propagates exit codes', async () => {
+    expect(await run(['/bin/sh', '-c', 'exit 0']).p).toEqual({ exitCode: 0 });
+    expect(await run(['/bin/sh', '-c', 'exit 3']).p).toEqual({ exitCode: 3 });
+    expect(await run(['false']).p).toEqual({ exitCode: 1 });
+  });
+
+  it('streams stdout and stderr separately and live', async () => {
+    const { out, p } = run(['/bin/sh', '-c', 'echo out1; echo err1 >&2; sleep 1; echo out2']);
+    const res = await p;
+    const done = Date.now();
+    expect(res.exitCode).toBe(0);
+    expect(out.stdout()).toBe('out1\nout2\n');
+    expect(out.stderr()).toBe('err1\n');
+    const first = out.chunks.find((c) => c.text.includes('out1'));
+    expect(done - (first?.at ?? done)).toBeGreaterThan(700); // seen before the step ended
+  });
+
+  it('passes exactly the given env (no host leak), with PATH and HOME defaults', async () => {
+    const { out, p } = run(['/bin/env'], { env: ['FOO=bar baz', 'EMPTY='] });
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout().trim().split('\n').sort()).toEqual(['EMPTY=', 'FOO=bar baz', 'HOME=/root', `PATH=${DEFAULT_PATH}`].sort());
+  });
+
+  it('keeps an explicit PATH and HOME and runs in cwd', async () => {
+    await mkdir(path.join(root, 'work/sub'), { recursive: true });
+    const { out, p } = run(['/bin/sh', '-c', 'pwd; echo "$HOME $PATH"'], { env: ['PATH=/bin', 'HOME=/h'], cwd: '/work/sub' });
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe('/work/sub\n/h /bin\n');
+  });
+
+  it('switches to a named user with supplementary groups', async () => {
+    const user = await resolveUser(async (p) => readFile(path.join(root, p), 'utf8').catch(() => undefined), 'app');
+    const { out, p } = run(['/bin/sh', '-c', 'id -u; id -g; id -G; echo $HOME; touch /tmp/by-app'], { user });
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe('1000\n1000\n1000 2000\n/home/app\n');
+  });
+
+  it('switches to numeric ids not in passwd', async () => {
+    const user = await resolveUser(async (p) => readFile(path.join(root, p), 'utf8').catch(() => undefined), '1234:5678');
+    const { out, p } = run(['/bin/sh', '-c', 'id -u; id -g; id -G; echo $HOME; grep -E "^Cap(Eff|Prm)" /proc/self/status'], { user });
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe('1234\n5678\n5678\n/\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n');
+  });
+
+  it('provides /proc in a new pid namespace, /dev, a read-only /sys, resolv.conf and hosts', async () => {
+    const { out, p } = run([
+      '/bin/sh', '-c',
+      'echo pid=$$; grep -c "^Pid:" /proc/self/status; echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | wc -c; ' +
+        'test -c /dev/urandom && echo urandom-ok; ls /sys/class >/dev/null && echo sys-ok; ' +
+        'touch /sys/x 2>/dev/null || echo sys-ro; test -f /etc/resolv.conf && grep -q localhost /etc/hosts && echo net-files-ok',
+    ]);
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe('pid=1\n1\nnull-ok\n4\nurandom-ok\nsys-ok\nsys-ro\nnet-files-ok\n');
+  });
+
+  it('lets files written by the command land in the root', async () => {
+    const { p } = run(['/bin/sh', '-c', 'mkdir -p /opt/app && echo hello > /opt/app/file']);
+    expect((await p).exitCode).toBe(0);
+    expect(await readFile(path.join(root, 'opt/app/file'), 'utf8')).toBe('hello\n');
+  });
+
+  it('leaves no /proc, /dev, /sys, resolv.conf or hosts behind, nor a changed mtime on / or /etc', async () => {
+    const before = await listTree(root, true);
+    const { p } = run(['/bin/sh', '-c', 'ls /proc/self /dev/null /sys/class /etc/resolv.conf /etc/hosts >/dev/null']);
+    expect((await p).exitCode).toBe(0);
+    expect(await listTree(root, true)).toEqual(before);
+    expect(before.some((l) => /^. (proc|dev|sys|etc\/resolv\.conf|etc\/hosts)\b/.test(l))).toBe(false);
+  });
+
+  it('keeps mount points the root already had, untouched and empty', async () => {
+    const r2 = await makeBusyboxRoot();
+    try {
+      await mkdir(path.join(r2, 'proc'));
+      await writeFile(path.join(r2, 'etc/hosts'), '10.0.0.1 image-hosts\n');
+      const before = await listTree(r2);
+      const res = await runStep({ mode: 'sandbox', root: r2, argv: ['/bin/sh', '-c', 'grep -q localhost /etc/hosts'], env: [], user: ROOT_USER, cwd: '/' });
+      expect(res.exitCode).toBe(0);
+      expect(await listTree(r2)).toEqual(before);
+      expect(await readFile(path.join(r2, 'etc/hosts'), 'utf8')).toBe('10.0.0.1 image-hosts\n');
+    } finally {
+      await rm(r2, { recursive: true, force: true });
+    }
+  });
+
+  it('provides /etc when the root has none and removes it afterwards', async () => {
+    const r3 = await makeBusyboxRoot({ withEtc: false });
+    try {
+      const before = await listTree(r3);
+      const res = await runStep({ mode: 'sandbox', root: r3, argv: ['/bin/cat', '/etc/hosts'], env: [], user: ROOT_USER, cwd: '/' });
+      expect(res.exitCode).toBe(0);
+      expect(await listTree(r3)).toEqual(before);
+    } finally {
+      await rm(r3, { recursive: true, force: true });
+    }
+  });
+
+  it('--network=none has only lo', async () => {
+    const { out, p } = run(['/bin/ls', '/sys/class/net'], { network: 'none' });
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout().trim().split(/\s+/)).toEqual(['lo']);
+  });
+
+  it('a missing command exits 127 with a clear message', async () => {
+    const { out, p } = run(['nosuchcmd', 'arg']);
+    expect((await p).exitCode).toBe(127);
+    expect(out.stderr()).toMatch(/nosuchcmd.*No such file/);
+  });
+
+  it('a shell-form missing command exits 127 too', async () => {
+    const { out, p } = run(['/bin/sh', '-c', 'nosuchcmd']);
+    expect((await p).exitCode).toBe(127);
+    expect(out.stderr()).toContain('nosuchcmd');
+  });
+
+  it('aborts a running step and kills its whole tree', async () => {
+    const ac = new AbortController();
+    const { p } = run(['/bin/sh', '-c', 'sleep 30 & sleep 30'], { signal: ac.signal });
+    setTimeout(() => ac.abort(), 300);
+    const t0 = Date.now();
+    await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('throws RUN_ROOT_MISSING for a missing root and RUN_CWD_INVALID for a relative cwd', async () => {
+    await expect(runStep({ mode: 'sandbox', root: path.join(root, 'nope'), argv: ['true'], env: [], user: ROOT_USER, cwd: '/' })).rejects.toMatchObject({ code: 'RUN_ROOT_MISSING' });
+    await expect(run(['true'], { cwd: 'rel' }).p).rejects.toMatchObject({ code: 'RUN_CWD_INVALID' });
+  });
+});
+
+describe.skipIf(!probe.ok)('sandbox hostile roots', () => {
+  it('never follows a symlinked mount point out of the root', async () => {
+    const r = await makeBusyboxRoot();
+    const outside = path.join(path.dirname(r), `outside-${path.basename(r)}`);
+    try {
+      await symlink(outside, path.join(r, 'etc/resolv.conf'));
+      await symlink(`${outside}-dir`, path.join(r, 'sys'));
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null'], env: [], user: ROOT_USER, cwd: '/' });
+      expect(res.exitCode).toBe(0);
+      await expect(lstat(outside)).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(lstat(`${outside}-dir`)).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await rm(r, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sandbox failures', () => {
+  const tools = { setpriv: '/usr/bin/setpriv', env: '/usr/bin/env', sh: '/bin/sh', mount: '/usr/bin/mount' };
+  it('reports namespaces that cannot be created as RUN_SANDBOX_SETUP and cleans up', async () => {
+    const r = await makeBusyboxRoot();
+    try {
+      const before = await listTree(r);
+      await expect(
+        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/' }, { ...tools, unshare: '/bin/false' }),
+      ).rejects.toMatchObject({ code: 'RUN_SANDBOX_SETUP' });
+      await expect(
+        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/' }, { ...tools, unshare: '/nonexistent/unshare' }),
+      ).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE' });
+      expect(await listTree(r)).toEqual(before);
+    } finally {
+      await rm(r, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sandboxAvailable', () => {
+  it('answers ok here (root with namespaces) or gives a reason', () => {
+    expect(probe.ok || typeof probe.reason === 'string').toBe(true);
+  });
+});
