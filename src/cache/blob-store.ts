@@ -100,13 +100,12 @@ export class BlobStore {
     }
     const tmp = await this.tempPath(final);
     try {
-      const fh = await open(tmp, 'wx', 0o444);
-      try {
-        await pipeline(src, new VerifyingStream(d, size, `blob ${d} being stored in ${this.dir}`), createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 }));
-        if (this.fsync) await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await pipeline(
+        src,
+        new VerifyingStream(d, size, `blob ${d} being stored in ${this.dir}`),
+        createWriteStream(tmp, { flags: 'wx', mode: 0o444, highWaterMark: 256 * 1024 }),
+      );
+      if (this.fsync) await syncFile(tmp);
       await rename(tmp, final);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
@@ -138,10 +137,7 @@ export class BlobStore {
         // Other filesystem, or links not permitted there: fall back to a copy.
         if (!['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'].includes(errno(err) ?? '')) throw err;
         await copyFile(existingPath, tmp);
-        if (this.fsync) {
-          const fh = await open(tmp, 'r');
-          await fh.sync().finally(() => fh.close());
-        }
+        if (this.fsync) await syncFile(tmp);
       }
       await rename(tmp, final);
     } catch (err) {
@@ -206,6 +202,16 @@ class StoreVerifier extends VerifyingStream {
         }),
       ),
     );
+  }
+}
+
+/** fsync through a fresh descriptor: it flushes the inode's data whichever fd wrote it. */
+async function syncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

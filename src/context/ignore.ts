@@ -1,5 +1,5 @@
 // .dockerignore reading and matching: a port of moby/patternmatcher (ignorefile.ReadAll + PatternMatcher.MatchesOrParentMatches), Linux semantics.
-// Own port, not @balena/dockerignore: that package follows moby v19.03's buggy single-parent check and matches case-insensitively by default.
+// Own port, not @balena/dockerignore: it matches case-insensitively by default and follows moby v19.03, missing patternmatcher's prefix/suffix rules ("**file" ~ "dir/xfile").
 import { BuilderError } from '../errors.js';
 import { BadPatternError, goClean, goMatch, hasWildcards } from './gopath.js';
 

@@ -142,7 +142,7 @@ async function ensureParent(dest: string, rel: string, name: string, what: strin
   const slash = rel.lastIndexOf('/');
   if (slash < 0) return;
   await mkdir(path.join(dest, rel.slice(0, slash)), { recursive: true });
-  // mkdir -p follows symlinks, so re-check after it: a race-free check is the earlier one, this one is cheap.
+  // Belt and braces: mkdir -p follows symlinks, so confirm none was traversed.
   await assertNoSymlinkParents(dest, rel, name, what);
 }
 

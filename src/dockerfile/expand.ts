@@ -410,7 +410,12 @@ export function shellPatternToRegex(pattern: string, greedy: boolean, anchored: 
     }
     out += tok;
   }
-  return new RegExp(out, 'u');
+  try {
+    return new RegExp(out, 'u');
+  } catch (err) {
+    // Every special character is escaped above; this only guards against engine limits.
+    throw new LexFailure(`invalid pattern (${pattern}) in substitution: ${(err as Error).message}`, 'DOCKERFILE_BAD_SUBSTITUTION');
+  }
 }
 
 function trimPrefix(pattern: string, value: string, greedy: boolean): string {

@@ -351,7 +351,7 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
   const stages: PlannedStage[] = [];
   for (const d of decls) {
     const from = expandInstruction(d.from, globalArgs, ctx) as FromInstruction & ExpandedInstruction;
-    for (const v of from.unsetVars) {
+    for (const v of from.unsetVars.filter((n) => !declared.has(n))) {
       warnings.push(`${d.from.file}:${d.from.line}: FROM uses ${v}, which is not a global ARG (declare ARG ${v} before the first FROM)`);
     }
     const baseName = from.image;
@@ -593,7 +593,7 @@ export function formatPlan(plan: BuildPlan): string {
   lines.push(`target: stage ${plan.target}${target?.name ? ` (${target.name})` : ''}`);
   for (const st of plan.stages) {
     const label = `stage ${st.index}${st.name ? ` ${st.name}` : ''}`;
-    const base = st.baseStage !== undefined ? `stage ${st.baseStage}` : st.baseName;
+    const base = st.baseStage !== undefined ? `${st.baseName} (stage ${st.baseStage})` : st.baseName;
     const extra = [
       st.platform ? `platform ${formatPlatform(st.platform)}` : '',
       st.dependsOn.length ? `depends on ${st.dependsOn.join(', ')}` : '',

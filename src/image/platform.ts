@@ -7,7 +7,7 @@ export function parsePlatform(s: string): Platform {
   const parts = s.trim().split('/');
   const [os, architecture, variant] = parts;
   if (parts.length < 2 || parts.length > 3 || !os || !architecture || (parts.length === 3 && !variant)) {
-    throw new BuilderError('PLATFORM_INVALID', `invalid platform "${s}"`, { hint: 'use os/arch[/variant], e.g. linux/amd64 or linux/arm/v7' });
+    throw new BuilderError('PLATFORM_INVALID', `invalid platform "${s}": expected os/arch[/variant]`, { hint: 'use os/arch[/variant], e.g. linux/amd64 or linux/arm/v7' });
   }
   return variant ? { os, architecture, variant } : { os, architecture };
 }

@@ -91,7 +91,7 @@ export class Transport {
   private readonly bases = new Map<string, Promise<string>>();
   private readonly challenges = new Map<string, Challenge | undefined>();
   private readonly agents = new Map<string, Promise<Agent>>();
-  private readonly tokens = new Map<string, Token>();
+  private readonly tokens = new Map<string, Promise<Token>>();
   private readonly creds = new Map<string, Promise<Credential | undefined>>();
 
   constructor(readonly opts: RegistryClientOptions) {}
@@ -270,10 +270,17 @@ export class Transport {
     const all = [...new Set([...scopes, ...(ch.params.scope ? ch.params.scope.split(' ') : [])])].sort();
     const key = `${registry} ${all.join(' ')}`;
     const cached = this.tokens.get(key);
-    if (cached && !fresh && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`;
-    const t = await this.fetchToken(registry, ch, all, cred, what);
-    this.tokens.set(key, t);
-    return `Bearer ${t.value}`;
+    if (cached && !fresh) {
+      const t = await cached.catch(() => undefined);
+      if (t && t.expiresAt > Date.now()) return `Bearer ${t.value}`;
+    }
+    // the promise is cached so parallel blob copies share one token request
+    const p = this.fetchToken(registry, ch, all, cred, what);
+    this.tokens.set(key, p);
+    p.catch(() => {
+      if (this.tokens.get(key) === p) this.tokens.delete(key);
+    });
+    return `Bearer ${(await p).value}`;
   }
 
   private async fetchToken(registry: string, ch: Challenge, scopes: string[], cred: Credential | undefined, what: string): Promise<Token> {

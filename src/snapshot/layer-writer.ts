@@ -44,6 +44,7 @@ const CHUNK = 1 << 20;
 const SMALL_FILE_MAX = 256 << 10;
 const READ_AHEAD_FILES = 64;
 const READ_AHEAD_BYTES = 8 << 20;
+const SMALL_CLASS = 16 << 10;
 // Compressed output waiting on the file plus input waiting on gzip: the memory ceiling per layer.
 const GZIP_BUFFER = 4 << 20;
 
@@ -311,18 +312,37 @@ class ReadAhead {
   private next = 0;
   private bytesAhead = 0;
   private readonly pending = new Map<number, Promise<Buffer>>();
+  // Pooled read buffers in two size classes: 20,000 one-off 5 KB buffers would each be a separate
+  // external allocation that GC reclaims late, inflating RSS; reuse keeps it at READ_AHEAD_FILES.
+  private readonly smallPool: Buffer[] = [];
+  private readonly largePool: Buffer[] = [];
+  private lent: Buffer | undefined;
+
+  private acquire(size: number): Buffer {
+    const pool = size <= SMALL_CLASS ? this.smallPool : this.largePool;
+    return pool.pop() ?? Buffer.allocUnsafeSlow(size <= SMALL_CLASS ? SMALL_CLASS : SMALL_FILE_MAX);
+  }
+
+  private release(view: Buffer): void {
+    const whole = Buffer.from(view.buffer, view.byteOffset, view.buffer.byteLength - view.byteOffset);
+    (whole.length <= SMALL_CLASS ? this.smallPool : this.largePool).push(whole);
+  }
 
   constructor(
     private readonly root: string,
     private readonly items: readonly Item[],
   ) {}
 
+  /** The content of small file k (a view into a pooled buffer: valid until the next take). */
   async take(k: number): Promise<Buffer> {
+    if (this.lent !== undefined) this.release(this.lent);
+    this.lent = undefined;
     this.fill(k);
     const p = this.pending.get(k)!;
     this.pending.delete(k);
     const b = await p;
     this.bytesAhead -= b.length;
+    this.lent = b;
     this.fill(k + 1);
     return b;
   }
@@ -336,7 +356,7 @@ class ReadAhead {
   private fill(k: number): void {
     while (this.next < this.items.length && (this.next <= k || (this.next - k < READ_AHEAD_FILES && this.bytesAhead < READ_AHEAD_BYTES))) {
       const it = this.items[this.next]!;
-      const p = readSmallFile(this.root, it.name, it.meta!.size);
+      const p = readSmallFile(this.root, it.name, it.meta!.size, this.acquire(it.meta!.size));
       p.catch(() => undefined); // a read nobody takes (after a failure) must not become an unhandled rejection
       this.pending.set(this.next, p);
       this.bytesAhead += it.meta!.size;
@@ -348,12 +368,13 @@ class ReadAhead {
 // O_NOFOLLOW: an entry indexed as a regular file must not be read through a symlink swapped in later.
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
 
-function readSmallFile(root: string, rel: string, size: number): Promise<Buffer> {
+/** Reads exactly `size` bytes into the start of `into`; resolves with that view. */
+function readSmallFile(root: string, rel: string, size: number, into: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const p = hostPath(root, rel);
     fs.open(p, OPEN_FLAGS, (err, fd) => {
       if (err) return reject(readError(root, rel, err));
-      const out = Buffer.allocUnsafe(size);
+      const out = into.subarray(0, size);
       const finish = (e: BuilderError | undefined): void => {
         fs.close(fd, () => (e === undefined ? resolve(out) : reject(e)));
       };

@@ -53,9 +53,10 @@ describe('BlobStore', () => {
   });
 
   it('concurrent puts of the same digest are safe and leave one file, no temp files', async () => {
-    const data = 'x'.repeat(300_000);
+    const data = 'x'.repeat(3_000_000);
     const d = sha256(data);
-    await Promise.all(Array.from({ length: 8 }, () => store.put(d, pieces(data))));
+    const chunked = () => Readable.from(data.match(/.{1,65536}/gs) ?? []);
+    await Promise.all(Array.from({ length: 8 }, () => store.put(d, chunked())));
     expect(readdirSync(blobDir())).toEqual([d.slice(7)]);
     expect(await text(store.open(d))).toBe(data);
   });
@@ -68,6 +69,13 @@ describe('BlobStore', () => {
     expect(lstatSync(store.path(d)).ino).toBe(lstatSync(src).ino);
     expect(await text(store.open(d))).toBe('layer bytes');
     await expect(store.putFile(sha256('other'), src)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  it('fsync mode stores the same way', async () => {
+    const synced = new BlobStore(dir, { fsync: true });
+    const d = sha256('durable');
+    await synced.put(d, pieces('durable'));
+    expect(await text(synced.open(d))).toBe('durable');
   });
 
   it('rejects invalid digests', () => {

@@ -57,8 +57,8 @@ export async function makeTar(entries: TarEntrySpec[], gzip = false): Promise<Bu
 }
 
 export function streamOf(buf: Buffer): Readable {
-  // Small chunks exercise the gzip sniffing across chunk boundaries.
+  // Small odd-sized chunks exercise the gzip sniffing and tar parsing across chunk boundaries.
   const parts: Buffer[] = [];
-  for (let i = 0; i < buf.length; i += 3) parts.push(buf.subarray(i, i + 3));
+  for (let i = 0; i < buf.length; i += 61) parts.push(buf.subarray(i, i + 61));
   return Readable.from(parts);
 }

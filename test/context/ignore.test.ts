@@ -134,6 +134,13 @@ describe('PatternMatcher (moby/patternmatcher MatchesOrParentMatches)', () => {
     expect(new PatternMatcher(['docs']).hasExclusions).toBe(false);
   });
 
+  it('keeps current moby semantics where @balena/dockerignore differs', () => {
+    // suffixMatch: a leading "**" followed by literals is a plain suffix test.
+    expect(ignored(['**file'], 'dir/xfile')).toBe(true);
+    // Linux Docker is case-sensitive.
+    expect(ignored(['readme.md'], 'README.md')).toBe(false);
+  });
+
   it('never ignores the context root', () => {
     expect(ignored(['**'], '.')).toBe(false);
     expect(ignored(['*'], '')).toBe(false);

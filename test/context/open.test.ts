@@ -1,4 +1,5 @@
 // openContext: dir and tar sources, sub-paths, unsupported schemes, unsafe archives, ignore-file precedence.
+import { execFileSync } from 'node:child_process';
 import { readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -161,12 +162,22 @@ describe('tar contexts', () => {
     expect(await readdir(tmp)).toEqual([]);
   });
 
+  it('reads what GNU tar writes: ./-prefixed names, long (PAX/GNU) names, gzip', async () => {
+    const long = `${'d'.repeat(80)}/${'f'.repeat(120)}.txt`;
+    await writeTree(work, { [`src/${long}`]: 'long', 'src/sub/x': 'x' });
+    execFileSync('tar', ['-czf', path.join(work, 'gnu.tgz'), '-C', path.join(work, 'src'), '.']);
+    const ctx = await open('tar://gnu.tgz');
+    expect(await readFile(path.join(ctx.dir, long), 'utf8')).toBe('long');
+    expect(await readFile(path.join(ctx.dir, 'sub/x'), 'utf8')).toBe('x');
+  });
+
   it('uses the kaniko fixture archive context/tars/file.tar', async () => {
     const fixture = '/work/shared/conformance/kaniko/context/tars';
     const ctx = await open(`tar://${fixture}/file.tar`);
     const gz = await open(`tar://${fixture}/file.tar.gz`);
-    expect((await readdir(ctx.dir)).length).toBeGreaterThan(0);
-    expect(await readdir(gz.dir)).toEqual(await readdir(ctx.dir));
+    expect(await readdir(ctx.dir)).toEqual(['uncompressedFile']);
+    expect(await readdir(gz.dir)).toEqual(['compressedFile']);
+    expect((await codeOf(open(`tar://${fixture}/file.bz2`))).code).toBe('CONTEXT_UNSUPPORTED');
   });
 });
 

@@ -1,0 +1,131 @@
+// Where COPY reads from: the build context (with .dockerignore) or another stage's / image's root, behind one interface.
+import type { Stats } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { BuilderError } from '../errors.js';
+import { followSymlink, goMatch, hasWildcards, resolveSources, walkSource, type BuildContext } from '../context/index.js';
+import type { RootFs } from '../rootfs/index.js';
+
+export type EntryType = 'file' | 'dir' | 'symlink';
+
+export interface CopyEntry {
+  /** Path relative to the matched source ("" for the source itself). */
+  path: string;
+  abs: string;
+  type: EntryType;
+  stat: Stats;
+  linkTarget?: string;
+}
+
+export interface CopySourceMatch {
+  /** Name the source lands under when the destination is a directory. */
+  name: string;
+  type: EntryType;
+  /** The source and, for a directory, everything under it, parents first, sorted. */
+  entries(): AsyncIterable<CopyEntry>;
+}
+
+export interface CopySource {
+  describe: string;
+  resolve(patterns: readonly string[]): Promise<CopySourceMatch[]>;
+}
+
+export function contextSource(ctx: BuildContext): CopySource {
+  return {
+    describe: 'build context',
+    async resolve(patterns) {
+      const out: CopySourceMatch[] = [];
+      for (const m of await resolveSources(ctx, patterns)) {
+        const real = await followSymlink(ctx, m);
+        out.push({
+          name: path.posix.basename(m.rel === '.' ? '/' : m.rel) || '/',
+          type: real.type,
+          entries: () => walkSource(ctx, real),
+        });
+      }
+      return out;
+    },
+  };
+}
+
+function typeOf(st: Stats): EntryType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  return undefined;
+}
+
+async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
+  const names = (await readdir(abs)).sort();
+  for (const name of names) {
+    const a = path.join(abs, name);
+    const st = await lstat(a);
+    const type = typeOf(st);
+    if (!type) continue; // sockets, fifos and devices are not copied, as BuildKit does for COPY sources
+    const p = rel === '' ? name : `${rel}/${name}`;
+    yield { path: p, abs: a, type, stat: st, ...(type === 'symlink' ? { linkTarget: await readlink(a) } : {}) };
+    if (type === 'dir') yield* walkHost(a, p);
+  }
+}
+
+/** Sources inside another stage's (or an image's) root: paths resolved in that root, symlinks followed inside it. */
+export function rootSource(rootfs: RootFs, describe: string): CopySource {
+  const matchOne = async (pattern: string): Promise<CopySourceMatch[]> => {
+    const clean = path.posix.resolve('/', pattern);
+    const candidates: string[] = [];
+    if (!hasWildcards(clean)) {
+      candidates.push(clean);
+    } else {
+      // Expand wildcards segment by segment inside the root.
+      let prefixes = ['/'];
+      for (const seg of clean.split('/').filter(Boolean)) {
+        const next: string[] = [];
+        for (const pre of prefixes) {
+          if (!hasWildcards(seg)) {
+            next.push(path.posix.join(pre, seg));
+            continue;
+          }
+          const host = await rootfs.resolve(pre, { followFinal: true }).catch(() => undefined);
+          const names = host ? await readdir(host).catch(() => [] as string[]) : [];
+          for (const n of names.sort()) if (goMatch(seg, n)) next.push(path.posix.join(pre, n));
+        }
+        prefixes = next;
+      }
+      candidates.push(...prefixes);
+    }
+    const out: CopySourceMatch[] = [];
+    for (const c of candidates) {
+      const host = await rootfs.resolve(c, { followFinal: true });
+      const st = await lstat(host).catch(() => undefined);
+      const type = st && typeOf(st);
+      if (!st || !type) continue;
+      out.push({
+        name: path.posix.basename(c) || '/',
+        type,
+        async *entries() {
+          yield { path: '', abs: host, type, stat: st };
+          if (type === 'dir') yield* walkHost(host, '');
+        },
+      });
+    }
+    if (out.length === 0 && !hasWildcards(clean)) {
+      throw new BuilderError('COPY_SOURCE_NOT_FOUND', `COPY failed: "${pattern}" not found in ${describe}`, {
+        hint: `check the path exists in ${describe} at that point of the build`,
+      });
+    }
+    return out;
+  };
+  return {
+    describe,
+    async resolve(patterns) {
+      const out: CopySourceMatch[] = [];
+      for (const p of patterns) out.push(...(await matchOne(p)));
+      if (out.length === 0) {
+        throw new BuilderError('COPY_SOURCE_NOT_FOUND', `COPY failed: no source files were specified (${patterns.join(' ')} matched nothing in ${describe})`, {
+          hint: 'check the wildcard patterns',
+        });
+      }
+      return out;
+    },
+  };
+}
