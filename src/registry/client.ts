@@ -232,13 +232,15 @@ export class RegistryClient {
     if (said && said !== desc.digest) throw digestMismatch(`upload blob to ${ref.name}`, desc.digest, said);
   }
 
-  /** PATCHes the blob in chunks; on 416 asks the registry how much it has (Range) and resumes from there. */
+  /**
+   * PATCHes the blob in chunks. Starts (and, after a 416 or a broken connection, resumes) at the offset the
+   * registry reports for the session: distribution 2.8 ignores Content-Range and appends, so we must ask.
+   */
   private async uploadChunks(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, location: string): Promise<string> {
     const chunk = this.opts.chunkSize ?? 32 * 1024 * 1024;
-    let loc = location;
-    let offset = 0;
+    let { offset, location: loc } = await this.uploadStatus(ref, location);
     let resumes = 0;
-    let src = await ChunkReader.open(open, desc, ref, 0);
+    let src = await ChunkReader.open(open, desc, ref, offset);
     try {
       while (offset < desc.size) {
         const len = Math.min(chunk, desc.size - offset);
@@ -253,19 +255,23 @@ export class RegistryClient {
           });
         } catch (err) {
           if (src.error) throw src.error;
-          const is416 = err instanceof BuilderError && (err.code === 'REGISTRY_RANGE_INVALID' || / 416\b/.test(err.message));
-          if (!is416 || resumes >= 3) throw err;
+          const resumable = err instanceof BuilderError && (err.code === 'REGISTRY_RANGE_INVALID' || err.code === 'REGISTRY_UNREACHABLE' || / 416\b/.test(err.message));
+          if (!resumable || resumes >= 3) throw err;
         }
         if (res) {
           await res.body.dump();
           loc = this.location(res, ref);
           offset = start + len;
-          continue;
+          const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
+          if (!range || Number(range[1]) === offset - 1) continue;
+          this.opts.logger?.(`registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing`);
         }
-        // 416: the registry's offset differs from ours; ask it and restart the source there
+        // out of sync (416, broken connection, short write): ask the registry and restart the source there
         resumes++;
-        const got = await this.uploadStatus(ref, loc);
-        offset = got;
+        const st = await this.uploadStatus(ref, loc);
+        if (st.offset > desc.size) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} holds more bytes than blob ${desc.digest} has`, { hint: 'retry the push' });
+        offset = st.offset;
+        loc = st.location;
         src.destroy();
         src = await ChunkReader.open(open, desc, ref, offset);
       }
@@ -276,13 +282,16 @@ export class RegistryClient {
     }
   }
 
-  private async uploadStatus(ref: ImageRef, loc: string): Promise<number> {
+  /** How many bytes the registry holds for an upload, and the (fresh-state) Location to continue at. */
+  private async uploadStatus(ref: ImageRef, loc: string): Promise<{ offset: number; location: string }> {
     const res = await this.t.request({
       registry: ref.registry, method: 'GET', path: loc, scopes: [pushScope(ref)], what: `upload status in ${ref.name}`, ok: [204, 200],
     });
     await res.body.dump();
     const m = /^(?:bytes=)?0-(-?\d+)$/.exec(header(res, 'range') ?? '0--1');
-    return m ? Number(m[1]) + 1 : 0;
+    // distribution answers "0-0" for an empty session as well as for one byte; treat it as empty
+    const end = m ? Number(m[1]) : -1;
+    return { offset: end <= 0 ? 0 : end + 1, location: header(res, 'location') ? this.location(res, ref) : loc };
   }
 
   /** PUTs a manifest (after its blobs); returns its digest, checked against what the registry reports. */

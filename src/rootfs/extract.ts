@@ -39,6 +39,8 @@ const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 /** Open finalizers (each holds an fd) before extraction waits for the oldest. */
 const MAX_PENDING = 128;
+/** Files up to this size are gathered (zero-copy slices) and written entirely in the background. */
+const SMALL_FILE = 64 * 1024;
 /** Body bytes gathered while one write is in flight before waiting for it. */
 const WRITE_BATCH = 1024 * 1024;
 
@@ -57,6 +59,11 @@ interface State {
   opts: ExtractOptions;
   owners: boolean;
   devices: boolean;
+  /** The process's ids: files created in fresh dirs already have them. */
+  uid: number;
+  gid: number;
+  /** The process umask: when it strips none of a file's mode bits, open(mode) alone sets the mode (no fchmod). */
+  umask: number;
   cache: ResolveCache;
   /** Canonical paths written by this layer: whiteouts and opaque dirs apply to lower layers only. */
   layerPaths: Set<string>;
@@ -80,6 +87,9 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
     opts,
     owners: opts.owners ?? isRoot,
     devices: opts.devices ?? isRoot,
+    uid: process.getuid?.() ?? -1,
+    gid: process.getgid?.() ?? -1,
+    umask: process.umask(),
     cache: new Map(),
     layerPaths: new Set(),
     freshDirs: new Set(),
@@ -242,8 +252,11 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const host = st.rootfs.hostPath(target);
   st.opts.onEntry?.(target);
 
+  // A path this layer already wrote may still be in flight in the background: let it land first.
+  const again = st.layerPaths.has(target);
+  if (again) await settle(st);
   // The final component is never followed: a symlink there is replaced, not written through.
-  const existing = st.freshDirs.has(parent.container) && !st.layerPaths.has(target) ? undefined : await lstatOrUndefined(host);
+  const existing = st.freshDirs.has(parent.container) && !again ? undefined : await lstatOrUndefined(host);
   switch (h.type) {
     case 'directory': {
       if (existing && !existing.isDirectory()) await removePath(st, target, existing);
@@ -261,7 +274,13 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
     case 'file': {
       if (existing) await removePath(st, target, existing);
       st.layerPaths.add(target);
-      await writeFile(st, host, entry);
+      // A fresh dir (created 0700 by us, no setgid yet) gives new files the process's ids: chown only if they differ.
+      const chown = st.owners && !(st.freshDirs.has(parent.container) && h.uid === st.uid && h.gid === st.gid);
+      // chown and (for non-root) writes clear setuid/setgid, so those modes are set again afterwards.
+      const special = (h.mode & 0o7000) !== 0 && (chown || st.uid !== 0);
+      const fin: Finish = { chown, chmod: (h.mode & st.umask) !== 0 || special };
+      if (h.size <= SMALL_FILE) await writeSmallFile(st, host, entry, fin);
+      else await writeFile(st, host, entry, fin);
       addXattrs(st, target, host, h);
       return;
     }
@@ -281,6 +300,7 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
         warn(st, `hardlink "${h.name}" -> "${h.linkname}" points into an ignored path: skipped`);
         return;
       }
+      if (st.layerPaths.has(src.container)) await settle(st);
       const srcStat = await lstatOrUndefined(src.host);
       if (!srcStat) {
         throw new BuilderError('ROOTFS_HARDLINK_TARGET_MISSING', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} does not exist in this or an earlier layer`, {
@@ -422,9 +442,18 @@ async function applyOpaque(st: State, dir: string): Promise<void> {
 }
 
 /** Streams the body into a fresh file (O_EXCL|O_NOFOLLOW: never through a symlink or an old hardlink). */
-async function writeFile(st: State, host: string, entry: TarEntry): Promise<void> {
+/** Which metadata calls a new file still needs after open(mode). */
+interface Finish {
+  chown: boolean;
+  /** Needed when the umask strips bits, or after a chown (which clears setuid/setgid). */
+  chmod: boolean;
+}
+
+const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+
+async function writeFile(st: State, host: string, entry: TarEntry, fin: Finish): Promise<void> {
   const h = entry.header;
-  const fh = await open(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  const fh = await open(host, CREATE, h.mode & 0o7777);
   let inflight: Promise<void> | undefined;
   try {
     let pos = 0;
@@ -457,8 +486,42 @@ async function writeFile(st: State, host: string, entry: TarEntry): Promise<void
     await fh.close().catch(() => undefined);
     throw err;
   }
-  if (st.pending.length >= MAX_PENDING) await st.pending.shift();
-  track(st, finishFile(st, fh, h));
+  await room(st);
+  track(st, finishFile(fh, h, fin));
+}
+
+/**
+ * Small files: the body is gathered (slices of the input, no copy) and the whole create-write-chown-
+ * chmod-utimes-close chain runs in the background, so many files share the thread pool at once.
+ */
+async function writeSmallFile(st: State, host: string, entry: TarEntry, fin: Finish): Promise<void> {
+  const h = entry.header;
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of entry.body) {
+    parts.push(chunk);
+    size += chunk.length;
+  }
+  st.bytes += size;
+  await room(st);
+  track(
+    st,
+    (async () => {
+      const fh = await open(host, CREATE, h.mode & 0o7777);
+      try {
+        if (size > 0) await writeAll(fh, parts, 0);
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
+      await finishFile(fh, h, fin);
+    })(),
+  );
+}
+
+/** Bounds background work (each item may hold an fd and up to SMALL_FILE bytes). */
+async function room(st: State): Promise<void> {
+  while (st.pending.length >= MAX_PENDING) await st.pending.shift();
 }
 
 async function writeAll(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
@@ -478,10 +541,10 @@ async function writeAll(fh: FileHandle, bufs: Buffer[], pos: number): Promise<vo
 }
 
 /** fd-based, so it is order-safe even if a later entry replaces the path: chown before chmod (chown clears setuid). */
-async function finishFile(st: State, fh: FileHandle, h: TarHeader): Promise<void> {
+async function finishFile(fh: FileHandle, h: TarHeader, fin: Finish): Promise<void> {
   try {
-    if (st.owners) await fh.chown(h.uid, h.gid);
-    await fh.chmod(h.mode & 0o7777);
+    if (fin.chown) await fh.chown(h.uid, h.gid);
+    if (fin.chmod) await fh.chmod(h.mode & 0o7777);
     await fh.utimes(h.atime ?? h.mtime, h.mtime);
   } finally {
     await fh.close();

@@ -132,8 +132,9 @@ export function walk(
     const readDir = (rel: string): void => {
       fs.readdir(hostPath(root, rel), (err, names) => {
         if (err) {
-          // A directory removed mid-walk is simply gone; anything else is a real failure.
-          if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') fail(walkError(root, rel, err));
+          // A directory removed mid-walk is simply gone; a missing root would look like "delete everything".
+          if (mode === 'list' && starts.includes(rel)) fail(rootError(root, rel, err));
+          else if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') fail(walkError(root, rel, err));
           done();
           return;
         }
@@ -226,6 +227,13 @@ function hashFile(p: string): Promise<Digest> {
     s.on('data', (c) => h.update(c));
     s.on('error', reject);
     s.on('end', () => resolve(`sha256:${h.digest('hex')}`));
+  });
+}
+
+function rootError(root: string, rel: string, err: NodeJS.ErrnoException): BuilderError {
+  return new BuilderError('SNAPSHOT_ROOT_MISSING', `cannot index ${hostPath(root, rel)}: ${err.code ?? err.message}`, {
+    hint: 'the build root must be an existing, readable directory',
+    cause: err,
   });
 }
 

@@ -1,6 +1,5 @@
 // Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip -> sha256 (digest) -> file, in one pass.
 import * as fs from 'node:fs';
-import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -114,7 +113,7 @@ export async function writeLayer(
     pos = 0;
     const recycle = gz !== undefined && whole.length === CHUNK;
     const ok = sink.write(chunk, recycle ? (err) => { if (!err) spare.push(whole); } : undefined);
-    if (!ok) await once(sink, 'drain');
+    if (!ok) await waitDrain(sink);
     if (sinkError !== undefined) throw sinkError;
   };
   const reserve = async (n: number): Promise<void> => {
@@ -424,6 +423,32 @@ async function streamFile(
   } finally {
     await new Promise<void>((res) => fs.close(fd, () => res()));
   }
+}
+
+/** Resolves on 'drain'; rejects if the stream errors or closes first (a destroyed stream never drains). */
+function waitDrain(s: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      s.off('drain', onDrain);
+      s.off('error', onError);
+      s.off('close', onClose);
+    };
+    const onDrain = (): void => {
+      cleanup();
+      resolve();
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new Error('the layer output stream closed before the layer was written'));
+    };
+    s.on('drain', onDrain);
+    s.on('error', onError);
+    s.on('close', onClose);
+  });
 }
 
 function readInto(fd: number, buf: Buffer, off: number, len: number): Promise<number> {

@@ -109,6 +109,22 @@ describe('TLS', () => {
   });
 });
 
+describe('connection errors', () => {
+  it('retries with backoff, then reports REGISTRY_UNREACHABLE naming the registry', async () => {
+    const { freePort } = await import('../support/registry.js');
+    const port = await freePort();
+    const logs: string[] = [];
+    const c = track(new RegistryClient({ retries: 2, retryBaseMs: 100, logger: (l) => logs.push(l) }));
+    const t0 = Date.now();
+    const err = await caught(c.getManifest(parseReference(`127.0.0.1:${port}/app:v1`)));
+    expect(err.code).toBe('REGISTRY_UNREACHABLE');
+    expect(err.message).toContain(`127.0.0.1:${port}`);
+    expect(err.hint).toBeTruthy();
+    expect(logs.filter((l) => l.startsWith('retrying'))).toHaveLength(2);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+  });
+});
+
 describe('corrupt blobs', () => {
   it('rejects a registry blob whose bytes do not match its digest', async () => {
     const reg = await registry({ mode: 'plain' });

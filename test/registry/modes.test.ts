@@ -88,4 +88,12 @@ describe.each(modes)('registry mode %s', (mode) => {
       await chunky.close();
     }
   });
+
+  it('deletes a manifest by tag', async () => {
+    const ref = parseReference(await pushBusybox(reg, 'del/app', 'gone'));
+    expect(await client.headManifest(ref)).toBeDefined();
+    await client.deleteManifest(ref);
+    expect(await client.headManifest(ref)).toBeUndefined();
+    await expect(client.getManifest(ref)).rejects.toMatchObject({ code: 'REGISTRY_MANIFEST_UNKNOWN' });
+  });
 });

@@ -84,11 +84,11 @@ describe('indexTree', () => {
     expect(idx.hashContents).toBe(true);
   });
 
-  it('fails with a BuilderError when the root does not exist', async () => {
+  it('fails with a BuilderError when the root does not exist (never an empty tree: that would delete everything)', async () => {
     const root = tmp();
-    const idx = await indexTree(path.join(root, 'missing'));
-    expect(idx.entries.size).toBe(0); // a vanished directory is an empty tree, not a failure
-    await expect(indexTree(path.join(root, 'x'), { concurrency: 1 })).resolves.toBeDefined();
+    await expect(indexTree(path.join(root, 'missing'))).rejects.toSatisfy((e: unknown) => isBuilderError(e, 'SNAPSHOT_ROOT_MISSING'));
+    write(root, 'a/b/c', '1');
+    expect((await indexTree(root, { concurrency: 1 })).entries.size).toBe(3);
   });
 });
 
@@ -325,10 +325,42 @@ describe('writeLayer', () => {
     const idx = await indexTree(root);
     const out = path.join(tmp(), 'l');
     await expect(writeLayer(root, [], out, { compressionLevel: 12 })).rejects.toSatisfy((e: unknown) => isBuilderError(e, 'SNAPSHOT_OPTION_INVALID'));
+    const bigIdx = await (async () => {
+      write(root, 'big', Buffer.alloc(3 << 20, 1));
+      return indexTree(root);
+    })();
+    await expect(writeLayer(root, [{ kind: 'entry', path: 'big', meta: bigIdx.entries.get('big')! }], path.join(root, 'no/such/dir/l')))
+      .rejects.toSatisfy((e: unknown) => isBuilderError(e, 'SNAPSHOT_WRITE_FAILED'));
     await expect(writeLayer(root, [{ kind: 'entry', path: 'missing' }], out)).rejects.toSatisfy((e: unknown) => isBuilderError(e, 'SNAPSHOT_PATH_MISSING'));
     fs.writeFileSync(path.join(root, 'f'), 'hi');
     await expect(writeLayer(root, [{ kind: 'entry', path: 'f', meta: idx.entries.get('f')! }], out)).rejects.toSatisfy((e: unknown) => isBuilderError(e, 'SNAPSHOT_FILE_CHANGED'));
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('PAX records at digit-count boundaries: long single-component names and long symlink targets', async () => {
+    const root = tmp();
+    for (const n of [101, 150, 255]) write(root, 'n'.repeat(n), String(n));
+    for (const n of [101, 989, 990, 991, 992, 993, 994, 995, 996, 2000]) fs.symlinkSync('t'.repeat(n), path.join(root, `link${n}`));
+    const idx = await indexTree(root);
+    const out = path.join(tmp(), 'l');
+    await writeLayer(root, toLayerEntries(diffIndexes({ root, entries: new Map(), hashContents: false }, idx), idx), out, { gzip: false });
+    const dest = tmp();
+    tarExtract(out, dest);
+    expect(describeTree(dest)).toEqual(describeTree(root));
+  });
+
+  it('writes caller-known xattrs as PAX SCHILY.xattr records that GNU tar restores', async () => {
+    if (!hasCommand('python3')) return;
+    const root = tmp();
+    write(root, 'bin/ping', 'x', 0o755);
+    const idx = await indexTree(root);
+    const meta = { ...idx.entries.get('bin/ping')!, xattrs: { 'user.demo': Buffer.from([0, 1, 2, 255]) } };
+    const out = path.join(tmp(), 'l');
+    await writeLayer(root, [{ kind: 'entry', path: 'bin/ping', meta }], out, { gzip: false });
+    const dest = tmp();
+    execFileSync('tar', ['--xattrs', "--xattrs-include=*", '-xpf', out, '-C', dest]);
+    const got = execFileSync('python3', ['-c', 'import os,sys; print(os.getxattr(sys.argv[1], "user.demo").hex())', path.join(dest, 'bin/ping')], { encoding: 'utf8' });
+    expect(got.trim()).toBe('000102ff');
   });
 
   it('streams a file bigger than the read-ahead limit and the output chunk', async () => {

@@ -1,0 +1,280 @@
+// `npm run bench`: builder vs buildah (vs kaniko when KANIKO_EXECUTOR is set) vs the machine's tar+sha256+gzip limit,
+// side by side in one run, A/B alternating. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
+//
+//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah]
+//                          [--no-baseline] [--write | --no-write] [--keep]
+//
+// --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
+// --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
+// --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
+// Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch, default $TMPDIR),
+//      KANIKO_EXECUTOR (path to a kaniko executor binary), BENCH_DEBIAN_MIRROR.
+import { mkdir, mkdtemp, readFile, rm, writeFile, stat as fsStat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { measure, runCmd } from './support/measure.js';
+import { startProxy, startRegistry } from './support/registry.js';
+import { baselineTable, summarize, targetsTable, toolTables, type RunRecord } from './support/report.js';
+import { buildahTool, builderTool, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
+import { WORKLOADS, type BaseImage, type Workload } from './workloads/index.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
+const repoRoot = path.resolve(here, '../..');
+const srcBench = path.join(repoRoot, 'bench');
+
+interface Args {
+  runs?: number;
+  only?: string[];
+  quick: boolean;
+  bigMb?: number;
+  tools?: string[];
+  baseline: boolean;
+  write?: boolean;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, baseline: true, keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const val = (): string => {
+      const v = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    const name = arg.split('=')[0];
+    switch (name) {
+      case '--runs': a.runs = Number(val()); break;
+      case '--only': a.only = val().split(',').filter(Boolean); break;
+      case '--quick': a.quick = true; break;
+      case '--big-mb': a.bigMb = Number(val()); break;
+      case '--tools': a.tools = val().split(',').filter(Boolean); break;
+      case '--no-baseline': a.baseline = false; break;
+      case '--write': a.write = true; break;
+      case '--no-write': a.write = false; break;
+      case '--keep': a.keep = true; break;
+      case '-h': case '--help':
+        process.stdout.write(`${(readFileSyncHead())}\n`);
+        process.exit(0);
+      // eslint-disable-next-line no-fallthrough
+      default: throw new Error(`unknown argument ${arg} (see --help)`);
+    }
+  }
+  if (a.runs !== undefined && !(a.runs >= 1)) throw new Error('--runs must be >= 1');
+  for (const w of a.only ?? []) if (!WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
+  return a;
+}
+
+function readFileSyncHead(): string {
+  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep]';
+}
+
+const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
+
+async function pushBases(bases: Set<BaseImage>, registry: string, cacheDir: string): Promise<void> {
+  for (const b of bases) {
+    const t0 = Date.now();
+    const layout = (await runCmd('bash', [path.join(repoRoot, 'scripts/bench-base-images.sh'), cacheDir, b])).trim().split('\n').pop()!;
+    const dest = b === 'busybox' ? 'library/busybox:latest' : 'library/debian:bookworm-slim';
+    await runCmd('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${b}`, `docker://${registry}/${dest}`]);
+    log(`base ${b}: ${layout} -> ${registry}/${dest} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
+  }
+}
+
+async function duBytes(dir: string): Promise<number> {
+  const out = await runCmd('du', ['-sb', dir]);
+  return Number(out.split('\t')[0]);
+}
+
+async function lastError(logFile: string): Promise<string> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const err = lines.filter((l) => /error|fail|denied|cannot|unknown|invalid/i.test(l)).pop();
+  return (err ?? lines.slice(-2).join(' / ') ?? 'no output').slice(0, 300);
+}
+
+async function pushedLayers(registryHost: string, repoTag: string): Promise<number | undefined> {
+  try {
+    const raw = await runCmd('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryHost}/${repoTag}`]);
+    const m = JSON.parse(raw) as { layers?: unknown[] };
+    return m.layers?.length;
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  const t0 = Date.now();
+  const cacheDir = process.env.BENCH_CACHE_DIR ?? path.join(os.homedir(), '.cache/builder-bench');
+  const workRoot = process.env.BENCH_WORK_DIR ?? os.tmpdir();
+  await mkdir(workRoot, { recursive: true });
+  const work = await mkdtemp(path.join(workRoot, 'builder-bench-'));
+  const bigBytes = Math.round((args.bigMb ?? Number(process.env.BENCH_BIG_LAYER_MB ?? (args.quick ? 256 : 2048))) * 1024 * 1024);
+  const workloads = WORKLOADS.filter((w) => !args.only || args.only.includes(w.name));
+  const runsFor = (w: Workload): number => (args.quick ? 1 : w.name === 'big-layer' ? 1 : args.runs ?? w.defaultRuns);
+  log(`work dir ${work}; cache ${cacheDir}; workloads ${workloads.map((w) => `${w.name}x${runsFor(w)}`).join(' ')}`);
+
+  let cleanupFns: Array<() => Promise<void>> = [];
+  const records: RunRecord[] = [];
+  try {
+    const reg = await startRegistry(path.join(work, 'registry'));
+    cleanupFns.push(reg.stop);
+    const proxy = await startProxy(reg.host);
+    cleanupFns.push(proxy.stop);
+    log(`registry ${reg.host}, counting proxy ${proxy.host}`);
+    await pushBases(new Set(workloads.flatMap((w) => w.bases)), reg.host, cacheDir);
+
+    const allTools: Tool[] = [await builderTool(repoRoot), await buildahTool(work), await kanikoTool()];
+    const tools = allTools.filter((t) => !args.tools || args.tools.includes(t.name));
+    for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
+    const usable = tools.filter((t) => !t.unavailable);
+
+    for (const w of workloads) {
+      const ctx = path.join(work, 'ctx', w.name);
+      const tw = Date.now();
+      await w.prepare(path.join(srcBench, 'workloads', w.name), ctx, { registry: proxy.host, bigBytes });
+      let tree: string | undefined;
+      let treeBytes: number | undefined;
+      if (args.baseline && w.baselineTree) {
+        tree = await w.baselineTree(path.join(work, 'tree', w.name), { registry: proxy.host, bigBytes }, ctx);
+        treeBytes = await duBytes(tree);
+      }
+      const failed = new Set<string>();
+      const runs = runsFor(w);
+      for (let i = 0; i < runs; i++) {
+        const order = i % 2 === 0 ? usable : [...usable].reverse();
+        for (const tool of order) {
+          if (failed.has(tool.name)) continue;
+          const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
+          await mkdir(stateDir, { recursive: true });
+          const modes = (['cold', 'warm'] as const).filter((m) => m === 'cold' || (w.warm && tool.warm));
+          for (const mode of modes) {
+            const repoTag = `bench/${w.name}-${tool.name}-${i}-${mode}:latest`;
+            const logFile = path.join(work, 'logs', `${w.name}-${tool.name}-${i}-${mode}.log`);
+            await mkdir(path.dirname(logFile), { recursive: true });
+            proxy.reset();
+            const job = { workload: w.name, ctxDir: ctx, registry: proxy.host, destination: `${proxy.host}/${repoTag}`,
+              stateDir, logFile, timeoutMs: w.name === 'big-layer' ? 15 * 60_000 : 6 * 60_000 };
+            let r: ToolRun;
+            try {
+              r = mode === 'cold' ? await tool.cold(job) : await tool.warm!(job);
+            } catch (err) {
+              r = { wall: NaN, user: NaN, sys: NaN, maxRssProcess: NaN, peakRssTree: NaN, exitCode: 1, logFile };
+              await writeFile(logFile, `bench: ${(err as Error).stack ?? err}\n`, { flag: 'a' });
+            }
+            const bytes = proxy.counts();
+            const layers = r.exitCode === 0 ? await pushedLayers(reg.host, repoTag) : undefined;
+            const ok = r.exitCode === 0 && layers !== undefined;
+            const error = ok ? undefined : r.exitCode !== 0 ? `exit ${r.exitCode}: ${await lastError(logFile)}` : 'exit 0 but no manifest at the destination';
+            records.push({ workload: w.name, mode, tool: tool.name, iteration: i, ok, error, wall: r.wall, user: r.user, sys: r.sys,
+              peakRssTree: r.peakRssTree, maxRssProcess: r.maxRssProcess, sent: bytes.sent, received: bytes.received, snapshot: r.snapshot, layers });
+            log(`${w.name} #${i + 1}/${runs} ${tool.name} ${mode}: ${ok ? `${r.wall.toFixed(2)}s wall, ${(r.user + r.sys).toFixed(2)}s CPU, ` +
+              `RSS tree ${(r.peakRssTree / 1048576).toFixed(0)} MB, ${(bytes.sent / 1048576).toFixed(1)} MB sent, ` +
+              `${(bytes.received / 1048576).toFixed(1)} MB received${r.snapshot !== undefined ? `, snapshot ${r.snapshot.toFixed(2)}s` : ''}` : `FAILED ${error} (log ${logFile})`}`);
+            if (!ok) {
+              if (mode === 'cold') failed.add(tool.name);
+              break;
+            }
+          }
+          await tool.cleanup(stateDir);
+        }
+        if (tree) {
+          // The machine's limit for the same bytes: tar -> sha256 (diffID) and gzip -6 -> file + sha256 (digest).
+          const bdir = path.join(work, 'baseline');
+          await mkdir(bdir, { recursive: true });
+          const script = `set -e; cd ${JSON.stringify(bdir)}; rm -f fifo; mkfifo fifo;` +
+            ` (gzip -6 < fifo | tee layer.tgz | sha256sum > digest) & tar -cf - -C ${JSON.stringify(tree)} . | tee fifo | sha256sum > diffid; wait`;
+          const logFile = path.join(work, 'logs', `${w.name}-baseline-${i}.log`);
+          const m = await measure(['bash', '-c', script], { logFile });
+          const ok = m.exitCode === 0;
+          records.push({ workload: w.name, mode: 'baseline', tool: 'baseline', iteration: i, ok, error: ok ? undefined : await lastError(logFile),
+            wall: m.wall, user: m.user, sys: m.sys, peakRssTree: m.peakRssTree, maxRssProcess: m.maxRssProcess, sent: 0, received: 0, treeBytes });
+          log(`${w.name} #${i + 1}/${runs} baseline (${((treeBytes ?? 0) / 1048576).toFixed(0)} MB tree): ${m.wall.toFixed(2)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU`);
+          await rm(bdir, { recursive: true, force: true });
+        }
+      }
+      // Keep the registry's disk use bounded: drop this workload's pushed repositories (blobs stay; small).
+      await rm(path.join(reg.storageDir, 'docker/registry/v2/repositories/bench'), { recursive: true, force: true });
+      if (tree && tree !== ctx) await rm(tree, { recursive: true, force: true });
+      log(`${w.name} done in ${((Date.now() - tw) / 1000).toFixed(0)}s`);
+    }
+
+    const elapsed = (Date.now() - t0) / 1000;
+    const sums = summarize(records);
+    const machine = {
+      nproc: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', ramGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+      kernel: os.release(), fs: (await runCmd('stat', ['-f', '-c', '%T', work]).catch(() => '?')).trim(),
+    };
+    const versions: Record<string, string> = { node: process.version };
+    for (const t of allTools) versions[t.name] = t.unavailable ? `${t.version} (${t.unavailable})` : t.version;
+    versions.registry = (await runCmd('docker-registry', ['--version']).catch(() => '?')).trim();
+    const buildahDriver = (allTools[1] as Tool & { storageDriver?: string }).storageDriver;
+    const result = {
+      date: started.toISOString(), elapsedSeconds: elapsed, machine, versions, buildahStorageDriver: buildahDriver,
+      args: { ...args, bigBytes }, workloads: workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm })),
+      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, how: t.how })),
+      summary: sums, records,
+    };
+    const resultsDir = path.join(srcBench, 'results');
+    await mkdir(resultsDir, { recursive: true });
+    const jsonFile = path.join(resultsDir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(jsonFile, JSON.stringify(result, null, 2) + '\n');
+    log(`results: ${path.relative(repoRoot, jsonFile)} (${elapsed.toFixed(0)}s total)`);
+
+    const md = renderMarkdown(result, sums, allTools, workloads, runsFor, path.relative(repoRoot, jsonFile));
+    const fullRun = !args.quick && !args.only && args.runs === undefined && args.bigMb === undefined && !args.tools;
+    if (args.write ?? fullRun) {
+      await writeFile(path.join(repoRoot, 'BENCHMARKS.md'), md);
+      log('wrote BENCHMARKS.md');
+    } else {
+      await writeFile(path.join(resultsDir, 'last-partial.md'), md);
+      log(`partial run: BENCHMARKS.md untouched; tables in ${path.relative(repoRoot, path.join(resultsDir, 'last-partial.md'))}`);
+    }
+    process.stdout.write(md);
+  } finally {
+    for (const c of cleanupFns.reverse()) await c().catch(() => undefined);
+    cleanupFns = [];
+    if (!args.keep) {
+      // buildah state dirs unmount themselves in cleanup; be safe before removing the work dir.
+      const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${work}/`));
+      for (const m of mounts.sort((a, b) => b.length - a.length)) await runCmd('umount', ['-l', m]).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    } else {
+      log(`kept ${work}`);
+    }
+  }
+}
+
+function renderMarkdown(result: { date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>; buildahStorageDriver?: string },
+  sums: ReturnType<typeof summarize>, tools: Tool[], workloads: Workload[], runsFor: (w: Workload) => number, jsonRel: string): string {
+  const m = result.machine as { nproc: number; cpu: string; ramGiB: number; kernel: string; fs: string };
+  let md = `# Benchmarks\n\n`;
+  md += `Generated by \`npm run bench\` (bench/run.ts; issue 5). Raw data: \`${jsonRel}\`.\n\n`;
+  md += `- Date: ${result.date} (run took ${(result.elapsedSeconds / 60).toFixed(1)} min)\n`;
+  md += `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.ramGiB} GiB RAM, kernel ${m.kernel}, work dir on ${m.fs}\n`;
+  md += `- Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join('; ')}\n`;
+  md += `- Runs: ${workloads.map((w) => `${w.name} ×${runsFor(w)}`).join(', ')} (A/B alternating: the tool order flips every iteration)\n`;
+  md += `\n## How it is measured\n\n`;
+  md += `- Every tool pulls the base images from and pushes to the same local registry (docker-registry, 127.0.0.1) through a byte-counting TCP proxy: "MB sent / received" are all bytes on the wire in each direction (HTTP included). Each run pushes to a fresh repository.\n`;
+  md += `- wall: our clock around the tool's process(es); CPU: user+sys of the whole process tree (GNU time); peak RSS tree: the largest sum of RSS over the tool's process tree, sampled from /proc every 50 ms; max process RSS: GNU time's %M (largest single process).\n`;
+  md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
+  for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
+  md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar and gzip -6 of it written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
+  md += `- big-layer runs once per tool and cold only (a 2 GiB layer costs minutes per run); many-files and node-app run 3 iterations, the rest 5, so the whole run fits in 20 minutes on 2 cores.\n`;
+  md += `\n## Results\n`;
+  md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
+  md += baselineTable(sums);
+  md += targetsTable(sums);
+  md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary} (bench/workloads/${w.name}/)`).join('\n')}\n`;
+  md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
+  md += `Needs root (debootstrap, buildah chroot isolation) and the Debian packages in scripts/install-deps.sh plus \`time\` (GNU time). Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Set KANIKO_EXECUTOR to an executor binary to add kaniko.\n`;
+  return md;
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

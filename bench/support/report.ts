@@ -1,0 +1,169 @@
+// Bench: summaries (median, min, max), ratios, and the BENCHMARKS.md tables.
+
+export type Mode = 'cold' | 'warm';
+
+export interface RunRecord {
+  workload: string;
+  mode: Mode | 'baseline';
+  tool: string;
+  iteration: number;
+  ok: boolean;
+  error?: string;
+  wall: number;
+  user: number;
+  sys: number;
+  /** Peak sum of RSS over the process tree (bytes). */
+  peakRssTree: number;
+  /** Largest single process max RSS (bytes). */
+  maxRssProcess: number;
+  sent: number;
+  received: number;
+  snapshot?: number;
+  /** Layers in the pushed manifest (checked with skopeo against the registry). */
+  layers?: number;
+  /** Bytes of the tree (baseline rows). */
+  treeBytes?: number;
+}
+
+export interface Stat { median: number; min: number; max: number; n: number }
+
+export function stat(xs: number[]): Stat | undefined {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  const median = v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  return { median, min: v[0]!, max: v[v.length - 1]!, n: v.length };
+}
+
+export interface Summary {
+  workload: string;
+  mode: string;
+  tool: string;
+  runs: number;
+  failures: number;
+  firstError?: string;
+  wall?: Stat;
+  cpu?: Stat;
+  peakRssTree?: Stat;
+  maxRssProcess?: Stat;
+  sent?: Stat;
+  received?: Stat;
+  snapshot?: Stat;
+  layers?: number;
+  treeBytes?: number;
+}
+
+export function summarize(records: RunRecord[]): Summary[] {
+  const groups = new Map<string, RunRecord[]>();
+  for (const r of records) {
+    const k = `${r.workload}\0${r.mode}\0${r.tool}`;
+    const g = groups.get(k);
+    if (g) g.push(r); else groups.set(k, [r]);
+  }
+  const out: Summary[] = [];
+  for (const rs of groups.values()) {
+    const ok = rs.filter((r) => r.ok);
+    const first = rs[0]!;
+    out.push({
+      workload: first.workload, mode: first.mode, tool: first.tool, runs: rs.length, failures: rs.length - ok.length,
+      firstError: rs.find((r) => !r.ok)?.error,
+      wall: stat(ok.map((r) => r.wall)),
+      cpu: stat(ok.map((r) => r.user + r.sys)),
+      peakRssTree: stat(ok.map((r) => r.peakRssTree)),
+      maxRssProcess: stat(ok.map((r) => r.maxRssProcess)),
+      sent: stat(ok.map((r) => r.sent)),
+      received: stat(ok.map((r) => r.received)),
+      snapshot: stat(ok.flatMap((r) => (r.snapshot === undefined ? [] : [r.snapshot]))),
+      layers: ok[0]?.layers,
+      treeBytes: first.treeBytes,
+    });
+  }
+  return out;
+}
+
+const MB = 1024 * 1024;
+const f1 = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const sec = (s?: Stat): string => (s ? (s.n > 1 ? `${f1(s.median)} [${f1(s.min)}–${f1(s.max)}]` : f1(s.median)) : '–');
+const mbMax = (s?: Stat): string => (s ? (s.n > 1 ? `${f1(s.median / MB)} (max ${f1(s.max / MB)})` : f1(s.median / MB)) : '–');
+const mb = (s?: Stat): string => (s ? f1(s.median / MB) : '–');
+const ratio = (a?: Stat, b?: Stat): string => (a && b && b.median > 0 ? `${(a.median / b.median).toFixed(2)}×` : '–');
+
+export interface ToolInfo { name: string; unavailable?: string }
+
+export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<{ name: string; warm: boolean }>): string {
+  const find = (w: string, m: string, t: string): Summary | undefined => sums.find((s) => s.workload === w && s.mode === m && s.tool === t);
+  let md = '';
+  for (const mode of ['cold', 'warm'] as const) {
+    md += mode === 'cold'
+      ? '\n### Cold build (empty local state, pull base, build, push)\n\n'
+      : '\n### Warm local rebuild (same machine, base layers in the local store, every step re-run)\n\n';
+    md += '| workload | tool | runs ok | wall s median [min–max] | CPU s (user+sys) | peak RSS tree MB | max process RSS MB | MB sent / received | snapshot s | layers |\n';
+    md += '|---|---|---|---|---|---|---|---|---|---|\n';
+    for (const w of workloads) {
+      if (mode === 'warm' && !w.warm) {
+        md += `| ${w.name} | all | – | not measured (cold only, see notes) | | | | | | |\n`;
+        continue;
+      }
+      for (const t of tools) {
+        const s = find(w.name, mode, t.name);
+        if (!s) {
+          md += `| ${w.name} | ${t.name} | – | ${t.unavailable ?? 'not run'} | | | | | | |\n`;
+          continue;
+        }
+        const okRuns = s.runs - s.failures;
+        const err = s.failures > 0 ? ` **FAILED ${s.failures}/${s.runs}**: ${(s.firstError ?? '').replaceAll('|', '\\|').slice(0, 160)}` : '';
+        md += `| ${w.name} | ${t.name} | ${okRuns}/${s.runs} | ${sec(s.wall)}${err} | ${sec(s.cpu)} | ${mbMax(s.peakRssTree)} | ${mb(s.maxRssProcess)}` +
+          ` | ${mb(s.sent)} / ${mb(s.received)} | ${s.snapshot ? sec(s.snapshot) : 'n/a'} | ${s.layers ?? '–'} |\n`;
+      }
+    }
+    // Ratios builder/peer.
+    const peers = tools.filter((t) => t.name !== 'builder').map((t) => t.name);
+    md += `\nRatios builder / peer (median wall, median CPU${mode === 'cold' ? ', median peak RSS tree' : ''}):\n\n`;
+    md += `| workload | ${peers.map((p) => `vs ${p}`).join(' | ')} |\n|---|${peers.map(() => '---').join('|')}|\n`;
+    for (const w of workloads) {
+      if (mode === 'warm' && !w.warm) continue;
+      const b = find(w.name, mode, 'builder');
+      const cells = peers.map((p) => {
+        const s = find(w.name, mode, p);
+        if (!b?.wall || !s?.wall) return '–';
+        return `wall ${ratio(b.wall, s.wall)}, CPU ${ratio(b.cpu, s.cpu)}${mode === 'cold' ? `, RSS ${ratio(b.peakRssTree, s.peakRssTree)}` : ''}`;
+      });
+      md += `| ${w.name} | ${cells.join(' | ')} |\n`;
+    }
+  }
+  md += '\n### Cached rebuild (registry layer cache, clean build dir, empty local store)\n\n';
+  md += '| workload | builder | buildah (--cache-from/--cache-to) |\n|---|---|---|\n';
+  for (const w of workloads) md += `| ${w.name} | not yet (no --cache) | not yet |\n`;
+  return md;
+}
+
+export function baselineTable(sums: Summary[]): string {
+  const base = sums.filter((s) => s.mode === 'baseline');
+  if (base.length === 0) return '\n(no machine baseline measured in this run)\n';
+  let md = '\n### Machine baseline: `tar -cf - -C TREE . | tee FIFO | sha256sum` + `gzip -6 < FIFO | tee layer.tgz | sha256sum`\n\n';
+  md += '| workload (tree) | tree MB | runs | wall s median [min–max] | CPU s | builder snapshot s (median) | snapshot / baseline |\n|---|---|---|---|---|---|---|\n';
+  for (const s of base) {
+    const b = sums.find((x) => x.workload === s.workload && x.mode === 'cold' && x.tool === 'builder');
+    md += `| ${s.workload} | ${s.treeBytes ? f1(s.treeBytes / MB) : '–'} | ${s.runs - s.failures}/${s.runs} | ${sec(s.wall)} | ${sec(s.cpu)}` +
+      ` | ${b?.snapshot ? sec(b.snapshot) : 'n/a'} | ${b?.snapshot && s.wall ? ratio(b.snapshot, s.wall) : 'n/a'} |\n`;
+  }
+  return md;
+}
+
+export function targetsTable(sums: Summary[]): string {
+  const g = (w: string, m: string, t: string): Summary | undefined => sums.find((s) => s.workload === w && s.mode === m && s.tool === t);
+  const rows: string[] = [];
+  for (const w of ['small', 'multi-stage']) {
+    const b = g(w, 'cold', 'builder'); const p = g(w, 'cold', 'buildah');
+    const r = b?.wall && p?.wall ? b.wall.median / p.wall.median : undefined;
+    rows.push(`| ${w} cold wall ≤ 0.5× buildah | ${r === undefined ? 'n/a' : `${r.toFixed(2)}×`} | ${r === undefined ? 'not measured' : r <= 0.5 ? 'met' : 'MISSED'} |`);
+  }
+  const mf = g('many-files', 'cold', 'builder'); const mb0 = g('many-files', 'baseline', 'baseline');
+  const rs = mf?.snapshot && mb0?.wall ? mf.snapshot.median / mb0.wall.median : undefined;
+  rows.push(`| many-files snapshot ≤ 1.3× machine baseline | ${rs === undefined ? 'n/a' : `${rs.toFixed(2)}×`} | ${rs === undefined ? 'not measured (builder prints no snapshot timing)' : rs <= 1.3 ? 'met' : 'MISSED'} |`);
+  rows.push('| cached rebuild ≤ 1 s and 0 layer bytes | n/a | not yet (no registry layer cache) |');
+  const rss = sums.filter((s) => s.tool === 'builder' && s.peakRssTree);
+  const worst = rss.reduce<Summary | undefined>((a, s) => (!a || s.peakRssTree!.max > a.peakRssTree!.max ? s : a), undefined);
+  rows.push(`| builder peak RSS ≤ 150 MB on every workload | ${worst ? `${f1(worst.peakRssTree!.max / MB)} MB (${worst.workload} ${worst.mode})` : 'n/a'} | ${worst ? (worst.peakRssTree!.max <= 150 * MB ? 'met' : 'MISSED') : 'not measured'} |`);
+  return `\n### Targets (issue 5)\n\n| target | now | status |\n|---|---|---|\n${rows.join('\n')}\n`;
+}

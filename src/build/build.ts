@@ -1,0 +1,164 @@
+// One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { BuilderError } from '../errors.js';
+import { BlobStore } from '../cache/index.js';
+import { openContext } from '../context/index.js';
+import { planBuild, readDockerfile } from '../dockerfile/index.js';
+import { parseReference } from '../reference/index.js';
+import { RegistryClient } from '../registry/index.js';
+import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { assembleImage } from './assemble.js';
+import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
+import type { BuildOptions, BuildResult } from './options.js';
+import { writeOutputs } from './output.js';
+
+const rel = (p: string): string => path.resolve('/', p).slice(1);
+
+export function prefixFilter(prefixes: readonly string[]): (r: string) => boolean {
+  return (r) => prefixes.some((p) => r === p || r.startsWith(`${p}/`));
+}
+
+async function readOptional(p: string): Promise<string | undefined> {
+  try {
+    return await readFile(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the snapshot and the in-place wipe must leave alone. */
+async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<string[]> {
+  if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
+  const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
+  return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs].map(rel).filter((p) => p !== ''))].sort();
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  if (opts.destinations.length === 0 && !opts.noPush) {
+    throw new BuilderError('BUILD_NO_DESTINATION', 'no --destination given', {
+      hint: 'add --destination REGISTRY/REPO:TAG, or --no-push (with --tar-path or --oci-layout-path to keep the image)',
+    });
+  }
+  const refs = opts.destinations.map((d) => parseReference(d)); // bad references fail before any work
+  void refs;
+  if (opts.runMode === 'in-place') {
+    const inContainer = await detectContainer(readOptional, opts.env);
+    if (!inContainer && !opts.force) {
+      throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
+        hint: 'run builder inside its own container, use --run-mode sandbox, or pass --force if you really mean it',
+      });
+    }
+  } else {
+    const sb = await sandboxAvailable();
+    if (!sb.ok) {
+      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sb.reason ?? 'unknown reason'}`, {
+        hint: 'inside an unprivileged CI container use --run-mode in-place (kaniko\'s model)',
+      });
+    }
+  }
+
+  await mkdir(opts.workDir, { recursive: true });
+  const work = await mkdtemp(path.join(opts.workDir, 'build-'));
+  const client = new RegistryClient(opts.registry);
+  try {
+    const ctx = await openContext(opts.context, {
+      cwd: opts.cwd,
+      dockerfile: opts.dockerfile,
+      tmpDir: work,
+      ...(opts.contextSubPath ? { subPath: opts.contextSubPath } : {}),
+      ...(opts.stdin ? { stdin: opts.stdin } : {}),
+    });
+    try {
+      if (!ctx.dockerfilePath) {
+        throw new BuilderError('DOCKERFILE_NOT_FOUND', `Dockerfile "${opts.dockerfile}" not found (looked in ${opts.cwd} and in the context ${ctx.dir})`, {
+          hint: 'pass --dockerfile with a path relative to the working directory or to the context',
+        });
+      }
+      const text = await readFile(ctx.dockerfilePath, 'utf8');
+      const df = readDockerfile(text, path.relative(opts.cwd, ctx.dockerfilePath) || ctx.dockerfilePath);
+      const plan = planBuild(df, {
+        buildArgs: opts.buildArgs,
+        env: opts.env,
+        ...(opts.target ? { target: opts.target } : {}),
+        platform: opts.platform,
+        buildPlatform: opts.buildPlatform,
+        skipUnusedStages: opts.skipUnusedStages,
+      });
+      for (const w of plan.warnings) opts.log(`warning: ${w}`);
+
+      const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir]);
+      const layerDir = path.join(work, 'layers');
+      await mkdir(layerDir, { recursive: true });
+      const needed = plan.stages.filter((s) => s.needed && s.index <= plan.target);
+      const usesLeft = new Map<number, number>();
+      for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
+      const now = opts.now?.() ?? new Date();
+      const env: ExecutorEnv = {
+        opts,
+        plan,
+        ctx,
+        client,
+        store: new BlobStore(path.join(opts.cacheDir, 'blobs-store')),
+        exclude: prefixFilter(prefixes),
+        excludePrefixes: prefixes,
+        created: opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString(),
+        layerDir,
+        stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
+        done: new Map(),
+        images: new Map(),
+        usesLeft,
+        layerCounter: { n: 0 },
+      };
+      let last: StageResult | undefined;
+      for (const stage of needed) {
+        if (opts.runMode === 'in-place' && stage.index !== plan.target && usesLeft.get(stage.index)) {
+          throw new BuilderError('IN_PLACE_MULTISTAGE_UNSUPPORTED', `${stage.from.file}:${stage.from.line}: multi-stage builds that reuse a stage are not supported in in-place mode yet`, {
+            hint: 'use --run-mode sandbox (the default where namespaces are allowed)',
+          });
+        }
+        last = await runStage(env, stage);
+        env.done.set(stage.index, last);
+      }
+      if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
+
+      const config = { ...last.config };
+      if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
+      const image = assembleImage({
+        format: last.base.format,
+        base: last.base.config,
+        config,
+        layers: last.layers,
+        history: last.history,
+        created: env.created,
+        ...(last.author !== undefined ? { author: last.author } : {}),
+        architecture: last.platform.architecture,
+        os: last.platform.os,
+        ...(last.platform.variant ? { variant: last.platform.variant } : {}),
+      });
+      opts.log(`image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)`);
+      const pushed = await writeOutputs(client, image, {
+        destinations: opts.destinations,
+        noPush: opts.noPush,
+        log: opts.log,
+        ...(opts.tarPath ? { tarPath: opts.tarPath } : {}),
+        ...(opts.ociLayoutPath ? { ociLayoutPath: opts.ociLayoutPath } : {}),
+        ...(opts.digestFile ? { digestFile: opts.digestFile } : {}),
+        ...(opts.imageNameWithDigestFile ? { imageNameWithDigestFile: opts.imageNameWithDigestFile } : {}),
+        ...(opts.imageNameTagWithDigestFile ? { imageNameTagWithDigestFile: opts.imageNameTagWithDigestFile } : {}),
+      });
+      return {
+        manifestDigest: image.manifestDigest,
+        configDigest: image.manifest.config.digest,
+        mediaType: image.mediaType,
+        pushed,
+        layers: image.layers.length,
+      };
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    await client.close();
+    if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
+  }
+}

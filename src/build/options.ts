@@ -1,0 +1,64 @@
+// Everything one build needs, as one typed value scoped to the call (the CLI fills it from flags and the environment).
+import type { Readable } from 'node:stream';
+import type { ImageFormat, Platform } from '../image/index.js';
+import type { RegistryClientOptions } from '../registry/index.js';
+
+export type RunModeOption = 'sandbox' | 'in-place';
+export type SnapshotMode = 'time' | 'full';
+
+export interface BuildOptions {
+  /** --context: DIR, dir://DIR, tar://FILE, tar://stdin. */
+  context: string;
+  contextSubPath?: string;
+  /** --dockerfile as given (relative to cwd, then to the context). */
+  dockerfile: string;
+  cwd: string;
+  stdin?: Readable;
+  /** --destination, repeatable: every tag gets the same image. */
+  destinations: string[];
+  noPush: boolean;
+  tarPath?: string;
+  ociLayoutPath?: string;
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+  /** Default: follow the base image (Docker schema2 for scratch, like kaniko). */
+  imageFormat?: ImageFormat;
+  reproducible: boolean;
+  /** SOURCE_DATE_EPOCH, seconds. */
+  sourceDateEpoch?: number;
+  platform: Platform;
+  buildPlatform: Platform;
+  buildArgs: Record<string, string | undefined>;
+  /** Process environment for bare --build-arg KEY. */
+  env: Record<string, string | undefined>;
+  target?: string;
+  skipUnusedStages: boolean;
+  labels: Record<string, string>;
+  runMode: RunModeOption;
+  /** In-place mode outside a detected container. */
+  force: boolean;
+  snapshotMode: SnapshotMode;
+  compressionLevel?: number;
+  /** Local content-addressed store of base layers (kept between builds). */
+  cacheDir: string;
+  /** Scratch space for stage roots and layer files (removed at the end unless keepWorkDir). */
+  workDir: string;
+  keepWorkDir?: boolean;
+  registry: RegistryClientOptions;
+  /** Progress lines (one per call, no newline). */
+  log: (line: string) => void;
+  /** RUN output, already prefixed. */
+  output: (text: string, stream: 'stdout' | 'stderr') => void;
+  /** Current time, injectable for tests. */
+  now?: () => Date;
+}
+
+export interface BuildResult {
+  manifestDigest: string;
+  configDigest: string;
+  mediaType: string;
+  /** Each destination with the digest the registry reported. */
+  pushed: Array<{ destination: string; digest: string }>;
+  layers: number;
+}
