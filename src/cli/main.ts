@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import type { CliEnv } from './env.js';
+import * as buildCommand from './commands/build.js';
 import * as copyCommand from './commands/copy.js';
 import * as digestCommand from './commands/digest.js';
 import * as inspectCommand from './commands/inspect.js';
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('Daemonless, unprivileged container image builder and pusher (kaniko-compatible flags)')
     .exitOverride();
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
+    buildCommand,
     copyCommand,
     inspectCommand,
     digestCommand,

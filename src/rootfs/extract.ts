@@ -142,7 +142,7 @@ function layerLabel(opts: ExtractOptions): string {
 function wrap(err: unknown, st: State, opts: ExtractOptions): BuilderError {
   const where = `${layerLabel(opts)}${st.entry ? `, entry "${st.entry}"` : ''}`;
   if (isBuilderError(err)) {
-    if (err.code.startsWith('ROOTFS_') && !err.message.includes(where)) {
+    if (err.code.startsWith('ROOTFS_') && !err.message.startsWith(layerLabel(opts))) {
       return new BuilderError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: err.cause ?? err, exitCode: err.exitCode });
     }
     return err;
@@ -363,9 +363,11 @@ function addXattrs(st: State, target: string, host: string, h: TarHeader): void 
 
 /** Records a background operation; its failure fails the extraction at the next entry or the end. */
 function track(st: State, p: Promise<void>): void {
+  // Named now: by the time it fails, extraction has moved on to later entries.
+  const where = `${layerLabel(st.opts)}, entry "${st.entry}"`;
   st.pending.push(
     p.catch((err) => {
-      st.firstError ??= err;
+      st.firstError ??= isBuilderError(err) ? err : fsError('ROOTFS_EXTRACT_FAILED', `${where}: cannot write`, err);
     }),
   );
 }

@@ -186,7 +186,10 @@ export async function writeLayer(
             await flush();
             return 0;
           }
-          const n = await readInto(fd, buf, pos, want);
+          // Only the read itself is a read error; a failed flush is the output's error and passes through.
+          const n = await readInto(fd, buf, pos, want).catch((e: NodeJS.ErrnoException) => {
+            throw readError(root, it.name, e);
+          });
           pos += n;
           return n;
         });
@@ -411,12 +414,7 @@ async function streamFile(
     let done = 0;
     while (done < size) {
       const want = Math.min(room(), size - done);
-      let n: number;
-      try {
-        n = await read(fd, want);
-      } catch (e) {
-        throw isBuilderError(e) ? e : readError(root, rel, e as NodeJS.ErrnoException);
-      }
+      const n = await read(fd, want);
       if (want > 0 && n === 0) throw changedError(root, rel, size, done);
       done += n;
     }
@@ -428,6 +426,10 @@ async function streamFile(
 /** Resolves on 'drain'; rejects if the stream errors or closes first (a destroyed stream never drains). */
 function waitDrain(s: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (s.destroyed) {
+      reject((s.errored as Error | null) ?? new Error('the layer output stream closed before the layer was written'));
+      return;
+    }
     const cleanup = (): void => {
       s.off('drain', onDrain);
       s.off('error', onError);

@@ -1,0 +1,154 @@
+// `builder [build] --context DIR --dockerfile F --destination REF`: kaniko's executor flags -> build().
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { BuilderError } from '../../errors.js';
+import { build, type BuildOptions } from '../../build/index.js';
+import { parseBuildArgFlags } from '../../dockerfile/index.js';
+import { platformFromNode } from '../../image/index.js';
+import type { CliEnv } from '../env.js';
+import { addRegistryFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+
+interface BuildFlags extends RegistryFlags {
+  context: string;
+  contextSubPath?: string;
+  dockerfile: string;
+  destination?: string[];
+  push?: boolean;
+  noPush?: boolean;
+  tarPath?: string;
+  ociLayoutPath?: string;
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+  imageFormat?: string;
+  reproducible?: boolean;
+  buildArg?: string[];
+  target?: string;
+  skipUnusedStages?: boolean;
+  label?: string[];
+  runMode?: string;
+  force?: boolean;
+  snapshotMode?: string;
+  compressionLevel?: string;
+  cacheDir?: string;
+  workDir?: string;
+  cache?: boolean;
+  cacheRepo?: string;
+  cleanup?: boolean;
+  verbosity?: string;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** kaniko's boolean flags accept `--flag`, `--flag=true` and `--flag=false` (Go pflag). */
+export function parseBool(v: string | undefined): boolean {
+  if (v === undefined || v === '' || /^(true|1|t|yes)$/i.test(v)) return true;
+  if (/^(false|0|f|no)$/i.test(v)) return false;
+  throw new BuilderError('FLAG_INVALID', `"${v}" is not a boolean`, { hint: 'use true or false' });
+}
+
+function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new BuilderError('FLAG_INVALID', `${flag} "${kv}" is not KEY=VALUE`, { hint: `write ${flag} key=value` });
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], flag: string): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new BuilderError('FLAG_INVALID', `${flag}=${v} is not one of ${allowed.join(', ')}`, { hint: `pick one of ${allowed.join(', ')}` });
+  }
+  return v as T;
+}
+
+export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
+  const cacheHome = env.env.XDG_CACHE_HOME || path.join(env.env.HOME || homedir(), '.cache');
+  const snapshot = oneOf(flags.snapshotMode, ['time', 'full', 'redo'] as const, '--snapshot-mode');
+  const level = flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel);
+  if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
+    throw new BuilderError('FLAG_INVALID', `--compression-level=${flags.compressionLevel} is not 0-9`, { hint: 'use 1 (fast, default) to 9 (small)' });
+  }
+  const sde = env.env.SOURCE_DATE_EPOCH;
+  const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
+  const runMode = oneOf(flags.runMode, ['sandbox', 'in-place'] as const, '--run-mode') ?? 'sandbox';
+  const quiet = flags.verbosity === 'error' || flags.verbosity === 'panic' || flags.verbosity === 'fatal';
+  return {
+    context: flags.context,
+    ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
+    dockerfile: flags.dockerfile,
+    cwd: env.cwd,
+    stdin: env.stdin,
+    destinations: flags.destination ?? [],
+    noPush: flags.push === false || flags.noPush === true,
+    ...(flags.tarPath ? { tarPath: path.resolve(env.cwd, flags.tarPath) } : {}),
+    ...(flags.ociLayoutPath ? { ociLayoutPath: path.resolve(env.cwd, flags.ociLayoutPath) } : {}),
+    ...(flags.digestFile ? { digestFile: path.resolve(env.cwd, flags.digestFile) } : {}),
+    ...(flags.imageNameWithDigestFile ? { imageNameWithDigestFile: path.resolve(env.cwd, flags.imageNameWithDigestFile) } : {}),
+    ...(flags.imageNameTagWithDigestFile ? { imageNameTagWithDigestFile: path.resolve(env.cwd, flags.imageNameTagWithDigestFile) } : {}),
+    ...(imageFormat ? { imageFormat } : {}),
+    reproducible: flags.reproducible === true,
+    ...(sde && /^\d+$/.test(sde) ? { sourceDateEpoch: Number(sde) } : {}),
+    platform: platformFromFlags(flags),
+    buildPlatform: platformFromNode(process.arch),
+    buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
+    env: env.env,
+    ...(flags.target ? { target: flags.target } : {}),
+    skipUnusedStages: flags.skipUnusedStages === true,
+    labels: keyValues(flags.label, '--label'),
+    runMode,
+    force: flags.force === true,
+    snapshotMode: snapshot === 'full' ? 'full' : 'time',
+    ...(level !== undefined ? { compressionLevel: level } : {}),
+    cacheDir: path.resolve(env.cwd, flags.cacheDir ?? path.join(cacheHome, 'builder')),
+    workDir: path.resolve(env.cwd, flags.workDir ?? path.join(tmpdir(), 'builder')),
+    keepWorkDir: flags.cleanup === false,
+    registry: registryOptions(flags, env),
+    log: quiet ? () => undefined : (line) => void env.stderr.write(`builder: ${line}\n`),
+    output: (text, stream) => void (stream === 'stdout' ? env.stdout : env.stderr).write(text),
+  };
+}
+
+function addBuildFlags(cmd: Command): Command {
+  return cmd
+    .option('-c, --context <dir|dir://dir|tar://file|tar://stdin>', 'build context', '.')
+    .option('--context-sub-path <dir>', 'subdirectory of the context to use')
+    .option('-f, --dockerfile <path>', 'Dockerfile, relative to the working directory or the context', 'Dockerfile')
+    .option('-d, --destination <ref>', 'push the image to REGISTRY/REPO:TAG (repeatable)', collect)
+    .option('--no-push [bool]', 'build without pushing', (v?: string) => !parseBool(v))
+    .option('--tar-path <file>', 'also write the image as a docker-archive tarball')
+    .option('--oci-layout-path <dir>', 'also write the image into an OCI image layout')
+    .option('--digest-file <file>', 'write the image manifest digest to this file')
+    .option('--image-name-with-digest-file <file>', 'write REGISTRY/REPO@DIGEST per destination to this file')
+    .option('--image-name-tag-with-digest-file <file>', 'write REGISTRY/REPO:TAG@DIGEST per destination to this file')
+    .option('--image-format <oci|docker>', 'manifest and config media types (default: those of the base image; docker for scratch)')
+    .option('--reproducible [bool]', 'zero timestamps (or SOURCE_DATE_EPOCH) so equal inputs give equal digests', parseBool)
+    .option('--build-arg <KEY[=VALUE]>', 'build argument; bare KEY takes the value from the environment (repeatable)', collect)
+    .option('--target <stage>', 'build up to this stage')
+    .option('--skip-unused-stages [bool]', 'build only the stages the target needs', parseBool)
+    .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
+    .option('--run-mode <sandbox|in-place>', 'RUN in a namespace sandbox with its own root (default), or in place with / as the root (inside the builder\'s own container, like kaniko)')
+    .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
+    .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
+    .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
+    .option('--cache-dir <dir>', 'local store of base-image layers, kept between builds (default ~/.cache/builder)')
+    .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
+    .option('--cleanup [bool]', 'remove the work dir after the build (default true)', parseBool)
+    .option('--cache [bool]', 'registry layer cache (not implemented yet: accepted and ignored, with a warning)', parseBool)
+    .option('--cache-repo <repo>', 'registry layer cache repository (not implemented yet)')
+    .option('--verbosity <level>', 'log level: info (default), debug, error');
+}
+
+export function register(program: Command, env: CliEnv): void {
+  const action = async (flags: BuildFlags): Promise<void> => {
+    const opts = buildOptions(flags, env);
+    if (flags.cache || flags.cacheRepo) opts.log('warning: --cache/--cache-repo: the registry layer cache is not implemented yet; building without it');
+    const r = await build(opts);
+    env.stdout.write(`${r.manifestDigest}\n`);
+  };
+  addRegistryFlags(addBuildFlags(program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)'))).action(action);
+}
