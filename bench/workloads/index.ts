@@ -2,7 +2,7 @@
 // the parts too big to keep in git, and optionally a host tree for the machine baseline (tar | sha256 + gzip -6).
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -22,14 +22,24 @@ export interface Workload {
   /** Default number of A/B iterations (cold + warm per tool each); `--runs N` overrides (big-layer stays at 1 unless --big-runs). */
   defaultRuns: number;
   warm: boolean;
+  /** Warm rebuilds are measured in the first warmRuns iterations only (time budget); default: every iteration. */
+  warmRuns?: number;
+  /** gzip levels of the machine baseline (1 = the builder's default level, 6 = buildah's / gzip's default). */
+  baselineLevels?: number[];
+  /** Generated part of the context is cached under BENCH_CACHE_DIR (big, deterministic). */
+  cachedContext?: boolean;
   /** Fill ctxDir: the workload's static files with placeholders substituted, plus generated files. */
   prepare(srcDir: string, ctxDir: string, p: WorkloadParams): Promise<void>;
   /** Write the tree whose layer the machine baseline measures; returns the directory to tar. */
   baselineTree?(scratchDir: string, p: WorkloadParams, ctxDir: string): Promise<string>;
 }
 
-async function copyStatic(srcDir: string, ctxDir: string, p: WorkloadParams, skip: string[] = []): Promise<void> {
-  await rm(ctxDir, { recursive: true, force: true });
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+async function copyStatic(srcDir: string, ctxDir: string, p: WorkloadParams, skip: string[] = [], clean = true): Promise<void> {
+  if (clean) await rm(ctxDir, { recursive: true, force: true });
   await cp(srcDir, ctxDir, { recursive: true, filter: (s) => !skip.includes(path.basename(s)) });
   const df = path.join(ctxDir, 'Dockerfile');
   const text = (await readFile(df, 'utf8')).replaceAll('{{REGISTRY}}', p.registry).replaceAll('{{BIG_BYTES}}', String(p.bigBytes));
@@ -124,6 +134,8 @@ export const WORKLOADS: Workload[] = [
     bases: ['busybox'],
     defaultRuns: 3,
     warm: true,
+    warmRuns: 1,
+    baselineLevels: [1, 6],
     prepare: (src, ctx, p) => copyStatic(src, ctx, p),
     async baselineTree(dir) {
       // Same shape and entropy as the first RUN's layer: 100 dirs x 200 x 5 KiB + 100 MiB, random bytes.
@@ -144,6 +156,7 @@ export const WORKLOADS: Workload[] = [
     bases: ['debian', 'busybox'],
     defaultRuns: 5,
     warm: true,
+    warmRuns: 2,
     prepare: (src, ctx, p) => copyStatic(src, ctx, p),
   },
   {
@@ -152,12 +165,21 @@ export const WORKLOADS: Workload[] = [
     bases: ['debian'],
     defaultRuns: 3,
     warm: true,
+    warmRuns: 1,
+    baselineLevels: [1, 6],
+    cachedContext: true,
     async prepare(src, ctx, p) {
+      if (await exists(path.join(ctx, 'node_modules/.complete'))) {
+        // Generated tree cached from an earlier run: refresh only the static files (the Dockerfile names the registry).
+        await copyStatic(src, ctx, p, [], false);
+        return;
+      }
       await copyStatic(src, ctx, p);
       await writeFile(path.join(ctx, 'package.json'), JSON.stringify({ name: 'bench-node-app', version: '1.0.0', main: 'server.js' }, null, 2));
       await writeFile(path.join(ctx, 'server.js'), "require('http').createServer((q, r) => r.end('ok')).listen(8080);\n");
       await writeFile(path.join(ctx, 'npm-debug.log'), 'ignored\n');
       await writeNodeModules(ctx);
+      await writeFile(path.join(ctx, 'node_modules/.complete'), '');
     },
     // The COPY layer's content is the context itself.
     baselineTree: async (_scratch, _p, ctx) => ctx,
@@ -168,6 +190,7 @@ export const WORKLOADS: Workload[] = [
     bases: ['busybox'],
     defaultRuns: 1,
     warm: false,
+    baselineLevels: [1],
     prepare: (src, ctx, p) => copyStatic(src, ctx, p),
     async baselineTree(dir, p) {
       await mkdir(dir, { recursive: true });

@@ -87,7 +87,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       });
       for (const w of plan.warnings) opts.log(`warning: ${w}`);
 
-      const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir]);
+      // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
+      const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
       const layerDir = path.join(work, 'layers');
       await mkdir(layerDir, { recursive: true });
       const needed = plan.stages.filter((s) => s.needed && s.index <= plan.target);
@@ -112,11 +113,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       };
       let last: StageResult | undefined;
       for (const stage of needed) {
-        if (opts.runMode === 'in-place' && stage.index !== plan.target && usesLeft.get(stage.index)) {
-          throw new BuilderError('IN_PLACE_MULTISTAGE_UNSUPPORTED', `${stage.from.file}:${stage.from.line}: multi-stage builds that reuse a stage are not supported in in-place mode yet`, {
-            hint: 'use --run-mode sandbox (the default where namespaces are allowed)',
-          });
-        }
         last = await runStage(env, stage);
         env.done.set(stage.index, last);
       }

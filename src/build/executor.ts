@@ -10,7 +10,7 @@ import { RootFs } from '../rootfs/index.js';
 import { resolveUser, runStep, shellArgv, type RunUser } from '../run/index.js';
 import {
   diffIndexes, entriesForPaths, indexTree, toLayerEntries, writeLayer,
-  type IndexEntry, type LayerEntry, type TreeIndex,
+  type Change, type IndexEntry, type LayerEntry, type TreeIndex,
 } from '../snapshot/index.js';
 import {
   applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, resolveStageRef,
@@ -89,7 +89,9 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
     const left = (env.usesLeft.get(stage.baseStage) ?? 1) - 1;
     env.usesLeft.set(stage.baseStage, left);
     if (opts.runMode === 'in-place') {
-      rootfs = new RootFs(root);
+      // "/" holds whatever ran last: rebuild the parent stage's filesystem from its layers.
+      await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
+      rootfs = await extractLayers(root, parent.layers, { ignore: (p: string) => env.exclude(p.replace(/^\/+/, '')), onWarning: (m) => opts.log(`warning: ${m}`) });
     } else if (left <= 0) {
       await rename(parent.root, root);
       rootfs = new RootFs(root);
@@ -101,6 +103,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
     vars = cloneStageVars(parent.vars);
   } else if (stage.baseName === 'scratch') {
     base = { format: 'docker', config: scratchConfig(platform), layers: [] };
+    if (opts.runMode === 'in-place') await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
     await mkdir(root, { recursive: true });
     rootfs = new RootFs(root);
     vars = stageVarsFromImage();
@@ -179,7 +182,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
         }
         const t0 = Date.now();
         const after = await indexTree(rootfs.root, snapshotOpts);
-        const changes = diffIndexes(st.index, after);
+        const changes = withoutMountPointTouches(diffIndexes(st.index, after), env.excludePrefixes);
         st.index = after;
         opts.log(`[${step.number}/${step.total}] snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
         if (changes.length === 0) emptyHistory(created, by);
@@ -364,7 +367,15 @@ async function sourceFor(env: ExecutorEnv, from: string | undefined, where: stri
     const done = env.done.get(ref.index);
     if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
     env.usesLeft.set(ref.index, (env.usesLeft.get(ref.index) ?? 1) - 1);
-    return rootSource(done.rootfs, `stage ${from}`);
+    if (done.root !== '/') return rootSource(done.rootfs, `stage ${from}`);
+    // In place, "/" has moved on: materialize the stage from its layers once, in the work dir.
+    const key = `stage:${ref.index}`;
+    let img = env.images.get(key);
+    if (!img) {
+      img = await extractLayers(path.join(env.layerDir, `stage-${ref.index}`), done.layers, { onWarning: (m) => env.opts.log(`warning: ${m}`) });
+      env.images.set(key, img);
+    }
+    return rootSource(img, `stage ${from}`);
   }
   let img = env.images.get(ref.ref);
   if (!img) {
@@ -388,6 +399,23 @@ async function wipeRootForInPlace(root: string, exclude: (rel: string) => boolea
     }
   };
   await walk('');
+}
+
+/**
+ * The sandbox creates missing mount points (/etc/resolv.conf, /etc/hosts, ...) for the run and removes them after,
+ * restoring the parents' mtime; their ctime cannot be restored. A parent directory whose only difference is its
+ * ctime is not a change of the step (else `RUN true` would add a layer holding /etc).
+ */
+function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly string[]): Change[] {
+  const parents = new Set<string>();
+  for (const p of excludePrefixes) for (let d = path.posix.dirname(p); d !== '.' && d !== '/' && d !== ''; d = path.posix.dirname(d)) parents.add(d);
+  return changes.filter((c) => {
+    if (c.kind !== 'modified' || c.entry.type !== 'dir' || !parents.has(c.path)) return true;
+    const a = c.before;
+    const b = c.entry;
+    // utimes() restores the mtime with millisecond precision
+    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs / 1_000_000n !== b.mtimeNs / 1_000_000n || a.ino !== b.ino;
+  });
 }
 
 function fmtBytes(n: number): string {

@@ -46,6 +46,8 @@ export interface BuildOptions {
   workDir: string;
   keepWorkDir?: boolean;
   registry: RegistryClientOptions;
+  /** The builder's own install dir and node binary: never snapshotted or wiped in place. */
+  selfPaths?: string[];
   /** Progress lines (one per call, no newline). */
   log: (line: string) => void;
   /** RUN output, already prefixed. */

@@ -1,6 +1,7 @@
 // `builder [build] --context DIR --dockerfile F --destination REF`: kaniko's executor flags -> build().
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
 import { build, type BuildOptions } from '../../build/index.js';
@@ -108,6 +109,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
     workDir: path.resolve(env.cwd, flags.workDir ?? path.join(tmpdir(), 'builder')),
     keepWorkDir: flags.cleanup === false,
     registry: registryOptions(flags, env),
+    selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
     log: quiet ? () => undefined : (line) => void env.stderr.write(`builder: ${line}\n`),
     output: (text, stream) => void (stream === 'stdout' ? env.stdout : env.stderr).write(text),
   };
