@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     const usable = tools.filter((t) => !t.unavailable);
 
     for (const w of workloads) {
-      const ctx = path.join(work, 'ctx', w.name);
+      const ctx = w.cachedContext ? path.join(cacheDir, 'contexts', `${w.name}-v1`) : path.join(work, 'ctx', w.name);
       const tw = Date.now();
       await w.prepare(path.join(srcBench, 'workloads', w.name), ctx, { registry: proxy.host, bigBytes });
       let tree: string | undefined;
@@ -150,7 +150,7 @@ async function main(): Promise<void> {
           if (failed.has(tool.name)) continue;
           const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
           await mkdir(stateDir, { recursive: true });
-          const modes = (['cold', 'warm'] as const).filter((m) => m === 'cold' || (w.warm && tool.warm));
+          const modes = (['cold', 'warm'] as const).filter((m) => m === 'cold' || (w.warm && tool.warm && i < (w.warmRuns ?? runs)));
           for (const mode of modes) {
             const repoTag = `bench/${w.name}-${tool.name}-${i}-${mode}:latest`;
             const logFile = path.join(work, 'logs', `${w.name}-${tool.name}-${i}-${mode}.log`);
@@ -181,24 +181,24 @@ async function main(): Promise<void> {
           }
           await tool.cleanup(stateDir);
         }
-        if (tree) {
-          // The machine's limit for the same bytes: tar -> sha256 (diffID) and gzip -6 -> file + sha256 (digest).
+        for (const level of tree ? w.baselineLevels ?? [1] : []) {
+          // The machine's limit for the same bytes: tar -> sha256 (diffID) and gzip -LEVEL -> file + sha256 (digest).
           const bdir = path.join(work, 'baseline');
           await mkdir(bdir, { recursive: true });
           const script = `set -e; cd ${JSON.stringify(bdir)}; rm -f fifo; mkfifo fifo;` +
-            ` (gzip -6 < fifo | tee layer.tgz | sha256sum > digest) & tar -cf - -C ${JSON.stringify(tree)} . | tee fifo | sha256sum > diffid; wait`;
-          const logFile = path.join(work, 'logs', `${w.name}-baseline-${i}.log`);
+            ` (gzip -${level} < fifo | tee layer.tgz | sha256sum > digest) & tar -cf - -C ${JSON.stringify(tree)} . | tee fifo | sha256sum > diffid; wait`;
+          const logFile = path.join(work, 'logs', `${w.name}-baseline-gzip${level}-${i}.log`);
           const m = await measure(['bash', '-c', script], { logFile });
           const ok = m.exitCode === 0;
-          records.push({ workload: w.name, mode: 'baseline', tool: 'baseline', iteration: i, ok, error: ok ? undefined : await lastError(logFile),
+          records.push({ workload: w.name, mode: 'baseline', tool: `gzip-${level}`, iteration: i, ok, error: ok ? undefined : await lastError(logFile),
             wall: m.wall, user: m.user, sys: m.sys, peakRssTree: m.peakRssTree, maxRssProcess: m.maxRssProcess, sent: 0, received: 0, treeBytes });
-          log(`${w.name} #${i + 1}/${runs} baseline (${((treeBytes ?? 0) / 1048576).toFixed(0)} MB tree): ${m.wall.toFixed(2)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU`);
+          log(`${w.name} #${i + 1}/${runs} baseline gzip -${level} (${((treeBytes ?? 0) / 1048576).toFixed(0)} MB tree): ${m.wall.toFixed(2)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU`);
           await rm(bdir, { recursive: true, force: true });
         }
       }
       // Keep the registry's disk use bounded: drop this workload's pushed repositories (blobs stay; small).
       await rm(path.join(reg.storageDir, 'docker/registry/v2/repositories/bench'), { recursive: true, force: true });
-      if (tree && tree !== ctx) await rm(tree, { recursive: true, force: true });
+      if (tree && !tree.startsWith(ctx)) await rm(tree, { recursive: true, force: true });
       log(`${w.name} done in ${((Date.now() - tw) / 1000).toFixed(0)}s`);
     }
 
@@ -262,8 +262,9 @@ function renderMarkdown(result: { date: string; elapsedSeconds: number; machine:
   md += `- wall: our clock around the tool's process(es); CPU: user+sys of the whole process tree (GNU time); peak RSS tree: the largest sum of RSS over the tool's process tree, sampled from /proc every 50 ms; max process RSS: GNU time's %M (largest single process).\n`;
   md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
   for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
-  md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar and gzip -6 of it written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
-  md += `- big-layer runs once per tool and cold only (a 2 GiB layer costs minutes per run); many-files and node-app run 3 iterations, the rest 5, so the whole run fits in 20 minutes on 2 cores.\n`;
+  md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar, and gzip (level 1 = the builder's default, and level 6 = buildah's) written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
+  md += `- Time budget (the whole run must fit in 20 minutes on 2 cores): big-layer runs once per tool, cold only (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${Math.min(w.warmRuns ?? runsFor(w), runsFor(w))}`).join(', ')}.\n`;
+  md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
   md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
   md += baselineTable(sums);

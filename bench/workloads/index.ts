@@ -169,7 +169,7 @@ export const WORKLOADS: Workload[] = [
     baselineLevels: [1, 6],
     cachedContext: true,
     async prepare(src, ctx, p) {
-      if (await exists(path.join(ctx, 'node_modules/.complete'))) {
+      if (await exists(`${ctx}.complete`)) {
         // Generated tree cached from an earlier run: refresh only the static files (the Dockerfile names the registry).
         await copyStatic(src, ctx, p, [], false);
         return;
@@ -179,7 +179,7 @@ export const WORKLOADS: Workload[] = [
       await writeFile(path.join(ctx, 'server.js'), "require('http').createServer((q, r) => r.end('ok')).listen(8080);\n");
       await writeFile(path.join(ctx, 'npm-debug.log'), 'ignored\n');
       await writeNodeModules(ctx);
-      await writeFile(path.join(ctx, 'node_modules/.complete'), '');
+      await writeFile(`${ctx}.complete`, '');
     },
     // The COPY layer's content is the context itself.
     baselineTree: async (_scratch, _p, ctx) => ctx,

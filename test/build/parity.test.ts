@@ -360,6 +360,7 @@ describe.skipIf(!canRun)('parity with buildah (bud --isolation chroot)', () => {
       // Layer counts are noted, not compared: buildah bud (without --layers) commits all steps as one layer.
       console.log(`[parity] ${c.name}: layers builder=${r.layers.builder} buildah=${r.layers.buildah}; ` +
         `${r.differences.length - unexpected.length} allowed difference(s)\n${report(r.differences.filter((d) => allowedFor(d)))}`);
+      if (unexpected.length) console.log(`[parity] ${c.name}: UNEXPECTED\n${report(unexpected)}`);
       expect(report(unexpected), `unexpected differences in ${c.name}`).toBe('');
     }, 600_000);
   }

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openContext, type BuildContext } from '../../src/context/index.js';
 import { isBuilderError } from '../../src/errors.js';
 import { makeTar, streamOf, tempDir, writeTree } from './helpers.js';
+import { CONFORMANCE } from '../support/paths.js';
 
 let work: string;
 let tmp: string;
@@ -172,7 +173,7 @@ describe('tar contexts', () => {
   });
 
   it('uses the kaniko fixture archive context/tars/file.tar', async () => {
-    const fixture = '/work/shared/conformance/kaniko/context/tars';
+    const fixture = `${CONFORMANCE}/kaniko/context/tars`;
     const ctx = await open(`tar://${fixture}/file.tar`);
     const gz = await open(`tar://${fixture}/file.tar.gz`);
     expect(await readdir(ctx.dir)).toEqual(['uncompressedFile']);

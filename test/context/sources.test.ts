@@ -6,7 +6,8 @@ import { followSymlink, openContext, resolveSources, walkSource, type BuildConte
 import { isBuilderError } from '../../src/errors.js';
 import { tempDir, writeTree } from './helpers.js';
 
-const KANIKO = '/work/shared/conformance/kaniko';
+import { CONFORMANCE } from '../support/paths.js';
+const KANIKO = `${CONFORMANCE}/kaniko`;
 
 let work: string;
 let cleanup: () => Promise<void>;

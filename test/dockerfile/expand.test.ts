@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { envListToMap, expandWord, expandWords, lex, withLocation } from '../../src/dockerfile/expand.js';
 import { BuilderError, isBuilderError } from '../../src/errors.js';
 
-const CORPUS = '/work/shared/conformance/buildkit';
+import { CONFORMANCE } from '../support/paths.js';
+const CORPUS = `${CONFORMANCE}/buildkit`;
 // envVarTest has 230 table lines: 228 for all platforms or Unix, 2 Windows-only.
 const CASES_NON_WINDOWS = 228;
 

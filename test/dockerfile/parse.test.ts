@@ -6,7 +6,7 @@ import { isBuilderError } from '../../src/errors.js';
 import { dumpAST, goQuote, parseDockerfile } from '../../src/dockerfile/parse.js';
 import { readDockerfile } from '../../src/dockerfile/instructions.js';
 
-const CONFORMANCE = '/work/shared/conformance';
+import { CONFORMANCE } from '../support/paths.js';
 const POSITIVE = join(CONFORMANCE, 'buildkit/parser-testfiles');
 const NEGATIVE = join(CONFORMANCE, 'buildkit/parser-testfiles-negative');
 const KANIKO = join(CONFORMANCE, 'kaniko/dockerfiles');

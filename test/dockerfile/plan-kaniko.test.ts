@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatPlan, parseDockerfile, planBuild, toInstructions } from '../../src/dockerfile/index.js';
 
-const DIR = '/work/shared/conformance/kaniko/dockerfiles';
+import { CONFORMANCE } from '../support/paths.js';
+const DIR = `${CONFORMANCE}/kaniko/dockerfiles`;
 const AMD64 = { os: 'linux', architecture: 'amd64' };
 
 // kaniko integration/images.go argsMap / envsMap / additionalKanikoFlagsMap.
