@@ -119,6 +119,12 @@ async function main(): Promise<void> {
 
   let cleanupFns: Array<() => Promise<void>> = [];
   const records: RunRecord[] = [];
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log(`${sig}: stopping the registry and proxy; work dir ${work} left behind`);
+      void Promise.all(cleanupFns.map((c) => c().catch(() => undefined))).finally(() => process.exit(130));
+    });
+  }
   try {
     const reg = await startRegistry(path.join(work, 'registry'));
     cleanupFns.push(reg.stop);

@@ -60,15 +60,21 @@ export async function builderTool(repoRoot: string): Promise<Tool> {
     if (dirty) rev += '+dirty';
   } catch { /* not a git checkout */ }
   const version = `${pkg.version}${rev ? ` (${rev})` : ''}`;
-  let help = '';
-  try {
-    help = await runCmd('node', [bin, '--help']);
-    help += await runCmd('node', [bin, 'build', '--help']).catch(() => '');
-  } catch (err) {
-    help = '';
-  }
   const need = ['--context', '--dockerfile', '--destination', '--insecure-registry', '--cache-dir'];
-  const missing = need.filter((f) => !help.includes(f));
+  let help = '';
+  let missing: string[] = need;
+  let helpError = '';
+  // dist/ may be mid-rebuild by someone else's tsc: try a few times.
+  for (let attempt = 0; attempt < 3 && missing.length > 0; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 3000));
+    try {
+      help = await runCmd('node', [bin, 'build', '--help']);
+    } catch (err) {
+      helpError = (err as Error).message.split('\n').filter(Boolean).slice(-1)[0] ?? '';
+      help = '';
+    }
+    missing = need.filter((f) => !help.includes(f));
+  }
   const verbosity = help.includes('--verbosity');
   const how = `node bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
     ` --cache-dir STATE/cache${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again)`;
@@ -86,7 +92,8 @@ export async function builderTool(repoRoot: string): Promise<Tool> {
   };
   return {
     name: 'builder',
-    unavailable: missing.length > 0 ? `build command not available yet (bin/builder --help lacks ${missing.join(' ')})` : undefined,
+    unavailable: missing.length > 0
+      ? `build command not available (bin/builder build --help lacks ${missing.join(' ')}${helpError ? `; ${helpError.slice(0, 200)}` : ''})` : undefined,
     version, how,
     cold: runOnce,
     warm: runOnce,

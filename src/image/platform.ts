@@ -2,14 +2,41 @@
 import { BuilderError } from '../errors.js';
 import type { Descriptor, Platform } from './types.js';
 
-/** Parses "linux/amd64", "linux/arm64/v8", "linux/arm/v7". */
+// Common spellings users pass, mapped to the OCI names (as containerd's platforms.Normalize does).
+const ARCH_ALIASES: Record<string, { architecture: string; variant?: string }> = {
+  x86_64: { architecture: 'amd64' },
+  'x86-64': { architecture: 'amd64' },
+  aarch64: { architecture: 'arm64' },
+  armhf: { architecture: 'arm', variant: 'v7' },
+  armel: { architecture: 'arm', variant: 'v6' },
+  i386: { architecture: '386' },
+  i686: { architecture: '386' },
+};
+
+const KNOWN_OS = new Set(['linux', 'windows', 'darwin', 'freebsd', 'netbsd', 'openbsd', 'solaris', 'illumos', 'aix']);
+
+/** Parses "os/arch[/variant]" (also "arch" alone, meaning linux), normalized; throws PLATFORM_INVALID. */
 export function parsePlatform(s: string): Platform {
-  const parts = s.trim().split('/');
-  const [os, architecture, variant] = parts;
-  if (parts.length < 2 || parts.length > 3 || !os || !architecture || (parts.length === 3 && !variant)) {
-    throw new BuilderError('PLATFORM_INVALID', `invalid platform "${s}": expected os/arch[/variant]`, { hint: 'use os/arch[/variant], e.g. linux/amd64 or linux/arm/v7' });
+  const parts = s.trim().toLowerCase().split('/');
+  // A lone word is an architecture on linux (containerd's rule), unless it is an OS name.
+  if (parts.length === 1 && parts[0] && !KNOWN_OS.has(parts[0])) parts.unshift('linux');
+  const [os, architecture, variant, ...rest] = parts;
+  if (!os || !architecture || rest.length > 0 || variant === '') {
+    throw new BuilderError('PLATFORM_INVALID', `invalid platform "${s}": expected os/arch[/variant]`, {
+      hint: 'use os/arch[/variant], e.g. linux/amd64 or linux/arm/v7',
+    });
   }
-  return variant ? { os, architecture, variant } : { os, architecture };
+  return normalizePlatform(variant ? { os, architecture, variant } : { os, architecture });
+}
+
+/** Applies architecture aliases and drops the default arm64 variant (v8), as containerd does. */
+export function normalizePlatform(p: Platform): Platform {
+  const alias = ARCH_ALIASES[p.architecture];
+  const architecture = alias?.architecture ?? p.architecture;
+  let variant = p.variant || alias?.variant;
+  if (architecture === 'arm64' && variant === 'v8') variant = undefined;
+  if (architecture === 'arm' && !variant) variant = 'v7';
+  return variant ? { os: p.os, architecture, variant } : { os: p.os, architecture };
 }
 
 export function formatPlatform(p: Platform): string {

@@ -74,6 +74,6 @@ describe('helpers', () => {
     expect(parsePlatform('linux/arm64/v8')).toEqual({ os: 'linux', architecture: 'arm64' });
     expect(parsePlatform('linux/x86_64')).toEqual({ os: 'linux', architecture: 'amd64' });
     expect(parsePlatform('linux/arm')).toEqual({ os: 'linux', architecture: 'arm', variant: 'v7' });
-    expect(() => parsePlatform('linux/')).toThrow(expect.objectContaining({ code: 'DOCKERFILE_BAD_PLATFORM' }));
+    expect(() => parsePlatform('linux/')).toThrow(expect.objectContaining({ code: 'PLATFORM_INVALID' }));
   });
 });

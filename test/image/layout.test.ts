@@ -24,7 +24,7 @@ describe('platforms', () => {
   });
   const list = [d('amd64'), d('arm', 'v6'), d('arm', 'v7'), d('arm64')];
   it.each([
-    ['linux/amd64', 0], ['linux/arm/v7', 2], ['linux/arm/v6', 1], ['linux/arm64/v8', 3], ['linux/arm64', 3], ['linux/arm', 1], ['linux/s390x', -1], ['linux/arm/v5', -1],
+    ['linux/amd64', 0], ['linux/arm/v7', 2], ['linux/arm/v6', 1], ['linux/arm64/v8', 3], ['linux/arm64', 3], ['linux/arm', 2 /* containerd normalizes linux/arm to arm/v7 */], ['linux/s390x', -1], ['linux/arm/v5', -1],
   ])('selects %s', (p, i) => {
     expect(selectPlatform(list, parsePlatform(p))).toBe(i < 0 ? undefined : list[i]);
   });

@@ -1,0 +1,63 @@
+// Failing builds through the CLI: non-zero exit, file:line in the message, nothing pushed.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushBusybox } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { skopeoInspect } from '../support/tools.js';
+import { compileIfStale, registryTags, Workspace } from './helpers.js';
+
+describe('builder build: failures', () => {
+  let reg: TestRegistry;
+  let ws: Workspace;
+  let base: string;
+
+  beforeAll(async () => {
+    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
+    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await ws?.remove();
+  });
+
+  it('a failing RUN exits with its code, names Dockerfile:line and the step, and pushes nothing', async () => {
+    const ctx = await ws.context('ctx-fail', {
+      Dockerfile: `FROM ${base}\nRUN echo first > /first\n\nRUN echo about-to-fail && exit 3\nRUN echo never > /never\n`,
+    });
+    const before = (await reg.accessLog()).length;
+    const r = await ws.build(ctx, ['--destination', `${reg.host}/test/failed:v1`]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).not.toMatch(/sha256:/);
+    expect(r.stderr).toContain('Dockerfile:4');
+    expect(r.stderr).toContain('exit 3');
+    expect(r.stderr).toMatch(/step 2\/3/);
+    expect(r.stderr).toContain('about-to-fail'); // the step's output was streamed
+    expect(r.stderr).not.toContain('RUN echo never');
+
+    // nothing reached the registry: no tag, no upload, no manifest
+    expect(await registryTags(reg, 'test/failed')).toEqual([]);
+    await expect(skopeoInspect(reg, 'test/failed:v1')).rejects.toThrow(/manifest unknown|not found|name unknown/i);
+    const writes = (await reg.accessLog()).slice(before).filter((e) => e.path.startsWith('/v2/test/failed') && e.method !== 'GET' && e.method !== 'HEAD');
+    expect(writes).toEqual([]);
+  });
+
+  const cases: Array<{ name: string; dockerfile: string; line: number; message: RegExp; files?: Record<string, string> }> = [
+    { name: 'unknown instruction', dockerfile: 'FROM scratch\nCOPY a /a\nFROBNICATE /x\n', line: 3, message: /FROBNICATE/i },
+    { name: 'bad flag', dockerfile: 'FROM scratch\n\nCOPY --bogus=1 a /a\n', line: 3, message: /bogus/ },
+    { name: 'COPY of a missing file', dockerfile: 'FROM scratch\nCOPY a /a\nCOPY missing.txt /m\n', line: 3, message: /missing\.txt/ },
+    { name: 'COPY --from a missing stage', dockerfile: 'FROM scratch AS one\nCOPY a /a\nFROM scratch\nCOPY --from=nosuchstage /a /b\n', line: 4, message: /nosuchstage/ },
+    { name: '${VAR:?message}', dockerfile: 'FROM scratch\nARG VAR\nENV X=${VAR:?must be set}\n', line: 3, message: /must be set/ },
+  ];
+  for (const c of cases) {
+    it(`fails with file:line for ${c.name}`, async () => {
+      const ctx = await ws.context(`ctx-${c.name.replace(/\W+/g, '-')}`, { Dockerfile: c.dockerfile, a: 'a\n', ...c.files });
+      const repo = `test/err-${c.line}-${c.name.replace(/\W+/g, '').toLowerCase()}`;
+      const r = await ws.build(ctx, ['--destination', `${reg.host}/${repo}:v1`]);
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.code).not.toBeNull();
+      expect(r.stderr).toContain(`Dockerfile:${c.line}`);
+      expect(r.stderr).toMatch(c.message);
+      expect(r.stderr).not.toMatch(/\n\s+at .*\.js:\d+/); // a reported error, not a stack trace
+      expect(await registryTags(reg, repo)).toEqual([]);
+    });
+  }
+});
