@@ -133,16 +133,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         ...(last.platform.variant ? { variant: last.platform.variant } : {}),
       });
       opts.log(`image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)`);
-      const pushed = await writeOutputs(client, image, {
-        destinations: opts.destinations,
-        noPush: opts.noPush,
-        log: opts.log,
-        ...(opts.tarPath ? { tarPath: opts.tarPath } : {}),
-        ...(opts.ociLayoutPath ? { ociLayoutPath: opts.ociLayoutPath } : {}),
-        ...(opts.digestFile ? { digestFile: opts.digestFile } : {}),
-        ...(opts.imageNameWithDigestFile ? { imageNameWithDigestFile: opts.imageNameWithDigestFile } : {}),
-        ...(opts.imageNameTagWithDigestFile ? { imageNameTagWithDigestFile: opts.imageNameTagWithDigestFile } : {}),
-      });
+      const pushed = await writeOutputs(client, image, opts);
       return {
         manifestDigest: image.manifestDigest,
         configDigest: image.manifest.config.digest,

@@ -14,6 +14,8 @@ export interface CopyOptions {
   /** Owner of everything written (Docker: 0:0 unless --chown). */
   uid: number;
   gid: number;
+  /** COPY --from without --chown: keep the source's owners (the top directory itself still gets uid:gid), as BuildKit. */
+  preserveOwner?: boolean;
   /** --chmod: mode for files and directories copied. */
   mode?: number;
   /** file:line for errors. */
@@ -81,6 +83,8 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   const written: string[] = [];
   const dirsMeta: Array<{ host: string; entry: CopyEntry }> = [];
   const own = { uid: opts.uid, gid: opts.gid };
+  const ownerOf = (e: CopyEntry): { uid: number; gid: number } =>
+    opts.preserveOwner && !(e.type === 'dir' && e.path === '') ? { uid: e.stat.uid, gid: e.stat.gid } : own;
 
   for (const m of matches) {
     let target: string;
@@ -117,7 +121,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         case 'file':
           await clearFor(host, 'file');
           await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
-          await lchown(host, own.uid, own.gid);
+          await lchown(host, ownerOf(e).uid, ownerOf(e).gid);
           await chmod(host, opts.mode ?? e.stat.mode & PERM_MASK);
           await lutimes(host, e.stat.atime, e.stat.mtime);
           written.push(container);
@@ -125,7 +129,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         case 'symlink':
           await clearFor(host, 'symlink');
           await symlink(e.linkTarget ?? '', host);
-          await lchown(host, own.uid, own.gid);
+          await lchown(host, ownerOf(e).uid, ownerOf(e).gid);
           await lutimes(host, e.stat.atime, e.stat.mtime);
           written.push(container);
           return;
@@ -150,7 +154,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   }
   // Directory metadata last: writing their contents changed their mtimes.
   for (const { host, entry } of dirsMeta.reverse()) {
-    await lchown(host, own.uid, own.gid);
+    await lchown(host, ownerOf(entry).uid, ownerOf(entry).gid);
     await chmod(host, opts.mode ?? entry.stat.mode & PERM_MASK);
     await lutimes(host, entry.stat.atime, entry.stat.mtime);
   }

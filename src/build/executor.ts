@@ -108,7 +108,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
     rootfs = new RootFs(root);
     vars = stageVarsFromImage();
   } else {
-    base = await pullBase(env.client, env.store, stage.baseName, platform, opts.log);
+    base = await pullBase(env.client, env.store, stage.baseName, platform, opts.log).catch(at(`${stage.from.file}:${stage.from.line}`));
     if (opts.runMode === 'in-place') await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
     rootfs = await extractLayers(root, base.layers, {
       ...(opts.runMode === 'in-place' ? { ignore: (p: string) => env.exclude(p.replace(/^\/+/, '')) } : {}),
@@ -202,7 +202,9 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
         st.cfg = applyMetadata(st.cfg, inst);
         const dir = st.cfg.config.WorkingDir ?? '/';
         if (dir !== '/' && !(await rootfs.exists(dir))) {
-          const made = await rootfs.mkdirAll(dir, { uid: 0, gid: 0, mode: 0o755 });
+          // BuildKit creates a missing WORKDIR (and its missing parents) owned by the current USER (moby/buildkit#1002).
+          const owner = await userFor(rootfs, st.cfg.config.User, where);
+          const made = await rootfs.mkdirAll(dir, { uid: owner.uid, gid: owner.gid, mode: 0o755 });
           const entries = await entriesForPaths(rootfs.root, [made.container], { recursive: false });
           updateIndex(entries);
           await addLayer(entries, step, created, by);
@@ -342,6 +344,8 @@ async function copyInstruction(
     uid,
     gid,
     ...(inst.chmod ? { mode: parseChmod(inst.chmod, where) } : {}),
+    // BuildKit keeps the owners of files copied from a stage or an image unless --chown is given.
+    ...(inst.kind === 'copy' && inst.from !== undefined && !inst.chown ? { preserveOwner: true } : {}),
     where,
   };
   const written: string[] = [];
@@ -379,11 +383,21 @@ async function sourceFor(env: ExecutorEnv, from: string | undefined, where: stri
   }
   let img = env.images.get(ref.ref);
   if (!img) {
-    const base = await pullBase(env.client, env.store, ref.ref, env.opts.platform, env.opts.log);
+    const base = await pullBase(env.client, env.store, ref.ref, env.opts.platform, env.opts.log).catch(at(where));
     img = await extractLayers(path.join(env.layerDir, `image-${env.images.size}`), base.layers, { onWarning: (m) => env.opts.log(`warning: ${m}`) });
     env.images.set(ref.ref, img);
   }
   return rootSource(img, `image ${ref.ref}`);
+}
+
+/** A rejection handler that puts "file:line: " in front of a BuilderError's message (pull failures of FROM / COPY --from). */
+function at(where: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof BuilderError && !err.message.startsWith(where)) {
+      throw new BuilderError(err.code, `${where}: ${err.message}`, { ...(err.hint ? { hint: err.hint } : {}), cause: err, exitCode: err.exitCode });
+    }
+    throw err;
+  };
 }
 
 /** In-place mode: remove everything under / except the ignored paths, before extracting a base (kaniko's model). */

@@ -5,17 +5,10 @@ import { writeDockerArchive, writeOciLayout, bufferStream, type BlobOpener } fro
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { AssembledImage } from './assemble.js';
+import type { BuildOptions } from './options.js';
 
-export interface OutputOptions {
-  destinations: string[];
-  noPush: boolean;
-  tarPath?: string;
-  ociLayoutPath?: string;
-  digestFile?: string;
-  imageNameWithDigestFile?: string;
-  imageNameTagWithDigestFile?: string;
-  log: (line: string) => void;
-}
+export type OutputOptions = Pick<BuildOptions,
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log'>;
 
 function opener(image: AssembledImage): BlobOpener {
   const byDigest = new Map(image.layers.map((l) => [l.descriptor.digest, l]));

@@ -2,6 +2,7 @@
 import { BuilderError } from '../errors.js';
 import { lex, withLocation, type ExpandEnv, type ExpandOptions, type VarUsage } from './expand.js';
 import type {
+  CopyLike,
   FromInstruction,
   Heredoc,
   Instruction,
@@ -76,6 +77,14 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
     hs.map((h) =>
       h.expand ? { ...h, content: lex(h.content, env, { escape: '\\', skipQuotes: true, skipUnset: ctx.skipUnset, usage }).value } : h,
     );
+  const copyLike = (c: CopyLike) => ({
+    sources: c.sources.map(word),
+    dest: word(c.dest),
+    chown: opt(c.chown),
+    chmod: opt(c.chmod),
+    exclude: c.exclude.map(word),
+    heredocs: heredocs(c.heredocs),
+  });
   let out: Instruction;
   try {
     switch (inst.kind) {
@@ -97,8 +106,6 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
         };
         break;
       case 'env':
-        out = { ...inst, pairs: pairs(inst.pairs) };
-        break;
       case 'label':
         out = { ...inst, pairs: pairs(inst.pairs) };
         break;
@@ -106,28 +113,10 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
         out = { ...inst, ports: inst.ports.flatMap(words) };
         break;
       case 'copy':
-        out = {
-          ...inst,
-          sources: inst.sources.map(word),
-          dest: word(inst.dest),
-          chown: opt(inst.chown),
-          chmod: opt(inst.chmod),
-          from: opt(inst.from),
-          exclude: inst.exclude.map(word),
-          heredocs: heredocs(inst.heredocs),
-        };
+        out = { ...inst, ...copyLike(inst), from: opt(inst.from) };
         break;
       case 'add':
-        out = {
-          ...inst,
-          sources: inst.sources.map(word),
-          dest: word(inst.dest),
-          chown: opt(inst.chown),
-          chmod: opt(inst.chmod),
-          checksum: opt(inst.checksum),
-          exclude: inst.exclude.map(word),
-          heredocs: heredocs(inst.heredocs),
-        };
+        out = { ...inst, ...copyLike(inst), checksum: opt(inst.checksum) };
         break;
       case 'volume':
         out = { ...inst, paths: inst.paths.map(word) };
