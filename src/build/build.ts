@@ -1,5 +1,5 @@
 // One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { BlobStore } from '../cache/index.js';
@@ -27,10 +27,22 @@ async function readOptional(p: string): Promise<string | undefined> {
   }
 }
 
+/** realpath() of the longest existing ancestor, the rest appended (the cache dir may not exist yet). */
+async function realpathLoose(p: string): Promise<string> {
+  try {
+    return await realpath(p);
+  } catch {
+    const parent = path.dirname(p);
+    return parent === p ? p : path.join(await realpathLoose(parent), path.basename(p));
+  }
+}
+
 /** What the snapshot and the in-place wipe must leave alone. */
 async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<string[]> {
   if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
+  // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
+  const real = await Promise.all(selfDirs.map(realpathLoose));
   return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs].map(rel).filter((p) => p !== ''))].sort();
 }
 

@@ -1,5 +1,5 @@
 // The stage executor: FROM -> each instruction (expand, execute, snapshot, record) -> the stage's image.
-import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { HistoryEntry, ImageConfig, Platform } from '../image/index.js';
@@ -408,8 +408,11 @@ async function wipeRootForInPlace(root: string, exclude: (rel: string) => boolea
       const r = rel ? `${rel}/${name}` : name;
       if (exclude(r)) continue;
       // Keep directories that contain excluded paths (mount points, the builder's own files); empty the rest.
-      if (prefixes.some((p) => p.startsWith(`${r}/`))) await walk(r);
-      else await rm(path.join('/', r), { recursive: true, force: true });
+      // Never descend through a symlink (it could lead into a mount point or the builder's own files under
+      // another name): a symlink on the way to an excluded path is kept as it is.
+      if (prefixes.some((p) => p.startsWith(`${r}/`))) {
+        if ((await lstat(path.join('/', r))).isDirectory()) await walk(r);
+      } else await rm(path.join('/', r), { recursive: true, force: true });
     }
   };
   await walk('');

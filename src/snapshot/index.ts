@@ -1,4 +1,14 @@
 // Public surface of src/snapshot: index a root, diff two indexes, write a layer from the changes.
+//
+// Paths: root-relative POSIX, no leading "/" or "./", no trailing "/" ("etc/passwd" is /etc/passwd);
+// the root itself is never an entry. Tar names use the same form (directories end in "/").
+// Flow per RUN:  before = indexTree(root, {exclude}); run; after = indexTree(root, {exclude});
+//   changes = diffIndexes(before, after); if (isEmpty(changes)) -> no layer (history empty_layer);
+//   else writeLayer(root, toLayerEntries(changes, after), tmpFile, {compressionLevel, mtime}).
+// COPY/ADD/WORKDIR: writeLayer(root, await entriesForPaths(root, touchedPaths), tmpFile, opts).
+// Decisions: gzip level 1 by default (kaniko via go-containerregistry uses gzip.BestSpeed); no opaque
+// whiteouts (per-child whiteouts instead); xattrs are written only when a caller supplies them in
+// IndexEntry.xattrs (Node cannot read xattrs); whiteouts are mode 0, 0:0, mtime = opts.mtime or 0.
 export { indexTree, normalizeRelPath, type EntryType, type IndexEntry, type IndexOptions, type TreeIndex } from './index-tree.js';
 export { comparePaths, diffIndexes, isEmpty, toLayerEntries, type Change, type LayerEntry } from './diff.js';
 export {

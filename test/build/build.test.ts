@@ -166,6 +166,26 @@ describe('builder build: RUN/COPY/metadata on a busybox base', () => {
     expect(await readFile(path.join(rootfs, 'changed'), 'utf8')).toBe('changed\n');
   });
 
+  it('inherits the base config; ENTRYPOINT resets an inherited CMD but not one set in the stage', async () => {
+    const ctx = await ws.context('ctx-entry', {
+      Dockerfile: `FROM ${base}\nENTRYPOINT ["/bin/echo"]\n`,
+      'Dockerfile.cmd': `FROM ${base}\nCMD ["x"]\nENTRYPOINT ["/bin/echo"]\n`,
+      'Dockerfile.plain': `FROM ${base}\nENV A=1\n`,
+    });
+    await ws.buildOk(ctx, ['--destination', `${reg.host}/test/entry:reset`]);
+    await ws.buildOk(ctx, ['--dockerfile', 'Dockerfile.cmd', '--destination', `${reg.host}/test/entry:kept`]);
+    await ws.buildOk(ctx, ['--dockerfile', 'Dockerfile.plain', '--destination', `${reg.host}/test/entry:plain`]);
+    const [reset, kept, plain] = await Promise.all(['reset', 'kept', 'plain'].map(async (t) => (await skopeoInspect(reg, `test/entry:${t}`, { config: true })).config));
+    expect(reset.Entrypoint).toEqual(['/bin/echo']);
+    expect(reset.Cmd ?? null).toBeNull();
+    expect(kept.Entrypoint).toEqual(['/bin/echo']);
+    expect(kept.Cmd).toEqual(['x']);
+    expect(plain.Cmd).toEqual(['sh']);
+    expect(plain.Env).toEqual([...(reset.Env as string[]), 'A=1']);
+    // metadata only: the manifest reuses the base layers as they are
+    expect((await skopeoInspect(reg, 'test/entry:plain')).Layers).toEqual((await skopeoInspect(reg, 'library/busybox:latest')).Layers);
+  });
+
   it('multi-stage: COPY --from=<name> and --from=<index>, a stage FROM an earlier stage, --target', async () => {
     const dockerfile = [
       `FROM ${base} AS builder`,

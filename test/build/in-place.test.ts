@@ -140,6 +140,9 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
           'RUN echo "built in place" > /app/out.txt && cp /app/hello.txt /app/copy.txt && echo junk > /sbx/junk-from-run'
             + ' && mkdir -p /var/run && echo 1 > /var/run/ignored.pid && (touch /usr/should-fail 2>/dev/null || echo ro > /app/usr-was-ro)',
           'RUN rm /etc/passwd 2>/dev/null || echo kept > /app/etc-is-mounted',
+          'RUN true',
+          'USER 1000:1000',
+          'RUN id -u > /tmp/uid && id -g >> /tmp/uid',
         ].join('\n'),
         'hello.txt': 'hello from the context\n',
       });
@@ -157,11 +160,17 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
       });
       await ws.context('ctx3', { Dockerfile: `FROM ${base}\nRUN echo never > /never.txt\n` });
       const common = '--cache-dir /sbx/cache --work-dir /sbx/work';
+      // The first build's work dir is reached through a symlink on the root: the wipe must not follow it.
+      await mkdir(ws.path('realwork'), { recursive: true });
+      await writeFile(ws.path('realwork/precious'), 'keep me\n');
       const r = await inSandbox(ws.dir, [
         RES_FN,
-        `res build1 --run-mode in-place --force --context /sbx/ctx1 --dockerfile /sbx/ctx1/Dockerfile --destination ${reg.host}/inplace/one:v1 ${common}`,
+        'ln -s /sbx/realwork /linkwork',
+        `res build1 --run-mode in-place --force --context /sbx/ctx1 --dockerfile /sbx/ctx1/Dockerfile --destination ${reg.host}/inplace/one:v1 --cache-dir /sbx/cache --work-dir /linkwork/work`,
         TREE('after1'),
-        `res build2 --run-mode in-place --force --context /sbx/ctx2 --dockerfile /sbx/ctx2/Dockerfile --destination ${reg.host}/inplace/multi:v1 ${common}`,
+        // The second build's cache is a symlink to a directory on the root itself: kept under its real name too.
+        'mkdir /realcache && ln -s /realcache /linkcache',
+        `res build2 --run-mode in-place --force --context /sbx/ctx2 --dockerfile /sbx/ctx2/Dockerfile --destination ${reg.host}/inplace/multi:v1 --cache-dir /linkcache/c2 --work-dir /sbx/work`,
         TREE('after2'),
         // No --force, and nothing here looks like a container (no /.dockerenv, env cleared, pid 1 is ours).
         `res refused --run-mode in-place --context /sbx/ctx3 --dockerfile /sbx/ctx3/Dockerfile --destination ${reg.host}/inplace/refused:v1 ${common}`,
@@ -172,7 +181,7 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
 
     it('RUN and COPY land in the image; nothing from the mount points or ignored paths does', async () => {
       const b1 = await res('build1');
-      expect(b1.rc, show(b1)).toBe(0); console.log(show(b1), show(await res('build2')), show(await res('refused')));
+      expect(b1.rc, show(b1)).toBe(0);
       expect(b1.out.trim().split('\n').pop()).toMatch(/^sha256:[0-9a-f]{64}$/);
 
       const layers = await newLayerPaths('inplace/one:v1', 'one');
@@ -181,7 +190,10 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
         // var: its mtime changed (mkdir /var/run); /var/run itself is ignored, like kaniko.
         ['app', 'app/copy.txt', 'app/out.txt', 'app/usr-was-ro', 'var'],
         ['app', 'app/etc-is-mounted'],
+        ['tmp', 'tmp/uid'],
       ]);
+      const hist = (await skopeoInspect(reg, 'inplace/one:v1', { config: true })).history as Array<{ created_by?: string; empty_layer?: boolean }>;
+      expect(hist.find((h) => h.created_by?.endsWith('-c true'))?.empty_layer).toBe(true);
       const rootfs = await unpack('inplace/one:v1', 'one');
       expect(await readFile(path.join(rootfs, 'app/hello.txt'), 'utf8')).toBe('hello from the context\n');
       expect(await readFile(path.join(rootfs, 'app/out.txt'), 'utf8')).toBe('built in place\n');
@@ -193,6 +205,10 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
       }
       // The RUN did write into the writable mount; that file is simply not part of the image.
       expect(await readFile(ws.path('junk-from-run'), 'utf8')).toBe('junk\n');
+      expect(await readFile(path.join(rootfs, 'tmp/uid'), 'utf8')).toBe('1000\n1000\n');
+      expect((await lstat(path.join(rootfs, 'tmp/uid'))).uid).toBe(1000);
+      // What lives next to the work dir, behind the symlink, survived the wipe.
+      expect(await readFile(ws.path('realwork/precious'), 'utf8')).toBe('keep me\n');
     });
 
     it('the build root was the tmpfs: base extracted there, except under the mount points', async () => {
@@ -213,7 +229,7 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
       expect(await newLayerPaths('inplace/multi:v1', 'multi')).toEqual([['clean.txt'], ['x'], ['derived.txt']]);
       // "/" now holds the last stage; the first build's files are gone, the mount points untouched.
       const t = await tree('after2');
-      expect(t).toEqual(expect.arrayContaining(['/x', '/clean.txt', '/derived.txt', '/usr', '/etc', '/sbx', '/proc', '/dev', ROOT]));
+      expect(t).toEqual(expect.arrayContaining(['/x', '/clean.txt', '/derived.txt', '/usr', '/etc', '/sbx', '/proc', '/dev', ROOT, '/linkcache', '/realcache/c2']));
       expect(t).not.toContain('/app');
       expect(t).not.toContain('/stage0.txt');
     });

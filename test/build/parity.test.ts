@@ -38,7 +38,30 @@ interface Allowed {
   reason: string;
 }
 
-const ALLOWED: Allowed[] = [];
+const ALLOWED: Allowed[] = [
+  {
+    case: /^(run-fs|meta|cmd-shell)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
+    reason: 'buildah leaves the empty mount points of its RUN bind mounts in the layer (containers/buildah#4242); ' +
+      'BuildKit removes such stubs (moby/buildkit#1739) and builder never creates them in the root it snapshots',
+  },
+  {
+    case: /.*/, kind: 'config', what: 'config.Labels.io.buildah.version',
+    reason: 'buildah stamps its version as a label; builder (like BuildKit) adds no label of its own',
+  },
+  {
+    case: 'meta', kind: 'config', what: 'config.Env',
+    reason: 'order only: re-setting PATH moves it to the end in buildah; BuildKit (and builder) replace the value in place',
+  },
+  {
+    case: 'meta', kind: 'config', what: /^config\.ExposedPorts\.(9000-9001\/tcp|9000\/tcp|9001\/tcp)$/,
+    reason: 'EXPOSE 9000-9001: buildah keeps the range as one key; BuildKit expands a range into one key per port (as builder)',
+  },
+  {
+    case: 'shell-form', kind: 'config', what: /^config\.(Cmd|Entrypoint)$/,
+    reason: 'buildah 1.28 ignores SHELL for shell-form CMD/ENTRYPOINT (uses /bin/sh -c); BuildKit documents that SHELL ' +
+      'applies to the shell form of RUN, CMD and ENTRYPOINT, as builder does',
+  },
+];
 
 const BASE_PLACEHOLDER = '@BASE@';
 
@@ -130,6 +153,7 @@ RUN echo "shell \${0}" > /tmp/shell.txt
 ENV EMPTY=
 LABEL empty=
 VOLUME /data ["/cache", "/logs"]
+RUN mkdir -p /data && echo kept > /data/after-volume
 ENTRYPOINT ["/bin/echo", "entry"]
 CMD ["hello", "world"]
 `,
@@ -153,6 +177,7 @@ COPY --from=0 --chown=app:app /out/bin /app-bin
 COPY --from=child /out/child.txt /out/bin/alias* /from-child/
 COPY --from=build --chmod=700 /out/share/doc/README /doc/README
 COPY --from=build /out/bin/alias /alias-link
+COPY --from=build /out/share /share-copy
 CMD ["tool"]
 `,
   },
@@ -165,6 +190,15 @@ ENTRYPOINT ["/bin/sh", "-c"]
 SHELL ["/bin/ash", "-eo", "pipefail", "-c"]
 HEALTHCHECK NONE
 RUN echo ok | cat > /ok.txt
+`,
+  },
+  {
+    // Shell-form ENTRYPOINT and CMD after SHELL (config only).
+    name: 'shell-form',
+    dockerfile: `FROM ${BASE_PLACEHOLDER}
+SHELL ["/bin/ash", "-eo", "pipefail", "-c"]
+ENTRYPOINT exec /bin/echo "$0"
+CMD echo after-shell
 `,
   },
 ];
@@ -254,9 +288,22 @@ function diffTrees(name: string, ours: Map<string, TreeEntry>, theirs: Map<strin
   return out;
 }
 
+/** Object-valued keys are compared key by key ("config.Labels.<key>"), the others as a whole ("config.<Key>"). */
+const PER_KEY = new Set<string>(['Labels', 'ExposedPorts', 'Volumes']);
+
 function diffConfigs(name: string, ours: Record<string, unknown>, theirs: Record<string, unknown>): Difference[] {
   const out: Difference[] = [];
   for (const k of CONFIG_KEYS) {
+    if (PER_KEY.has(k)) {
+      const a = (ours[k] ?? {}) as Record<string, unknown>;
+      const b = (theirs[k] ?? {}) as Record<string, unknown>;
+      for (const key of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+        const av = JSON.stringify(a[key]);
+        const bv = JSON.stringify(b[key]);
+        if (av !== bv) out.push({ case: name, kind: 'config', what: `config.${k}.${key}`, detail: `builder=${av} buildah=${bv}` });
+      }
+      continue;
+    }
     const a = JSON.stringify(ours[k]);
     const b = JSON.stringify(theirs[k]);
     if (a !== b) out.push({ case: name, kind: 'config', what: `config.${k}`, detail: `builder=${a} buildah=${b}` });
