@@ -43,7 +43,7 @@ async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<strin
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs].map(rel).filter((p) => p !== ''))].sort();
+  return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {

@@ -129,6 +129,8 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
     expect(ls).toEqual(expect.arrayContaining(['bin', 'dev', 'etc', 'proc', 'sbx', 'tmp', 'usr', 'work']));
     expect(ls).not.toContain('root');
     expect(ls).not.toContain('.dockerenv');
+    // And none of it leaked into the host's mount namespace.
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain('builder-inplace');
   });
 
   describe('three CLI runs in one sandbox session', () => {

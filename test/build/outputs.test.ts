@@ -1,12 +1,12 @@
 // Build outputs end to end: tarball, OCI layout, digest files, several destinations, --reproducible, the base-layer cache.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { compileIfStale, registryTags, Workspace } from './helpers.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -96,6 +96,26 @@ describe('builder build: outputs, reproducibility, base-layer cache', () => {
     const [c3, c4] = await Promise.all([3, 4].map(async (n) => (await skopeoInspect(reg, `test/repro:${n}`, { config: true })).created as string));
     expect(c3).not.toBe(c4);
     expect(Date.parse(c3!)).toBeGreaterThan(Date.now() - 600_000);
+  });
+
+  it('--no-push with --tar-path, --build-arg, --label and SOURCE_DATE_EPOCH', async () => {
+    const argCtx = await ws.context('ctx-args', {
+      Dockerfile: `ARG BASE=nothing\nFROM \${BASE}\nARG GREETING=default\nLABEL from-file=yes\nRUN echo "$GREETING" > /greeting\n`,
+    });
+    const tarPath = ws.path('nopush.tar');
+    await ws.buildOk(argCtx, [
+      '--destination', `${reg.host}/test/nopush:v1`, '--no-push', '--tar-path', tarPath, '--reproducible',
+      '--build-arg', `BASE=${base}`, '--build-arg', 'GREETING=hi there', '--label', 'extra=1', '--label', 'from-file=overridden',
+    ], { env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(await registryTags(reg, 'test/nopush')).toEqual([]);
+    const cfg = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${tarPath}`])).stdout);
+    expect(cfg.config.Labels).toEqual({ 'from-file': 'overridden', extra: '1' });
+    expect(cfg.created).toBe('2023-11-14T22:13:20Z');
+    await run('skopeo', ['copy', '--quiet', `docker-archive:${tarPath}`, `oci:${ws.path('nopush-layout')}:img`]);
+    const rootfs = await umociUnpack(ws.path('nopush-layout'), 'img', ws.path('nopush-bundle'));
+    expect(await readFile(path.join(rootfs, 'greeting'), 'utf8')).toBe('hi there\n');
+    const st = await stat(path.join(rootfs, 'greeting'));
+    expect(st.mtimeMs).toBe(1_700_000_000_000); // layer timestamps clamped too
   });
 
   it('does not download base layers again when they are in --cache-dir', async () => {
