@@ -2,11 +2,13 @@
 // side by side in one run, A/B alternating. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
 //
 //   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah]
-//                          [--no-baseline] [--write | --no-write] [--keep]
+//                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
 // --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
+// --cpu-prof   builder runs under node --cpu-prof; profiles in bench/results/profiles/<timestamp>/, summarized with
+//              node dist/bench/profile.js DIR
 // Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch, default $TMPDIR),
 //      KANIKO_EXECUTOR (path to a kaniko executor binary), BENCH_DEBIAN_MIRROR.
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat as fsStat } from 'node:fs/promises';
@@ -32,10 +34,11 @@ interface Args {
   baseline: boolean;
   write?: boolean;
   keep: boolean;
+  cpuProf: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, baseline: true, keep: false };
+  const a: Args = { quick: false, baseline: true, keep: false, cpuProf: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const val = (): string => {
@@ -54,6 +57,7 @@ function parseArgs(argv: string[]): Args {
       case '--write': a.write = true; break;
       case '--no-write': a.write = false; break;
       case '--keep': a.keep = true; break;
+      case '--cpu-prof': a.cpuProf = true; break;
       case '-h': case '--help':
         process.stdout.write(`${(readFileSyncHead())}\n`);
         process.exit(0);
@@ -67,7 +71,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readFileSyncHead(): string {
-  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep]';
+  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep] [--cpu-prof]';
 }
 
 const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
@@ -133,7 +137,8 @@ async function main(): Promise<void> {
     log(`registry ${reg.host}, counting proxy ${proxy.host}`);
     await pushBases(new Set(workloads.flatMap((w) => w.bases)), reg.host, cacheDir);
 
-    const allTools: Tool[] = [await builderTool(repoRoot), await buildahTool(work), await kanikoTool()];
+    const profDir = args.cpuProf ? path.join(srcBench, 'results/profiles', started.toISOString().replace(/[:.]/g, '-')) : undefined;
+    const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool()];
     const tools = allTools.filter((t) => !args.tools || args.tools.includes(t.name));
     for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
     const usable = tools.filter((t) => !t.unavailable);

@@ -14,7 +14,7 @@ die() { echo "bench-base-images: $*" >&2; exit 1; }
 CACHE="$1"; IMG="$2"
 MIRROR="${BENCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"; SUITE=bookworm
 [[ $EUID -eq 0 ]] || die "run as root (debootstrap and file ownership need it)"
-for c in umoci jq; do command -v $c >/dev/null || die "$c missing (scripts/install-deps.sh)"; done
+for c in umoci; do command -v $c >/dev/null || die "$c missing (scripts/install-deps.sh)"; done
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 case "$IMG" in
   busybox) RECIPE="busybox-v1-$(sha256sum /bin/busybox | cut -c1-12)";;

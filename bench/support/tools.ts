@@ -50,7 +50,8 @@ export function parseSnapshotSeconds(log: string): number | undefined {
 
 // ---- builder ------------------------------------------------------------------------------------
 
-export async function builderTool(repoRoot: string): Promise<Tool> {
+/** cpuProfDir: when set, every builder run writes V8 CPU profiles under cpuProfDir/<log name>/ (node --cpu-prof). */
+export async function builderTool(repoRoot: string, cpuProfDir?: string): Promise<Tool> {
   const bin = path.join(repoRoot, 'bin/builder');
   const pkg = JSON.parse(await readFile(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
   let rev = '';
@@ -77,15 +78,19 @@ export async function builderTool(repoRoot: string): Promise<Tool> {
   }
   const verbosity = help.includes('--verbosity');
   const how = `node bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
-    ` --cache-dir STATE/cache${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again)`;
+    ` --cache-dir STATE/cache --work-dir STATE/work${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again)`;
   const runOnce = async (job: BuildJob): Promise<ToolRun> => {
     await mkdir(path.join(job.stateDir, 'tmp'), { recursive: true });
     const argv = ['node', bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
-      '--destination', job.destination, '--insecure-registry', job.registry, '--cache-dir', path.join(job.stateDir, 'cache')];
+      '--destination', job.destination, '--insecure-registry', job.registry, '--cache-dir', path.join(job.stateDir, 'cache'),
+      '--work-dir', path.join(job.stateDir, 'work')];
     if (verbosity) argv.push('--verbosity', 'debug');
     const m = await measure(argv, {
       logFile: job.logFile, timeoutMs: job.timeoutMs,
-      env: { ...process.env, TMPDIR: path.join(job.stateDir, 'tmp') },
+      env: {
+        ...process.env, TMPDIR: path.join(job.stateDir, 'tmp'),
+        ...(cpuProfDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`.trim() } : {}),
+      },
     });
     const log = await readFile(job.logFile, 'utf8').catch(() => '');
     return { ...m, snapshot: parseSnapshotSeconds(log) };

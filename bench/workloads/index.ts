@@ -163,7 +163,7 @@ export const WORKLOADS: Workload[] = [
     name: 'node-app',
     summary: 'Debian; COPY a context with a node_modules tree of ~30,000 small files (generated); RUN a script over it',
     bases: ['debian'],
-    defaultRuns: 3,
+    defaultRuns: 2,
     warm: true,
     warmRuns: 1,
     baselineLevels: [1, 6],
