@@ -127,6 +127,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       for (const stage of needed) {
         last = await runStage(env, stage);
         env.done.set(stage.index, last);
+        for (const d of stage.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 1) - 1);
       }
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 

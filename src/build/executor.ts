@@ -58,7 +58,7 @@ export interface ExecutorEnv {
   done: Map<number, StageResult>;
   /** Images pulled for COPY --from=<image>, by name. */
   images: Map<string, RootFs>;
-  /** How many later uses each stage still has (FROM or COPY --from). */
+  /** How many stages not yet finished (the running one included) depend on each stage (FROM or COPY --from). */
   usesLeft: Map<number, number>;
   layerCounter: { n: number };
 }
@@ -75,7 +75,7 @@ const REPRODUCIBLE_MTIME = (opts: BuildOptions): Date | undefined =>
 export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<StageResult> {
   const { opts, plan } = env;
   const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
-  const platform: Platform = stage.platform ? { os: stage.platform.os, architecture: stage.platform.architecture, ...(stage.platform.variant ? { variant: stage.platform.variant } : {}) } : opts.platform;
+  const platform: Platform = stage.platform ?? opts.platform;
   const root = env.stageRoot(stage.index);
   opts.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
 
@@ -86,13 +86,14 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
   if (stage.baseStage !== undefined) {
     const parent = env.done.get(stage.baseStage);
     if (!parent) throw new BuilderError('BUILD_INTERNAL', `${label}: stage ${stage.baseStage} was not built`, { hint: 'this is a bug; please report it' });
-    const left = (env.usesLeft.get(stage.baseStage) ?? 1) - 1;
-    env.usesLeft.set(stage.baseStage, left);
+    // Moving the parent's root is safe only when no later stage needs it and this one never COPY --from's anything.
+    const othersNeedIt = (env.usesLeft.get(stage.baseStage) ?? 1) > 1;
+    const copiesFrom = stage.instructions.some((i) => i.kind === 'copy' && i.from !== undefined);
     if (opts.runMode === 'in-place') {
       // "/" holds whatever ran last: rebuild the parent stage's filesystem from its layers.
       await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
       rootfs = await extractLayers(root, parent.layers, { ignore: (p: string) => env.exclude(p.replace(/^\/+/, '')), onWarning: (m) => opts.log(`warning: ${m}`) });
-    } else if (left <= 0) {
+    } else if (!othersNeedIt && !copiesFrom) {
       await rename(parent.root, root);
       rootfs = new RootFs(root);
     } else {
@@ -370,7 +371,6 @@ async function sourceFor(env: ExecutorEnv, from: string | undefined, where: stri
   if (ref.kind === 'stage') {
     const done = env.done.get(ref.index);
     if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    env.usesLeft.set(ref.index, (env.usesLeft.get(ref.index) ?? 1) - 1);
     if (done.root !== '/') return rootSource(done.rootfs, `stage ${from}`);
     // In place, "/" has moved on: materialize the stage from its layers once, in the work dir.
     const key = `stage:${ref.index}`;

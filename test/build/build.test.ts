@@ -226,4 +226,22 @@ describe('builder build: RUN/COPY/metadata on a busybox base', () => {
     expect((await skopeoInspect(reg, 'test/multi:derived')).Layers).toHaveLength(baseLayers + 2);
     expect((tcfg.history as History[]).slice(baseHistory.length).map((h) => h.empty_layer === true)).toEqual([false, true, false]);
   });
+
+  it('a stage FROM an earlier stage that also COPY --from it reads the unchanged parent', async () => {
+    const ctx = await ws.context('ctx-self-copy', {
+      Dockerfile: [
+        `FROM ${base} AS parent`,
+        'RUN echo parent > /p.txt',
+        'FROM parent',
+        'RUN echo child > /p.txt && rm -rf /home',
+        'COPY --from=parent /p.txt /copied.txt',
+        'COPY --from=parent /home/app /restored-home',
+      ].join('\n'),
+    });
+    await ws.buildOk(ctx, ['--destination', `${reg.host}/test/selfcopy:v1`]);
+    const rootfs = await ws.unpack(reg, 'test/selfcopy:v1', 'selfcopy');
+    expect(await readFile(path.join(rootfs, 'p.txt'), 'utf8')).toBe('child\n');
+    expect(await readFile(path.join(rootfs, 'copied.txt'), 'utf8')).toBe('parent\n');
+    expect((await lstat(path.join(rootfs, 'restored-home'))).isDirectory()).toBe(true);
+  });
 });
