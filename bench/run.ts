@@ -9,6 +9,7 @@
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
 // --cpu-prof   builder runs under node --cpu-prof; profiles in bench/results/profiles/<timestamp>/, summarized with
 //              node dist/bench/profile.js DIR
+// --render F  only rewrite BENCHMARKS.md from results JSON F (and bench/ANALYSIS.md)
 // Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch, default $TMPDIR),
 //      KANIKO_EXECUTOR (path to a kaniko executor binary), BENCH_DEBIAN_MIRROR.
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat as fsStat } from 'node:fs/promises';
@@ -35,6 +36,7 @@ interface Args {
   write?: boolean;
   keep: boolean;
   cpuProf: boolean;
+  render?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -58,6 +60,7 @@ function parseArgs(argv: string[]): Args {
       case '--no-write': a.write = false; break;
       case '--keep': a.keep = true; break;
       case '--cpu-prof': a.cpuProf = true; break;
+      case '--render': a.render = val(); break;
       case '-h': case '--help':
         process.stdout.write(`${(readFileSyncHead())}\n`);
         process.exit(0);
@@ -71,7 +74,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 function readFileSyncHead(): string {
-  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep] [--cpu-prof]';
+  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep] [--cpu-prof] | --render bench/results/X.json';
 }
 
 const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
@@ -110,8 +113,24 @@ async function pushedLayers(registryHost: string, repoTag: string): Promise<numb
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.render) {
+    // Several files: later ones replace the earlier ones' workloads (e.g. a rerun of one workload after a fix).
+    const files = args.render.split(',');
+    let result: ResultFile | undefined;
+    for (const f of files) {
+      const r = JSON.parse(await readFile(f, 'utf8')) as ResultFile;
+      if (!result) { result = r; continue; }
+      const names = new Set(r.workloads.map((w) => w.name));
+      result.records = [...result.records.filter((x) => !names.has(x.workload)), ...r.records];
+      result.workloads = result.workloads.map((w) => r.workloads.find((x) => x.name === w.name) ?? w);
+    }
+    await writeFile(path.join(repoRoot, 'BENCHMARKS.md'), await renderMarkdown(result!, files.map((f) => path.relative(repoRoot, path.resolve(f))).join('` + `')));
+    log(`wrote BENCHMARKS.md from ${args.render}`);
+    return;
+  }
   const started = new Date();
   const t0 = Date.now();
+  const loadStart = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const cacheDir = process.env.BENCH_CACHE_DIR ?? path.join(os.homedir(), '.cache/builder-bench');
   const workRoot = process.env.BENCH_WORK_DIR ?? os.tmpdir();
   await mkdir(workRoot, { recursive: true });
@@ -217,7 +236,7 @@ async function main(): Promise<void> {
     const sums = summarize(records);
     const machine = {
       nproc: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', ramGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-      kernel: os.release(), fs: (await runCmd('stat', ['-f', '-c', '%T', work]).catch(() => '?')).trim(),
+      kernel: os.release(), loadavgStart: loadStart, loadavgEnd: os.loadavg().map((x) => x.toFixed(2)).join(' '), fs: (await runCmd('stat', ['-f', '-c', '%T', work]).catch(() => '?')).trim(),
     };
     const versions: Record<string, string> = { node: process.version };
     for (const t of allTools) versions[t.name] = t.unavailable ? `${t.version} (${t.unavailable})` : t.version;
@@ -225,7 +244,7 @@ async function main(): Promise<void> {
     const buildahDriver = (allTools[1] as Tool & { storageDriver?: string }).storageDriver;
     const result = {
       date: started.toISOString(), elapsedSeconds: elapsed, machine, versions, buildahStorageDriver: buildahDriver,
-      args: { ...args, bigBytes }, workloads: workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm })),
+      args: { ...args, bigBytes }, workloads: workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm, warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)) })),
       tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, how: t.how })),
       summary: sums, records,
     };
@@ -235,7 +254,7 @@ async function main(): Promise<void> {
     await writeFile(jsonFile, JSON.stringify(result, null, 2) + '\n');
     log(`results: ${path.relative(repoRoot, jsonFile)} (${elapsed.toFixed(0)}s total)`);
 
-    const md = renderMarkdown(result, sums, allTools, workloads, runsFor, path.relative(repoRoot, jsonFile));
+    const md = await renderMarkdown(result, path.relative(repoRoot, jsonFile));
     const fullRun = !args.quick && !args.only && args.runs === undefined && args.bigMb === undefined && !args.tools;
     if (args.write ?? fullRun) {
       await writeFile(path.join(repoRoot, 'BENCHMARKS.md'), md);
@@ -259,13 +278,24 @@ async function main(): Promise<void> {
   }
 }
 
-function renderMarkdown(result: { date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>; buildahStorageDriver?: string },
-  sums: ReturnType<typeof summarize>, tools: Tool[], workloads: Workload[], runsFor: (w: Workload) => number, jsonRel: string): string {
-  const m = result.machine as { nproc: number; cpu: string; ramGiB: number; kernel: string; fs: string };
+interface ResultFile {
+  date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>;
+  workloads: Array<{ name: string; summary: string; runs: number; warm: boolean; warmRuns: number }>;
+  tools: Array<{ name: string; version: string; unavailable?: string; how: string }>;
+  records: RunRecord[];
+}
+
+/** BENCHMARKS.md from a results JSON (also `node dist/bench/run.js --render bench/results/X.json`), plus bench/ANALYSIS.md. */
+async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<string> {
+  const sums = summarize(result.records);
+  const tools = result.tools;
+  const workloads = result.workloads;
+  const runsFor = (w: { runs: number }): number => w.runs;
+  const m = result.machine as { nproc: number; cpu: string; ramGiB: number; kernel: string; fs: string; loadavgStart?: string; loadavgEnd?: string };
   let md = `# Benchmarks\n\n`;
   md += `Generated by \`npm run bench\` (bench/run.ts; issue 5). Raw data: \`${jsonRel}\`.\n\n`;
   md += `- Date: ${result.date} (run took ${(result.elapsedSeconds / 60).toFixed(1)} min)\n`;
-  md += `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.ramGiB} GiB RAM, kernel ${m.kernel}, work dir on ${m.fs}\n`;
+  md += `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.ramGiB} GiB RAM, kernel ${m.kernel}, work dir on ${m.fs}${m.loadavgStart ? `; load average (1/5/15 min) at start ${m.loadavgStart}, at end ${m.loadavgEnd} — other jobs on the machine add noise; compare tools within one run` : ''}\n`;
   md += `- Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join('; ')}\n`;
   md += `- Runs: ${workloads.map((w) => `${w.name} ×${runsFor(w)}`).join(', ')} (A/B alternating: the tool order flips every iteration)\n`;
   md += `\n## How it is measured\n\n`;
@@ -274,12 +304,14 @@ function renderMarkdown(result: { date: string; elapsedSeconds: number; machine:
   md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
   for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
   md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar, and gzip (level 1 = the builder's default, and level 6 = buildah's) written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
-  md += `- Time budget (the whole run must fit in 20 minutes on 2 cores): big-layer runs once per tool, cold only (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${Math.min(w.warmRuns ?? runsFor(w), runsFor(w))}`).join(', ')}.\n`;
+  md += `- Time budget (the whole run must fit in 20 minutes on 2 cores): big-layer runs once per tool, cold only (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}.\n`;
   md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
   md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
   md += baselineTable(sums);
   md += targetsTable(sums);
+  const analysis = await readFile(path.join(srcBench, 'ANALYSIS.md'), 'utf8').catch(() => '');
+  if (analysis) md += `\n${analysis.trim()}\n`;
   md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary} (bench/workloads/${w.name}/)`).join('\n')}\n`;
   md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
   md += `Needs root (debootstrap, buildah chroot isolation) and the Debian packages in scripts/install-deps.sh plus \`time\` (GNU time). Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Set KANIKO_EXECUTOR to an executor binary to add kaniko.\n`;

@@ -1,6 +1,6 @@
 // Bench: run one command under GNU time and sample the RSS of its whole process tree from /proc.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 
 export const GNU_TIME = '/usr/bin/time';
@@ -29,59 +29,62 @@ export interface MeasureOptions {
   sampleMs?: number;
 }
 
-async function readTree(): Promise<Map<number, { ppid: number; rss: number }>> {
-  const out = new Map<number, { ppid: number; rss: number }>();
-  let names: string[];
-  try { names = await readdir('/proc'); } catch { return out; }
-  await Promise.all(names.map(async (n) => {
-    if (!/^\d+$/.test(n)) return;
-    try {
-      const stat = await readFile(`/proc/${n}/stat`, 'utf8');
-      // pid (comm) state ppid ... ; comm may hold spaces/parens: split after the last ')'.
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ppid = Number(rest[1]);
-      const rssPages = Number(rest[21]);
-      out.set(Number(n), { ppid, rss: rssPages * PAGE });
-    } catch { /* process gone */ }
-  }));
-  return out;
-}
-
-function treeRss(procs: Map<number, { ppid: number; rss: number }>, root: number): number {
-  const children = new Map<number, number[]>();
-  for (const [pid, p] of procs) {
-    const list = children.get(p.ppid);
-    if (list) list.push(pid); else children.set(p.ppid, [pid]);
-  }
+/**
+ * Sum of RSS over root's descendants (root itself is GNU time, ~1 MB, not the tool). Walks /proc/PID/task/TID/children
+ * from the root instead of scanning all of /proc: a scan of every process every 50 ms costs ~18% of a core, which
+ * would slow the tools under test on a 2-core machine; the walk touches only the tree.
+ */
+export async function treeRss(root: number): Promise<number> {
   let sum = 0;
-  // Descendants of root; root itself is GNU time (~1 MB), not the tool.
-  const stack = [...(children.get(root) ?? [])];
+  const stack = [root];
+  const seen = new Set<number>();
   while (stack.length > 0) {
     const pid = stack.pop()!;
-    sum += procs.get(pid)?.rss ?? 0;
-    stack.push(...(children.get(pid) ?? []));
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+    const kids = await Promise.all(tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, 'utf8').catch(() => '')));
+    for (const k of kids.join(' ').split(' ')) if (k) stack.push(Number(k));
+    if (pid !== root) {
+      const statm = await readFile(`/proc/${pid}/statm`, 'utf8').catch(() => '');
+      sum += Number(statm.split(' ')[1] ?? 0) * PAGE;
+    }
   }
   return sum;
 }
 
 export async function measure(argv: string[], opts: MeasureOptions): Promise<Measured> {
   const timeFile = `${opts.logFile}.time`;
-  const fd = openSync(opts.logFile, 'a');
+  const out = createWriteStream(opts.logFile, { flags: 'a' });
   const t0 = process.hrtime.bigint();
-  let child;
-  try {
-    child = spawn(GNU_TIME, ['-f', '%e %U %S %M', '-o', timeFile, '--', ...argv], {
-      cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', fd, fd], detached: true,
+  const child = spawn(GNU_TIME, ['-f', '%e %U %S %M', '-o', timeFile, '--', ...argv], {
+    cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  // Every output line gets the seconds since start, so the logs show where the time goes per step.
+  const stamp = (stream: NodeJS.ReadableStream): Promise<void> => new Promise((resolve) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      const t = (Number(process.hrtime.bigint() - t0) / 1e9).toFixed(2);
+      for (const l of lines) out.write(`[+${t}s] ${l}\n`);
     });
-  } finally {
-    closeSync(fd);
-  }
+    stream.on('end', () => {
+      if (rest) out.write(`[+${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(2)}s] ${rest}\n`);
+      resolve();
+    });
+  });
+  const streamsDone = Promise.all([stamp(child.stdout!), stamp(child.stderr!)]);
   const pid = child.pid!;
+  // If the bench is interrupted (process.exit from a signal handler), take the tool's process group down with it.
+  const killGroup = (): void => { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } };
+  process.once('exit', killGroup);
   let peak = 0;
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      const rss = treeRss(await readTree(), pid);
+      const rss = await treeRss(pid);
       if (rss > peak) peak = rss;
       await new Promise((r) => setTimeout(r, opts.sampleMs ?? 50));
     }
@@ -96,6 +99,9 @@ export async function measure(argv: string[], opts: MeasureOptions): Promise<Mea
   });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (timer) clearTimeout(timer);
+  process.removeListener('exit', killGroup);
+  await streamsDone;
+  await new Promise<void>((resolve) => out.end(resolve));
   sampling = false;
   await sampler;
   const timeLine = (await readFile(timeFile, 'utf8').catch(() => '')).trim().split('\n').pop() ?? '';

@@ -112,9 +112,11 @@ export async function startProxy(target: string): Promise<CountingProxy> {
     upstream.on('data', (b: Buffer) => { c.received += b.length; });
     client.pipe(upstream);
     upstream.pipe(client);
-    const done = (): void => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
-    client.on('error', done).on('close', done);
-    upstream.on('error', done).on('close', done);
+    // pipe() forwards each end (FIN) after the buffered bytes: never destroy the other side on 'close', or
+    // bytes still queued for it are lost (a client then sees a truncated blob). Only errors tear both down.
+    const fail = (): void => { client.destroy(); upstream.destroy(); };
+    client.on('error', fail).on('close', () => sockets.delete(client));
+    upstream.on('error', fail).on('close', () => sockets.delete(upstream));
   });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', resolve); });
   const port = (server.address() as AddressInfo).port;

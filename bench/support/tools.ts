@@ -81,7 +81,9 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
     ` --cache-dir STATE/cache --work-dir STATE/work${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again)`;
   const runOnce = async (job: BuildJob): Promise<ToolRun> => {
     await mkdir(path.join(job.stateDir, 'tmp'), { recursive: true });
-    const argv = ['node', bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
+    // --cpu-prof is not allowed in NODE_OPTIONS: pass it to node itself.
+    const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`] : [];
+    const argv = ['node', ...prof, bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
       '--destination', job.destination, '--insecure-registry', job.registry, '--cache-dir', path.join(job.stateDir, 'cache'),
       '--work-dir', path.join(job.stateDir, 'work')];
     if (verbosity) argv.push('--verbosity', 'debug');
@@ -89,7 +91,6 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
       logFile: job.logFile, timeoutMs: job.timeoutMs,
       env: {
         ...process.env, TMPDIR: path.join(job.stateDir, 'tmp'),
-        ...(cpuProfDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`.trim() } : {}),
       },
     });
     const log = await readFile(job.logFile, 'utf8').catch(() => '');

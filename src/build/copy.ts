@@ -32,11 +32,16 @@ export function parseChmod(s: string, where: string): number {
 
 const PERM_MASK = 0o7777;
 
-async function runPool<T>(items: AsyncIterable<T> | Iterable<T>, limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+/** Runs fn over items with at most `limit` in flight; a `barrier` item is awaited before the next item is taken. */
+async function runPool<T>(items: AsyncIterable<T> | Iterable<T>, limit: number, fn: (t: T) => Promise<void>, barrier?: (t: T) => boolean): Promise<void> {
   const running = new Set<Promise<void>>();
   let failure: unknown;
   for await (const it of items) {
     if (failure) break;
+    if (barrier?.(it)) {
+      await fn(it);
+      continue;
+    }
     const p = fn(it).catch((e) => { failure ??= e; }).finally(() => running.delete(p));
     running.add(p);
     if (running.size >= limit) await Promise.race(running);
@@ -99,58 +104,47 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
     const targetContainer = path.posix.join(parent.container, path.posix.basename(target));
     const dirHosts = new Map<string, string>([['', path.join(parent.host, path.posix.basename(target))]]);
 
+    // Directories we created are empty: nothing to clear before placing their children.
+    const fresh = new Set<string>();
     const placeEntry = async (e: CopyEntry): Promise<void> => {
       const relDir = path.posix.dirname(e.path) === '.' ? '' : path.posix.dirname(e.path);
       const host =
         e.path === '' ? dirHosts.get('')! : path.join(dirHosts.get(relDir) ?? (await rootfs.resolve(path.posix.join(targetContainer, relDir), { followFinal: true, cache })), path.posix.basename(e.path));
       const container = e.path === '' ? targetContainer : path.posix.join(targetContainer, e.path);
-      switch (e.type) {
-        case 'dir': {
-          if (e.path === '' && targetContainer === '/') {
-            dirHosts.set('', rootfs.root);
-            return;
-          }
-          const state = await clearFor(host, 'dir');
-          if (state === 'clear') await mkdir(host, { mode: 0o755 });
-          dirHosts.set(e.path, host);
-          // The top directory's own metadata changes only when we created it (its contents are what is copied).
-          if (e.path !== '' || state === 'clear') dirsMeta.push({ host, entry: e });
-          written.push(container);
+      const owner = ownerOf(e);
+      if (e.type === 'dir') {
+        if (e.path === '' && targetContainer === '/') {
+          dirHosts.set('', rootfs.root);
           return;
         }
-        case 'file':
-          await clearFor(host, 'file');
-          await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
-          await lchown(host, ownerOf(e).uid, ownerOf(e).gid);
-          await chmod(host, opts.mode ?? e.stat.mode & PERM_MASK);
-          await lutimes(host, e.stat.atime, e.stat.mtime);
-          written.push(container);
-          return;
-        case 'symlink':
-          await clearFor(host, 'symlink');
-          await symlink(e.linkTarget ?? '', host);
-          await lchown(host, ownerOf(e).uid, ownerOf(e).gid);
-          await lutimes(host, e.stat.atime, e.stat.mtime);
-          written.push(container);
-          return;
+        const state = fresh.has(relDir) && e.path !== '' ? 'clear' : await clearFor(host, 'dir');
+        if (state === 'clear') {
+          await mkdir(host, { mode: 0o755 });
+          fresh.add(e.path);
+        }
+        dirHosts.set(e.path, host);
+        // The top directory's own metadata changes only when we created it (its contents are what is copied).
+        if (e.path !== '' || state === 'clear') dirsMeta.push({ host, entry: e });
+        written.push(container);
+        return;
       }
+      if (!(fresh.has(relDir) && e.path !== '')) await clearFor(host, e.type);
+      if (e.type === 'file') {
+        // copyFile keeps the source's permission bits; chmod only for --chmod.
+        await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
+        if (opts.mode !== undefined) await chmod(host, opts.mode);
+      } else {
+        await symlink(e.linkTarget ?? '', host);
+      }
+      // Created by the builder (root), so 0:0 needs no chown.
+      if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+      await lutimes(host, e.stat.atime, e.stat.mtime);
+      written.push(container);
     };
 
-    // Directories are placed in walk order (parents first); files and links of a directory in parallel.
-    const batch: CopyEntry[] = [];
-    const flush = async (): Promise<void> => {
-      await runPool(batch.splice(0), 16, placeEntry);
-    };
-    for await (const e of m.entries()) {
-      if (e.type === 'dir') {
-        await flush();
-        await placeEntry(e);
-      } else {
-        batch.push(e);
-        if (batch.length >= 256) await flush();
-      }
-    }
-    await flush();
+    // Streamed: a directory is placed before the walk goes on (its children come after it); files and
+    // links run up to 64 at a time, so memory stays bounded by the window, not by the tree.
+    await runPool(m.entries(), 64, placeEntry, (e) => e.type === 'dir');
   }
   // Directory metadata last: writing their contents changed their mtimes.
   for (const { host, entry } of dirsMeta.reverse()) {

@@ -109,11 +109,15 @@ export async function followSymlink(ctx: BuildContext, match: SourceMatch): Prom
 }
 
 async function* walkDir(ctx: BuildContext, dirRel: string, dirPath: string): AsyncGenerator<WalkEntry> {
-  for (const name of await sortedNames(ctx, dirRel)) {
-    const rel = dirRel === '.' ? name : `${dirRel}/${name}`;
+  const names = await sortedNames(ctx, dirRel);
+  const rels = names.map((name) => (dirRel === '.' ? name : `${dirRel}/${name}`));
+  // One directory's lstats in flight together: a sequential await per entry made large trees I/O-latency bound.
+  const stats = await Promise.all(rels.map((rel) => lstatOrThrow(path.join(ctx.dir, rel), rel)));
+  for (const [i, name] of names.entries()) {
+    const rel = rels[i]!;
     const p = dirPath === '' ? name : `${dirPath}/${name}`;
     const abs = path.join(ctx.dir, rel);
-    const st = await lstatOrThrow(abs, rel);
+    const st = stats[i]!;
     const type = typeOf(st);
     if (!type) continue;
     const entry: WalkEntry = { rel, path: p, abs, type, stat: st, ...(type === 'symlink' ? { linkTarget: await readlink(abs) } : {}) };
