@@ -1,7 +1,7 @@
 // One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { BuilderError } from '../errors.js';
+import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore } from '../cache/index.js';
 import { openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
@@ -44,6 +44,12 @@ async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<strin
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
   return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
+}
+
+/** The error to report when stages fail: a stage that failed on its own, not one that only waited on a failed stage. */
+function firstCause(first: unknown, results: PromiseSettledResult<unknown>[]): unknown {
+  const own = results.find((r) => r.status === 'rejected' && !isBuilderError(r.reason, 'RUN_ABORTED') && !isBuilderError(r.reason, 'BUILD_ABORTED'));
+  return own && own.status === 'rejected' ? own.reason : first;
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
@@ -107,6 +113,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       const usesLeft = new Map<number, number>();
       for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
+      const abort = new AbortController();
       const env: ExecutorEnv = {
         opts,
         plan,
@@ -120,15 +127,31 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
         done: new Map(),
         images: new Map(),
+        multiStage: needed.length > 1,
+        signal: abort.signal,
         usesLeft,
         layerCounter: { n: 0 },
       };
-      let last: StageResult | undefined;
-      for (const stage of needed) {
-        last = await runStage(env, stage);
-        env.done.set(stage.index, last);
+      // Sandbox stages run concurrently, each awaiting only what it reads; in place there is one "/", so one at a time.
+      const settle = async (stage: (typeof needed)[number]): Promise<StageResult> => {
+        const r = await runStage(env, stage).catch((err: unknown) => {
+          abort.abort(); // the other stages stop at their next step or RUN
+          throw err;
+        });
         for (const d of stage.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 1) - 1);
+        return r;
+      };
+      let chain: Promise<unknown> = Promise.resolve();
+      for (const stage of needed) {
+        const p = opts.runMode === 'in-place' ? chain.then(() => settle(stage)) : settle(stage);
+        p.catch(() => undefined); // observed below; unhandled until then
+        chain = p;
+        env.done.set(stage.index, p);
       }
+      const results = await Promise.allSettled([...env.done.values()]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw firstCause(failed.reason, results);
+      const last = needed.length > 0 ? await env.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
       const config = { ...last.config };

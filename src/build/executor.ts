@@ -54,19 +54,24 @@ export interface ExecutorEnv {
   created: string;
   layerDir: string;
   stageRoot(index: number): string;
-  /** Finished stages, by index. */
-  done: Map<number, StageResult>;
-  /** Images pulled for COPY --from=<image>, by name. */
-  images: Map<string, RootFs>;
+  /** Stages by index, as they finish: a stage awaits only the stages it reads (FROM or COPY --from). */
+  done: Map<number, Promise<StageResult>>;
+  /** Roots materialized for COPY --from (images, and stages in place), by key; shared by concurrent stages. */
+  images: Map<string, Promise<RootFs>>;
+  /** More than one stage runs: log lines name the stage. */
+  multiStage: boolean;
+  /** Aborted when any stage fails: the others stop at their next step. */
+  signal: AbortSignal;
   /** How many stages not yet finished (the running one included) depend on each stage (FROM or COPY --from). */
   usesLeft: Map<number, number>;
   layerCounter: { n: number };
 }
 
 interface Step {
-  inst: Instruction;
   number: number;
   total: number;
+  /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
+  label: string;
 }
 
 const REPRODUCIBLE_MTIME = (opts: BuildOptions): Date | undefined =>
@@ -84,7 +89,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
   let rootfs: RootFs;
   let vars: StageVars;
   if (stage.baseStage !== undefined) {
-    const parent = env.done.get(stage.baseStage);
+    const parent = await env.done.get(stage.baseStage);
     if (!parent) throw new BuilderError('BUILD_INTERNAL', `${label}: stage ${stage.baseStage} was not built`, { hint: 'this is a bug; please report it' });
     // Moving the parent's root is safe only when no later stage needs it and this one never COPY --from's anything.
     const othersNeedIt = (env.usesLeft.get(stage.baseStage) ?? 1) > 1;
@@ -143,7 +148,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
       ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
       ...(mtime ? { mtime } : {}),
     });
-    opts.log(`[${step.number}/${step.total}] snapshot: layer ${r.digest.slice(7, 19)} ${fmtBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    opts.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${fmtBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
     st.layers.push(fileLayer(file, { mediaType: layerMediaType(format), digest: r.digest, size: r.size }, r.diffId));
     st.history.push({ created, created_by: by });
   };
@@ -160,12 +165,15 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
 
   for (let i = 0; i < instructions.length; i++) {
     const raw = instructions[i]!;
-    const step: Step = { inst: raw, number: i + 1, total: instructions.length };
+    if (env.signal.aborted) {
+      throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
+    }
+    const step: Step = { number: i + 1, total: instructions.length, label: `[${env.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]` };
     const inst = expandInstruction(raw, expansionEnv(st.vars), plan);
     applyToStageVars(st.vars, inst);
     const by = createdBy(inst, st.cfg.config.Shell);
     const where = `${raw.file}:${raw.line}`;
-    opts.log(`[${step.number}/${step.total}] ${by}`);
+    opts.log(`${step.label} ${by}`);
     const created = env.created;
     switch (inst.kind) {
       case 'run': {
@@ -185,7 +193,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
         const after = await indexTree(rootfs.root, snapshotOpts);
         const changes = withoutMountPointTouches(diffIndexes(st.index, after), env.excludePrefixes);
         st.index = after;
-        opts.log(`[${step.number}/${step.total}] snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+        opts.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
         if (changes.length === 0) emptyHistory(created, by);
         else await addLayer(toLayerEntries(changes, after), step, created, by);
         break;
@@ -269,7 +277,7 @@ async function runInstruction(
   const cwd = cfg.config.WorkingDir || '/';
   await rootfs.mkdirAll(cwd, { uid: 0, gid: 0, mode: 0o755 });
   const envList = [...runEnvironment(vars, plan.proxyEnv)].map(([k, v]) => `${k}=${v}`);
-  const prefix = `[${step.number}/${step.total}] `;
+  const prefix = `${step.label} `;
   const out = lineWriter(prefix, opts.output);
   try {
     const r = await runStep({
@@ -281,6 +289,7 @@ async function runInstruction(
       cwd,
       network: (inst.network as 'default' | 'none' | 'host' | undefined) ?? 'default',
       onOutput: out.write,
+      signal: env.signal,
     });
     out.flush();
     return r.exitCode;
@@ -369,25 +378,26 @@ async function sourceFor(env: ExecutorEnv, from: string | undefined, where: stri
   const [file, line] = [where.slice(0, where.lastIndexOf(':')), Number(where.slice(where.lastIndexOf(':') + 1))];
   const ref = resolveStageRef(env.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file, line, what: 'COPY --from' });
   if (ref.kind === 'stage') {
-    const done = env.done.get(ref.index);
+    const done = await env.done.get(ref.index);
     if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
     if (done.root !== '/') return rootSource(done.rootfs, `stage ${from}`);
     // In place, "/" has moved on: materialize the stage from its layers once, in the work dir.
-    const key = `stage:${ref.index}`;
-    let img = env.images.get(key);
-    if (!img) {
-      img = await extractLayers(path.join(env.layerDir, `stage-${ref.index}`), done.layers, { onWarning: (m) => env.opts.log(`warning: ${m}`) });
-      env.images.set(key, img);
-    }
-    return rootSource(img, `stage ${from}`);
+    const img = materialize(env, `stage:${ref.index}`, async () => done.layers);
+    return rootSource(await img, `stage ${from}`);
   }
-  let img = env.images.get(ref.ref);
-  if (!img) {
-    const base = await pullBase(env.client, env.store, ref.ref, env.opts.platform, env.opts.log).catch(at(where));
-    img = await extractLayers(path.join(env.layerDir, `image-${env.images.size}`), base.layers, { onWarning: (m) => env.opts.log(`warning: ${m}`) });
-    env.images.set(ref.ref, img);
+  const img = materialize(env, `image:${ref.ref}`, async () => (await pullBase(env.client, env.store, ref.ref, env.opts.platform, env.opts.log).catch(at(where))).layers);
+  return rootSource(await img, `image ${ref.ref}`);
+}
+
+/** Extracts layers into a work-dir root once per key; concurrent stages asking for the same key share it. */
+function materialize(env: ExecutorEnv, key: string, layers: () => Promise<BuiltLayer[]>): Promise<RootFs> {
+  let p = env.images.get(key);
+  if (!p) {
+    const dir = path.join(env.layerDir, `root-${env.images.size}`);
+    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => env.opts.log(`warning: ${m}`) }));
+    env.images.set(key, p);
   }
-  return rootSource(img, `image ${ref.ref}`);
+  return p;
 }
 
 /** A rejection handler that puts "file:line: " in front of a BuilderError's message (pull failures of FROM / COPY --from). */

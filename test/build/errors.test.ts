@@ -40,6 +40,28 @@ describe('builder build: failures', () => {
     expect(writes).toEqual([]);
   });
 
+  it('stages run concurrently; one failing stops the others and its own error is the one reported', async () => {
+    const ctx = await ws.context('ctx-concurrent-fail', {
+      Dockerfile: [
+        `FROM ${base} AS slow`,
+        'RUN sleep 30 && echo slept > /slept',
+        `FROM ${base} AS broken`,
+        'RUN echo breaking && exit 4',
+        `FROM ${base}`,
+        'COPY --from=slow /slept /a',
+        'COPY --from=broken /etc/passwd /b',
+      ].join('\n'),
+    });
+    const t0 = Date.now();
+    const r = await ws.build(ctx, ['--destination', `${reg.host}/test/concurrent:v1`]);
+    expect(r.code, r.stderr).toBe(4);
+    expect(Date.now() - t0).toBeLessThan(20_000); // the 30 s sleep of the other stage was cut short
+    expect(r.stderr).toContain('Dockerfile:4');
+    expect(r.stdout).toContain('[broken 1/1] breaking'); // RUN output keeps its stream, prefixed with stage and step
+    expect(r.stderr).not.toMatch(/error RUN_ABORTED|error BUILD_ABORTED/);
+    expect(await registryTags(reg, 'test/concurrent')).toEqual([]);
+  });
+
   const cases: Array<{ name: string; dockerfile: (host: string) => string; line: number; message: RegExp }> = [
     { name: 'unknown instruction', dockerfile: () => 'FROM scratch\nCOPY a /a\nFROBNICATE /x\n', line: 3, message: /FROBNICATE/i },
     { name: 'bad flag', dockerfile: () => 'FROM scratch\n\nCOPY --bogus=1 a /a\n', line: 3, message: /bogus/ },
