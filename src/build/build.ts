@@ -79,6 +79,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
   const client = new RegistryClient(opts.registry);
+  const cleanup: Promise<void>[] = [];
   try {
     const ctx = await openContext(opts.context, {
       cwd: opts.cwd,
@@ -169,6 +170,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         ...(last.platform.variant ? { variant: last.platform.variant } : {}),
       });
       opts.log(`image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)`);
+      // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
+      if (opts.runMode === 'sandbox' && !opts.keepWorkDir) cleanup.push(rm(path.join(work, 'stages'), { recursive: true, force: true }));
       const pushed = await writeOutputs(client, image, opts);
       return {
         manifestDigest: image.manifestDigest,
@@ -182,6 +185,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
   } finally {
     await client.close();
+    await Promise.allSettled(cleanup);
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
 }
