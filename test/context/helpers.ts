@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import * as tarStream from 'tar-stream';
+import { isBuilderError } from '../../src/errors.js';
 
 /** A file tree: string = file content, null = directory, { link } = symlink, { content, mode } = file with mode. */
 export type TreeSpec = Record<string, string | null | { link: string } | { content: string; mode: number }>;
@@ -61,4 +62,15 @@ export function streamOf(buf: Buffer): Readable {
   const parts: Buffer[] = [];
   for (let i = 0; i < buf.length; i += 61) parts.push(buf.subarray(i, i + 61));
   return Readable.from(parts);
+}
+
+/** The BuilderError a promise rejects with (its code, message and hint); fails if it resolves or throws something else. */
+export async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string; hint: string | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    if (isBuilderError(err)) return { code: err.code, message: err.message, hint: err.hint };
+    throw err;
+  }
+  throw new Error('expected a BuilderError');
 }

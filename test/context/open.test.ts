@@ -4,8 +4,7 @@ import { readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openContext, type BuildContext } from '../../src/context/index.js';
-import { isBuilderError } from '../../src/errors.js';
-import { makeTar, streamOf, tempDir, writeTree } from './helpers.js';
+import { makeTar, streamOf, tempDir, writeTree, errorOf } from './helpers.js';
 import { CONFORMANCE } from '../support/paths.js';
 
 let work: string;
@@ -30,16 +29,6 @@ async function open(spec: string, extra: Partial<Parameters<typeof openContext>[
   return ctx;
 }
 
-async function codeOf(p: Promise<unknown>): Promise<{ code: string; message: string; hint: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (isBuilderError(err)) return { code: err.code, message: err.message, hint: err.hint };
-    throw err;
-  }
-  throw new Error('expected a BuilderError');
-}
-
 describe('directory contexts', () => {
   it('opens DIR and dir://DIR relative to cwd, as real paths', async () => {
     await writeTree(work, { 'app/a.txt': 'a' });
@@ -54,11 +43,11 @@ describe('directory contexts', () => {
   });
 
   it('missing directory is CONTEXT_NOT_FOUND; a file says to use tar://', async () => {
-    const e = await codeOf(open('nope'));
+    const e = await errorOf(open('nope'));
     expect(e.code).toBe('CONTEXT_NOT_FOUND');
     expect(e.message).toContain(path.join(work, 'nope'));
     await writeFile(path.join(work, 'ctx.tar'), '');
-    const f = await codeOf(open('ctx.tar'));
+    const f = await errorOf(open('ctx.tar'));
     expect(f.code).toBe('CONTEXT_NOT_FOUND');
     expect(f.hint).toContain('tar://');
   });
@@ -66,7 +55,7 @@ describe('directory contexts', () => {
   it.each(['git://github.com/x/y', 'https://example.com/ctx.tar.gz', 's3://bucket/ctx.tar.gz', 'gs://bucket/ctx.tar.gz', 'az://acct/ctx.tar.gz', 'ftp://x'])(
     '%s is CONTEXT_UNSUPPORTED with a hint',
     async (spec) => {
-      const e = await codeOf(open(spec));
+      const e = await errorOf(open(spec));
       expect(e.code).toBe('CONTEXT_UNSUPPORTED');
       expect(e.message).toContain(spec);
       expect(e.hint).toMatch(/--context|tar:\/\//);
@@ -94,10 +83,10 @@ describe('--context-sub-path', () => {
 
   it('follows an inner symlink but refuses to leave the context', async () => {
     expect((await open('repo', { subPath: 'inner/api' })).dir).toBe(path.join(work, 'repo/services/api'));
-    expect((await codeOf(open('repo', { subPath: '../' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
-    expect((await codeOf(open('repo', { subPath: 'services/../../x' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
-    expect((await codeOf(open('repo', { subPath: 'escape' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
-    expect((await codeOf(open('repo', { subPath: 'missing' }))).code).toBe('CONTEXT_NOT_FOUND');
+    expect((await errorOf(open('repo', { subPath: '../' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
+    expect((await errorOf(open('repo', { subPath: 'services/../../x' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
+    expect((await errorOf(open('repo', { subPath: 'escape' }))).code).toBe('CONTEXT_SUBPATH_INVALID');
+    expect((await errorOf(open('repo', { subPath: 'missing' }))).code).toBe('CONTEXT_NOT_FOUND');
   });
 
   it('applies inside tar contexts too', async () => {
@@ -152,14 +141,14 @@ describe('tar contexts', () => {
   });
 
   it('tar://stdin without a stream is CONTEXT_INVALID; a missing archive CONTEXT_NOT_FOUND', async () => {
-    expect((await codeOf(open('tar://stdin'))).code).toBe('CONTEXT_INVALID');
-    expect((await codeOf(open('tar://missing.tar.gz'))).code).toBe('CONTEXT_NOT_FOUND');
+    expect((await errorOf(open('tar://stdin'))).code).toBe('CONTEXT_INVALID');
+    expect((await errorOf(open('tar://missing.tar.gz'))).code).toBe('CONTEXT_NOT_FOUND');
   });
 
   it('garbage is CONTEXT_TAR_INVALID, bzip2 CONTEXT_UNSUPPORTED, and nothing is left in tmpDir', async () => {
     const gz = (await makeTar(entries, true)).subarray(0, 40);
-    expect((await codeOf(open('tar://stdin', { stdin: streamOf(gz) }))).code).toBe('CONTEXT_TAR_INVALID');
-    expect((await codeOf(open('tar://stdin', { stdin: streamOf(Buffer.from('BZh91AY&SY garbage')) }))).code).toBe('CONTEXT_UNSUPPORTED');
+    expect((await errorOf(open('tar://stdin', { stdin: streamOf(gz) }))).code).toBe('CONTEXT_TAR_INVALID');
+    expect((await errorOf(open('tar://stdin', { stdin: streamOf(Buffer.from('BZh91AY&SY garbage')) }))).code).toBe('CONTEXT_UNSUPPORTED');
     expect(await readdir(tmp)).toEqual([]);
   });
 
@@ -178,7 +167,7 @@ describe('tar contexts', () => {
     const gz = await open(`tar://${fixture}/file.tar.gz`);
     expect(await readdir(ctx.dir)).toEqual(['uncompressedFile']);
     expect(await readdir(gz.dir)).toEqual(['compressedFile']);
-    expect((await codeOf(open(`tar://${fixture}/file.bz2`))).code).toBe('CONTEXT_UNSUPPORTED');
+    expect((await errorOf(open(`tar://${fixture}/file.bz2`))).code).toBe('CONTEXT_UNSUPPORTED');
   });
 });
 
@@ -204,7 +193,7 @@ describe('unsafe tar entries are rejected with CONTEXT_TAR_UNSAFE', () => {
 
   it.each(cases)('%s', async (_name, entries, entryName) => {
     await writeFile(path.join(work, 'bad.tar'), await makeTar(entries));
-    const e = await codeOf(open('tar://bad.tar'));
+    const e = await errorOf(open('tar://bad.tar'));
     expect(e.code).toBe('CONTEXT_TAR_UNSAFE');
     expect(e.message).toContain(entryName);
     // Nothing escaped and the half-extracted directory is gone.
@@ -261,7 +250,7 @@ describe('ignore file selection', () => {
 
   it('an invalid ignore file fails the open with DOCKERIGNORE_INVALID naming it', async () => {
     await writeFile(path.join(work, 'ctx/.dockerignore'), 'ok\n[broken\n');
-    const e = await codeOf(open('ctx'));
+    const e = await errorOf(open('ctx'));
     expect(e.code).toBe('DOCKERIGNORE_INVALID');
     expect(e.message).toContain(path.join(work, 'ctx/.dockerignore'));
   });

@@ -3,8 +3,7 @@ import { copyFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { followSymlink, openContext, resolveSources, walkSource, type BuildContext, type SourceMatch } from '../../src/context/index.js';
-import { isBuilderError } from '../../src/errors.js';
-import { tempDir, writeTree } from './helpers.js';
+import { tempDir, writeTree, errorOf } from './helpers.js';
 
 import { CONFORMANCE } from '../support/paths.js';
 const KANIKO = `${CONFORMANCE}/kaniko`;
@@ -24,16 +23,6 @@ async function walk(ctx: BuildContext, m: SourceMatch): Promise<string[]> {
   const out: string[] = [];
   for await (const e of walkSource(ctx, m)) out.push(`${e.type}:${e.path}`);
   return out;
-}
-
-async function errorOf(p: Promise<unknown>): Promise<{ code: string; message: string; hint: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (isBuilderError(err)) return { code: err.code, message: err.message, hint: err.hint };
-    throw err;
-  }
-  throw new Error('expected a BuilderError');
 }
 
 describe('kaniko Dockerfile_test_copy sources against the kaniko integration context', () => {
