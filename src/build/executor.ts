@@ -1,5 +1,6 @@
 // The stage executor: FROM -> each instruction (expand, execute, snapshot, record) -> the stage's image.
 import { chmod, cp, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { HistoryEntry, ImageConfig, Platform } from '../image/index.js';
@@ -259,7 +260,7 @@ async function runInstruction(
     // RUN <<EOF: the body is the script; with a #! line it is run as a program, like BuildKit.
     const body = inst.heredocs[0]!.content;
     if (body.startsWith('#!')) {
-      const name = `/.builder-heredoc-${process.pid}-${step.number}`;
+      const name = `/.builder-heredoc-${randomBytes(6).toString('hex')}`;
       const host = await rootfs.resolve(name);
       await writeFile(host, body, { mode: 0o755 });
       await chmod(host, 0o755);

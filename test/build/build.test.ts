@@ -1,5 +1,5 @@
 // The executor end to end: Dockerfiles built by the CLI, pushed to a real registry, checked with skopeo and umoci.
-import { lstat, readFile, readlink, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox } from '../support/images.js';
@@ -150,6 +150,39 @@ describe('builder build: RUN/COPY/metadata on a busybox base', () => {
     expect(await readFile(p('tmp/uid-of-run'), 'utf8')).toBe('1000\n');
     expect(await readFile(p('tmp/pwd-of-run'), 'utf8')).toBe('/app\n');
     expect(await owner('tmp/uid-of-run')).toBe('1000:1000');
+  });
+
+  it('runs heredocs: RUN <<EOF scripts, #! programs, heredocs read by the shell, COPY <<EOF files', async () => {
+    const ctx = await ws.context('ctx-heredoc', {
+      Dockerfile: [
+        `FROM ${base}`,
+        'ENV WHO=world',
+        'RUN <<EOF',
+        'echo "hello $WHO" > /script.txt',
+        'echo second line >> /script.txt',
+        'EOF',
+        'RUN <<EOF',
+        '#!/bin/sh -e',
+        'echo "from a program: $0" > /program.txt',
+        'EOF',
+        'RUN cat <<A > /shell.txt && cat <<-B >> /shell.txt',
+        'first $WHO',
+        'A',
+        '\tsecond',
+        '\tB',
+        'COPY <<CONF /etc/app.conf',
+        'key=$WHO',
+        'CONF',
+      ].join('\n') + '\n',
+    });
+    await ws.buildOk(ctx, ['--destination', `${reg.host}/test/heredoc:v1`]);
+    const rootfs = await ws.unpack(reg, 'test/heredoc:v1', 'heredoc');
+    const read = (rel: string): Promise<string> => readFile(path.join(rootfs, rel), 'utf8');
+    expect(await read('script.txt')).toBe('hello world\nsecond line\n');
+    expect(await read('program.txt')).toMatch(/^from a program: \/\.builder-heredoc-[0-9a-f]+\n$/);
+    expect(await read('shell.txt')).toBe('first world\nsecond\n');
+    expect(await read('etc/app.conf')).toBe('key=world\n');
+    expect((await readdir(rootfs)).filter((n) => n.startsWith('.builder-heredoc'))).toEqual([]); // the program file is not left behind
   });
 
   it('adds no layer for a RUN that changes nothing', async () => {
