@@ -10,7 +10,7 @@ import { RegistryClient } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage } from './assemble.js';
 import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
-import type { BuildOptions, BuildResult } from './options.js';
+import type { BuildOptions, BuildResult, ResolvedBuildOptions, RunMode } from './options.js';
 import { writeOutputs } from './output.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
@@ -38,7 +38,7 @@ async function realpathLoose(p: string): Promise<string> {
 }
 
 /** What the snapshot and the in-place wipe must leave alone. */
-async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<string[]> {
+async function exclusions(opts: ResolvedBuildOptions, selfDirs: string[]): Promise<string[]> {
   if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
@@ -46,36 +46,44 @@ async function exclusions(opts: BuildOptions, selfDirs: string[]): Promise<strin
   return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
-/** The error to report when stages fail: a stage that failed on its own, not one that only waited on a failed stage. */
-function firstCause(first: unknown, results: PromiseSettledResult<unknown>[]): unknown {
-  const own = results.find((r) => r.status === 'rejected' && !isBuilderError(r.reason, 'RUN_ABORTED') && !isBuilderError(r.reason, 'BUILD_ABORTED'));
-  return own && own.status === 'rejected' ? own.reason : first;
+/** The error to report when stages fail: one that failed on its own, not one stopped because another failed. */
+function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason);
+  return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
-export async function build(opts: BuildOptions): Promise<BuildResult> {
-  if (opts.destinations.length === 0 && !opts.noPush) {
+/** The run mode to use: as asked, or for auto the sandbox where it can start, else in place inside a container. */
+export async function chooseRunMode(
+  opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'log'>,
+  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean> } = {
+    sandbox: sandboxAvailable,
+    container: () => detectContainer(readOptional, opts.env),
+  },
+): Promise<RunMode> {
+  const sandbox = opts.runMode === 'in-place' ? undefined : await probe.sandbox();
+  if (sandbox?.ok) return 'sandbox';
+  if (opts.runMode === 'sandbox') {
+    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sandbox?.reason ?? 'unknown reason'}`, {
+      hint: 'inside an unprivileged CI container use --run-mode in-place (kaniko\'s model), or leave --run-mode at auto',
+    });
+  }
+  if (!opts.force && !(await probe.container())) {
+    throw new BuilderError('RUN_IN_PLACE_REFUSED', `in-place mode rewrites "/" and this does not look like a container${sandbox ? ` (and the sandbox cannot start: ${sandbox.reason ?? 'unknown reason'})` : ''}`, {
+      hint: 'run builder inside its own container, allow namespaces for --run-mode sandbox, or pass --force if you really mean it',
+    });
+  }
+  if (sandbox) opts.log(`the sandbox cannot start here (${sandbox.reason ?? 'unknown reason'}): running in place, as kaniko does`);
+  return 'in-place';
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  if (options.destinations.length === 0 && !options.noPush) {
     throw new BuilderError('BUILD_NO_DESTINATION', 'no --destination given', {
       hint: 'add --destination REGISTRY/REPO:TAG, or --no-push (with --tar-path or --oci-layout-path to keep the image)',
     });
   }
-  const refs = opts.destinations.map((d) => parseReference(d)); // bad references fail before any work
-  void refs;
-  if (opts.runMode === 'in-place') {
-    const inContainer = await detectContainer(readOptional, opts.env);
-    if (!inContainer && !opts.force) {
-      throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
-        hint: 'run builder inside its own container, use --run-mode sandbox, or pass --force if you really mean it',
-      });
-    }
-  } else {
-    const sb = await sandboxAvailable();
-    if (!sb.ok) {
-      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sb.reason ?? 'unknown reason'}`, {
-        hint: 'inside an unprivileged CI container use --run-mode in-place (kaniko\'s model)',
-      });
-    }
-  }
-
+  for (const d of options.destinations) parseReference(d); // bad references fail before any work
+  const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
   const client = new RegistryClient(opts.registry);
@@ -150,8 +158,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         env.done.set(stage.index, p);
       }
       const results = await Promise.allSettled([...env.done.values()]);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw firstCause(failed.reason, results);
+      if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
       const last = needed.length > 0 ? await env.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 

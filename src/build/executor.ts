@@ -24,7 +24,7 @@ import { contextSource, rootSource, type CopySource } from './sources.js';
 import { extractLayers, pullBase, scratchConfig, type BaseImage } from './base.js';
 import { fileLayer, layerMediaType, type BuiltLayer } from './layers.js';
 import type { ImageFormat } from '../image/index.js';
-import type { BuildOptions } from './options.js';
+import type { BuildOptions, ResolvedBuildOptions } from './options.js';
 
 /** What a finished stage leaves for later stages and for the output. */
 export interface StageResult {
@@ -43,7 +43,7 @@ export interface StageResult {
 
 /** Shared, per-build services the stage executor uses. */
 export interface ExecutorEnv {
-  opts: BuildOptions;
+  opts: ResolvedBuildOptions;
   plan: BuildPlan;
   ctx: BuildContext;
   client: RegistryClient;

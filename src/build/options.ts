@@ -3,7 +3,9 @@ import type { Readable } from 'node:stream';
 import type { ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 
-export type RunModeOption = 'sandbox' | 'in-place';
+export type RunMode = 'sandbox' | 'in-place';
+/** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
+export type RunModeOption = RunMode | 'auto';
 export type SnapshotMode = 'time' | 'full';
 
 export interface BuildOptions {
@@ -55,6 +57,9 @@ export interface BuildOptions {
   /** Current time, injectable for tests. */
   now?: () => Date;
 }
+
+/** Options after the run mode is decided. */
+export type ResolvedBuildOptions = BuildOptions & { runMode: RunMode };
 
 export interface BuildResult {
   manifestDigest: string;

@@ -76,7 +76,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
   }
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
-  const runMode = oneOf(flags.runMode, ['sandbox', 'in-place'] as const, '--run-mode') ?? 'sandbox';
+  const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
   const quiet = flags.verbosity === 'error' || flags.verbosity === 'panic' || flags.verbosity === 'fatal';
   return {
     context: flags.context,
@@ -133,7 +133,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--target <stage>', 'build up to this stage')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
-    .option('--run-mode <sandbox|in-place>', 'RUN in a namespace sandbox with its own root (default), or in place with / as the root (inside the builder\'s own container, like kaniko)')
+    .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
