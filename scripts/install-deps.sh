@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah
       busybox-static:/bin/busybox apache2-utils:htpasswd openssl:openssl bubblewrap:bwrap
-      debootstrap:debootstrap jq:jq curl:curl time:/usr/bin/time)
+      debootstrap:debootstrap jq:jq curl:curl time:/usr/bin/time libcap2-bin:setcap python3:python3)
 missing=()
 for pair in "${want[@]}"; do
   pkg=${pair%%:*}; bin=${pair#*:}

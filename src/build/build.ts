@@ -138,6 +138,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         images: new Map(),
         multiStage: needed.length > 1,
         signal: abort.signal,
+        warned: new Set(),
         usesLeft,
         layerCounter: { n: 0 },
       };

@@ -10,7 +10,7 @@ import type { RegistryClient } from '../registry/index.js';
 import { RootFs } from '../rootfs/index.js';
 import { resolveUser, runStep, shellArgv, type RunUser } from '../run/index.js';
 import {
-  diffIndexes, entriesForPaths, indexTree, toLayerEntries, writeLayer,
+  diffIndexes, entriesForPaths, indexTree, toLayerEntries, withXattrs, writeLayer,
   type Change, type IndexEntry, type LayerEntry, type TreeIndex,
 } from '../snapshot/index.js';
 import {
@@ -63,6 +63,8 @@ export interface ExecutorEnv {
   multiStage: boolean;
   /** Aborted when any stage fails: the others stop at their next step. */
   signal: AbortSignal;
+  /** Warnings already logged once in this build. */
+  warned: Set<string>;
   /** How many stages not yet finished (the running one included) depend on each stage (FROM or COPY --from). */
   usesLeft: Map<number, number>;
   layerCounter: { n: number };
@@ -196,7 +198,15 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
         st.index = after;
         opts.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
         if (changes.length === 0) emptyHistory(created, by);
-        else await addLayer(toLayerEntries(changes, after), step, created, by);
+        else {
+          // RUN can set file capabilities (setcap) and other xattrs: carry them into the layer.
+          const { entries, warning } = await withXattrs(rootfs.root, toLayerEntries(changes, after));
+          if (warning && !env.warned.has(warning)) {
+            env.warned.add(warning);
+            opts.log(`warning: ${warning}`);
+          }
+          await addLayer(entries, step, created, by);
+        }
         break;
       }
       case 'copy':

@@ -71,3 +71,35 @@ export async function setXattrs(ops: XattrOp[]): Promise<XattrResult> {
   }
   return { failed };
 }
+
+// One python3 process for all paths: os.listxattr/os.getxattr without following symlinks (llistxattr/lgetxattr).
+const PY_READ = `
+import sys, json, os
+out = {}
+for p in json.load(sys.stdin):
+    try:
+        names = os.listxattr(p, follow_symlinks=False)
+    except OSError:
+        continue
+    attrs = {}
+    for n in names:
+        try:
+            attrs[n] = os.getxattr(p, n, follow_symlinks=False).hex()
+        except OSError:
+            pass
+    if attrs:
+        out[p] = attrs
+json.dump(out, sys.stdout)
+`;
+
+/** Extended attributes of the given host paths (only paths that have some); `unavailable` when python3 is missing. */
+export async function readXattrs(paths: string[]): Promise<{ attrs: Map<string, Record<string, Buffer>>; unavailable?: string }> {
+  const attrs = new Map<string, Record<string, Buffer>>();
+  if (paths.length === 0) return { attrs };
+  const r = await run('python3', ['-c', PY_READ], JSON.stringify(paths));
+  if (r.missing || r.code !== 0) return { attrs, unavailable: `python3 is needed to read extended attributes (${r.stderr.trim() || `exit ${r.code}`})` };
+  for (const [p, values] of Object.entries(JSON.parse(r.stdout || '{}') as Record<string, Record<string, string>>)) {
+    attrs.set(p, Object.fromEntries(Object.entries(values).map(([n, hex]) => [n, Buffer.from(hex, 'hex')])));
+  }
+  return { attrs };
+}

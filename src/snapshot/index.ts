@@ -11,6 +11,7 @@
 // IndexEntry.xattrs (Node cannot read xattrs); whiteouts are mode 0, 0:0, mtime = opts.mtime or 0.
 export { indexTree, normalizeRelPath, type EntryType, type IndexEntry, type IndexOptions, type TreeIndex } from './index-tree.js';
 export { comparePaths, diffIndexes, isEmpty, toLayerEntries, type Change, type LayerEntry } from './diff.js';
+export { withXattrs } from './xattrs.js';
 export {
   DEFAULT_COMPRESSION_LEVEL,
   entriesForPaths,

@@ -1,0 +1,44 @@
+// Extended attributes a step leaves on files (file capabilities, user.*) reach the layer and come back on extraction.
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createReadStream } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { diffIndexes, indexTree, toLayerEntries, withXattrs, writeLayer } from '../../src/snapshot/index.js';
+import { extractLayer, readXattrs, RootFs } from '../../src/rootfs/index.js';
+
+describe('xattrs in RUN layers', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'snap-xattr-'));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('records security.capability and user.* of changed files, and extraction restores them (checked with getcap)', async () => {
+    const root = path.join(work, 'root');
+    await mkdir(path.join(root, 'bin'), { recursive: true });
+    const before = await indexTree(root);
+    await writeFile(path.join(root, 'bin', 'ping'), '#!/bin/sh\n', { mode: 0o755 });
+    await writeFile(path.join(root, 'plain'), 'no attributes\n');
+    execFileSync('setcap', ['cap_net_raw+ep', path.join(root, 'bin', 'ping')]);
+    execFileSync('python3', ['-c', `import os; os.setxattr(${JSON.stringify(path.join(root, 'plain'))}, 'user.origin', b'builder')`]);
+    const after = await indexTree(root);
+
+    const { entries, warning } = await withXattrs(root, toLayerEntries(diffIndexes(before, after), after));
+    expect(warning).toBeUndefined();
+    const ping = entries.find((e) => e.path === 'bin/ping');
+    expect(ping?.kind === 'entry' && Object.keys(ping.meta?.xattrs ?? {})).toEqual(['security.capability']);
+
+    const layer = path.join(work, 'layer.tar.gz');
+    await writeLayer(root, entries, layer);
+    const out = path.join(work, 'out');
+    await mkdir(out);
+    await extractLayer(new RootFs(out), createReadStream(layer));
+    expect(execFileSync('getcap', [path.join(out, 'bin', 'ping')], { encoding: 'utf8' })).toMatch(/cap_net_raw[=+]ep/);
+    const { attrs } = await readXattrs([path.join(out, 'plain')]);
+    expect(attrs.get(path.join(out, 'plain'))?.['user.origin']?.toString()).toBe('builder');
+  });
+});
