@@ -10,7 +10,8 @@ import { RegistryClient } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage } from './assemble.js';
 import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
-import type { BuildOptions, BuildResult, ResolvedBuildOptions, RunMode } from './options.js';
+import type { RunMode } from '../run/index.js';
+import type { BuildOptions, BuildResult, ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);

@@ -2,8 +2,8 @@
 import type { Readable } from 'node:stream';
 import type { ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
+import type { RunMode } from '../run/index.js';
 
-export type RunMode = 'sandbox' | 'in-place';
 /** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
 export type RunModeOption = RunMode | 'auto';
 export type SnapshotMode = 'time' | 'full';

@@ -4,9 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import { HOST_TOOL_DIRS, spawnStreaming, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+import { HOST_TOOL_DIRS, spawnStreaming, type RunResult } from './common.js';
 import { runInPlace, type Credentials } from './in-place.js';
-import { findSandboxTools, namespaceArgs, runSandboxed } from './sandbox.js';
+import { findSandboxTools, namespaceArgs, runSandboxed, type SandboxOptions } from './sandbox.js';
 
 export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts } from './sandbox.js';
@@ -30,20 +30,9 @@ export {
 
 export type RunMode = 'sandbox' | 'in-place';
 
-export interface RunStepOptions {
+/** What one step needs: the sandbox's options (root, argv, env, user, cwd, network, output, signal) plus the mode. */
+export interface RunStepOptions extends SandboxOptions {
   mode: RunMode;
-  /** The build root; must be "/" in in-place mode. */
-  root: string;
-  argv: string[];
-  /** "K=V" entries, exactly the step's environment (PATH and HOME added when missing). */
-  env: string[];
-  user: RunUser;
-  /** Absolute path inside the root; must exist. */
-  cwd: string;
-  /** 'default' and 'host' share the host's network; 'none' gets only loopback (sandbox only). */
-  network?: NetworkMode;
-  onOutput?: (chunk: Buffer, stream: OutputStream) => void;
-  signal?: AbortSignal;
   /** In-place only: who the builder runs as and its node binary (defaults: this process). */
   inPlace?: { credentials?: Credentials; nodePath?: string };
 }

@@ -37,11 +37,15 @@ import {
 export const runtimeMounts: readonly string[] = ['/proc', '/dev', '/sys', '/etc/resolv.conf', '/etc/hosts'];
 
 export interface SandboxOptions {
+  /** The build root; must be "/" in in-place mode. */
   root: string;
   argv: string[];
+  /** "K=V" entries, exactly the step's environment (PATH and HOME added when missing). */
   env: string[];
   user: RunUser;
+  /** Absolute path inside the root; must exist. */
   cwd: string;
+  /** 'default' and 'host' share the host's network; 'none' gets only loopback (sandbox only). */
   network?: NetworkMode;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
