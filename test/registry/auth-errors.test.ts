@@ -1,8 +1,8 @@
 // Auth failures, token renewal, TLS trust and corrupt blobs against the real registry.
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { digestHex } from '../../src/digest/index.js';
 import { isBuilderError, type BuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
@@ -146,6 +146,7 @@ describe('corrupt blobs', () => {
     const reg = await registry({ mode: 'plain' });
     const { layout, tag } = await busyboxLayout();
     const copy = await copyLayout(layout);
+    onTestFinished(() => rm(copy, { recursive: true, force: true }));
     const blobs = path.join(copy, 'blobs/sha256');
     let biggest = '';
     let size = 0;
