@@ -77,9 +77,6 @@ interface Step {
   label: string;
 }
 
-const REPRODUCIBLE_MTIME = (opts: BuildOptions): Date | undefined =>
-  opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000) : undefined;
-
 export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<StageResult> {
   const { opts, plan } = env;
   const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
@@ -100,7 +97,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
     if (opts.runMode === 'in-place') {
       // "/" holds whatever ran last: rebuild the parent stage's filesystem from its layers.
       await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
-      rootfs = await extractLayers(root, parent.layers, { ignore: (p: string) => env.exclude(p.replace(/^\/+/, '')), onWarning: (m) => opts.log(`warning: ${m}`) });
+      rootfs = await extractLayers(root, parent.layers, { ignore: inPlaceIgnore(env), onWarning: (m) => opts.log(`warning: ${m}`) });
     } else if (!othersNeedIt && !copiesFrom) {
       await rename(parent.root, root);
       rootfs = new RootFs(root);
@@ -120,7 +117,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
     base = await pullBase(env.client, env.store, stage.baseName, platform, opts.log).catch(at(`${stage.from.file}:${stage.from.line}`));
     if (opts.runMode === 'in-place') await wipeRootForInPlace(root, env.exclude, env.excludePrefixes);
     rootfs = await extractLayers(root, base.layers, {
-      ...(opts.runMode === 'in-place' ? { ignore: (p: string) => env.exclude(p.replace(/^\/+/, '')) } : {}),
+      ...(opts.runMode === 'in-place' ? { ignore: inPlaceIgnore(env) } : {}),
       onWarning: (m) => opts.log(`warning: ${m}`),
     });
     vars = stageVarsFromImage(base.config.config?.Env);
@@ -141,7 +138,8 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
   const instructions = [...triggers, ...stage.instructions];
 
   const format: ImageFormat = opts.imageFormat ?? base.format;
-  const mtime = REPRODUCIBLE_MTIME(opts);
+  // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
+  const mtime = opts.reproducible ? new Date(env.created) : undefined;
   const snapshotOpts = { exclude: env.exclude, hashContents: opts.snapshotMode === 'full' };
 
   const addLayer = async (entries: LayerEntry[], step: Step, created: string, by: string): Promise<void> => {
@@ -311,12 +309,7 @@ async function runInstruction(
 
 async function userFor(rootfs: RootFs, spec: string | undefined, where: string): Promise<RunUser> {
   if (!spec) return { uid: 0, gid: 0, groups: [], home: '/root' };
-  try {
-    return await resolveUser(readerFor(rootfs), spec);
-  } catch (err) {
-    if (err instanceof BuilderError) throw new BuilderError(err.code, `${where}: ${err.message}`, { ...(err.hint ? { hint: err.hint } : {}), cause: err });
-    throw err;
-  }
+  return resolveUser(readerFor(rootfs), spec).catch(at(where));
 }
 
 function readerFor(rootfs: RootFs): (p: string) => Promise<string | undefined> {
@@ -372,21 +365,14 @@ async function copyInstruction(
   const written: string[] = [];
   for (const h of inst.heredocs) written.push(await writeHeredocFile(rootfs, h.name, h.content, copyOpts));
   if (inst.sources.length === 0) return written;
-  const source = await sourceFor(env, inst.kind === 'copy' ? inst.from : undefined, where);
-  try {
-    written.push(...(await copyInto(rootfs, source, inst.sources, copyOpts)));
-  } catch (err) {
-    if (err instanceof BuilderError && !err.message.startsWith(where)) {
-      throw new BuilderError(err.code, `${where}: ${err.message}`, { ...(err.hint ? { hint: err.hint } : {}), cause: err });
-    }
-    throw err;
-  }
+  const source = await sourceFor(env, inst.kind === 'copy' ? inst.from : undefined, inst);
+  written.push(...(await copyInto(rootfs, source, inst.sources, copyOpts).catch(at(where))));
   return written;
 }
 
-async function sourceFor(env: ExecutorEnv, from: string | undefined, where: string): Promise<CopySource> {
+async function sourceFor(env: ExecutorEnv, from: string | undefined, { file, line }: { file: string; line: number }): Promise<CopySource> {
   if (from === undefined) return contextSource(env.ctx);
-  const [file, line] = [where.slice(0, where.lastIndexOf(':')), Number(where.slice(where.lastIndexOf(':') + 1))];
+  const where = `${file}:${line}`;
   const ref = resolveStageRef(env.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file, line, what: 'COPY --from' });
   if (ref.kind === 'stage') {
     const done = await env.done.get(ref.index);
@@ -411,7 +397,7 @@ function materialize(env: ExecutorEnv, key: string, layers: () => Promise<BuiltL
   return p;
 }
 
-/** A rejection handler that puts "file:line: " in front of a BuilderError's message (pull failures of FROM / COPY --from). */
+/** A rejection handler that puts "file:line: " in front of a BuilderError's message, once (pulls, users, copies). */
 function at(where: string): (err: unknown) => never {
   return (err) => {
     if (err instanceof BuilderError && !err.message.startsWith(where)) {
@@ -419,6 +405,11 @@ function at(where: string): (err: unknown) => never {
     }
     throw err;
   };
+}
+
+/** Extraction in place skips what the snapshot excludes (container paths "/x" -> "x"). */
+function inPlaceIgnore(env: ExecutorEnv): (containerPath: string) => boolean {
+  return (p) => env.exclude(p.replace(/^\/+/, ''));
 }
 
 /** In-place mode: remove everything under / except the ignored paths, before extracting a base (kaniko's model). */
