@@ -8,6 +8,7 @@ import type { RegistryClient, ResolvedImage } from '../registry/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import type { BlobStore } from '../cache/index.js';
 import { formatOfManifest, storeLayer, type BuiltLayer } from './layers.js';
+import { runPool } from './pool.js';
 import type { ImageFormat } from '../image/index.js';
 
 export interface BaseImage {
@@ -45,16 +46,12 @@ export async function pullBase(
       hint: 'the base image is malformed; rebuild or re-push it',
     });
   }
-  const queue = img.manifest.layers.map((d, i) => ({ d, i }));
   let fetched = 0;
-  const worker = async (): Promise<void> => {
-    for (let job = queue.shift(); job; job = queue.shift()) {
-      if (await store.has(job.d.digest)) continue;
-      await store.put(job.d.digest, await client.openBlob(ref, job.d), job.d.size);
-      fetched++;
-    }
-  };
-  await Promise.all([worker(), worker()]);
+  await runPool(img.manifest.layers, 2, async (d) => {
+    if (await store.has(d.digest)) return;
+    await store.put(d.digest, await client.openBlob(ref, d), d.size);
+    fetched++;
+  });
   log(`base ${ref}@${img.manifestDigest}: ${img.manifest.layers.length} layers (${fetched} downloaded, ${img.manifest.layers.length - fetched} from the local store)`);
   return {
     ref,

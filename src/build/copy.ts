@@ -4,6 +4,7 @@ import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, wr
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { ResolveCache, RootFs } from '../rootfs/index.js';
+import { runPool } from './pool.js';
 import type { CopySource, CopySourceMatch, CopyEntry } from './sources.js';
 
 export interface CopyOptions {
@@ -31,24 +32,6 @@ export function parseChmod(s: string, where: string): number {
 }
 
 const PERM_MASK = 0o7777;
-
-/** Runs fn over items with at most `limit` in flight; a `barrier` item is awaited before the next item is taken. */
-async function runPool<T>(items: AsyncIterable<T> | Iterable<T>, limit: number, fn: (t: T) => Promise<void>, barrier?: (t: T) => boolean): Promise<void> {
-  const running = new Set<Promise<void>>();
-  let failure: unknown;
-  for await (const it of items) {
-    if (failure) break;
-    if (barrier?.(it)) {
-      await fn(it);
-      continue;
-    }
-    const p = fn(it).catch((e) => { failure ??= e; }).finally(() => running.delete(p));
-    running.add(p);
-    if (running.size >= limit) await Promise.race(running);
-  }
-  await Promise.all(running);
-  if (failure) throw failure;
-}
 
 /** Replaces whatever is at `host` (not following a final symlink) so a new entry can be created there. */
 async function clearFor(host: string, type: 'file' | 'dir' | 'symlink'): Promise<'dir-exists' | 'clear'> {

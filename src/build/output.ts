@@ -6,6 +6,7 @@ import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { AssembledImage } from './assemble.js';
 import type { BuildOptions } from './options.js';
+import { runPool } from './pool.js';
 
 export type OutputOptions = Pick<BuildOptions,
   'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log'>;
@@ -27,14 +28,9 @@ export async function pushImage(client: RegistryClient, image: AssembledImage, d
   for (const repo of repos.values()) {
     const counts = { exists: 0, mounted: 0, uploaded: 0 };
     // Two uploads at a time: gzip'd layers are I/O bound and the registry handles parallel uploads.
-    const queue = [...image.layers];
-    const worker = async (): Promise<void> => {
-      for (let l = queue.shift(); l; l = queue.shift()) {
-        const r = await client.pushBlob(repo, l.descriptor, () => l.open(), l.mountFrom ? { mountFrom: [l.mountFrom] } : {});
-        counts[r]++;
-      }
-    };
-    await Promise.all([worker(), worker()]);
+    await runPool(image.layers, 2, async (l) => {
+      counts[await client.pushBlob(repo, l.descriptor, () => l.open(), l.mountFrom ? { mountFrom: [l.mountFrom] } : {})]++;
+    });
     await client.pushBlob(repo, image.manifest.config, () => bufferStream(image.configBytes));
     log(`pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there`);
   }
