@@ -57,9 +57,11 @@ function typeOf(st: Stats): EntryType | undefined {
 
 async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
   const names = (await readdir(abs)).sort();
-  for (const name of names) {
+  // A directory's lstats in flight together, as the context walk does (a sequential await per entry is latency-bound).
+  const stats = await Promise.all(names.map((name) => lstat(path.join(abs, name))));
+  for (const [i, name] of names.entries()) {
     const a = path.join(abs, name);
-    const st = await lstat(a);
+    const st = stats[i]!;
     const type = typeOf(st);
     if (!type) continue; // sockets, fifos and devices are not copied, as BuildKit does for COPY sources
     const p = rel === '' ? name : `${rel}/${name}`;
