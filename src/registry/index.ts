@@ -8,3 +8,4 @@ export {
 export { parseChallenge, type Challenge } from './challenge.js';
 export { registryError } from './errors.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';
+export { writeImage, type WriteImageOptions, type WriteImageResult } from './write.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
-import { build, type BuildOptions } from '../../build/index.js';
+import { build, type BuildOptions } from '../../executor/index.js';
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import type { CliEnv } from '../env.js';

@@ -1,7 +1,7 @@
 // How the run mode is chosen: table-driven over the two probes (no build runs, nothing touches "/").
 import { describe, expect, it } from 'vitest';
-import { chooseRunMode } from '../../src/build/build.js';
-import type { RunModeOption } from '../../src/build/index.js';
+import { chooseRunMode } from '../../src/executor/build.js';
+import type { RunModeOption } from '../../src/executor/index.js';
 
 const cases: Array<{ asked: RunModeOption; sandbox: boolean; container: boolean; force?: boolean; want: string }> = [
   { asked: 'auto', sandbox: true, container: false, want: 'sandbox' },

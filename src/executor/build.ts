@@ -8,8 +8,9 @@ import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage } from './assemble.js';
-import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
+import { assembleImage } from '../image/index.js';
+import type { Executor, StageResult } from './executor.js';
+import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import type { BuildOptions, BuildResult, ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
@@ -117,35 +118,49 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
       // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
       const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
-      const layerDir = path.join(work, 'layers');
-      await mkdir(layerDir, { recursive: true });
+      const scratch = path.join(work, 'scratch');
+      await mkdir(scratch, { recursive: true });
+      let scratchN = 0;
       const needed = plan.stages.filter((s) => s.needed && s.index <= plan.target);
       const usesLeft = new Map<number, number>();
       for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
       const abort = new AbortController();
-      const env: ExecutorEnv = {
-        opts,
-        plan,
-        ctx,
-        client,
-        store: new BlobStore(path.join(opts.cacheDir, 'blobs-store')),
-        exclude: prefixFilter(prefixes),
-        excludePrefixes: prefixes,
-        created: opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString(),
-        layerDir,
-        stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
-        done: new Map(),
-        images: new Map(),
-        multiStage: needed.length > 1,
-        signal: abort.signal,
-        warned: new Set(),
-        usesLeft,
-        layerCounter: { n: 0 },
+      const warned = new Set<string>();
+      const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
+      const ex: Executor = {
+        services: {
+          client,
+          store: new BlobStore(path.join(opts.cacheDir, 'blobs-store')),
+          ctx,
+          plan,
+          log: opts.log,
+          output: opts.output,
+          warnOnce: (m) => {
+            if (warned.has(m)) return;
+            warned.add(m);
+            opts.log(`warning: ${m}`);
+          },
+        },
+        scheduling: { done: new Map(), images: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        settings: {
+          runMode: opts.runMode,
+          platform: opts.platform,
+          ...(opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+          created,
+          // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
+          ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+          ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+          hashContents: opts.snapshotMode === 'full',
+          exclude: prefixFilter(prefixes),
+          excludePrefixes: prefixes,
+          stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
+          scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
+        },
       };
       // Sandbox stages run concurrently, each awaiting only what it reads; in place there is one "/", so one at a time.
       const settle = async (stage: (typeof needed)[number]): Promise<StageResult> => {
-        const r = await runStage(env, stage).catch((err: unknown) => {
+        const r = await runStage(ex, stage).catch((err: unknown) => {
           abort.abort(); // the other stages stop at their next step or RUN
           throw err;
         });
@@ -157,11 +172,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const p = opts.runMode === 'in-place' ? chain.then(() => settle(stage)) : settle(stage);
         p.catch(() => undefined); // observed below; unhandled until then
         chain = p;
-        env.done.set(stage.index, p);
+        ex.scheduling.done.set(stage.index, p);
       }
-      const results = await Promise.allSettled([...env.done.values()]);
+      const results = await Promise.allSettled([...ex.scheduling.done.values()]);
       if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
-      const last = needed.length > 0 ? await env.done.get(needed[needed.length - 1]!.index) : undefined;
+      const last = needed.length > 0 ? await ex.scheduling.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
       const config = { ...last.config };
@@ -172,7 +187,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         config,
         layers: last.layers,
         history: last.history,
-        created: env.created,
+        created,
         ...(last.author !== undefined ? { author: last.author } : {}),
         architecture: last.platform.architecture,
         os: last.platform.os,

@@ -1,0 +1,169 @@
+// The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
+import { BuilderError } from '../errors.js';
+import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import type { RootFs } from '../rootfs/index.js';
+import { writeLayer, type LayerEntry } from '../snapshot/index.js';
+import {
+  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
+  type ExpandedInstruction, type PlannedStage, type StageVars,
+} from '../dockerfile/index.js';
+import { applyMetadata, createdBy, type ConfigState } from './config.js';
+import { resolveBase, scratchConfig, type BaseImage } from './base.js';
+import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
+import { at } from './where.js';
+import { handlerFor } from './steps/index.js';
+import type { Executor, StageResult } from './executor.js';
+
+export interface Step {
+  number: number;
+  total: number;
+  /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
+  label: string;
+  /** file:line of the instruction, for errors. */
+  where: string;
+  /** The history's created_by. */
+  by: string;
+}
+
+/** The mutable state of a running stage: config, variables, layers and history so far, and its (lazy) root. */
+export class StageState {
+  cfg: ConfigState;
+  layers: Layer[];
+  history: HistoryEntry[];
+
+  constructor(
+    private readonly ex: Executor,
+    readonly planned: PlannedStage,
+    readonly base: BaseImage,
+    readonly format: ImageFormat,
+    readonly root: StageRoot,
+    public vars: StageVars,
+  ) {
+    this.cfg = { config: { ...(base.config.config ?? {}) }, cmdSet: false, ...(base.config.author ? { author: base.config.author } : {}) };
+    this.layers = [...base.layers];
+    this.history = [...(base.config.history ?? [])];
+  }
+
+  /** The root with every layer so far applied; base layers are downloaded and extracted here, on first need. */
+  fs(): Promise<RootFs> {
+    return this.root.get(this.layers);
+  }
+
+  /** Writes entries of the root into a new layer file and appends it with its history entry. */
+  async addLayer(entries: LayerEntry[], step: Step): Promise<void> {
+    const { settings, services } = this.ex;
+    const file = `${settings.scratchPath('layer')}.tar.gz`;
+    const t0 = Date.now();
+    const r = await writeLayer(this.root.path, entries, file, {
+      ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
+      ...(settings.mtime ? { mtime: settings.mtime } : {}),
+    });
+    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${fmtBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
+    this.history.push({ created: settings.created, created_by: step.by });
+    // The layer came from the root as it is: the root stays current.
+    this.root.markApplied(this.layers.length);
+  }
+
+  emptyHistory(step: Step): void {
+    this.history.push({ created: this.ex.settings.created, created_by: step.by, empty_layer: true });
+  }
+}
+
+export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
+  const { services, settings, scheduling } = ex;
+  const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
+  const platform = stage.platform ?? settings.platform;
+  services.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
+
+  const { base, vars, origin } = await resolveFrom(ex, stage, platform, label);
+  const onWarning = (m: string): void => services.log(`warning: ${m}`);
+  const root = new StageRoot(settings.stageRoot(stage.index), origin, {
+    ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
+    onWarning,
+    onFetched: (n, total) => { if (n > 0) services.log(`${label}: fetched ${n} of ${total} layers to extract`); },
+  });
+  const state = new StageState(ex, stage, base, settings.imageFormat ?? base.format, root, vars);
+
+  // ONBUILD triggers of the base run first; the resulting image does not inherit them.
+  const triggers = stage.baseStage === undefined && stage.baseName !== 'scratch'
+    ? onbuildInstructions(base.config.config?.OnBuild, { file: stage.from.file, line: stage.from.line, baseName: stage.baseName })
+    : [];
+  if (triggers.length) state.cfg = { ...state.cfg, config: { ...state.cfg.config, OnBuild: null } };
+  const instructions = [...triggers, ...stage.instructions];
+
+  for (let i = 0; i < instructions.length; i++) {
+    const raw = instructions[i]!;
+    if (scheduling.signal.aborted) {
+      throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
+    }
+    const inst: ExpandedInstruction = expandInstruction(raw, expansionEnv(state.vars), services.plan);
+    applyToStageVars(state.vars, inst);
+    const step: Step = {
+      number: i + 1,
+      total: instructions.length,
+      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      where: `${raw.file}:${raw.line}`,
+      by: createdBy(inst, state.cfg.config.Shell),
+    };
+    services.log(`${step.label} ${step.by}`);
+    if (inst.kind === 'from') {
+      throw new BuilderError('BUILD_INTERNAL', `${step.where}: unexpected FROM inside a stage`, { hint: 'this is a bug; please report it' });
+    }
+    state.cfg = applyMetadata(state.cfg, inst);
+    const handler = handlerFor(inst.kind);
+    if (handler) await handler.execute({ ex, stage: state, inst, step });
+    else if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
+  }
+
+  return {
+    index: stage.index,
+    root,
+    base: { ...base, format: state.format },
+    config: state.cfg.config,
+    ...(state.cfg.author !== undefined ? { author: state.cfg.author } : {}),
+    layers: state.layers,
+    history: state.history,
+    platform,
+    vars: state.vars,
+  };
+}
+
+/** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
+async function resolveFrom(ex: Executor, stage: PlannedStage, platform: NonNullable<PlannedStage['platform']>, label: string): Promise<{ base: BaseImage; vars: StageVars; origin: RootOrigin }> {
+  const { services, settings, scheduling } = ex;
+  const rootPath = settings.stageRoot(stage.index);
+  const fresh: RootOrigin = {
+    kind: 'empty',
+    prepare: () => wipeRootForInPlace(rootPath, settings.exclude, settings.excludePrefixes),
+  };
+  if (stage.baseStage !== undefined) {
+    const parent = await scheduling.done.get(stage.baseStage);
+    if (!parent) throw new BuilderError('BUILD_INTERNAL', `${label}: stage ${stage.baseStage} was not built`, { hint: 'this is a bug; please report it' });
+    const base: BaseImage = {
+      format: parent.base.format,
+      config: { ...parent.base.config, config: parent.config, history: parent.history },
+      layers: parent.layers,
+      ...(parent.base.ref ? { ref: parent.base.ref } : {}),
+      ...(parent.base.manifestDigest ? { manifestDigest: parent.base.manifestDigest } : {}),
+    };
+    // In place "/" holds whatever ran last: the parent's filesystem is rebuilt from its layers.
+    const origin: RootOrigin = settings.runMode === 'in-place' ? fresh : {
+      kind: 'parent',
+      // Moving the parent's root is safe only when no later stage needs it and this one never COPY --from's anything.
+      take: () => parent.root.handOver(rootPath, parent.layers,
+        (scheduling.usesLeft.get(stage.baseStage!) ?? 1) <= 1 && !stage.instructions.some((i) => i.kind === 'copy' && i.from !== undefined)),
+    };
+    return { base, vars: cloneStageVars(parent.vars), origin };
+  }
+  if (stage.baseName === 'scratch') {
+    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh };
+  }
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform).catch(at(`${stage.from.file}:${stage.from.line}`));
+  services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
+  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh };
+}
+
+function fmtBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
