@@ -155,7 +155,7 @@ export async function copyImage(client: RegistryClient, src: ImageLocation, dst:
     if (dst.kind === 'registry') {
       const target = isTop && dst.ref.tag !== undefined ? withTag(dst.ref, dst.ref.tag) : withDigest(dst.ref, m.digest);
       if (!isIndexMediaType(m.mediaType)) {
-        const r = await writeImage(client, await sourceImage(source, m), [target], { concurrency: opts.concurrency ?? 3, ...(opts.logger ? { log: opts.logger } : {}) });
+        const r = await writeImage(client, await sourceImage(source, m), [target], { concurrency: opts.concurrency ?? 3, ...(source.mountRef ? { mountFrom: source.mountRef } : {}), ...(opts.logger ? { log: opts.logger } : {}) });
         for (const k of ['exists', 'mounted', 'uploaded'] as const) blobs[k] += r.blobs[k];
         return;
       }

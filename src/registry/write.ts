@@ -8,6 +8,8 @@ import type { PushBlobResult, RegistryClient } from './client.js';
 export interface WriteImageOptions {
   /** Parallel blob uploads per repository (default 2: gzip'd layers are I/O bound). */
   concurrency?: number;
+  /** Where the config blob (and layers naming no repository) can be mounted from: the image's source repository. */
+  mountFrom?: ImageRef;
   /** One line per repository and per manifest. */
   log?: (line: string) => void;
 }
@@ -28,9 +30,10 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     const counts: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
     const seen = new Set<string>();
     await runPool(layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)), opts.concurrency ?? 2, async (l) => {
-      counts[await client.pushBlob(repo, l.descriptor, () => l.open(), l.mountFrom ? { mountFrom: [l.mountFrom] } : {})]++;
+      const from = l.mountFrom ?? opts.mountFrom;
+      counts[await client.pushBlob(repo, l.descriptor, () => l.open(), from ? { mountFrom: [from] } : {})]++;
     });
-    counts[await client.pushBlob(repo, image.manifest.config, () => bufferStream(image.configBytes))]++;
+    counts[await client.pushBlob(repo, image.manifest.config, async () => bufferStream(image.configBytes), opts.mountFrom ? { mountFrom: [opts.mountFrom] } : {})]++;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
     opts.log?.(`pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there`);
   }
