@@ -1,3 +1,8 @@
 // Public surface of src/cache: the local content-addressed blob store and the layers it backs.
 export { BlobStore, type BlobStoreOptions, type PutFileOptions } from './blob-store.js';
 export { remoteLayer } from './layers.js';
+export { stepKey, instructionText, isCacheKey, CACHE_KEY_VERSION, type StepKeyInput } from './keys.js';
+export {
+  registryLayerCache, ociLayerCache, entryImage, readEntry, ANNOTATION as CACHE_ANNOTATION,
+  type LayerCache, type CacheEntry, type LookupResult,
+} from './layer-cache.js';

@@ -2,7 +2,8 @@
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { BlobStore } from '../cache/index.js';
+import { BlobStore, ociLayerCache, registryLayerCache } from '../cache/index.js';
+import { BuildCache, cacheRepository } from './cache.js';
 import { openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
@@ -85,11 +86,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
+  const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
   const client = new RegistryClient(opts.registry);
   const cleanup: Promise<void>[] = [];
+  let cache: BuildCache | undefined;
   try {
     const ctx = await openContext(opts.context, {
       cwd: opts.cwd,
@@ -128,19 +131,27 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const abort = new AbortController();
       const warned = new Set<string>();
       const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
+      const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
+      const warnOnce = (m: string): void => {
+        if (warned.has(m)) return;
+        warned.add(m);
+        opts.log(`warning: ${m}`);
+      };
+      cache = opts.cache && cacheRepo ? new BuildCache(
+        'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, store, cacheRepo, opts.cache.ttlMs),
+        opts.cache, warnOnce, opts.now,
+      ) : undefined;
+      if (cache) opts.log(`layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}`);
       const ex: Executor = {
         services: {
           client,
-          store: new BlobStore(path.join(opts.cacheDir, 'blobs-store')),
+          store,
           ctx,
           plan,
           log: opts.log,
           output: opts.output,
-          warnOnce: (m) => {
-            if (warned.has(m)) return;
-            warned.add(m);
-            opts.log(`warning: ${m}`);
-          },
+          warnOnce,
+          ...(cache ? { cache } : {}),
         },
         scheduling: { done: new Map(), images: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
         settings: {
@@ -179,13 +190,21 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const last = needed.length > 0 ? await ex.scheduling.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
+      // New layers go to the cache repository once; the destination mounts them from there.
+      let layers = last.layers;
+      if (cache) {
+        await cache.settle();
+        opts.log(cache.summary());
+        const { written, layers: { mountFrom: from } } = cache;
+        if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
+      }
       const config = { ...last.config };
       if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
       const image = assembleImage({
         format: last.base.format,
         base: last.base.config,
         config,
-        layers: last.layers,
+        layers,
         history: last.history,
         created,
         ...(last.author !== undefined ? { author: last.author } : {}),
@@ -208,6 +227,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       await ctx.close();
     }
   } finally {
+    await cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
     await client.close();
     await Promise.allSettled(cleanup);
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import type { RegistryClient } from '../registry/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import type { RunMode } from '../run/index.js';
 import type { BaseImage } from './base.js';
+import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
 
 export interface Services {
@@ -19,6 +20,8 @@ export interface Services {
   log: (line: string) => void;
   /** RUN output, already prefixed. */
   output: (text: string, stream: 'stdout' | 'stderr') => void;
+  /** The registry layer cache (--cache), when enabled. */
+  cache?: BuildCache;
   /** Logs a warning the first time it is seen in this build. */
   warnOnce: (message: string) => void;
 }
@@ -75,4 +78,6 @@ export interface StageResult {
   platform: Platform;
   /** ENV and ARG values at the end of the stage: a stage built FROM this one starts with them. */
   vars: StageVars;
+  /** With --cache: the key of the stage's last step (a child stage's chain and COPY --from keys start here). */
+  cacheKey?: string;
 }

@@ -4,9 +4,11 @@ import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type La
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
-  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
-  type ExpandedInstruction, type PlannedStage, type StageVars,
+  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, resolveStageRef, stageVarsFromImage,
+  type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
 } from '../dockerfile/index.js';
+import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
+import { hashSources, resolveSources } from '../context/index.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
@@ -65,9 +67,29 @@ export class StageState {
     this.root.markApplied(this.layers.length);
   }
 
+  /** A cache hit: the cached layer (or nothing, when the step changed nothing) stands in for running the step. */
+  appendCached(layer: Layer | undefined, step: Step): void {
+    if (!layer) {
+      this.emptyHistory(step);
+      return;
+    }
+    this.layers.push(layer);
+    this.history.push({ created: this.ex.settings.created, created_by: step.by });
+  }
+
   emptyHistory(step: Step): void {
     this.history.push({ created: this.ex.settings.created, created_by: step.by, empty_layer: true });
   }
+}
+
+/** A step expanded ahead of execution, with the config and variables it runs under and, with --cache, its key and lookup. */
+interface PreparedStep {
+  inst: ExpandedInstruction;
+  step: Step;
+  cfg: ConfigState;
+  vars: StageVars;
+  key?: string;
+  lookup?: Promise<CacheEntry | undefined>;
 }
 
 export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
@@ -76,11 +98,10 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const platform = stage.platform ?? settings.platform;
   services.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
 
-  const { base, vars, origin } = await resolveFrom(ex, stage, platform, label);
-  const onWarning = (m: string): void => services.log(`warning: ${m}`);
+  const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
   const root = new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
-    onWarning,
+    onWarning: (m: string) => services.log(`warning: ${m}`),
     onFetched: (n, total) => { if (n > 0) services.log(`${label}: fetched ${n} of ${total} layers to extract`); },
   });
   const state = new StageState(ex, stage, base, settings.imageFormat ?? base.format, root, vars);
@@ -90,30 +111,36 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     ? onbuildInstructions(base.config.config?.OnBuild, { file: stage.from.file, line: stage.from.line, baseName: stage.baseName })
     : [];
   if (triggers.length) state.cfg = { ...state.cfg, config: { ...state.cfg.config, OnBuild: null } };
-  const instructions = [...triggers, ...stage.instructions];
+  const { steps, key } = await prepareSteps(ex, stage, [...triggers, ...stage.instructions], state, baseKey);
 
-  for (let i = 0; i < instructions.length; i++) {
-    const raw = instructions[i]!;
+  const cache = services.cache;
+  for (const p of steps) {
     if (scheduling.signal.aborted) {
       throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
     }
-    const inst: ExpandedInstruction = expandInstruction(raw, expansionEnv(state.vars), services.plan);
-    applyToStageVars(state.vars, inst);
-    const step: Step = {
-      number: i + 1,
-      total: instructions.length,
-      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
-      where: `${raw.file}:${raw.line}`,
-      by: createdBy(inst, state.cfg.config.Shell),
-    };
-    services.log(`${step.label} ${step.by}`);
-    if (inst.kind === 'from') {
-      throw new BuilderError('BUILD_INTERNAL', `${step.where}: unexpected FROM inside a stage`, { hint: 'this is a bug; please report it' });
-    }
-    state.cfg = applyMetadata(state.cfg, inst);
+    const { inst, step } = p;
+    state.cfg = p.cfg;
+    state.vars = p.vars;
     const handler = handlerFor(inst.kind);
-    if (handler) await handler.execute({ ex, stage: state, inst, step });
-    else if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
+    if (!handler) {
+      services.log(`${step.label} ${step.by}`);
+      if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
+      continue;
+    }
+    const hit = await p.lookup;
+    if (cache && hit) {
+      cache.hits++;
+      services.log(`${step.label} ${step.by} (cached ${hit.layer ? `layer ${hit.layer.descriptor.digest.slice(7, 19)}` : 'no change'})`);
+      state.appendCached(hit.layer, step);
+      continue;
+    }
+    services.log(`${step.label} ${step.by}`);
+    const before = state.layers.length;
+    await handler.execute({ ex, stage: state, inst, step });
+    if (cache && p.key) {
+      cache.misses++;
+      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, platform);
+    }
   }
 
   return {
@@ -126,11 +153,77 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     history: state.history,
     platform,
     vars: state.vars,
+    ...(key !== undefined ? { cacheKey: key } : {}),
   };
 }
 
+/**
+ * Expands every instruction ahead (expansion and config changes are pure), and with --cache chains the keys and
+ * starts every lookup at once: a miss does not stop the lookups of later steps.
+ */
+async function prepareSteps(
+  ex: Executor, stage: PlannedStage, instructions: readonly Instruction[], state: StageState, baseKey: string | undefined,
+): Promise<{ steps: PreparedStep[]; key: string | undefined }> {
+  const { services, scheduling, settings } = ex;
+  const cache = services.cache;
+  let cfg = state.cfg;
+  const vars = cloneStageVars(state.vars);
+  let key = cache ? baseKey : undefined;
+  const steps: PreparedStep[] = [];
+  for (let i = 0; i < instructions.length; i++) {
+    const raw = instructions[i]!;
+    const inst = expandInstruction(raw, expansionEnv(vars), services.plan);
+    applyToStageVars(vars, inst);
+    const step: Step = {
+      number: i + 1,
+      total: instructions.length,
+      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      where: `${raw.file}:${raw.line}`,
+      by: createdBy(inst, cfg.config.Shell),
+    };
+    if (inst.kind === 'from') {
+      throw new BuilderError('BUILD_INTERNAL', `${step.where}: unexpected FROM inside a stage`, { hint: 'this is a bug; please report it' });
+    }
+    cfg = applyMetadata(cfg, inst);
+    const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
+    if (key !== undefined && cache) {
+      const sources = await sourcesKey(ex, inst, step.where);
+      key = sources === null ? undefined : stepKey({
+        parent: key,
+        instruction: instructionText(inst),
+        env: expansionEnv(vars),
+        flags: settings.mtime ? { reproducible: settings.mtime.toISOString() } : {},
+        ...(sources !== undefined ? { sources } : {}),
+      });
+      if (key !== undefined && cache.covers(inst.kind)) {
+        p.key = key;
+        p.lookup = cache.lookup(key);
+        p.lookup.catch(() => undefined);
+      }
+    }
+    steps.push(p);
+  }
+  return { steps, key };
+}
+
+/** What COPY/ADD read, for the key: the content digest of context sources, a stage's key, an image's digest; null: not cacheable. */
+async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string): Promise<string | undefined | null> {
+  if (inst.kind !== 'copy' && inst.kind !== 'add') return undefined;
+  if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
+  if (inst.kind === 'add' && inst.sources.some((s) => /^(https?|git):\/\/|^git@/.test(s))) return null;
+  const { services, scheduling, settings } = ex;
+  const from = inst.kind === 'copy' ? inst.from : undefined;
+  if (from === undefined) return hashSources(services.ctx, await resolveSources(services.ctx, inst.sources).catch(at(where))).catch(at(where));
+  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
+  if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
+  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where));
+  return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+}
+
 /** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
-async function resolveFrom(ex: Executor, stage: PlannedStage, platform: NonNullable<PlannedStage['platform']>, label: string): Promise<{ base: BaseImage; vars: StageVars; origin: RootOrigin }> {
+async function resolveFrom(
+  ex: Executor, stage: PlannedStage, platform: NonNullable<PlannedStage['platform']>, label: string,
+): Promise<{ base: BaseImage; vars: StageVars; origin: RootOrigin; key?: string }> {
   const { services, settings, scheduling } = ex;
   const rootPath = settings.stageRoot(stage.index);
   const fresh: RootOrigin = {
@@ -154,14 +247,15 @@ async function resolveFrom(ex: Executor, stage: PlannedStage, platform: NonNulla
       take: () => parent.root.handOver(rootPath, parent.layers,
         (scheduling.usesLeft.get(stage.baseStage!) ?? 1) <= 1 && !stage.instructions.some((i) => i.kind === 'copy' && i.from !== undefined)),
     };
-    return { base, vars: cloneStageVars(parent.vars), origin };
+    return { base, vars: cloneStageVars(parent.vars), origin, ...(parent.cacheKey !== undefined ? { key: parent.cacheKey } : {}) };
   }
   if (stage.baseName === 'scratch') {
-    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh };
+    const key = `scratch:${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
+    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
-  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh };
+  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }
 
 function fmtBytes(n: number): string {
