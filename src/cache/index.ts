@@ -6,3 +6,4 @@ export {
   registryLayerCache, ociLayerCache, entryImage, readEntry, ANNOTATION as CACHE_ANNOTATION,
   type LayerCache, type CacheEntry, type LookupResult,
 } from './layer-cache.js';
+export { pruneLayerCache, type PruneResult } from './prune.js';

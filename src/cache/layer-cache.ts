@@ -96,8 +96,11 @@ export function readEntry(bytes: Buffer, key: string, now: Date, ttlMs: number):
 const isNotFound = (err: unknown): boolean =>
   isBuilderError(err, 'REGISTRY_MANIFEST_UNKNOWN') || isBuilderError(err, 'REGISTRY_NOT_FOUND') || isBuilderError(err, 'REGISTRY_NAME_UNKNOWN');
 
-/** A cache in a registry repository: entries are tags named by key; layers are read through the local blob store. */
-export function registryLayerCache(client: RegistryClient, store: BlobStore, repo: ImageRef, ttlMs: number): LayerCache {
+/** A cache in a registry repository: entries are tags named by key; layers are read through the local blob store when given. */
+export function registryLayerCache(client: RegistryClient, repo: ImageRef, ttlMs: number, store?: BlobStore): LayerCache {
+  const layerOf = (descriptor: Descriptor, diffId: Digest): Layer => (store
+    ? remoteLayer(client, store, repo, descriptor, diffId)
+    : { descriptor, diffId, mountFrom: repo, open: () => client.openBlob(repo, descriptor) });
   return {
     describe: repo.name,
     mountFrom: repo,
@@ -114,7 +117,7 @@ export function registryLayerCache(client: RegistryClient, store: BlobStore, rep
       if (e.layer && !(await client.hasBlob(repo, e.layer.descriptor.digest))) return { kind: 'unusable', reason: `its layer ${e.layer.descriptor.digest} is missing` };
       return {
         kind: 'hit',
-        entry: { key, step: e.step, created: e.created, ...(e.layer ? { layer: remoteLayer(client, store, repo, e.layer.descriptor, e.layer.diffId) } : {}) },
+        entry: { key, step: e.step, created: e.created, ...(e.layer ? { layer: layerOf(e.layer.descriptor, e.layer.diffId) } : {}) },
       };
     },
     async store(entry, platform) {

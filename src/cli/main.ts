@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import type { CliEnv } from './env.js';
 import * as buildCommand from './commands/build.js';
+import * as cacheCommand from './commands/cache.js';
 import * as copyCommand from './commands/copy.js';
 import * as digestCommand from './commands/digest.js';
 import * as inspectCommand from './commands/inspect.js';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
     buildCommand,
+    cacheCommand,
     copyCommand,
     inspectCommand,
     digestCommand,

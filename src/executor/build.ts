@@ -138,7 +138,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         opts.log(`warning: ${m}`);
       };
       cache = opts.cache && cacheRepo ? new BuildCache(
-        'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, store, cacheRepo, opts.cache.ttlMs),
+        'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, cacheRepo, opts.cache.ttlMs, store),
         opts.cache, warnOnce, opts.now,
       ) : undefined;
       if (cache) opts.log(`layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}`);

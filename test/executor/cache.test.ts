@@ -118,6 +118,50 @@ describe('registry layer cache (--cache)', () => {
     expect(two.stderr).toContain('6 hits, 0 misses');
   });
 
+  it('multi-stage: COPY --from a stage keys on that stage\'s key; a full hit extracts no stage', async () => {
+    const ctx = await ws.context('multi', {
+      Dockerfile: `FROM ${base} AS build\nCOPY src.txt /src.txt\nRUN tr a-z A-Z < /src.txt > /out.txt\nFROM ${base}\nCOPY --from=build /out.txt /out.txt\nRUN cat /out.txt > /copy.txt\n`,
+      'src.txt': 'hello\n',
+    });
+    const build = async (n: number, src: string) => {
+      await ws.context('multi', { 'src.txt': src });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--reproducible', '--cache', '--destination', `${reg.host}/cache/multi:${n}`], { cache: ws.path(`multi-cache-${n}`), work: ws.path(`multi-work-${n}`) });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r;
+    };
+    await build(1, 'hello\n');
+    const hit = await build(2, 'hello\n');
+    expect(hit.stderr).toContain('4 hits, 0 misses');
+    expect(hit.stderr).not.toContain('fetched');
+    const changed = await build(3, 'changed\n');
+    expect(changed.stderr).toContain('0 hits, 4 misses'); // the stage's new key reaches the COPY --from and what follows
+    const root = await ws.unpack(reg, 'cache/multi:3', 'multi');
+    expect(await readFile(path.join(root, 'copy.txt'), 'utf8')).toBe('CHANGED\n');
+  });
+
+  it('builder cache prune deletes entries older than --older-than (and --dry-run deletes nothing)', async () => {
+    const files = { 'a.txt': 'prune\n', 'b.txt': 'b\n' };
+    await fresh('prune-1', files, ['--destination', `${reg.host}/cache/prune:one`]);
+    const repo = `${reg.host}/cache/prune/cache`;
+    const keys = await registryTags(reg, 'cache/prune/cache');
+    expect(keys).toHaveLength(6);
+    const prune = async (...args: string[]) => {
+      const r = await ws.cli(['cache', 'prune', '--cache-repo', repo, ...args]);
+      if (r.code !== 0) throw new Error(`prune exited ${r.code}: ${r.stderr}`);
+      return r;
+    };
+    const young = await prune('--older-than', '1000h');
+    expect(young.stdout).toBe('');
+    expect(young.stderr).toContain('deleted 0, kept 6');
+    const dry = await prune('--older-than', '1ms', '--dry-run');
+    expect(dry.stdout.trim().split('\n').map((l) => l.split(' ')[0]).sort()).toEqual([...keys].sort());
+    expect(await registryTags(reg, 'cache/prune/cache')).toHaveLength(6);
+    await prune('--older-than', '1ms');
+    expect(await registryTags(reg, 'cache/prune/cache')).toEqual([]);
+    // the image built from those entries is untouched
+    expect(await registryTags(reg, 'cache/prune')).toEqual(['one']);
+  });
+
   it('two builds writing the same keys at once both succeed and leave valid entries', async () => {
     const files = { 'a.txt': 'race\n', 'b.txt': 'b\n' };
     const [x, y] = await Promise.all([
