@@ -79,6 +79,32 @@ describe('registry layer cache (--cache)', () => {
     expect((await readFile(path.join(root, 'app/both'))).subarray(-64)).toEqual(random);
   });
 
+  it('lookups go on after a miss: a lost entry in the middle is rebuilt and the steps after it still hit', async () => {
+    const files = { 'a.txt': 'lost\n', 'b.txt': 'b\n' };
+    const first = await fresh('lost-1', files, ['--destination', `${reg.host}/cache/lost:one`]);
+    // delete the entry of the WORKDIR step (step 4)
+    for (const tag of await registryTags(reg, 'cache/lost/cache')) {
+      const res = await fetch(`${reg.url}/v2/cache/lost/cache/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      const m = (await res.json()) as { annotations: Record<string, string> };
+      if (m.annotations['dev.builder.cache.step']?.startsWith('WORKDIR')) {
+        const del = await fetch(`${reg.url}/v2/cache/lost/cache/manifests/${res.headers.get('docker-content-digest')}`, { method: 'DELETE' });
+        expect(del.status).toBe(202);
+      }
+    }
+    const again = await fresh('lost-2', files, ['--destination', `${reg.host}/cache/lost:two`]);
+    expect(again.stderr).toContain('5 hits, 1 miss');
+    expect(cachedSteps(again.stderr).map((l) => l.split(' ')[0])).toEqual(['[2/8]', '[3/8]', '[5/8]', '[6/8]', '[7/8]']);
+    expect(again.digest).toBe(first.digest);
+  });
+
+  it('an unreachable cache repository costs warnings, never the build', async () => {
+    const files = { 'a.txt': 'a\n', 'b.txt': 'unreachable\n' };
+    const r = await fresh('down', files, ['--destination', `${reg.host}/cache/down:one`, '--cache-repo', '127.0.0.1:9/nothing/cache']);
+    expect(r.stderr).toMatch(/warning: cache lookup in 127\.0\.0\.1:9\/nothing\/cache failed \(REGISTRY_UNREACHABLE/);
+    expect(r.stderr).toContain('0 hits, 6 misses, 0 written, 6 write failures');
+    expect(await registryTags(reg, 'cache/down')).toEqual(['one']);
+  });
+
   it('a build argument in effect is part of the key', async () => {
     const files = { 'a.txt': 'a\n', 'b.txt': 'b\n' };
     await fresh('arg-1', files, ['--destination', `${reg.host}/cache/arg:one`]);
