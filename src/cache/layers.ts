@@ -6,11 +6,13 @@ import type { RegistryClient } from '../registry/index.js';
 import type { BlobStore } from './blob-store.js';
 
 /** A layer of a registry image: fetch() downloads it into the store once; a push mounts it from `ref` without reading it. */
-export function remoteLayer(client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest): Layer & { fetch(): Promise<void> } {
-  let pending: Promise<void> | undefined;
-  const fetch = (): Promise<void> => {
+export function remoteLayer(client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest): Layer & { fetch(): Promise<boolean> } {
+  let pending: Promise<boolean> | undefined;
+  const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
-      if (!(await store.has(descriptor.digest))) await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);
+      if (await store.has(descriptor.digest)) return false;
+      await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);
+      return true;
     })().catch((err: unknown) => {
       pending = undefined; // a later caller may try again
       throw err;

@@ -10,16 +10,18 @@ export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
-  /** Called once with the number of layers fetched before extraction. */
-  onFetched?: (fetched: number, total: number) => void;
+  /** Called before extraction with how many of the layers were downloaded (the rest were local). */
+  onExtract?: (downloaded: number, total: number) => void;
 }
 
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
 export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions = {}): Promise<RootFs> {
   await mkdir(root, { recursive: true });
-  const remote = layers.filter((l) => l.fetch);
-  await runPool(remote, 2, (l) => l.fetch!());
-  opts.onFetched?.(remote.length, layers.length);
+  let downloaded = 0;
+  await runPool(layers.filter((l) => l.fetch), 2, async (l) => {
+    if (await l.fetch!()) downloaded++;
+  });
+  opts.onExtract?.(downloaded, layers.length);
   const rootfs = new RootFs(root);
   for (const l of layers) {
     await extractLayer(rootfs, await l.open(), {

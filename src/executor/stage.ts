@@ -35,8 +35,7 @@ export class StageState {
 
   constructor(
     private readonly ex: Executor,
-    readonly planned: PlannedStage,
-    readonly base: BaseImage,
+    base: BaseImage,
     readonly format: ImageFormat,
     readonly root: StageRoot,
     public vars: StageVars,
@@ -102,9 +101,9 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const root = new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
     onWarning: (m: string) => services.log(`warning: ${m}`),
-    onFetched: (n, total) => { if (n > 0) services.log(`${label}: fetched ${n} of ${total} layers to extract`); },
+    onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
   });
-  const state = new StageState(ex, stage, base, settings.imageFormat ?? base.format, root, vars);
+  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 
   // ONBUILD triggers of the base run first; the resulting image does not inherit them.
   const triggers = stage.baseStage === undefined && stage.baseName !== 'scratch'

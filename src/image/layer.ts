@@ -14,8 +14,8 @@ export interface Layer {
   open(): Promise<Readable>;
   /** A repository on a registry that already holds the blob (cross-repo mount candidate). */
   mountFrom?: ImageRef;
-  /** Makes open() cheap (e.g. downloads into a local store); absent when it already is. */
-  fetch?(): Promise<void>;
+  /** Makes open() cheap (downloads into a local store); true when bytes were downloaded. Absent when open() already is. */
+  fetch?(): Promise<boolean>;
 }
 
 /** A layer written to a local file by the snapshotter. */

@@ -63,7 +63,7 @@ describe('registry layer cache (--cache)', () => {
     expect(uploads(second.log)).toEqual([]);
     // only the base config is read; no layer of the base or of the cache is downloaded
     expect(blobGets(second.log).map((e) => e.path)).toEqual([expect.stringMatching(/^\/v2\/library\/busybox\/blobs\//)]);
-    expect(second.stderr).not.toContain('fetched');
+    expect(second.stderr).not.toContain('extracting');
   });
 
   it('changing the file of a middle COPY keeps earlier steps cached and rebuilds the later ones', async () => {
@@ -158,7 +158,7 @@ describe('registry layer cache (--cache)', () => {
     await build(1, 'hello\n');
     const hit = await build(2, 'hello\n');
     expect(hit.stderr).toContain('4 hits, 0 misses');
-    expect(hit.stderr).not.toContain('fetched');
+    expect(hit.stderr).not.toContain('extracting');
     const changed = await build(3, 'changed\n');
     expect(changed.stderr).toContain('0 hits, 4 misses'); // the stage's new key reaches the COPY --from and what follows
     const root = await ws.unpack(reg, 'cache/multi:3', 'multi');
