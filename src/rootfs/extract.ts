@@ -119,7 +119,10 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
     const declared = opts.mediaType === undefined ? undefined : checkMediaType(opts.mediaType, layerLabel(opts));
     const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts));
     // Like containerd and docker the bytes decide the compression; a label that disagrees is only worth a warning.
-    if (declared !== undefined && declared !== source.kind) warn(st, `media type ${opts.mediaType} says ${declared} but the data is ${source.kind}: extracted as ${source.kind}`);
+    if (declared !== undefined && declared !== source.kind) {
+      const say = (k: string): string => (k === 'none' ? 'uncompressed' : k);
+      warn(st, `media type ${opts.mediaType} says ${say(declared)} but the data is ${say(source.kind)}: extracted as ${say(source.kind)}`);
+    }
     gunzip = source.gunzip;
     if (gunzip) {
       const gz = gunzip;
