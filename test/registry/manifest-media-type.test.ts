@@ -31,7 +31,7 @@ describe('manifest media types are checked against Content-Type and document', (
         ur.on('data', (c: Buffer) => chunks.push(c));
         ur.on('end', () => {
           const headers = { ...ur.headers };
-          let body = Buffer.concat(chunks);
+          let body: Buffer = Buffer.concat(chunks);
           const isManifest = req.method === 'GET' && /\/manifests\//.test(req.url ?? '') && ur.statusCode === 200;
           if (isManifest && rewrite) {
             if (rewrite.contentType === null) delete headers['content-type'];
