@@ -403,6 +403,7 @@ function ignored(st: State, containerPath: string): boolean {
  * A ".wh..wh.*" directory other than the opaque marker is AUFS metadata (hardlink targets) and stays allowed.
  */
 function checkWhiteoutNames(clean: string): void {
+  if (!clean.includes(`/${WH_PREFIX}`)) return;
   const parts = clean.split('/').slice(1);
   for (let i = 0; i < parts.length; i++) {
     const c = parts[i]!;
