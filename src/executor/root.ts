@@ -26,6 +26,8 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
   for (const l of layers) {
     await extractLayer(rootfs, await l.open(), {
       layer: l.descriptor.digest,
+      mediaType: l.descriptor.mediaType,
+      expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
