@@ -27,10 +27,9 @@ export function fileLayer(file: string, descriptor: Descriptor, diffId: Digest):
   };
 }
 
-/** The gzip layer media type of a format; base layers are re-labelled (same bytes) when formats differ. */
+/** The layer media type in a format: only plain gzip layers are re-labelled (same bytes); any other kind keeps its label. */
 export function layerMediaType(format: ImageFormat, current?: string): string {
-  if (current === MediaType.DockerForeignLayerGzip) return current;
-  if (current === MediaType.OciLayer || current === MediaType.OciLayerZstd) return current; // no Docker equivalent: keep
+  if (current !== undefined && current !== MediaType.OciLayerGzip && current !== MediaType.DockerLayerGzip) return current;
   return format === 'oci' ? MediaType.OciLayerGzip : MediaType.DockerLayerGzip;
 }
 
