@@ -9,6 +9,8 @@ import * as digestCommand from './commands/digest.js';
 import * as inspectCommand from './commands/inspect.js';
 import * as lsCommand from './commands/ls.js';
 import * as planCommand from './commands/plan.js';
+import * as registryCommands from './commands/registry.js';
+import { builderVersion } from './version.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
@@ -21,7 +23,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   const program = new Command('builder')
     .description('Daemonless, unprivileged container image builder and pusher (kaniko-compatible flags)')
-    .exitOverride();
+    .exitOverride()
+    .version(builderVersion(), '--version', 'print the version of builder');
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
     buildCommand,
     cacheCommand,
@@ -30,6 +33,7 @@ export async function main(argv: string[]): Promise<void> {
     digestCommand,
     lsCommand,
     planCommand,
+    registryCommands,
   ];
   for (const c of commands) c.register(program, env);
   try {
@@ -43,6 +47,10 @@ function reportError(err: unknown, env: CliEnv): number {
   if (err instanceof CommanderError) {
     // commander already printed usage errors; help/version exit 0
     return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof BuilderError && env.logger?.format === 'json') {
+    env.logger.log('error', err.message, { code: err.code, ...(err.hint ? { hint: err.hint } : {}) });
+    return err.exitCode;
   }
   if (err instanceof BuilderError) {
     env.stderr.write(`builder: error ${err.format()}\n`);

@@ -42,11 +42,13 @@ async function realpathLoose(p: string): Promise<string> {
 
 /** What the snapshot and the in-place wipe must leave alone. */
 async function exclusions(opts: ResolvedBuildOptions, selfDirs: string[]): Promise<string[]> {
-  if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
+  const ignored = opts.ignorePaths ?? [];
+  if (opts.runMode === 'sandbox') return [...new Set([...runtimeMounts, ...ignored].map(rel).filter((p) => p !== ''))].sort();
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
+  const always = IN_PLACE_IGNORED_PATHS.filter((p) => opts.ignoreVarRun !== false || p !== '/var/run');
+  return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
 /** The error to report when stages fail: one that failed on its own, not one stopped because another failed. */

@@ -50,6 +50,10 @@ export interface BuildOptions {
   workDir: string;
   keepWorkDir?: boolean;
   registry: RegistryClientOptions;
+  /** --ignore-path: absolute paths left out of every snapshot (and, in place, out of the wipe). */
+  ignorePaths?: string[];
+  /** In place: false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true. */
+  ignoreVarRun?: boolean;
   /** The builder's own install dir and node binary: never snapshotted or wiped in place. */
   selfPaths?: string[];
   /** Progress lines (one per call, no newline). */

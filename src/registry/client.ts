@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
 import { isDigest, sha256, VerifyingStream, type Digest } from '../digest/index.js';
-import { identifier, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
+import { identifier, parseReference, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
 import {
   checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
@@ -48,6 +48,18 @@ async function readAll(res: RegResponse, max: number, what: string): Promise<Buf
   return Buffer.concat(chunks);
 }
 
+/** Registry X (ECR, Harbor, GAR, Artifactory, GitLab protected tags...) refusing to overwrite a tag, as kaniko recognises it. */
+export function isImmutableTagError(err: unknown): boolean {
+  if (!(err instanceof BuilderError) || !err.code.startsWith('REGISTRY_')) return false;
+  return /immutab|cannot be overwritten|already exists|protected tag|status 409\b/i.test(err.message);
+}
+
+/** The same image on a mirror: "host[/path]" + ref's repository, tag and digest. */
+export function mirrorRef(ref: ImageRef, mirror: string): ImageRef {
+  const base = mirror.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
+  return parseReference(`${base}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`);
+}
+
 function digestMismatch(what: string, got: Digest, want: string): BuilderError {
   return new BuilderError('DIGEST_MISMATCH', `${what}: content has digest ${got}, registry said ${want}`, {
     hint: 'the registry returned corrupt or different content; retry, and if it persists re-push the image',
@@ -56,6 +68,8 @@ function digestMismatch(what: string, got: Digest, want: string): BuilderError {
 
 export class RegistryClient {
   private readonly t: Transport;
+  /** Repository name -> the mirror repository its image was resolved through. */
+  private readonly pulledVia = new Map<string, ImageRef>();
 
   constructor(readonly opts: RegistryClientOptions = {}) {
     this.t = new Transport(opts);
@@ -94,8 +108,37 @@ export class RegistryClient {
     return { digest: d, mediaType: header(res, 'content-type') ?? '', size: Number(header(res, 'content-length') ?? 0) };
   }
 
-  /** Resolves ref to one image (choosing `platform`, default opts.platform or linux/amd64, from an index) with its config. */
+  /**
+   * Resolves ref to one image (choosing `platform`, default opts.platform or linux/amd64, from an index) with its config.
+   * With opts.mirrors for ref's registry, the mirrors are tried first, in order; the image's blobs are then read from
+   * the mirror that answered (openBlob), and the registry itself is the fallback unless opts.skipDefaultRegistryFallback.
+   */
   async resolveImage(ref: ImageRef, platform?: Platform): Promise<ResolvedImage> {
+    const mirrors = this.opts.mirrors?.[ref.registry] ?? [];
+    if (mirrors.length === 0) return this.resolveDirect(ref, platform);
+    const failures: string[] = [];
+    for (const m of mirrors) {
+      const via = mirrorRef(ref, m);
+      try {
+        const img = await this.resolveDirect(via, platform);
+        this.pulledVia.set(ref.name, via);
+        this.opts.logger?.(`${ref} resolved through mirror ${m}`);
+        return { ...img, ref };
+      } catch (err) {
+        const why = err instanceof BuilderError ? `${err.code}: ${err.message}` : String(err);
+        failures.push(`${m}: ${why}`);
+        this.opts.onWarning?.(`mirror ${m} could not provide ${ref} (${why}); ${m === mirrors[mirrors.length - 1] ? (this.opts.skipDefaultRegistryFallback ? 'no fallback (--skip-default-registry-fallback)' : `falling back to ${ref.registry}`) : 'trying the next mirror'}`);
+      }
+    }
+    if (this.opts.skipDefaultRegistryFallback) {
+      throw new BuilderError('REGISTRY_MIRRORS_FAILED', `no mirror could provide ${ref}: ${failures.join('; ')}`, {
+        hint: 'check the mirrors (--registry-mirror / --registry-map), or drop --skip-default-registry-fallback to pull from the registry itself',
+      });
+    }
+    return this.resolveDirect(ref, platform);
+  }
+
+  private async resolveDirect(ref: ImageRef, platform?: Platform): Promise<ResolvedImage> {
     const want = platform ?? this.opts.platform ?? { os: 'linux', architecture: 'amd64' };
     let top = await this.getManifest(ref);
     let index: ManifestResult | undefined;
@@ -124,7 +167,9 @@ export class RegistryClient {
   }
 
   /** Streams a blob; the stream fails with DIGEST_MISMATCH/SIZE_MISMATCH if the bytes are not what desc says. */
-  async openBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
+  async openBlob(ref0: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
+    // a repository whose image came through a mirror has its blobs read there too
+    const ref = this.pulledVia.get(ref0.name) ?? ref0;
     const res = await this.t.request({
       registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/blobs/${desc.digest}`,
       scopes: [pullScope(ref)], what: `GET blob ${desc.digest} of ${ref.name}`, ok: [200],
@@ -187,10 +232,50 @@ export class RegistryClient {
     }
   }
 
-  private async startUpload(ref: ImageRef): Promise<string> {
+  /**
+   * Proves ref's repository accepts a push without writing anything: starts an upload session (the registry checks
+   * the push permission there) and cancels it.
+   */
+  async checkPush(ref: ImageRef): Promise<void> {
+    const loc = await this.startUpload(ref, `push permission check for ${ref.name}`);
+    const res = await this.t.request({
+      registry: ref.registry, method: 'DELETE', path: loc, scopes: [pushScope(ref)], what: `cancel the upload session of the push check in ${ref.name}`,
+      // some registries cannot cancel (405) or already forgot the session (404): the permission was proven either way
+      ok: [200, 202, 204, 404, 405],
+    });
+    await res.body.dump();
+  }
+
+  /** Proves the credentials for registry work: GET /v2/ with them (a token with no scope where the registry wants tokens). */
+  async checkLogin(registry: string): Promise<void> {
+    const res = await this.t.request({ registry, method: 'GET', path: '/v2/', scopes: [], what: `log in to ${registry}`, ok: [200] });
+    await res.body.dump();
+  }
+
+  /**
+   * Removes one tag and nothing else (OCI distribution DELETE by tag). 'unsupported' when the registry cannot: the
+   * caller decides whether deleting the manifest, with every tag pointing to it, is acceptable.
+   */
+  async deleteTag(ref: ImageRef): Promise<'deleted' | 'unsupported'> {
+    if (!ref.tag) throw new BuilderError('REFERENCE_INVALID', `${ref} names no tag`, { hint: 'give REPO:TAG' });
+    try {
+      const res = await this.t.request({
+        registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${ref.tag}`,
+        scopes: [`repository:${ref.repository}:delete`], what: `DELETE tag ${ref}`, ok: [202, 200],
+      });
+      await res.body.dump();
+      return 'deleted';
+    } catch (err) {
+      // distribution 2.x answers a tag in the digest position with DIGEST_INVALID / UNSUPPORTED / 405
+      if (err instanceof BuilderError && /DIGEST_INVALID|UNSUPPORTED|\b405\b|\b400\b/.test(`${err.code} ${err.message}`)) return 'unsupported';
+      throw err;
+    }
+  }
+
+  private async startUpload(ref: ImageRef, what = `start upload to ${ref.name}`): Promise<string> {
     const res = await this.t.request({
       registry: ref.registry, method: 'POST', path: `/v2/${ref.repository}/blobs/uploads/`, headers: { 'content-length': '0' },
-      scopes: [pushScope(ref)], what: `start upload to ${ref.name}`, ok: [202],
+      scopes: [pushScope(ref)], what, ok: [202],
     });
     await res.body.dump();
     return this.location(res, ref);
@@ -298,10 +383,19 @@ export class RegistryClient {
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
-    const res = await this.t.request({
-      registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
-      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
-    });
+    let res: RegResponse;
+    try {
+      res = await this.t.request({
+        registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
+        headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
+      });
+    } catch (err) {
+      if (this.opts.ignoreImmutableTagErrors && isImmutableTagError(err)) {
+        this.opts.onWarning?.(`${ref} was not overwritten: the registry keeps the tag immutable (${(err as BuilderError).message}); ignored (--push-ignore-immutable-tag-errors)`);
+        return digest;
+      }
+      throw err;
+    }
     await res.body.dump();
     const said = header(res, 'docker-content-digest');
     if (said && said !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, said);

@@ -1,7 +1,7 @@
 // Credentials for a registry from docker config.json, credential helpers, DOCKER_AUTH_CONFIG and GitLab CI variables.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { BuilderError } from '../errors.js';
 import { DOCKER_HUB, normalizeRegistry } from '../reference/index.js';
 
@@ -174,4 +174,46 @@ export async function resolveCredential(registry: string, src: CredentialSources
 /** A CredentialProvider over the given sources (what RegistryClientOptions.credentials expects). */
 export function credentialProvider(src: CredentialSources): CredentialProvider {
   return (registry) => resolveCredential(registry, src);
+}
+
+function configPath(src: CredentialSources): string {
+  const dir = src.env.DOCKER_CONFIG ?? (src.homeDir ? join(src.homeDir, '.docker') : undefined);
+  if (!dir) throw new BuilderError('CREDENTIALS_NO_HOME', 'no place for the docker config: neither DOCKER_CONFIG nor a home directory is set', { hint: 'set DOCKER_CONFIG=/path/to/dir' });
+  return join(dir, 'config.json');
+}
+
+/** Docker Hub's config.json key is its v1 URL; every other registry is keyed by host[:port]. */
+function configKey(registry: string): string {
+  return registry === 'index.docker.io' ? 'https://index.docker.io/v1/' : registry;
+}
+
+/** Writes the config back in place of the old one (temp file + rename; owner-only, it holds secrets). */
+async function writeConfig(path: string, cfg: DockerConfig): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** `builder login`: stores user:password for registry in the docker config's auths (other entries untouched). Returns the file. */
+export async function saveLogin(src: CredentialSources, registry: string, username: string, password: string): Promise<string> {
+  const path = configPath(src);
+  const cfg = (await readDockerConfig(src))?.config ?? {};
+  const auths = { ...(cfg.auths ?? {}) };
+  for (const k of Object.keys(auths)) if (configKeyToRegistry(k) === registry) delete auths[k];
+  auths[configKey(registry)] = { auth: Buffer.from(`${username}:${password}`).toString('base64') };
+  await writeConfig(path, { ...cfg, auths });
+  return path;
+}
+
+/** `builder logout`: removes registry's auths entries; false when there was none. */
+export async function removeLogin(src: CredentialSources, registry: string): Promise<boolean> {
+  const found = await readDockerConfig(src);
+  if (!found) return false;
+  const auths = { ...(found.config.auths ?? {}) };
+  const keys = Object.keys(auths).filter((k) => configKeyToRegistry(k) === registry);
+  if (keys.length === 0) return false;
+  for (const k of keys) delete auths[k];
+  await writeConfig(found.path, { ...found.config, auths });
+  return true;
 }

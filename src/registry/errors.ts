@@ -65,6 +65,14 @@ export function unauthorized(registry: string, what: string, why = ''): BuilderE
   });
 }
 
+/** Authenticated, but the token does not grant what the request needs (a 401 with error="insufficient_scope"). */
+export function insufficientScope(registry: string, what: string, scopes: string[]): BuilderError {
+  const wanted = scopes.map((s) => s.replace(/^repository:/, '')).join(', ');
+  return new BuilderError('REGISTRY_INSUFFICIENT_SCOPE', `${what} on registry ${registry}: the credentials were accepted but do not grant ${wanted} (401 insufficient_scope)`, {
+    hint: 'give this user or token the missing permission on the repository (push needs write access, e.g. a GitLab token with write_registry), or use other credentials',
+  });
+}
+
 /** Network-level failure (refused, reset, DNS, TLS) after retries. */
 export function networkError(registry: string, what: string, err: unknown): BuilderError {
   const e = err as { code?: string; message?: string };

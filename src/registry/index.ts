@@ -2,10 +2,15 @@
 export { RegistryClient, type ManifestResult, type ResolvedImage, type PushBlobResult, type PushBlobOptions } from './client.js';
 export type { RegistryClientOptions } from './transport.js';
 export {
-  resolveCredential, credentialProvider, credentialFromConfig, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry,
+  resolveCredential, credentialProvider, credentialFromConfig, saveLogin, removeLogin, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry,
   type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,
 } from './credentials.js';
 export { parseChallenge, type Challenge } from './challenge.js';
 export { registryError } from './errors.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';
 export { writeImage, type WriteImageOptions, type WriteImageResult } from './write.js';
+export {
+  parseRegistryMap, checkPushAccess, tagImage, describeTags, planCleanup, cleanupRepository, deleteImage, createIndex,
+  type TagInfo, type CleanupPolicy, type CleanupPlan, type CleanupResult,
+} from './ops.js';
+export { isImmutableTagError, mirrorRef } from './client.js';

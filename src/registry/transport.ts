@@ -9,7 +9,7 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
-import { networkError, registryError, unauthorized } from './errors.js';
+import { insufficientScope, networkError, registryError, unauthorized } from './errors.js';
 
 export interface RegistryClientOptions {
   /** Allow plain HTTP (after trying HTTPS without verification) for every registry (kaniko --insecure). */
@@ -22,10 +22,25 @@ export interface RegistryClientOptions {
   skipTlsVerifyRegistries?: string[];
   /** Extra CA certificate (PEM file path) per registry host[:port] or hostname (--registry-certificate). */
   registryCertificates?: Record<string, string>;
+  /** Client certificate and key (PEM file paths) per registry host[:port] or hostname, for mutual TLS (--registry-client-cert). */
+  clientCertificates?: Record<string, { cert: string; key: string }>;
+  /** Plain HTTP / unverified TLS for every registry not in pushRegistries (kaniko --insecure-pull, --skip-tls-verify-pull). */
+  insecurePull?: boolean;
+  skipTlsVerifyPull?: boolean;
+  /** Registries pushed to: never made lenient by insecurePull/skipTlsVerifyPull. */
+  pushRegistries?: string[];
+  /** Pull-through mirrors per registry (index.docker.io for Docker Hub), tried in order by resolveImage (--registry-mirror, --registry-map). */
+  mirrors?: Record<string, string[]>;
+  /** With mirrors: fail when no mirror has the image instead of falling back to the registry itself. */
+  skipDefaultRegistryFallback?: boolean;
+  /** putManifest: a registry refusing to overwrite an immutable tag is logged, not thrown (--push-ignore-immutable-tag-errors). */
+  ignoreImmutableTagErrors?: boolean;
   /** Where credentials come from; anonymous when omitted. */
   credentials?: CredentialProvider;
   /** Platform resolveImage picks from an index by default (the CLI passes the host's or --custom-platform). */
   platform?: Platform;
+  /** Warnings worth a user's attention (a mirror failing, an immutable tag left alone); never receives secrets. */
+  onWarning?: (line: string) => void;
   /** Debug lines (method, URL, status); never receives secrets. */
   logger?: (line: string) => void;
   /** Retries for connection errors, 408, 429 and 5xx (default 4). */
@@ -107,7 +122,11 @@ export class Transport {
   }
 
   private insecureFor(host: string): boolean {
-    return this.opts.insecure === true || (this.opts.insecureRegistries ?? []).includes(host);
+    return this.opts.insecure === true || (this.opts.insecureRegistries ?? []).includes(host) || (this.opts.insecurePull === true && this.pullOnly(host));
+  }
+
+  private pullOnly(host: string): boolean {
+    return !(this.opts.pushRegistries ?? []).includes(host);
   }
 
   private httpAllowed(host: string): boolean {
@@ -125,7 +144,8 @@ export class Transport {
   }
 
   private async makeAgent(host: string): Promise<Agent> {
-    const skip = this.opts.skipTlsVerify === true || (this.opts.skipTlsVerifyRegistries ?? []).includes(host) || this.insecureFor(host);
+    const skip = this.opts.skipTlsVerify === true || (this.opts.skipTlsVerifyRegistries ?? []).includes(host) || this.insecureFor(host)
+      || (this.opts.skipTlsVerifyPull === true && this.pullOnly(host));
     const certs = this.opts.registryCertificates ?? {};
     const caFile = certs[host] ?? certs[registryHostname(host)];
     let ca: string[] | undefined;
@@ -138,7 +158,21 @@ export class Transport {
         });
       }
     }
-    return new Agent({ connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}) }, headersTimeout: 120_000, bodyTimeout: 300_000 });
+    const mtls = await this.clientCertificate(host);
+    return new Agent({ connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}), ...mtls }, headersTimeout: 120_000, bodyTimeout: 300_000 });
+  }
+
+  private async clientCertificate(host: string): Promise<{ cert?: string; key?: string }> {
+    const all = this.opts.clientCertificates ?? {};
+    const pair = all[host] ?? all[registryHostname(host)];
+    if (!pair) return {};
+    try {
+      return { cert: await readFile(pair.cert, 'utf8'), key: await readFile(pair.key, 'utf8') };
+    } catch (err) {
+      throw new BuilderError('REGISTRY_CERTIFICATE_UNREADABLE', `cannot read the client certificate ${pair.cert} or key ${pair.key} for registry ${host}`, {
+        hint: 'check the paths given to --registry-client-cert HOST=CERT,KEY', cause: err,
+      });
+    }
   }
 
   private credential(registry: string): Promise<Credential | undefined> {
@@ -355,6 +389,13 @@ export class Transport {
         continue;
       }
       if (req.ok.includes(res.status)) return res;
+      if (res.status === 401 && auth && /error="?insufficient_scope/i.test(header(res, 'www-authenticate') ?? '')) {
+        await res.body.dump().catch(() => undefined);
+        const cred = await this.credential(req.registry);
+        // anonymous tokens grant nothing: that is missing credentials, not missing permission
+        if (cred && (cred.username !== undefined || cred.identityToken)) throw insufficientScope(req.registry, req.what, req.scopes);
+        throw unauthorized(req.registry, req.what, 'no credentials were found for it');
+      }
       const text = req.method === 'HEAD' ? '' : await res.body.text().catch(() => '');
       if (req.method === 'HEAD') await res.body.dump().catch(() => undefined);
       throw registryError(req.registry, req.what, res.status, text);

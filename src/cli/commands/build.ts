@@ -4,15 +4,22 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
-import { build, type BuildOptions } from '../../executor/index.js';
+import { build, cacheRepository, type BuildOptions } from '../../executor/index.js';
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
+import { parseReference } from '../../reference/index.js';
+import { checkPushAccess, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
-import { addRegistryFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { collect, parseBool } from '../flag-values.js';
+import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
+import type { Logger } from '../logger.js';
+import { addRegistryFlags, loggerFromFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
-interface BuildFlags extends RegistryFlags {
-  context: string;
+export { parseBool };
+
+export interface BuildFlags extends RegistryFlags {
+  context?: string;
   contextSubPath?: string;
   dockerfile: string;
   destination?: string[];
@@ -32,6 +39,7 @@ interface BuildFlags extends RegistryFlags {
   runMode?: string;
   force?: boolean;
   snapshotMode?: string;
+  compression?: string;
   compressionLevel?: string;
   cacheDir?: string;
   workDir?: string;
@@ -42,16 +50,15 @@ interface BuildFlags extends RegistryFlags {
   cacheCopyLayers?: boolean;
   pushCache?: boolean;
   cleanup?: boolean;
-  verbosity?: string;
-}
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
-
-/** kaniko's boolean flags accept `--flag`, `--flag=true` and `--flag=false` (Go pflag). */
-export function parseBool(v: string | undefined): boolean {
-  if (v === undefined || v === '' || /^(true|1|t|yes)$/i.test(v)) return true;
-  if (/^(false|0|f|no)$/i.test(v)) return false;
-  throw new BuilderError('FLAG_INVALID', `"${v}" is not a boolean`, { hint: 'use true or false' });
+  registryMirror?: string[];
+  registryMap?: string[];
+  skipDefaultRegistryFallback?: boolean;
+  insecurePull?: boolean;
+  skipTlsVerifyPull?: boolean;
+  pushIgnoreImmutableTagErrors?: boolean;
+  ignorePath?: string[];
+  ignoreVarRun?: boolean;
+  skipPushPermissionCheck?: boolean;
 }
 
 function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
@@ -72,7 +79,28 @@ function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], f
   return v as T;
 }
 
-export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
+/** Inside a GitLab job, what kaniko users otherwise write on every job: the project dir and $CI_REGISTRY_IMAGE:$CI_COMMIT_SHA. */
+function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context: string; destinations: string[] } {
+  const e = env.env;
+  const gitlab = Boolean(e.GITLAB_CI);
+  let context = flags.context;
+  if (context === undefined) {
+    context = gitlab && e.CI_PROJECT_DIR ? e.CI_PROJECT_DIR : '.';
+    if (gitlab && e.CI_PROJECT_DIR) log.log('info', `--context defaults to $CI_PROJECT_DIR (${e.CI_PROJECT_DIR})`);
+  }
+  let destinations = flags.destination ?? [];
+  const noPush = flags.push === false || flags.noPush === true;
+  if (destinations.length === 0 && !noPush && gitlab && e.CI_REGISTRY_IMAGE && e.CI_COMMIT_SHA) {
+    destinations = [`${e.CI_REGISTRY_IMAGE}:${e.CI_COMMIT_SHA}`];
+    log.log('info', `--destination defaults to $CI_REGISTRY_IMAGE:$CI_COMMIT_SHA (${destinations[0]})`);
+  }
+  return { context, destinations };
+}
+
+export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = loggerFromFlags(flags, env)): BuildOptions {
+  const { context, destinations } = gitLabDefaults(flags, env, logger);
+  const compression = oneOf(flags.compression, ['gzip', 'zstd'] as const, '--compression');
+  if (compression === 'zstd') throw new BuilderError('FLAG_UNSUPPORTED', '--compression=zstd: layers are written with gzip only (zstd layers are read, not written yet)', { hint: 'drop --compression or use --compression=gzip' });
   const cacheHome = env.env.XDG_CACHE_HOME || path.join(env.env.HOME || homedir(), '.cache');
   const snapshot = oneOf(flags.snapshotMode, ['time', 'full', 'redo'] as const, '--snapshot-mode');
   const level = flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel);
@@ -82,14 +110,14 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
-  const quiet = flags.verbosity === 'error' || flags.verbosity === 'panic' || flags.verbosity === 'fatal';
+  const registry = registryOptions(flags, env, logger);
   return {
-    context: flags.context,
+    context,
     ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
     dockerfile: flags.dockerfile,
     cwd: env.cwd,
     stdin: env.stdin,
-    destinations: flags.destination ?? [],
+    destinations,
     noPush: flags.push === false || flags.noPush === true,
     ...(flags.tarPath ? { tarPath: path.resolve(env.cwd, flags.tarPath) } : {}),
     ...(flags.ociLayoutPath ? { ociLayoutPath: path.resolve(env.cwd, flags.ociLayoutPath) } : {}),
@@ -122,19 +150,43 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
     cacheDir: path.resolve(env.cwd, flags.cacheDir ?? path.join(cacheHome, 'builder')),
     workDir: path.resolve(env.cwd, flags.workDir ?? path.join(tmpdir(), 'builder')),
     keepWorkDir: flags.cleanup === false,
-    registry: registryOptions(flags, env),
+    registry: {
+      ...registry,
+      ...pullOptions(flags, destinations),
+      ...(flags.pushIgnoreImmutableTagErrors ? { ignoreImmutableTagErrors: true } : {}),
+    },
+    ...(flags.ignorePath?.length ? { ignorePaths: flags.ignorePath } : {}),
+    ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
-    log: quiet ? () => undefined : (line) => void env.stderr.write(`builder: ${line}\n`),
-    output: (text, stream) => void (stream === 'stdout' ? env.stdout : env.stderr).write(text),
+    log: (line) => logger.line(line),
+    // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
+    output: (text, stream) => logger.output(text, stream),
+  };
+}
+
+/** Pull-side options: mirrors and the registry map (base images only), and transport leniency for registries not pushed to. */
+function pullOptions(flags: BuildFlags, destinations: string[]): Partial<BuildOptions['registry']> {
+  const mirrors = parseRegistryMap(flags.registryMap ?? []);
+  // --registry-mirror is --registry-map for Docker Hub (kaniko: index.docker.io=MIRROR)
+  if (flags.registryMirror?.length) mirrors['index.docker.io'] = [...(flags.registryMirror ?? []), ...(mirrors['index.docker.io'] ?? [])];
+  const lenient = flags.insecurePull === true || flags.skipTlsVerifyPull === true;
+  const pushHosts = [...new Set(destinations.map((d) => parseReference(d).registry))];
+  if (flags.cache && flags.cacheRepo && !flags.cacheRepo.startsWith('oci:')) pushHosts.push(parseReference(flags.cacheRepo).registry);
+  return {
+    ...(Object.keys(mirrors).length > 0 ? { mirrors } : {}),
+    ...(flags.skipDefaultRegistryFallback ? { skipDefaultRegistryFallback: true } : {}),
+    ...(flags.insecurePull ? { insecurePull: true } : {}),
+    ...(flags.skipTlsVerifyPull ? { skipTlsVerifyPull: true } : {}),
+    ...(lenient ? { pushRegistries: pushHosts } : {}),
   };
 }
 
 function addBuildFlags(cmd: Command): Command {
   return cmd
-    .option('-c, --context <dir|dir://dir|tar://file|tar://stdin>', 'build context', '.')
+    .option('-c, --context <dir|dir://dir|tar://file|tar://stdin>', 'build context (default: . ; $CI_PROJECT_DIR in a GitLab job)')
     .option('--context-sub-path <dir>', 'subdirectory of the context to use')
     .option('-f, --dockerfile <path>', 'Dockerfile, relative to the working directory or the context', 'Dockerfile')
-    .option('-d, --destination <ref>', 'push the image to REGISTRY/REPO:TAG (repeatable)', collect)
+    .option('-d, --destination <ref>', 'push the image to REGISTRY/REPO:TAG (repeatable; default in a GitLab job: $CI_REGISTRY_IMAGE:$CI_COMMIT_SHA)', collect)
     .option('--no-push [bool]', 'build without pushing', (v?: string) => !parseBool(v))
     .option('--tar-path <file>', 'also write the image as a docker-archive tarball')
     .option('--oci-layout-path <dir>', 'also write the image into an OCI image layout')
@@ -150,6 +202,9 @@ function addBuildFlags(cmd: Command): Command {
     .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
+    .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
+    .option('--ignore-var-run [bool]', 'in place: leave /var/run out of snapshots (default true); false keeps it', parseBool)
+    .option('--compression <gzip>', 'layer compression: gzip (zstd is read, not written yet)')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
     .option('--cache-dir <dir>', 'local store of base-image layers, kept between builds (default ~/.cache/builder)')
     .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
@@ -160,14 +215,53 @@ function addBuildFlags(cmd: Command): Command {
     .option('--cache-run-layers [bool]', 'cache RUN layers (default true)', parseBool)
     .option('--cache-copy-layers [bool]', 'cache COPY/ADD layers (default true: keys hash the copied content)', parseBool)
     .option('--no-push-cache [bool]', 'look up the layer cache but never write to it', (v?: string) => !parseBool(v))
-    .option('--verbosity <level>', 'log level: info (default), debug, error');
+    .option('--registry-mirror <host[/path]>', 'pull Docker Hub images through this mirror first (repeatable, tried in order)', collect)
+    .option('--registry-map <registry=mirror[;registry=mirror]>', 'pull images of registry through mirror first (repeatable; several mirrors per registry tried in order)', collect)
+    .option('--skip-default-registry-fallback [bool]', 'fail when no mirror has the image instead of pulling from the original registry', parseBool)
+    .option('--insecure-pull [bool]', 'allow plain HTTP (and unverified TLS) for registries pulled from (not the destinations or cache repository)', parseBool)
+    .option('--skip-tls-verify-pull [bool]', 'do not verify TLS certificates of registries pulled from (not the destinations or cache repository)', parseBool)
+    .option('--push-ignore-immutable-tag-errors [bool]', 'a tag the registry refuses to overwrite (immutable tags) is a warning, not a failure', parseBool)
+    .option('--skip-push-permission-check [bool]', 'do not check before the build that every destination and the cache repository accept a push', parseBool);
+}
+
+/** The build command's flags: ours, the shared registry/log flags, then kaniko's accepted-with-warning and deprecated ones. */
+export function defineBuildFlags(cmd: Command, deprecated: string[]): Command {
+  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addBuildFlags(cmd))), deprecated);
 }
 
 export function register(program: Command, env: CliEnv): void {
-  const action = async (flags: BuildFlags): Promise<void> => {
-    const opts = buildOptions(flags, env);
-    const r = await build(opts);
-    env.stdout.write(`${r.manifestDigest}\n`);
-  };
-  addRegistryFlags(addBuildFlags(program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)'))).action(action);
+  const deprecated: string[] = [];
+  const cmd = program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)');
+  defineBuildFlags(cmd, deprecated).action(async (flags: BuildFlags) => {
+    const logger = loggerFromFlags(flags, env);
+    for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
+    const opts = buildOptions(flags, env, logger);
+    if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
+    try {
+      const r = await build(opts);
+      env.stdout.write(`${r.manifestDigest}\n`);
+    } finally {
+      logger.flush();
+    }
+  });
+  // `builder --help` is what a kaniko user reaches for first: show the build flags there too
+  program.addHelpText('after', () => `\nbuild is the default command: \`builder --destination REF\` is \`builder build --destination REF\`.\n\n${cmd.helpInformation()}`);
+}
+
+/** Before any work: every destination repository and the cache repository accept a push (a wrong host, password or scope fails in seconds). */
+async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
+  const refs = opts.destinations.map((d) => parseReference(d));
+  if (opts.cache?.push) {
+    const repo = cacheRepository(opts.cache.repo, opts.destinations, opts.env);
+    if (!('oci' in repo)) refs.push(repo);
+  }
+  if (refs.length === 0) return;
+  const client = new RegistryClient(opts.registry);
+  try {
+    const t0 = Date.now();
+    const checked = await checkPushAccess(client, refs);
+    logger.log('debug', `push permission checked for ${checked.join(', ')} in ${Date.now() - t0} ms`);
+  } finally {
+    await client.close();
+  }
 }

@@ -1,0 +1,267 @@
+// Registry operations behind the CLI's thin commands: push check, tag, describe tags, delete, cleanup policy, multi-platform index.
+import { BuilderError, isBuilderError } from '../errors.js';
+import type { Digest } from '../digest/index.js';
+import { normalizeRegistry, parseReference, repositoryOf, sameRepository, withDigest, withTag, type ImageRef } from '../reference/index.js';
+import { isIndexMediaType, MediaType, parseConfig, parseIndex, parseManifest, type Descriptor, type Platform } from '../image/index.js';
+import { runPool } from '../util/pool.js';
+import type { RegistryClient } from './client.js';
+import { copyImage } from './copy.js';
+
+/** "reg=mirror[;reg2=mirror2]" entries (kaniko --registry-map), repeatable; several mirrors per registry keep their order. */
+export function parseRegistryMap(specs: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const spec of specs) {
+    for (const part of spec.split(';').map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      if (eq <= 0 || eq === part.length - 1) {
+        throw new BuilderError('FLAG_INVALID', `--registry-map "${part}" is not registry=mirror`, { hint: 'e.g. --registry-map index.docker.io=mirror.example.com;quay.io=quay-mirror.example.com' });
+      }
+      const from = normalizeRegistry(part.slice(0, eq).trim());
+      (out[from] ??= []).push(...part.slice(eq + 1).split(',').map((m) => m.trim()).filter(Boolean));
+    }
+  }
+  return out;
+}
+
+/**
+ * Before a build: every repository in refs (destinations, the cache repository) accepts a push. Runs the checks at
+ * once; returns the repositories checked. The first failure is thrown as the registry reported it.
+ */
+export async function checkPushAccess(client: RegistryClient, refs: readonly ImageRef[]): Promise<string[]> {
+  const repos = new Map<string, ImageRef>();
+  for (const r of refs) repos.set(r.name, repositoryOf(r));
+  const results = await Promise.allSettled([...repos.values()].map((r) => client.checkPush(r)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    const e = failed.reason;
+    if (e instanceof BuilderError) {
+      throw new BuilderError(e.code, `before building: ${e.message}`, { ...(e.hint ? { hint: `${e.hint} (or skip this check with --skip-push-permission-check)` } : {}), cause: e, exitCode: e.exitCode });
+    }
+    throw e;
+  }
+  return [...repos.keys()];
+}
+
+/** Points each new tag at src's manifest: one manifest GET and one PUT per tag, no blob traffic (same repository). */
+export async function tagImage(client: RegistryClient, src: ImageRef, tags: readonly string[]): Promise<{ digest: Digest; tagged: ImageRef[] }> {
+  const targets = tags.map((t) => {
+    const ref = /[/:@]/.test(t) ? parseReference(t) : withTag(src, t);
+    if (!sameRepository(ref, src)) {
+      throw new BuilderError('TAG_OTHER_REPOSITORY', `${t} is in another repository than ${src.name}`, { hint: 'tag within one repository; to put an image in another repository use builder copy' });
+    }
+    if (!ref.tag || ref.digest) throw new BuilderError('REFERENCE_INVALID', `${t} is not a tag`, { hint: 'give tags, e.g. v1.2.3 or latest' });
+    return ref;
+  });
+  const m = await client.getManifest(src);
+  for (const t of targets) await client.putManifest(t, m.bytes, m.mediaType);
+  return { digest: m.digest, tagged: targets };
+}
+
+export interface TagInfo {
+  tag: string;
+  digest: Digest;
+  mediaType: string;
+  /** The image config's created time (for an index: of the image for the client's platform, else the first). */
+  created?: string;
+  platforms?: string[];
+}
+
+/** Describes tags of a repository: digest, media type and created time (manifest + config per tag, 8 at a time). */
+export async function describeTags(client: RegistryClient, repo: ImageRef, tags?: readonly string[]): Promise<TagInfo[]> {
+  const list = tags ?? (await client.listTags(repo));
+  const out = new Map<string, TagInfo>();
+  const configs = new Map<string, Promise<string | undefined>>();
+  const createdOf = (manifestRef: ImageRef, bytes: Buffer): Promise<string | undefined> => {
+    const man = parseManifest(bytes, `manifest ${manifestRef}`);
+    let p = configs.get(man.config.digest);
+    if (!p) {
+      p = client.readBlob(manifestRef, man.config).then((b) => parseConfig(b, `config of ${manifestRef}`).created);
+      configs.set(man.config.digest, p);
+    }
+    return p;
+  };
+  await runPool(list, 8, async (tag) => {
+    const ref = withTag(repo, tag);
+    let m;
+    try {
+      m = await client.getManifest(ref);
+    } catch (err) {
+      // a tag deleted between the list and the read is simply gone
+      if (isBuilderError(err) && /MANIFEST_UNKNOWN|NOT_FOUND/.test(err.code)) return;
+      throw err;
+    }
+    const info: TagInfo = { tag, digest: m.digest, mediaType: m.mediaType };
+    if (isIndexMediaType(m.mediaType)) {
+      const idx = parseIndex(m.bytes, `index ${ref}`);
+      info.platforms = idx.manifests.filter((d) => d.platform).map((d) => `${d.platform!.os}/${d.platform!.architecture}${d.platform!.variant ? `/${d.platform!.variant}` : ''}`);
+      const first = idx.manifests.find((d) => !isIndexMediaType(d.mediaType));
+      if (first) {
+        const child = await client.getManifest(withDigest(repo, first.digest));
+        const c = await createdOf(withDigest(repo, first.digest), child.bytes);
+        if (c) info.created = c;
+      }
+    } else {
+      const c = await createdOf(ref, m.bytes);
+      if (c) info.created = c;
+    }
+    out.set(tag, info);
+  });
+  return list.filter((t) => out.has(t)).map((t) => out.get(t)!);
+}
+
+export interface CleanupPolicy {
+  /** Full-match regex (RE2 syntax as GitLab): tags that may be deleted. Required. */
+  nameRegexDelete: string;
+  /** Full-match regex: tags always kept. */
+  nameRegexKeep?: string;
+  /** Keep the N most recent deletable tags. */
+  keepN?: number;
+  /** Only tags created longer ago than this (ms) are deleted. */
+  olderThanMs?: number;
+}
+
+export interface CleanupPlan {
+  delete: TagInfo[];
+  keep: Array<TagInfo & { reason: string }>;
+}
+
+function anchored(re: string, flag: string): RegExp {
+  try {
+    return new RegExp(`^(?:${re})$`);
+  } catch (err) {
+    throw new BuilderError('FLAG_INVALID', `${flag} "${re}" is not a valid regular expression: ${(err as Error).message}`, { hint: 'GitLab cleanup regexes use RE2 syntax, e.g. .* or v.+' });
+  }
+}
+
+/**
+ * GitLab's cleanup-policy order: latest never; only names fully matching the delete regex; names fully matching the
+ * keep regex kept; the keep-n most recent kept; tags newer than older-than kept. Pure: deciding, not deleting.
+ */
+export function planCleanup(tags: readonly TagInfo[], policy: CleanupPolicy, now: Date): CleanupPlan {
+  const del = anchored(policy.nameRegexDelete, '--name-regex-delete');
+  const keepRe = policy.nameRegexKeep ? anchored(policy.nameRegexKeep, '--name-regex-keep') : undefined;
+  const keep: CleanupPlan['keep'] = [];
+  let candidates: TagInfo[] = [];
+  for (const t of tags) {
+    if (t.tag === 'latest') keep.push({ ...t, reason: 'latest is never deleted' });
+    else if (!del.test(t.tag)) keep.push({ ...t, reason: 'does not match --name-regex-delete' });
+    else if (keepRe?.test(t.tag)) keep.push({ ...t, reason: 'matches --name-regex-keep' });
+    else candidates.push(t);
+  }
+  const time = (t: TagInfo): number => (t.created ? Date.parse(t.created) : NaN);
+  // newest first; tags without a created time count as oldest (GitLab orders by created date)
+  candidates.sort((a, b) => (Number.isNaN(time(b)) ? -Infinity : time(b)) - (Number.isNaN(time(a)) ? -Infinity : time(a)) || a.tag.localeCompare(b.tag));
+  if (policy.keepN !== undefined && policy.keepN > 0) {
+    for (const t of candidates.slice(0, policy.keepN)) keep.push({ ...t, reason: `one of the ${policy.keepN} most recent (--keep-n)` });
+    candidates = candidates.slice(policy.keepN);
+  }
+  const out: TagInfo[] = [];
+  for (const t of candidates) {
+    if (policy.olderThanMs !== undefined) {
+      const age = now.getTime() - time(t);
+      if (Number.isNaN(age)) {
+        keep.push({ ...t, reason: 'no created time in its config: age unknown (--older-than)' });
+        continue;
+      }
+      if (age < policy.olderThanMs) {
+        keep.push({ ...t, reason: 'newer than --older-than' });
+        continue;
+      }
+    }
+    out.push(t);
+  }
+  return { delete: out, keep };
+}
+
+export interface CleanupResult extends CleanupPlan {
+  /** Tags not deleted because the registry cannot delete a tag alone and a kept tag shares the manifest. */
+  skipped: Array<TagInfo & { reason: string }>;
+}
+
+/**
+ * Applies planCleanup: each tag deleted alone where the registry can; where it cannot, by manifest digest, but only
+ * when every tag on that manifest is being deleted (a kept tag is never lost through a shared digest).
+ */
+export async function cleanupRepository(
+  client: RegistryClient, repo: ImageRef, policy: CleanupPolicy, opts: { now?: Date; dryRun?: boolean; onDelete?: (t: TagInfo) => void } = {},
+): Promise<CleanupResult> {
+  const tags = await describeTags(client, repo);
+  const plan = planCleanup(tags, policy, opts.now ?? new Date());
+  const skipped: CleanupResult['skipped'] = [];
+  if (opts.dryRun) return { ...plan, skipped };
+  const keptDigests = new Map<string, string>();
+  for (const k of plan.keep) keptDigests.set(k.digest, k.tag);
+  const deletedDigests = new Set<string>();
+  let tagDelete: boolean | undefined;
+  const deleted: TagInfo[] = [];
+  for (const t of plan.delete) {
+    if (deletedDigests.has(t.digest)) {
+      deleted.push(t); // went with an earlier tag of the same manifest
+      opts.onDelete?.(t);
+      continue;
+    }
+    if (tagDelete !== false) {
+      const r = await client.deleteTag(withTag(repo, t.tag));
+      tagDelete = r === 'deleted';
+      if (tagDelete) {
+        deleted.push(t);
+        opts.onDelete?.(t);
+        continue;
+      }
+    }
+    const keeper = keptDigests.get(t.digest);
+    if (keeper !== undefined) {
+      skipped.push({ ...t, reason: `shares its manifest with the kept tag ${keeper}, and this registry cannot delete a tag alone` });
+      continue;
+    }
+    await client.deleteManifest(withDigest(repo, t.digest));
+    deletedDigests.add(t.digest);
+    deleted.push(t);
+    opts.onDelete?.(t);
+  }
+  return { delete: deleted, keep: plan.keep, skipped };
+}
+
+/** Deletes REF: a tag alone where the registry can, else (or for REF@digest) the manifest with every tag on it. */
+export async function deleteImage(client: RegistryClient, ref: ImageRef): Promise<{ digest?: Digest; how: 'tag' | 'manifest' }> {
+  if (ref.tag && !ref.digest) {
+    if ((await client.deleteTag(ref)) === 'deleted') return { how: 'tag' };
+  }
+  const digest = ref.digest ?? (await client.headManifest(ref))?.digest;
+  if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag (builder ls REPO)' });
+  await client.deleteManifest(withDigest(ref, digest));
+  return { digest, how: 'manifest' };
+}
+
+/**
+ * Pushes a multi-platform index at dst made of single-platform images (each platform read from its config). Sources in
+ * other repositories are copied into dst's repository by digest first (mounted where the registry allows).
+ */
+export async function createIndex(client: RegistryClient, dst: ImageRef, sources: readonly ImageRef[], opts: { log?: (line: string) => void } = {}): Promise<{ digest: Digest; mediaType: string; manifests: Descriptor[] }> {
+  if (sources.length === 0) throw new BuilderError('FLAG_MISSING', 'manifest create needs at least one source image', { hint: 'builder manifest create DST SRC1 SRC2...' });
+  const manifests: Descriptor[] = [];
+  let oci = 0;
+  for (const src of sources) {
+    const m = await client.getManifest(src);
+    if (isIndexMediaType(m.mediaType)) {
+      throw new BuilderError('MANIFEST_SOURCE_INDEX', `${src} is already a multi-platform index`, { hint: 'name its single-platform images (REF@sha256:...) instead' });
+    }
+    const man = parseManifest(m.bytes, `manifest ${src}`);
+    const config = parseConfig(await client.readBlob(src, man.config), `config of ${src}`);
+    const platform: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+    const key = `${platform.os}/${platform.architecture}/${platform.variant ?? ''}`;
+    const dup = manifests.find((d) => `${d.platform?.os}/${d.platform?.architecture}/${d.platform?.variant ?? ''}` === key);
+    if (dup) throw new BuilderError('MANIFEST_PLATFORM_DUPLICATE', `${src} and ${dup.digest} are both ${key.replace(/\/$/, '')}`, { hint: 'give one image per platform' });
+    if (!sameRepository(src, dst)) {
+      await copyImage(client, { kind: 'registry', ref: withDigest(src, m.digest) }, { kind: 'registry', ref: withDigest(repositoryOf(dst), m.digest) });
+      opts.log?.(`copied ${src} into ${dst.name}`);
+    }
+    if (m.mediaType === MediaType.OciManifest) oci++;
+    manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, platform });
+  }
+  // Docker sources get a Docker manifest list (what docker manifest create makes); any OCI source makes it an OCI index
+  const mediaType = oci > 0 ? MediaType.OciIndex : MediaType.DockerManifestList;
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, manifests }));
+  const digest = await client.putManifest(dst, bytes, mediaType);
+  return { digest, mediaType, manifests };
+}
