@@ -33,6 +33,8 @@ export interface StartRegistryOptions {
   tokenTtlSeconds?: number;
   /** Token mode: override what is granted (e.g. deny pull on a repository to test mount fallback). */
   grant?: GrantFn;
+  /** TLS: require a client certificate signed by a CA the harness makes (mutual TLS); its files are reg.clientCert/clientKey. */
+  clientCerts?: boolean;
   /** Readiness timeout, default 20 s. */
   startTimeoutMs?: number;
 }
@@ -67,6 +69,9 @@ export interface TestRegistry {
   caFile?: string;
   /** Directory holding only ca.crt, for skopeo --cert-dir (TLS only). */
   certDir?: string;
+  /** mTLS (clientCerts): a client certificate and key the registry accepts. */
+  clientCert?: string;
+  clientKey?: string;
   /** Directory holding config.yml, log, certs. */
   runDir: string;
   storageDir: string;
@@ -120,6 +125,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     }
 
     let caFile: string | undefined;
+    let clientCert: string | undefined;
+    let clientKey: string | undefined;
     let certDir: string | undefined;
     let tlsYaml = '';
     if (tls) {
@@ -138,6 +145,19 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       // containers/image treats every *.key in a cert dir as a client key: only the CA goes there.
       await writeFile(path.join(certDir, 'ca.crt'), await readFile(caFile));
       tlsYaml = `  tls:\n    certificate: ${caFile}\n    key: ${key}\n`;
+      if (opts.clientCerts) {
+        const clientCa = path.join(dir, 'client-ca.crt');
+        const clientCaKey = path.join(dir, 'client-ca.key');
+        await selfSignedCert(clientCaKey, clientCa, 'builder-test-client-ca', ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign']);
+        clientKey = path.join(dir, 'client.key');
+        clientCert = path.join(dir, 'client.crt');
+        const csr = path.join(dir, 'client.csr');
+        await run('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', clientKey, '-out', csr, '-subj', '/CN=builder-test-client']);
+        const ext = path.join(dir, 'client.ext');
+        await writeFile(ext, 'extendedKeyUsage=clientAuth\n');
+        await run('openssl', ['x509', '-req', '-in', csr, '-CA', clientCa, '-CAkey', clientCaKey, '-CAcreateserial', '-out', clientCert, '-days', '365', '-sha256', '-extfile', ext]);
+        tlsYaml += `    clientcas:\n      - ${clientCa}\n`;
+      }
     }
     const ca = caFile ? await readFile(caFile) : undefined;
 
@@ -155,7 +175,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
         process.removeListener('exit', killOnExit);
         await killAndWait(child);
       };
-      const ready = await waitReady(child, url, ca, opts.startTimeoutMs ?? 20_000);
+      const client = clientCert && clientKey ? { cert: await readFile(clientCert), key: await readFile(clientKey) } : undefined;
+      const ready = await waitReady(child, url, ca, opts.startTimeoutMs ?? 20_000, client);
       if (ready !== 'ok') {
         await stopChild();
         const log = await readFile(logFile, 'utf8').catch(() => '');
@@ -164,7 +185,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       }
       cleanups.push(stopChild);
       return {
-        mode, tls, host, url, username, password, caFile, certDir,
+        mode, tls, host, url, username, password, caFile, certDir, clientCert, clientKey,
         runDir, storageDir, configFile, logFile, token,
         accessLog: async () => parseAccessLog(await readFile(logFile, 'utf8')),
         stop: cleanup,
@@ -221,13 +242,13 @@ function spawnRegistry(configFile: string, logFile: string): ChildProcess {
   }
 }
 
-async function waitReady(child: ChildProcess, url: string, ca: Buffer | undefined, timeoutMs: number): Promise<'ok' | 'exited' | string> {
+async function waitReady(child: ChildProcess, url: string, ca: Buffer | undefined, timeoutMs: number, client?: { cert: Buffer; key: Buffer }): Promise<'ok' | 'exited' | string> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) return 'exited';
     try {
-      const status = await probe(`${url}/v2/`, ca);
+      const status = await probe(`${url}/v2/`, ca, client);
       if (status === 200 || status === 401) return 'ok';
       last = `HTTP ${status}`;
     } catch (err) {
@@ -238,9 +259,9 @@ async function waitReady(child: ChildProcess, url: string, ca: Buffer | undefine
   return `timeout after ${timeoutMs} ms, last: ${last}`;
 }
 
-function probe(url: string, ca: Buffer | undefined): Promise<number> {
+function probe(url: string, ca: Buffer | undefined, client?: { cert: Buffer; key: Buffer }): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = (url.startsWith('https:') ? https : http).get(url, { ca, timeout: 2000 }, (res) => {
+    const req = (url.startsWith('https:') ? https : http).get(url, { ca, timeout: 2000, ...(client ?? {}) }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
