@@ -1,6 +1,7 @@
 // HTTP transport for one RegistryClient: scheme fallback, per-host TLS agents, auth challenges, token cache, retries.
 import { readFile } from 'node:fs/promises';
-import { rootCertificates } from 'node:tls';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -197,12 +198,14 @@ export class Transport {
 
   private async ping(registry: string, what: string): Promise<string> {
     const httpOk = this.httpAllowed(registry);
+    let httpsError: unknown;
     const tryOne = async (scheme: string, retries: number): Promise<string> => {
       const url = new URL(`${scheme}://${registry}/v2/`);
       const res = await this.send(url, { method: 'GET', headers: {} }, retries, true);
       const body = await res.body.text().catch(() => '');
       if (res.status === 400 && /HTTP request to an HTTPS server/i.test(body)) {
-        throw new BuilderError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used`, {
+        const why = httpsError ? `${(httpsError as { code?: string }).code ?? ''} ${(httpsError as Error).message ?? ''}` : '';
+        throw new BuilderError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used${why.trim() ? `: ${why.trim()}` : ''}`, {
           hint: `trust its CA with --registry-certificate ${registry}=/path/ca.crt or use --skip-tls-verify-registry ${registry}`,
         });
       }
@@ -213,7 +216,9 @@ export class Transport {
       return await tryOne('https', httpOk ? 0 : this.retries());
     } catch (err) {
       if (err instanceof BuilderError) throw err;
+      if (!isCertError(err)) await this.clientCertRefusal(registry, err);
       if (!httpOk || isCertError(err)) throw networkError(registry, what, err);
+      httpsError = err;
       this.log(`https to ${registry} failed (${(err as Error).message}); trying plain http`);
       try {
         return await tryOne('http', this.retries());
@@ -222,6 +227,34 @@ export class Transport {
         throw networkError(registry, `${what} (tried https and http)`, err2);
       }
     }
+  }
+
+  /**
+   * A server demanding a client certificate (mutual TLS) just closes the connection, which undici reports as "other
+   * side closed": one raw TLS connection reads the alert so the error can say what is missing.
+   */
+  private async clientCertRefusal(registry: string, err: unknown): Promise<void> {
+    if (!/UND_ERR_SOCKET|ECONNRESET|EPIPE|other side closed|socket hang up/i.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`)) return;
+    const host = registryHostname(registry);
+    const port = Number(/:(\d+)$/.exec(registry)?.[1] ?? 443);
+    const mtls = await this.clientCertificate(registry);
+    const alert = await new Promise<string | undefined>((resolve) => {
+      const sock = tlsConnect({ host, port, rejectUnauthorized: false, ...(isIP(host) ? {} : { servername: host }), ...mtls }, () => {
+        sock.write(`GET /v2/ HTTP/1.1\r\nHost: ${registry}\r\nConnection: close\r\n\r\n`);
+      });
+      sock.setTimeout(3000, () => sock.destroy());
+      sock.on('error', (e: Error & { code?: string }) => resolve(`${e.code ?? ''} ${e.message}`));
+      sock.on('data', () => sock.destroy());
+      sock.on('close', () => resolve(undefined));
+    });
+    if (!alert || !/CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|alert number (116|42|46|48)/i.test(alert)) return;
+    throw new BuilderError('REGISTRY_CLIENT_CERT_REQUIRED', mtls.cert
+      ? `registry ${registry} refused the client certificate given with --registry-client-cert (${alert.trim()})`
+      : `registry ${registry} requires a client certificate (mutual TLS): ${alert.trim()}`, {
+      hint: mtls.cert
+        ? `give a certificate signed by a CA the registry trusts: --registry-client-cert ${registry}=/path/client.crt,/path/client.key`
+        : `pass --registry-client-cert ${registry}=/path/client.crt,/path/client.key`,
+    });
   }
 
   private retries(): number {
