@@ -1,17 +1,18 @@
 // Copying images between registries, OCI layouts and docker-archive tarballs (the engine behind `builder copy`).
+import { tmpdir } from 'node:os';
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
 import { sha256, type Digest } from '../digest/index.js';
 import { parseReference, withDigest, withTag, type ImageRef } from '../reference/index.js';
 import {
   bufferStream, formatPlatform, isIndexMediaType, MediaType, OciLayout, parseIndex, parseManifest, readOciLayout, selectPlatform,
-  writeDockerArchive, parseConfig, type Descriptor, type Image, type Layer, type Platform,
+  writeDockerArchive, readDockerArchive, parseConfig, type Descriptor, type Image, type Layer, type Platform,
 } from '../image/index.js';
 import { runPool } from '../util/pool.js';
 import type { ManifestResult, PushBlobResult, RegistryClient } from './client.js';
 import { writeImage } from './write.js';
 
-/** Where an image lives: a registry reference, an OCI layout (oci:DIR[:tag]) or a docker-archive tarball (write only). */
+/** Where an image lives: a registry reference, an OCI layout (oci:DIR[:tag]) or a docker-archive tarball. */
 export type ImageLocation =
   | { kind: 'registry'; ref: ImageRef }
   | { kind: 'oci'; dir: string; tag?: string }
@@ -53,6 +54,8 @@ export interface CopyOptions {
   logger?: (line: string) => void;
   /** Parallel blob copies (default 3). */
   concurrency?: number;
+  /** Where a docker-archive source is extracted (default: the system temp dir); removed after the copy. */
+  tmpDir?: string;
 }
 
 export interface CopyResult {
@@ -125,8 +128,34 @@ async function ociSink(dir: string, tag: string | undefined): Promise<Sink> {
 
 /** Copies an image (or a whole index with allPlatforms) from src to dst, blobs first and manifests last. */
 export async function copyImage(client: RegistryClient, src: ImageLocation, dst: ImageLocation, opts: CopyOptions = {}): Promise<CopyResult> {
-  const source = src.kind === 'registry' ? registrySource(client, src.ref) : src.kind === 'oci' ? await ociSource(src.dir, src.tag) : undefined;
-  if (!source) throw new BuilderError('LOCATION_UNSUPPORTED', `cannot read from ${formatLocation(src)}`, { hint: 'read from a registry reference or oci:DIR[:tag]' });
+  if (src.kind === 'docker-archive') {
+    const archive = await readDockerArchive(src.path, opts.tmpDir ?? tmpdir(), src.ref ? String(src.ref) : undefined);
+    try {
+      return await copyFrom(client, archiveSource(archive.image), src, dst, opts);
+    } finally {
+      await archive.close();
+    }
+  }
+  const source = src.kind === 'registry' ? registrySource(client, src.ref) : await ociSource(src.dir, src.tag);
+  return copyFrom(client, source, src, dst, opts);
+}
+
+/** A docker-archive's image as a copy source: one manifest, blobs from the extracted files. */
+function archiveSource(image: Image): Source {
+  const top: ManifestResult = { digest: image.manifestDigest, mediaType: image.mediaType, bytes: image.manifestBytes };
+  return {
+    top: async () => top,
+    manifest: async () => top,
+    openBlob: async (d) => {
+      if (d.digest === image.manifest.config.digest) return bufferStream(image.configBytes);
+      const l = image.layers.find((x) => x.descriptor.digest === d.digest);
+      if (!l) throw new BuilderError('DOCKER_ARCHIVE_INVALID', `the archive has no blob ${d.digest}`, { hint: 'the archive is incomplete' });
+      return l.open();
+    },
+  };
+}
+
+async function copyFrom(client: RegistryClient, source: Source, src: ImageLocation, dst: ImageLocation, opts: CopyOptions): Promise<CopyResult> {
   const platform = opts.platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const blobs: CopyResult['blobs'] = { exists: 0, mounted: 0, uploaded: 0, written: 0 };
 

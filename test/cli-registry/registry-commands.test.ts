@@ -142,6 +142,30 @@ describe('registry commands', () => {
     expect(dup.stderr).toContain('MANIFEST_PLATFORM_DUPLICATE');
   });
 
+  it('copy reads docker-archive:FILE: kaniko\'s --tar-path hand-off (gzip layers) and docker save\'s (plain tar layers, gzipped on the way)', async () => {
+    const ctx = await ws.context('ctx-archive', { Dockerfile: 'FROM scratch\nCOPY f /f\nCOPY g /g\n', f: 'f\n', g: 'g\n' });
+    const tarPath = ws.path('built.tar');
+    await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--no-push', '--tar-path', tarPath, '--destination', `${plain.host}/arch/app:built`]);
+    const r = await cli(['copy', `docker-archive:${tarPath}`, `${plain.host}/arch/app:v1`]);
+    expect(r.code, r.stderr).toBe(0);
+    const cfg = (ref: string) => run('skopeo', ['inspect', '--config', '--tls-verify=false', ref]).then((x) => x.stdout);
+    const want = await cfg(`docker-archive:${tarPath}`);
+    expect(await cfg(`docker://${plain.host}/arch/app:v1`)).toBe(want);
+    expect(r.stdout.trim()).toBe((await skopeoInspect(plain, 'arch/app:v1')).Digest);
+    // docker save's format: uncompressed layer tars (skopeo writes it that way)
+    const saved = ws.path('saved.tar');
+    await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${plain.host}/arch/app:v1`, `docker-archive:${saved}:arch/app:v1`]);
+    const man = JSON.parse((await run('tar', ['-xOf', saved, 'manifest.json'])).stdout) as Array<{ Layers: string[] }>;
+    expect((await run('tar', ['-xOf', saved, man[0]!.Layers[0]!])).stdout.charCodeAt(0)).not.toBe(0x1f); // not gzip
+    const r2 = await cli(['copy', `docker-archive:${saved}`, `${plain.host}/arch/app:v2`]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(await cfg(`docker://${plain.host}/arch/app:v2`)).toBe(want);
+    const bundle = await ws.unpack(plain, 'arch/app:v2', 'arch');
+    expect(await readFile(`${bundle}/g`, 'utf8')).toBe('g\n');
+    const missing = await cli(['copy', `docker-archive:${ws.path('nope.tar')}`, `${plain.host}/arch/app:v3`]);
+    expect(missing.stderr).toContain('DOCKER_ARCHIVE_NOT_FOUND');
+  });
+
   it('login --password-stdin checks the password, stores it in the docker config for later commands; logout removes it', async () => {
     const dc = ws.path('dockercfg');
     const env = { ...ws.env, DOCKER_CONFIG: dc };

@@ -8,7 +8,7 @@ export function register(program: Command, env: CliEnv): void {
   addRegistryFlags(
     program
       .command('copy')
-      .description('copy an image: REF, docker://REF, oci:DIR[:TAG] (and docker-archive:PATH[:REF] as destination); prints the digest')
+      .description('copy an image between REF / docker://REF, oci:DIR[:TAG] and docker-archive:PATH[:REF] (e.g. a kaniko --tar-path file); prints the digest')
       .argument('<src>', 'source image')
       .argument('<dst>', 'destination image')
       .option('--all-platforms', 'copy every image of a multi-platform index, and the index itself'),
