@@ -32,10 +32,10 @@ export function addRegistryFlags(cmd: Command): Command {
     .option('--registry-certificate <host=path>', 'trust the CA certificate at path for registry host (repeatable)', collect)
     .option('--registry-client-cert <host=cert,key>', 'client certificate and key (PEM files) for mutual TLS with registry host (repeatable)', collect)
     .option('--custom-platform <os/arch[/variant]>', 'platform to pick from multi-platform images (default: this host)')
-    .option('-v, --verbosity <level>', 'log level: trace, debug, info (default), warn, error, fatal, panic; debug and trace also log registry requests')
+    .option('-v, --verbosity <level>', 'log level: trace (also every registry request), debug, info (default), warn, error, fatal, panic')
     .option('--log-format <text|color|json>', 'log lines as text (default), text with colored levels, or one JSON object per line (level, msg, time, fields)')
     .option('--log-timestamp [bool]', 'start each text log line with the time', parseBool)
-    .option('--verbose', 'log registry requests (same as --verbosity=debug)');
+    .option('--verbose', 'log every registry request (same as --verbosity=trace)');
 }
 
 /** The platform for --custom-platform, else this host's. */
@@ -45,7 +45,7 @@ export function platformFromFlags(flags: RegistryFlags): Platform {
 
 /** The command's log stream on stderr (stdout is for what a script captures). */
 export function loggerFromFlags(flags: RegistryFlags, env: CliEnv): Logger {
-  const level = flags.verbose && !flags.verbosity ? 'debug' : parseLevel(flags.verbosity);
+  const level = flags.verbose && !flags.verbosity ? 'trace' : parseLevel(flags.verbosity);
   const logger = createLogger({ format: parseLogFormat(flags.logFormat), level, timestamp: flags.logTimestamp === true, stream: env.stderr });
   env.logger = logger;
   return logger;
@@ -84,6 +84,6 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
     onWarning: (line: string) => log.log('warn', line),
-    ...(log.enabled('debug') ? { logger: (line: string) => log.log('debug', line) } : {}),
+    ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
   };
 }

@@ -57,7 +57,8 @@ describe('builder build: failures', () => {
     expect(r.code, r.stderr).toBe(4);
     expect(Date.now() - t0).toBeLessThan(20_000); // the 30 s sleep of the other stage was cut short
     expect(r.stderr).toContain('Dockerfile:4');
-    expect(r.stdout).toContain('[broken 1/1] breaking'); // RUN output keeps its stream, prefixed with stage and step
+    expect(r.stderr).toContain('[broken 1/1] breaking'); // RUN output goes to stderr (stdout is the digest alone), prefixed with stage and step
+    expect(r.stdout).not.toContain('breaking');
     expect(r.stderr).not.toMatch(/error RUN_ABORTED|error BUILD_ABORTED/);
     expect(await registryTags(reg, 'test/concurrent')).toEqual([]);
   });
