@@ -17,7 +17,6 @@ export const ACCEPTED_WITH_WARNING: readonly Accepted[] = [
   { flags: '--compressed-caching [bool]', bool: true, why: 'layers are compressed while they are written, so there is nothing to trade' },
   { flags: '--kaniko-dir <dir>', why: 'builder keeps its files in --work-dir and --cache-dir' },
   { flags: '--force-build-metadata [bool]', bool: true, why: 'metadata-only steps never add empty layers here' },
-  { flags: '--single-snapshot [bool]', bool: true, why: 'not implemented yet: each step still gets its own layer' },
   { flags: '--git <options>', why: 'git contexts are not supported yet; the option only applies to them' },
   // owned by the retry work (branch faults): placeholders until it lands, skipped when the real flag is defined
   { flags: '--push-retry <n>', why: 'registry requests are retried with backoff by default (4 times); the count is not configurable yet' },

@@ -9,7 +9,8 @@ import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage } from '../image/index.js';
+import { assembleImage, fileLayer, MediaType, type HistoryEntry, type Layer } from '../image/index.js';
+import { squashLayers } from '../snapshot/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
@@ -79,6 +80,22 @@ export async function chooseRunMode(
   }
   if (sandbox) opts.log(`the sandbox cannot start here (${sandbox.reason ?? 'unknown reason'}): running in place, as kaniko does`);
   return 'in-place';
+}
+
+/** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
+async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCount: number, file: string, opts: ResolvedBuildOptions, created: string): Promise<{ layers: Layer[]; history: HistoryEntry[] }> {
+  const own = layers.slice(baseCount);
+  if (own.length === 0) return { layers, history };
+  const r = await squashLayers(own, file, {
+    ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+    ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+  });
+  opts.log(`single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)`);
+  let seen = 0;
+  const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
+  const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
+  merged.push({ created, created_by: 'builder --single-snapshot', comment: `the filesystem changes of ${own.length} steps` });
+  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -200,6 +217,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const { written, layers: { mountFrom: from } } = cache;
         if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
       }
+      let history = last.history;
+      if (opts.singleSnapshot) ({ layers, history } = await singleSnapshot(layers, history, last.base.layers.length, path.join(scratch, 'single-snapshot.tar.gz'), opts, created));
       const config = { ...last.config };
       if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
       const image = assembleImage({
@@ -207,7 +226,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         base: last.base.config,
         config,
         layers,
-        history: last.history,
+        history,
         created,
         ...(last.author !== undefined ? { author: last.author } : {}),
         architecture: last.platform.architecture,

@@ -50,6 +50,8 @@ export interface BuildOptions {
   workDir: string;
   keepWorkDir?: boolean;
   registry: RegistryClientOptions;
+  /** --single-snapshot: the final stage's own layers are merged into one (base layers untouched). */
+  singleSnapshot?: boolean;
   /** --ignore-path: absolute paths left out of every snapshot (and, in place, out of the wipe). */
   ignorePaths?: string[];
   /** In place: false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true. */

@@ -19,3 +19,4 @@ export {
   type LayerResult,
   type WriteLayerOptions,
 } from './layer-writer.js';
+export { squashLayers } from './squash.js';

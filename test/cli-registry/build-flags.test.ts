@@ -5,7 +5,24 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayout, pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { skopeoCopy } from '../support/tools.js';
+import { existsSync } from 'node:fs';
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { run, skopeoCopy, skopeoInspect } from '../support/tools.js';
+
+/** path -> "dir", "link TARGET" or "file CONTENT" for a whole unpacked root. */
+async function tree(root: string, rel = ''): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(`${root}/${rel}`)).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    const st = await lstat(`${root}/${p}`);
+    if (st.isDirectory()) {
+      out[p] = 'dir';
+      Object.assign(out, await tree(root, p));
+    } else if (st.isSymbolicLink()) out[p] = `link ${await readlink(`${root}/${p}`)}`;
+    else out[p] = `file ${st.size < 4096 ? await readFile(`${root}/${p}`, 'utf8') : st.size}`;
+  }
+  return out;
+}
 import { compileIfStale, registryTags, Workspace } from '../executor/helpers.js';
 
 describe('build flags against real registries', () => {
@@ -226,12 +243,43 @@ describe('build flags against real registries', () => {
     expect(ts.stderr.trim().split('\n').every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z builder: /.test(l))).toBe(true);
   });
 
+  it('--single-snapshot: one layer for the stage\'s steps, the same filesystem as step by step (deletes, base deletes, re-created dirs)', async () => {
+    const ctx = await ws.context('ctx-single', {
+      Dockerfile: [
+        `FROM ${base}`,
+        'RUN mkdir -p /a /gone /redo && echo 1 > /a/one && echo x > /gone/x && echo old > /redo/old',
+        'RUN echo 2 > /a/two && rm -rf /gone /redo && mkdir /redo && echo new > /redo/new',
+        'RUN rm /a/one /bin/ls',
+        'COPY f /f',
+      ].join('\n'),
+      f: 'copied\n',
+    });
+    const many = await build(ctx, ['--destination', `${plain.host}/out/single:many`]);
+    expect(many.code, many.stderr).toBe(0);
+    const one = await build(ctx, ['--destination', `${plain.host}/out/single:one`, '--single-snapshot']);
+    expect(one.code, one.stderr).toBe(0);
+    if (process.env.SHOW_STDERR) console.log(one.stderr);
+    const baseLayers = (await skopeoInspect(plain, 'lib/base:v1')).Layers.length;
+    expect((await skopeoInspect(plain, 'out/single:many')).Layers).toHaveLength(baseLayers + 4);
+    expect((await skopeoInspect(plain, 'out/single:one')).Layers).toHaveLength(baseLayers + 1);
+    const cfg = JSON.parse((await run('skopeo', ['inspect', '--config', '--tls-verify=false', `docker://${plain.host}/out/single:one`])).stdout);
+    expect(cfg.history.filter((h: { empty_layer?: boolean }) => !h.empty_layer)).toHaveLength(baseLayers + 1);
+    const baseRoot = await ws.unpack(plain, 'lib/base:v1', 'single-base');
+    expect(existsSync(`${baseRoot}/bin/ls`)).toBe(true); // the last RUN deletes a base file
+    const a = await tree(await ws.unpack(plain, 'out/single:many', 'single-many'));
+    const b = await tree(await ws.unpack(plain, 'out/single:one', 'single-one'));
+    expect(b).toEqual(a);
+    expect(a['a/one']).toBeUndefined();
+    expect(a['bin/ls']).toBeUndefined();
+    expect(Object.keys(a).filter((p) => p.startsWith('redo/'))).toEqual(['redo/new']);
+    expect(a.f).toBe('file copied\n');
+  });
+
   it('--ignore-path leaves a path out of the layers', async () => {
     const ctx = await ws.context('ctx-ignore', { Dockerfile: `FROM ${base}\nRUN mkdir -p /scratchpad /kept && echo x > /scratchpad/f && echo y > /kept/f\n` });
     const r = await build(ctx, ['--destination', `${plain.host}/out/ignore:1`, '--ignore-path', '/scratchpad']);
     expect(r.code, r.stderr).toBe(0);
     const root = await ws.unpack(plain, 'out/ignore:1', 'ignore');
-    const { existsSync } = await import('node:fs');
     expect(existsSync(`${root}/kept/f`)).toBe(true);
     expect(existsSync(`${root}/scratchpad`)).toBe(false);
   });

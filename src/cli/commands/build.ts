@@ -57,6 +57,7 @@ export interface BuildFlags extends RegistryFlags {
   skipTlsVerifyPull?: boolean;
   pushIgnoreImmutableTagErrors?: boolean;
   ignorePath?: string[];
+  singleSnapshot?: boolean;
   ignoreVarRun?: boolean;
   skipPushPermissionCheck?: boolean;
 }
@@ -156,6 +157,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
       ...(flags.pushIgnoreImmutableTagErrors ? { ignoreImmutableTagErrors: true } : {}),
     },
     ...(flags.ignorePath?.length ? { ignorePaths: flags.ignorePath } : {}),
+    ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
     log: (line) => logger.line(line),
@@ -202,6 +204,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
+    .option('--single-snapshot [bool]', 'one layer for all the final stage\'s steps (its base\'s layers stay as they are)', parseBool)
     .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
     .option('--ignore-var-run [bool]', 'in place: leave /var/run out of snapshots (default true); false keeps it', parseBool)
     .option('--compression <gzip>', 'layer compression: gzip (zstd is read, not written yet)')
