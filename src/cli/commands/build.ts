@@ -240,8 +240,12 @@ export function register(program: Command, env: CliEnv): void {
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
     const opts = buildOptions(flags, env, logger);
     if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
+    const t0 = Date.now();
     try {
       const r = await build(opts);
+      const secs = (Date.now() - t0) / 1000;
+      logger.log('info', `done in ${secs.toFixed(1)}s: ${r.manifestDigest}, ${r.layers} layers${r.pushed.length ? `, pushed to ${r.pushed.map((p) => p.destination).join(', ')}` : ''}`,
+        logger.format === 'json' ? { summary: { digest: r.manifestDigest, mediaType: r.mediaType, layers: r.layers, pushed: r.pushed.map((p) => p.destination), seconds: secs } } : {});
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
       logger.flush();
