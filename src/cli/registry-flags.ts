@@ -22,20 +22,25 @@ export interface RegistryFlags {
   logTimestamp?: boolean;
 }
 
-/** Adds the registry flags to a command (each command gets its own copy, so flags go after the subcommand). */
-export function addRegistryFlags(cmd: Command): Command {
-  return cmd
-    .option('--insecure [bool]', 'allow plain HTTP (and unverified TLS) for every registry', parseBool)
-    .option('--insecure-registry <host>', 'allow plain HTTP (and unverified TLS) for this registry (repeatable)', collect)
-    .option('--skip-tls-verify [bool]', 'do not verify TLS certificates of any registry', parseBool)
+/**
+ * Adds the registry flags to a command (each command gets its own copy, so flags go after the subcommand). pflagBools
+ * (build: no positional arguments) lets booleans take kaniko's `--flag=false`; elsewhere a boolean never takes a
+ * value, so `builder copy --insecure SRC DST` cannot read SRC as its value.
+ */
+export function addRegistryFlags(cmd: Command, pflagBools = false): Command {
+  const bool = (c: Command, flag: string, what: string): Command => (pflagBools ? c.option(`${flag} [bool]`, what, parseBool) : c.option(flag, what));
+  bool(cmd, '--insecure', 'allow plain HTTP (and unverified TLS) for every registry');
+  cmd.option('--insecure-registry <host>', 'allow plain HTTP (and unverified TLS) for this registry (repeatable)', collect);
+  bool(cmd, '--skip-tls-verify', 'do not verify TLS certificates of any registry');
+  cmd
     .option('--skip-tls-verify-registry <host>', 'do not verify TLS certificates of this registry (repeatable)', collect)
     .option('--registry-certificate <host=path>', 'trust the CA certificate at path for registry host (repeatable)', collect)
     .option('--registry-client-cert <host=cert,key>', 'client certificate and key (PEM files) for mutual TLS with registry host (repeatable)', collect)
     .option('--custom-platform <os/arch[/variant]>', 'platform to pick from multi-platform images (default: this host)')
     .option('-v, --verbosity <level>', 'log level: trace (also every registry request), debug, info (default), warn, error, fatal, panic')
-    .option('--log-format <text|color|json>', 'log lines as text (default), text with colored levels, or one JSON object per line (level, msg, time, fields)')
-    .option('--log-timestamp [bool]', 'start each text log line with the time', parseBool)
-    .option('--verbose', 'log every registry request (same as --verbosity=trace)');
+    .option('--log-format <text|color|json>', 'log lines as text (default), text with colored levels, or one JSON object per line (level, msg, time, fields)');
+  bool(cmd, '--log-timestamp', 'start each text log line with the time');
+  return cmd.option('--verbose', 'log every registry request (same as --verbosity=trace)');
 }
 
 /** The platform for --custom-platform, else this host's. */

@@ -229,7 +229,7 @@ function addBuildFlags(cmd: Command): Command {
 
 /** The build command's flags: ours, the shared registry/log flags, then kaniko's accepted-with-warning and deprecated ones. */
 export function defineBuildFlags(cmd: Command, deprecated: string[]): Command {
-  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addBuildFlags(cmd))), deprecated);
+  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addBuildFlags(cmd), true)), deprecated);
 }
 
 export function register(program: Command, env: CliEnv): void {
@@ -255,19 +255,26 @@ export function register(program: Command, env: CliEnv): void {
   program.addHelpText('after', () => `\nbuild is the default command: \`builder --destination REF\` is \`builder build --destination REF\`.\n\n${cmd.helpInformation()}`);
 }
 
-/** Before any work: every destination repository and the cache repository accept a push (a wrong host, password or scope fails in seconds). */
+/**
+ * Before any work: every destination repository accepts a push (a wrong host, password or scope fails in seconds).
+ * The cache repository is checked too, but as everywhere else a cache that cannot be written costs a warning, never the build.
+ */
 async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
   const refs = opts.destinations.map((d) => parseReference(d));
-  if (opts.cache?.push) {
-    const repo = cacheRepository(opts.cache.repo, opts.destinations, opts.env);
-    if (!('oci' in repo)) refs.push(repo);
-  }
-  if (refs.length === 0) return;
+  const cacheRepo = opts.cache?.push ? cacheRepository(opts.cache.repo, opts.destinations, opts.env) : undefined;
   const client = new RegistryClient(opts.registry);
   try {
     const t0 = Date.now();
-    const checked = await checkPushAccess(client, refs);
-    logger.log('debug', `push permission checked for ${checked.join(', ')} in ${Date.now() - t0} ms`);
+    const [dest, cache] = await Promise.allSettled([
+      refs.length > 0 ? checkPushAccess(client, refs) : Promise.resolve([]),
+      cacheRepo && !('oci' in cacheRepo) && !refs.some((r) => r.name === cacheRepo.name) ? checkPushAccess(client, [cacheRepo]) : Promise.resolve([]),
+    ]);
+    if (dest.status === 'rejected') throw dest.reason;
+    if (cache.status === 'rejected') {
+      const e = cache.reason as Error & { code?: string };
+      logger.log('warn', `the cache repository does not accept a push (${e.code ? `${e.code}: ` : ''}${e.message.replace(/^before building: /, '')}); the build goes on, but no cache entry will be written`);
+    }
+    logger.log('debug', `push permission checked for ${[...dest.value, ...(cache.status === 'fulfilled' ? cache.value : [])].join(', ')} in ${Date.now() - t0} ms`);
   } finally {
     await client.close();
   }
