@@ -7,6 +7,7 @@ import { cleanupRepository, createIndex, deleteImage, RegistryClient, removeLogi
 import { parseDuration } from '../duration.js';
 import type { CliEnv } from '../env.js';
 import { parseCount } from '../flag-values.js';
+import { builderVersion } from '../version.js';
 import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 const stripScheme = (s: string): string => (s.startsWith('docker://') ? s.slice('docker://'.length) : s);
@@ -146,6 +147,9 @@ export function register(program: Command, env: CliEnv): void {
     const file = await saveLogin({ env: env.env, homeDir: env.env.HOME ?? homedir() }, registry, flags.username, password);
     log.log('info', `logged in to ${registry}; credentials stored in ${file}`);
   });
+
+  // kaniko's `executor version`
+  program.command('version').description('print the version of builder (as --version)').action(() => void env.stdout.write(`${builderVersion()}\n`));
 
   program.command('logout')
     .description('remove REGISTRY\'s credentials from the docker config')
