@@ -7,6 +7,7 @@ import { credentialProvider, type RegistryClientOptions } from '../registry/inde
 import type { CliEnv } from './env.js';
 import { collect, parseBool } from './flag-values.js';
 import { createLogger, parseLevel, parseLogFormat, type Logger } from './logger.js';
+import { progressReporter } from './progress.js';
 
 export interface RegistryFlags {
   insecure?: boolean;
@@ -62,6 +63,12 @@ function hostEquals(spec: string, flag: string, example: string): [string, strin
   return [spec.slice(0, eq), spec.slice(eq + 1)];
 }
 
+/** BUILDER_PROGRESS_INTERVAL_MS: how often progress lines come (default 5000; tests use short ones). */
+function progressInterval(env: CliEnv): number {
+  const v = Number(env.env.BUILDER_PROGRESS_INTERVAL_MS);
+  return Number.isInteger(v) && v > 0 ? v : 5000;
+}
+
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger): RegistryClientOptions {
   const certs: Record<string, string> = {};
@@ -89,6 +96,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
     onWarning: (line: string) => log.log('warn', line),
+    ...(log.enabled('info') ? { onProgress: progressReporter(log, { intervalMs: progressInterval(env) }) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
   };
 }

@@ -1,5 +1,5 @@
 // RegistryClient: Distribution v2 operations (manifests, blobs, uploads, tags, delete) on top of Transport.
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { BuilderError } from '../errors.js';
 import { isDigest, sha256, VerifyingStream, type Digest } from '../digest/index.js';
 import { identifier, parseReference, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
@@ -73,6 +73,25 @@ export class RegistryClient {
 
   constructor(readonly opts: RegistryClientOptions = {}) {
     this.t = new Transport(opts);
+  }
+
+  /** src with its bytes counted into opts.onProgress (src itself when nobody listens); errors pass through. */
+  private counted(src: Readable, op: 'pull' | 'push', ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
+    const report = this.opts.onProgress;
+    if (!report) return src;
+    let done = 0;
+    const t = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        done += chunk.length;
+        report({ op, repository: ref.name, digest: desc.digest, done, total: desc.size });
+        cb(null, chunk);
+      },
+    });
+    src.on('error', (e) => t.destroy(e));
+    t.on('close', () => {
+      if (!src.destroyed) src.destroy();
+    });
+    return src.pipe(t);
   }
 
   /** Closes pooled connections; call when done. */
@@ -179,7 +198,7 @@ export class RegistryClient {
     v.on('close', () => {
       if (!res.body.destroyed) res.body.destroy();
     });
-    return res.body.pipe(v);
+    return this.counted(res.body, 'pull', ref, desc).pipe(v);
   }
 
   /** Reads a small blob (a config) fully, verified. */
@@ -299,7 +318,7 @@ export class RegistryClient {
       const src = await open();
       const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
       src.on('error', (e) => v.destroy(e));
-      return src.pipe(v);
+      return this.counted(src, 'push', ref, desc).pipe(v);
     };
     await this.finishUpload(ref, desc, loc, body);
   }
@@ -347,6 +366,7 @@ export class RegistryClient {
           await res.body.dump();
           loc = this.location(res, ref);
           offset = start + len;
+          this.opts.onProgress?.({ op: 'push', repository: ref.name, digest: desc.digest, done: offset, total: desc.size });
           const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
           if (!range || Number(range[1]) === offset - 1) continue;
           this.opts.logger?.(`registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing`);

@@ -42,6 +42,8 @@ export interface RegistryClientOptions {
   platform?: Platform;
   /** Warnings worth a user's attention (a mirror failing, an immutable tag left alone); never receives secrets. */
   onWarning?: (line: string) => void;
+  /** Bytes moved per blob (pulls as they are read, pushes as they are sent); called often: keep it cheap. */
+  onProgress?: (e: TransferProgress) => void;
   /** Debug lines (method, URL, status); never receives secrets. */
   logger?: (line: string) => void;
   /** Retries for connection errors, 408, 429 and 5xx (default 4). */
@@ -53,6 +55,15 @@ export interface RegistryClientOptions {
   /** PATCH chunk size (default 32 MiB). */
   chunkSize?: number;
   userAgent?: string;
+}
+
+export interface TransferProgress {
+  op: 'pull' | 'push';
+  /** registry/repository */
+  repository: string;
+  digest: string;
+  done: number;
+  total: number;
 }
 
 export interface RegRequest {

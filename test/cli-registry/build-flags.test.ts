@@ -276,6 +276,23 @@ describe('build flags against real registries', () => {
     expect(a.f).toBe('file copied\n');
   });
 
+  it('a big blob moving says so while it moves (push and pull progress lines on stderr; stdout stays the digest)', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const ctx = await ws.context('ctx-big', { Dockerfile: 'FROM scratch\nCOPY big /big\n' });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(`${ctx}/big`, randomBytes(40 << 20));
+    const r = await build(ctx, ['--no-push', '--oci-layout-path', ws.path('big-layout')]);
+    expect(r.code, r.stderr).toBe(0);
+    const fast = { BUILDER_PROGRESS_INTERVAL_MS: '1' };
+    const push = await ws.cli(['copy', `oci:${ws.path('big-layout')}`, `${plain.host}/out/big:1`], { ...env, ...fast });
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toMatch(/push [0-9a-f]{12} [\d.]+ MiB\/40 MiB \(\d+%\)/);
+    expect(push.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+    const pull = await ws.cli(['copy', `${plain.host}/out/big:1`, `oci:${ws.path('big-back')}`], { ...env, ...fast });
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(pull.stderr).toMatch(/pull [0-9a-f]{12} [\d.]+ MiB\/40 MiB \(\d+%\)/);
+  });
+
   it('--ignore-path leaves a path out of the layers', async () => {
     const ctx = await ws.context('ctx-ignore', { Dockerfile: `FROM ${base}\nRUN mkdir -p /scratchpad /kept && echo x > /scratchpad/f && echo y > /kept/f\n` });
     const r = await build(ctx, ['--destination', `${plain.host}/out/ignore:1`, '--ignore-path', '/scratchpad']);
