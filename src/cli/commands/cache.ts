@@ -7,7 +7,7 @@ import { parseRepository } from '../../reference/index.js';
 import { RegistryClient } from '../../registry/index.js';
 import { parseDuration } from '../duration.js';
 import type { CliEnv } from '../env.js';
-import { addRegistryFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 interface PruneFlags extends RegistryFlags {
   cacheRepo?: string;
@@ -26,7 +26,8 @@ export function register(program: Command, env: CliEnv): void {
   ).action(async (flags: PruneFlags) => {
     if (!flags.cacheRepo) throw new BuilderError('FLAG_MISSING', 'cache prune needs --cache-repo', { hint: 'pass --cache-repo REGISTRY/REPO/cache (or oci:DIR)' });
     const olderThan = parseDuration(flags.olderThan, '--older-than');
-    const client = new RegistryClient(registryOptions(flags, env));
+    const log = loggerFromFlags(flags, env);
+    const client = new RegistryClient(registryOptions(flags, env, log));
     try {
       const layers = flags.cacheRepo.startsWith('oci:')
         ? ociLayerCache(path.resolve(env.cwd, flags.cacheRepo.slice(4)), olderThan)
@@ -35,7 +36,7 @@ export function register(program: Command, env: CliEnv): void {
         ...(flags.dryRun ? { dryRun: true } : {}),
         onDelete: (key, created) => void env.stdout.write(`${key} ${created}\n`),
       });
-      env.stderr.write(`builder: cache ${layers.describe}: ${flags.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length}, kept ${r.kept}${r.unknown.length ? `, ${r.unknown.length} without a creation time left alone` : ''}\n`);
+      log.log('info', `cache ${layers.describe}: ${flags.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length}, kept ${r.kept}${r.unknown.length ? `, ${r.unknown.length} without a creation time left alone` : ''}`);
     } finally {
       await client.close();
     }

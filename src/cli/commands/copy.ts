@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { copyImage, parseLocation, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
-import { addRegistryFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export function register(program: Command, env: CliEnv): void {
   addRegistryFlags(
@@ -13,7 +13,8 @@ export function register(program: Command, env: CliEnv): void {
       .argument('<dst>', 'destination image')
       .option('--all-platforms', 'copy every image of a multi-platform index, and the index itself'),
   ).action(async (src: string, dst: string, flags: RegistryFlags & { allPlatforms?: boolean }) => {
-    const opts = registryOptions(flags, env);
+    const log = loggerFromFlags(flags, env);
+    const opts = registryOptions(flags, env, log);
     const client = new RegistryClient(opts);
     try {
       const r = await copyImage(client, parseLocation(src), parseLocation(dst), {
@@ -21,7 +22,7 @@ export function register(program: Command, env: CliEnv): void {
         ...(opts.logger ? { logger: opts.logger } : {}),
       });
       env.stdout.write(`${r.digest}\n`);
-      env.stderr.write(`copied ${src} -> ${dst}: ${r.blobs.uploaded} uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already present, ${r.blobs.written} written\n`);
+      log.log('info', `copied ${src} -> ${dst}: ${r.blobs.uploaded} uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already present, ${r.blobs.written} written`);
     } finally {
       await client.close();
     }
