@@ -41,6 +41,8 @@ export interface FaultRule {
 export interface ProxyLogEntry {
   method: string;
   path: string;
+  /** The Range header the client sent, if any. */
+  range?: string;
   /** The fault injected into this request, if any. */
   fault?: FaultKind;
 }
@@ -51,8 +53,11 @@ export interface FaultProxy {
   url: string;
   /** Adds a rule; returns a function telling how many times it fired. */
   add(rule: FaultRule): () => number;
+  /** Removes every rule and forgets the log. */
   clear(): void;
   log(): ProxyLogEntry[];
+  /** Drop Range headers before forwarding, like a registry (or cache) that does not support ranges. */
+  ignoreRange(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -76,6 +81,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const entries: ProxyLogEntry[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
+  let stripRange = false;
 
   const pick = (req: http.IncomingMessage): FaultKind | undefined => {
     for (const r of rules) {
@@ -97,6 +103,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const upstreamCall = (req: http.IncomingMessage, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> =>
     new Promise((resolve, reject) => {
       const headers = forwardHeaders(req.headers);
+      if (stripRange) delete headers.range;
       if (body.length > 0 || req.headers['content-length'] !== undefined) headers['content-length'] = String(body.length);
       const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent: false }, (res) => {
         const chunks: Buffer[] = [];
@@ -123,7 +130,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const fault = pick(req);
-    entries.push({ method: req.method ?? '', path: req.url ?? '', ...(fault ? { fault } : {}) });
+    const range = req.headers.range;
+    entries.push({ method: req.method ?? '', path: req.url ?? '', ...(range ? { range } : {}), ...(fault ? { fault } : {}) });
     const socket = req.socket;
     const declared = Number(req.headers['content-length'] ?? 0);
     const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;
@@ -254,8 +262,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     },
     clear() {
       rules.length = 0;
+      entries.length = 0;
     },
     log: () => [...entries],
+    ignoreRange(on) {
+      stripRange = on;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);

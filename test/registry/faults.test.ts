@@ -1,0 +1,126 @@
+// Registry client under injected faults (the hazards of issue 11 one by one; the CLI-wide matrix is fault-matrix.test.ts).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { BuilderError } from '../../src/errors.js';
+import { parseReference } from '../../src/reference/index.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { pushBusybox } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+
+let reg: TestRegistry;
+let proxy: FaultProxy;
+let logs: string[];
+const clients: RegistryClient[] = [];
+
+beforeAll(async () => {
+  reg = await startRegistry({ mode: 'plain' });
+  proxy = await startFaultProxy(reg.url);
+  await pushBusybox(reg, 'faults/app', 'v1');
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await proxy?.close();
+  await reg?.stop();
+});
+beforeEach(() => {
+  proxy.clear();
+  proxy.ignoreRange(false);
+  logs = [];
+});
+
+function client(extra: ConstructorParameters<typeof RegistryClient>[0] = {}): RegistryClient {
+  const c = new RegistryClient({ retries: 3, retryBaseMs: 10, logger: (l) => logs.push(l), ...extra });
+  clients.push(c);
+  return c;
+}
+
+async function sha(s: NodeJS.ReadableStream): Promise<{ digest: string; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of s) {
+    h.update(c as Buffer);
+    size += (c as Buffer).length;
+  }
+  return { digest: `sha256:${h.digest('hex')}`, size };
+}
+
+const ref = () => parseReference(`${proxy.host}/faults/app:v1`);
+
+it('a layer download reset midway resumes from the first missing byte with Range, not from zero', async () => {
+  const c = client();
+  const img = await c.resolveImage(ref());
+  const layer = img.manifest.layers[0]!;
+  proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
+  expect(await sha(await c.openBlob(ref(), layer))).toEqual({ digest: layer.digest, size: layer.size });
+  const gets = proxy.log().filter((e) => e.method === 'GET' && e.path.endsWith(layer.digest));
+  expect(gets).toHaveLength(2);
+  expect(gets[0]!.range).toBeUndefined();
+  const from = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1]);
+  expect(from).toBeGreaterThan(0);
+  expect(from).toBeLessThan(layer.size);
+  // the registry answered the resume with only the rest
+  expect((await reg.accessLog()).filter((e) => e.path.endsWith(layer.digest) && e.method === 'GET').map((e) => e.status)).toContain(206);
+});
+
+it('a layer stream whose connection breaks before anyone reads it does not crash the process and still delivers', async () => {
+  const c = client();
+  const img = await c.resolveImage(ref());
+  const layer = img.manifest.layers[0]!;
+  proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
+  const stream = await c.openBlob(ref(), layer);
+  // the reset lands while the stream sits unread (as when a consumer first checks its cache)
+  await sleep(300);
+  expect(await sha(stream)).toEqual({ digest: layer.digest, size: layer.size });
+});
+
+it('a registry that ignores Range: the whole blob comes again and the bytes already delivered are skipped', async () => {
+  const c = client();
+  const img = await c.resolveImage(ref());
+  const layer = img.manifest.layers[0]!;
+  proxy.ignoreRange(true);
+  proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'truncate' });
+  expect(await sha(await c.openBlob(ref(), layer))).toEqual({ digest: layer.digest, size: layer.size });
+  expect(proxy.log().filter((e) => e.path.endsWith(layer.digest))).toHaveLength(2);
+});
+
+it('a download that keeps breaking ends in a typed error after the budget, never an untyped one', async () => {
+  const c = client({ downloadRetries: 2 });
+  const img = await c.resolveImage(ref());
+  const layer = img.manifest.layers[0]!;
+  proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body', times: Infinity });
+  const err = await sha(await c.openBlob(ref(), layer)).then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(BuilderError);
+  expect((err as BuilderError).code).toBe('REGISTRY_INTERRUPTED');
+  expect((err as BuilderError).message).toContain(layer.digest);
+  expect(proxy.log().filter((e) => e.path.endsWith(layer.digest))).toHaveLength(3);
+});
+
+it('a 429 on the blob upload PUT waits its Retry-After and starts a new upload session', async () => {
+  const c = client();
+  const src = parseReference(`${proxy.host}/faults/app:v1`);
+  const dst = parseReference(`${proxy.host}/faults/pushed:v1`);
+  const img = await c.resolveImage(src);
+  proxy.add({ method: 'PUT', path: /^\/v2\/faults\/pushed\/blobs\/uploads\//, fault: '429-seconds', retryAfterSeconds: 1 });
+  expect(await c.pushBlob(dst, img.manifest.config, async () => (await import('node:stream')).Readable.from([img.configBytes]))).toBe('uploaded');
+  const log = proxy.log().filter((e) => e.path.startsWith('/v2/faults/pushed/blobs/uploads/'));
+  expect(log.map((e) => `${e.method}${e.fault ? ` ${e.fault}` : ''}`)).toEqual(['POST', 'PUT 429-seconds', 'POST', 'PUT']);
+  // two sessions, the second PUT to the second one
+  const [, put1, , put2] = log;
+  expect(put1!.path.split('?')[0]).not.toBe(put2!.path.split('?')[0]);
+  expect(logs.some((l) => /after REGISTRY_TOO_MANY_REQUESTS in 1000ms/.test(l))).toBe(true);
+  expect(await c.hasBlob(dst, img.manifest.config.digest)).toBe(true);
+});
+
+it('--push-retry 0 (pushRetries: 0) makes the same 429 fatal, typed, while pulls still retry', async () => {
+  const c = client({ pushRetries: 0 });
+  const dst = parseReference(`${proxy.host}/faults/pushed-noretry:v1`);
+  const img = await c.resolveImage(ref());
+  proxy.add({ method: 'PUT', path: /^\/v2\/faults\/pushed-noretry\/blobs\/uploads\//, fault: '429-seconds' });
+  proxy.add({ method: 'GET', path: /^\/v2\/faults\/app\/manifests\//, fault: 'status-503' });
+  expect((await c.resolveImage(ref())).manifestDigest).toBe(img.manifestDigest);
+  const err = await c.pushBlob(dst, img.manifest.config, async () => (await import('node:stream')).Readable.from([img.configBytes])).then(() => undefined, (e: unknown) => e);
+  expect((err as BuilderError).code).toBe('REGISTRY_TOO_MANY_REQUESTS');
+  expect(await c.hasBlob(dst, img.manifest.config.digest)).toBe(false);
+});
