@@ -165,6 +165,8 @@ export function unauthorized(registry: string, what: string, why = ''): Registry
 }
 
 const TIMEOUT_CODES = ['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'];
+/** The connection was up and broke (as opposed to never being made). */
+const BROKEN_CODES = ['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'];
 
 /** Network-level failure before a response (refused, reset, DNS, TLS, no answer in time). */
 export function networkError(registry: string, what: string, err: unknown): RegistryError {
@@ -183,21 +185,22 @@ export function networkError(registry: string, what: string, err: unknown): Regi
       hint: 'the network or registry is stalled; retry later', cause: err,
     });
   }
+  if (BROKEN_CODES.includes(e?.code ?? '')) return interruptedError(registry, what, err);
   return new RegistryError('REGISTRY_UNREACHABLE', `${what}: cannot reach registry ${registry}: ${e?.code ? `${e.code} ` : ''}${msg}`, {
     hint: 'check the registry address, port and network; for a plain-HTTP registry add --insecure-registry HOST',
     cause: err,
   });
 }
 
-/** A response body that broke off (connection reset, closed early, stalled) after the headers arrived. */
+/** A connection that broke off (reset, closed early, stalled) while a request or its response was under way. */
 export function interruptedError(registry: string, what: string, err: unknown, got?: number, want?: number): RegistryError {
   const e = err as { code?: string; message?: string } | undefined;
   const counts = got !== undefined && want !== undefined ? ` after ${got} of ${want} bytes` : '';
   if (TIMEOUT_CODES.includes(e?.code ?? '')) {
-    return new RegistryError('REGISTRY_TIMEOUT', `${what} from registry ${registry} stalled${counts} (${e!.code})`, { hint: 'the network or registry is stalled; retry later', cause: err });
+    return new RegistryError('REGISTRY_TIMEOUT', `${what}: registry ${registry} stalled${counts} (${e!.code})`, { hint: 'the network or registry is stalled; retry later', cause: err });
   }
   const why = e ? `${e.code ? `${e.code} ` : ''}${e.message ?? String(err)}` : 'the body ended early';
-  return new RegistryError('REGISTRY_INTERRUPTED', `${what} from registry ${registry} broke off${counts}: ${why}`, {
+  return new RegistryError('REGISTRY_INTERRUPTED', `${what}: the connection to registry ${registry} broke off${counts}: ${why}`, {
     hint: 'the connection to the registry is unreliable; retry, or allow more retries', cause: err,
   });
 }
