@@ -73,6 +73,9 @@ export class VerifyingStream extends Transform {
     private readonly what: string,
   ) {
     super();
+    // a failure before the consumer attaches (it is still checking its cache) must not be an unhandled 'error'
+    // event that kills the process: the stream stays errored and pipeline/for-await report it to the reader
+    this.on('error', () => undefined);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {

@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileIfStale, registryTags, Workspace, type CliResult } from '../build/helpers.js';
+import { compileIfStale, registryTags, ROOT, Workspace, type CliResult } from '../build/helpers.js';
 import { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultRule } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { skopeoCopy, umociUnpack } from '../support/tools.js';
+import { run, RunError, skopeoCopy, umociUnpack } from '../support/tools.js';
 
 type Operation = 'manifest-get' | 'config-get' | 'layer-get' | 'blob-put' | 'blob-patch' | 'manifest-put';
 const OPERATIONS: readonly Operation[] = ['manifest-get', 'config-get', 'layer-get', 'blob-put', 'blob-patch', 'manifest-put'];
@@ -41,6 +41,8 @@ interface Cell {
   op: Operation;
   /** Every matching request fails (the budget runs out) instead of only the first. */
   persistent?: boolean;
+  /** CLI flags for this cell. */
+  args?: string[];
 }
 
 interface Outcome {
@@ -116,7 +118,7 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     const fired = proxy.add(ruleFor(cell, baseRepo, dstRepo));
     const result = await ws.build(ctx, [
       '--build-arg', `BASE=${proxy.host}/${baseRepo}:v1`, '--destination', `${proxy.host}/${dstRepo}:v1`,
-      '--run-mode', 'sandbox', '--reproducible', ...extraArgs,
+      '--run-mode', 'sandbox', '--reproducible', ...extraArgs, ...(cell.args ?? []),
     ], {
       cache: ws.path(`cache-${i}`), work: ws.path(`work-${i}`),
       env: { ...FAST_ENV, ...(cell.op === 'blob-patch' ? { BUILDER_UPLOAD_CHUNK_SIZE: String(CHUNK) } : {}) },
@@ -151,7 +153,7 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
   function verdict(o: Outcome, mustSucceed: boolean): string | undefined {
     const { code, stderr } = o.result;
     if (o.fired === 0) return 'the fault never fired (the operation did not happen?)';
-    if (/internal error|Unhandled|uncaught/i.test(stderr)) return `crashed: ${stderr.slice(-400)}`;
+    if (/internal error|Unhandled|uncaught/i.test(stderr)) return `crashed: ${stderr.slice(-3000)}`;
     if (code === 0) {
       if (o.tags.join() !== 'v1') return `exit 0 but tags are [${o.tags.join()}]`;
       if (o.corrupt) return `CORRUPT image: ${o.corrupt}`;
@@ -187,8 +189,8 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     });
     const corrupt = outcomes.filter((o) => o.corrupt).length;
     const failed = outcomes.filter((o) => o.result.code !== 0).map((o) => `${o.cell.op} × ${o.cell.fault}`);
-    console.log(`${FAULT_KINDS.length} faults × ${OPERATIONS.length} operations (${cells.length} cells that apply), ${corrupt} corrupt images;`
-      + ` ${cells.length - failed.length} recovered, ${failed.length} failed typed (${failed.join(', ') || 'none'})`);
+    console.log(`${FAULT_KINDS.length} faults × ${OPERATIONS.length} operations, ${corrupt} corrupt images`
+      + ` (${cells.length} cells apply: ${cells.length - failed.length} recovered, ${failed.length} failed typed: ${failed.join(', ') || 'none'})`);
     expect(problems).toEqual([]);
     expect(corrupt).toBe(0);
   });
@@ -210,5 +212,50 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     });
     expect(problems).toEqual([]);
     expect(outcomes.filter((o) => o.corrupt)).toEqual([]);
+  });
+
+  it('--push-retry 0 / --image-download-retry 0 turn retries off, each for its own side only', async () => {
+    const cases: Array<[Cell, string | undefined]> = [
+      [{ op: 'manifest-put', fault: 'status-503', args: ['--push-retry', '0'] }, 'REGISTRY_SERVER_ERROR'],
+      [{ op: 'manifest-get', fault: 'status-503', args: ['--push-retry', '0'] }, undefined],
+      [{ op: 'layer-get', fault: 'reset-body', args: ['--image-download-retry', '0'] }, 'REGISTRY_INTERRUPTED'],
+      [{ op: 'blob-put', fault: 'status-503', args: ['--image-download-retry', '0'] }, undefined],
+    ];
+    const outcomes = await runAll(cases.map(([c]) => c), 2000);
+    const problems = outcomes.flatMap((o, i) => {
+      const want = cases[i]![1];
+      const v = verdict(o, want === undefined)
+        ?? (want && o.result.code === 0 ? 'succeeded although retries were off' : undefined)
+        ?? (want && !o.result.stderr.includes(`builder: error ${want}`) ? `expected ${want}: ${o.result.stderr.slice(-300)}` : undefined);
+      return v ? [`${o.cell.op} × ${o.cell.fault} ${o.cell.args!.join(' ')}: ${v}`] : [];
+    });
+    expect(problems).toEqual([]);
+  });
+
+  it('builder copy registry -> registry through faults on both sides lands a valid image', async () => {
+    const baseRepo = 'faults/copy-src';
+    const dstRepo = 'faults/copy-dst';
+    await seedBase(baseRepo);
+    const fired = [
+      proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/manifests/`), fault: 'truncate' }),
+      proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/blobs/${layerDigest}`), fault: 'reset-body' }),
+      proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/blobs/${layerDigest}`), fault: 'stall', nth: 2 }),
+      proxy.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/blobs/uploads/`), fault: '429-date' }),
+      proxy.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/manifests/`), fault: 'reset-body' }),
+    ];
+    const r = await run('node', [path.join(ROOT, 'bin/builder'), 'copy', `${proxy.host}/${baseRepo}:v1`, `${proxy.host}/${dstRepo}:v1`], {
+      cwd: ws.dir, env: { ...ws.env, ...FAST_ENV },
+    }).then((x) => ({ code: 0, ...x }), (e: unknown) => {
+      if (e instanceof RunError) return { code: e.exitCode, stdout: e.stdout, stderr: e.stderr };
+      throw e;
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fired.map((f) => f())).toEqual([1, 1, 1, 1, 1]);
+    // the copy keeps the digest; skopeo copies it out and umoci unpacks it
+    expect(r.stdout.trim()).toBe(`sha256:${(await import('node:crypto')).createHash('sha256').update(baseManifest).digest('hex')}`);
+    const layout = ws.path('layout-copy');
+    await skopeoCopy(`docker://${reg.host}/${dstRepo}:v1`, `oci:${layout}:img`, { reg });
+    const root = await umociUnpack(layout, 'img', ws.path('bundle-copy'));
+    expect((await readFile(path.join(root, 'bin/busybox'))).length).toBeGreaterThan(100_000);
   });
 });

@@ -75,6 +75,17 @@ it('a layer stream whose connection breaks before anyone reads it does not crash
   expect(await sha(stream)).toEqual({ digest: layer.digest, size: layer.size });
 });
 
+it('the same with no retries left: the reader gets REGISTRY_INTERRUPTED, the process lives', async () => {
+  const c = client({ downloadRetries: 0 });
+  const img = await c.resolveImage(ref());
+  const layer = img.manifest.layers[0]!;
+  proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
+  const stream = await c.openBlob(ref(), layer);
+  await sleep(300);
+  const err = await sha(stream).then(() => undefined, (e: unknown) => e);
+  expect((err as BuilderError).code).toBe('REGISTRY_INTERRUPTED');
+});
+
 it('a registry that ignores Range: the whole blob comes again and the bytes already delivered are skipped', async () => {
   const c = client();
   const img = await c.resolveImage(ref());

@@ -1,0 +1,43 @@
+// VerifyingStream: typed failures, and failures while nobody reads yet stay with the stream instead of killing the process.
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect, it } from 'vitest';
+import { BuilderError } from '../../src/errors.js';
+import { sha256, verified } from '../../src/digest/index.js';
+
+async function drain(s: Readable): Promise<unknown> {
+  try {
+    for await (const _ of s) {
+      // consume
+    }
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}
+
+it('a source that fails before the consumer attaches: no unhandled error event, the consumer gets the typed error', async () => {
+  const data = Buffer.from('hello world');
+  const src = new Readable({ read() {} });
+  const v = verified(src, sha256(data), data.length, 'blob x', (err) => new BuilderError('TEST_TYPED', `typed: ${(err as Error).message}`));
+  src.push(data.subarray(0, 3));
+  src.destroy(new Error('ECONNRESET'));
+  await sleep(20); // the error has been emitted by now; without a listener node would have thrown it at the process
+  const err = await drain(v);
+  expect(err).toBeInstanceOf(BuilderError);
+  expect((err as BuilderError).code).toBe('TEST_TYPED');
+});
+
+it('a source that ends short or with other bytes fails typed (SIZE_MISMATCH / DIGEST_MISMATCH)', async () => {
+  const data = Buffer.from('hello world');
+  expect(((await drain(verified(Readable.from([data.subarray(0, 5)]), sha256(data), data.length, 'blob x'))) as BuilderError).code).toBe('SIZE_MISMATCH');
+  expect(((await drain(verified(Readable.from([Buffer.from('HELLO WORLD')]), sha256(data), data.length, 'blob x'))) as BuilderError).code).toBe('DIGEST_MISMATCH');
+  expect(((await drain(verified(Readable.from([data]), sha256(data), data.length, 'blob x'))))).toBeUndefined();
+});
+
+it('an untyped source failure becomes BLOB_READ_FAILED by default', async () => {
+  const src = new Readable({ read() { this.destroy(new Error('EIO')); } });
+  const err = await drain(verified(src, sha256('x'), 1, 'blob x'));
+  expect((err as BuilderError).code).toBe('BLOB_READ_FAILED');
+  expect((err as BuilderError).message).toContain('EIO');
+});
