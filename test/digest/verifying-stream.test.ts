@@ -20,9 +20,17 @@ it('a source that fails before the consumer attaches: no unhandled error event, 
   const data = Buffer.from('hello world');
   const src = new Readable({ read() {} });
   const v = verified(src, sha256(data), data.length, 'blob x', (err) => new BuilderError('TEST_TYPED', `typed: ${(err as Error).message}`));
-  src.push(data.subarray(0, 3));
-  src.destroy(new Error('ECONNRESET'));
-  await sleep(20); // the error has been emitted by now; without a listener node would have thrown it at the process
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown): void => void uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  try {
+    src.push(data.subarray(0, 3));
+    src.destroy(new Error('ECONNRESET'));
+    await sleep(20); // the error has been emitted by now; without a listener node throws it at the process
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+  expect(uncaught).toEqual([]);
   const err = await drain(v);
   expect(err).toBeInstanceOf(BuilderError);
   expect((err as BuilderError).code).toBe('TEST_TYPED');

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { compileIfStale, registryTags, ROOT, Workspace, type CliResult } from '../build/helpers.js';
 import { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultRule } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
@@ -236,21 +236,25 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     const baseRepo = 'faults/copy-src';
     const dstRepo = 'faults/copy-dst';
     await seedBase(baseRepo);
+    // a second proxy makes the destination another registry to the client: blobs travel instead of being mounted
+    const out = await startFaultProxy(reg.url);
+    onTestFinished(() => out.close());
     const fired = [
       proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/manifests/`), fault: 'truncate' }),
       proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/blobs/${layerDigest}`), fault: 'reset-body' }),
       proxy.add({ method: 'GET', path: new RegExp(`^/v2/${baseRepo}/blobs/${layerDigest}`), fault: 'stall', nth: 2 }),
-      proxy.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/blobs/uploads/`), fault: '429-date' }),
-      proxy.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/manifests/`), fault: 'reset-body' }),
+      out.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/blobs/uploads/`), fault: '429-date' }),
+      out.add({ method: 'PATCH', path: new RegExp(`^/v2/${dstRepo}/blobs/uploads/`), fault: 'reset-request', nth: 3 }),
+      out.add({ method: 'PUT', path: new RegExp(`^/v2/${dstRepo}/manifests/`), fault: 'reset-body' }),
     ];
-    const r = await run('node', [path.join(ROOT, 'bin/builder'), 'copy', `${proxy.host}/${baseRepo}:v1`, `${proxy.host}/${dstRepo}:v1`], {
-      cwd: ws.dir, env: { ...ws.env, ...FAST_ENV },
+    const r = await run('node', [path.join(ROOT, 'bin/builder'), 'copy', `${proxy.host}/${baseRepo}:v1`, `${out.host}/${dstRepo}:v1`], {
+      cwd: ws.dir, env: { ...ws.env, ...FAST_ENV, BUILDER_UPLOAD_CHUNK_SIZE: String(4 * CHUNK) },
     }).then((x) => ({ code: 0, ...x }), (e: unknown) => {
       if (e instanceof RunError) return { code: e.exitCode, stdout: e.stdout, stderr: e.stderr };
       throw e;
     });
     expect(r.code, r.stderr).toBe(0);
-    expect(fired.map((f) => f())).toEqual([1, 1, 1, 1, 1]);
+    expect(fired.map((f) => f())).toEqual([1, 1, 1, 1, 1, 1]);
     // the copy keeps the digest; skopeo copies it out and umoci unpacks it
     expect(r.stdout.trim()).toBe(`sha256:${(await import('node:crypto')).createHash('sha256').update(baseManifest).digest('hex')}`);
     const layout = ws.path('layout-copy');

@@ -46,6 +46,19 @@ async function sha(s: NodeJS.ReadableStream): Promise<{ digest: string; size: nu
   return { digest: `sha256:${h.digest('hex')}`, size };
 }
 
+/** Runs fn, failing if anything reached the process as an uncaught exception meanwhile (an unhandled 'error' event). */
+async function noUncaught<T>(fn: () => Promise<T>): Promise<T> {
+  const uncaught: unknown[] = [];
+  const on = (e: unknown): void => void uncaught.push(e);
+  process.on('uncaughtException', on);
+  try {
+    return await fn();
+  } finally {
+    process.off('uncaughtException', on);
+    expect(uncaught).toEqual([]);
+  }
+}
+
 const ref = () => parseReference(`${proxy.host}/faults/app:v1`);
 
 it('a layer download reset midway resumes from the first missing byte with Range, not from zero', async () => {
@@ -71,7 +84,7 @@ it('a layer stream whose connection breaks before anyone reads it does not crash
   proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
   const stream = await c.openBlob(ref(), layer);
   // the reset lands while the stream sits unread (as when a consumer first checks its cache)
-  await sleep(300);
+  await noUncaught(() => sleep(300));
   expect(await sha(stream)).toEqual({ digest: layer.digest, size: layer.size });
 });
 
@@ -81,7 +94,7 @@ it('the same with no retries left: the reader gets REGISTRY_INTERRUPTED, the pro
   const layer = img.manifest.layers[0]!;
   proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
   const stream = await c.openBlob(ref(), layer);
-  await sleep(300);
+  await noUncaught(() => sleep(300));
   const err = await sha(stream).then(() => undefined, (e: unknown) => e);
   expect((err as BuilderError).code).toBe('REGISTRY_INTERRUPTED');
 });
