@@ -90,11 +90,10 @@ export class RegistryClient {
 
   /** HEADs a manifest: its digest, media type and size, or undefined when it does not exist. */
   async headManifest(ref: ImageRef): Promise<{ digest: Digest; mediaType: string; size: number } | undefined> {
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { accept: MANIFEST_ACCEPT.join(', ') }, scopes: [pullScope(ref)], what: `HEAD manifest ${ref}`, ok: [200, 404],
     });
-    await res.body.dump();
     if (res.status === 404) return undefined;
     const d = header(res, 'docker-content-digest');
     if (!d || !isDigest(d)) return undefined;
@@ -164,11 +163,10 @@ export class RegistryClient {
   }
 
   async hasBlob(ref: ImageRef, digest: Digest, budget: 'push' | 'pull' = 'pull'): Promise<boolean> {
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/blobs/${digest}`,
       scopes: [pullScope(ref)], what: `HEAD blob ${digest} in ${ref.name}`, ok: [200, 404], budget,
     });
-    await res.body.dump();
     return res.status === 200;
   }
 
@@ -177,17 +175,16 @@ export class RegistryClient {
    * uploaded from open() (monolithic, or chunked above opts.chunkedThreshold). Uploads are verified.
    */
   async pushBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, opts: PushBlobOptions = {}): Promise<PushBlobResult> {
-    if (await this.hasBlob(ref, desc.digest)) return 'exists';
+    if (await this.hasBlob(ref, desc.digest, 'push')) return 'exists';
     let location: string | undefined;
     const from = (opts.mountFrom ?? []).find((r) => r.registry === ref.registry && !sameRepository(r, ref));
     if (from) {
-      const res = await this.t.request({
+      const res = await this.t.call({
         registry: ref.registry, method: 'POST',
         path: `/v2/${ref.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from.repository)}`,
         headers: { 'content-length': '0' }, scopes: [pushScope(ref), pullScope(from)],
         what: `mount blob ${desc.digest} from ${from.name} into ${ref.name}`, ok: [201, 202],
       });
-      await res.body.dump();
       if (res.status === 201) return 'mounted';
       // 202: the registry could not mount (no access to the source, or blob absent) and opened an upload instead
       location = this.location(res, ref);
@@ -211,15 +208,14 @@ export class RegistryClient {
   }
 
   private async startUpload(ref: ImageRef): Promise<string> {
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'POST', path: `/v2/${ref.repository}/blobs/uploads/`, headers: { 'content-length': '0' },
       scopes: [pushScope(ref)], what: `start upload to ${ref.name}`, ok: [202],
     });
-    await res.body.dump();
     return this.location(res, ref);
   }
 
-  private location(res: RegResponse, ref: ImageRef): string {
+  private location(res: Pick<RegResponse, 'headers' | 'url'>, ref: ImageRef): string {
     const loc = header(res, 'location');
     if (!loc) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
     return new URL(loc, res.url).toString();
@@ -252,12 +248,11 @@ export class RegistryClient {
   /** PUT <location>&digest=, keeping the Location's own query (e.g. _state); with the whole body or none. */
   private async finishUpload(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, loc: string, body: (() => Promise<Readable>) | undefined): Promise<void> {
     const sep = loc.includes('?') ? '&' : '?';
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'PUT', path: `${loc}${sep}digest=${encodeURIComponent(desc.digest)}`,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(body ? desc.size : 0) },
       ...(body ? { body } : {}), scopes: [pushScope(ref)], what: `upload blob ${desc.digest} to ${ref.name}`, ok: [201, 204], retry: false,
     });
-    await res.body.dump();
     const said = header(res, 'docker-content-digest');
     if (said && said !== desc.digest) throw digestMismatch(`upload blob to ${ref.name}`, desc.digest, said);
   }
@@ -279,12 +274,11 @@ export class RegistryClient {
         const start = offset;
         const what = `upload chunk ${start}-${start + len - 1} of ${desc.digest} to ${ref.name}`;
         try {
-          const res = await this.t.request({
+          const res = await this.t.call({
             registry: ref.registry, method: 'PATCH', path: loc,
             headers: { 'content-type': 'application/octet-stream', 'content-length': String(len), 'content-range': `${start}-${start + len - 1}` },
             body: () => src.take(len), scopes: [pushScope(ref)], what, ok: [202, 204], retry: false,
           });
-          await res.body.dump();
           loc = this.location(res, ref);
           offset = start + len;
           const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
@@ -319,10 +313,9 @@ export class RegistryClient {
   /** How many bytes the registry holds for an upload, and the (fresh-state) Location to continue at. */
   private async uploadStatus(ref: ImageRef, loc: string): Promise<{ offset: number; location: string }> {
     // no retries of its own: a session in doubt is abandoned by pushBlob, which starts a new one
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'GET', path: loc, scopes: [pushScope(ref)], what: `upload status in ${ref.name}`, ok: [204, 200], retry: false,
     });
-    await res.body.dump();
     const m = /^(?:bytes=)?0-(-?\d+)$/.exec(header(res, 'range') ?? '0--1');
     // distribution answers "0-0" for an empty session as well as for one byte; treat it as empty
     const end = m ? Number(m[1]) : -1;
@@ -333,11 +326,10 @@ export class RegistryClient {
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
     });
-    await res.body.dump();
     const said = header(res, 'docker-content-digest');
     if (said && said !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, said);
     return digest;
@@ -364,11 +356,10 @@ export class RegistryClient {
   async deleteManifest(ref: ImageRef): Promise<void> {
     const digest = ref.digest ?? (await this.headManifest(ref))?.digest;
     if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
       scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],
     });
-    await res.body.dump();
   }
 }
 

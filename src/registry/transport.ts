@@ -376,6 +376,14 @@ export class Transport {
     return this.exchange(req, async (res) => res);
   }
 
+  /** A registry API call whose body does not matter (uploads, HEADs, PUTs): drained under the retry policy too. */
+  call(req: RegRequest): Promise<Omit<RegResponse, 'body'>> {
+    return this.exchange(req, async ({ body, ...rest }) => {
+      await body.dump();
+      return rest;
+    });
+  }
+
   /**
    * A registry API call whose response `consume` reads (e.g. a manifest): a failure anywhere, from connecting to
    * the last body byte, is retried as one unit while its code is retryable and the request's budget lasts.
