@@ -148,6 +148,25 @@ export class RegistryClient {
     return verified(body, desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
   }
 
+  /**
+   * Streams a blob into `sink` (which must read it to the end, and leave nothing behind when it fails, like
+   * BlobStore.put), starting over when the bytes arrive wrong (DIGEST_MISMATCH / SIZE_MISMATCH) or the download
+   * breaks beyond its resumes, under the download budget. openBlob cannot do this itself: its bytes are already
+   * downstream when the digest is checked at the end.
+   */
+  async fetchBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, sink: (blob: Readable) => Promise<void>): Promise<void> {
+    const budget = this.t.retries('pull');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await sink(await this.openBlob(ref, desc));
+        return;
+      } catch (err) {
+        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
+        await this.t.backoff(`GET blob ${desc.digest} of ${ref.name} (from the start)`, err, attempt, budget);
+      }
+    }
+  }
+
   /** Reads a small blob (a config) fully, verified; a corrupt or broken read is fetched again under the retry budget. */
   async readBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Buffer> {
     if (desc.size > MAX_CONFIG) throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `blob ${desc.digest} of ${ref.name} is too large to read into memory`, { hint: 'stream it with openBlob' });

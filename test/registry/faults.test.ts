@@ -148,3 +148,23 @@ it('--push-retry 0 (pushRetries: 0) makes the same 429 fatal, typed, while pulls
   expect((err as BuilderError).code).toBe('REGISTRY_TOO_MANY_REQUESTS');
   expect(await c.hasBlob(dst, img.manifest.config.digest)).toBe(false);
 });
+
+it('a layer that arrives with wrong bytes is fetched again from the start by fetchBlob, and the store gets only good bytes', async () => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const { BlobStore } = await import('../../src/cache/index.js');
+  const dir = await mkdtemp(`${os.tmpdir()}/builder-faults-store-`);
+  try {
+    const store = new BlobStore(dir);
+    const c = client();
+    const img = await c.resolveImage(ref());
+    const layer = img.manifest.layers[0]!;
+    proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'wrong-bytes' });
+    await c.fetchBlob(ref(), layer, (s) => store.put(layer.digest, s, layer.size));
+    expect(await sha(store.open(layer.digest, layer.size))).toEqual({ digest: layer.digest, size: layer.size });
+    expect(proxy.log().filter((e) => e.path.endsWith(layer.digest)).map((e) => e.fault ?? 'ok')).toEqual(['wrong-bytes', 'ok']);
+    expect(logs.some((l) => /from the start\) after DIGEST_MISMATCH/.test(l))).toBe(true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
