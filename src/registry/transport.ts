@@ -29,6 +29,8 @@ export interface RegistryClientOptions {
   platform?: Platform;
   /** Debug lines (method, URL, status); never receives secrets. */
   logger?: (line: string) => void;
+  /** One line per retry (what failed, its code, the wait); defaults to `logger`. */
+  onRetry?: (line: string) => void;
   /** Retry budget of every request when the two below are not set (default 4). */
   retries?: number;
   /** Retries per request while pushing (uploads, mounts, manifest PUT), and new upload sessions per blob (--push-retry). */
@@ -134,7 +136,9 @@ export class Transport {
   async backoff(what: string, err: unknown, attempt: number, budget: number): Promise<void> {
     const wait = this.policy.delay(attempt, err);
     const code = (err as RegistryError)?.code ?? 'error';
-    this.log(`retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`);
+    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
+    if (this.opts.onRetry) this.opts.onRetry(line);
+    else this.log(line);
     await sleep(wait);
   }
 

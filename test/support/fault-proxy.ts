@@ -4,8 +4,8 @@ import type { AddressInfo, Socket } from 'node:net';
 
 /**
  * What to do to a matching request:
- * - reset-body: forward, then reset the connection halfway through the response body (an empty body: right
- *   after the registry answered, so the request took effect and only the answer is lost)
+ * - reset-body: forward, then reset the connection halfway through the response body (an empty body: instead
+ *   of the answer, so the request took effect and only the answer is lost)
  * - reset-request: reset the connection halfway through reading the request body (no body: at once); the
  *   half that was read is forwarded, so the registry sees a request that broke off
  * - status-500 / status-502 / status-503: answer with that status without forwarding
@@ -199,12 +199,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const half = out.length >> 1;
     switch (fault) {
       case 'reset-body':
-        res.writeHead(up.status, headers);
         if (out.length === 0 || req.method === 'HEAD') {
-          res.flushHeaders();
+          // headers alone would be a complete answer: the answer is lost instead
           socket.resetAndDestroy();
           return;
         }
+        res.writeHead(up.status, headers);
         res.write(out.subarray(0, half), () => setImmediate(() => socket.resetAndDestroy()));
         return;
       case 'stall':
