@@ -169,8 +169,9 @@ const TIMEOUT_CODES = ['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_E
 const BROKEN_CODES = ['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'];
 
 /** Network-level failure before a response (refused, reset, DNS, TLS, no answer in time). */
-export function networkError(registry: string, what: string, err: unknown): RegistryError {
-  if (err instanceof RegistryError) return err;
+export function networkError(registry: string, what: string, err: unknown): BuilderError {
+  // already typed (a CA file that cannot be read, a blob source that failed): keep its code
+  if (err instanceof BuilderError) return err;
   const e = err as { code?: string; message?: string };
   const msg = e?.message ?? String(err);
   const tls = /certificate|self[- ]signed|SSL|TLS|wrong version number|ERR_TLS|UNABLE_TO_VERIFY|CERT_/i.test(`${e?.code ?? ''} ${msg}`);

@@ -168,3 +168,14 @@ it('a layer that arrives with wrong bytes is fetched again from the start by fet
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+it('an upload whose source cannot be opened reports the source\'s own error at once, not a registry one', async () => {
+  const c = client();
+  const dst = parseReference(`${proxy.host}/faults/no-source:v1`);
+  const desc = { digest: `sha256:${'0'.repeat(64)}` as const, size: 10 };
+  const err = await c.pushBlob(dst, desc, async () => {
+    throw new BuilderError('BLOB_STORE_MISSING', 'blob is not in the store');
+  }).then(() => undefined, (e: unknown) => e);
+  expect((err as BuilderError).code).toBe('BLOB_STORE_MISSING');
+  expect(logs.filter((l) => l.startsWith('retrying'))).toEqual([]);
+});
