@@ -264,4 +264,11 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     const root = await umociUnpack(layout, 'img', ws.path('bundle-copy'));
     expect((await readFile(path.join(root, 'bin/busybox'))).length).toBeGreaterThan(100_000);
   });
+
+  it('refuses a retry budget that is not a count, naming the flag', async () => {
+    const r = await run('node', [path.join(ROOT, 'bin/builder'), 'digest', `${proxy.host}/faults/base:v1`, '--push-retry', 'many'], { cwd: ws.dir, env: ws.env })
+      .then(() => undefined, (e: unknown) => e as RunError);
+    expect(r?.exitCode).toBe(1);
+    expect(r?.stderr).toContain('FLAG_INVALID: --push-retry=many');
+  });
 });
