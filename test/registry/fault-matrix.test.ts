@@ -1,6 +1,6 @@
 // Faults x operations through the CLI: every injected fault ends in a good image or in exit 1 with a typed error and no tag.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { compileIfStale, registryTags, ROOT, Workspace, type CliResult } from '../build/helpers.js';
@@ -77,8 +77,8 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
     layerDigest = m.layers[0]!.digest;
     // incompressible, several chunks long: the new layer goes up in PATCH chunks when BUILDER_UPLOAD_CHUNK_SIZE is small
     data = randomBytes(4 * CHUNK + 1234);
-    ctx = await ws.context('ctx', { Dockerfile: 'ARG BASE\nFROM $BASE\nCOPY data.bin /data.bin\n', 'data.bin': '' });
-    await import('node:fs/promises').then((fs) => fs.writeFile(path.join(ctx, 'data.bin'), data));
+    ctx = await ws.context('ctx', { Dockerfile: 'ARG BASE\nFROM $BASE\nCOPY data.bin /data.bin\n' });
+    await writeFile(path.join(ctx, 'data.bin'), data);
   });
   afterAll(async () => {
     await proxy?.close();
@@ -111,7 +111,7 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
   }
 
   async function runCell(cell: Cell, i: number, extraArgs: string[] = []): Promise<Outcome> {
-    const name = `${cell.op}-${cell.fault}${cell.persistent ? '-always' : ''}`;
+    const name = `${i}-${cell.op}-${cell.fault}`;
     const baseRepo = `faults/base-${i}`;
     const dstRepo = `faults/dst-${i}`;
     await seedBase(baseRepo);
