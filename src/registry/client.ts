@@ -236,7 +236,7 @@ export class RegistryClient {
 
   private location(res: Pick<RegResponse, 'headers' | 'url'>, ref: ImageRef): string {
     const loc = header(res, 'location');
-    if (!loc) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
+    if (!loc) throw new RegistryError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
     return new URL(loc, res.url).toString();
   }
 
@@ -374,7 +374,7 @@ export class RegistryClient {
   /** Deletes a manifest (by digest; a tag is resolved first). The registry must allow deletes. */
   async deleteManifest(ref: ImageRef): Promise<void> {
     const digest = ref.digest ?? (await this.headManifest(ref))?.digest;
-    if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
+    if (!digest) throw new RegistryError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
     const res = await this.t.call({
       registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
       scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],

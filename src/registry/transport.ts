@@ -9,7 +9,7 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
-import { interruptedError, networkError, registryError, unauthorized, type RegistryError } from './errors.js';
+import { interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
 import { DEFAULT_RETRIES, RetryPolicy } from './retry.js';
 
 export interface RegistryClientOptions {
@@ -169,7 +169,7 @@ export class Transport {
       try {
         ca = [...rootCertificates, await readFile(caFile, 'utf8')];
       } catch (err) {
-        throw new BuilderError('REGISTRY_CERTIFICATE_UNREADABLE', `cannot read the CA certificate ${caFile} for registry ${host}`, {
+        throw new RegistryError('REGISTRY_CERTIFICATE_UNREADABLE', `cannot read the CA certificate ${caFile} for registry ${host}`, {
           hint: 'check the path given to --registry-certificate HOST=PATH', cause: err,
         });
       }
@@ -210,7 +210,7 @@ export class Transport {
       const res = await this.sendOnce(url, { method: 'GET', headers: {} }, true);
       const body = await res.body.text().catch(() => '');
       if (res.status === 400 && /HTTP request to an HTTPS server/i.test(body)) {
-        throw new BuilderError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used`, {
+        throw new RegistryError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used`, {
           hint: `trust its CA with --registry-certificate ${registry}=/path/ca.crt or use --skip-tls-verify-registry ${registry}`,
         });
       }
@@ -296,12 +296,12 @@ export class Transport {
   /** One token request; failures are typed and the caller's retry loop asks again when they are transient. */
   private async fetchToken(registry: string, ch: Challenge, scopes: string[], cred: Credential | undefined, what: string): Promise<Token> {
     const realm = ch.params.realm;
-    if (!realm) throw new BuilderError('REGISTRY_AUTH_INVALID', `registry ${registry} asked for a bearer token without a realm`, { hint: 'the registry auth configuration is broken' });
+    if (!realm) throw new RegistryError('REGISTRY_AUTH_INVALID', `registry ${registry} asked for a bearer token without a realm`, { hint: 'the registry auth configuration is broken' });
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
-      throw new BuilderError('REGISTRY_AUTH_INVALID', `registry ${registry} sent an invalid token realm "${realm}"`, { hint: 'the registry auth configuration is broken' });
+      throw new RegistryError('REGISTRY_AUTH_INVALID', `registry ${registry} sent an invalid token realm "${realm}"`, { hint: 'the registry auth configuration is broken' });
     }
     const server = `${registry} (token server ${url.host})`;
     let res: RegResponse;
@@ -335,10 +335,10 @@ export class Transport {
     try {
       j = JSON.parse(text) as typeof j;
     } catch {
-      throw new BuilderError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned invalid JSON`, { hint: 'the registry auth configuration is broken' });
+      throw new RegistryError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned invalid JSON`, { hint: 'the registry auth configuration is broken' });
     }
     const value = j.token ?? j.access_token;
-    if (!value) throw new BuilderError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned no token`, { hint: 'the registry auth configuration is broken' });
+    if (!value) throw new RegistryError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned no token`, { hint: 'the registry auth configuration is broken' });
     const ttl = (typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60) * 1000;
     const issued = j.issued_at ? Date.parse(j.issued_at) : NaN;
     const start = Number.isFinite(issued) && issued <= Date.now() ? issued : Date.now();
