@@ -21,6 +21,8 @@ export interface ResumableOptions {
  * digest (wrap it in a VerifyingStream): a registry ignoring Range is handled by skipping what we already have.
  */
 export function resumableBody(t: Transport, first: RegResponse, o: ResumableOptions): Readable {
+  // destroying the stream must not wait out a backoff (up to a capped Retry-After) before it closes
+  const stop = new AbortController();
   async function* bytes(): AsyncGenerator<Buffer> {
     let res: RegResponse | undefined = first;
     let offset = 0;
@@ -52,10 +54,16 @@ export function resumableBody(t: Transport, first: RegResponse, o: ResumableOpti
       res = undefined;
       const e = failure instanceof BuilderError ? failure : interruptedError(o.registry, o.what, failure, offset, o.size);
       if (!t.policy.shouldRetry(e, attempt, o.retries)) throw e;
-      await t.backoff(`${o.what} from byte ${offset}`, e, attempt, o.retries);
+      await t.backoff(`${o.what} from byte ${offset}`, e, attempt, o.retries, stop.signal);
     }
   }
-  return Readable.from(bytes(), { objectMode: false, highWaterMark: 256 * 1024 });
+  const r = Readable.from(bytes(), { objectMode: false, highWaterMark: 256 * 1024 });
+  const destroy = r._destroy.bind(r);
+  r._destroy = (err, cb) => {
+    stop.abort();
+    destroy(err, cb);
+  };
+  return r;
 }
 
 /** Where a re-request's body starts: `offset` for a 206 that says so, 0 for a 200 (Range ignored: skip what we have). */

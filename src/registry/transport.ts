@@ -132,14 +132,14 @@ export class Transport {
     return Math.max(0, n ?? this.opts.retries ?? DEFAULT_RETRIES);
   }
 
-  /** Waits out the policy's delay before retry `attempt`, logging why. */
-  async backoff(what: string, err: unknown, attempt: number, budget: number): Promise<void> {
+  /** Waits out the policy's delay before retry `attempt`, logging why; `signal` cuts the wait short (AbortError). */
+  async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
     const wait = this.policy.delay(attempt, err);
     const code = (err as RegistryError)?.code ?? 'error';
     const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
     if (this.opts.onRetry) this.opts.onRetry(line);
     else this.log(line);
-    await sleep(wait);
+    await sleep(wait, undefined, signal ? { signal } : {});
   }
 
   private insecureFor(host: string): boolean {
