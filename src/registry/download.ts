@@ -21,7 +21,7 @@ export interface ResumableOptions {
  * digest (wrap it in a VerifyingStream): a registry ignoring Range is handled by skipping what we already have.
  */
 export function resumableBody(t: Transport, first: RegResponse, o: ResumableOptions): Readable {
-  // destroying the stream must not wait out a backoff (up to a capped Retry-After) before it closes
+  // a destroyed stream closes at once, but its generator would wait out a backoff and then ask again: stop it
   const stop = new AbortController();
   async function* bytes(): AsyncGenerator<Buffer> {
     let res: RegResponse | undefined = first;

