@@ -16,9 +16,9 @@ export interface ResumableOptions {
 }
 
 /**
- * The blob's bytes from `first` and, after a reset, truncation or stall, from ranged re-requests. Lazy: nothing
- * is read (and no error raised) until the consumer reads. Errors are RegistryErrors; it does not verify the
- * digest (wrap it in a VerifyingStream): a registry ignoring Range is handled by skipping what we already have.
+ * The blob's bytes from `first` and, after a reset, truncation or stall, from ranged re-requests (a registry that
+ * ignores Range sends everything again and we skip what we have). Fails only with typed errors, after the budget.
+ * It does not verify the digest: wrap it in a VerifyingStream.
  */
 export function resumableBody(t: Transport, first: RegResponse, o: ResumableOptions): Readable {
   // a destroyed stream closes at once, but its generator would wait out a backoff and then ask again: stop it
