@@ -345,12 +345,21 @@ export class RegistryClient {
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
-    const res = await this.t.call({
+    const what = `PUT manifest ${ref}`;
+    await this.t.exchange({
       registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
-      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
+      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what, ok: [201, 200, 202],
+    }, async (res) => {
+      await res.body.dump();
+      const said = header(res, 'docker-content-digest');
+      // other bytes arrived (damaged on the way) and sit under the tag: sending ours again (a retry) repairs it.
+      // Never delete what the registry stored: a registry that rewrites manifests may share it with other tags.
+      if (said && said !== digest) {
+        throw new BuilderError('DIGEST_MISMATCH', `${what}: the registry stored a manifest with digest ${said}, not the ${digest} that was sent`, {
+          hint: 'the tag may now point at that manifest; the registry rewrites manifests (check it supports this media type) or the network damages them',
+        });
+      }
     });
-    const said = header(res, 'docker-content-digest');
-    if (said && said !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, said);
     return digest;
   }
 

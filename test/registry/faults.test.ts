@@ -195,3 +195,28 @@ it('a layer stream destroyed while it waits to resume gives up: no timer left ru
   await sleep(2000);
   expect(proxy.log().filter((e) => e.path.endsWith(layer.digest))).toHaveLength(1);
 });
+
+it('a manifest PUT damaged on the way is sent again: the tag ends on our manifest, never on the damaged one', async () => {
+  const c = client();
+  const img = await c.resolveImage(ref());
+  const dst = parseReference(`${proxy.host}/faults/app:damaged`);
+  // the registry takes the altered bytes: the tag points at a manifest that is not ours until we send it again
+  proxy.add({ method: 'PUT', path: /^\/v2\/faults\/app\/manifests\/damaged$/, fault: 'alter-body' });
+  expect(await c.putManifest(dst, img.manifestBytes, img.mediaType)).toBe(img.manifestDigest);
+  expect(proxy.log().filter((e) => e.method === 'PUT').map((e) => e.fault ?? 'ok')).toEqual(['alter-body', 'ok']);
+  expect(logs.some((l) => /^retrying PUT manifest .* after DIGEST_MISMATCH/.test(l))).toBe(true);
+  expect((await c.getManifest(parseReference(`${reg.host}/faults/app:damaged`))).digest).toBe(img.manifestDigest);
+});
+
+it('a manifest altered on every try fails typed after the budget, naming both digests', async () => {
+  const c = client({ pushRetries: 1 });
+  const img = await c.resolveImage(ref());
+  const dst = parseReference(`${proxy.host}/faults/app:always-altered`);
+  proxy.add({ method: 'PUT', path: /^\/v2\/faults\/app\/manifests\/always-altered$/, fault: 'alter-body', times: Infinity });
+  const err = await c.putManifest(dst, img.manifestBytes, img.mediaType).then(() => undefined, (e: unknown) => e);
+  expect((err as BuilderError).code).toBe('DIGEST_MISMATCH');
+  expect((err as BuilderError).message).toContain(img.manifestDigest);
+  expect(proxy.log().filter((e) => e.method === 'PUT')).toHaveLength(2);
+  // what the registry stored is left alone (it may be another tag's manifest on a registry that rewrites them)
+  expect((await c.getManifest(parseReference(`${reg.host}/faults/app:v1`))).digest).toBe(img.manifestDigest);
+});

@@ -14,10 +14,12 @@ import type { AddressInfo, Socket } from 'node:net';
  * - truncate: the response ends (FIN) halfway through a body whose Content-Length promised all of it
  * - short-length: the response claims (and sends) half the body's length, then closes
  * - wrong-bytes: one byte in the middle flipped: of the request body when it has one, else of the response body
+ * - alter-body: the request body arrives as other content that is still valid JSON (a space appended), as from a
+ *   middlebox or registry that rewrites what it gets
  */
 export type FaultKind =
   | 'reset-body' | 'reset-request' | 'status-500' | 'status-502' | 'status-503' | '429-seconds' | '429-date'
-  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes';
+  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes' | 'alter-body';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'reset-body', 'reset-request', 'status-500', 'status-502', 'status-503', '429-seconds', '429-date',
@@ -187,6 +189,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       sent = Buffer.from(body);
       sent[sent.length >> 1]! ^= 0xff;
     }
+    if (fault === 'alter-body') sent = Buffer.concat([body, Buffer.from(' ')]);
     let up: Awaited<ReturnType<typeof upstreamCall>>;
     try {
       up = await upstreamCall(req, sent);
