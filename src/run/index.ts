@@ -11,8 +11,10 @@ import { findSandboxTools, namespaceArgs, runSandboxed, type SandboxOptions } fr
 export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts } from './sandbox.js';
 export {
+  EXECUTOR_IMAGE_MARKER,
   IN_PLACE_IGNORED_PATHS,
   detectContainer,
+  readExecutorImageMarker,
   mountPointsToIgnore,
   unescapeMountPath,
   type Credentials,

@@ -147,7 +147,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--target <stage>', 'build up to this stage')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
-    .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place')
+    .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place only inside builder\'s executor image')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
