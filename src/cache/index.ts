@@ -1,4 +1,4 @@
-// Public surface of src/cache: the local content-addressed blob store and the layers it backs.
+// Public surface of src/cache: the local content-addressed store of base images (documents and layers) and its warmer.
 export { BlobStore, type BlobStoreOptions, type PutFileOptions, type PutOptions, type VerifyResult } from './blob-store.js';
 export { remoteLayer } from './layers.js';
 export { stepKey, instructionText, isCacheKey, CACHE_KEY_VERSION, type StepKeyInput } from './keys.js';
@@ -8,3 +8,4 @@ export {
 } from './layer-cache.js';
 export { pruneLayerCache, type PruneResult } from './prune.js';
 export { resolveImageCached, type ImageDocument, type ResolveCachedOptions } from './image-store.js';
+export { dockerfileTargets, imageStore, warmImage, warmImages, type DockerfileTargetsOptions, type WarmOptions, type WarmResult, type WarmTarget } from './warm.js';
