@@ -108,6 +108,17 @@ describe('builder warm', () => {
     expect(onRepo(log, 'warm/base', 'blobs')).toEqual([]);
   });
 
+  it('a build FROM a multi-platform index pinned by digest on a warm store makes no registry request', async () => {
+    const cache = ws.path('cache-index');
+    const { digest } = await registryManifest(reg, 'warm/multi', 'v1');
+    const pinned = `${reg.host}/warm/multi@${digest}`;
+    await warmOk(ws, ['--cache-dir', cache, '--image', pinned]);
+    const ctx = await ws.context('ctx-index', { Dockerfile: `FROM ${pinned}\nRUN echo hi > /hi.txt\n` });
+    const before = (await reg.accessLog()).length;
+    await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--no-push'], { cache });
+    expect((await reg.accessLog()).slice(before).filter((e) => e.path.startsWith('/v2/warm/'))).toEqual([]);
+  });
+
   it('a build drops a corrupt stored layer and config and downloads them again', async () => {
     const cache = ws.path('cache-corrupt');
     await warmOk(ws, ['--cache-dir', cache, '--image', tagRef]);
