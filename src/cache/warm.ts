@@ -108,7 +108,7 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
     result.downloaded.bytes += d.size;
     opts.log(`${what} downloaded`);
   });
-  opts.log(`warmed ${label} -> ${top}: ${layers.length} layers, ${result.downloaded.layers} downloaded (${formatBytes(result.downloaded.bytes)}), ${result.present} already stored`);
+  opts.log(`warmed ${label} -> ${top}: ${layers.length} layer${layers.length === 1 ? '' : 's'}, ${result.downloaded.layers} downloaded (${formatBytes(result.downloaded.bytes)}), ${result.present} already stored`);
   return result;
 }
 
