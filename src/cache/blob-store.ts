@@ -1,7 +1,7 @@
 // BlobStore: the local content-addressed blob store (dir/blobs/sha256/<hex>) of layers, manifests and configs, verified on write and on read.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -120,6 +120,7 @@ export class BlobStore {
       if (isBuilderError(err)) throw err;
       throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store blob ${d} in ${this.dir}`, err);
     }
+    await this.recordStored(d);
   }
 
   /** Stores bytes already in memory (a manifest or config) under d, verified like put(). */
@@ -153,15 +154,30 @@ export class BlobStore {
   /** Reads a stored blob through the verifier: 'corrupt' entries are removed, so the caller can fetch them again. */
   async verify(d: Digest, size?: number): Promise<VerifyResult> {
     try {
+      const before = await this.fingerprint(d);
       for await (const _ of this.open(d, size)) {
         // hashed by the verifier
       }
+      // Recorded only when the file read is still the file at the path (no concurrent replace in between).
+      if (before !== undefined && before === (await this.fingerprint(d))) await this.recordVerified(d, before);
       return 'ok';
     } catch (err) {
       if (isBuilderError(err, 'BLOB_STORE_MISSING')) return 'missing';
       if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) return 'corrupt';
       throw err;
     }
+  }
+
+  /**
+   * verify() without re-reading a file already verified in its current state (same inode, size, mtime, ctime):
+   * a stored blob is never rewritten in place, so a changed fingerprint means tampering and triggers a full read.
+   * Damage that leaves the fingerprint alone (bad sectors) is still caught by open() on the read that uses it.
+   */
+  async check(d: Digest, size?: number): Promise<VerifyResult> {
+    const now = await this.fingerprint(d);
+    if (now === undefined) return 'missing';
+    const known = await readFile(this.verifiedPath(d), 'utf8').catch(() => undefined);
+    return known === now ? 'ok' : this.verify(d, size);
   }
 
   /** Removes temp files older than `olderThanMs` that a killed writer left behind; returns how many. */
@@ -215,6 +231,7 @@ export class BlobStore {
       await unlink(tmp).catch(() => undefined);
       throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store ${existingPath} as blob ${d} in ${this.dir}`, err);
     }
+    await this.recordStored(d);
   }
 
   /** Removes a blob; absent is fine. */
@@ -222,6 +239,29 @@ export class BlobStore {
     await unlink(this.path(d)).catch((err) => {
       if (errno(err) !== 'ENOENT') throw storeError('BLOB_STORE_WRITE_FAILED', `cannot remove blob ${d} from ${this.dir}`, err);
     });
+  }
+
+  /** "ino:size:mtime:ctime" of the stored file (ns precision), or undefined when absent. */
+  private async fingerprint(d: Digest): Promise<string | undefined> {
+    const st = await lstat(this.path(d), { bigint: true }).catch(() => undefined);
+    return st ? `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : undefined;
+  }
+
+  private verifiedPath(d: Digest): string {
+    return path.join(this.dir, 'verified', digestHex(d));
+  }
+
+  /** After a verified write: whichever put's rename won, the file at the path was verified by its writer. */
+  private async recordStored(d: Digest): Promise<void> {
+    const fp = await this.fingerprint(d);
+    if (fp !== undefined) await this.recordVerified(d, fp);
+  }
+
+  /** Best effort: a missing or torn record only costs a full read next time. */
+  private async recordVerified(d: Digest, fingerprint: string): Promise<void> {
+    await mkdir(path.dirname(this.verifiedPath(d)), { recursive: true })
+      .then(() => writeFile(this.verifiedPath(d), fingerprint))
+      .catch(() => undefined);
   }
 
   private async tempPath(final: string): Promise<string> {

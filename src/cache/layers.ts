@@ -12,8 +12,8 @@ export function remoteLayer(
   let pending: Promise<boolean> | undefined;
   const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
-      // A stored copy is read through the verifier before use: a corrupt one is removed and downloaded again, never half extracted.
-      const found = await store.verify(descriptor.digest, descriptor.size);
+      // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
+      const found = await store.check(descriptor.digest, descriptor.size);
       if (found === 'ok') return false;
       if (found === 'corrupt') (onWarning ?? client.opts.logger)?.(`layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`);
       await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);

@@ -89,6 +89,27 @@ describe('BlobStore', () => {
     expect(await store.has(d)).toBe(false);
   });
 
+  it('check() trusts a blob verified in its current state without reading it, and re-reads a changed one', async () => {
+    class Counting extends BlobStore {
+      reads = 0;
+      override verify(d: Parameters<BlobStore['verify']>[0], size?: number) {
+        this.reads++;
+        return super.verify(d, size);
+      }
+    }
+    const counting = new Counting(dir);
+    const d = sha256('layer once verified');
+    await counting.putBytes(d, Buffer.from('layer once verified'));
+    expect(await counting.check(d)).toBe('ok');
+    expect(counting.reads).toBe(0); // verified while written
+    chmodSync(counting.path(d), 0o644);
+    writeFileSync(counting.path(d), 'layer twice verified'.slice(0, 19)); // same size, other bytes
+    expect(await counting.check(d)).toBe('corrupt');
+    expect(counting.reads).toBe(1);
+    expect(await counting.has(d)).toBe(false);
+    expect(await counting.check(d)).toBe('missing');
+  });
+
   it('read() returns small blobs whole, undefined when absent or above max', async () => {
     const d = sha256('{"a":1}');
     expect(await store.read(d, { max: 100 })).toBeUndefined();
