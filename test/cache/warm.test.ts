@@ -162,6 +162,21 @@ describe('builder warm', () => {
     expect(onRepo(log, 'warm/base', 'blobs')).toEqual([]);
   });
 
+  it('--cache-ttl: a moved tag is seen again once its record is older than the TTL', async () => {
+    const cache = ws.path('cache-moved');
+    const moving = await pushBusybox(reg, 'warm/moving', 'v1', 'v2s2');
+    const first = await registryManifest(reg, 'warm/moving', 'v1');
+    await warmOk(ws, ['--cache-dir', cache, '--image', moving]);
+    await pushBusybox(reg, 'warm/moving', 'v1', 'oci'); // same content, other media types: another manifest digest
+    const second = await registryManifest(reg, 'warm/moving', 'v1');
+    expect(second.digest).not.toBe(first.digest);
+    const within = await warmOk(ws, ['--cache-dir', cache, '--image', moving, '--cache-ttl', '1h']);
+    expect(within.stderr).toContain(`-> ${first.digest}`);
+    await new Promise((r) => setTimeout(r, 20));
+    const expired = await warmOk(ws, ['--cache-dir', cache, '--image', moving, '--cache-ttl', '10ms']);
+    expect(expired.stderr).toContain(`-> ${second.digest}`);
+  });
+
   it('--force downloads every document and layer again', async () => {
     const cache = ws.path('cache-force');
     await warmOk(ws, ['--cache-dir', cache, '--image', tagRef]);
