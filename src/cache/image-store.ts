@@ -17,6 +17,8 @@ export interface ResolveCachedOptions {
   refresh?: boolean;
   /** A stored document was corrupt: it was removed and fetched again. */
   onWarning?: (message: string) => void;
+  /** Fail when the store cannot be read or written (the warmer); default: warn and use the registry, the image is resolved anyway. */
+  strict?: boolean;
   /** Where each document came from, for progress output. */
   onDocument?: (kind: ImageDocument, digest: Digest, from: 'store' | 'registry') => void;
 }
@@ -34,17 +36,24 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
     try {
       return await store.read(d, { max, ...(size !== undefined ? { size } : {}) });
     } catch (err) {
-      if (!isBuilderError(err, 'BLOB_STORE_CORRUPT')) throw err;
-      (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it again`);
+      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it again`);
+      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it from the registry`);
+      else throw err;
       return undefined;
     }
+  };
+  const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
+    await store.putBytes(d, bytes, replace).catch((err: unknown) => {
+      if (opts.strict || !isBuilderError(err) || !err.code.startsWith('BLOB_STORE_')) throw err;
+      (opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
+    });
   };
   const manifestAt = async (r: ImageRef, declared?: string): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
     const bytes = r.digest ? await stored(r.digest, MAX_MANIFEST) : undefined;
     // Stored bytes have no Content-Type: the type comes from the index's descriptor or the document itself.
     if (bytes && r.digest) return { digest: r.digest, bytes, mediaType: manifestMediaType(bytes, declared), from: 'store' };
     const m = await client.getManifest(r);
-    await store.putBytes(m.digest, m.bytes, replace);
+    await keep(m.digest, m.bytes);
     return { ...m, from: 'registry' };
   };
 
@@ -68,7 +77,7 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
   const configFrom = configBytes ? 'store' : 'registry';
   if (!configBytes) {
     configBytes = await client.readBlob(ref, manifest.config);
-    await store.putBytes(manifest.config.digest, configBytes, replace);
+    await keep(manifest.config.digest, configBytes);
   }
   opts.onDocument?.('config', manifest.config.digest, configFrom);
   return {

@@ -78,6 +78,7 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
   }
   const img = await resolveImageCached(opts.client, store, resolveRef, target.platform, {
     refresh: opts.force,
+    strict: true,
     onWarning: (m) => opts.log(`  warning: ${m}`),
     onDocument: (kind, d, from) => opts.log(`  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
   });

@@ -119,6 +119,15 @@ describe('builder warm', () => {
     expect((await reg.accessLog()).slice(before).filter((e) => e.path.startsWith('/v2/warm/'))).toEqual([]);
   });
 
+  it('a build that needs no base layer succeeds when the cache cannot be written (documents are cached best effort)', async () => {
+    const cache = ws.path('cache-unwritable');
+    await ws.context('cache-unwritable', { 'blobs-store': 'a file where the store directory should be' });
+    const ctx = await ws.context('ctx-unwritable', { Dockerfile: `FROM ${tagRef}\nLABEL a=b\n` });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--no-push', '-v'], { cache });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/going on without caching it/);
+  });
+
   it('a build drops a corrupt stored layer and config and downloads them again', async () => {
     const cache = ws.path('cache-corrupt');
     await warmOk(ws, ['--cache-dir', cache, '--image', tagRef]);
