@@ -1,7 +1,7 @@
 // Images resolved through the local store: manifests, indexes and configs are blobs by digest, so a pinned reference needs no registry.
 import type { Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { formatPlatform, isIndexMediaType, manifestMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
+import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
 import { withDigest, type ImageRef } from '../reference/index.js';
 import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
 import type { BlobStore } from './blob-store.js';
@@ -26,7 +26,7 @@ export interface ResolveCachedOptions {
 /**
  * client.resolveImage through `store`: a reference by digest whose documents are stored makes no request;
  * a reference by tag costs the one GET of its manifest; whatever is fetched is stored. Same checks as the
- * client: digests verified, the platform picked from an index (PLATFORM_NOT_FOUND), manifest and config parsed.
+ * client: digests verified, the document's type checked, the platform picked from an index (PLATFORM_NOT_FOUND), manifest and config parsed.
  */
 export async function resolveImageCached(client: RegistryClient, store: BlobStore, ref: ImageRef, platform?: Platform, opts: ResolveCachedOptions = {}): Promise<ResolvedImage> {
   const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
@@ -48,10 +48,10 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
       (opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
     });
   };
-  const manifestAt = async (r: ImageRef, declared?: string): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
+  const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
     const bytes = r.digest ? await stored(r.digest, MAX_MANIFEST) : undefined;
-    // Stored bytes have no Content-Type: the type comes from the index's descriptor or the document itself.
-    if (bytes && r.digest) return { digest: r.digest, bytes, mediaType: manifestMediaType(bytes, declared), from: 'store' };
+    // Stored bytes have no Content-Type: the client's document check with none lets the body decide the type.
+    if (bytes && r.digest) return { digest: r.digest, bytes, mediaType: checkManifestDocument(bytes, undefined, `manifest ${r} (stored)`), from: 'store' };
     const m = await client.getManifest(r);
     await keep(m.digest, m.bytes);
     return { ...m, from: 'registry' };
@@ -69,7 +69,7 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
         hint: `choose one of: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
       });
     }
-    top = await manifestAt(withDigest(ref, pick.digest), pick.mediaType);
+    top = await manifestAt(withDigest(ref, pick.digest));
   }
   opts.onDocument?.('manifest', top.digest, top.from);
   const manifest = parseManifest(top.bytes, `manifest ${ref}`);
