@@ -38,6 +38,7 @@ function ttlMs(v: string | undefined): number {
 export function register(program: Command, env: CliEnv): void {
   const cmd = program
     .command('warm')
+    .summary('fill the --cache-dir store with base images, e.g. from a scheduled job (kaniko warmer flags)')
     .description(
       'fill the --cache-dir store with base images (manifests, config, every layer) so builds that follow need no base download: ' +
         'a FROM pinned by digest then makes no registry request, a FROM by tag one manifest request (kaniko warmer flags)',
