@@ -18,6 +18,7 @@ interface WarmFlags extends RegistryFlags {
   cacheDir?: string;
   force?: boolean;
   cacheTtl?: string;
+  verbosity?: string;
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -57,11 +58,13 @@ export function register(program: Command, env: CliEnv): void {
     // kaniko warmer's spellings of the registry flags, so its job definitions work unchanged.
     .option('--customPlatform <os/arch[/variant]>', 'same as --custom-platform (kaniko warmer\'s spelling)')
     .option('--insecure-pull', 'same as --insecure (kaniko warmer\'s spelling)')
-    .option('--skip-tls-verify-pull', 'same as --skip-tls-verify (kaniko warmer\'s spelling)');
+    .option('--skip-tls-verify-pull', 'same as --skip-tls-verify (kaniko warmer\'s spelling)')
+    .option('--verbosity <level>', 'info (default): progress lines on stderr; error: errors only');
   cmd.action(async (raw: WarmFlags & { insecurePull?: boolean; skipTlsVerifyPull?: boolean }) => {
     const flags: WarmFlags = { ...raw, insecure: raw.insecure === true || raw.insecurePull === true, skipTlsVerify: raw.skipTlsVerify === true || raw.skipTlsVerifyPull === true };
     const opts = registryOptions(flags, env);
     const ttl = ttlMs(flags.cacheTtl);
+    const quiet = flags.verbosity === 'error' || flags.verbosity === 'panic' || flags.verbosity === 'fatal';
     const platform = platformFromFlags(flags);
     const targets: WarmTarget[] = (flags.image ?? []).map((image) => ({ image, platform }));
     if (flags.dockerfile) {
@@ -94,7 +97,7 @@ export function register(program: Command, env: CliEnv): void {
         cacheDir: path.resolve(env.cwd, flags.cacheDir ?? defaultCacheDir(env)),
         force: flags.force === true,
         ttlMs: ttl,
-        log: (line) => void env.stderr.write(`builder: ${line}\n`),
+        log: quiet ? () => undefined : (line) => void env.stderr.write(`builder: ${line}\n`),
       });
     } finally {
       await client.close();
