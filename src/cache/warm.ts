@@ -76,11 +76,18 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
       opts.log(`  tag resolved ${formatAge(age)} ago to ${rec.digest} (within --cache-ttl): not asking the registry`);
     }
   }
-  const img = await resolveImageCached(opts.client, store, resolveRef, target.platform, {
+  const resolveOpts = {
     refresh: opts.force,
     strict: true,
-    onWarning: (m) => opts.log(`  warning: ${m}`),
-    onDocument: (kind, d, from) => opts.log(`  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
+    onWarning: (m: string) => opts.log(`  warning: ${m}`),
+    onDocument: (kind: string, d: Digest, from: 'store' | 'registry') => opts.log(`  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
+  };
+  const img = await resolveImageCached(opts.client, store, resolveRef, target.platform, resolveOpts).catch((err: unknown) => {
+    if (!tagFromRecord) throw err;
+    // The recorded digest is gone from the store and the registry: the tag itself is the truth.
+    opts.log(`  the recorded digest cannot be resolved (${isBuilderError(err) ? err.code : String(err)}): asking the registry about the tag`);
+    tagFromRecord = false;
+    return resolveImageCached(opts.client, store, ref, target.platform, resolveOpts);
   });
   const top = img.index?.digest ?? img.manifestDigest;
   if (!ref.digest && !tagFromRecord) await writeTagRecord(opts.cacheDir, { ref: ref.toString(), digest: top, resolvedAt: new Date(now()).toISOString() });

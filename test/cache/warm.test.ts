@@ -1,6 +1,6 @@
 // `builder warm` and the base-image store: concurrent warmers, offline builds from a pinned base, one manifest request per tag, corrupt entries.
 import { createHash } from 'node:crypto';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox, pushMultiPlatform } from '../support/images.js';
@@ -184,6 +184,21 @@ describe('builder warm', () => {
     await new Promise((r) => setTimeout(r, 20));
     const expired = await warmOk(ws, ['--cache-dir', cache, '--image', moving, '--cache-ttl', '10ms']);
     expect(expired.stderr).toContain(`-> ${second.digest}`);
+  });
+
+  it('--cache-ttl: a recorded digest that is gone from the store and the registry falls back to the tag', async () => {
+    const cache = ws.path('cache-gone');
+    const ref = await pushBusybox(reg, 'warm/gone', 'v1', 'v2s2');
+    const first = await registryManifest(reg, 'warm/gone', 'v1');
+    await warmOk(ws, ['--cache-dir', cache, '--image', ref]);
+    await pushBusybox(reg, 'warm/gone', 'v1', 'oci');
+    const second = await registryManifest(reg, 'warm/gone', 'v1');
+    const del = await fetch(`${reg.url}/v2/warm/gone/manifests/${first.digest}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    await rm(blobFile(cache, first.digest));
+    const r = await warmOk(ws, ['--cache-dir', cache, '--image', ref, '--cache-ttl', '1h']);
+    expect(r.stderr).toMatch(/recorded digest cannot be resolved/);
+    expect(r.stderr).toContain(`-> ${second.digest}`);
   });
 
   it('--force downloads every document and layer again', async () => {
