@@ -73,7 +73,7 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
     if (rec && age >= 0 && age < opts.ttlMs) {
       resolveRef = withDigest(ref, rec.digest);
       tagFromRecord = true;
-      opts.log(`  tag resolved ${formatAge(age)} ago to ${rec.digest} (within --cache-ttl): not asking the registry`);
+      opts.log(`  tag resolved ${formatAge(age)} ago to ${rec.digest} (within the cache TTL): not asking the registry`);
     }
   }
   const resolveOpts = {
@@ -126,8 +126,8 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
  */
 export async function warmImages(targets: readonly WarmTarget[], opts: WarmOptions): Promise<WarmResult[]> {
   if (targets.length === 0) {
-    throw new BuilderError('WARM_NO_IMAGES', 'nothing to warm: no image given and the Dockerfile names no registry image', {
-      hint: 'name images with --image REF, or a Dockerfile whose FROM lines name registry images',
+    throw new BuilderError('WARM_NO_IMAGES', 'nothing to warm: no image given', {
+      hint: 'give at least one registry image reference',
     });
   }
   const removed = await imageStore(opts.cacheDir).removeStaleTemp(24 * 3600_000, (opts.now ?? Date.now)());

@@ -163,7 +163,7 @@ describe('builder warm', () => {
     let before = (await reg.accessLog()).length;
     const fresh = await warmOk(ws, ['--cache-dir', cache, '--image', tagRef, '--cache-ttl', '1h']);
     expect((await reg.accessLog()).slice(before)).toEqual([]);
-    expect(fresh.stderr).toMatch(/within --cache-ttl/);
+    expect(fresh.stderr).toMatch(/within the cache TTL/);
     before = (await reg.accessLog()).length;
     await warmOk(ws, ['--cache-dir', cache, '--image', tagRef]);
     const log = (await reg.accessLog()).slice(before);
