@@ -151,7 +151,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
-    .option('--cache-dir <dir>', 'local store of base-image layers, kept between builds (default ~/.cache/builder)')
+    .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
     .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
     .option('--cleanup [bool]', 'remove the work dir after the build (default true)', parseBool)
     .option('--cache [bool]', 'reuse and store step layers in a cache repository, keyed by the step and everything it reads', parseBool)
