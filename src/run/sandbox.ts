@@ -11,7 +11,7 @@
 // chroot/chdir), and 18 ms is noise next to any real RUN step and its snapshot.
 
 import { constants as fsConstants } from 'node:fs';
-import { access, lstat, mkdir, mkdtemp, readFile, realpath, rm, rmdir, unlink, utimes, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
@@ -57,6 +57,10 @@ export interface SandboxTools {
   env: string;
   sh: string;
   mount: string;
+  umount: string;
+  nsenter: string;
+  pivotRoot: string;
+  mkfifo: string;
   ip?: string;
 }
 
@@ -76,15 +80,39 @@ const MOUNT_POINTS: readonly MountPoint[] = [
   { path: '/etc/hosts', kind: 'file', flag: 'hosts' },
 ];
 
-// Runs in the new namespaces before the chroot; fixed text, every variable part is a positional arg.
-// Errors go to fd 3 so they are never mistaken for the command's own output or exit code.
+/** Docker's default capability set (moby oci/caps/defaults.go); everything else leaves the bounding set. */
+export const DOCKER_CAPS: readonly string[] = [
+  'chown', 'dac_override', 'fsetid', 'fowner', 'mknod', 'net_raw', 'setgid', 'setuid',
+  'setfcap', 'setpcap', 'net_bind_service', 'sys_chroot', 'kill', 'audit_write',
+];
+
+/** Top-level host entries the host tools need after the pivot (binaries, libraries, the loader). */
+const HOST_VIEW_ENTRIES = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'usr'];
+
+// Stage 1, in the new namespaces with the host root: runtime mounts, the host tool view, the pivot helper.
+// Fixed text, every variable part is a positional arg. Errors go to fd 3 so they are never mistaken
+// for the command's own output or exit code.
 const SETUP_SCRIPT = `
-R=$1; T=$2; F=" $3 "; IP=$4; shift 4
+R=$1; T=$2; F=" $3 "; IP=$4; BINDS=$5; STAGE2=$6; SH=$7; shift 7
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
-if has proc; then mount -t proc -o nosuid,nodev,noexec proc "$R/proc" 2>&3 || fail "cannot mount /proc"; fi
+mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root onto itself"
+if has dev; then V=$R/dev; elif has proc; then V=$R/proc; else fail "the root has no /dev or /proc directory to mount on"; fi
+mount --bind -o ro "$T/view" "$V" 2>&3 || fail "cannot mount the host tool view"
+for b in $BINDS; do mount --bind -o ro "/$b" "$V/$b" 2>&3 || fail "cannot bind /$b into the host tool view"; done
+exec 6<"$V" || fail "cannot open the host tool view"
+if has proc; then
+  mount -t proc -o nosuid,nodev,noexec proc "$R/proc" 2>&3 || fail "cannot mount /proc"
+  for p in bus fs irq sys sysrq-trigger; do
+    [ ! -e "$R/proc/$p" ] || mount --bind -o ro "$R/proc/$p" "$R/proc/$p" 2>&3 || fail "cannot make /proc/$p read-only"
+  done
+  for p in asound acpi kcore keys latency_stats timer_list timer_stats sched_debug scsi; do
+    if [ -d "$R/proc/$p" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec tmpfs "$R/proc/$p" 2>&3 || fail "cannot mask /proc/$p"
+    elif [ -e "$R/proc/$p" ]; then mount --bind /dev/null "$R/proc/$p" 2>&3 || fail "cannot mask /proc/$p"; fi
+  done
+fi
 if has dev; then
-  mount -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs "$R/dev" 2>&3 || fail "cannot mount tmpfs on /dev"
+  mount -t tmpfs -o nosuid,nodev,strictatime,mode=755,size=65536k tmpfs "$R/dev" 2>&3 || fail "cannot mount tmpfs on /dev"
   for d in null zero full random urandom tty; do
     : > "$R/dev/$d" && mount --bind "/dev/$d" "$R/dev/$d" 2>&3 || fail "cannot provide /dev/$d"
   done
@@ -95,11 +123,33 @@ if has dev; then
 fi
 if has sys; then
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null ||
-    { mount --rbind /sys "$R/sys" 2>&3 && mount -o remount,bind,ro "$R/sys" 2>&3; } || fail "cannot mount /sys"
+    mount --bind -o ro,nosuid,nodev,noexec /sys "$R/sys" 2>&3 || fail "cannot mount /sys"
+  for p in firmware devices/virtual/powercap; do
+    [ ! -d "$R/sys/$p" ] || mount -t tmpfs -o ro,nosuid,nodev,noexec tmpfs "$R/sys/$p" 2>&3 || fail "cannot mask /sys/$p"
+  done
 fi
 if has resolv; then mount --bind "$T/resolv.conf" "$R/etc/resolv.conf" 2>&3 || fail "cannot provide /etc/resolv.conf"; fi
 if has hosts; then mount --bind "$T/hosts" "$R/etc/hosts" 2>&3 || fail "cannot provide /etc/hosts"; fi
 if has lo && [ -n "$IP" ]; then "$IP" link set lo up 2>/dev/null; fi
+mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
+# The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
+( exec 8<"$T/go" 9>"$T/done" 2>&3; read _ <&8 && cd "$R" && pivot_root . .; echo $? >&9 ) &
+exec 8>"$T/go" 9<"$T/done" 4<"$R"
+exec nsenter --root=/proc/self/fd/6 --wd=/proc/self/fd/6 -- "$SH" -c "$STAGE2" builder-sandbox "$@"
+`;
+
+// Stage 2, rooted in the host tool view: wait for the pivot, detach the old root, then exec the
+// privilege drop (setpriv) and the final chroot into the new mount namespace root (unshare --root=.).
+const STAGE2_SCRIPT = `
+exec 6<&-
+fail() { echo "$*" >&3; exit 125; }
+mount -t proc -o nosuid,nodev,noexec proc /proc 2>&3 || fail "cannot mount /proc in the host tool view"
+echo go >&8; read rc <&9; read _ <&9
+[ "$rc" = 0 ] || fail "pivot_root into the build root failed"
+cd -P /proc/self/fd/4 2>&- || fail "cannot enter the build root after pivot_root"
+umount -c -l . 2>&3 || fail "cannot detach the host root"
+umount -l /proc 2>&3 || fail "cannot unmount /proc in the host tool view"
+exec 4<&- 8>&- 9<&-
 echo ready >&3; exec 3>&-
 exec "$@"
 `;
@@ -118,12 +168,12 @@ export async function findSandboxTools(): Promise<SandboxTools | { missing: stri
     }
     return undefined;
   };
-  const [unshare, setpriv, env, sh, mount, ip] = await Promise.all(
-    ['unshare', 'setpriv', 'env', 'sh', 'mount', 'ip'].map(find),
-  );
-  const required = { unshare, setpriv, env, sh, mount };
-  for (const [name, p] of Object.entries(required)) if (p === undefined) return { missing: name };
-  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, ...(ip ? { ip } : {}) };
+  const names = ['unshare', 'setpriv', 'env', 'sh', 'mount', 'umount', 'nsenter', 'pivot_root', 'mkfifo'] as const;
+  const found = await Promise.all(names.map(find));
+  const ip = await find('ip');
+  for (let i = 0; i < names.length; i++) if (found[i] === undefined) return { missing: names[i]! };
+  const [unshare, setpriv, env, sh, mount, umount, nsenter, pivotRoot, mkfifo] = found as string[];
+  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, ...(ip ? { ip } : {}) };
 }
 
 /** The namespace flags of the outer unshare; exported for the availability probe. */
@@ -189,6 +239,44 @@ async function cleanupMountPoints(prepared: Prepared): Promise<void> {
   for (const [dir, t] of prepared.parents) await utimes(dir, t.atime, t.mtime).catch(() => undefined);
 }
 
+/**
+ * Lays out the host tool view's skeleton in dir: top-level symlinks copied (merged /usr), mount points
+ * for the system dirs and ld.so.cache. Returns what stage 1 bind-mounts there, read-only, relative to "/".
+ */
+async function prepareHostView(dir: string): Promise<string[]> {
+  await mkdir(path.join(dir, 'etc'), { recursive: true, mode: 0o755 });
+  await mkdir(path.join(dir, 'proc'), { mode: 0o755 });
+  const binds: string[] = [];
+  for (const name of HOST_VIEW_ENTRIES) {
+    const st = await lstat(`/${name}`).catch(() => undefined);
+    if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(dir, name));
+    else if (st?.isDirectory()) {
+      await mkdir(path.join(dir, name), { mode: 0o755 });
+      binds.push(name);
+    }
+  }
+  if ((await lstat('/etc/ld.so.cache').catch(() => undefined))?.isFile()) {
+    await writeFile(path.join(dir, 'etc/ld.so.cache'), '', { mode: 0o644 });
+    binds.push('etc/ld.so.cache');
+  }
+  return binds;
+}
+
+/**
+ * Removes the per-run dir entry by entry, never recursing through a directory we did not make: the
+ * view's mount points are only mounted inside the step's namespace, but if one ever leaked to the
+ * host, rmdir fails (EBUSY) where a recursive rm would walk into the host's /usr.
+ */
+async function removeRuntimeDir(dir: string): Promise<void> {
+  const view = path.join(dir, 'view');
+  const entries = [...HOST_VIEW_ENTRIES, 'etc/ld.so.cache', 'etc', 'proc'].map((e) => path.join(view, e));
+  for (const p of [...entries, view, ...['resolv.conf', 'hosts', 'go', 'done'].map((f) => path.join(dir, f)), dir]) {
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) continue;
+    await (st.isDirectory() ? rmdir(p) : unlink(p)).catch(() => undefined);
+  }
+}
+
 /** resolv.conf and hosts copies the step may read (or even write) without touching the host's. */
 async function writeRuntimeFiles(dir: string, network: NetworkMode): Promise<void> {
   const resolv = network === 'none' ? '' : await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 8.8.8.8\n');
@@ -216,7 +304,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   const found = tools ?? (await findSandboxTools());
   if ('missing' in found) {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot run ${what} in a sandbox: host tool "${found.missing}" not found`, {
-      hint: 'Install util-linux (unshare, setpriv, mount) or use --run-mode in-place inside a container.',
+      hint: 'Install util-linux (unshare, setpriv, nsenter, mount, pivot_root) and coreutils, or use --run-mode in-place inside a container.',
     });
   }
   const root = await realpath(opts.root).catch((cause: unknown) => {
@@ -235,16 +323,19 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
   try {
     await writeRuntimeFiles(runtimeDir, network);
+    const binds = await prepareHostView(path.join(runtimeDir, 'view'));
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
     const args = [
       ...namespaceArgs(network),
       '--',
-      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), found.ip ?? '',
-      // Host side, still uid 0: set gid and supplementary groups, keep uid for the chroot.
-      found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--',
+      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), found.ip ?? '', binds.join(' '), STAGE2_SCRIPT, found.sh,
+      // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
+      found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
+      `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
       // The step's env is applied here and nowhere earlier; unshare passes it to the command unchanged.
       found.env, '-i', '--', ...env,
-      found.unshare, `--root=${root}`, `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
+      // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
+      found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
       ...opts.argv,
     ];
     const out = await spawnStreaming({
@@ -277,7 +368,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     }
     return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
   } finally {
-    await rm(runtimeDir, { recursive: true, force: true });
+    await removeRuntimeDir(runtimeDir);
     await cleanupMountPoints(prepared);
   }
 }
