@@ -176,8 +176,8 @@ export async function findSandboxTools(): Promise<SandboxTools | { missing: stri
   return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, ...(ip ? { ip } : {}) };
 }
 
-/** The namespace flags of the outer unshare; exported for the availability probe. */
-export function namespaceArgs(network: NetworkMode): string[] {
+/** The namespace flags of the outer unshare. */
+function namespaceArgs(network: NetworkMode): string[] {
   const args = ['--mount', '--pid', '--ipc', '--uts', '--fork', '--kill-child=SIGKILL', '--propagation', 'private'];
   if (network === 'none') args.push('--net');
   return args;
