@@ -62,6 +62,8 @@ export interface SandboxTools {
   pivotRoot: string;
   mkfifo: string;
   ip?: string;
+  /** Runs stage 2 when present: it can close inherited descriptors above 9. */
+  bash?: string;
 }
 
 interface MountPoint {
@@ -148,8 +150,13 @@ echo go >&8; read rc <&9; read _ <&9
 [ "$rc" = 0 ] || fail "pivot_root into the build root failed"
 cd -P /proc/self/fd/4 2>&- || fail "cannot enter the build root after pivot_root"
 umount -c -l . 2>&3 || fail "cannot detach the host root"
+# Descriptors the builder inherited without close-on-exec must not reach the step (runc closes them too);
+# dash cannot name fds above 9, bash can.
+for f in /proc/self/fd/*; do
+  n=\${f##*/}
+  case $n in 0|1|2|3) ;; [4-9]) eval "exec $n<&-" ;; *) [ -z "$BASH_VERSION" ] || eval "exec $n<&-" ;; esac
+done
 umount -l /proc 2>&3 || fail "cannot unmount /proc in the host tool view"
-exec 4<&- 8>&- 9<&-
 echo ready >&3; exec 3>&-
 exec "$@"
 `;
@@ -170,10 +177,10 @@ export async function findSandboxTools(): Promise<SandboxTools | { missing: stri
   };
   const names = ['unshare', 'setpriv', 'env', 'sh', 'mount', 'umount', 'nsenter', 'pivot_root', 'mkfifo'] as const;
   const found = await Promise.all(names.map(find));
-  const ip = await find('ip');
+  const [ip, bash] = await Promise.all([find('ip'), find('bash')]);
   for (let i = 0; i < names.length; i++) if (found[i] === undefined) return { missing: names[i]! };
   const [unshare, setpriv, env, sh, mount, umount, nsenter, pivotRoot, mkfifo] = found as string[];
-  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, ...(ip ? { ip } : {}) };
+  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, ...(ip ? { ip } : {}), ...(bash ? { bash } : {}) };
 }
 
 /** The namespace flags of the outer unshare. */
@@ -328,7 +335,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     const args = [
       ...namespaceArgs(network),
       '--',
-      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), found.ip ?? '', binds.join(' '), STAGE2_SCRIPT, found.sh,
+      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), found.ip ?? '', binds.join(' '), STAGE2_SCRIPT, found.bash ?? found.sh,
       // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
