@@ -9,7 +9,7 @@ want=(docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah
 missing=()
 for pair in "${want[@]}"; do
   pkg=${pair%%:*}; bin=${pair#*:}
-  if [[ $bin == /* ]]; then [[ -x $bin ]] || missing+=("$pkg")
+  if [[ $bin == /* ]]; then [[ -e $bin ]] || missing+=("$pkg")
   else command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg"); fi
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
