@@ -61,6 +61,7 @@ export interface SandboxTools {
   nsenter: string;
   pivotRoot: string;
   mkfifo: string;
+  cp: string;
   ip?: string;
   /** Runs stage 2 when present: it can close inherited descriptors above 9. */
   bash?: string;
@@ -91,47 +92,23 @@ export const DOCKER_CAPS: readonly string[] = [
 /** Top-level host entries the host tools need after the pivot (binaries, libraries, the loader). */
 const HOST_VIEW_ENTRIES = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'usr'];
 
-// Stage 1, in the new namespaces with the host root: runtime mounts, the host tool view, the pivot helper.
-// Fixed text, every variable part is a positional arg. Errors go to fd 3 so they are never mistaken
-// for the command's own output or exit code.
+// Stage 1, in the new namespaces with the host root: the mounts (batched in fstab files written by
+// runSandboxed, one mount(8) process each), the host tool view, the pivot helper. Fixed text, every
+// variable part is a positional arg. Errors go to fd 3 so they are never mistaken for the command's
+// own output or exit code.
 const SETUP_SCRIPT = `
-R=$1; T=$2; F=" $3 "; IP=$4; BINDS=$5; STAGE2=$6; SH=$7; shift 7
+R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; shift 7
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
-mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root onto itself"
-if has dev; then V=$R/dev; elif has proc; then V=$R/proc; else fail "the root has no /dev or /proc directory to mount on"; fi
-mount --bind -o ro "$T/view" "$V" 2>&3 || fail "cannot mount the host tool view"
-for b in $BINDS; do mount --bind -o ro "/$b" "$V/$b" 2>&3 || fail "cannot bind /$b into the host tool view"; done
+mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the build root or the host tool view"
 exec 6<"$V" || fail "cannot open the host tool view"
-if has proc; then
-  mount -t proc -o nosuid,nodev,noexec proc "$R/proc" 2>&3 || fail "cannot mount /proc"
-  for p in bus fs irq sys sysrq-trigger; do
-    [ ! -e "$R/proc/$p" ] || mount --bind -o ro "$R/proc/$p" "$R/proc/$p" 2>&3 || fail "cannot make /proc/$p read-only"
-  done
-  for p in asound acpi kcore keys latency_stats timer_list timer_stats sched_debug scsi; do
-    if [ -d "$R/proc/$p" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec tmpfs "$R/proc/$p" 2>&3 || fail "cannot mask /proc/$p"
-    elif [ -e "$R/proc/$p" ]; then mount --bind /dev/null "$R/proc/$p" 2>&3 || fail "cannot mask /proc/$p"; fi
-  done
-fi
-if has dev; then
-  mount -t tmpfs -o nosuid,nodev,strictatime,mode=755,size=65536k tmpfs "$R/dev" 2>&3 || fail "cannot mount tmpfs on /dev"
-  for d in null zero full random urandom tty; do
-    : > "$R/dev/$d" && mount --bind "/dev/$d" "$R/dev/$d" 2>&3 || fail "cannot provide /dev/$d"
-  done
-  ln -s /proc/self/fd "$R/dev/fd"; ln -s /proc/self/fd/0 "$R/dev/stdin"
-  ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
-  mkdir -m 1777 "$R/dev/shm" && mount -t tmpfs -o nosuid,nodev,mode=1777 shm "$R/dev/shm" 2>/dev/null
-  mkdir "$R/dev/pts" && mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$R/dev/pts" 2>/dev/null && ln -s pts/ptmx "$R/dev/ptmx"
-fi
+mount -a -T "$T/proc-dev.fstab" 2>&3 || fail "cannot mount /proc or /dev"
+if has dev; then cp -a "$T/dev/." "$R/dev/" 2>&3 || fail "cannot populate /dev"; fi
 if has sys; then
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null ||
     mount --bind -o ro,nosuid,nodev,noexec /sys "$R/sys" 2>&3 || fail "cannot mount /sys"
-  for p in firmware devices/virtual/powercap; do
-    [ ! -d "$R/sys/$p" ] || mount -t tmpfs -o ro,nosuid,nodev,noexec tmpfs "$R/sys/$p" 2>&3 || fail "cannot mask /sys/$p"
-  done
 fi
-if has resolv; then mount --bind "$T/resolv.conf" "$R/etc/resolv.conf" 2>&3 || fail "cannot provide /etc/resolv.conf"; fi
-if has hosts; then mount --bind "$T/hosts" "$R/etc/hosts" 2>&3 || fail "cannot provide /etc/hosts"; fi
+mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf or /etc/hosts"
 if has lo && [ -n "$IP" ]; then "$IP" link set lo up 2>/dev/null; fi
 mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
 # The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
@@ -175,12 +152,12 @@ export async function findSandboxTools(): Promise<SandboxTools | { missing: stri
     }
     return undefined;
   };
-  const names = ['unshare', 'setpriv', 'env', 'sh', 'mount', 'umount', 'nsenter', 'pivot_root', 'mkfifo'] as const;
+  const names = ['unshare', 'setpriv', 'env', 'sh', 'mount', 'umount', 'nsenter', 'pivot_root', 'mkfifo', 'cp'] as const;
   const found = await Promise.all(names.map(find));
   const [ip, bash] = await Promise.all([find('ip'), find('bash')]);
   for (let i = 0; i < names.length; i++) if (found[i] === undefined) return { missing: names[i]! };
-  const [unshare, setpriv, env, sh, mount, umount, nsenter, pivotRoot, mkfifo] = found as string[];
-  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, ...(ip ? { ip } : {}), ...(bash ? { bash } : {}) };
+  const [unshare, setpriv, env, sh, mount, umount, nsenter, pivotRoot, mkfifo, cp] = found as string[];
+  return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, cp: cp!, ...(ip ? { ip } : {}), ...(bash ? { bash } : {}) };
 }
 
 /** The namespace flags of the outer unshare. */
@@ -246,41 +223,119 @@ async function cleanupMountPoints(prepared: Prepared): Promise<void> {
   for (const [dir, t] of prepared.parents) await utimes(dir, t.atime, t.mtime).catch(() => undefined);
 }
 
+/** Docker's read-only /proc paths and masked /proc and /sys paths (moby oci/defaults.go). */
+const PROC_READONLY = ['bus', 'fs', 'irq', 'sys', 'sysrq-trigger'];
+const PROC_MASKED = ['asound', 'acpi', 'kcore', 'keys', 'latency_stats', 'timer_list', 'timer_stats', 'sched_debug', 'scsi'];
+const SYS_MASKED = ['firmware', 'devices/virtual/powercap'];
+const DEV_NODES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+const DEV_LINKS: readonly [string, string][] = [
+  ['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'],
+];
+
+/** Every path runSandboxed may create in its per-run dir, relative, deepest first (for removal). */
+const RUNTIME_ENTRIES: readonly string[] = [
+  ...HOST_VIEW_ENTRIES.map((e) => `view/${e}`), 'view/etc/ld.so.cache', 'view/etc', 'view/proc', 'view',
+  ...[...DEV_NODES, ...DEV_LINKS.map(([n]) => n), 'shm', 'pts'].map((e) => `dev/${e}`), 'dev',
+  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'resolv.conf', 'hosts', 'go', 'done',
+];
+
+/** An fstab field: libmount unescapes \ooo octal, so spaces and friends in paths survive. */
+function fstabField(s: string): string {
+  return s.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
+  const st = await lstat(p).catch(() => undefined);
+  return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'file';
+};
+
 /**
- * Lays out the host tool view's skeleton in dir: top-level symlinks copied (merged /usr), mount points
- * for the system dirs and ld.so.cache. Returns what stage 1 bind-mounts there, read-only, relative to "/".
+ * Writes the per-run files stage 1 needs into dir: the host tool view's skeleton (top-level symlinks
+ * copied for merged /usr, mount points for the system dirs and ld.so.cache), the /dev template, and
+ * the three fstab files it mounts in order. Returns where the view is mounted: under the root's /dev
+ * (or /proc), so the runtime mount there covers it once stage 2 holds it as its root.
  */
-async function prepareHostView(dir: string): Promise<string[]> {
-  await mkdir(path.join(dir, 'etc'), { recursive: true, mode: 0o755 });
-  await mkdir(path.join(dir, 'proc'), { mode: 0o755 });
-  const binds: string[] = [];
+async function writeSetupFiles(root: string, dir: string, flags: string[]): Promise<string> {
+  const has = (f: string): boolean => flags.includes(f);
+  if (!has('dev') && !has('proc')) {
+    throw new BuilderError('RUN_SANDBOX_SETUP', `the build root ${root} has neither a /dev nor a /proc directory`, {
+      hint: 'The base image replaced /dev and /proc with symlinks or files; the sandbox needs one of them as a directory.',
+    });
+  }
+  const view = path.join(dir, 'view');
+  const viewAt = path.join(root, has('dev') ? 'dev' : 'proc');
+  await mkdir(path.join(view, 'etc'), { recursive: true, mode: 0o755 });
+  await mkdir(path.join(view, 'proc'), { mode: 0o755 });
+  const line = (src: string, dst: string, type: string, options: string): string =>
+    `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
+  // pivot_root needs the root to be a mount point; nodev stands in for Docker's device cgroup.
+  let rootTab = line(root, root, 'none', 'bind,nodev') + line(view, viewAt, 'none', 'bind,ro');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
-    if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(dir, name));
+    if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));
     else if (st?.isDirectory()) {
-      await mkdir(path.join(dir, name), { mode: 0o755 });
-      binds.push(name);
+      await mkdir(path.join(view, name), { mode: 0o755 });
+      rootTab += line(`/${name}`, path.join(viewAt, name), 'none', 'bind,ro');
     }
   }
-  if ((await lstat('/etc/ld.so.cache').catch(() => undefined))?.isFile()) {
-    await writeFile(path.join(dir, 'etc/ld.so.cache'), '', { mode: 0o644 });
-    binds.push('etc/ld.so.cache');
+  if ((await kindOf('/etc/ld.so.cache')) === 'file') {
+    await writeFile(path.join(view, 'etc/ld.so.cache'), '', { mode: 0o644 });
+    rootTab += line('/etc/ld.so.cache', path.join(viewAt, 'etc/ld.so.cache'), 'none', 'bind,ro');
   }
-  return binds;
+
+  let procDevTab = '';
+  let runtimeTab = '';
+  if (has('proc')) {
+    const proc = path.join(root, 'proc');
+    procDevTab += line('proc', proc, 'proc', 'nosuid,nodev,noexec');
+    // The kernel is the host's, so the host's /proc says which of these exist.
+    for (const p of PROC_READONLY) {
+      if (await kindOf(`/proc/${p}`)) procDevTab += line(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
+    }
+    for (const p of PROC_MASKED) {
+      const kind = await kindOf(`/proc/${p}`);
+      if (kind === 'dir') procDevTab += line('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+      else if (kind === 'file') procDevTab += line('/dev/null', path.join(proc, p), 'none', 'bind');
+    }
+  }
+  if (has('dev')) {
+    const dev = path.join(root, 'dev');
+    procDevTab += line('tmpfs', dev, 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k');
+    const tpl = path.join(dir, 'dev');
+    await mkdir(tpl, { mode: 0o755 });
+    for (const d of DEV_NODES) {
+      await writeFile(path.join(tpl, d), '', { mode: 0o644 });
+      runtimeTab += line(`/dev/${d}`, path.join(dev, d), 'none', 'bind');
+    }
+    for (const [name, target] of DEV_LINKS) await symlink(target, path.join(tpl, name));
+    await mkdir(path.join(tpl, 'shm'), { mode: 0o755 });
+    await mkdir(path.join(tpl, 'pts'), { mode: 0o755 });
+    runtimeTab += line('shm', path.join(dev, 'shm'), 'tmpfs', 'nosuid,nodev,mode=1777');
+    runtimeTab += line('devpts', path.join(dev, 'pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620');
+  }
+  if (has('sys')) {
+    for (const p of SYS_MASKED) {
+      if ((await kindOf(`/sys/${p}`)) === 'dir') runtimeTab += line('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+    }
+  }
+  if (has('resolv')) runtimeTab += line(path.join(dir, 'resolv.conf'), path.join(root, 'etc/resolv.conf'), 'none', 'bind');
+  if (has('hosts')) runtimeTab += line(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
+  await writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 });
+  await writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 });
+  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab, { mode: 0o600 });
+  return viewAt;
 }
 
 /**
- * Removes the per-run dir entry by entry, never recursing through a directory we did not make: the
- * view's mount points are only mounted inside the step's namespace, but if one ever leaked to the
- * host, rmdir fails (EBUSY) where a recursive rm would walk into the host's /usr.
+ * Removes the per-run dir entry by entry, never recursing: the view's mount points are mounted only
+ * inside the step's namespace, but if one ever leaked to the host, rmdir fails (EBUSY) where a
+ * recursive rm would walk into the host's /usr.
  */
 async function removeRuntimeDir(dir: string): Promise<void> {
-  const view = path.join(dir, 'view');
-  const entries = [...HOST_VIEW_ENTRIES, 'etc/ld.so.cache', 'etc', 'proc'].map((e) => path.join(view, e));
-  for (const p of [...entries, view, ...['resolv.conf', 'hosts', 'go', 'done'].map((f) => path.join(dir, f)), dir]) {
+  for (const rel of [...RUNTIME_ENTRIES, '.']) {
+    const p = path.join(dir, rel);
     const st = await lstat(p).catch(() => undefined);
-    if (!st) continue;
-    await (st.isDirectory() ? rmdir(p) : unlink(p)).catch(() => undefined);
+    if (st) await (st.isDirectory() ? rmdir(p) : unlink(p)).catch(() => undefined);
   }
 }
 
@@ -330,12 +385,12 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
   try {
     await writeRuntimeFiles(runtimeDir, network);
-    const binds = await prepareHostView(path.join(runtimeDir, 'view'));
+    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags);
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
     const args = [
       ...namespaceArgs(network),
       '--',
-      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), found.ip ?? '', binds.join(' '), STAGE2_SCRIPT, found.bash ?? found.sh,
+      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.bash ?? found.sh,
       // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',

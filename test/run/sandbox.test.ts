@@ -172,7 +172,7 @@ describe.skipIf(!probe.ok)('sandbox hostile roots', () => {
 });
 
 describe('sandbox failures', () => {
-  const tools = { setpriv: '/usr/bin/setpriv', env: '/usr/bin/env', sh: '/bin/sh', mount: '/usr/bin/mount', umount: '/usr/bin/umount', nsenter: '/usr/bin/nsenter', pivotRoot: '/usr/sbin/pivot_root', mkfifo: '/usr/bin/mkfifo' };
+  const tools = { setpriv: '/usr/bin/setpriv', env: '/usr/bin/env', sh: '/bin/sh', mount: '/usr/bin/mount', umount: '/usr/bin/umount', nsenter: '/usr/bin/nsenter', pivotRoot: '/usr/sbin/pivot_root', mkfifo: '/usr/bin/mkfifo', cp: '/usr/bin/cp' };
   it('reports namespaces that cannot be created as RUN_SANDBOX_SETUP and cleans up', async () => {
     const r = await makeBusyboxRoot();
     try {
