@@ -97,7 +97,7 @@ const HOST_VIEW_ENTRIES = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'us
 // variable part is a positional arg. Errors go to fd 3 so they are never mistaken for the command's
 // own output or exit code.
 const SETUP_SCRIPT = `
-R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; shift 7
+R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; BASH=$8; shift 8
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
 mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the build root or the host tool view"
@@ -114,6 +114,7 @@ mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
 # The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
 ( exec 8<"$T/go" 9>"$T/done" 2>&3; read _ <&8 && cd "$R" && pivot_root . .; echo $? >&9 ) &
 exec 8>"$T/go" 9<"$T/done" 4<"$R"
+for f in /proc/self/fd/[1-9][0-9]*; do [ ! -e "$f" ] || [ -z "$BASH" ] || SH=$BASH; done
 exec nsenter --root=/proc/self/fd/6 --wd=/proc/self/fd/6 -- "$SH" -c "$STAGE2" builder-sandbox "$@"
 `;
 
@@ -126,14 +127,14 @@ mount -t proc -o nosuid,nodev,noexec proc /proc 2>&3 || fail "cannot mount /proc
 echo go >&8; read rc <&9; read _ <&9
 [ "$rc" = 0 ] || fail "pivot_root into the build root failed"
 cd -P /proc/self/fd/4 2>&- || fail "cannot enter the build root after pivot_root"
-umount -c -l . 2>&3 || fail "cannot detach the host root"
 # Descriptors the builder inherited without close-on-exec must not reach the step (runc closes them too);
-# dash cannot name fds above 9, bash can.
+# dash cannot name fds above 9, so stage 1 picks bash when there are such fds.
 for f in /proc/self/fd/*; do
   n=\${f##*/}
   case $n in 0|1|2|3) ;; [4-9]) eval "exec $n<&-" ;; *) [ -z "$BASH_VERSION" ] || eval "exec $n<&-" ;; esac
 done
-umount -l /proc 2>&3 || fail "cannot unmount /proc in the host tool view"
+# Detach the old root (stacked on "." by pivot_root), then this view's /proc: neither may outlive setup.
+umount -c -l . /proc 2>&3 || fail "cannot detach the host root"
 echo ready >&3; exec 3>&-
 exec "$@"
 `;
@@ -390,7 +391,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     const args = [
       ...namespaceArgs(network),
       '--',
-      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.bash ?? found.sh,
+      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.sh, found.bash ?? '',
       // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
