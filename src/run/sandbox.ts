@@ -7,10 +7,11 @@
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
-// Measured on the dev host (2 cores shared with other jobs, load ~11; `true`, 40 runs, whole runStep()):
-//   previous chain (unshare + chroot, all capabilities)   min ~98 ms, median ~165 ms
-//   this chain (pivot_root, Docker caps, masks)           min ~103 ms, median ~260 ms
-//   `unshare --mount --pid --fork true` alone             min ~3 ms,  median ~8 ms
+// Measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
+// best of three rounds):
+//   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
+//   this chain (pivot_root, Docker caps, masks)           min ~43 ms, median ~73 ms
+//   `unshare --mount --pid --fork true` alone             min ~3 ms,  median ~4 ms
 // Most of it is process starts (about 17 per run); it is still small next to a real RUN step and its snapshot.
 
 import { constants as fsConstants } from 'node:fs';
