@@ -74,7 +74,7 @@ describe.skipIf(!probe.ok)('sandbox against hostile RUN steps', () => {
     const marker = path.join(hostDir, 'marker-preload');
     // Relative: resolved by the loader of the last host helper (cwd = the build root) before it chroots.
     const res = await run(['/bin/true'], { env: ['LD_PRELOAD=./hostile.so', `HOSTILE_MARKER=${marker}`] });
-    expect(res.stderr).toContain('PRELOAD-RAN');
+    expect(res.stderr).toContain('PRELOAD-RAN uid=0 proc=absent usr-write=Read-only file system');
     expect(res.stdout).toMatch(/blocked: /);
     expect(await exists(marker)).toBe(false);
     expect(res.exitCode).toBe(0);
