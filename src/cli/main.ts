@@ -3,11 +3,13 @@ import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import type { CliEnv } from './env.js';
 import * as buildCommand from './commands/build.js';
+import * as cacheCommand from './commands/cache.js';
 import * as copyCommand from './commands/copy.js';
 import * as digestCommand from './commands/digest.js';
 import * as inspectCommand from './commands/inspect.js';
 import * as lsCommand from './commands/ls.js';
 import * as planCommand from './commands/plan.js';
+import * as warmCommand from './commands/warm.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
@@ -23,11 +25,13 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
     buildCommand,
+    cacheCommand,
     copyCommand,
     inspectCommand,
     digestCommand,
     lsCommand,
     planCommand,
+    warmCommand,
   ];
   for (const c of commands) c.register(program, env);
   try {

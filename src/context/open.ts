@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
+import { checkTextFile, locateDockerfile, resolveInside } from './dockerfile.js';
 import { goClean } from './gopath.js';
 import { PatternMatcher, parseIgnoreFile } from './ignore.js';
 import { extractTarContext } from './tar.js';
@@ -117,7 +118,7 @@ async function finish(
 ): Promise<BuildContext> {
   const dir = opts.subPath ? await applySubPath(root, opts.subPath, spec) : root;
   const dockerfilePath = await findDockerfile(opts.dockerfile, opts.cwd, dir);
-  const ignoreFile = await findIgnoreFile(dockerfilePath, dir);
+  const ignoreFile = await findIgnoreFile(dockerfilePath, dir, opts.cwd);
   let patterns: string[] = [];
   if (ignoreFile) {
     const text = await readFile(ignoreFile, 'utf8').catch((err: unknown) => {
@@ -180,22 +181,24 @@ async function applySubPath(root: string, subPath: string, spec: string): Promis
 
 async function findDockerfile(dockerfile: string | undefined, cwd: string, dir: string): Promise<string | undefined> {
   if (!dockerfile) return undefined;
-  const candidates = path.isAbsolute(dockerfile) ? [dockerfile] : [path.resolve(cwd, dockerfile), path.join(dir, dockerfile)];
-  for (const c of candidates) {
-    const st = await stat(c).catch(() => undefined);
-    if (st?.isFile()) return c;
-  }
-  return undefined;
+  return locateDockerfile(dockerfile, { cwd, contextDir: dir });
 }
 
-async function findIgnoreFile(dockerfilePath: string | undefined, dir: string): Promise<string | undefined> {
+/** `<Dockerfile>.dockerignore` next to the Dockerfile, else the context's `.dockerignore`; a symlink may not leave the context. */
+async function findIgnoreFile(dockerfilePath: string | undefined, dir: string, cwd: string): Promise<string | undefined> {
   const candidates = [
     ...(dockerfilePath ? [path.join(path.dirname(dockerfilePath), `${path.basename(dockerfilePath)}.dockerignore`)] : []),
     path.join(dir, '.dockerignore'),
   ];
+  const areas = [dir, await realpath(cwd).catch(() => path.resolve(cwd))];
   for (const c of candidates) {
-    const st = await stat(c).catch(() => undefined);
-    if (st?.isFile()) return c;
+    const real = await resolveInside(c, areas, 'ignore file');
+    if (real === undefined) continue;
+    const st = await stat(real).catch(() => undefined);
+    if (st?.isFile()) {
+      await checkTextFile(c, real, 'ignore file');
+      return c;
+    }
   }
   return undefined;
 }

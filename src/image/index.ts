@@ -4,3 +4,5 @@ export * from './platform.js';
 export * from './parse.js';
 export { OciLayout, readOciLayout, loadLayoutImage, writeOciLayout, bufferStream, type LayoutDocument } from './oci-layout.js';
 export { writeDockerArchive, type DockerArchiveOptions } from './docker-archive.js';
+export { fileLayer, layerMediaType, formatOfManifest, type Layer } from './layer.js';
+export { assembleImage, imageBlobOpener, type AssembleInput, type Image } from './mutate.js';

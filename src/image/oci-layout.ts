@@ -136,6 +136,13 @@ export class OciLayout {
     const out = { ...idx, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...keep, entry] };
     await atomicWrite(join(this.dir, 'index.json'), JSON.stringify(out));
   }
+
+  /** Removes the index.json entry named `tag` (its blobs stay until a garbage collection). */
+  async removeRef(tag: string): Promise<void> {
+    const idx = await this.readIndex();
+    const out = { ...idx, manifests: idx.manifests.filter((m) => m.annotations?.[REF_NAME_ANNOTATION] !== tag) };
+    await atomicWrite(join(this.dir, 'index.json'), JSON.stringify(out));
+  }
 }
 
 function names(idx: Index): string[] {

@@ -25,6 +25,50 @@ export function manifestMediaType(bytes: Buffer, declared?: string): string {
   return Array.isArray(j.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
 }
 
+/** Content types that say nothing about the document: its body decides, as containerd does for registries that send none. */
+const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
+const SCHEMA1_TYPES = new Set<string>([MediaType.DockerManifestSchema1, MediaType.DockerManifestSchema1Signed]);
+
+function unsupportedType(what: string, why: string): BuilderError {
+  return new BuilderError('MANIFEST_MEDIA_TYPE_UNSUPPORTED', `${what}: ${why}`, {
+    hint: 'builder reads Docker schema 2 and OCI image manifests and indexes: check the reference and the registry address (is a proxy or login page answering?), or re-push the image with a current tool',
+  });
+}
+
+/**
+ * The media type of a manifest or index a registry served with `contentType`, checked against the document:
+ * a known manifest/index Content-Type must agree with the body's mediaType and shape; a generic or missing one
+ * (application/json, text/plain, none) lets the body decide; anything else (text/html, schema 1, artifacts) is refused.
+ * The body is never quoted in errors: it may be a page that is not meant for logs.
+ */
+export function checkManifestDocument(bytes: Buffer, contentType: string | undefined, what = 'manifest'): string {
+  const ct = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const known = (mt: string): boolean => isManifestMediaType(mt) || isIndexMediaType(mt);
+  if (SCHEMA1_TYPES.has(ct)) throw unsupportedType(what, `the registry serves a Docker schema 1 manifest (${ct}), which is deprecated and not supported`);
+  if (!known(ct) && !GENERIC_CONTENT_TYPES.has(ct)) throw unsupportedType(what, `the registry answered with Content-Type "${ct}", which is not an image manifest or index`);
+  let v: unknown;
+  try {
+    v = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw bad(what, `the ${bytes.length}-byte body${ct ? ` (Content-Type ${ct})` : ''} is not JSON, so not a manifest`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(what, 'the body is not a JSON object, so not a manifest');
+  const doc = v as Record<string, unknown>;
+  if (doc.schemaVersion === 1 || doc.fsLayers !== undefined) throw unsupportedType(what, 'the registry serves a Docker schema 1 manifest, which is deprecated and not supported');
+  if (doc.schemaVersion !== 2) throw bad(what, `schemaVersion ${JSON.stringify(doc.schemaVersion) ?? 'missing'} is not 2`);
+  const declared = typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
+  if (declared !== undefined && !known(declared)) throw unsupportedType(what, `the document's mediaType "${declared}" is not an image manifest or index`);
+  if (known(ct) && declared !== undefined && declared !== ct) throw bad(what, `Content-Type ${ct} but the document says mediaType ${declared}`);
+  const looksIndex = Array.isArray(doc.manifests);
+  const looksManifest = typeof doc.config === 'object' && doc.config !== null && Array.isArray(doc.layers);
+  const mt = known(ct) ? ct : declared ?? (looksIndex && !looksManifest ? MediaType.OciIndex : looksManifest && !looksIndex ? MediaType.OciManifest : undefined);
+  if (mt === undefined) throw bad(what, 'the document is neither a manifest (config and layers) nor an index (manifests)');
+  // containerd's check: the shape must be the one the type says.
+  if (isManifestMediaType(mt) && (!looksManifest || looksIndex)) throw bad(what, `${mt} expected, but the document is not an image manifest (config and layers)`);
+  if (isIndexMediaType(mt) && (!looksIndex || doc.config !== undefined || doc.layers !== undefined)) throw bad(what, `${mt} expected, but the document is not an index (manifests)`);
+  return mt;
+}
+
 export function parseManifest(bytes: Buffer, what = 'manifest'): Manifest {
   const j = parseJson(bytes, what);
   if (j.schemaVersion !== 2) throw bad(what, `schemaVersion ${String(j.schemaVersion)} is not supported (only 2)`);

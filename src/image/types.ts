@@ -13,7 +13,33 @@ export const MediaType = {
   DockerConfig: 'application/vnd.docker.container.image.v1+json',
   DockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   DockerForeignLayerGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  DockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
+  DockerForeignLayer: 'application/vnd.docker.image.rootfs.foreign.diff.tar',
+  OciNondistributableLayer: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  OciNondistributableLayerGzip: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  OciNondistributableLayerZstd: 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  DockerManifestSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
+  DockerManifestSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
+
+/** Filesystem layer media types (Docker schema2 and OCI, foreign/non-distributable included) and their compression. */
+const LAYER_COMPRESSION: ReadonlyMap<string, 'gzip' | 'zstd' | 'none'> = new Map([
+  [MediaType.OciLayer, 'none'],
+  [MediaType.OciLayerGzip, 'gzip'],
+  [MediaType.OciLayerZstd, 'zstd'],
+  [MediaType.OciNondistributableLayer, 'none'],
+  [MediaType.OciNondistributableLayerGzip, 'gzip'],
+  [MediaType.OciNondistributableLayerZstd, 'zstd'],
+  [MediaType.DockerLayer, 'none'],
+  [MediaType.DockerLayerGzip, 'gzip'],
+  [MediaType.DockerForeignLayer, 'none'],
+  [MediaType.DockerForeignLayerGzip, 'gzip'],
+]);
+
+/** The compression a layer media type declares, or undefined when it is not a filesystem layer we know. */
+export function layerCompression(mediaType: string): 'gzip' | 'zstd' | 'none' | undefined {
+  return LAYER_COMPRESSION.get(mediaType);
+}
 
 /** Every manifest type we accept, for the Accept header (the distribution registry needs them all listed). */
 export const MANIFEST_ACCEPT = [

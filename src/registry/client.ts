@@ -4,7 +4,7 @@ import { BuilderError } from '../errors.js';
 import { isDigest, sha256, verified, type Digest } from '../digest/index.js';
 import { identifier, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
 import {
-  formatPlatform, isIndexMediaType, manifestMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
+  checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
 import { header, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
@@ -84,7 +84,7 @@ export class RegistryClient {
       if (ref.digest && ref.digest !== digest) throw digestMismatch(what, digest, ref.digest);
       const said = header(res, 'docker-content-digest');
       if (said && isDigest(said) && said !== digest) throw digestMismatch(what, digest, said);
-      return { digest, bytes, mediaType: manifestMediaType(bytes, header(res, 'content-type')?.split(';')[0]?.trim()) };
+      return { digest, bytes, mediaType: checkManifestDocument(bytes, header(res, 'content-type'), what) };
     });
   }
 

@@ -5,9 +5,11 @@ import { sha256, type Digest } from '../digest/index.js';
 import { parseReference, withDigest, withTag, type ImageRef } from '../reference/index.js';
 import {
   bufferStream, formatPlatform, isIndexMediaType, MediaType, OciLayout, parseIndex, parseManifest, readOciLayout, selectPlatform,
-  writeDockerArchive, parseConfig, type Descriptor, type Platform,
+  writeDockerArchive, parseConfig, type Descriptor, type Image, type Layer, type Platform,
 } from '../image/index.js';
+import { runPool } from '../util/pool.js';
 import type { ManifestResult, PushBlobResult, RegistryClient } from './client.js';
+import { writeImage } from './write.js';
 
 /** Where an image lives: a registry reference, an OCI layout (oci:DIR[:tag]) or a docker-archive tarball (write only). */
 export type ImageLocation =
@@ -68,7 +70,7 @@ interface Source {
 }
 
 interface Sink {
-  putBlob(desc: Descriptor, open: () => Promise<Readable>, mountFrom?: ImageRef): Promise<PushBlobResult | 'written'>;
+  putBlob(desc: Descriptor, open: () => Promise<Readable>): Promise<'exists' | 'written'>;
   /** top: the entry the user named (tag); otherwise stored by digest only. */
   putManifest(m: ManifestResult, top: boolean, platform?: Platform): Promise<void>;
 }
@@ -96,16 +98,17 @@ async function ociSource(dir: string, tag: string | undefined): Promise<Source> 
   };
 }
 
-function registrySink(client: RegistryClient, ref: ImageRef): Sink {
+/** The source's image behind manifest m, its layers opened lazily from the source. */
+async function sourceImage(source: Source, m: ManifestResult): Promise<Image> {
+  const manifest = parseManifest(m.bytes, `manifest ${m.digest}`);
+  const configBytes = await readAllStream(await source.openBlob(manifest.config));
+  const config = parseConfig(configBytes);
+  const diffIds = config.rootfs?.diff_ids ?? [];
   return {
-    putBlob: (desc, open, mountFrom) => client.pushBlob(ref, desc, open, mountFrom ? { mountFrom: [mountFrom] } : {}),
-    putManifest: async (m, top) => {
-      const target = top && ref.tag !== undefined ? withTag(ref, ref.tag) : withDigest(ref, m.digest);
-      if (top && ref.digest && ref.digest !== m.digest) {
-        throw new BuilderError('DIGEST_MISMATCH', `destination ${ref} names digest ${ref.digest} but the image is ${m.digest}`, { hint: 'use a tag for the destination' });
-      }
-      await client.putManifest(target, m.bytes, m.mediaType);
-    },
+    manifestDigest: m.digest, manifest, manifestBytes: m.bytes, mediaType: m.mediaType, config, configBytes,
+    layers: manifest.layers.map((descriptor, i): Layer => ({
+      descriptor, diffId: diffIds[i]!, open: () => source.openBlob(descriptor), ...(source.mountRef ? { mountFrom: source.mountRef } : {}),
+    })),
   };
 }
 
@@ -120,21 +123,12 @@ async function ociSink(dir: string, tag: string | undefined): Promise<Sink> {
   };
 }
 
-async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  const worker = async (): Promise<void> => {
-    while (i < items.length) await fn(items[i++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
 /** Copies an image (or a whole index with allPlatforms) from src to dst, blobs first and manifests last. */
 export async function copyImage(client: RegistryClient, src: ImageLocation, dst: ImageLocation, opts: CopyOptions = {}): Promise<CopyResult> {
   const source = src.kind === 'registry' ? registrySource(client, src.ref) : src.kind === 'oci' ? await ociSource(src.dir, src.tag) : undefined;
   if (!source) throw new BuilderError('LOCATION_UNSUPPORTED', `cannot read from ${formatLocation(src)}`, { hint: 'read from a registry reference or oci:DIR[:tag]' });
   const platform = opts.platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const blobs: CopyResult['blobs'] = { exists: 0, mounted: 0, uploaded: 0, written: 0 };
-  const mountFrom = dst.kind === 'registry' && source.mountRef && source.mountRef.registry === dst.ref.registry ? source.mountRef : undefined;
 
   let top = await source.top();
   if (isIndexMediaType(top.mediaType) && !opts.allPlatforms) {
@@ -150,32 +144,38 @@ export async function copyImage(client: RegistryClient, src: ImageLocation, dst:
 
   if (dst.kind === 'docker-archive') {
     if (isIndexMediaType(top.mediaType)) throw new BuilderError('LOCATION_UNSUPPORTED', 'a docker-archive holds one image, not an index', { hint: 'drop --all-platforms' });
-    const manifest = parseManifest(top.bytes);
-    const configBytes = await readAllStream(await source.openBlob(manifest.config));
-    await writeDockerArchive(dst.path, {
-      manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType, config: parseConfig(configBytes), configBytes,
-    }, (d) => source.openBlob(d), { repoTags: dst.ref ? [String(dst.ref)] : [] });
-    return { digest: top.digest, mediaType: top.mediaType, blobs: { ...blobs, written: manifest.layers.length + 1 } };
+    const image = await sourceImage(source, top);
+    await writeDockerArchive(dst.path, image, (d) => source.openBlob(d), { repoTags: dst.ref ? [String(dst.ref)] : [] });
+    return { digest: top.digest, mediaType: top.mediaType, blobs: { ...blobs, written: image.layers.length + 1 } };
   }
 
-  const sink = dst.kind === 'registry' ? registrySink(client, dst.ref) : await ociSink(dst.dir, dst.tag);
+  const sink = dst.kind === 'oci' ? await ociSink(dst.dir, dst.tag) : undefined;
   const copyTree = async (m: ManifestResult, isTop: boolean): Promise<void> => {
+    if (sha256(m.bytes) !== m.digest) throw new BuilderError('DIGEST_MISMATCH', `manifest ${m.digest} bytes do not match its digest`, { hint: 'the source is corrupt' });
+    if (dst.kind === 'registry') {
+      const target = isTop && dst.ref.tag !== undefined ? withTag(dst.ref, dst.ref.tag) : withDigest(dst.ref, m.digest);
+      if (!isIndexMediaType(m.mediaType)) {
+        const r = await writeImage(client, await sourceImage(source, m), [target], { concurrency: opts.concurrency ?? 3, ...(source.mountRef ? { mountFrom: source.mountRef } : {}), ...(opts.logger ? { log: opts.logger } : {}) });
+        for (const k of ['exists', 'mounted', 'uploaded'] as const) blobs[k] += r.blobs[k];
+        return;
+      }
+      for (const child of parseIndex(m.bytes, `index ${m.digest}`).manifests) await copyTree(await source.manifest(child), false);
+      await client.putManifest(target, m.bytes, m.mediaType);
+      return;
+    }
     if (isIndexMediaType(m.mediaType)) {
-      const idx = parseIndex(m.bytes, `index ${m.digest}`);
-      for (const child of idx.manifests) await copyTree(await source.manifest(child), false);
+      for (const child of parseIndex(m.bytes, `index ${m.digest}`).manifests) await copyTree(await source.manifest(child), false);
     } else {
       const manifest = parseManifest(m.bytes, `manifest ${m.digest}`);
       const seen = new Set<string>();
-      // foreign layers (Windows base layers) are never pushed to registries; their URLs point elsewhere
       const all = [manifest.config, ...manifest.layers].filter((d) => d.mediaType !== MediaType.DockerForeignLayerGzip && !seen.has(d.digest) && seen.add(d.digest));
-      await mapLimit(all, opts.concurrency ?? 3, async (d) => {
-        const r = await sink.putBlob(d, () => source.openBlob(d), mountFrom);
+      await runPool(all, opts.concurrency ?? 3, async (d) => {
+        const r = await sink!.putBlob(d, () => source.openBlob(d));
         blobs[r]++;
         opts.logger?.(`blob ${d.digest} (${d.size} bytes): ${r}`);
       });
     }
-    if (sha256(m.bytes) !== m.digest) throw new BuilderError('DIGEST_MISMATCH', `manifest ${m.digest} bytes do not match its digest`, { hint: 'the source is corrupt' });
-    await sink.putManifest(m, isTop);
+    await sink!.putManifest(m, isTop);
   };
   await copyTree(top, true);
   return { digest: top.digest, mediaType: top.mediaType, blobs };

@@ -11,3 +11,4 @@ export {
 } from './errors.js';
 export { RetryPolicy, DEFAULT_RETRIES, type RetrySettings } from './retry.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';
+export { writeImage, type WriteImageOptions, type WriteImageResult } from './write.js';

@@ -1,10 +1,12 @@
 // Applying an OCI/Docker layer tar to a RootFs: whiteouts, replacements, links, devices, owners, modes, mtimes, xattrs.
 import { execFile } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
 import { constants as fsc, type Stats } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
+import { layerCompression } from '../image/index.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
 import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
 import { setXattrs, type XattrOp } from './xattr.js';
@@ -24,8 +26,15 @@ export interface ExtractOptions {
   onEntry?(containerPath: string): void;
   /** Things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
   onWarning?(message: string): void;
-  /** True for container paths to leave alone (in-place mode: /proc, /sys, /dev, mount points). */
+  /**
+   * True for container paths to leave alone (in-place mode: /proc, /sys, /dev, mount points). Always called with
+   * a canonical path ("/proc/x": absolute, no "." / ".." / "//", symlinks on the way resolved inside the root).
+   */
   ignore?: (containerPath: string) => boolean;
+  /** The layer's media type (its descriptor's): must be a filesystem layer type we know, else ROOTFS_LAYER_MEDIA_TYPE_UNSUPPORTED. */
+  mediaType?: string;
+  /** sha256 of the uncompressed tar (the config's rootfs.diff_ids[i]); any other content fails with ROOTFS_LAYER_DIFF_ID_MISMATCH. */
+  expectedDiffId?: string;
 }
 
 export interface ExtractResult {
@@ -37,6 +46,8 @@ export interface ExtractResult {
 
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
+/** What a whiteout may never name: they are not a child of the directory (the parent, itself, nothing). */
+const NOT_A_CHILD = new Set(['', '.', '..']);
 /** Open finalizers (each holds an fd) before extraction waits for the oldest. */
 const MAX_PENDING = 128;
 /** Files up to this size are gathered (zero-copy slices) and written entirely in the background. */
@@ -105,7 +116,13 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
   let pipeErr: unknown;
   let done = false;
   try {
+    const declared = opts.mediaType === undefined ? undefined : checkMediaType(opts.mediaType, layerLabel(opts));
     const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts));
+    // Like containerd and docker the bytes decide the compression; a label that disagrees is only worth a warning.
+    if (declared !== undefined && declared !== source.kind) {
+      const say = (k: string): string => (k === 'none' ? 'uncompressed' : k);
+      warn(st, `media type ${opts.mediaType} says ${say(declared)} but the data is ${say(source.kind)}: extracted as ${say(source.kind)}`);
+    }
     gunzip = source.gunzip;
     if (gunzip) {
       const gz = gunzip;
@@ -113,14 +130,18 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
         if (err) pipeErr = err;
       });
     }
-    const bytes: AsyncIterable<Buffer> = gunzip ?? source.raw;
-    for await (const entry of readTar(bytes)) {
+    const tar: AsyncIterable<Buffer> = gunzip ?? source.raw;
+    const hash = opts.expectedDiffId === undefined ? undefined : createHash('sha256');
+    for await (const entry of readTar(hash ? hashed(tar, hash) : tar)) {
       if (st.firstError !== undefined) throw st.firstError;
       entries++;
       st.entry = entry.header.name;
       await applyEntry(st, entry);
     }
     await settle(st);
+    st.entry = '';
+    // The reader drained the input to its end, so the hash covers every uncompressed byte (padding included).
+    if (hash) checkDiffId(`sha256:${hash.digest('hex')}`, opts.expectedDiffId!, layerLabel(opts));
     await finish(st);
     done = true;
     return { entries, bytes: st.bytes };
@@ -157,8 +178,34 @@ function wrap(err: unknown, st: State, opts: ExtractOptions): BuilderError {
   return fsError('ROOTFS_EXTRACT_FAILED', `${where}: cannot extract`, err);
 }
 
+/** Compression of a layer media type; refuses types that are not a filesystem layer (artifacts, encrypted layers). */
+function checkMediaType(mediaType: string, label: string): 'gzip' | 'zstd' | 'none' {
+  const c = layerCompression(mediaType);
+  if (c === undefined) {
+    throw new BuilderError('ROOTFS_LAYER_MEDIA_TYPE_UNSUPPORTED', `${label} has media type "${mediaType}", which is not a container filesystem layer`, {
+      hint: 'FROM and COPY --from need a container image whose layers are tar, tar+gzip or tar+zstd (Docker or OCI); this looks like an artifact (chart, signature, attestation) or an encrypted image',
+    });
+  }
+  return c;
+}
+
+function checkDiffId(got: string, want: string, label: string): void {
+  if (got === want) return;
+  throw new BuilderError('ROOTFS_LAYER_DIFF_ID_MISMATCH', `${label}: uncompressed content has digest ${got}, but the image config lists ${want} (rootfs.diff_ids)`, {
+    hint: 'the image config does not describe this layer: the image is corrupt or was tampered with; rebuild and re-push it with a standard tool',
+  });
+}
+
+/** Hashes the bytes as they flow to the tar reader. */
+async function* hashed(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<Buffer> {
+  for await (const b of src) {
+    hash.update(b);
+    yield b;
+  }
+}
+
 /** Sniffs the first bytes (re-emitting them) and sets up gunzip when asked or detected. */
-async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Gunzip }> {
+async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Gunzip; kind: 'gzip' | 'zstd' | 'none' }> {
   const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let have = 0;
@@ -192,7 +239,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
   const raw = Readable.from(replay(), { objectMode: false, highWaterMark: 64 * 1024 });
   const wantGunzip = gzip === true || (gzip === 'auto' && isGzip);
   // Bigger output chunks than zlib's 16 KiB default: fewer, larger file writes.
-  return wantGunzip ? { raw, gunzip: createGunzip({ chunkSize: 128 * 1024 }) } : { raw };
+  return wantGunzip ? { raw, gunzip: createGunzip({ chunkSize: 128 * 1024 }), kind: 'gzip' } : { raw, kind: 'none' };
 }
 
 function warn(st: State, msg: string): void {
@@ -222,17 +269,19 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const slash = clean.lastIndexOf('/');
   const dirPart = slash === 0 ? '/' : clean.slice(0, slash);
   const base = clean.slice(slash + 1);
+  checkWhiteoutNames(clean);
 
   if (base.startsWith(WH_PREFIX)) {
     const parent = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
-    if (st.opts.ignore?.(parent.container)) return;
+    if (ignored(st, parent.container)) return;
     if (base === WH_OPAQUE) {
       await applyOpaque(st, parent.container);
       return;
     }
+    // checkWhiteoutNames made sure this is one child of parent, never parent itself or above it.
     const victim = joinPath(parent.container, base.slice(WH_PREFIX.length));
     // Whiteouts hide lower layers only; an entry of this same layer survives.
-    if (st.layerPaths.has(victim) || st.opts.ignore?.(victim)) return;
+    if (st.layerPaths.has(victim) || ignored(st, victim)) return;
     await removePath(st, victim, undefined);
     return;
   }
@@ -240,7 +289,7 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   // Parents are resolved through symlinks re-rooted at the root; missing ones created like docker does (0755 root).
   if (st.opts.ignore) {
     const probe = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
-    if (st.opts.ignore(probe.container) || st.opts.ignore(joinPath(probe.container, base))) return;
+    if (ignored(st, probe.container) || ignored(st, joinPath(probe.container, base))) return;
   }
   const parent = await st.rootfs.mkdirAll(dirPart, {
     cache: st.cache,
@@ -249,6 +298,8 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
     gid: st.owners ? 0 : undefined,
   });
   const target = joinPath(parent.container, base);
+  // The path actually written is checked too, not only the one probed before the parents existed.
+  if (ignored(st, target)) return;
   const host = st.rootfs.hostPath(target);
   st.opts.onEntry?.(target);
 
@@ -296,7 +347,7 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
     }
     case 'link': {
       const src = await st.rootfs.resolveFull(cleanPath(h.linkname), { followFinal: false, cache: st.cache });
-      if (st.opts.ignore?.(src.container)) {
+      if (ignored(st, src.container)) {
         warn(st, `hardlink "${h.name}" -> "${h.linkname}" points into an ignored path: skipped`);
         return;
       }
@@ -338,6 +389,37 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
       const never: never = h.type;
       throw new Error(`unreachable entry type ${String(never)}`);
     }
+  }
+}
+
+/** The one place the ignore list is consulted: always with the canonical form of a path. */
+function ignored(st: State, containerPath: string): boolean {
+  return st.opts.ignore !== undefined && st.opts.ignore(cleanPath(containerPath));
+}
+
+/**
+ * Refuses whiteout names that do not name one child of their directory (".wh.", ".wh..", ".wh...": nothing, the
+ * directory itself, its parent) and whiteout or opaque markers used as a directory on the way to another entry.
+ * A ".wh..wh.*" directory other than the opaque marker is AUFS metadata (hardlink targets) and stays allowed.
+ */
+function checkWhiteoutNames(clean: string): void {
+  if (!clean.includes(`/${WH_PREFIX}`)) return;
+  const parts = clean.split('/').slice(1);
+  for (let i = 0; i < parts.length; i++) {
+    const c = parts[i]!;
+    if (!c.startsWith(WH_PREFIX)) continue;
+    const final = i === parts.length - 1;
+    if (c === WH_OPAQUE) {
+      if (final) continue;
+      throw new BuilderError('ROOTFS_WHITEOUT_INVALID', `the opaque-directory marker "${WH_OPAQUE}" is used as a directory in "${clean}"`, {
+        hint: 'the layer is malformed or hostile: an opaque marker is a file that only marks its directory; rebuild the image with a standard tool',
+      });
+    }
+    const victim = c.slice(WH_PREFIX.length);
+    if (!NOT_A_CHILD.has(victim)) continue;
+    throw new BuilderError('ROOTFS_WHITEOUT_INVALID', `whiteout "${c}" in "${clean}" names ${victim === '' ? 'no file' : `"${victim}"`}, not a file in its directory${final ? '' : ' (and is used as a directory)'}`, {
+      hint: 'the layer is malformed or hostile: a whiteout ".wh.NAME" deletes one file NAME next to it and can never name "", "." or ".."; rebuild the image with a standard tool',
+    });
   }
 }
 
@@ -402,7 +484,7 @@ async function removePath(st: State, target: string, known: Stats | undefined): 
 /** In-place mode: never descend into ignored paths (mount points, /proc) while deleting. */
 async function removeTreeRespectingIgnore(st: State, target: string): Promise<boolean> {
   const host = st.rootfs.hostPath(target);
-  if (st.opts.ignore?.(target)) return false;
+  if (ignored(st, target)) return false;
   const stat = await lstatOrUndefined(host);
   if (!stat) return true;
   if (!stat.isDirectory()) {
@@ -431,7 +513,7 @@ async function applyOpaque(st: State, dir: string): Promise<void> {
   const prune = async (d: string): Promise<void> => {
     for (const name of await readdir(st.rootfs.hostPath(d))) {
       const child = joinPath(d, name);
-      if (st.opts.ignore?.(child)) continue;
+      if (ignored(st, child)) continue;
       if (!keep.has(child)) {
         await removePath(st, child, undefined);
         continue;

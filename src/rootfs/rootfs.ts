@@ -7,6 +7,9 @@ import { BuilderError } from '../errors.js';
 /** Linux's MAXSYMLINKS: more symlinks than this in one lookup is ELOOP. */
 export const MAX_SYMLINKS = 40;
 
+/** A "." or ".." path component. */
+const DOT_COMPONENT = /(^|\/)\.\.?(\/|$)/;
+
 /**
  * Per-operation memo of what resolution has seen: canonical container path -> true (a real
  * directory) or the symlink's target. Valid only while nothing but its owner changes the tree.
@@ -73,6 +76,12 @@ export class RootFs {
   /** Host path of an already-canonical container path; no symlink resolution. */
   hostPath(canonical: string): string {
     if (canonical === '/' || canonical === '') return this.root;
+    // Last line of defence: a "." or ".." component here would name the root itself or a path outside it.
+    if (!canonical.startsWith('/') || DOT_COMPONENT.test(canonical)) {
+      throw new BuilderError('ROOTFS_PATH_NOT_CANONICAL', `internal: container path "${canonical}" is not canonical (root ${this.root})`, {
+        hint: 'this is a bug in builder (a path reached the filesystem without being cleaned); please report it with the image used',
+      });
+    }
     return this.root === '/' ? canonical : this.root + canonical;
   }
 

@@ -202,6 +202,15 @@ function typeOf(flag: string): TarEntryType {
   }
 }
 
+/** PAX keys that describe one entry; ignored in global ('g') headers, like Go's archive/tar and libarchive do. */
+const PER_ENTRY_KEYS = ['path', 'linkpath', 'size'] as const;
+
+/** A PAX path value: NUL cannot be in a file name (ustar and GNU names stop at the first one). */
+function paxPath(v: Buffer, key: string): string {
+  if (v.includes(0)) throw invalid(`PAX ${key} contains a NUL byte`);
+  return v.toString('utf8');
+}
+
 function paxNumber(pax: Pax, key: string): number | undefined {
   const v = pax.get(key);
   if (v === undefined) return undefined;
@@ -246,6 +255,8 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       continue;
     }
     const pax: Pax = new Map(globalPax);
+    // A global header applies to every later entry: it may not rename them all, point them all at one link or resize them.
+    for (const k of PER_ENTRY_KEYS) pax.delete(k);
     if (localPax) for (const [k, v] of localPax) pax.set(k, v);
     localPax = undefined;
 
@@ -258,9 +269,9 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     if (longLink !== undefined) linkname = longLink;
     longName = longLink = undefined;
     const p = pax.get('path');
-    if (p) name = p.toString('utf8');
+    if (p) name = paxPath(p, 'path');
     const lp = pax.get('linkpath');
-    if (lp) linkname = lp.toString('utf8');
+    if (lp) linkname = paxPath(lp, 'linkpath');
     size = paxNumber(pax, 'size') ?? size;
 
     let type = typeOf(flag);

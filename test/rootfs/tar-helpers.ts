@@ -52,8 +52,8 @@ export async function makeTar(entries: Ent[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** A raw 'x' (PAX) header block with byte-exact values, to put in front of a tar-stream entry. */
-export function paxBlock(records: Array<[string, Buffer]>): Buffer {
+/** A raw 'x' (PAX) header block with byte-exact values, to put in front of a tar-stream entry ('g': a global header). */
+export function paxBlock(records: Array<[string, Buffer]>, flag: 'x' | 'g' = 'x'): Buffer {
   const recs: Buffer[] = [];
   for (const [k, v] of records) {
     const body = Buffer.concat([Buffer.from(` ${k}=`), v, Buffer.from('\n')]);
@@ -61,16 +61,25 @@ export function paxBlock(records: Array<[string, Buffer]>): Buffer {
     while (String(len).length + body.length !== len) len = String(len).length + body.length;
     recs.push(Buffer.concat([Buffer.from(String(len)), body]));
   }
-  const data = Buffer.concat(recs);
+  return extBlock('PaxHeader', flag, Buffer.concat(recs));
+}
+
+/** A raw GNU 'L' (long name) header block: the next entry takes this name whatever its own header says. */
+export function gnuLongNameBlock(name: string): Buffer {
+  return extBlock('././@LongLink', 'L', Buffer.from(name + '\0'));
+}
+
+/** An extension header block (PAX or GNU) carrying data, padded to 512 bytes. */
+function extBlock(name: string, flag: string, data: Buffer): Buffer {
   const h = Buffer.alloc(512);
-  h.write('PaxHeader', 0);
+  h.write(name, 0);
   h.write('0000644\0', 100);
   h.write('0000000\0', 108);
   h.write('0000000\0', 116);
   h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
   h.write('00000000000\0', 136);
   h.write('        ', 148);
-  h.write('x', 156);
+  h.write(flag, 156);
   h.write('ustar\0', 257);
   h.write('00', 263);
   let sum = 0;

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
-import { build, type BuildOptions } from '../../build/index.js';
+import { build, type BuildOptions } from '../../executor/index.js';
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import type { CliEnv } from '../env.js';
+import { parseDuration } from '../duration.js';
 import { addRegistryFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 interface BuildFlags extends RegistryFlags {
@@ -36,6 +37,10 @@ interface BuildFlags extends RegistryFlags {
   workDir?: string;
   cache?: boolean;
   cacheRepo?: string;
+  cacheTtl?: string;
+  cacheRunLayers?: boolean;
+  cacheCopyLayers?: boolean;
+  pushCache?: boolean;
   cleanup?: boolean;
   verbosity?: string;
 }
@@ -105,6 +110,15 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
     force: flags.force === true,
     snapshotMode: snapshot === 'full' ? 'full' : 'time',
     ...(level !== undefined ? { compressionLevel: level } : {}),
+    ...(flags.cache ? {
+      cache: {
+        ...(flags.cacheRepo ? { repo: flags.cacheRepo } : {}),
+        ttlMs: parseDuration(flags.cacheTtl ?? '336h', '--cache-ttl'),
+        runLayers: flags.cacheRunLayers !== false,
+        copyLayers: flags.cacheCopyLayers !== false,
+        push: flags.pushCache !== false,
+      },
+    } : {}),
     cacheDir: path.resolve(env.cwd, flags.cacheDir ?? path.join(cacheHome, 'builder')),
     workDir: path.resolve(env.cwd, flags.workDir ?? path.join(tmpdir(), 'builder')),
     keepWorkDir: flags.cleanup === false,
@@ -133,22 +147,25 @@ function addBuildFlags(cmd: Command): Command {
     .option('--target <stage>', 'build up to this stage')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
-    .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place')
+    .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place only inside builder\'s executor image')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
-    .option('--cache-dir <dir>', 'local store of base-image layers, kept between builds (default ~/.cache/builder)')
+    .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
     .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
     .option('--cleanup [bool]', 'remove the work dir after the build (default true)', parseBool)
-    .option('--cache [bool]', 'registry layer cache (not implemented yet: accepted and ignored, with a warning)', parseBool)
-    .option('--cache-repo <repo>', 'registry layer cache repository (not implemented yet)')
+    .option('--cache [bool]', 'reuse and store step layers in a cache repository, keyed by the step and everything it reads', parseBool)
+    .option('--cache-repo <repo|oci:dir>', 'layer cache location (default: $CI_REGISTRY_IMAGE/cache in GitLab, else the first destination\'s repository + /cache)')
+    .option('--cache-ttl <duration>', 'ignore (and rebuild) cache entries older than this (default 336h)')
+    .option('--cache-run-layers [bool]', 'cache RUN layers (default true)', parseBool)
+    .option('--cache-copy-layers [bool]', 'cache COPY/ADD layers (default true: keys hash the copied content)', parseBool)
+    .option('--no-push-cache [bool]', 'look up the layer cache but never write to it', (v?: string) => !parseBool(v))
     .option('--verbosity <level>', 'log level: info (default), debug, error');
 }
 
 export function register(program: Command, env: CliEnv): void {
   const action = async (flags: BuildFlags): Promise<void> => {
     const opts = buildOptions(flags, env);
-    if (flags.cache || flags.cacheRepo) opts.log('warning: --cache/--cache-repo: the registry layer cache is not implemented yet; building without it');
     const r = await build(opts);
     env.stdout.write(`${r.manifestDigest}\n`);
   };

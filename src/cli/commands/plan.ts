@@ -1,7 +1,8 @@
 // `builder plan`: parse a Dockerfile and print its stages, the steps as expanded before the build, and which stages run.
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { readFile, realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { locateDockerfile as locate } from '../../context/index.js';
 import { BuilderError } from '../../errors.js';
 import {
   formatPlan,
@@ -66,20 +67,12 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-// kaniko resolves --dockerfile against the working directory first, then against the context.
+// kaniko resolves --dockerfile against the working directory first, then against the context; a symlink may not lead out of them.
 async function locateDockerfile(flags: PlanFlags, env: CliEnv): Promise<string> {
-  const candidates = isAbsolute(flags.dockerfile)
-    ? [flags.dockerfile]
-    : [resolve(env.cwd, flags.dockerfile), resolve(env.cwd, flags.context ?? '.', flags.dockerfile)];
-  for (const c of candidates) {
-    try {
-      await readFile(c);
-      return c;
-    } catch {
-      // try the next candidate
-    }
-  }
-  throw new BuilderError('DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${flags.dockerfile} (looked at ${[...new Set(candidates)].join(', ')})`, {
+  const contextDir = await realpath(resolve(env.cwd, flags.context ?? '.')).catch(() => resolve(env.cwd, flags.context ?? '.'));
+  const found = await locate(flags.dockerfile, { cwd: env.cwd, contextDir });
+  if (found) return found;
+  throw new BuilderError('DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${flags.dockerfile} (looked in ${env.cwd} and in ${contextDir})`, {
     hint: 'Pass --dockerfile with a path relative to the working directory or to --context.',
   });
 }

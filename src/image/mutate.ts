@@ -1,14 +1,16 @@
-// Image assembly: config and manifest bytes (OCI or Docker media types) from layers, history and the container config.
+// Making images (go-containerregistry's mutate/, reduced): config and manifest bytes from layers, history and the container config.
+import { BuilderError } from '../errors.js';
 import { sha256 } from '../digest/index.js';
-import { MediaType, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageData, type ImageFormat, type Manifest } from '../image/index.js';
-import { layerMediaType, type BuiltLayer } from './layers.js';
+import { layerMediaType, type Layer } from './layer.js';
+import { bufferStream } from './oci-layout.js';
+import { MediaType, type BlobOpener, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageData, type ImageFormat, type Manifest } from './types.js';
 
 export interface AssembleInput {
   format: ImageFormat;
   /** Base config: unknown fields (os.version, variant...) are carried over. */
   base: ImageConfig;
   config: ContainerConfig;
-  layers: readonly BuiltLayer[];
+  layers: readonly Layer[];
   history: readonly HistoryEntry[];
   created: string;
   author?: string;
@@ -17,11 +19,12 @@ export interface AssembleInput {
   variant?: string;
 }
 
-export interface AssembledImage extends ImageData {
-  layers: BuiltLayer[];
+/** A single-platform image whose blobs can all be opened: what every writer (registry, layout, archive) takes. */
+export interface Image extends ImageData {
+  layers: Layer[];
 }
 
-export function assembleImage(input: AssembleInput): AssembledImage {
+export function assembleImage(input: AssembleInput): Image {
   const { container_config: _cc, docker_version: _dv, container: _c, ...baseRest } = input.base as ImageConfig & Record<string, unknown>;
   const config: ImageConfig = {
     ...baseRest,
@@ -59,5 +62,16 @@ export function assembleImage(input: AssembleInput): AssembledImage {
     config,
     configBytes,
     layers,
+  };
+}
+
+/** Opens any blob of the image: the config from memory, layers through their openers. */
+export function imageBlobOpener(image: Image): BlobOpener {
+  const byDigest = new Map(image.layers.map((l) => [l.descriptor.digest, l]));
+  return async (desc) => {
+    if (desc.digest === image.manifest.config.digest) return bufferStream(image.configBytes);
+    const l = byDigest.get(desc.digest);
+    if (!l) throw new BuilderError('IMAGE_BLOB_UNKNOWN', `image ${image.manifestDigest} has no blob ${desc.digest}`, { hint: 'this is a bug; please report it' });
+    return l.open();
   };
 }

@@ -10,7 +10,10 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, rmdir, writeFile } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '../../src/registry/index.js';
+import { makeTar } from '../rootfs/tar-helpers.js';
 import { pushBusybox } from '../support/images.js';
+import { pushRawImage } from '../support/raw-image.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, RunError, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { compileIfStale, ROOT, Workspace } from './helpers.js';
@@ -244,5 +247,36 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
       expect((await skopeoInspect(reg, 'inplace/refused:v1').then(() => 'pushed', () => 'absent'))).toBe('absent');
       expect(await readdir(ws.path('work')).catch(() => [])).toEqual([]);
     });
+  });
+
+  // Issue 11 item 2: in place the parent of the build root is "/" itself; a whiteout naming ".." (or ".") used to
+  // delete "/" minus what the ignore list matched, and it matched "/../sbx" against "sbx" as a string: the mounts went too.
+  it('a base layer entry ".wh..." in place is refused: "/" and its mount points (the workspace) stay', async () => {
+    const client = new RegistryClient({});
+    try {
+      await pushRawImage(client, `${reg.host}/hostile/inplace-wh:v1`, [
+        { tar: await makeTar([{ name: 'ok', content: 'lower layer' }]) },
+        { tar: await makeTar([{ name: '.wh...', content: '' }]) },
+      ]);
+    } finally {
+      await client.close();
+    }
+    await ws.context('ctxwh', { Dockerfile: `FROM ${reg.host}/hostile/inplace-wh:v1\nRUN true\n` });
+    await writeFile(ws.path('wh-sentinel'), 'workspace\n');
+    const r = await inSandbox(ws.dir, [
+      RES_FN,
+      `res wh --run-mode in-place --force --context /sbx/ctxwh --dockerfile /sbx/ctxwh/Dockerfile --destination ${reg.host}/inplace/wh:v1 --cache-dir /sbx/cache --work-dir /sbx/work`,
+      TREE('afterwh'),
+    ].join('\n'));
+    expect(r.code, r.stderr).toBe(0);
+    const wh = await res('wh');
+    expect(wh.rc, show(wh)).toBe(1);
+    expect(wh.err).toContain('ROOTFS_WHITEOUT_INVALID');
+    expect(wh.err).toContain('entry ".wh..."');
+    const t = await tree('afterwh');
+    expect(t).toEqual(expect.arrayContaining(['/ok', '/sbx', '/usr', '/etc', '/proc', '/dev', ROOT]));
+    expect(await readFile(ws.path('wh-sentinel'), 'utf8')).toBe('workspace\n');
+    expect(await readFile(ws.path('ctxwh/Dockerfile'), 'utf8')).toContain('inplace-wh');
+    expect((await skopeoInspect(reg, 'inplace/wh:v1').then(() => 'pushed', () => 'absent'))).toBe('absent');
   });
 });

@@ -82,12 +82,13 @@ export class Workspace {
    * `cache`/`work`); never throws for a non-zero exit.
    */
   async build(ctx: string, args: string[], o: { cache?: string; work?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-    const argv = [
-      path.join(ROOT, 'bin/builder'), '--context', ctx,
-      '--cache-dir', o.cache ?? this.path('cache'), '--work-dir', o.work ?? this.path('work'), ...args,
-    ];
+    return this.cli(['--context', ctx, '--cache-dir', o.cache ?? this.path('cache'), '--work-dir', o.work ?? this.path('work'), ...args], o.env);
+  }
+
+  /** Runs `node bin/builder ARGS...` in this workspace; never throws for a non-zero exit. */
+  async cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
     try {
-      const r = await run('node', argv, { cwd: this.dir, env: { ...this.env, ...o.env }, timeoutMs: 110_000 });
+      const r = await run('node', [path.join(ROOT, 'bin/builder'), ...args], { cwd: this.dir, env: { ...this.env, ...env }, timeoutMs: 110_000 });
       return { code: 0, ...r };
     } catch (err) {
       if (err instanceof RunError) return { code: err.exitCode, stdout: err.stdout, stderr: err.stderr };

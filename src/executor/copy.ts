@@ -4,7 +4,7 @@ import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, wr
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { ResolveCache, RootFs } from '../rootfs/index.js';
-import { runPool } from './pool.js';
+import { runPool } from '../util/pool.js';
 import type { CopySource, CopySourceMatch, CopyEntry } from './sources.js';
 
 export interface CopyOptions {

@@ -42,6 +42,8 @@ export interface BuildOptions {
   force: boolean;
   snapshotMode: SnapshotMode;
   compressionLevel?: number;
+  /** The registry layer cache (--cache); absent: off. */
+  cache?: CacheOptions;
   /** Local content-addressed store of base layers (kept between builds). */
   cacheDir: string;
   /** Scratch space for stage roots and layer files (removed at the end unless keepWorkDir). */
@@ -56,6 +58,17 @@ export interface BuildOptions {
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** Current time, injectable for tests. */
   now?: () => Date;
+}
+
+export interface CacheOptions {
+  /** --cache-repo: REGISTRY/REPO or oci:DIR; default: the first destination's repository + "/cache" ($CI_REGISTRY_IMAGE/cache in GitLab). */
+  repo?: string;
+  /** --cache-ttl in milliseconds (default 336h): older entries are ignored and rebuilt. */
+  ttlMs: number;
+  runLayers: boolean;
+  copyLayers: boolean;
+  /** false with --no-push-cache: look up, never write. */
+  push: boolean;
 }
 
 /** Options after the run mode is decided. */

@@ -2,14 +2,16 @@
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { BlobStore } from '../cache/index.js';
+import { BlobStore, ociLayerCache, registryLayerCache } from '../cache/index.js';
+import { BuildCache, cacheRepository } from './cache.js';
 import { openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/index.js';
-import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage } from './assemble.js';
-import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
+import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { assembleImage } from '../image/index.js';
+import type { Executor, StageResult } from './executor.js';
+import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import type { BuildOptions, BuildResult, ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
@@ -39,9 +41,11 @@ async function realpathLoose(p: string): Promise<string> {
 }
 
 /** What the snapshot and the in-place wipe must leave alone. */
-async function exclusions(opts: ResolvedBuildOptions, selfDirs: string[]): Promise<string[]> {
+async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[]): Promise<string[]> {
   if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
+  const image = await readExecutorImageMarker(readOptional);
+  selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
   return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
@@ -53,27 +57,39 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
-/** The run mode to use: as asked, or for auto the sandbox where it can start, else in place inside a container. */
+/**
+ * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
+ * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
+ */
 export async function chooseRunMode(
   opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'log'>,
-  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean> } = {
+  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> } = {
     sandbox: sandboxAvailable,
     container: () => detectContainer(readOptional, opts.env),
+    executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
   },
 ): Promise<RunMode> {
   const sandbox = opts.runMode === 'in-place' ? undefined : await probe.sandbox();
   if (sandbox?.ok) return 'sandbox';
   if (opts.runMode === 'sandbox') {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sandbox?.reason ?? 'unknown reason'}`, {
-      hint: 'inside an unprivileged CI container use --run-mode in-place (kaniko\'s model), or leave --run-mode at auto',
+      hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
     });
+  }
+  if (opts.runMode === 'auto') {
+    if (!(await probe.executorImage())) {
+      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
+        hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+      });
+    }
+    opts.log(`the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does`);
+    return 'in-place';
   }
   if (!opts.force && !(await probe.container())) {
-    throw new BuilderError('RUN_IN_PLACE_REFUSED', `in-place mode rewrites "/" and this does not look like a container${sandbox ? ` (and the sandbox cannot start: ${sandbox.reason ?? 'unknown reason'})` : ''}`, {
-      hint: 'run builder inside its own container, allow namespaces for --run-mode sandbox, or pass --force if you really mean it',
+    throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
+      hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
     });
   }
-  if (sandbox) opts.log(`the sandbox cannot start here (${sandbox.reason ?? 'unknown reason'}): running in place, as kaniko does`);
   return 'in-place';
 }
 
@@ -84,11 +100,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
+  const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
   const client = new RegistryClient(opts.registry);
   const cleanup: Promise<void>[] = [];
+  let cache: BuildCache | undefined;
   try {
     const ctx = await openContext(opts.context, {
       cwd: opts.cwd,
@@ -117,35 +135,57 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
       // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
       const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
-      const layerDir = path.join(work, 'layers');
-      await mkdir(layerDir, { recursive: true });
+      const scratch = path.join(work, 'scratch');
+      await mkdir(scratch, { recursive: true });
+      let scratchN = 0;
       const needed = plan.stages.filter((s) => s.needed && s.index <= plan.target);
       const usesLeft = new Map<number, number>();
       for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
       const abort = new AbortController();
-      const env: ExecutorEnv = {
-        opts,
-        plan,
-        ctx,
-        client,
-        store: new BlobStore(path.join(opts.cacheDir, 'blobs-store')),
-        exclude: prefixFilter(prefixes),
-        excludePrefixes: prefixes,
-        created: opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString(),
-        layerDir,
-        stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
-        done: new Map(),
-        images: new Map(),
-        multiStage: needed.length > 1,
-        signal: abort.signal,
-        warned: new Set(),
-        usesLeft,
-        layerCounter: { n: 0 },
+      const warned = new Set<string>();
+      const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
+      const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
+      const warnOnce = (m: string): void => {
+        if (warned.has(m)) return;
+        warned.add(m);
+        opts.log(`warning: ${m}`);
+      };
+      cache = opts.cache && cacheRepo ? new BuildCache(
+        'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, cacheRepo, opts.cache.ttlMs, store),
+        opts.cache, warnOnce, opts.now,
+      ) : undefined;
+      if (cache) opts.log(`layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}`);
+      const ex: Executor = {
+        services: {
+          client,
+          store,
+          ctx,
+          plan,
+          log: opts.log,
+          output: opts.output,
+          warnOnce,
+          ...(cache ? { cache } : {}),
+        },
+        scheduling: { done: new Map(), images: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        settings: {
+          runMode: opts.runMode,
+          platform: opts.platform,
+          ...(opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+          created,
+          // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
+          ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+          ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+          hashContents: opts.snapshotMode === 'full',
+          exclude: prefixFilter(prefixes),
+          excludePrefixes: prefixes,
+          stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
+          scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
+        },
       };
       // Sandbox stages run concurrently, each awaiting only what it reads; in place there is one "/", so one at a time.
       const settle = async (stage: (typeof needed)[number]): Promise<StageResult> => {
-        const r = await runStage(env, stage).catch((err: unknown) => {
+        const r = await runStage(ex, stage).catch((err: unknown) => {
           abort.abort(); // the other stages stop at their next step or RUN
           throw err;
         });
@@ -157,22 +197,30 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const p = opts.runMode === 'in-place' ? chain.then(() => settle(stage)) : settle(stage);
         p.catch(() => undefined); // observed below; unhandled until then
         chain = p;
-        env.done.set(stage.index, p);
+        ex.scheduling.done.set(stage.index, p);
       }
-      const results = await Promise.allSettled([...env.done.values()]);
+      const results = await Promise.allSettled([...ex.scheduling.done.values()]);
       if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
-      const last = needed.length > 0 ? await env.done.get(needed[needed.length - 1]!.index) : undefined;
+      const last = needed.length > 0 ? await ex.scheduling.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
+      // New layers go to the cache repository once; the destination mounts them from there.
+      let layers = last.layers;
+      if (cache) {
+        await cache.settle();
+        opts.log(cache.summary());
+        const { written, layers: { mountFrom: from } } = cache;
+        if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
+      }
       const config = { ...last.config };
       if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
       const image = assembleImage({
         format: last.base.format,
         base: last.base.config,
         config,
-        layers: last.layers,
+        layers,
         history: last.history,
-        created: env.created,
+        created,
         ...(last.author !== undefined ? { author: last.author } : {}),
         architecture: last.platform.architecture,
         os: last.platform.os,
@@ -193,6 +241,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       await ctx.close();
     }
   } finally {
+    await cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
     await client.close();
     await Promise.allSettled(cleanup);
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });

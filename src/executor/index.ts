@@ -1,3 +1,3 @@
-// Public surface of src/build: build() and its options.
+// Public surface of src/executor: build() and its options.
 export { build } from './build.js';
 export type { BuildOptions, BuildResult, RunModeOption, SnapshotMode } from './options.js';

@@ -1,0 +1,46 @@
+// Base images for FROM and COPY --from: resolving fetches only the manifest and config; layers download when a root needs them.
+import type { Digest } from '../digest/index.js';
+import { BuilderError } from '../errors.js';
+import { formatOfManifest, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
+import { parseReference, type ImageRef } from '../reference/index.js';
+import type { RegistryClient } from '../registry/index.js';
+import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
+
+export interface BaseImage {
+  ref?: ImageRef;
+  manifestDigest?: Digest;
+  format: ImageFormat;
+  config: ImageConfig;
+  layers: Layer[];
+}
+
+export function scratchConfig(platform: Platform): ImageConfig {
+  return {
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    config: {},
+    rootfs: { type: 'layers', diff_ids: [] },
+    history: [],
+  };
+}
+
+/** Resolves an image reference to its manifest and config; its layers are remote until fetched. */
+export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void): Promise<BaseImage> {
+  const ref = parseReference(name);
+  // By digest with a warm store: no registry request; by tag: one manifest GET.
+  const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
+  const diffIds = img.config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== img.manifest.layers.length) {
+    throw new BuilderError('IMAGE_INVALID', `${ref}: manifest has ${img.manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`, {
+      hint: 'the base image is malformed; rebuild or re-push it',
+    });
+  }
+  return {
+    ref,
+    manifestDigest: img.manifestDigest,
+    format: formatOfManifest(img.mediaType),
+    config: img.config,
+    layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, onWarning)),
+  };
+}

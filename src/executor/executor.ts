@@ -1,0 +1,83 @@
+// What every stage and step handler shares, in three small parts: services (I/O), scheduling (between stages), settings (fixed per build).
+import type { BlobStore } from '../cache/index.js';
+import type { BuildContext } from '../context/index.js';
+import type { BuildPlan, StageVars } from '../dockerfile/index.js';
+import type { ContainerConfig, HistoryEntry, ImageFormat, Layer, Platform } from '../image/index.js';
+import type { RegistryClient } from '../registry/index.js';
+import type { RootFs } from '../rootfs/index.js';
+import type { RunMode } from '../run/index.js';
+import type { BaseImage } from './base.js';
+import type { BuildCache } from './cache.js';
+import type { StageRoot } from './root.js';
+
+export interface Services {
+  client: RegistryClient;
+  /** Local content-addressed store of downloaded layers. */
+  store: BlobStore;
+  ctx: BuildContext;
+  plan: BuildPlan;
+  /** Progress lines (one per call, no newline). */
+  log: (line: string) => void;
+  /** RUN output, already prefixed. */
+  output: (text: string, stream: 'stdout' | 'stderr') => void;
+  /** The registry layer cache (--cache), when enabled. */
+  cache?: BuildCache;
+  /** Logs a warning the first time it is seen in this build. */
+  warnOnce: (message: string) => void;
+}
+
+export interface Scheduling {
+  /** Stages by index, as they finish: a stage awaits only the stages it reads (FROM or COPY --from). */
+  done: Map<number, Promise<StageResult>>;
+  /** Roots materialized for COPY --from (images, and stages in place), by key; shared by concurrent stages. */
+  images: Map<string, Promise<RootFs>>;
+  /** How many stages not yet finished (the running one included) depend on each stage. */
+  usesLeft: Map<number, number>;
+  /** Aborted when any stage fails: the others stop at their next step. */
+  signal: AbortSignal;
+  /** More than one stage runs: log lines name the stage. */
+  multiStage: boolean;
+}
+
+export interface Settings {
+  runMode: RunMode;
+  platform: Platform;
+  /** --image-format; default: that of the base image. */
+  imageFormat?: ImageFormat;
+  /** The image's created time (and every history entry's). */
+  created: string;
+  /** --reproducible: layer entries get this mtime. */
+  mtime?: Date;
+  compressionLevel?: number;
+  /** --snapshot-mode full: hash file contents too. */
+  hashContents: boolean;
+  /** Snapshot excludes: runtime mounts in sandbox mode, ignored paths in place (relative, no leading "/"). */
+  exclude: (rel: string) => boolean;
+  /** The same excludes as relative path prefixes (in-place wipe keeps their parents). */
+  excludePrefixes: readonly string[];
+  stageRoot(index: number): string;
+  /** A fresh path in the work dir (layer files, materialized roots). */
+  scratchPath(prefix: string): string;
+}
+
+export interface Executor {
+  services: Services;
+  scheduling: Scheduling;
+  settings: Settings;
+}
+
+/** What a finished stage leaves for later stages and for the output. */
+export interface StageResult {
+  index: number;
+  root: StageRoot;
+  base: BaseImage;
+  config: ContainerConfig;
+  author?: string;
+  layers: Layer[];
+  history: HistoryEntry[];
+  platform: Platform;
+  /** ENV and ARG values at the end of the stage: a stage built FROM this one starts with them. */
+  vars: StageVars;
+  /** With --cache: the key of the stage's last step (a child stage's chain and COPY --from keys start here). */
+  cacheKey?: string;
+}

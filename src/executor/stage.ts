@@ -1,0 +1,262 @@
+// The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
+import { BuilderError } from '../errors.js';
+import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import type { RootFs } from '../rootfs/index.js';
+import { writeLayer, type LayerEntry } from '../snapshot/index.js';
+import {
+  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, resolveStageRef, stageVarsFromImage,
+  type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
+} from '../dockerfile/index.js';
+import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
+import { hashSources, resolveSources } from '../context/index.js';
+import { applyMetadata, createdBy, type ConfigState } from './config.js';
+import { resolveBase, scratchConfig, type BaseImage } from './base.js';
+import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
+import { at } from './where.js';
+import { handlerFor } from './steps/index.js';
+import type { Executor, StageResult } from './executor.js';
+
+export interface Step {
+  number: number;
+  total: number;
+  /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
+  label: string;
+  /** file:line of the instruction, for errors. */
+  where: string;
+  /** The history's created_by. */
+  by: string;
+}
+
+/** The mutable state of a running stage: config, variables, layers and history so far, and its (lazy) root. */
+export class StageState {
+  cfg: ConfigState;
+  layers: Layer[];
+  history: HistoryEntry[];
+
+  constructor(
+    private readonly ex: Executor,
+    base: BaseImage,
+    readonly format: ImageFormat,
+    readonly root: StageRoot,
+    public vars: StageVars,
+  ) {
+    this.cfg = { config: { ...(base.config.config ?? {}) }, cmdSet: false, ...(base.config.author ? { author: base.config.author } : {}) };
+    this.layers = [...base.layers];
+    this.history = [...(base.config.history ?? [])];
+  }
+
+  /** The root with every layer so far applied; base layers are downloaded and extracted here, on first need. */
+  fs(): Promise<RootFs> {
+    return this.root.get(this.layers);
+  }
+
+  /** Writes entries of the root into a new layer file and appends it with its history entry. */
+  async addLayer(entries: LayerEntry[], step: Step): Promise<void> {
+    const { settings, services } = this.ex;
+    const file = `${settings.scratchPath('layer')}.tar.gz`;
+    const t0 = Date.now();
+    const r = await writeLayer(this.root.path, entries, file, {
+      ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
+      ...(settings.mtime ? { mtime: settings.mtime } : {}),
+    });
+    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${fmtBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
+    this.history.push({ created: settings.created, created_by: step.by });
+    // The layer came from the root as it is: the root stays current.
+    this.root.markApplied(this.layers.length);
+  }
+
+  /** A cache hit: the cached layer (or nothing, when the step changed nothing) stands in for running the step. */
+  appendCached(layer: Layer | undefined, step: Step): void {
+    if (!layer) {
+      this.emptyHistory(step);
+      return;
+    }
+    this.layers.push(layer);
+    this.history.push({ created: this.ex.settings.created, created_by: step.by });
+  }
+
+  emptyHistory(step: Step): void {
+    this.history.push({ created: this.ex.settings.created, created_by: step.by, empty_layer: true });
+  }
+}
+
+/** A step expanded ahead of execution, with the config and variables it runs under and, with --cache, its key and lookup. */
+interface PreparedStep {
+  inst: ExpandedInstruction;
+  step: Step;
+  cfg: ConfigState;
+  vars: StageVars;
+  key?: string;
+  lookup?: Promise<CacheEntry | undefined>;
+}
+
+export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
+  const { services, settings, scheduling } = ex;
+  const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
+  const platform = stage.platform ?? settings.platform;
+  services.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
+
+  const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
+  const root = new StageRoot(settings.stageRoot(stage.index), origin, {
+    ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
+    onWarning: (m: string) => services.log(`warning: ${m}`),
+    onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
+  });
+  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
+
+  // ONBUILD triggers of the base run first; the resulting image does not inherit them.
+  const triggers = stage.baseStage === undefined && stage.baseName !== 'scratch'
+    ? onbuildInstructions(base.config.config?.OnBuild, { file: stage.from.file, line: stage.from.line, baseName: stage.baseName })
+    : [];
+  if (triggers.length) state.cfg = { ...state.cfg, config: { ...state.cfg.config, OnBuild: null } };
+  const { steps, key } = await prepareSteps(ex, stage, [...triggers, ...stage.instructions], state, baseKey);
+
+  const cache = services.cache;
+  for (const p of steps) {
+    if (scheduling.signal.aborted) {
+      throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
+    }
+    const { inst, step } = p;
+    state.cfg = p.cfg;
+    state.vars = p.vars;
+    const handler = handlerFor(inst.kind);
+    if (!handler) {
+      services.log(`${step.label} ${step.by}`);
+      if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
+      continue;
+    }
+    const hit = await p.lookup;
+    if (cache && hit) {
+      cache.hits++;
+      services.log(`${step.label} ${step.by} (cached ${hit.layer ? `layer ${hit.layer.descriptor.digest.slice(7, 19)}` : 'no change'})`);
+      state.appendCached(hit.layer, step);
+      continue;
+    }
+    services.log(`${step.label} ${step.by}`);
+    const before = state.layers.length;
+    await handler.execute({ ex, stage: state, inst, step });
+    if (cache && p.key) {
+      cache.misses++;
+      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, platform);
+    }
+  }
+
+  return {
+    index: stage.index,
+    root,
+    base: { ...base, format: state.format },
+    config: state.cfg.config,
+    ...(state.cfg.author !== undefined ? { author: state.cfg.author } : {}),
+    layers: state.layers,
+    history: state.history,
+    platform,
+    vars: state.vars,
+    ...(key !== undefined ? { cacheKey: key } : {}),
+  };
+}
+
+/**
+ * Expands every instruction ahead (expansion and config changes are pure), and with --cache chains the keys and
+ * starts every lookup at once: a miss does not stop the lookups of later steps.
+ */
+async function prepareSteps(
+  ex: Executor, stage: PlannedStage, instructions: readonly Instruction[], state: StageState, baseKey: string | undefined,
+): Promise<{ steps: PreparedStep[]; key: string | undefined }> {
+  const { services, scheduling, settings } = ex;
+  const cache = services.cache;
+  let cfg = state.cfg;
+  const vars = cloneStageVars(state.vars);
+  let key = cache ? baseKey : undefined;
+  const steps: PreparedStep[] = [];
+  for (let i = 0; i < instructions.length; i++) {
+    const raw = instructions[i]!;
+    const inst = expandInstruction(raw, expansionEnv(vars), services.plan);
+    applyToStageVars(vars, inst);
+    const step: Step = {
+      number: i + 1,
+      total: instructions.length,
+      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      where: `${raw.file}:${raw.line}`,
+      by: createdBy(inst, cfg.config.Shell),
+    };
+    if (inst.kind === 'from') {
+      throw new BuilderError('BUILD_INTERNAL', `${step.where}: unexpected FROM inside a stage`, { hint: 'this is a bug; please report it' });
+    }
+    cfg = applyMetadata(cfg, inst);
+    const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
+    if (key !== undefined && cache) {
+      const sources = await sourcesKey(ex, inst, step.where);
+      key = sources === null ? undefined : stepKey({
+        parent: key,
+        instruction: instructionText(inst),
+        env: expansionEnv(vars),
+        flags: settings.mtime ? { reproducible: settings.mtime.toISOString() } : {},
+        ...(sources !== undefined ? { sources } : {}),
+      });
+      if (key !== undefined && cache.covers(inst.kind)) {
+        p.key = key;
+        p.lookup = cache.lookup(key);
+        p.lookup.catch(() => undefined);
+      }
+    }
+    steps.push(p);
+  }
+  return { steps, key };
+}
+
+/** What COPY/ADD read, for the key: the content digest of context sources, a stage's key, an image's digest; null: not cacheable. */
+async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string): Promise<string | undefined | null> {
+  if (inst.kind !== 'copy' && inst.kind !== 'add') return undefined;
+  if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
+  if (inst.kind === 'add' && inst.sources.some((s) => /^(https?|git):\/\/|^git@/.test(s))) return null;
+  const { services, scheduling, settings } = ex;
+  const from = inst.kind === 'copy' ? inst.from : undefined;
+  if (from === undefined) return hashSources(services.ctx, await resolveSources(services.ctx, inst.sources).catch(at(where))).catch(at(where));
+  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
+  if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
+  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where));
+  return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+}
+
+/** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
+async function resolveFrom(
+  ex: Executor, stage: PlannedStage, platform: NonNullable<PlannedStage['platform']>, label: string,
+): Promise<{ base: BaseImage; vars: StageVars; origin: RootOrigin; key?: string }> {
+  const { services, settings, scheduling } = ex;
+  const rootPath = settings.stageRoot(stage.index);
+  const fresh: RootOrigin = {
+    kind: 'empty',
+    prepare: () => wipeRootForInPlace(rootPath, settings.exclude, settings.excludePrefixes),
+  };
+  if (stage.baseStage !== undefined) {
+    const parent = await scheduling.done.get(stage.baseStage);
+    if (!parent) throw new BuilderError('BUILD_INTERNAL', `${label}: stage ${stage.baseStage} was not built`, { hint: 'this is a bug; please report it' });
+    const base: BaseImage = {
+      format: parent.base.format,
+      config: { ...parent.base.config, config: parent.config, history: parent.history },
+      layers: parent.layers,
+      ...(parent.base.ref ? { ref: parent.base.ref } : {}),
+      ...(parent.base.manifestDigest ? { manifestDigest: parent.base.manifestDigest } : {}),
+    };
+    // In place "/" holds whatever ran last: the parent's filesystem is rebuilt from its layers.
+    const origin: RootOrigin = settings.runMode === 'in-place' ? fresh : {
+      kind: 'parent',
+      // Moving the parent's root is safe only when no later stage needs it and this one never COPY --from's anything.
+      take: () => parent.root.handOver(rootPath, parent.layers,
+        (scheduling.usesLeft.get(stage.baseStage!) ?? 1) <= 1 && !stage.instructions.some((i) => i.kind === 'copy' && i.from !== undefined)),
+    };
+    return { base, vars: cloneStageVars(parent.vars), origin, ...(parent.cacheKey !== undefined ? { key: parent.cacheKey } : {}) };
+  }
+  if (stage.baseName === 'scratch') {
+    const key = `scratch:${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
+    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh, key };
+  }
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
+  services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
+  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
+}
+
+function fmtBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}

@@ -1,0 +1,131 @@
+// RUN: run the command in the stage root (sandbox or in place), then snapshot what changed into a layer.
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { BuilderError } from '../../errors.js';
+import { runEnvironment, type ExpandedInstruction } from '../../dockerfile/index.js';
+import { runStep as runCommand, shellArgv } from '../../run/index.js';
+import { diffIndexes, indexTree, toLayerEntries, withXattrs, type Change } from '../../snapshot/index.js';
+import type { StepContext, StepHandler } from './index.js';
+import { userFor } from './user.js';
+
+type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
+
+export const runStep: StepHandler<Run> = {
+  async execute(c: StepContext<Run>) {
+    const { ex: { settings, services }, stage, inst, step } = c;
+    if (inst.mounts.length > 0) {
+      throw new BuilderError('RUN_MOUNT_UNSUPPORTED', `${step.where}: RUN --mount is not supported yet (${inst.mounts.join(' ')})`, {
+        hint: 'remove the --mount flag (for caches, builder keeps layers in the registry cache instead), or build this Dockerfile with BuildKit for now',
+      });
+    }
+    const rootfs = await stage.fs();
+    const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents };
+    const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
+    const exit = await runCommandIn(c);
+    if (exit !== 0) {
+      throw new BuilderError('RUN_FAILED', `${step.where}: step ${step.number}/${step.total} "${step.by}" failed with exit code ${exit}`, {
+        hint: 'read the step output above; nothing was pushed', exitCode: exit > 0 && exit < 256 ? exit : 1,
+      });
+    }
+    const t0 = Date.now();
+    const after = await indexTree(rootfs.root, snapshotOpts);
+    const changes = withoutMountPointTouches(diffIndexes(before, after), settings.excludePrefixes);
+    stage.root.index = after;
+    services.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    if (changes.length === 0) {
+      stage.emptyHistory(step);
+      return;
+    }
+    // RUN can set file capabilities (setcap) and other xattrs: carry them into the layer.
+    const { entries, warning } = await withXattrs(rootfs.root, toLayerEntries(changes, after));
+    if (warning) services.warnOnce(warning);
+    await stage.addLayer(entries, step);
+  },
+};
+
+/** Runs the command as the stage's USER in its WORKDIR with its ENV; returns the exit code. */
+async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>): Promise<number> {
+  const rootfs = await stage.fs();
+  const shell = stage.cfg.config.Shell;
+  const cleanup: string[] = [];
+  let argv: string[];
+  if (!inst.shell) {
+    argv = [...inst.cmd];
+  } else if (inst.heredocs.length === 1 && /^<<-?(["']?)([^"'\s]+)\1$/.test((inst.cmd[0] ?? '').trim())) {
+    // RUN <<EOF: the body is the script; with a #! line it is run as a program, like BuildKit.
+    const body = inst.heredocs[0]!.content;
+    if (body.startsWith('#!')) {
+      const name = `/.builder-heredoc-${randomBytes(6).toString('hex')}`;
+      const host = await rootfs.resolve(name);
+      await writeFile(host, body, { mode: 0o755 });
+      await chmod(host, 0o755);
+      cleanup.push(host);
+      argv = [name];
+    } else {
+      argv = shellArgv(shell, body);
+    }
+  } else {
+    // The shell reads the heredocs itself: hand it the line followed by the bodies.
+    const script = [inst.cmd.join(' '), ...inst.heredocs.map((h) => `${h.content}${h.content.endsWith('\n') || h.content === '' ? '' : '\n'}${h.name}`)].join('\n');
+    argv = shellArgv(shell, script);
+  }
+  const user = await userFor(rootfs, stage.cfg.config.User, step.where);
+  const cwd = stage.cfg.config.WorkingDir || '/';
+  await rootfs.mkdirAll(cwd, { uid: 0, gid: 0, mode: 0o755 });
+  const envList = [...runEnvironment(stage.vars, services.plan.proxyEnv)].map(([k, v]) => `${k}=${v}`);
+  const out = lineWriter(`${step.label} `, services.output);
+  try {
+    const r = await runCommand({
+      mode: settings.runMode,
+      root: rootfs.root,
+      argv,
+      env: envList,
+      user,
+      cwd,
+      network: (inst.network as 'default' | 'none' | 'host' | undefined) ?? 'default',
+      onOutput: out.write,
+      signal: scheduling.signal,
+    });
+    out.flush();
+    return r.exitCode;
+  } finally {
+    for (const f of cleanup) await rm(f, { force: true });
+  }
+}
+
+/**
+ * The sandbox creates missing mount points (/etc/resolv.conf, /etc/hosts, ...) for the run and removes them after,
+ * restoring the parents' mtime; their ctime cannot be restored. A parent directory whose only difference is its
+ * ctime is not a change of the step (else `RUN true` would add a layer holding /etc).
+ */
+function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly string[]): Change[] {
+  const parents = new Set<string>();
+  for (const p of excludePrefixes) for (let d = path.posix.dirname(p); d !== '.' && d !== '/' && d !== ''; d = path.posix.dirname(d)) parents.add(d);
+  return changes.filter((c) => {
+    if (c.kind !== 'modified' || c.entry.type !== 'dir' || !parents.has(c.path)) return true;
+    const a = c.before;
+    const b = c.entry;
+    // utimes() restores the mtime with millisecond precision
+    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs / 1_000_000n !== b.mtimeNs / 1_000_000n || a.ino !== b.ino;
+  });
+}
+
+/** Prefixes each output line with the step; partial lines are held until their newline. */
+function lineWriter(prefix: string, sink: (text: string, stream: 'stdout' | 'stderr') => void): { write: (chunk: Buffer, stream: 'stdout' | 'stderr') => void; flush: () => void } {
+  const pending = { stdout: '', stderr: '' };
+  return {
+    write(chunk, stream) {
+      const text = pending[stream] + chunk.toString('utf8');
+      const lines = text.split('\n');
+      pending[stream] = lines.pop() ?? '';
+      if (lines.length) sink(lines.map((l) => `${prefix}${l}\n`).join(''), stream);
+    },
+    flush() {
+      for (const s of ['stdout', 'stderr'] as const) {
+        if (pending[s]) sink(`${prefix}${pending[s]}\n`, s);
+        pending[s] = '';
+      }
+    },
+  };
+}

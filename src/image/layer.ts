@@ -1,0 +1,38 @@
+// A Layer (go-containerregistry's pkg/v1/layer.go, reduced): descriptor, diffId and a lazy opener; where it comes from is the opener's business.
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { VerifyingStream, type Digest } from '../digest/index.js';
+import type { ImageRef } from '../reference/index.js';
+import { MediaType, type Descriptor, type ImageFormat } from './types.js';
+
+export interface Layer {
+  /** The compressed blob as it is (or will be) stored in a registry. */
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar (the config's rootfs.diff_ids entry). */
+  diffId: Digest;
+  /** Opens the blob, verified against its digest while read (downloads it first if it is remote). */
+  open(): Promise<Readable>;
+  /** A repository on a registry that already holds the blob (cross-repo mount candidate). */
+  mountFrom?: ImageRef;
+  /** Makes open() cheap (downloads into a local store); true when bytes were downloaded. Absent when open() already is. */
+  fetch?(): Promise<boolean>;
+}
+
+/** A layer written to a local file by the snapshotter. */
+export function fileLayer(file: string, descriptor: Descriptor, diffId: Digest): Layer {
+  return {
+    descriptor,
+    diffId,
+    open: async () => createReadStream(file).pipe(new VerifyingStream(descriptor.digest, descriptor.size, `layer ${descriptor.digest}`)),
+  };
+}
+
+/** The layer media type in a format: only plain gzip layers are re-labelled (same bytes); any other kind keeps its label. */
+export function layerMediaType(format: ImageFormat, current?: string): string {
+  if (current !== undefined && current !== MediaType.OciLayerGzip && current !== MediaType.DockerLayerGzip) return current;
+  return format === 'oci' ? MediaType.OciLayerGzip : MediaType.DockerLayerGzip;
+}
+
+export function formatOfManifest(mediaType: string | undefined): ImageFormat {
+  return mediaType === MediaType.DockerManifest ? 'docker' : 'oci';
+}

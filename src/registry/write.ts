@@ -1,0 +1,48 @@
+// Pushing one image (go-containerregistry's remote.Write): every blob to every repository first (mounts where possible), manifests last.
+import type { Digest } from '../digest/index.js';
+import { bufferStream, MediaType, type Image } from '../image/index.js';
+import type { ImageRef } from '../reference/index.js';
+import { runPool } from '../util/pool.js';
+import type { PushBlobResult, RegistryClient } from './client.js';
+
+export interface WriteImageOptions {
+  /** Parallel blob uploads per repository (default 2: gzip'd layers are I/O bound). */
+  concurrency?: number;
+  /** Where the config blob (and layers naming no repository) can be mounted from: the image's source repository. */
+  mountFrom?: ImageRef;
+  /** One line per repository and per manifest. */
+  log?: (line: string) => void;
+}
+
+export interface WriteImageResult {
+  pushed: Array<{ destination: string; digest: Digest }>;
+  blobs: Record<PushBlobResult, number>;
+}
+
+/** Pushes the image's blobs to each destination repository, then its manifest to each reference (tag or digest). */
+export async function writeImage(client: RegistryClient, image: Image, destinations: readonly ImageRef[], opts: WriteImageOptions = {}): Promise<WriteImageResult> {
+  const repos = new Map<string, ImageRef>();
+  for (const d of destinations) repos.set(d.name, d);
+  const blobs: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
+  // Foreign layers (Windows base layers) are never pushed; their URLs point elsewhere.
+  const layers = image.layers.filter((l) => l.descriptor.mediaType !== MediaType.DockerForeignLayerGzip);
+  for (const repo of repos.values()) {
+    const counts: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
+    const seen = new Set<string>();
+    await runPool(layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)), opts.concurrency ?? 2, async (l) => {
+      const from = l.mountFrom ?? opts.mountFrom;
+      counts[await client.pushBlob(repo, l.descriptor, () => l.open(), from ? { mountFrom: [from] } : {})]++;
+    });
+    counts[await client.pushBlob(repo, image.manifest.config, async () => bufferStream(image.configBytes), opts.mountFrom ? { mountFrom: [opts.mountFrom] } : {})]++;
+    for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
+    opts.log?.(`pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there`);
+  }
+  const pushed: WriteImageResult['pushed'] = [];
+  for (const d of destinations) {
+    // putManifest checks the registry's digest and a digest reference against the bytes.
+    const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
+    opts.log?.(`pushed ${d}@${digest}`);
+    pushed.push({ destination: d.toString(), digest });
+  }
+  return { pushed, blobs };
+}
