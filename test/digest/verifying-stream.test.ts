@@ -49,3 +49,19 @@ it('an untyped source failure becomes BLOB_READ_FAILED by default', async () => 
   expect((err as BuilderError).code).toBe('BLOB_READ_FAILED');
   expect((err as BuilderError).message).toContain('EIO');
 });
+
+it('a file layer whose file is gone fails its reader with BLOB_READ_FAILED instead of an unhandled error', async () => {
+  const { fileLayer } = await import('../../src/image/index.js');
+  const uncaught: unknown[] = [];
+  const on = (e: unknown): void => void uncaught.push(e);
+  process.on('uncaughtException', on);
+  try {
+    const l = fileLayer('/nonexistent/builder-test/layer.tar.gz', { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256('x'), size: 1 }, sha256('y'));
+    const err = await drain(await l.open());
+    expect((err as BuilderError).code).toBe('BLOB_READ_FAILED');
+    expect((err as BuilderError).message).toContain('ENOENT');
+  } finally {
+    process.off('uncaughtException', on);
+  }
+  expect(uncaught).toEqual([]);
+});
