@@ -220,3 +220,31 @@ it('a manifest altered on every try fails typed after the budget, naming both di
   // what the registry stored is left alone (it may be another tag's manifest on a registry that rewrites them)
   expect((await c.getManifest(parseReference(`${reg.host}/faults/app:v1`))).digest).toBe(img.manifestDigest);
 });
+
+it('through a token-auth registry, retried requests authenticate again (pull reset, push 429, manifest 503)', async () => {
+  const treg = await startRegistry({ mode: 'token' });
+  const tproxy = await startFaultProxy(treg.url);
+  try {
+    await pushBusybox(treg, 'faults/app', 'v1');
+    const c = client({ credentials: async () => ({ username: treg.username, password: treg.password }) });
+    const src = parseReference(`${tproxy.host}/faults/app:v1`);
+    const dst = parseReference(`${tproxy.host}/faults/copied:v1`);
+    const img = await c.resolveImage(src);
+    const layer = img.manifest.layers[0]!;
+    const fired = [
+      tproxy.add({ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: 'reset-body' }),
+      tproxy.add({ method: 'PUT', path: /^\/v2\/faults\/copied\/blobs\/uploads\//, fault: '429-seconds' }),
+      tproxy.add({ method: 'PUT', path: /^\/v2\/faults\/copied\/manifests\//, fault: 'status-503' }),
+    ];
+    // no mountFrom: the blobs travel through both faulted directions
+    for (const d of [layer, img.manifest.config]) {
+      expect(await c.pushBlob(dst, d, () => c.openBlob(src, d))).toBe('uploaded');
+    }
+    expect(await c.putManifest(dst, img.manifestBytes, img.mediaType)).toBe(img.manifestDigest);
+    expect(fired.map((f) => f())).toEqual([1, 1, 1]);
+    expect((await c.getManifest(parseReference(`${treg.host}/faults/copied:v1`))).digest).toBe(img.manifestDigest);
+  } finally {
+    await tproxy.close();
+    await treg.stop();
+  }
+});
