@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { run, skopeoCopy, umociUnpack } from '../support/tools.js';
+import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { compileIfStale, ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -38,7 +38,7 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     [anon, auth, ws] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-exe-'), compileIfStale()]);
     base = await pushBusybox(anon, 'library/busybox', 'latest');
     const layout = ws.path('executor-layout');
-    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
+    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout, '--destination', `${anon.host}/tools/builder:latest`], { timeoutMs: 170_000 });
     rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
     imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
 
@@ -73,6 +73,16 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     await writeJobSpec(bundle, { rootfs, args: ['/busybox/sh', '-c', script], env: imageEnv, cwd: '/workspace', binds: [{ source: ws.path('jobws'), destination: '/workspace' }] });
     return runJob(bundle, `builder-test-${name}-${process.pid}`);
   };
+
+  it('npm run executor-image writes the OCI layout (tag latest) and pushes the same image with --destination', async () => {
+    const index = JSON.parse(await readFile(ws.path('executor-layout', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const latest = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'latest');
+    expect((await skopeoInspect(anon, 'tools/builder:latest')).Digest).toBe(latest?.digest);
+    const cfg = await skopeoInspect(anon, 'tools/builder:latest', { config: true });
+    expect(cfg.config.Entrypoint).toEqual(['/builder/bin/builder']);
+    expect(cfg.config.WorkingDir).toBe('/workspace');
+    expect(cfg.config.Env).toContain('DOCKER_CONFIG=/builder/.docker');
+  });
 
   it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then once more through a credential helper in /builder/bin', async () => {
     await writeFile(path.join(rootfs, 'builder/bin/docker-credential-fake'), `#!/busybox/sh\necho '${JSON.stringify({ Username: auth.username, Secret: auth.password })}'\n`, { mode: 0o755 });
