@@ -6,12 +6,18 @@ import type { RegistryClient } from '../registry/index.js';
 import type { BlobStore } from './blob-store.js';
 
 /** A layer of a registry image: fetch() downloads it into the store once; a push mounts it from `ref` without reading it. */
-export function remoteLayer(client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest): Layer & { fetch(): Promise<boolean> } {
+export function remoteLayer(
+  client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest, onWarning?: (message: string) => void,
+): Layer & { fetch(): Promise<boolean> } {
   let pending: Promise<boolean> | undefined;
   const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
-      if (await store.has(descriptor.digest)) return false;
-      await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);
+      // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
+      const found = await store.check(descriptor.digest, descriptor.size);
+      if (found === 'ok') return false;
+      if (found === 'corrupt') (onWarning ?? client.opts.logger)?.(`layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`);
+      // fetchBlob starts over when the bytes arrive wrong (put() keeps nothing of a failed download)
+      await client.fetchBlob(ref, descriptor, (blob) => store.put(descriptor.digest, blob, descriptor.size));
       return true;
     })().catch((err: unknown) => {
       pending = undefined; // a later caller may try again

@@ -10,6 +10,7 @@ import * as inspectCommand from './commands/inspect.js';
 import * as lsCommand from './commands/ls.js';
 import * as planCommand from './commands/plan.js';
 import * as registryCommands from './commands/registry.js';
+import * as warmCommand from './commands/warm.js';
 import { builderVersion } from './version.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
@@ -34,6 +35,7 @@ export async function main(argv: string[]): Promise<void> {
     lsCommand,
     planCommand,
     registryCommands,
+    warmCommand,
   ];
   for (const c of commands) c.register(program, env);
   try {

@@ -21,6 +21,8 @@ export interface RegistryFlags {
   verbosity?: string;
   logFormat?: string;
   logTimestamp?: boolean;
+  pushRetry?: string;
+  imageDownloadRetry?: string;
 }
 
 /**
@@ -38,6 +40,8 @@ export function addRegistryFlags(cmd: Command, pflagBools = false): Command {
     .option('--registry-certificate <host=path>', 'trust the CA certificate at path for registry host (repeatable)', collect)
     .option('--registry-client-cert <host=cert,key>', 'client certificate and key (PEM files) for mutual TLS with registry host (repeatable)', collect)
     .option('--custom-platform <os/arch[/variant]>', 'platform to pick from multi-platform images (default: this host)')
+    .option('--push-retry <n>', 'retries of each push request after a transient failure (connection, timeout, 408, 429, 5xx), and new upload sessions per blob (default 4; 0: none)')
+    .option('--image-download-retry <n>', 'retries of each pull request, and Range resumes per blob download, after a transient failure (default 4; 0: none)')
     .option('-v, --verbosity <level>', 'log level: trace (also every registry request), debug, info (default), warn, error, fatal, panic')
     .option('--log-format <text|color|json>', 'log lines as text (default), text with colored levels, or one JSON object per line (level, msg, time, fields)');
   bool(cmd, '--log-timestamp', 'start each text log line with the time');
@@ -69,6 +73,44 @@ function progressInterval(env: CliEnv): number {
   return Number.isInteger(v) && v > 0 ? v : 5000;
 }
 
+function count(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 100) throw new BuilderError('FLAG_INVALID', `${flag}=${v} is not a number of retries from 0 to 100`, { hint: `e.g. ${flag}=3` });
+  return Number(v);
+}
+
+/** Millisecond knobs from the environment (tests use short ones; unusual networks long ones). */
+function envMs(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new BuilderError('FLAG_INVALID', `${name}=${v} is not a whole number`, { hint: `unset ${name} or give it a number` });
+  return Number(v);
+}
+
+/**
+ * Retry budgets and timing: the flags, plus BUILDER_RETRY_BASE_MS / BUILDER_RETRY_MAX_MS / BUILDER_RETRY_AFTER_MAX_MS
+ * (backoff), BUILDER_REGISTRY_STALL_TIMEOUT_MS (no bytes for this long = broken connection) and BUILDER_UPLOAD_CHUNK_SIZE
+ * (blobs larger than this are uploaded in PATCH chunks of this size).
+ */
+function retryOptions(flags: RegistryFlags, env: NodeJS.ProcessEnv): Partial<RegistryClientOptions> {
+  const push = count(flags.pushRetry, '--push-retry');
+  const pull = count(flags.imageDownloadRetry, '--image-download-retry');
+  const base = envMs(env, 'BUILDER_RETRY_BASE_MS');
+  const max = envMs(env, 'BUILDER_RETRY_MAX_MS');
+  const ra = envMs(env, 'BUILDER_RETRY_AFTER_MAX_MS');
+  const stall = envMs(env, 'BUILDER_REGISTRY_STALL_TIMEOUT_MS');
+  const chunk = envMs(env, 'BUILDER_UPLOAD_CHUNK_SIZE');
+  return {
+    ...(push !== undefined ? { pushRetries: push } : {}),
+    ...(pull !== undefined ? { downloadRetries: pull } : {}),
+    ...(base !== undefined ? { retryBaseMs: base } : {}),
+    ...(max !== undefined ? { retryMaxMs: max } : {}),
+    ...(ra !== undefined ? { retryAfterMaxMs: ra } : {}),
+    ...(stall ? { stallTimeoutMs: stall } : {}),
+    ...(chunk ? { chunkedThreshold: chunk, chunkSize: chunk } : {}),
+  };
+}
+
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger): RegistryClientOptions {
   const certs: Record<string, string> = {};
@@ -95,8 +137,11 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     ...(Object.keys(clientCerts).length > 0 ? { clientCertificates: clientCerts } : {}),
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
+    ...retryOptions(flags, env.env),
     onWarning: (line: string) => log.log('warn', line),
     ...(log.enabled('info') ? { onProgress: progressReporter(log, { intervalMs: progressInterval(env) }) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
+    // retries are worth seeing without --verbose: they explain a slow push on a flaky network
+    onRetry: (line: string) => log.log('info', line),
   };
 }

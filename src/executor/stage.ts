@@ -4,11 +4,10 @@ import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type La
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
-  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, resolveStageRef, stageVarsFromImage,
+  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
 } from '../dockerfile/index.js';
 import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
-import { hashSources, resolveSources } from '../context/index.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
@@ -186,7 +185,7 @@ async function prepareSteps(
     cfg = applyMetadata(cfg, inst);
     const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
     if (key !== undefined && cache) {
-      const sources = await sourcesKey(ex, inst, step.where);
+      const sources = await handlerFor(inst.kind)?.key?.({ ex, inst, step });
       key = sources === null ? undefined : stepKey({
         parent: key,
         instruction: instructionText(inst),
@@ -203,20 +202,6 @@ async function prepareSteps(
     steps.push(p);
   }
   return { steps, key };
-}
-
-/** What COPY/ADD read, for the key: the content digest of context sources, a stage's key, an image's digest; null: not cacheable. */
-async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string): Promise<string | undefined | null> {
-  if (inst.kind !== 'copy' && inst.kind !== 'add') return undefined;
-  if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
-  if (inst.kind === 'add' && inst.sources.some((s) => /^(https?|git):\/\/|^git@/.test(s))) return null;
-  const { services, scheduling, settings } = ex;
-  const from = inst.kind === 'copy' ? inst.from : undefined;
-  if (from === undefined) return hashSources(services.ctx, await resolveSources(services.ctx, inst.sources).catch(at(where))).catch(at(where));
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
-  if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where));
-  return img.manifestDigest ? `image:${img.manifestDigest}` : null;
 }
 
 /** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
@@ -252,7 +237,7 @@ async function resolveFrom(
     const key = `scratch:${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
     return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform).catch(at(`${stage.from.file}:${stage.from.line}`));
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
   return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }

@@ -2,6 +2,7 @@
 import { BuilderError } from '../../errors.js';
 import { resolveStageRef, type ExpandedInstruction } from '../../dockerfile/index.js';
 import type { RootFs } from '../../rootfs/index.js';
+import { hashSources, resolveSources } from '../../context/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
 import { copyInto, parseChmod, writeHeredocFile, type CopyOptions } from '../copy.js';
 import { contextSource, rootSource, type CopySource } from '../sources.js';
@@ -15,6 +16,19 @@ import { userFor } from './user.js';
 type Copy = Extract<ExpandedInstruction, { kind: 'copy' | 'add' }>;
 
 export const copyStep: StepHandler<Copy> = {
+  /** The content digest of context sources as selected, the key of the stage copied from, or the image's digest. */
+  async key({ ex, inst, step }) {
+    if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
+    if (inst.kind === 'add' && inst.sources.some((s) => /^(https?|git):\/\/|^git@/.test(s))) return null;
+    const { services, scheduling, settings } = ex;
+    const from = inst.kind === 'copy' ? inst.from : undefined;
+    if (from === undefined) return hashSources(services.ctx, await resolveSources(services.ctx, inst.sources).catch(at(step.where))).catch(at(step.where));
+    const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
+    if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
+    const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(step.where));
+    return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+  },
+
   async execute({ ex, stage, inst, step }: StepContext<Copy>) {
     refuseUnsupported(inst, step.where);
     const rootfs = await stage.fs();
@@ -86,7 +100,7 @@ async function sourceFor(ex: Executor, from: string | undefined, { file, line }:
     if (settings.runMode !== 'in-place') return rootSource(await done.root.get(done.layers), `stage ${from}`);
     return rootSource(await materialize(ex, `stage:${ref.index}`, async () => done.layers), `stage ${from}`);
   }
-  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where))).layers);
+  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where))).layers);
   return rootSource(await img, `image ${ref.ref}`);
 }
 
