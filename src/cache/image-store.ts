@@ -45,7 +45,7 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
   const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
     await store.putBytes(d, bytes, replace).catch((err: unknown) => {
       if (opts.strict || !isBuilderError(err) || !err.code.startsWith('BLOB_STORE_')) throw err;
-      (opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
+      (opts.onWarning ?? client.opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
     });
   };
   const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
