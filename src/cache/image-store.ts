@@ -29,6 +29,12 @@ export interface ResolveCachedOptions {
  * client: digests verified, the document's type checked, the platform picked from an index (PLATFORM_NOT_FOUND), manifest and config parsed.
  */
 export async function resolveImageCached(client: RegistryClient, store: BlobStore, ref: ImageRef, platform?: Platform, opts: ResolveCachedOptions = {}): Promise<ResolvedImage> {
+  // pull mirrors (--registry-mirror/--registry-map) first, where configured; the image keeps the name it was asked by
+  const img = await client.withMirrors(ref, (from) => resolveFrom(client, store, from, platform, opts));
+  return { ...img, ref };
+}
+
+async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageRef, platform: Platform | undefined, opts: ResolveCachedOptions): Promise<ResolvedImage> {
   const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const replace = { replace: opts.refresh === true };
   const stored = async (d: Digest, max: number, size?: number): Promise<Buffer | undefined> => {

@@ -139,28 +139,38 @@ export class RegistryClient {
    * the mirror that answered (openBlob), and the registry itself is the fallback unless opts.skipDefaultRegistryFallback.
    */
   async resolveImage(ref: ImageRef, platform?: Platform): Promise<ResolvedImage> {
+    const img = await this.withMirrors(ref, (r) => this.resolveDirect(r, platform));
+    return { ...img, ref };
+  }
+
+  /**
+   * Runs a pull of ref's image through its mirrors first (opts.mirrors, in order), then ref itself unless
+   * opts.skipDefaultRegistryFallback. A mirror failing is a warning; the image's blobs are then read where it was found.
+   */
+  async withMirrors<T>(ref: ImageRef, pull: (from: ImageRef) => Promise<T>): Promise<T> {
     const mirrors = this.opts.mirrors?.[ref.registry] ?? [];
-    if (mirrors.length === 0) return this.resolveDirect(ref, platform);
+    if (mirrors.length === 0) return pull(ref);
     const failures: string[] = [];
     for (const m of mirrors) {
       const via = mirrorRef(ref, m);
       try {
-        const img = await this.resolveDirect(via, platform);
+        const r = await pull(via);
         this.pulledVia.set(ref.name, via);
         this.opts.logger?.(`${ref} resolved through mirror ${m}`);
-        return { ...img, ref };
+        return r;
       } catch (err) {
         const why = err instanceof BuilderError ? `${err.code}: ${err.message}` : String(err);
         failures.push(`${m}: ${why}`);
-        this.opts.onWarning?.(`mirror ${m} could not provide ${ref} (${why}); ${m === mirrors[mirrors.length - 1] ? (this.opts.skipDefaultRegistryFallback ? 'no fallback (--skip-default-registry-fallback)' : `falling back to ${ref.registry}`) : 'trying the next mirror'}`);
+        const next = m !== mirrors[mirrors.length - 1] ? 'trying the next mirror' : this.opts.skipDefaultRegistryFallback ? 'no fallback (--skip-default-registry-fallback)' : `falling back to ${ref.registry}`;
+        this.opts.onWarning?.(`mirror ${m} could not provide ${ref} (${why}); ${next}`);
       }
     }
     if (this.opts.skipDefaultRegistryFallback) {
-      throw new BuilderError('REGISTRY_MIRRORS_FAILED', `no mirror could provide ${ref}: ${failures.join('; ')}`, {
+      throw new RegistryError('REGISTRY_MIRRORS_FAILED', `no mirror could provide ${ref}: ${failures.join('; ')}`, {
         hint: 'check the mirrors (--registry-mirror / --registry-map), or drop --skip-default-registry-fallback to pull from the registry itself',
       });
     }
-    return this.resolveDirect(ref, platform);
+    return pull(ref);
   }
 
   private async resolveDirect(ref: ImageRef, platform?: Platform): Promise<ResolvedImage> {
