@@ -1,5 +1,5 @@
 // RegistryClient: Distribution v2 operations (manifests, blobs, uploads, tags, delete) on top of Transport.
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
 import { isDigest, sha256, verified, type Digest } from '../digest/index.js';
 import { identifier, parseReference, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
@@ -80,23 +80,23 @@ export class RegistryClient {
     this.t = new Transport(opts);
   }
 
-  /** src with its bytes counted into opts.onProgress (src itself when nobody listens); errors pass through. */
+  /**
+   * src with its bytes counted into opts.onProgress (src itself when nobody listens). Counts at src's own push(),
+   * so the pipeline keeps its shape: no stream stage is added between a registry response and its verifier.
+   */
   private counted(src: Readable, op: 'pull' | 'push', ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
     const report = this.opts.onProgress;
     if (!report) return src;
     let done = 0;
-    const t = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        done += chunk.length;
+    const push = src.push.bind(src);
+    src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk !== null && chunk !== undefined) {
+        done += (chunk as Buffer).length;
         report({ op, repository: ref.name, digest: desc.digest, done, total: desc.size });
-        cb(null, chunk);
-      },
-    });
-    src.on('error', (e) => t.destroy(e));
-    t.on('close', () => {
-      if (!src.destroyed) src.destroy();
-    });
-    return src.pipe(t);
+      }
+      return push(chunk, encoding);
+    };
+    return src;
   }
 
   /** Closes pooled connections; call when done. */

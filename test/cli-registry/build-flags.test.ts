@@ -56,8 +56,8 @@ describe('build flags against real registries', () => {
     await ws?.remove();
   });
 
-  const build = (ctx: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
-    ws.build(ctx, ['--run-mode', 'sandbox', ...args], { env: { ...env, ...extraEnv } });
+  const build = (ctx: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}, cache?: string) =>
+    ws.build(ctx, ['--run-mode', 'sandbox', ...args], { env: { ...env, ...extraEnv }, ...(cache ? { cache } : {}) });
 
   describe('push permission check', () => {
     it('a destination the credentials cannot push to fails before any step, saying the credentials lack the push scope', async () => {
@@ -116,7 +116,8 @@ describe('build flags against real registries', () => {
     it('--registry-map pulls the base (manifest and blobs) from the mirror only', async () => {
       await pushBusybox(mirror, 'lib/mapped', 'v1');
       const ctx = await ws.context('ctx-map', { Dockerfile: `FROM ${plain.host}/lib/mapped:v1\nRUN echo mapped > /m\n` });
-      const r = await build(ctx, ['--destination', `${plain.host}/out/mapped:1`, '--registry-map', `${plain.host}=${mirror.host}`]);
+      // a cache dir of its own: the base layer must come over the network, not from an earlier test's store
+      const r = await build(ctx, ['--destination', `${plain.host}/out/mapped:1`, '--registry-map', `${plain.host}=${mirror.host}`], {}, ws.path('cache-map'));
       expect(r.code, r.stderr).toBe(0);
       expect((await plain.accessLog()).filter((e) => e.path.startsWith('/v2/lib/mapped/'))).toEqual([]);
       expect((await mirror.accessLog()).some((e) => e.method === 'GET' && e.path.startsWith('/v2/lib/mapped/blobs/'))).toBe(true);
