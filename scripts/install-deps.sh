@@ -4,7 +4,8 @@
 set -euo pipefail
 want=(docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah
       busybox-static:/bin/busybox apache2-utils:htpasswd openssl:openssl bubblewrap:bwrap
-      debootstrap:debootstrap jq:jq curl:curl time:/usr/bin/time libcap2-bin:setcap python3:python3)
+      debootstrap:debootstrap jq:jq curl:curl time:/usr/bin/time libcap2-bin:setcap python3:python3
+      bzip2:bzip2 xz-utils:xz zstd:zstd)
 missing=()
 for pair in "${want[@]}"; do
   pkg=${pair%%:*}; bin=${pair#*:}

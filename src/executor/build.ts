@@ -153,7 +153,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           warnOnce,
           ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,

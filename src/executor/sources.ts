@@ -21,6 +21,8 @@ export interface CopySourceMatch {
   /** Name the source lands under when the destination is a directory. */
   name: string;
   type: EntryType;
+  /** Host path of what is copied (symlinks followed), for ADD's archive check. */
+  abs: string;
   /** The source and, for a directory, everything under it, parents first, sorted. */
   entries(): AsyncIterable<CopyEntry>;
 }
@@ -40,6 +42,7 @@ export function contextSource(ctx: BuildContext): CopySource {
         out.push({
           name: path.posix.basename(m.rel === '.' ? '/' : m.rel) || '/',
           type: real.type,
+          abs: real.abs,
           entries: () => walkSource(ctx, real),
         });
       }
@@ -104,6 +107,7 @@ export function rootSource(rootfs: RootFs, describe: string): CopySource {
       out.push({
         name: path.posix.basename(c) || '/',
         type,
+        abs: host,
         async *entries() {
           yield { path: '', abs: host, type, stat: st };
           if (type === 'dir') yield* walkHost(host, '');
@@ -128,6 +132,19 @@ export function rootSource(rootfs: RootFs, describe: string): CopySource {
         });
       }
       return out;
+    },
+  };
+}
+
+/** A downloaded file (ADD <url>) as a copy source: one regular file named as BuildKit names it. */
+export async function fileMatch(file: string, name: string): Promise<CopySourceMatch> {
+  const st = await lstat(file);
+  return {
+    name,
+    type: 'file',
+    abs: file,
+    async *entries() {
+      yield { path: '', abs: file, type: 'file', stat: st };
     },
   };
 }

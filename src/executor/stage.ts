@@ -8,7 +8,10 @@ import {
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
 } from '../dockerfile/index.js';
 import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
-import { hashSources, resolveSources } from '../context/index.js';
+import { hashSelection } from '../context/index.js';
+import { linkApplies, selectedForKey } from './steps/copy.js';
+import { chownNeedsRoot } from './steps/user.js';
+import { isHttpSource } from './remote.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
@@ -50,12 +53,15 @@ export class StageState {
     return this.root.get(this.layers);
   }
 
-  /** Writes entries of the root into a new layer file and appends it with its history entry. */
-  async addLayer(entries: LayerEntry[], step: Step): Promise<void> {
+  /**
+   * Writes entries of the root into a new layer file and appends it with its history entry. With `from` (COPY --link)
+   * the entries are read from that directory instead, and the stage root gets the layer when a step next needs it.
+   */
+  async addLayer(entries: LayerEntry[], step: Step, opts: { from?: string } = {}): Promise<void> {
     const { settings, services } = this.ex;
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
-    const r = await writeLayer(this.root.path, entries, file, {
+    const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
     });
@@ -63,7 +69,7 @@ export class StageState {
     this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
-    this.root.markApplied(this.layers.length);
+    if (opts.from === undefined) this.root.markApplied(this.layers.length);
   }
 
   /** A cache hit: the cached layer (or nothing, when the step changed nothing) stands in for running the step. */
@@ -187,15 +193,30 @@ async function prepareSteps(
     const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
     if (key !== undefined && cache) {
       const sources = await sourcesKey(ex, inst, step.where);
-      key = sources === null ? undefined : stepKey({
-        parent: key,
-        instruction: instructionText(inst),
-        env: expansionEnv(vars),
-        flags: settings.mtime ? { reproducible: settings.mtime.toISOString() } : {},
-        ...(sources !== undefined ? { sources } : {}),
-      });
+      const flags: Record<string, string> = settings.mtime ? { reproducible: settings.mtime.toISOString() } : {};
+      let stepOwnKey: string | undefined;
+      if (sources !== null && (inst.kind === 'copy' || inst.kind === 'add') && linkApplies(inst) && !(inst.chown && chownNeedsRoot(inst.chown))) {
+        // --link: the layer depends on the instruction, its sources and the workdir only, never on the steps before
+        // (a --chown by name reads the stage's passwd, so it keeps the chain). The chain goes on through it.
+        stepOwnKey = stepKey({
+          parent: `link:${platform(stage, settings)}`,
+          instruction: instructionText(inst),
+          env: new Map(),
+          flags: { ...flags, workdir: cfg.config.WorkingDir || '/' },
+          ...(sources !== undefined ? { sources } : {}),
+        });
+        key = stepKey({ parent: key, instruction: 'link', env: new Map(), flags: {}, sources: stepOwnKey });
+      } else {
+        key = sources === null ? undefined : stepKey({
+          parent: key,
+          instruction: instructionText(inst),
+          env: expansionEnv(vars),
+          flags,
+          ...(sources !== undefined ? { sources } : {}),
+        });
+      }
       if (key !== undefined && cache.covers(inst.kind)) {
-        p.key = key;
+        p.key = stepOwnKey ?? key;
         p.lookup = cache.lookup(key);
         p.lookup.catch(() => undefined);
       }
@@ -205,18 +226,29 @@ async function prepareSteps(
   return { steps, key };
 }
 
-/** What COPY/ADD read, for the key: the content digest of context sources, a stage's key, an image's digest; null: not cacheable. */
+/**
+ * What COPY/ADD read, for the key: the digest of the sources as selected (--exclude/--parents applied, symlinks
+ * followed, downloads included), a stage's key, an image's digest; null: not cacheable. A URL with --checksum is keyed
+ * by the URL and checksum without downloading; without one it is downloaded first and its content hashed.
+ */
 async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string): Promise<string | undefined | null> {
   if (inst.kind !== 'copy' && inst.kind !== 'add') return undefined;
   if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
-  if (inst.kind === 'add' && inst.sources.some((s) => /^(https?|git):\/\/|^git@/.test(s))) return null;
   const { services, scheduling, settings } = ex;
+  if (inst.kind === 'add' && inst.checksum !== undefined && inst.sources.length === 1 && isHttpSource(inst.sources[0]!)) {
+    return `url:${inst.sources[0]}\0${inst.checksum}`;
+  }
   const from = inst.kind === 'copy' ? inst.from : undefined;
-  if (from === undefined) return hashSources(services.ctx, await resolveSources(services.ctx, inst.sources).catch(at(where))).catch(at(where));
+  if (from === undefined) return hashSelection(await selectedForKey(ex, inst, where)).catch(at(where));
   const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
   if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
   const img = await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where));
   return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+}
+
+function platform(stage: PlannedStage, settings: Executor['settings']): string {
+  const p = stage.platform ?? settings.platform;
+  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
 }
 
 /** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
