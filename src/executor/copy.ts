@@ -21,8 +21,8 @@ export interface CopyOptions {
   mode?: number;
   /** file:line for errors. */
   where: string;
-  /** How many sources the instruction has in all (ADD places archives apart): more than one needs a directory destination. */
-  sourceCount?: number;
+  /** Files the instruction places besides `matches` (heredocs): they count toward "more than one file". */
+  otherFiles?: number;
 }
 
 /** Parses --chmod: octal only (what Docker's classic builder and kaniko accept). */
@@ -61,11 +61,13 @@ export async function copyInto(rootfs: RootFs, source: CopySource, patterns: rea
 export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMatch[], opts: CopyOptions): Promise<string[]> {
   const destPath = path.posix.resolve(opts.workdir || '/', opts.dest);
   const destSlash = opts.dest.endsWith('/') || opts.dest.endsWith('/.') || opts.dest === '.';
-  const count = Math.max(matches.length, opts.sourceCount ?? 0);
+  // Directories merge their contents into the destination (BuildKit copies each match there); more than one file
+  // needs a directory destination, else each would replace the last (Docker documents the trailing "/").
+  const count = matches.filter((m) => m.type !== 'dir').length + (opts.otherFiles ?? 0);
   if (count > 1 && !destSlash) {
     const existing = await rootfs.lstat(destPath, { followFinal: true });
     if (!existing?.isDirectory()) {
-      throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${count} sources to "${opts.dest}", which is not a directory`, {
+      throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${count} files to "${opts.dest}", which is not a directory`, {
         hint: 'when COPY has more than one source, the destination must be a directory and end with a /',
       });
     }

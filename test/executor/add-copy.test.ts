@@ -195,4 +195,138 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
       expect(r.stderr).toContain('ADD_GIT_UNSUPPORTED');
     }
   }, 60_000);
+
+  /** Every path under root (dirs with a trailing "/", symlinks as "name -> target"), sorted. */
+  const tree = async (root: string, rel = ''): Promise<string[]> => {
+    const out: string[] = [];
+    for (const n of (await readdir(path.join(root, rel))).sort()) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = await lstat(path.join(root, r));
+      if (st.isDirectory()) out.push(`${r}/`, ...(await tree(root, r)));
+      else if (st.isSymbolicLink()) out.push(`${r} -> ${await readlink(path.join(root, r))}`);
+      else out.push(r);
+    }
+    return out;
+  };
+
+  it('COPY/ADD --exclude leave out matching paths below each source (BuildKit testExcludedFilesOnCopy)', async () => {
+    const files: Record<string, string | { content: string; mode: number }> = {
+      'dir1/file-101.png': '2', 'dir1/file-102.txt': '3', 'dir1/file-103.jpeg': '4',
+      'dir2/file-201.pdf': '6', 'dir2/file-202.jpeg': '7', 'dir2/file-203.png': '8',
+      'dir3/file-301.mp3': '9', 'dir3/file-302.mpeg': '10', 'dir4/file-401.txt': '11',
+      'nested/keep/a.log': 'a', 'nested/keep/b.txt': 'b', 'nested/drop/c.txt': 'c',
+    };
+    const root = await buildOk('exclude', [
+      'FROM scratch AS builder1',
+      'COPY --exclude=*/*.png --exclude=*/*.jpeg . /1',
+      'FROM scratch AS builder2',
+      'COPY --exclude=*/*.pdf --exclude=*/*.txt . /2',
+      'FROM scratch AS builder3',
+      'ADD --exclude=*.mp3 dir3/ /3/',
+      'FROM scratch AS builder4',
+      'COPY --exclude=*.mp3 --exclude=*.jpeg --exclude=*.png --exclude=*.pdf --exclude=*.txt dir* /4/',
+      'FROM scratch AS builder5',
+      'ADD --exclude=*.mp* --exclude=*.jpeg --exclude=*.png --exclude=*.pdf dir* /5',
+      'FROM scratch AS builder6',
+      'ADD --exclude=* dir* /6',
+      'FROM scratch AS builder7',
+      // exceptions: an excluded directory is entered only to find what "!" re-includes
+      'COPY --exclude=nested/* --exclude=!nested/keep/*.txt --exclude=Dockerfile --exclude=dir* . /7/',
+      'FROM scratch',
+      ...[1, 2, 3, 4, 5, 6, 7].map((n) => `COPY --from=builder${n} / /builder${n}`),
+    ].join('\n'), files, (ctx) => {
+      execFileSync('ln', ['-s', 'file-401.txt', path.join(ctx, 'dir4/file-402.txt')]);
+      execFileSync('ln', ['-s', 'file-404.txt', path.join(ctx, 'dir4/file-403.txt')]);
+    });
+    const t = await tree(root);
+    const under = (p: string) => t.filter((x) => x.startsWith(p) && x !== p).map((x) => x.slice(p.length));
+    expect(under('builder1/1/').filter((x) => x.startsWith('dir'))).toEqual([
+      'dir1/', 'dir1/file-102.txt', 'dir2/', 'dir2/file-201.pdf', 'dir3/', 'dir3/file-301.mp3', 'dir3/file-302.mpeg',
+      'dir4/', 'dir4/file-401.txt', 'dir4/file-402.txt -> file-401.txt', 'dir4/file-403.txt -> file-404.txt',
+    ]);
+    expect(under('builder2/2/').filter((x) => x.startsWith('dir'))).toEqual([
+      'dir1/', 'dir1/file-101.png', 'dir1/file-103.jpeg', 'dir2/', 'dir2/file-202.jpeg', 'dir2/file-203.png',
+      'dir3/', 'dir3/file-301.mp3', 'dir3/file-302.mpeg', 'dir4/',
+    ]);
+    expect(under('builder3/3/')).toEqual(['file-302.mpeg']);
+    expect(under('builder4/4/')).toEqual(['file-302.mpeg']);
+    expect(under('builder5/5/')).toEqual(['file-102.txt', 'file-401.txt', 'file-402.txt -> file-401.txt', 'file-403.txt -> file-404.txt']);
+    expect(under('builder6/6/')).toEqual([]);
+    expect(t).toContain('builder6/6/');
+    expect(under('builder7/7/')).toEqual(['nested/', 'nested/keep/', 'nested/keep/b.txt']);
+  }, 180_000);
+
+  it('COPY --parents keeps the source path below the "./" pivot (BuildKit testCopyParents / testCopyRelativeParents)', async () => {
+    const root = await buildOk('parents', [
+      'FROM @BASE@ AS base',
+      'WORKDIR /test',
+      'RUN mkdir -p a/b/c/d/e a/b2/c/d/e a/b/c2/d/e a/b/c2/d/e2 && touch a/b/c/d/foo a/b/c/d/e/bay a/b2/c/d/e/bar a/b/c2/d/e/baz a/b/c2/d/e2/baz',
+      'FROM scratch',
+      'COPY --parents foo1/foo2/bar /',
+      'WORKDIR /test',
+      'COPY --parents foo1/foo2/ba* .',
+      'COPY --from=base --parents /test/a/b/./c/d /middle/',
+      'COPY --from=base --parents /test/a/b/c/d/. /end/',
+      'COPY --from=base --parents ./test/a/b/c/d /start/',
+      'COPY --from=base --parents /test/a/./b/./c /double/',
+      'COPY --from=base --parents /test/a/./*/c /wildcard/',
+      'COPY --from=base --parents /test/a/b*/./c/**/e /doublewildcard/',
+      'COPY --from=base --parents /test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar /doubleinputs/',
+      'COPY --from=base --parents /test/a/b3*/c /test/a/b/./c9* /wildcard-nonexistent/',
+      'COPY --from=base --parents --exclude=**/foo /test/a/b/./c /with-exclude/',
+    ].join('\n'), { 'foo1/foo2/bar': 'testing', 'foo1/foo2/baz': 'testing2', 'foo1/other': 'no' });
+    const t = await tree(root);
+    expect(await readFile(path.join(root, 'foo1/foo2/bar'), 'utf8')).toBe('testing');
+    expect(t.filter((x) => x.startsWith('foo1'))).toEqual(['foo1/', 'foo1/foo2/', 'foo1/foo2/bar']);
+    expect(t.filter((x) => x.startsWith('test/'))).toEqual(['test/', 'test/foo1/', 'test/foo1/foo2/', 'test/foo1/foo2/bar', 'test/foo1/foo2/baz']);
+    const under = (p: string) => t.filter((x) => x.startsWith(p) && x !== p).map((x) => x.slice(p.length));
+    expect(under('middle/')).toEqual(['c/', 'c/d/', 'c/d/e/', 'c/d/e/bay', 'c/d/foo']);
+    expect(under('end/')).toContain('test/a/b/c/d/foo');
+    expect(under('start/')).toContain('test/a/b/c/d/e/bay');
+    expect(under('double/')).toEqual(['b/', 'b/c/', 'b/c/d/', 'b/c/d/e/', 'b/c/d/e/bay', 'b/c/d/foo']);
+    expect(under('wildcard/')).toEqual(['b/', 'b/c/', 'b/c/d/', 'b/c/d/e/', 'b/c/d/e/bay', 'b/c/d/foo', 'b2/', 'b2/c/', 'b2/c/d/', 'b2/c/d/e/', 'b2/c/d/e/bar']);
+    expect(under('doublewildcard/')).toEqual(['c/', 'c/d/', 'c/d/e/', 'c/d/e/bar', 'c/d/e/bay']);
+    expect(under('doubleinputs/')).toEqual(['c/', 'c/d/', 'c/d/e/', 'c/d/e/bar', 'd/', 'd/e/', 'd/e/baz', 'd/e2/', 'd/e2/baz']);
+    expect(under('wildcard-nonexistent/')).toEqual([]);
+    expect(t).toContain('wildcard-nonexistent/');
+    expect(under('with-exclude/')).toEqual(['c/', 'c/d/', 'c/d/e/', 'c/d/e/bay']);
+  }, 180_000);
+
+  it('COPY --parents of a missing path without wildcards fails with COPY_SOURCE_NOT_FOUND', async () => {
+    const r = await build('parents-missing', 'FROM scratch\nCOPY --parents nonexistent/file /out/\n', { 'x': 'x' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('COPY_SOURCE_NOT_FOUND');
+  }, 60_000);
+
+  it('COPY --chown=name takes the primary group from passwd; a numeric user is uid:uid even when unknown', async () => {
+    const root = await buildOk('chown', [
+      'FROM @BASE@',
+      'RUN echo "web:x:2000:3000::/home/web:/bin/sh" >> /etc/passwd && echo "webgrp:x:3000:" >> /etc/group',
+      'COPY --chown=web a /by-name',
+      'COPY --chown=1000 a /numeric-known',
+      'COPY --chown=4242 a /numeric-unknown',
+      'COPY --chown=web:app a /name-group',
+      'COPY --chown=4242:4343 a /both-numeric',
+    ].join('\n'), { a: 'a\n' });
+    const ids = async (p: string) => { const st = await stat(path.join(root, p)); return [st.uid, st.gid]; };
+    expect(await ids('by-name')).toEqual([2000, 3000]);
+    expect(await ids('numeric-known')).toEqual([1000, 1000]);
+    expect(await ids('numeric-unknown')).toEqual([4242, 4242]);
+    expect(await ids('name-group')).toEqual([2000, 1000]);
+    expect(await ids('both-numeric')).toEqual([4242, 4343]);
+  }, 120_000);
+
+  it('hard links inside a copied tree stay hard links', async () => {
+    const root = await buildOk('hardlinks', [
+      'FROM @BASE@ AS src',
+      'RUN mkdir -p /t/sub && echo same > /t/one && ln /t/one /t/sub/two && echo solo > /t/solo',
+      'FROM @BASE@',
+      'COPY --from=src /t /from-stage/',
+      'COPY ctx/ /from-context/',
+    ].join('\n'), { 'ctx/x': 'x\n' }, (ctx) => execFileSync('ln', [path.join(ctx, 'ctx/x'), path.join(ctx, 'ctx/y')]));
+    const ino = async (p: string) => (await stat(path.join(root, p))).ino;
+    expect(await ino('from-stage/one')).toBe(await ino('from-stage/sub/two'));
+    expect(await ino('from-stage/solo')).not.toBe(await ino('from-stage/one'));
+    expect(await ino('from-context/x')).toBe(await ino('from-context/y'));
+  }, 120_000);
 });

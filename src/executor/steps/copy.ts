@@ -91,7 +91,7 @@ async function copyInstruction(ex: Executor, rootfs: RootFs, users: RootFs | und
     // BuildKit keeps the owners of files copied from a stage or an image unless --chown is given.
     ...(inst.kind === 'copy' && inst.from !== undefined && !inst.chown ? { preserveOwner: true } : {}),
     where,
-    sourceCount: inst.sources.length + inst.heredocs.length,
+    otherFiles: inst.heredocs.length,
   };
   const written: string[] = [];
   for (const h of inst.heredocs) written.push(await writeHeredocFile(rootfs, h.name, h.content, copyOpts));
