@@ -217,7 +217,7 @@ async function prepareSteps(
       }
       if (key !== undefined && cache.covers(inst.kind)) {
         p.key = stepOwnKey ?? key;
-        p.lookup = cache.lookup(key);
+        p.lookup = cache.lookup(p.key);
         p.lookup.catch(() => undefined);
       }
     }

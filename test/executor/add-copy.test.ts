@@ -329,4 +329,47 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(await ino('from-stage/solo')).not.toBe(await ino('from-stage/one'));
     expect(await ino('from-context/x')).toBe(await ino('from-context/y'));
   }, 120_000);
+
+  /** Names in the last layer of a pushed image (skopeo to an OCI layout, then tar -t). */
+  const lastLayerNames = async (ref: string, name: string): Promise<string[]> => {
+    const layout = ws.path(`${name}-layers`);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${reg.host}/${ref}`, `oci:${layout}:img`], { stdio: 'ignore' });
+    const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
+    const blob = (d: string) => path.join(layout, 'blobs', ...d.split(':'));
+    const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8'));
+    const last = manifest.layers[manifest.layers.length - 1].digest;
+    return execFileSync('tar', ['-tzf', blob(last)]).toString().trim().split('\n').sort();
+  };
+
+  it('COPY --link writes a layer holding only its files and their parents, applied over what is there', async () => {
+    const root = await buildOk('link', [
+      'FROM @BASE@',
+      'RUN mkdir -p /opt/app && echo old > /opt/app/keep',
+      'WORKDIR /opt/app',
+      'COPY --link a.txt sub/',
+    ].join('\n'), { 'a.txt': 'a\n' });
+    expect(await readFile(path.join(root, 'opt/app/keep'), 'utf8')).toBe('old\n');
+    expect(await readFile(path.join(root, 'opt/app/sub/a.txt'), 'utf8')).toBe('a\n');
+    expect(await lastLayerNames('addcopy/link:latest', 'link')).toEqual(['opt/', 'opt/app/', 'opt/app/sub/', 'opt/app/sub/a.txt']);
+  }, 120_000);
+
+  it('with --cache, a COPY --link step hits even when the steps before it changed; the steps after it do not', async () => {
+    const cacheRepo = ws.path('link-cache');
+    const run = async (n: string, before: string) => {
+      const ctx = await ws.context(`ctx-link-${n}`, {
+        Dockerfile: `FROM ${base}\nRUN echo ${before} > /before\nCOPY --link a.txt /linked/\nRUN cat /before /linked/a.txt > /after\n`,
+        'a.txt': 'a\n',
+      });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--reproducible', '--cache', '--cache-repo', `oci:${cacheRepo}`,
+        '--destination', `${reg.host}/addcopy/link-cache:${n}`], { cache: ws.path(`cache-${n}`), work: ws.path(`work-link-${n}`) });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r.stderr.split('\n').filter((l) => / \(cached /.test(l));
+    };
+    expect(await run('one', 'one')).toEqual([]);
+    const second = await run('two', 'two');
+    expect(second).toHaveLength(1);
+    expect(second[0]).toContain('COPY --link a.txt /linked/');
+    const root = await ws.unpack(reg, 'addcopy/link-cache:two', 'link-cache-two');
+    expect(await readFile(path.join(root, 'after'), 'utf8')).toBe('two\na\n');
+  }, 180_000);
 });
