@@ -111,8 +111,8 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 
-  // ONBUILD triggers of the base run first; the resulting image does not inherit them.
-  const triggers = stage.baseStage === undefined && stage.baseName !== 'scratch'
+  // ONBUILD triggers of the base (an image, or an earlier stage's ONBUILD lines) run first; the stage does not inherit them.
+  const triggers = stage.baseName !== 'scratch'
     ? onbuildInstructions(base.config.config?.OnBuild, { file: stage.from.file, line: stage.from.line, baseName: stage.baseName })
     : [];
   if (triggers.length) state.cfg = { ...state.cfg, config: { ...state.cfg.config, OnBuild: null } };
@@ -282,7 +282,8 @@ async function resolveFrom(
   }
   if (stage.baseName === 'scratch') {
     const key = `scratch:${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
-    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh, key };
+    const config = scratchConfig(platform);
+    return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);

@@ -372,4 +372,56 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     const root = await ws.unpack(reg, 'addcopy/link-cache:two', 'link-cache-two');
     expect(await readFile(path.join(root, 'after'), 'utf8')).toBe('two\na\n');
   }, 180_000);
+
+  describe('stages, ONBUILD, WORKDIR owner, scratch defaults', () => {
+    const dockerfile = [
+      'FROM @BASE@ AS parent',
+      'ONBUILD RUN echo triggered > /onbuild-ran',
+      'ONBUILD ENV FROM_TRIGGER=yes',
+      'FROM parent AS child',
+      'USER 4242',
+      'WORKDIR /made-by-uid',
+      'USER app',
+      'WORKDIR /made-by-app',
+      'USER root',
+      'FROM @BASE@ AS unused',
+      'RUN echo "this stage is not needed" && exit 1',
+      'FROM scratch AS bare',
+      'ENV P=$PATH',
+      'FROM child',
+      'COPY --from=bare / /',
+    ].join('\n');
+
+    it('an earlier stage\'s ONBUILD triggers run at the start of the child, which does not carry them; unused stages are skipped', async () => {
+      const root = await buildOk('stages', dockerfile);
+      expect(await readFile(path.join(root, 'onbuild-ran'), 'utf8')).toBe('triggered\n');
+      const cfg = (await skopeoInspect(reg, 'addcopy/stages:latest', { config: true })).config;
+      expect(cfg.Env).toContain('FROM_TRIGGER=yes');
+      expect(cfg.OnBuild ?? []).toEqual([]);
+      // WORKDIR under a bare uid with no passwd entry: uid:uid, as BuildKit's mkdir with llb.WithUser
+      const made = await stat(path.join(root, 'made-by-uid'));
+      expect([made.uid, made.gid]).toEqual([4242, 4242]);
+      const byApp = await stat(path.join(root, 'made-by-app'));
+      expect([byApp.uid, byApp.gid]).toEqual([1000, 1000]);
+    }, 120_000);
+
+    it('--skip-unused-stages=false builds every stage up to the target, as kaniko did', async () => {
+      const r = await build('stages-all', dockerfile);
+      expect(r.code).toBe(0);
+      const ctx = r.ctx;
+      const all = await ws.build(ctx, ['--run-mode', 'sandbox', '--skip-unused-stages=false', '--no-push']);
+      expect(all.code).not.toBe(0);
+      expect(all.stderr).toContain('this stage is not needed');
+    }, 120_000);
+
+    it('a scratch stage gets BuildKit\'s default PATH and WorkingDir "/"', async () => {
+      const ctx = await ws.context('ctx-bare', { Dockerfile: dockerfile.replaceAll('@BASE@', base) });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--target', 'bare', '--destination', `${reg.host}/addcopy/bare:latest`]);
+      expect(r.code, r.stderr).toBe(0);
+      const cfg = (await skopeoInspect(reg, 'addcopy/bare:latest', { config: true })).config;
+      const path0 = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+      expect(cfg.Env).toEqual([`PATH=${path0}`, `P=${path0}`]);
+      expect(cfg.WorkingDir).toBe('/');
+    }, 120_000);
+  });
 });
