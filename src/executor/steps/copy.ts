@@ -8,7 +8,7 @@ import { RootFs } from '../../rootfs/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
 import { copyMatches, parseChmod, writeHeredocFile, type CopyOptions } from '../copy.js';
 import { contextSource, fileMatch, rootSource, type CopySource, type CopySourceMatch } from '../sources.js';
-import { archiveKind, unpackArchive } from '../archive.js';
+import { archiveKind, unpackArchive, type Compression } from '../archive.js';
 import { download, isGitSource, isHttpSource, type Download } from '../remote.js';
 import { excludeMatcher, selectEntries } from '../select.js';
 import { resolveBase } from '../base.js';
@@ -115,7 +115,7 @@ async function copyInstruction(ex: Executor, rootfs: RootFs, users: RootFs | und
 
 /** ADD of an archive: extracted into the destination (always a directory, created owned by --chown), merging. */
 async function unpackInto(
-  ex: Executor, rootfs: RootFs, m: CopySourceMatch, kind: Awaited<ReturnType<typeof archiveKind>> & string, workdir: string, inst: Copy,
+  ex: Executor, rootfs: RootFs, m: CopySourceMatch, kind: Compression, workdir: string, inst: Copy,
   owner: { uid: number; gid: number }, where: string,
 ): Promise<string[]> {
   const destPath = path.posix.resolve(workdir, inst.dest);
