@@ -124,6 +124,7 @@ export async function unpackArchive(dest: RootFs, file: string, kind: Compressio
   await extractLayer(dest, Readable.from(decompressed(file, kind, label)), {
     gzip: false,
     whiteouts: false,
+    rootMeta: false,
     layer: label,
     onEntry: (p) => written.push(p),
     ...(opts.chown ? { chown: opts.chown } : {}),

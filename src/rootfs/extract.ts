@@ -39,6 +39,8 @@ export interface ExtractOptions {
   whiteouts?: boolean;
   /** Owner for every entry instead of the tar's (ADD --chown on an archive, as moby's ChownOpts). */
   chown?: { uid: number; gid: number };
+  /** Apply a "./" entry's metadata to the root (default true); moby's Untar skips "." when it exists (ADD). */
+  rootMeta?: boolean;
 }
 
 export interface ExtractResult {
@@ -270,8 +272,8 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
     warn(st, `entry "${h.name}" is absolute or climbs with "..": contained as ${clean}`);
   }
   if (clean === '/') {
-    if (h.type === 'directory') setDirMeta(st, '/', st.rootfs.root, h);
-    else warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+    if (h.type !== 'directory') warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+    else if (st.opts.rootMeta ?? true) setDirMeta(st, '/', st.rootfs.root, h);
     return;
   }
   const slash = clean.lastIndexOf('/');

@@ -94,6 +94,7 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
       'ADD --unpack=false plain.bin /kept/',
     ].join('\n'), {}, (ctx) => {
       makeTar(path.join(ctx, 'plain.bin'), [
+        { name: './', type: 'dir', mode: 0o700, uid: 99, gid: 99 },
         { name: 'keep/', type: 'dir', mode: 0o750 },
         { name: 'keep/new', content: 'new\n', uid: 42, gid: 43 },
         { name: 'over', content: 'from tar\n', mode: 0o600 },
@@ -102,7 +103,7 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
         { name: 'sym', type: 'symlink', link: '/etc/passwd' },
       ]);
       for (const [prog, out] of [['gzip', 'gz.data'], ['bzip2', 'bz.data'], ['xz', 'xz.data'], ['zstd', 'zst.data']] as const) {
-        makeTar(path.join(ctx, `${out}.tar`), [{ name: `from-${prog}.txt`, content: `${prog}\n` }]);
+        makeTar(path.join(ctx, `${out}.tar`), [{ name: './', type: 'dir', mode: 0o700, uid: 99 }, { name: `from-${prog}.txt`, content: `${prog}\n` }]);
         execFileSync('sh', ['-c', `${prog} -c < "$1" > "$2" && rm "$1"`, 'sh', path.join(ctx, `${out}.tar`), path.join(ctx, out)]);
       }
       makeTar(path.join(ctx, 'owned.tar'), [{ name: 'd/', type: 'dir' }, { name: 'd/f', content: 'f\n', uid: 7, gid: 7 }]);
@@ -122,6 +123,11 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(await readFile(path.join(root, 'wh-seen'), 'utf8')).toBe('not a whiteout\n');
     expect((await stat(path.join(root, 'x/hard'))).ino).toBe(kept.ino);
     expect(await readlink(path.join(root, 'x/sym'))).toBe('/etc/passwd');
+    // the archive's "./" entry leaves the destination's own metadata alone (moby's Untar skips "." when it exists)
+    for (const p of ['x', 'y']) {
+      const st = await stat(path.join(root, p));
+      expect([p, st.mode & 0o7777, st.uid, st.gid]).toEqual([p, 0o755, 0, 0]);
+    }
     for (const prog of ['gzip', 'bzip2', 'xz', 'zstd']) expect(await readFile(path.join(root, `y/from-${prog}.txt`), 'utf8')).toBe(`${prog}\n`);
     // --chown applies to every extracted entry (moby's ChownOpts); the destination is created owned by it too
     for (const p of ['z', 'z/d', 'z/d/f']) {
