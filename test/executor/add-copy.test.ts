@@ -379,6 +379,26 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(await readFile(path.join(root, 'after'), 'utf8')).toBe('two\na\n');
   }, 180_000);
 
+  it('with --cache, COPY --exclude/--parents keys hash what they select: a change elsewhere still hits', async () => {
+    const cacheRepo = ws.path('select-cache');
+    const run = async (n: string, files: Record<string, string>) => {
+      const ctx = await ws.context(`ctx-select-${n}`, {
+        Dockerfile: `FROM ${base}\nCOPY --parents src/./keep/*.txt /p/\nCOPY --exclude=*.log src/ /src/\n`,
+        ...files,
+      });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--reproducible', '--cache', '--cache-repo', `oci:${cacheRepo}`,
+        '--destination', `${reg.host}/addcopy/select-cache:${n}`], { cache: ws.path(`cache-s-${n}`), work: ws.path(`work-s-${n}`) });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r.stderr.split('\n').filter((l) => / \(cached /.test(l)).map((l) => l.replace(/^builder: \[\d+\/\d+\] /, '').replace(/ \(cached.*$/, ''));
+    };
+    const files = { 'src/a.txt': 'a', 'src/debug.log': 'one', 'src/keep/k.txt': 'k', 'src/keep/other.md': 'o' };
+    expect(await run('one', files)).toEqual([]);
+    // only a file neither step selects changed: both hit
+    expect(await run('two', { ...files, 'src/debug.log': 'two' })).toEqual(['COPY --parents src/./keep/*.txt /p/', 'COPY --exclude=*.log src/ /src/']);
+    // a file only the second step selects changed: the --parents step still hits, the other runs again
+    expect(await run('three', { ...files, 'src/keep/other.md': 'changed' })).toEqual(['COPY --parents src/./keep/*.txt /p/']);
+  }, 180_000);
+
   describe('stages, ONBUILD, WORKDIR owner, scratch defaults', () => {
     const dockerfile = [
       'FROM @BASE@ AS parent',
