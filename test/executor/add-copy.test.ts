@@ -399,6 +399,30 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(await run('three', { ...files, 'src/keep/other.md': 'changed' })).toEqual(['COPY --parents src/./keep/*.txt /p/']);
   }, 180_000);
 
+  it('with --cache, ADD <url> keys on --checksum without downloading, else on the downloaded bytes', async () => {
+    const cacheRepo = ws.path('url-cache');
+    const body = Buffer.from('v1\n');
+    const run = async (n: string) => {
+      const ctx = await ws.context(`ctx-urlc-${n}`, {
+        Dockerfile: `FROM ${base}\nADD --checksum=sha256:${sha256(body)} ${web}/pinned.txt /pinned\nADD ${web}/moving.txt /moving\n`,
+      });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--reproducible', '--cache', '--cache-repo', `oci:${cacheRepo}`,
+        '--destination', `${reg.host}/addcopy/url-cache:${n}`], { cache: ws.path(`cache-u-${n}`), work: ws.path(`work-u-${n}`) });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r.stderr.split('\n').filter((l) => / \(cached /.test(l)).map((l) => l.replace(/^builder: \[\d+\/\d+\] /, '').split(' ')[0] + (l.includes('/pinned') ? ' pinned' : ' moving'));
+    };
+    served.set('/pinned.txt', { body });
+    served.set('/moving.txt', { body: Buffer.from('m1\n') });
+    expect(await run('one')).toEqual([]);
+    // the pinned file is gone from the server: a hit needs no download; the moving one is unchanged: a hit too
+    served.delete('/pinned.txt');
+    expect(await run('two')).toEqual(['ADD pinned', 'ADD moving']);
+    served.set('/moving.txt', { body: Buffer.from('m2\n') });
+    expect(await run('three')).toEqual(['ADD pinned']);
+    const root = await ws.unpack(reg, 'addcopy/url-cache:three', 'url-cache-three');
+    expect(await readFile(path.join(root, 'moving'), 'utf8')).toBe('m2\n');
+  }, 180_000);
+
   describe('stages, ONBUILD, WORKDIR owner, scratch defaults', () => {
     const dockerfile = [
       'FROM @BASE@ AS parent',
