@@ -1,9 +1,9 @@
-// BlobStore: the local content-addressed blob store (dir/blobs/sha256/<hex>), verified on write and on read.
+// BlobStore: the local content-addressed blob store (dir/blobs/sha256/<hex>) of layers, manifests and configs, verified on write and on read.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type Readable, type TransformCallback } from 'node:stream';
+import { Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { digestHex, isDigest, VerifyingStream, type Digest } from '../digest/index.js';
@@ -15,6 +15,14 @@ export interface BlobStoreOptions {
    */
   fsync?: boolean;
 }
+
+export interface PutOptions {
+  /** Write even when the blob is present, replacing it atomically (builder warm --force). */
+  replace?: boolean;
+}
+
+/** What a check of a stored blob found; a corrupt entry has been removed. */
+export type VerifyResult = 'ok' | 'missing' | 'corrupt';
 
 export interface PutFileOptions {
   /** The caller already knows the file's digest is right (e.g. it hashed it while writing): skip re-reading it. */
@@ -92,9 +100,9 @@ export class BlobStore {
    * renamed atomically. Concurrent puts of one digest each write their own temp file; the last rename
    * wins with identical bytes. An already-present blob is not rewritten (src is destroyed unread).
    */
-  async put(d: Digest, src: Readable, size?: number): Promise<void> {
+  async put(d: Digest, src: Readable, size?: number, opts: PutOptions = {}): Promise<void> {
     const final = this.path(d);
-    if (await this.has(d)) {
+    if (!opts.replace && (await this.has(d))) {
       src.destroy();
       return;
     }
@@ -112,6 +120,85 @@ export class BlobStore {
       if (isBuilderError(err)) throw err;
       throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store blob ${d} in ${this.dir}`, err);
     }
+    await this.recordStored(d);
+  }
+
+  /** Stores bytes already in memory (a manifest or config) under d, verified like put(). */
+  putBytes(d: Digest, bytes: Buffer, opts: PutOptions = {}): Promise<void> {
+    return this.put(d, Readable.from([bytes]), bytes.length, opts);
+  }
+
+  /**
+   * Reads a small blob whole, verified: undefined when absent or larger than `max` (then it is not what the
+   * caller is looking for); a corrupt entry is removed and fails with BLOB_STORE_CORRUPT.
+   */
+  async read(d: Digest, opts: { max: number; size?: number }): Promise<Buffer | undefined> {
+    let bytes: number;
+    try {
+      bytes = (await lstat(this.path(d))).size;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw storeError('BLOB_STORE_READ_FAILED', `cannot stat blob ${d} in ${this.dir}`, err);
+    }
+    if (bytes > opts.max) return undefined;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const c of this.open(d, opts.size)) chunks.push(c as Buffer);
+    } catch (err) {
+      if (isBuilderError(err, 'BLOB_STORE_MISSING')) return undefined; // removed between stat and open
+      throw err;
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** Reads a stored blob through the verifier: 'corrupt' entries are removed, so the caller can fetch them again. */
+  async verify(d: Digest, size?: number): Promise<VerifyResult> {
+    try {
+      const before = await this.fingerprint(d);
+      for await (const _ of this.open(d, size)) {
+        // hashed by the verifier
+      }
+      // Recorded only when the file read is still the file at the path (no concurrent replace in between).
+      if (before !== undefined && before === (await this.fingerprint(d))) await this.recordVerified(d, before);
+      return 'ok';
+    } catch (err) {
+      if (isBuilderError(err, 'BLOB_STORE_MISSING')) return 'missing';
+      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) return 'corrupt';
+      throw err;
+    }
+  }
+
+  /**
+   * verify() without re-reading a file already verified in its current state (same inode, size, mtime, ctime):
+   * a stored blob is never rewritten in place, so a changed fingerprint means tampering and triggers a full read.
+   * Damage that leaves the fingerprint alone (bad sectors) is still caught by open() on the read that uses it.
+   */
+  async check(d: Digest, size?: number): Promise<VerifyResult> {
+    const now = await this.fingerprint(d);
+    if (now === undefined) return 'missing';
+    const known = await readFile(this.verifiedPath(d), 'utf8').catch(() => undefined);
+    return known === now ? 'ok' : this.verify(d, size);
+  }
+
+  /** Removes temp files older than `olderThanMs` that a killed writer left behind; returns how many. */
+  async removeStaleTemp(olderThanMs: number, now = Date.now()): Promise<number> {
+    const dir = path.join(this.dir, 'blobs', 'sha256');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return 0;
+      throw storeError('BLOB_STORE_READ_FAILED', `cannot list ${dir}`, err);
+    }
+    let removed = 0;
+    for (const name of names.filter((n) => n.startsWith('.tmp-'))) {
+      const file = path.join(dir, name);
+      const st = await lstat(file).catch(() => undefined);
+      // Young temp files belong to a writer that may still be running (another job on the same volume).
+      if (!st || now - st.mtimeMs < olderThanMs) continue;
+      if (await unlink(file).then(() => true, () => false)) removed++;
+    }
+    return removed;
   }
 
   /** Stores an existing file under d: hard-linked when on the same filesystem, copied otherwise. */
@@ -144,6 +231,7 @@ export class BlobStore {
       await unlink(tmp).catch(() => undefined);
       throw storeError('BLOB_STORE_WRITE_FAILED', `cannot store ${existingPath} as blob ${d} in ${this.dir}`, err);
     }
+    await this.recordStored(d);
   }
 
   /** Removes a blob; absent is fine. */
@@ -151,6 +239,29 @@ export class BlobStore {
     await unlink(this.path(d)).catch((err) => {
       if (errno(err) !== 'ENOENT') throw storeError('BLOB_STORE_WRITE_FAILED', `cannot remove blob ${d} from ${this.dir}`, err);
     });
+  }
+
+  /** "ino:size:mtime:ctime" of the stored file (ns precision), or undefined when absent. */
+  private async fingerprint(d: Digest): Promise<string | undefined> {
+    const st = await lstat(this.path(d), { bigint: true }).catch(() => undefined);
+    return st ? `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : undefined;
+  }
+
+  private verifiedPath(d: Digest): string {
+    return path.join(this.dir, 'verified', digestHex(d));
+  }
+
+  /** After a verified write: whichever put's rename won, the file at the path was verified by its writer. */
+  private async recordStored(d: Digest): Promise<void> {
+    const fp = await this.fingerprint(d);
+    if (fp !== undefined) await this.recordVerified(d, fp);
+  }
+
+  /** Best effort: a missing or torn record only costs a full read next time. */
+  private async recordVerified(d: Digest, fingerprint: string): Promise<void> {
+    await mkdir(path.dirname(this.verifiedPath(d)), { recursive: true })
+      .then(() => writeFile(this.verifiedPath(d), fingerprint))
+      .catch(() => undefined);
   }
 
   private async tempPath(final: string): Promise<string> {

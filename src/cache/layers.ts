@@ -6,11 +6,16 @@ import type { RegistryClient } from '../registry/index.js';
 import type { BlobStore } from './blob-store.js';
 
 /** A layer of a registry image: fetch() downloads it into the store once; a push mounts it from `ref` without reading it. */
-export function remoteLayer(client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest): Layer & { fetch(): Promise<boolean> } {
+export function remoteLayer(
+  client: RegistryClient, store: BlobStore, ref: ImageRef, descriptor: Descriptor, diffId: Digest, onWarning?: (message: string) => void,
+): Layer & { fetch(): Promise<boolean> } {
   let pending: Promise<boolean> | undefined;
   const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
-      if (await store.has(descriptor.digest)) return false;
+      // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
+      const found = await store.check(descriptor.digest, descriptor.size);
+      if (found === 'ok') return false;
+      if (found === 'corrupt') (onWarning ?? client.opts.logger)?.(`layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`);
       await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);
       return true;
     })().catch((err: unknown) => {

@@ -9,6 +9,7 @@ import * as digestCommand from './commands/digest.js';
 import * as inspectCommand from './commands/inspect.js';
 import * as lsCommand from './commands/ls.js';
 import * as planCommand from './commands/plan.js';
+import * as warmCommand from './commands/warm.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
@@ -30,6 +31,7 @@ export async function main(argv: string[]): Promise<void> {
     digestCommand,
     lsCommand,
     planCommand,
+    warmCommand,
   ];
   for (const c of commands) c.register(program, env);
   try {

@@ -4,7 +4,7 @@ import { BuilderError } from '../errors.js';
 import { formatOfManifest, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
-import { remoteLayer, type BlobStore } from '../cache/index.js';
+import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
 import { DEFAULT_PATH_ENV, withDefaultPath } from '../dockerfile/index.js';
 
 export interface BaseImage {
@@ -28,9 +28,10 @@ export function scratchConfig(platform: Platform): ImageConfig {
 }
 
 /** Resolves an image reference to its manifest and config; its layers are remote until fetched. */
-export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform): Promise<BaseImage> {
+export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void): Promise<BaseImage> {
   const ref = parseReference(name);
-  const img = await client.resolveImage(ref, platform);
+  // By digest with a warm store: no registry request; by tag: one manifest GET.
+  const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
   const diffIds = img.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== img.manifest.layers.length) {
     throw new BuilderError('IMAGE_INVALID', `${ref}: manifest has ${img.manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`, {
@@ -46,6 +47,6 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
     manifestDigest: img.manifestDigest,
     format: formatOfManifest(img.mediaType),
     config,
-    layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!)),
+    layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, onWarning)),
   };
 }

@@ -8,7 +8,7 @@ import { openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/index.js';
-import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage } from '../image/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
@@ -41,9 +41,11 @@ async function realpathLoose(p: string): Promise<string> {
 }
 
 /** What the snapshot and the in-place wipe must leave alone. */
-async function exclusions(opts: ResolvedBuildOptions, selfDirs: string[]): Promise<string[]> {
+async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[]): Promise<string[]> {
   if (opts.runMode === 'sandbox') return runtimeMounts.map(rel);
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
+  const image = await readExecutorImageMarker(readOptional);
+  selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
   return [...new Set([...IN_PLACE_IGNORED_PATHS, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
@@ -55,27 +57,39 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
-/** The run mode to use: as asked, or for auto the sandbox where it can start, else in place inside a container. */
+/**
+ * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
+ * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
+ */
 export async function chooseRunMode(
   opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'log'>,
-  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean> } = {
+  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> } = {
     sandbox: sandboxAvailable,
     container: () => detectContainer(readOptional, opts.env),
+    executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
   },
 ): Promise<RunMode> {
   const sandbox = opts.runMode === 'in-place' ? undefined : await probe.sandbox();
   if (sandbox?.ok) return 'sandbox';
   if (opts.runMode === 'sandbox') {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sandbox?.reason ?? 'unknown reason'}`, {
-      hint: 'inside an unprivileged CI container use --run-mode in-place (kaniko\'s model), or leave --run-mode at auto',
+      hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
     });
+  }
+  if (opts.runMode === 'auto') {
+    if (!(await probe.executorImage())) {
+      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
+        hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+      });
+    }
+    opts.log(`the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does`);
+    return 'in-place';
   }
   if (!opts.force && !(await probe.container())) {
-    throw new BuilderError('RUN_IN_PLACE_REFUSED', `in-place mode rewrites "/" and this does not look like a container${sandbox ? ` (and the sandbox cannot start: ${sandbox.reason ?? 'unknown reason'})` : ''}`, {
-      hint: 'run builder inside its own container, allow namespaces for --run-mode sandbox, or pass --force if you really mean it',
+    throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
+      hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
     });
   }
-  if (sandbox) opts.log(`the sandbox cannot start here (${sandbox.reason ?? 'unknown reason'}): running in place, as kaniko does`);
   return 'in-place';
 }
 

@@ -242,7 +242,7 @@ async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string
   if (from === undefined) return hashSelection(await selectedForKey(ex, inst, where)).catch(at(where));
   const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
   if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where));
+  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where));
   return img.manifestDigest ? `image:${img.manifestDigest}` : null;
 }
 
@@ -285,7 +285,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform).catch(at(`${stage.from.file}:${stage.from.line}`));
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
   return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }

@@ -157,13 +157,15 @@ export function credentialFromGitLabEnv(env: Record<string, string | undefined>,
  * Credentials for registry. Order: DOCKER_AUTH_CONFIG (explicit for this job), the docker config file,
  * then GitLab CI variables; anonymous when none match.
  */
-export async function resolveCredential(registry: string, src: CredentialSources): Promise<Credential | undefined> {
+export async function resolveCredential(
+  registry: string, src: CredentialSources, configFile: Promise<Awaited<ReturnType<typeof readDockerConfig>>> = readDockerConfig(src),
+): Promise<Credential | undefined> {
   const inline = src.env.DOCKER_AUTH_CONFIG;
   if (inline && inline.trim() !== '') {
     const c = await credentialFromConfig(parseConfig(inline, 'DOCKER_AUTH_CONFIG'), registry, 'DOCKER_AUTH_CONFIG', src);
     if (c) return c;
   }
-  const file = await readDockerConfig(src);
+  const file = await configFile;
   if (file) {
     const c = await credentialFromConfig(file.config, registry, file.path, src);
     if (c) return c;
@@ -171,7 +173,12 @@ export async function resolveCredential(registry: string, src: CredentialSources
   return credentialFromGitLabEnv(src.env, registry);
 }
 
-/** A CredentialProvider over the given sources (what RegistryClientOptions.credentials expects). */
+/**
+ * A CredentialProvider over the given sources (what RegistryClientOptions.credentials expects). The config file is
+ * read now, once: in place the build later replaces "/" (and a config.json under it) before the push asks.
+ */
 export function credentialProvider(src: CredentialSources): CredentialProvider {
-  return (registry) => resolveCredential(registry, src);
+  const file = readDockerConfig(src);
+  file.catch(() => undefined); // reported when a registry first asks
+  return (registry) => resolveCredential(registry, src, file);
 }

@@ -1,4 +1,4 @@
-// Setting extended attributes (security.capability, user.*) without a native addon: python3 or setfattr, batched.
+// Extended attributes (security.capability, user.*) without a native addon: builder-xattr (the executor image's static helper), python3 or setfattr, batched.
 import { spawn } from 'node:child_process';
 
 export interface XattrOp {
@@ -34,6 +34,10 @@ interface RunResult {
   missing: boolean;
 }
 
+// builder-xattr speaks NUL-separated records (see scripts/executor-image/builder-xattr.c).
+const records = (fields: string[]): string => fields.map((f) => `${f}\0`).join('');
+const fieldsOf = (out: string): string[] => out.split('\0').slice(0, -1);
+
 function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -49,9 +53,16 @@ function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
   });
 }
 
-/** Applies the attributes in order; python3 in one process when present, else setfattr per attribute. */
+/** Applies the attributes in order: builder-xattr or python3 in one process when present, else setfattr per attribute. */
 export async function setXattrs(ops: XattrOp[]): Promise<XattrResult> {
   if (ops.length === 0) return { failed: [] };
+  const helper = await run('builder-xattr', ['set'], records(ops.flatMap((o) => [o.path, o.name, o.value.toString('hex')])));
+  if (!helper.missing && helper.code === 0) {
+    const f = fieldsOf(helper.stdout);
+    const failed: XattrResult['failed'] = [];
+    for (let i = 0; i + 2 < f.length; i += 3) failed.push({ op: ops.find((o) => o.path === f[i] && o.name === f[i + 1])!, reason: f[i + 2]! });
+    return { failed };
+  }
   const payload = JSON.stringify(ops.map((o) => [o.path, o.name, o.value.toString('hex')]));
   const py = await run('python3', ['-c', PY], payload);
   if (!py.missing && py.code === 0) {
@@ -92,10 +103,20 @@ for p in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 `;
 
-/** Extended attributes of the given host paths (only paths that have some); `unavailable` when python3 is missing. */
+/** Extended attributes of the given host paths (only paths that have some); `unavailable` when neither builder-xattr nor python3 is there. */
 export async function readXattrs(paths: string[]): Promise<{ attrs: Map<string, Record<string, Buffer>>; unavailable?: string }> {
   const attrs = new Map<string, Record<string, Buffer>>();
   if (paths.length === 0) return { attrs };
+  const helper = await run('builder-xattr', ['get'], records(paths));
+  if (!helper.missing && helper.code === 0) {
+    const f = fieldsOf(helper.stdout);
+    for (let i = 0; i + 2 < f.length; i += 3) {
+      const a = attrs.get(f[i]!) ?? {};
+      a[f[i + 1]!] = Buffer.from(f[i + 2]!, 'hex');
+      attrs.set(f[i]!, a);
+    }
+    return { attrs };
+  }
   const r = await run('python3', ['-c', PY_READ], JSON.stringify(paths));
   if (r.missing || r.code !== 0) return { attrs, unavailable: `python3 is needed to read extended attributes (${r.stderr.trim() || `exit ${r.code}`})` };
   for (const [p, values] of Object.entries(JSON.parse(r.stdout || '{}') as Record<string, Record<string, string>>)) {

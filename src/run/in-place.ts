@@ -16,6 +16,21 @@ import {
 /** Paths an in-place snapshot always ignores, besides mountPointsToIgnore() and the builder's own directory. */
 export const IN_PLACE_IGNORED_PATHS: readonly string[] = ['/proc', '/sys', '/dev', '/var/run', '/run'];
 
+/** Written by `npm run executor-image`: builder's own image, where `--run-mode auto` may run in place. */
+export const EXECUTOR_IMAGE_MARKER = '/builder/executor-image.json';
+
+/** The marker's content: the image's own paths an in-place build must never wipe or snapshot. */
+export async function readExecutorImageMarker(read: (p: string) => Promise<string | undefined>): Promise<{ keep: string[] } | undefined> {
+  const text = await read(EXECUTOR_IMAGE_MARKER);
+  if (text === undefined) return undefined;
+  try {
+    const j = JSON.parse(text) as { keep?: unknown };
+    return { keep: Array.isArray(j.keep) ? j.keep.filter((p): p is string => typeof p === 'string' && p.startsWith('/')) : [] };
+  } catch {
+    return { keep: [] };
+  }
+}
+
 export interface InPlaceOptions {
   argv: string[];
   env: string[];

@@ -1,18 +1,20 @@
 // Public surface of src/run: runStep (sandbox | in-place), sandboxAvailable, resolveUser, shellArgv, runtimeMounts, container detection.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import { HOST_TOOL_DIRS, spawnStreaming, type RunResult } from './common.js';
+import type { RunResult } from './common.js';
 import { runInPlace, type Credentials } from './in-place.js';
-import { findSandboxTools, namespaceArgs, runSandboxed, type SandboxOptions } from './sandbox.js';
+import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
 export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts } from './sandbox.js';
 export {
+  EXECUTOR_IMAGE_MARKER,
   IN_PLACE_IGNORED_PATHS,
   detectContainer,
+  readExecutorImageMarker,
   mountPointsToIgnore,
   unescapeMountPath,
   type Credentials,
@@ -70,30 +72,21 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
 }
 
 /**
- * Probes whether the sandbox can work here: host tools present, and namespaces, tmpfs/proc mounts
- * and chroot permitted. The executor defaults to sandbox when ok, otherwise in-place.
+ * Probes whether the sandbox can work here: host tools present, then one real run of the exact
+ * chain (namespaces, mounts, pivot_root, capability drop) on an empty temp root. The executor
+ * defaults to sandbox when ok, otherwise in-place.
  */
 export async function sandboxAvailable(): Promise<{ ok: boolean; reason?: string }> {
   const tools = await findSandboxTools();
   if ('missing' in tools) return { ok: false, reason: `host tool "${tools.missing}" not found` };
   const dir = await mkdtemp(path.join(tmpdir(), 'builder-probe-'));
   try {
-    let stderr = '';
-    const script = 'set -e; mount -t tmpfs tmpfs "$1"; mkdir "$1/proc"; mount -t proc proc "$1/proc"; shift; exec "$@"';
-    const out = await spawnStreaming({
-      file: tools.unshare,
-      args: [
-        ...namespaceArgs('default'), '--', tools.sh, '-c', script, 'probe', dir,
-        tools.setpriv, '--regid=0', '--groups=0', '--', tools.unshare, '--root=/', '--wd=/', '--setuid=0', '--', 'true',
-      ],
-      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C' },
-      what: 'sandbox probe',
-      onOutput: (c) => {
-        stderr += c.toString('utf8');
-      },
-    });
-    if (out.exitCode === 0) return { ok: true };
-    return { ok: false, reason: stderr.trim().split('\n')[0] || `probe exited ${out.exitCode}` };
+    await chmod(dir, 0o755);
+    // The root is empty, so the command cannot exist: reaching its exec (127) proves the setup works.
+    await runSandboxed({ root: dir, argv: ['/builder-sandbox-probe'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/' }, tools);
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, rm, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configKeyToRegistry, parseChallenge, registryError, resolveCredential, type HelperRunner } from '../../src/registry/index.js';
+import { configKeyToRegistry, credentialProvider, parseChallenge, registryError, resolveCredential, type HelperRunner } from '../../src/registry/index.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -109,5 +109,20 @@ describe('registryError', () => {
     expect(e.code).toBe(code);
     expect(e.message).toContain('r.example.com');
     expect(e.hint).toBeTruthy();
+  });
+});
+
+describe('credentialProvider', () => {
+  it('reads config.json when made: a build that later replaces "/" (in place) still pushes with it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'builder-cred-early-'));
+    try {
+      await writeFile(path.join(dir, 'config.json'), JSON.stringify({ auths: { 'push.example.com': { auth: b64('ci:secret') } } }));
+      const provider = credentialProvider({ env: { DOCKER_CONFIG: dir }, homeDir: dir });
+      await new Promise((r) => setTimeout(r, 50));
+      await rm(path.join(dir, 'config.json'));
+      expect(await provider('push.example.com')).toEqual({ username: 'ci', password: 'secret' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,8 +10,8 @@ export const PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app user:/
 export const GROUP = 'root:x:0:\napp:x:1000:\nextra:x:2000:app,other\n';
 
 /** A temp root with a static busybox, its applets as symlinks, /etc/passwd and /etc/group. */
-export async function makeBusyboxRoot(opts: { withEtc?: boolean } = {}): Promise<string> {
-  const root = await mkdtemp(path.join(tmpdir(), 'run-root-'));
+export async function makeBusyboxRoot(opts: { withEtc?: boolean; prefix?: string } = {}): Promise<string> {
+  const root = await mkdtemp(path.join(tmpdir(), opts.prefix ?? 'run-root-'));
   await chmod(root, 0o755); // mkdtemp gives 0700: a non-root step could not even reach /bin.
   await mkdir(path.join(root, 'bin'));
   await copyFile('/bin/busybox', path.join(root, 'bin/busybox'));

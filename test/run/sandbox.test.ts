@@ -171,8 +171,40 @@ describe.skipIf(!probe.ok)('sandbox hostile roots', () => {
   });
 });
 
+describe.skipIf(!probe.ok)('sandbox with a symlinked /dev', () => {
+  it('runs without following /dev (the host tool view goes under /proc) and leaves the link alone', async () => {
+    const r = await makeBusyboxRoot();
+    const outside = path.join(path.dirname(r), `outside-dev-${path.basename(r)}`);
+    try {
+      await symlink(outside, path.join(r, 'dev'));
+      const out = collect();
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'ls /proc/self/status && ls /proc/usr 2>/dev/null; echo done'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput });
+      expect(res.exitCode).toBe(0);
+      expect(out.stdout()).toBe('/proc/self/status\ndone\n');
+      await expect(lstat(outside)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect((await lstat(path.join(r, 'dev'))).isSymbolicLink()).toBe(true);
+    } finally {
+      await rm(r, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!probe.ok)('sandbox build root paths', () => {
+  it('works in a build root whose path has spaces, a tab and a backslash (escaped in the mount tables)', async () => {
+    const r = await makeBusyboxRoot({ prefix: 'run root \t\\ odd-' });
+    try {
+      const out = collect();
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null && echo ok > /made'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput });
+      expect(res.exitCode).toBe(0);
+      expect(await readFile(path.join(r, 'made'), 'utf8')).toBe('ok\n');
+    } finally {
+      await rm(r, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('sandbox failures', () => {
-  const tools = { setpriv: '/usr/bin/setpriv', env: '/usr/bin/env', sh: '/bin/sh', mount: '/usr/bin/mount' };
+  const tools = { setpriv: '/usr/bin/setpriv', env: '/usr/bin/env', sh: '/bin/sh', mount: '/usr/bin/mount', umount: '/usr/bin/umount', nsenter: '/usr/bin/nsenter', pivotRoot: '/usr/sbin/pivot_root', mkfifo: '/usr/bin/mkfifo', cp: '/usr/bin/cp' };
   it('reports namespaces that cannot be created as RUN_SANDBOX_SETUP and cleans up', async () => {
     const r = await makeBusyboxRoot();
     try {

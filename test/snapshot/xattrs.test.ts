@@ -7,6 +7,8 @@ import { createReadStream } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffIndexes, indexTree, toLayerEntries, withXattrs, writeLayer } from '../../src/snapshot/index.js';
 import { extractLayer, readXattrs, RootFs } from '../../src/rootfs/index.js';
+import { setXattrs } from '../../src/rootfs/xattr.js';
+import { REPO_ROOT } from '../support/paths.js';
 
 describe('xattrs in RUN layers', () => {
   let work: string;
@@ -40,5 +42,40 @@ describe('xattrs in RUN layers', () => {
     expect(execFileSync('getcap', [path.join(out, 'bin', 'ping')], { encoding: 'utf8' })).toMatch(/cap_net_raw[=+]ep/);
     const { attrs } = await readXattrs([path.join(out, 'plain')]);
     expect(attrs.get(path.join(out, 'plain'))?.['user.origin']?.toString()).toBe('builder');
+  });
+});
+
+describe('builder-xattr: extended attributes where there is no python3 (the executor image, in place)', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'snap-xattr-helper-'));
+    await mkdir(path.join(work, 'bin'));
+    execFileSync('gcc', ['-O2', '-static', '-o', path.join(work, 'bin', 'builder-xattr'), path.join(REPO_ROOT, 'scripts/executor-image/builder-xattr.c')]);
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('reads and sets attributes through the static helper, found on PATH before python3', async () => {
+    const file = path.join(work, 'f');
+    await writeFile(file, 'x');
+    const ops = [
+      { path: file, name: 'user.a', value: Buffer.from([0, 1, 2, 255]) },
+      { path: path.join(work, 'missing'), name: 'user.b', value: Buffer.from('v') },
+    ];
+    // PATH holds only the helper: python3 and setfattr cannot be what worked
+    const saved = process.env.PATH;
+    process.env.PATH = path.join(work, 'bin');
+    try {
+      const set = await setXattrs(ops);
+      expect(set.unavailable).toBeUndefined();
+      expect(set.failed.map((f) => [f.op.name, f.reason])).toEqual([['user.b', 'No such file or directory']]);
+      const { attrs, unavailable } = await readXattrs([file, path.join(work, 'bin')]);
+      expect(unavailable).toBeUndefined();
+      expect([...attrs.keys()]).toEqual([file]);
+      expect(attrs.get(file)).toEqual({ 'user.a': Buffer.from([0, 1, 2, 255]) });
+    } finally {
+      process.env.PATH = saved;
+    }
   });
 });

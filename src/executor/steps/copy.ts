@@ -212,7 +212,7 @@ async function sourceFor(ex: Executor, from: string | undefined, { file, line }:
     if (settings.runMode !== 'in-place') return rootSource(await done.root.get(done.layers), `stage ${from}`);
     return rootSource(await materialize(ex, `stage:${ref.index}`, async () => done.layers), `stage ${from}`);
   }
-  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform).catch(at(where))).layers);
+  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where))).layers);
   return rootSource(await img, `image ${ref.ref}`);
 }
 

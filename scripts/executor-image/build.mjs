@@ -1,0 +1,91 @@
+// npm run executor-image -- DIR [--destination REF]: builder's executor image, built by builder itself FROM scratch,
+// written as an OCI layout to DIR (tag latest) and optionally pushed. Everything builder needs lives under /builder,
+// independent of the image's /lib: an in-place build replaces every other path.
+import { execFileSync } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const args = process.argv.slice(2);
+const out = args.find((a) => !a.startsWith('--'));
+const destIndex = args.indexOf('--destination');
+const destination = destIndex >= 0 ? args[destIndex + 1] : undefined;
+const pushFlags = destIndex >= 0 ? args.slice(destIndex + 2) : [];
+if (!out) {
+  console.error('usage: npm run executor-image -- DIR [--destination REF [registry flags...]]');
+  process.exit(2);
+}
+const sh = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...opts });
+
+const ctx = await mkdtemp(path.join(os.tmpdir(), 'builder-executor-ctx-'));
+try {
+  const B = path.join(ctx, 'builder');
+  await mkdir(path.join(B, 'bin'), { recursive: true });
+  await mkdir(path.join(B, 'lib'));
+  await mkdir(path.join(B, 'certs'));
+  await mkdir(path.join(B, '.docker'));
+
+  // node with its own loader and libraries: it must start after an in-place build replaced /lib
+  const node = await realpath(process.execPath);
+  await copyFile(node, path.join(B, 'bin/node'));
+  for (const line of sh('ldd', [node]).split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S*ld-linux\S*)/.exec(line);
+    if (m) await copyFile(await realpath(m[1]), path.join(B, 'lib', path.basename(m[1])));
+  }
+  const loader = sh('ldd', [node]).match(/\/\S*ld-linux[^\s]*/)[0];
+  sh('patchelf', ['--set-interpreter', `/builder/lib/${path.basename(loader)}`, '--set-rpath', '/builder/lib', path.join(B, 'bin/node')]);
+
+  // the CLI as one file (starts faster than hundreds of modules), run by that node
+  const bundle = path.join(B, 'lib/builder.mjs');
+  await build({
+    stdin: { contents: `import { main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nawait main(process.argv);\n`, resolveDir: ROOT, loader: 'js' },
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning',
+    // CommonJS dependencies call require() for node builtins
+    banner: { js: "#!/builder/bin/node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  await chmod(bundle, 0o755);
+  await symlink('../lib/builder.mjs', path.join(B, 'bin/builder'));
+
+  sh('gcc', ['-O2', '-static', '-o', path.join(B, 'bin/builder-xattr'), path.join(ROOT, 'scripts/executor-image/builder-xattr.c')]);
+  await copyFile('/etc/ssl/certs/ca-certificates.crt', path.join(B, 'certs/ca-certificates.crt'));
+  await writeFile(path.join(B, '.docker/config.json'), '{"auths":{}}\n');
+  // The marker: --run-mode auto may run in place here, and these paths survive every build
+  await writeFile(path.join(B, 'executor-image.json'), `${JSON.stringify({ keep: ['/builder', '/busybox'] })}\n`);
+
+  // a busybox shell at /busybox: GitLab runs the job's script: lines in the image (kaniko's :debug)
+  const bb = path.join(ctx, 'busybox');
+  await mkdir(bb);
+  await copyFile('/bin/busybox', path.join(bb, 'busybox'));
+  await chmod(path.join(bb, 'busybox'), 0o755);
+  for (const applet of sh('/bin/busybox', ['--list']).split('\n').filter(Boolean)) {
+    if (applet !== 'busybox') await symlink('busybox', path.join(bb, applet));
+  }
+
+  await writeFile(path.join(ctx, 'Dockerfile'), [
+    'FROM scratch',
+    'COPY builder /builder',
+    'COPY busybox /busybox',
+    'ENV PATH=/builder/bin:/busybox HOME=/root DOCKER_CONFIG=/builder/.docker \\',
+    '    SSL_CERT_FILE=/builder/certs/ca-certificates.crt NODE_EXTRA_CA_CERTS=/builder/certs/ca-certificates.crt',
+    'WORKDIR /workspace',
+    'ENTRYPOINT ["/builder/bin/builder"]',
+    '',
+  ].join('\n'));
+  await writeFile(path.join(ctx, '.dockerignore'), 'Dockerfile\n');
+
+  const layout = path.resolve(out);
+  const cli = path.join(ROOT, 'bin/builder');
+  sh('node', [cli, '--run-mode', 'sandbox', '--context', ctx, '--dockerfile', path.join(ctx, 'Dockerfile'), '--reproducible',
+    '--image-format', 'oci', '--no-push', '--destination', 'builder-executor:latest', '--oci-layout-path', layout], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
+  const top = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'latest');
+  const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', top.digest.slice(7)), 'utf8'));
+  const size = manifest.layers.reduce((n, l) => n + l.size, 0);
+  console.error(`executor image: oci:${layout}:latest ${top.digest}, ${(size / 1e6).toFixed(1)} MB compressed`);
+  if (destination) sh('node', [cli, 'copy', ...pushFlags, `oci:${layout}:latest`, destination], { stdio: ['ignore', 'inherit', 'inherit'] });
+} finally {
+  await rm(ctx, { recursive: true, force: true });
+}

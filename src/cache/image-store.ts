@@ -1,0 +1,87 @@
+// Images resolved through the local store: manifests, indexes and configs are blobs by digest, so a pinned reference needs no registry.
+import type { Digest } from '../digest/index.js';
+import { BuilderError, isBuilderError } from '../errors.js';
+import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
+import { withDigest, type ImageRef } from '../reference/index.js';
+import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
+import type { BlobStore } from './blob-store.js';
+
+// The registry client's limits: a stored document larger than these was never one it accepted.
+const MAX_MANIFEST = 8 * 1024 * 1024;
+const MAX_CONFIG = 32 * 1024 * 1024;
+
+export type ImageDocument = 'index' | 'manifest' | 'config';
+
+export interface ResolveCachedOptions {
+  /** Fetch every document from the registry again and replace the stored copies (builder warm --force). */
+  refresh?: boolean;
+  /** A stored document was corrupt: it was removed and fetched again. */
+  onWarning?: (message: string) => void;
+  /** Fail when the store cannot be read or written (the warmer); default: warn and use the registry, the image is resolved anyway. */
+  strict?: boolean;
+  /** Where each document came from, for progress output. */
+  onDocument?: (kind: ImageDocument, digest: Digest, from: 'store' | 'registry') => void;
+}
+
+/**
+ * client.resolveImage through `store`: a reference by digest whose documents are stored makes no request;
+ * a reference by tag costs the one GET of its manifest; whatever is fetched is stored. Same checks as the
+ * client: digests verified, the document's type checked, the platform picked from an index (PLATFORM_NOT_FOUND), manifest and config parsed.
+ */
+export async function resolveImageCached(client: RegistryClient, store: BlobStore, ref: ImageRef, platform?: Platform, opts: ResolveCachedOptions = {}): Promise<ResolvedImage> {
+  const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  const replace = { replace: opts.refresh === true };
+  const stored = async (d: Digest, max: number, size?: number): Promise<Buffer | undefined> => {
+    if (opts.refresh) return undefined;
+    try {
+      return await store.read(d, { max, ...(size !== undefined ? { size } : {}) });
+    } catch (err) {
+      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it again`);
+      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it from the registry`);
+      else throw err;
+      return undefined;
+    }
+  };
+  const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
+    await store.putBytes(d, bytes, replace).catch((err: unknown) => {
+      if (opts.strict || !isBuilderError(err) || !err.code.startsWith('BLOB_STORE_')) throw err;
+      (opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
+    });
+  };
+  const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
+    const bytes = r.digest ? await stored(r.digest, MAX_MANIFEST) : undefined;
+    // Stored bytes have no Content-Type: the client's document check with none lets the body decide the type.
+    if (bytes && r.digest) return { digest: r.digest, bytes, mediaType: checkManifestDocument(bytes, undefined, `manifest ${r} (stored)`), from: 'store' };
+    const m = await client.getManifest(r);
+    await keep(m.digest, m.bytes);
+    return { ...m, from: 'registry' };
+  };
+
+  let top = await manifestAt(ref);
+  let index: ManifestResult | undefined;
+  if (isIndexMediaType(top.mediaType)) {
+    opts.onDocument?.('index', top.digest, top.from);
+    index = { digest: top.digest, bytes: top.bytes, mediaType: top.mediaType };
+    const idx = parseIndex(top.bytes, `index ${ref}`);
+    const pick = selectPlatform(idx.manifests, want);
+    if (!pick) {
+      throw new BuilderError('PLATFORM_NOT_FOUND', `${ref} has no image for platform ${formatPlatform(want)}`, {
+        hint: `choose one of: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
+      });
+    }
+    top = await manifestAt(withDigest(ref, pick.digest));
+  }
+  opts.onDocument?.('manifest', top.digest, top.from);
+  const manifest = parseManifest(top.bytes, `manifest ${ref}`);
+  let configBytes = await stored(manifest.config.digest, MAX_CONFIG, manifest.config.size);
+  const configFrom = configBytes ? 'store' : 'registry';
+  if (!configBytes) {
+    configBytes = await client.readBlob(ref, manifest.config);
+    await keep(manifest.config.digest, configBytes);
+  }
+  opts.onDocument?.('config', manifest.config.digest, configFrom);
+  return {
+    ref, manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType,
+    config: parseConfig(configBytes, `config of ${ref}`), configBytes, ...(index ? { index } : {}),
+  };
+}

@@ -1,0 +1,54 @@
+// A hostile build through the CLI in sandbox mode: a COPYed static binary doing the chroot escape never writes to the host.
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxAvailable } from '../../src/run/index.js';
+import { pushBusybox } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+
+const probe = await sandboxAvailable();
+const exists = (p: string) => lstat(p).then(() => true, () => false);
+
+describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {
+  let reg: TestRegistry;
+  let ws: Workspace;
+  let base: string;
+  /** Outside every build root and work dir: where an escaped step would leave its marker. */
+  let hostDir: string;
+  let ctx: string;
+
+  beforeAll(async () => {
+    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
+    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
+    hostDir = await mkdtemp(path.join(tmpdir(), 'escape-build-host-'));
+    ctx = await ws.context('ctx-escape', { placeholder: '' });
+    execFileSync('gcc', ['-static', '-O2', '-o', path.join(ctx, 'hostile'), path.join(ROOT, 'test/run/fixtures/hostile.c')]);
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await ws?.remove();
+    if (hostDir) await rm(hostDir, { recursive: true, force: true });
+  });
+
+  it('the chroot escape in a RUN fails the build and writes nothing on the host', async () => {
+    const marker = path.join(hostDir, 'marker-fail');
+    await ws.context('ctx-escape', { Dockerfile: `FROM ${base}\nCOPY hostile /hostile\nRUN /hostile escape ${marker}\n` });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--destination', `${reg.host}/test/escape:v1`]);
+    expect({ code: r.code, out: r.stdout + r.stderr }).toMatchObject({ code: 3, out: expect.stringContaining('blocked:') });
+    expect(await exists(marker)).toBe(false);
+    expect(await registryTags(reg, 'test/escape')).toEqual([]);
+  });
+
+  it('a RUN that tolerates the failed escape builds, and still nothing reached the host', async () => {
+    const marker = path.join(hostDir, 'marker-ok');
+    await ws.context('ctx-escape', {
+      Dockerfile: `FROM ${base}\nCOPY hostile /hostile\nRUN /hostile escape ${marker}; test $? -eq 3 && echo contained > /contained\n`,
+    });
+    await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--destination', `${reg.host}/test/escape-ok:v1`]);
+    expect(await exists(marker)).toBe(false);
+    expect(await registryTags(reg, 'test/escape-ok')).toEqual(['v1']);
+  });
+});

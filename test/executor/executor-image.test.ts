@@ -1,0 +1,125 @@
+// The executor image in a CI job: built by builder FROM scratch, run under crun as a GitLab runner would (Docker's
+// default capabilities and seccomp profile, no user namespace), building job after job in place without breaking itself.
+import { copyFile, lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runJob, writeJobSpec } from '../support/crun.js';
+import { pushBusybox } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { run, skopeoCopy, umociUnpack } from '../support/tools.js';
+import { compileIfStale, ROOT, Workspace } from './helpers.js';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Every entry name of every layer of an image, per layer (skopeo to an OCI layout, then the tars read here). */
+async function layerEntries(ws: Workspace, reg: TestRegistry, ref: string, name: string): Promise<string[][]> {
+  const layout = ws.path(`${name}-layers`);
+  await skopeoCopy(`docker://${reg.host}/${ref}`, `oci:${layout}:x`, { reg });
+  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+  const out: string[][] = [];
+  for (const l of manifest.layers as Array<{ digest: string }>) {
+    const tar = gunzipSync(await readFile(path.join(layout, 'blobs/sha256', l.digest.slice(7))));
+    out.push((await run('tar', ['-t', '-f', '-'], { input: tar })).stdout.split('\n').filter(Boolean));
+  }
+  return out;
+}
+
+describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Docker\'s capabilities and seccomp)', () => {
+  let anon: TestRegistry;
+  let auth: TestRegistry;
+  let ws: Workspace;
+  let rootfs: string;
+  let imageEnv: string[];
+  let base: string;
+
+  beforeAll(async () => {
+    [anon, auth, ws] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-exe-'), compileIfStale()]);
+    base = await pushBusybox(anon, 'library/busybox', 'latest');
+    const layout = ws.path('executor-layout');
+    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
+    rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
+    imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
+
+    // the runner's builds volume, bind-mounted at /workspace
+    const jobws = ws.path('jobws');
+    await ws.context('jobws/ctx1', {
+      Dockerfile: [
+        `FROM ${base}`,
+        'COPY builder-xattr /usr/local/bin/builder-xattr',
+        "RUN mkdir -p /home/app && echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && printf 'app:x:1000:\\nextra:x:1500:app\\n' >> /etc/group && chown 1000:1000 /home/app",
+        // an xattr set by RUN (the image being built has no python3, nor has the executor image)
+        "RUN echo data > /xattr.txt && echo -n '/xattr.txt|user.origin|626f6f|' | tr '|' '\\000' | builder-xattr set",
+        'USER app',
+        'RUN /bin/busybox id > /home/app/id.txt',
+        '',
+      ].join('\n'),
+    });
+    await copyFile(path.join(rootfs, 'builder/bin/builder-xattr'), path.join(jobws, 'ctx1/builder-xattr'));
+    await ws.context('jobws/ctx2', {
+      Dockerfile: `FROM ${base} AS build\nRUN echo built > /out.txt\nFROM ${base}\nCOPY --from=build /out.txt /out.txt\nRUN cat /out.txt > /copied.txt\n`,
+    });
+    await ws.context('jobws/ctx3', { Dockerfile: `FROM ${base}\nRUN echo again > /again.txt\n` });
+  }, 360_000);
+  afterAll(async () => {
+    await Promise.all([anon?.stop(), auth?.stop()]);
+    await ws?.remove();
+  });
+
+  const job = async (name: string, script: string): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+    const bundle = ws.path(`job-${name}`);
+    await mkdir(bundle, { recursive: true });
+    await writeJobSpec(bundle, { rootfs, args: ['/busybox/sh', '-c', script], env: imageEnv, cwd: '/workspace', binds: [{ source: ws.path('jobws'), destination: '/workspace' }] });
+    return runJob(bundle, `builder-test-${name}-${process.pid}`);
+  };
+
+  it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then runs builder once more', async () => {
+    const authJson = JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } });
+    const build = (ctx: string, dest: string): string => `builder --context /workspace/${ctx} --dockerfile /workspace/${ctx}/Dockerfile --destination ${auth.host}/${dest}`;
+    const r = await job('main', [
+      'set -e',
+      `echo '${authJson}' > "$DOCKER_CONFIG/config.json"`,
+      build('ctx1', 'exe/groups:v1'),
+      build('ctx2', 'exe/multi:v1'),
+      build('ctx3', 'exe/again:v1'),
+      'echo JOB-OK',
+    ].join('\n'));
+    expect(r.stdout + r.stderr).toContain('running in place in the executor image');
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    expect(r.stdout).toContain('JOB-OK');
+
+    const groups = await ws.unpack(auth, 'exe/groups:v1', 'groups');
+    expect(await readFile(path.join(groups, 'home/app/id.txt'), 'utf8')).toMatch(/groups=.*1500\(extra\)/);
+    const multi = await ws.unpack(auth, 'exe/multi:v1', 'multi');
+    expect(await readFile(path.join(multi, 'copied.txt'), 'utf8')).toBe('built\n');
+    const again = await ws.unpack(auth, 'exe/again:v1', 'again');
+    expect(await readFile(path.join(again, 'again.txt'), 'utf8')).toBe('again\n');
+
+    // the xattr set by RUN is in its layer (a PAX record), read by the static helper in the executor image
+    const layout = ws.path('groups-layers-raw');
+    await skopeoCopy(`docker://${auth.host}/exe/groups:v1`, `oci:${layout}:x`, { reg: auth });
+    const idx = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
+    const man = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', idx.manifests[0].digest.slice(7)), 'utf8'));
+    const tars = await Promise.all(man.layers.map(async (l: { digest: string }) => gunzipSync(await readFile(path.join(layout, 'blobs/sha256', l.digest.slice(7))))));
+    expect(tars.some((t) => t.includes('SCHILY.xattr.user.origin=boo'))).toBe(true);
+
+    // no file of the container (its /builder, /busybox, caches, work dir, the job's volume) is in any new layer
+    for (const [ref, name] of [['exe/groups:v1', 'g'], ['exe/multi:v1', 'm'], ['exe/again:v1', 'a']] as const) {
+      const layers = await layerEntries(ws, auth, ref, name);
+      for (const entry of layers.slice(1).flat()) expect(entry).not.toMatch(/^(\.\/)?(builder|busybox|workspace|root\/\.cache|tmp\/builder)(\/|$)/);
+    }
+    // the container is intact for the next job step
+    expect((await stat(path.join(rootfs, 'builder/bin/node'))).isFile()).toBe(true);
+    expect((await lstat(path.join(rootfs, 'busybox/sh'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('--run-mode sandbox inside the container fails before touching anything, with a clear message', async () => {
+    await writeFile(path.join(rootfs, 'sentinel'), 'still here\n');
+    const r = await job('sandbox', `builder --run-mode sandbox --context /workspace/ctx3 --dockerfile /workspace/ctx3/Dockerfile --destination ${auth.host}/exe/never:v1`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/RUN_SANDBOX_UNAVAILABLE: the sandbox cannot start here/);
+    expect(await readFile(path.join(rootfs, 'sentinel'), 'utf8')).toBe('still here\n');
+    await rm(path.join(rootfs, 'sentinel'));
+  });
+});
