@@ -10,13 +10,13 @@ export interface Selection {
   exclude?: PatternMatcher;
 }
 
-/** Compiles --exclude patterns (.dockerignore syntax, `!` exceptions allowed); errors name the instruction. */
-export function excludeMatcher(patterns: readonly string[], where: string): PatternMatcher | undefined {
+/** Compiles --exclude (or --parents) patterns (.dockerignore syntax, `!` exceptions allowed); errors name the instruction. */
+export function copyPatterns(patterns: readonly string[], where: string, flag: '--exclude' | '--parents'): PatternMatcher | undefined {
   if (patterns.length === 0) return undefined;
   try {
-    return new PatternMatcher(patterns, `${where}: --exclude`);
+    return new PatternMatcher(patterns, `${where}: ${flag}`);
   } catch (err) {
-    throw new BuilderError('COPY_EXCLUDE_INVALID', `${where}: invalid --exclude pattern (${patterns.join(', ')})`, {
+    throw new BuilderError('COPY_PATTERN_INVALID', `${where}: invalid ${flag} pattern (${patterns.join(', ')})`, {
       hint: 'patterns use .dockerignore syntax: Go filepath.Match wildcards, "**" for any directories, "!" for exceptions',
       cause: err,
     });

@@ -280,6 +280,7 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
       'COPY --from=base --parents /test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar /doubleinputs/',
       'COPY --from=base --parents /test/a/b3*/c /test/a/b/./c9* /wildcard-nonexistent/',
       'COPY --from=base --parents --exclude=**/foo /test/a/b/./c /with-exclude/',
+      'COPY --from=base --parents /test/a/b/c/./ /pivot-only/',
     ].join('\n'), { 'foo1/foo2/bar': 'testing', 'foo1/foo2/baz': 'testing2', 'foo1/other': 'no' });
     const t = await tree(root);
     expect(await readFile(path.join(root, 'foo1/foo2/bar'), 'utf8')).toBe('testing');
@@ -296,6 +297,7 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(under('wildcard-nonexistent/')).toEqual([]);
     expect(t).toContain('wildcard-nonexistent/');
     expect(under('with-exclude/')).toEqual(['c/', 'c/d/', 'c/d/e/', 'c/d/e/bay']);
+    expect(under('pivot-only/')).toEqual(['d/', 'd/e/', 'd/e/bay', 'd/foo']);
   }, 180_000);
 
   it('COPY --parents of a missing path without wildcards fails with COPY_SOURCE_NOT_FOUND', async () => {

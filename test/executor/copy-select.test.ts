@@ -32,6 +32,7 @@ describe('COPY --parents pivots (dockerfile2llb: strings.Cut(src, "/./"))', () =
     expect(splitParents('./test/a/b/c/d')).toEqual({ pivot: '/', pattern: 'test/a/b/c/d' });
     expect(splitParents('/test/a/b/c/d/.')).toEqual({ pivot: '/', pattern: 'test/a/b/c/d' });
     expect(splitParents('a/b*/./c/**/e')).toEqual({ pivot: 'a/b*', pattern: 'c/**/e' });
+    expect(splitParents('/test/a/./')).toEqual({ pivot: '/test/a', pattern: '.' });
   });
 });
 

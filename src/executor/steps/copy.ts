@@ -2,7 +2,7 @@
 import { mkdir, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
-import { hasWildcards, PatternMatcher } from '../../context/index.js';
+import { hasWildcards, type PatternMatcher } from '../../context/index.js';
 import { resolveStageRef, type ExpandedInstruction } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
@@ -10,7 +10,7 @@ import { copyMatches, parseChmod, writeHeredocFile, type CopyOptions } from '../
 import { contextSource, fileMatch, rootSource, type CopySource, type CopySourceMatch } from '../sources.js';
 import { archiveKind, unpackArchive, type Compression } from '../archive.js';
 import { download, isGitSource, isHttpSource, type Download } from '../remote.js';
-import { excludeMatcher, selectEntries } from '../select.js';
+import { copyPatterns, selectEntries } from '../select.js';
 import { resolveBase } from '../base.js';
 import { extractLayers } from '../root.js';
 import { at } from '../where.js';
@@ -126,11 +126,13 @@ async function unpackInto(
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
     onWarning: (msg) => ex.services.log(`warning: ${msg}`),
   });
-  const out = [dest.container];
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.
-  for (const p of paths) {
-    const container = path.posix.join(dest.container, p);
-    if (await lstat(path.join(dest.host, p)).then(() => true, () => false)) out.push(container);
+  const out = [dest.container];
+  const unique = [...new Set(paths)];
+  for (let i = 0; i < unique.length; i += 256) {
+    const batch = unique.slice(i, i + 256);
+    const there = await Promise.all(batch.map((p) => lstat(path.join(dest.host, p)).then(() => true, () => false)));
+    batch.forEach((p, j) => there[j] && out.push(path.posix.join(dest.container, p)));
   }
   return out;
 }
@@ -142,7 +144,7 @@ interface Match extends CopySourceMatch {
 
 /** The instruction's sources, resolved and filtered by --exclude and --parents (BuildKit's dispatchCopy + fsutil copy). */
 async function selectedMatches(ex: Executor, inst: Copy, where: string): Promise<Match[]> {
-  const exclude = excludeMatcher(inst.exclude, where);
+  const exclude = copyPatterns(inst.exclude, where, '--exclude');
   const out: Match[] = [];
   const local: string[] = [];
   for (const s of inst.sources) {
@@ -170,8 +172,9 @@ async function selectedMatches(ex: Executor, inst: Copy, where: string): Promise
       if (wild && err instanceof BuilderError && err.code === 'COPY_SOURCE_NOT_FOUND') return [] as CopySourceMatch[];
       throw at(where)(err);
     });
-    const include = new PatternMatcher([pattern], `${where}: --parents source`);
-    for (const m of pivots) out.push(filtered(m, { include }));
+    // "src/./" keeps everything under the pivot.
+    const include = pattern === '.' ? undefined : copyPatterns([pattern], where, '--parents');
+    for (const m of pivots) out.push(filtered(m, include ? { include } : {}));
   }
   return out;
 }
