@@ -1,5 +1,5 @@
 // COPY --exclude and --parents: which entries of a source's walk are copied, with fsutil's copy rules (BuildKit).
-import { PatternMatcher } from '../context/index.js';
+import { goMatch, PatternMatcher } from '../context/index.js';
 import { BuilderError } from '../errors.js';
 import type { CopyEntry } from './sources.js';
 
@@ -60,4 +60,35 @@ export async function* selectEntries(entries: AsyncIterable<CopyEntry>, sel: Sel
     }
     held.push(e);
   }
+}
+
+/**
+ * Which directories the walk must enter for a selection: not an excluded one (unless an exception could re-include
+ * something under it), and with --parents only one on the way to a match or under one. Pruning only: selectEntries
+ * decides what is kept.
+ */
+export function descendFor(sel: Selection): ((dir: string) => boolean) | undefined {
+  if (!sel.include && !sel.exclude) return undefined;
+  const includes = sel.include?.list().filter((p) => !p.startsWith('!')).map((p) => p.split('/'));
+  return (dir) => {
+    if (sel.exclude && !sel.exclude.hasExclusions && sel.exclude.matches(dir)) return false;
+    if (!includes || sel.include!.matches(dir)) return true;
+    const segs = dir.split('/');
+    return includes.some((ps) => couldLeadTo(ps, segs));
+  };
+}
+
+/** True when something under the directory `dir` could match the pattern (segment-wise; "**" matches any depth). */
+function couldLeadTo(pattern: string[], dir: string[]): boolean {
+  for (let i = 0; i < dir.length; i++) {
+    const p = pattern[i];
+    if (p === undefined) return true;
+    if (p === '**') return true;
+    try {
+      if (!goMatch(p, dir[i]!)) return false;
+    } catch {
+      return true;
+    }
+  }
+  return true;
 }

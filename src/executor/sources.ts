@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import { followSymlink, goMatch, hasWildcards, resolveSources, walkSource, type BuildContext } from '../context/index.js';
+import { followSymlink, goMatch, hasWildcards, resolveSources, walkSource, type BuildContext, type WalkOptions } from '../context/index.js';
 import type { RootFs } from '../rootfs/index.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink';
@@ -23,8 +23,8 @@ export interface CopySourceMatch {
   type: EntryType;
   /** Host path of what is copied (symlinks followed), for ADD's archive check. */
   abs: string;
-  /** The source and, for a directory, everything under it, parents first, sorted. */
-  entries(): AsyncIterable<CopyEntry>;
+  /** The source and, for a directory, everything under it, parents first, sorted; `descend` prunes the walk. */
+  entries(opts?: WalkOptions): AsyncIterable<CopyEntry>;
 }
 
 export interface CopySource {
@@ -43,7 +43,7 @@ export function contextSource(ctx: BuildContext): CopySource {
           name: path.posix.basename(m.rel === '.' ? '/' : m.rel) || '/',
           type: real.type,
           abs: real.abs,
-          entries: () => walkSource(ctx, real),
+          entries: (opts?: WalkOptions) => walkSource(ctx, real, opts),
         });
       }
       return out;
@@ -58,7 +58,7 @@ function typeOf(st: Stats): EntryType | undefined {
   return undefined;
 }
 
-async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
+async function* walkHost(abs: string, rel: string, opts: WalkOptions = {}): AsyncGenerator<CopyEntry> {
   const names = (await readdir(abs)).sort();
   // A directory's lstats in flight together, as the context walk does (a sequential await per entry is latency-bound).
   const stats = await Promise.all(names.map((name) => lstat(path.join(abs, name))));
@@ -69,7 +69,7 @@ async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
     if (!type) continue; // sockets, fifos and devices are not copied, as BuildKit does for COPY sources
     const p = rel === '' ? name : `${rel}/${name}`;
     yield { path: p, abs: a, type, stat: st, ...(type === 'symlink' ? { linkTarget: await readlink(a) } : {}) };
-    if (type === 'dir') yield* walkHost(a, p);
+    if (type === 'dir' && (opts.descend?.(p) ?? true)) yield* walkHost(a, p, opts);
   }
 }
 
@@ -108,9 +108,9 @@ export function rootSource(rootfs: RootFs, describe: string): CopySource {
         name: path.posix.basename(c) || '/',
         type,
         abs: host,
-        async *entries() {
+        async *entries(opts?: WalkOptions) {
           yield { path: '', abs: host, type, stat: st };
-          if (type === 'dir') yield* walkHost(host, '');
+          if (type === 'dir') yield* walkHost(host, '', opts);
         },
       });
     }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PatternMatcher } from '../../src/context/index.js';
 import { archiveKind, sniffCompression } from '../../src/executor/archive.js';
 import { isGitSource, isHttpSource, parseChecksum, urlFileName } from '../../src/executor/remote.js';
-import { selectEntries } from '../../src/executor/select.js';
+import { descendFor, selectEntries } from '../../src/executor/select.js';
 import type { CopyEntry } from '../../src/executor/sources.js';
 import { splitParents } from '../../src/executor/steps/copy.js';
 
@@ -54,6 +54,20 @@ describe('selectEntries (fsutil copier rules)', () => {
     expect(await select(walk, { include: ['**/*.txt'] })).toEqual(['', 'a/', 'a/keep.txt']);
     expect(await select(walk, { include: ['nothing*'] })).toEqual(['']);
     expect(await select(walk, { include: ['a'], exclude: ['**/*.log'] })).toEqual(['', 'a/', 'a/keep.txt']);
+  });
+});
+
+describe('descendFor: the walk enters only directories that can hold something selected', () => {
+  it('prunes directories off the --parents pattern and excluded ones without exceptions', () => {
+    const parents = descendFor({ include: new PatternMatcher(['packages/*/package.json']) })!;
+    expect(['packages', 'packages/a', 'node_modules', 'packages/a/src'].map(parents)).toEqual([true, true, false, false]);
+    const deep = descendFor({ include: new PatternMatcher(['c/**/e']) })!;
+    expect(['c', 'c/d/x/y', 'b'].map(deep)).toEqual([true, true, false]);
+    const under = descendFor({ include: new PatternMatcher(['keep']) })!;
+    expect(['keep', 'keep/a/b'].map(under)).toEqual([true, true]);
+    expect(descendFor({ exclude: new PatternMatcher(['node_modules']) })!('node_modules')).toBe(false);
+    expect(descendFor({ exclude: new PatternMatcher(['node_modules', '!node_modules/x']) })!('node_modules')).toBe(true);
+    expect(descendFor({})).toBeUndefined();
   });
 });
 

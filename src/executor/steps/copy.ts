@@ -10,7 +10,7 @@ import { copyMatches, parseChmod, writeHeredocFile, type CopyOptions } from '../
 import { contextSource, fileMatch, rootSource, type CopySource, type CopySourceMatch } from '../sources.js';
 import { archiveKind, unpackArchive, type Compression } from '../archive.js';
 import { download, isGitSource, isHttpSource, type Download } from '../remote.js';
-import { copyPatterns, selectEntries } from '../select.js';
+import { copyPatterns, descendFor, selectEntries } from '../select.js';
 import { resolveBase } from '../base.js';
 import { extractLayers } from '../root.js';
 import { at } from '../where.js';
@@ -155,10 +155,11 @@ async function selectedMatches(ex: Executor, inst: Copy, where: string): Promise
   }
   if (local.length === 0) return out;
   const source = await sourceFor(ex, inst.kind === 'copy' ? inst.from : undefined, inst);
-  const filtered = (m: CopySourceMatch, sel: { include?: PatternMatcher }): Match => ({
-    ...m,
-    entries: () => selectEntries(m.entries(), { ...sel, ...(exclude ? { exclude } : {}) }),
-  });
+  const filtered = (m: CopySourceMatch, include: { include?: PatternMatcher }): Match => {
+    const sel = { ...include, ...(exclude ? { exclude } : {}) };
+    const descend = descendFor(sel);
+    return { ...m, entries: () => selectEntries(m.entries(descend ? { descend } : {}), sel) };
+  };
   if (!(inst.kind === 'copy' && inst.parents)) {
     for (const m of await source.resolve(local).catch(at(where))) out.push(filtered(m, {}));
     return out;
