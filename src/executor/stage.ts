@@ -4,14 +4,12 @@ import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type La
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
-  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, resolveStageRef, stageVarsFromImage,
+  applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
 } from '../dockerfile/index.js';
 import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
-import { hashSelection } from '../context/index.js';
-import { linkApplies, selectedForKey } from './steps/copy.js';
+import { linkApplies } from './steps/copy.js';
 import { chownNeedsRoot } from './steps/user.js';
-import { isHttpSource } from './remote.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
@@ -192,7 +190,7 @@ async function prepareSteps(
     cfg = applyMetadata(cfg, inst);
     const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
     if (key !== undefined && cache) {
-      const sources = await sourcesKey(ex, inst, step.where);
+      const sources = await handlerFor(inst.kind)?.key?.({ ex, inst, step });
       const flags: Record<string, string> = settings.mtime ? { reproducible: settings.mtime.toISOString() } : {};
       let stepOwnKey: string | undefined;
       if (sources !== null && (inst.kind === 'copy' || inst.kind === 'add') && linkApplies(inst) && !(inst.chown && chownNeedsRoot(inst.chown))) {
@@ -224,26 +222,6 @@ async function prepareSteps(
     steps.push(p);
   }
   return { steps, key };
-}
-
-/**
- * What COPY/ADD read, for the key: the digest of the sources as selected (--exclude/--parents applied, symlinks
- * followed, downloads included), a stage's key, an image's digest; null: not cacheable. A URL with --checksum is keyed
- * by the URL and checksum without downloading; without one it is downloaded first and its content hashed.
- */
-async function sourcesKey(ex: Executor, inst: ExpandedInstruction, where: string): Promise<string | undefined | null> {
-  if (inst.kind !== 'copy' && inst.kind !== 'add') return undefined;
-  if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
-  const { services, scheduling, settings } = ex;
-  if (inst.kind === 'add' && inst.checksum !== undefined && inst.sources.length === 1 && isHttpSource(inst.sources[0]!)) {
-    return `url:${inst.sources[0]}\0${inst.checksum}`;
-  }
-  const from = inst.kind === 'copy' ? inst.from : undefined;
-  if (from === undefined) return hashSelection(await selectedForKey(ex, inst, where)).catch(at(where));
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
-  if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where));
-  return img.manifestDigest ? `image:${img.manifestDigest}` : null;
 }
 
 function platform(stage: PlannedStage, settings: Executor['settings']): string {

@@ -79,6 +79,8 @@ function defaultRunner(env: Record<string, string | undefined>): HelperRunner {
           else reject(err);
         } else resolve(String(stdout));
       });
+      // a helper that answers without reading stdin closes it: the exit status and stdout tell, not EPIPE
+      child.stdin?.on('error', () => undefined);
       child.stdin?.end(serverUrl);
     });
 }

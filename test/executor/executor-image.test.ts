@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { run, skopeoCopy, umociUnpack } from '../support/tools.js';
+import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { compileIfStale, ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -38,7 +38,7 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     [anon, auth, ws] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-exe-'), compileIfStale()]);
     base = await pushBusybox(anon, 'library/busybox', 'latest');
     const layout = ws.path('executor-layout');
-    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
+    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout, '--destination', `${anon.host}/tools/builder:latest`], { timeoutMs: 170_000 });
     rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
     imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
 
@@ -74,7 +74,18 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     return runJob(bundle, `builder-test-${name}-${process.pid}`);
   };
 
-  it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then runs builder once more', async () => {
+  it('npm run executor-image writes the OCI layout (tag latest) and pushes the same image with --destination', async () => {
+    const index = JSON.parse(await readFile(ws.path('executor-layout', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const latest = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'latest');
+    expect((await skopeoInspect(anon, 'tools/builder:latest')).Digest).toBe(latest?.digest);
+    const cfg = await skopeoInspect(anon, 'tools/builder:latest', { config: true });
+    expect(cfg.config.Entrypoint).toEqual(['/builder/bin/builder']);
+    expect(cfg.config.WorkingDir).toBe('/workspace');
+    expect(cfg.config.Env).toContain('DOCKER_CONFIG=/builder/.docker');
+  });
+
+  it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then once more through a credential helper in /builder/bin', async () => {
+    await writeFile(path.join(rootfs, 'builder/bin/docker-credential-fake'), `#!/busybox/sh\necho '${JSON.stringify({ Username: auth.username, Secret: auth.password })}'\n`, { mode: 0o755 });
     const authJson = JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } });
     const build = (ctx: string, dest: string): string => `builder --context /workspace/${ctx} --dockerfile /workspace/${ctx}/Dockerfile --destination ${auth.host}/${dest}`;
     const r = await job('main', [
@@ -82,6 +93,8 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
       `echo '${authJson}' > "$DOCKER_CONFIG/config.json"`,
       build('ctx1', 'exe/groups:v1'),
       build('ctx2', 'exe/multi:v1'),
+      // a credential helper under /builder/bin (kept by every build) answers for the third push
+      `echo '${JSON.stringify({ credHelpers: { [auth.host]: 'fake' } })}' > "$DOCKER_CONFIG/config.json"`,
       build('ctx3', 'exe/again:v1'),
       'echo JOB-OK',
     ].join('\n'));
@@ -112,6 +125,46 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     // the container is intact for the next job step
     expect((await stat(path.join(rootfs, 'builder/bin/node'))).isFile()).toBe(true);
     expect((await lstat(path.join(rootfs, 'busybox/sh'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('the README\'s GitLab job runs as written (script lines from the README, GitLab\'s CI variables)', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('builder --context "${CI_PROJECT_DIR}"'))!;
+    const lines = block.split('script:\n')[1]!.split('\n').filter((l) => l.startsWith('    - ')).map((l) => l.slice(6));
+    expect(lines.length).toBeGreaterThan(0);
+    await ws.context('jobws/gl', { Dockerfile: `FROM ${base}\nRUN echo gitlab > /gl.txt\n` });
+    const bundle = ws.path('job-gitlab');
+    await mkdir(bundle, { recursive: true });
+    const ci = [
+      `CI_REGISTRY=${auth.host}`, `CI_REGISTRY_USER=${auth.username}`, `CI_REGISTRY_PASSWORD=${auth.password}`, 'CI_PROJECT_DIR=/workspace/gl',
+      `CI_REGISTRY_IMAGE=${auth.host}/group/project`, 'CI_COMMIT_SHORT_SHA=abc1234',
+    ];
+    await writeJobSpec(bundle, { rootfs, args: ['/busybox/sh', '-c', ['set -e', ...lines].join('\n')], env: [...imageEnv, ...ci], cwd: '/workspace', binds: [{ source: ws.path('jobws'), destination: '/workspace' }] });
+    const r = await runJob(bundle, `builder-test-gitlab-${process.pid}`);
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    const root = await ws.unpack(auth, 'group/project:abc1234', 'gitlab');
+    expect(await readFile(path.join(root, 'gl.txt'), 'utf8')).toBe('gitlab\n');
+    expect(r.stderr).toContain(`layer cache: ${auth.host}/group/project/cache`);
+  });
+
+  it('the README\'s Kubernetes Job runs as written (its args, the workspace and the mounted docker config)', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('kind: Job'))!;
+    const args = (JSON.parse(/args: (\[.*\])/.exec(block)![1]!) as string[]).map((a) => a.replace('registry.example.com/group/app', `${auth.host}/k8s/app`));
+    const wsDir = await ws.context('k8s-workspace', { Dockerfile: `FROM ${base}\nRUN echo k8s > /k8s.txt\n` });
+    const cfgDir = ws.path('k8s-docker-config');
+    await mkdir(cfgDir, { recursive: true });
+    await writeFile(path.join(cfgDir, 'config.json'), JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } }));
+    const bundle = ws.path('job-k8s');
+    await mkdir(bundle, { recursive: true });
+    await writeJobSpec(bundle, {
+      rootfs, args: ['/builder/bin/builder', ...args], env: imageEnv, cwd: '/workspace',
+      binds: [{ source: wsDir, destination: '/workspace' }, { source: cfgDir, destination: '/builder/.docker' }],
+    });
+    const r = await runJob(bundle, `builder-test-k8s-${process.pid}`);
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    const root = await ws.unpack(auth, 'k8s/app:1.0.0', 'k8s');
+    expect(await readFile(path.join(root, 'k8s.txt'), 'utf8')).toBe('k8s\n');
   });
 
   it('--run-mode sandbox inside the container fails before touching anything, with a clear message', async () => {

@@ -126,3 +126,19 @@ describe('credentialProvider', () => {
     }
   });
 });
+
+describe('credential helpers (real processes)', () => {
+  it('a helper that answers without reading stdin does not crash the build (EPIPE)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'builder-cred-helper-'));
+    try {
+      // closes stdin before builder's write can land, as a busybox script in the executor image did
+      await writeFile(path.join(dir, 'docker-credential-closed'), '#!/bin/sh\nexec 0<&-\necho \'{"Username":"u","Secret":"p"}\'\n', { mode: 0o755 });
+      await writeFile(path.join(dir, 'config.json'), JSON.stringify({ credHelpers: { 'helped.example.com': 'closed' } }));
+      for (let i = 0; i < 20; i++) {
+        expect(await resolveCredential('helped.example.com', { env: { PATH: `${dir}:/usr/bin:/bin`, DOCKER_CONFIG: dir }, homeDir: dir })).toEqual({ username: 'u', password: 'p' });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

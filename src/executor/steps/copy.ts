@@ -2,7 +2,7 @@
 import { mkdir, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
-import { hasWildcards, type PatternMatcher } from '../../context/index.js';
+import { hashSelection, hasWildcards, type PatternMatcher } from '../../context/index.js';
 import { resolveStageRef, type ExpandedInstruction } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
@@ -21,6 +21,25 @@ import { chownFor, chownNeedsRoot } from './user.js';
 type Copy = Extract<ExpandedInstruction, { kind: 'copy' | 'add' }>;
 
 export const copyStep: StepHandler<Copy> = {
+  /**
+   * What COPY/ADD read, for the key: the digest of the sources as selected (--exclude/--parents applied, symlinks
+   * followed, downloads included), a stage's key, an image's digest; null: not cacheable. A URL with --checksum is
+   * keyed by the URL and checksum without downloading; without one it is downloaded first and its content hashed.
+   */
+  async key({ ex, inst, step }) {
+    if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
+    const { services, scheduling, settings } = ex;
+    if (inst.kind === 'add' && inst.checksum !== undefined && inst.sources.length === 1 && isHttpSource(inst.sources[0]!)) {
+      return `url:${inst.sources[0]}\0${inst.checksum}`;
+    }
+    const from = inst.kind === 'copy' ? inst.from : undefined;
+    if (from === undefined) return hashSelection(await selectedForKey(ex, inst, step.where)).catch(at(step.where));
+    const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
+    if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
+    const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(step.where));
+    return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+  },
+
   async execute({ ex, stage, inst, step }: StepContext<Copy>) {
     checkInstruction(inst, step.where);
     const workdir = stage.cfg.config.WorkingDir || '/';

@@ -14,6 +14,11 @@ export interface StepContext<I extends ExpandedInstruction = ExpandedInstruction
 }
 
 export interface StepHandler<I extends ExpandedInstruction = ExpandedInstruction> {
+  /**
+   * What the step reads beyond its instruction, ARG/ENV and the steps before it, for its cache key (called before
+   * anything runs): a content digest or key; undefined when there is nothing more; null when it cannot be known.
+   */
+  key?(c: Pick<StepContext<I>, 'ex' | 'inst' | 'step'>): Promise<string | undefined | null>;
   /** Does the step: writes into the stage root and appends a layer (or an empty history entry). */
   execute(c: StepContext<I>): Promise<void>;
 }
