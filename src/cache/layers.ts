@@ -16,7 +16,8 @@ export function remoteLayer(
       const found = await store.check(descriptor.digest, descriptor.size);
       if (found === 'ok') return false;
       if (found === 'corrupt') (onWarning ?? client.opts.logger)?.(`layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`);
-      await store.put(descriptor.digest, await client.openBlob(ref, descriptor), descriptor.size);
+      // fetchBlob starts over when the bytes arrive wrong (put() keeps nothing of a failed download)
+      await client.fetchBlob(ref, descriptor, (blob) => store.put(descriptor.digest, blob, descriptor.size));
       return true;
     })().catch((err: unknown) => {
       pending = undefined; // a later caller may try again

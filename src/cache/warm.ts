@@ -111,7 +111,7 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
         opts.log(`${what} was corrupt in the store and was removed; downloading it again`);
       }
     }
-    await store.put(d.digest, await opts.client.openBlob(ref, d), d.size, { replace: opts.force });
+    await opts.client.fetchBlob(ref, d, (blob) => store.put(d.digest, blob, d.size, { replace: opts.force }));
     result.downloaded.layers++;
     result.downloaded.bytes += d.size;
     opts.log(`${what} downloaded`);

@@ -1,9 +1,22 @@
 // The Digest type and streaming sha256: hashing and verifying bytes as they flow, never buffering them.
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { BuilderError } from '../errors.js';
 
 export type Digest = `sha256:${string}`;
+
+/**
+ * The codes this folder throws. Mismatches are retryable: bytes that came over a network may be right
+ * next time (a local copy that is corrupt fails the same way again, which the retry budget bounds).
+ */
+export const DIGEST_ERROR_CODES = {
+  DIGEST_INVALID: { retryable: false },
+  DIGEST_MISMATCH: { retryable: true },
+  SIZE_MISMATCH: { retryable: true },
+  BLOB_READ_FAILED: { retryable: false },
+} as const satisfies Record<string, { retryable: boolean }>;
+
+export type DigestErrorCode = keyof typeof DIGEST_ERROR_CODES;
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
@@ -60,6 +73,9 @@ export class VerifyingStream extends Transform {
     private readonly what: string,
   ) {
     super();
+    // a failure before the consumer attaches (it is still checking its cache) must not be an unhandled 'error'
+    // event that kills the process: the stream stays errored and pipeline/for-await report it to the reader
+    this.on('error', () => undefined);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -92,4 +108,26 @@ function sizeMismatch(what: string, expected: number, got: number, atLeast: bool
   return new BuilderError('SIZE_MISMATCH', `${what}: got ${atLeast ? 'more than ' : ''}${atLeast ? expected : got} bytes, expected ${expected}`, {
     hint: 'the blob is truncated or corrupt; retry, and if it persists re-push the source image',
   });
+}
+
+/**
+ * src piped through a VerifyingStream. A failure of src reaches the result as a BuilderError: src's own
+ * BuilderError as is, anything else through `typed` (default BLOB_READ_FAILED), so consumers see typed errors only.
+ */
+export function verified(
+  src: Readable,
+  expected: Digest,
+  expectedSize: number | undefined,
+  what: string,
+  typed: (err: unknown) => BuilderError = (err) => new BuilderError('BLOB_READ_FAILED', `${what}: reading failed: ${(err as Error)?.message ?? String(err)}`, {
+    hint: 'check the source of the blob and retry', cause: err,
+  }),
+): VerifyingStream {
+  const v = new VerifyingStream(expected, expectedSize, what);
+  src.on('error', (err) => v.destroy(err instanceof BuilderError ? err : typed(err)));
+  // a consumer that stops early must not leave src (a socket, a file) open
+  v.on('close', () => {
+    if (!src.destroyed) src.destroy();
+  });
+  return src.pipe(v);
 }

@@ -1,7 +1,7 @@
 // A Layer (go-containerregistry's pkg/v1/layer.go, reduced): descriptor, diffId and a lazy opener; where it comes from is the opener's business.
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { VerifyingStream, type Digest } from '../digest/index.js';
+import { verified, type Digest } from '../digest/index.js';
 import type { ImageRef } from '../reference/index.js';
 import { MediaType, type Descriptor, type ImageFormat } from './types.js';
 
@@ -23,7 +23,8 @@ export function fileLayer(file: string, descriptor: Descriptor, diffId: Digest):
   return {
     descriptor,
     diffId,
-    open: async () => createReadStream(file).pipe(new VerifyingStream(descriptor.digest, descriptor.size, `layer ${descriptor.digest}`)),
+    // verified(): a file that cannot be read fails the reader with BLOB_READ_FAILED (a bare pipe() left it unhandled)
+    open: async () => verified(createReadStream(file), descriptor.digest, descriptor.size, `layer ${descriptor.digest}`),
   };
 }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BuilderError } from '../errors.js';
-import { digestHex, sha256, VerifyingStream, type Digest } from '../digest/index.js';
+import { digestHex, sha256, verified, VerifyingStream, type Digest } from '../digest/index.js';
 import { manifestMediaType, parseConfig, parseIndex, parseManifest } from './parse.js';
 import { selectPlatform, formatPlatform } from './platform.js';
 import {
@@ -61,10 +61,8 @@ export class OciLayout {
         hint: 'the layout is incomplete; re-create it (e.g. builder copy IMAGE oci:DIR)',
       });
     }
-    const src = createReadStream(p);
-    const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} in ${this.dir}`);
-    src.on('error', (e) => v.destroy(e));
-    return src.pipe(v);
+    // a read failure reaches the reader typed (BLOB_READ_FAILED), like a corrupt blob does
+    return verified(createReadStream(p), desc.digest, desc.size, `blob ${desc.digest} in ${this.dir}`);
   }
 
   /** Reads a small blob (manifest, config) fully, verified. */

@@ -1,13 +1,15 @@
 // RegistryClient: Distribution v2 operations (manifests, blobs, uploads, tags, delete) on top of Transport.
 import { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
-import { isDigest, sha256, VerifyingStream, type Digest } from '../digest/index.js';
+import { isDigest, sha256, verified, type Digest } from '../digest/index.js';
 import { identifier, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
 import {
   checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
 import { header, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
+import { resumableBody } from './download.js';
+import { interruptedError, RegistryError } from './errors.js';
 
 const MAX_MANIFEST = 8 * 1024 * 1024;
 const MAX_CONFIG = 32 * 1024 * 1024;
@@ -34,17 +36,20 @@ export interface PushBlobOptions {
 const pullScope = (ref: ImageRef): string => `repository:${ref.repository}:pull`;
 const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,push`;
 
-async function readAll(res: RegResponse, max: number, what: string): Promise<Buffer> {
+/** The whole body, at most `max` bytes; a body shorter than its Content-Length is an interruption, not a result. */
+async function readAll(res: RegResponse, max: number, what: string, registry: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res.body) {
     n += (c as Buffer).length;
     if (n > max) {
       res.body.destroy();
-      throw new BuilderError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint: 'this does not look like a manifest; check the reference' });
+      throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint: 'this does not look like a manifest; check the reference' });
     }
     chunks.push(c as Buffer);
   }
+  const declared = Number(header(res, 'content-length') ?? NaN);
+  if (Number.isFinite(declared) && n < declared) throw interruptedError(registry, what, undefined, n, declared);
   return Buffer.concat(chunks);
 }
 
@@ -69,25 +74,26 @@ export class RegistryClient {
   /** GETs a manifest or index with the full Accept list; the bytes are verified against the digest. */
   async getManifest(ref: ImageRef, accept: readonly string[] = MANIFEST_ACCEPT): Promise<ManifestResult> {
     const what = `GET manifest ${ref}`;
-    const res = await this.t.request({
+    // a body that breaks off or does not match its digest is fetched again, under the same retry budget
+    return this.t.exchange({
       registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { accept: accept.join(', ') }, scopes: [pullScope(ref)], what, ok: [200],
+    }, async (res) => {
+      const bytes = await readAll(res, MAX_MANIFEST, what, ref.registry);
+      const digest = sha256(bytes);
+      if (ref.digest && ref.digest !== digest) throw digestMismatch(what, digest, ref.digest);
+      const said = header(res, 'docker-content-digest');
+      if (said && isDigest(said) && said !== digest) throw digestMismatch(what, digest, said);
+      return { digest, bytes, mediaType: checkManifestDocument(bytes, header(res, 'content-type'), what) };
     });
-    const bytes = await readAll(res, MAX_MANIFEST, what);
-    const digest = sha256(bytes);
-    if (ref.digest && ref.digest !== digest) throw digestMismatch(what, digest, ref.digest);
-    const said = header(res, 'docker-content-digest');
-    if (said && isDigest(said) && said !== digest) throw digestMismatch(what, digest, said);
-    return { digest, bytes, mediaType: checkManifestDocument(bytes, header(res, 'content-type'), what) };
   }
 
   /** HEADs a manifest: its digest, media type and size, or undefined when it does not exist. */
   async headManifest(ref: ImageRef): Promise<{ digest: Digest; mediaType: string; size: number } | undefined> {
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { accept: MANIFEST_ACCEPT.join(', ') }, scopes: [pullScope(ref)], what: `HEAD manifest ${ref}`, ok: [200, 404],
     });
-    await res.body.dump();
     if (res.status === 404) return undefined;
     const d = header(res, 'docker-content-digest');
     if (!d || !isDigest(d)) return undefined;
@@ -123,34 +129,63 @@ export class RegistryClient {
     return parseIndex(m.bytes, `index ${ref}`);
   }
 
-  /** Streams a blob; the stream fails with DIGEST_MISMATCH/SIZE_MISMATCH if the bytes are not what desc says. */
+  /**
+   * Streams a blob, verified: the stream fails with DIGEST_MISMATCH/SIZE_MISMATCH if the bytes are not what desc
+   * says, and with a typed REGISTRY_* error when the download breaks off more often than the retry budget allows
+   * (each break resumes from the first missing byte with a Range request).
+   */
   async openBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
-    const res = await this.t.request({
+    const what = `GET blob ${desc.digest} of ${ref.name}`;
+    const get = (offset: number, retry: boolean): Promise<RegResponse> => this.t.request({
       registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/blobs/${desc.digest}`,
-      scopes: [pullScope(ref)], what: `GET blob ${desc.digest} of ${ref.name}`, ok: [200],
+      ...(offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}),
+      scopes: [pullScope(ref)], what, ok: offset > 0 ? [200, 206] : [200], retry,
     });
-    const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`);
-    res.body.on('error', (e) => v.destroy(e));
-    v.on('close', () => {
-      if (!res.body.destroyed) res.body.destroy();
+    const first = await get(0, true);
+    const body = resumableBody(this.t, first, {
+      registry: ref.registry, what, size: desc.size, retries: this.t.retries('pull'), reopen: (offset) => get(offset, false),
     });
-    return res.body.pipe(v);
+    return verified(body, desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
   }
 
-  /** Reads a small blob (a config) fully, verified. */
+  /**
+   * Streams a blob into `sink` (which must read it to the end, and leave nothing behind when it fails, like
+   * BlobStore.put), starting over when the bytes arrive wrong (DIGEST_MISMATCH / SIZE_MISMATCH) or the download
+   * breaks beyond its resumes, under the download budget. openBlob cannot do this itself: its bytes are already
+   * downstream when the digest is checked at the end.
+   */
+  async fetchBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, sink: (blob: Readable) => Promise<void>): Promise<void> {
+    const budget = this.t.retries('pull');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await sink(await this.openBlob(ref, desc));
+        return;
+      } catch (err) {
+        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
+        await this.t.backoff(`GET blob ${desc.digest} of ${ref.name} (from the start)`, err, attempt, budget);
+      }
+    }
+  }
+
+  /** Reads a small blob (a config) fully, verified; a corrupt or broken read is fetched again under the retry budget. */
   async readBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Buffer> {
-    if (desc.size > MAX_CONFIG) throw new BuilderError('REGISTRY_RESPONSE_TOO_LARGE', `blob ${desc.digest} of ${ref.name} is too large to read into memory`, { hint: 'stream it with openBlob' });
-    const chunks: Buffer[] = [];
-    for await (const c of await this.openBlob(ref, desc)) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    if (desc.size > MAX_CONFIG) throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `blob ${desc.digest} of ${ref.name} is too large to read into memory`, { hint: 'stream it with openBlob' });
+    const what = `GET blob ${desc.digest} of ${ref.name}`;
+    return this.t.exchange({
+      registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/blobs/${desc.digest}`, scopes: [pullScope(ref)], what, ok: [200],
+    }, async (res) => {
+      const chunks: Buffer[] = [];
+      const v = verified(res.body, desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
+      for await (const c of v) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    });
   }
 
-  async hasBlob(ref: ImageRef, digest: Digest): Promise<boolean> {
-    const res = await this.t.request({
+  async hasBlob(ref: ImageRef, digest: Digest, budget: 'push' | 'pull' = 'pull'): Promise<boolean> {
+    const res = await this.t.call({
       registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/blobs/${digest}`,
-      scopes: [pullScope(ref)], what: `HEAD blob ${digest} in ${ref.name}`, ok: [200, 404],
+      scopes: [pullScope(ref)], what: `HEAD blob ${digest} in ${ref.name}`, ok: [200, 404], budget,
     });
-    await res.body.dump();
     return res.status === 200;
   }
 
@@ -159,46 +194,49 @@ export class RegistryClient {
    * uploaded from open() (monolithic, or chunked above opts.chunkedThreshold). Uploads are verified.
    */
   async pushBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, opts: PushBlobOptions = {}): Promise<PushBlobResult> {
-    if (await this.hasBlob(ref, desc.digest)) return 'exists';
+    if (await this.hasBlob(ref, desc.digest, 'push')) return 'exists';
     let location: string | undefined;
     const from = (opts.mountFrom ?? []).find((r) => r.registry === ref.registry && !sameRepository(r, ref));
     if (from) {
-      const res = await this.t.request({
+      const res = await this.t.call({
         registry: ref.registry, method: 'POST',
         path: `/v2/${ref.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from.repository)}`,
         headers: { 'content-length': '0' }, scopes: [pushScope(ref), pullScope(from)],
         what: `mount blob ${desc.digest} from ${from.name} into ${ref.name}`, ok: [201, 202],
       });
-      await res.body.dump();
       if (res.status === 201) return 'mounted';
       // 202: the registry could not mount (no access to the source, or blob absent) and opened an upload instead
       location = this.location(res, ref);
     }
+    // one budget of new upload sessions: after a failure the old session's state is unknown, so never reuse it
+    const budget = this.t.retries('push');
     for (let attempt = 0; ; attempt++) {
       try {
         await this.upload(ref, desc, open, location);
         return 'uploaded';
       } catch (err) {
+        // the source failing (a corrupt local blob, a download that gave up) is not the registry's fault: no retry
+        if (err instanceof UploadSourceError) throw err.error;
         location = undefined;
-        const retryable = err instanceof BuilderError && ['REGISTRY_UNREACHABLE', 'REGISTRY_SERVER_ERROR', 'REGISTRY_BLOB_UPLOAD_UNKNOWN'].includes(err.code);
-        if (!retryable || attempt >= 2) throw err;
-        this.opts.logger?.(`upload of ${desc.digest} to ${ref.name} failed (${(err as BuilderError).code}); starting over`);
+        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
+        await this.t.backoff(`upload of ${desc.digest} to ${ref.name} (new session)`, err, attempt, budget);
+        // the upload may have completed with only its response lost
+        if (await this.hasBlob(ref, desc.digest, 'push')) return 'uploaded';
       }
     }
   }
 
   private async startUpload(ref: ImageRef): Promise<string> {
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'POST', path: `/v2/${ref.repository}/blobs/uploads/`, headers: { 'content-length': '0' },
       scopes: [pushScope(ref)], what: `start upload to ${ref.name}`, ok: [202],
     });
-    await res.body.dump();
     return this.location(res, ref);
   }
 
-  private location(res: RegResponse, ref: ImageRef): string {
+  private location(res: Pick<RegResponse, 'headers' | 'url'>, ref: ImageRef): string {
     const loc = header(res, 'location');
-    if (!loc) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
+    if (!loc) throw new RegistryError('REGISTRY_PROTOCOL', `registry ${ref.registry} started an upload without a Location header`, { hint: 'the registry does not follow the distribution API' });
     return new URL(loc, res.url).toString();
   }
 
@@ -210,34 +248,42 @@ export class RegistryClient {
       await this.finishUpload(ref, desc, loc, undefined);
       return;
     }
+    let sourceError: BuilderError | undefined;
     const body = async (): Promise<Readable> => {
-      const src = await open();
-      const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
-      src.on('error', (e) => v.destroy(e));
-      return src.pipe(v);
+      const v = verified(await open(), desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
+      // typed errors come from the source or the verifier; a raw one is undici aborting the body after a network failure
+      v.on('error', (e) => {
+        if (e instanceof BuilderError) sourceError ??= e;
+      });
+      return v;
     };
-    await this.finishUpload(ref, desc, loc, body);
+    try {
+      await this.finishUpload(ref, desc, loc, body);
+    } catch (err) {
+      throw sourceError ? new UploadSourceError(sourceError) : err;
+    }
   }
 
   /** PUT <location>&digest=, keeping the Location's own query (e.g. _state); with the whole body or none. */
   private async finishUpload(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, loc: string, body: (() => Promise<Readable>) | undefined): Promise<void> {
     const sep = loc.includes('?') ? '&' : '?';
-    const res = await this.t.request({
+    const res = await this.t.call({
       registry: ref.registry, method: 'PUT', path: `${loc}${sep}digest=${encodeURIComponent(desc.digest)}`,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(body ? desc.size : 0) },
       ...(body ? { body } : {}), scopes: [pushScope(ref)], what: `upload blob ${desc.digest} to ${ref.name}`, ok: [201, 204], retry: false,
     });
-    await res.body.dump();
     const said = header(res, 'docker-content-digest');
     if (said && said !== desc.digest) throw digestMismatch(`upload blob to ${ref.name}`, desc.digest, said);
   }
 
   /**
-   * PATCHes the blob in chunks. Starts (and, after a 416 or a broken connection, resumes) at the offset the
-   * registry reports for the session: distribution 2.8 ignores Content-Range and appends, so we must ask.
+   * PATCHes the blob in chunks. Starts (and, after a failed PATCH or a short write, resumes) at the offset the
+   * registry reports for the session: distribution 2.8 ignores Content-Range and appends, so we must ask. A session
+   * the registry gave up on (it cancels one whose state we got out of step with) fails to pushBlob, which starts anew.
    */
   private async uploadChunks(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, location: string): Promise<string> {
     const chunk = this.opts.chunkSize ?? 32 * 1024 * 1024;
+    const budget = this.t.retries('push');
     let { offset, location: loc } = await this.uploadStatus(ref, location);
     let resumes = 0;
     let src = await ChunkReader.open(open, desc, ref, offset);
@@ -245,37 +291,38 @@ export class RegistryClient {
       while (offset < desc.size) {
         const len = Math.min(chunk, desc.size - offset);
         const start = offset;
-        let res: RegResponse | undefined;
+        const what = `upload chunk ${start}-${start + len - 1} of ${desc.digest} to ${ref.name}`;
         try {
-          res = await this.t.request({
+          const res = await this.t.call({
             registry: ref.registry, method: 'PATCH', path: loc,
             headers: { 'content-type': 'application/octet-stream', 'content-length': String(len), 'content-range': `${start}-${start + len - 1}` },
-            body: () => src.take(len), scopes: [pushScope(ref)], what: `upload chunk ${start}-${start + len - 1} of ${desc.digest} to ${ref.name}`,
-            ok: [202, 204], retry: false,
+            body: () => src.take(len), scopes: [pushScope(ref)], what, ok: [202, 204], retry: false,
           });
-        } catch (err) {
-          if (src.error) throw src.error;
-          const resumable = err instanceof BuilderError && (err.code === 'REGISTRY_RANGE_INVALID' || err.code === 'REGISTRY_UNREACHABLE' || / 416\b/.test(err.message));
-          if (!resumable || resumes >= 3) throw err;
-        }
-        if (res) {
-          await res.body.dump();
           loc = this.location(res, ref);
           offset = start + len;
           const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
           if (!range || Number(range[1]) === offset - 1) continue;
           this.opts.logger?.(`registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing`);
+          if (resumes >= budget) throw new RegistryError('REGISTRY_RANGE_INVALID', `${what}: registry ${ref.registry} keeps holding a different number of bytes than were sent`, { hint: 'retry the push' });
+        } catch (err) {
+          if (src.error) throw new UploadSourceError(src.error);
+          if (!this.t.policy.shouldRetry(err, resumes, budget)) throw err;
+          await this.t.backoff(what, err, resumes, budget);
         }
-        // out of sync (416, broken connection, short write): ask the registry and restart the source there
+        // out of sync (failed PATCH, short write): ask the registry and restart the source there
         resumes++;
         const st = await this.uploadStatus(ref, loc);
-        if (st.offset > desc.size) throw new BuilderError('REGISTRY_PROTOCOL', `registry ${ref.registry} holds more bytes than blob ${desc.digest} has`, { hint: 'retry the push' });
+        if (st.offset > desc.size) throw new RegistryError('REGISTRY_PROTOCOL', `registry ${ref.registry} holds more bytes than blob ${desc.digest} has`, { hint: 'retry the push' });
         offset = st.offset;
         loc = st.location;
         src.destroy();
         src = await ChunkReader.open(open, desc, ref, offset);
       }
-      await src.finish();
+      try {
+        await src.finish();
+      } catch (err) {
+        throw err instanceof BuilderError ? new UploadSourceError(err) : err;
+      }
       return loc;
     } finally {
       src.destroy();
@@ -284,10 +331,10 @@ export class RegistryClient {
 
   /** How many bytes the registry holds for an upload, and the (fresh-state) Location to continue at. */
   private async uploadStatus(ref: ImageRef, loc: string): Promise<{ offset: number; location: string }> {
-    const res = await this.t.request({
-      registry: ref.registry, method: 'GET', path: loc, scopes: [pushScope(ref)], what: `upload status in ${ref.name}`, ok: [204, 200],
+    // no retries of its own: a session in doubt is abandoned by pushBlob, which starts a new one
+    const res = await this.t.call({
+      registry: ref.registry, method: 'GET', path: loc, scopes: [pushScope(ref)], what: `upload status in ${ref.name}`, ok: [204, 200], retry: false,
     });
-    await res.body.dump();
     const m = /^(?:bytes=)?0-(-?\d+)$/.exec(header(res, 'range') ?? '0--1');
     // distribution answers "0-0" for an empty session as well as for one byte; treat it as empty
     const end = m ? Number(m[1]) : -1;
@@ -298,13 +345,21 @@ export class RegistryClient {
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
-    const res = await this.t.request({
+    const what = `PUT manifest ${ref}`;
+    await this.t.exchange({
       registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
-      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what: `PUT manifest ${ref}`, ok: [201, 200, 202],
+      headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what, ok: [201, 200, 202],
+    }, async (res) => {
+      await res.body.dump();
+      const said = header(res, 'docker-content-digest');
+      // other bytes arrived (damaged on the way) and sit under the tag: sending ours again (a retry) repairs it.
+      // Never delete what the registry stored: a registry that rewrites manifests may share it with other tags.
+      if (said && said !== digest) {
+        throw new BuilderError('DIGEST_MISMATCH', `${what}: the registry stored a manifest with digest ${said}, not the ${digest} that was sent`, {
+          hint: 'the tag may now point at that manifest; the registry rewrites manifests (check it supports this media type) or the network damages them',
+        });
+      }
     });
-    await res.body.dump();
-    const said = header(res, 'docker-content-digest');
-    if (said && said !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, said);
     return digest;
   }
 
@@ -313,13 +368,14 @@ export class RegistryClient {
     const tags: string[] = [];
     let path: string | undefined = `/v2/${ref.repository}/tags/list?n=1000`;
     for (let page = 0; path && page < 10_000; page++) {
-      const res = await this.t.request({ registry: ref.registry, method: 'GET', path, scopes: [pullScope(ref)], what: `list tags of ${ref.name}`, ok: [200] });
-      const link = header(res, 'link');
-      const body = await readAll(res, MAX_MANIFEST, `list tags of ${ref.name}`);
+      const what = `list tags of ${ref.name}`;
+      const page1: { link: string | undefined; body: Buffer; url: URL } = await this.t.exchange({ registry: ref.registry, method: 'GET', path, scopes: [pullScope(ref)], what, ok: [200] },
+        async (res) => ({ link: header(res, 'link'), body: await readAll(res, MAX_MANIFEST, what, ref.registry), url: res.url }));
+      const { link, body, url } = page1;
       const j = JSON.parse(body.toString('utf8')) as { tags?: string[] | null };
       tags.push(...(j.tags ?? []));
       const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
-      path = next ? new URL(next[1]!, res.url).toString() : undefined;
+      path = next ? new URL(next[1]!, url).toString() : undefined;
     }
     return tags;
   }
@@ -327,26 +383,30 @@ export class RegistryClient {
   /** Deletes a manifest (by digest; a tag is resolved first). The registry must allow deletes. */
   async deleteManifest(ref: ImageRef): Promise<void> {
     const digest = ref.digest ?? (await this.headManifest(ref))?.digest;
-    if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
-    const res = await this.t.request({
+    if (!digest) throw new RegistryError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
+    const res = await this.t.call({
       registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
       scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],
     });
-    await res.body.dump();
+  }
+}
+
+/** A failure of the blob's source during an upload: reported as is, never retried by starting a new session. */
+class UploadSourceError extends Error {
+  constructor(readonly error: BuilderError) {
+    super(error.message);
   }
 }
 
 /** Sequential reader over one opened source that hands out exact-length chunks; verifies the whole blob. */
 class ChunkReader {
-  error: Error | undefined;
+  error: BuilderError | undefined;
   private pending: Buffer | undefined;
   private constructor(private readonly src: Readable, private readonly it: AsyncIterator<Buffer>) {}
 
   static async open(open: () => Readable | Promise<Readable>, desc: Pick<Descriptor, 'digest' | 'size'>, ref: ImageRef, skip: number): Promise<ChunkReader> {
-    const raw = await open();
-    const v = new VerifyingStream(desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
-    raw.on('error', (e) => v.destroy(e));
-    const r = new ChunkReader(v, (raw.pipe(v) as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>);
+    const v = verified(await open(), desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
+    const r = new ChunkReader(v, v[Symbol.asyncIterator]() as AsyncIterator<Buffer>);
     let left = skip;
     while (left > 0) {
       const b = await r.next(left);
@@ -365,8 +425,8 @@ class ChunkReader {
         if (n.done) return undefined;
         b = n.value;
       } catch (err) {
-        this.error = err as Error;
-        throw err;
+        this.error = err instanceof BuilderError ? err : new BuilderError('BLOB_READ_FAILED', `reading a blob to push failed: ${(err as Error)?.message ?? String(err)}`, { hint: 'check the source of the blob', cause: err });
+        throw this.error;
       }
     }
     if (b.length > max) {

@@ -6,6 +6,9 @@ export {
   type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,
 } from './credentials.js';
 export { parseChallenge, type Challenge } from './challenge.js';
-export { registryError } from './errors.js';
+export {
+  registryError, RegistryError, isRetryable, REGISTRY_ERROR_CODES, type RegistryErrorCode,
+} from './errors.js';
+export { RetryPolicy, DEFAULT_RETRIES, type RetrySettings } from './retry.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';
 export { writeImage, type WriteImageOptions, type WriteImageResult } from './write.js';

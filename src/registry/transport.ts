@@ -1,4 +1,4 @@
-// HTTP transport for one RegistryClient: scheme fallback, per-host TLS agents, auth challenges, token cache, retries.
+// HTTP transport for one RegistryClient: scheme fallback, per-host TLS agents, auth challenges, token cache, the retry loop.
 import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
@@ -9,7 +9,8 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
-import { networkError, registryError, unauthorized } from './errors.js';
+import { interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
+import { DEFAULT_RETRIES, RetryPolicy } from './retry.js';
 
 export interface RegistryClientOptions {
   /** Allow plain HTTP (after trying HTTPS without verification) for every registry (kaniko --insecure). */
@@ -28,10 +29,22 @@ export interface RegistryClientOptions {
   platform?: Platform;
   /** Debug lines (method, URL, status); never receives secrets. */
   logger?: (line: string) => void;
-  /** Retries for connection errors, 408, 429 and 5xx (default 4). */
+  /** One line per retry (what failed, its code, the wait); defaults to `logger`. */
+  onRetry?: (line: string) => void;
+  /** Retry budget of every request when the two below are not set (default 4). */
   retries?: number;
-  /** First backoff delay in ms, doubled per retry (default 300). */
+  /** Retries per request while pushing (uploads, mounts, manifest PUT), and new upload sessions per blob (--push-retry). */
+  pushRetries?: number;
+  /** Retries per request (and resumes per blob download) while pulling (--image-download-retry). */
+  downloadRetries?: number;
+  /** First backoff delay in ms, doubled per retry with jitter (default 500). */
   retryBaseMs?: number;
+  /** Cap of one backoff delay in ms (default 10 000). */
+  retryMaxMs?: number;
+  /** Cap on a registry's Retry-After in ms (default 60 000). */
+  retryAfterMaxMs?: number;
+  /** A registry that sends no headers, or no body bytes, for this long is treated as a broken connection (default 120 s / 300 s). */
+  stallTimeoutMs?: number;
   /** Blobs larger than this are uploaded in chunks with PATCH (default 64 MiB). */
   chunkedThreshold?: number;
   /** PATCH chunk size (default 32 MiB). */
@@ -53,8 +66,10 @@ export interface RegRequest {
   what: string;
   /** Statuses that are success; anything else becomes a typed error. */
   ok: number[];
-  /** Set false for non-idempotent requests (uploads): no retry on 5xx or connection errors. */
+  /** Set false for requests whose caller retries them itself (upload bodies: a new session or a resume). */
   retry?: boolean;
+  /** Whose retry budget applies (default: 'pull' for GET/HEAD, else 'push'). */
+  budget?: 'push' | 'pull';
 }
 
 export interface RegResponse {
@@ -68,8 +83,6 @@ interface Token {
   value: string;
   expiresAt: number;
 }
-
-const RETRY_STATUS = (s: number): boolean => s === 408 || s === 429 || (s >= 500 && s !== 501 && s !== 505);
 
 export function header(res: { headers: Record<string, string | string[] | undefined> }, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()];
@@ -93,8 +106,15 @@ export class Transport {
   private readonly agents = new Map<string, Promise<Agent>>();
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly creds = new Map<string, Promise<Credential | undefined>>();
+  readonly policy: RetryPolicy;
 
-  constructor(readonly opts: RegistryClientOptions) {}
+  constructor(readonly opts: RegistryClientOptions) {
+    this.policy = new RetryPolicy({
+      ...(opts.retryBaseMs !== undefined ? { baseMs: opts.retryBaseMs } : {}),
+      ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}),
+      ...(opts.retryAfterMaxMs !== undefined ? { retryAfterMaxMs: opts.retryAfterMaxMs } : {}),
+    });
+  }
 
   async close(): Promise<void> {
     const agents = await Promise.all(this.agents.values());
@@ -102,8 +122,24 @@ export class Transport {
     await Promise.all(agents.map((a) => a.close()));
   }
 
-  private log(line: string): void {
+  log(line: string): void {
     this.opts.logger?.(line);
+  }
+
+  /** Retries a request of this kind gets (and a blob download gets resumes, an upload new sessions). */
+  retries(budget: 'push' | 'pull'): number {
+    const n = budget === 'push' ? this.opts.pushRetries : this.opts.downloadRetries;
+    return Math.max(0, n ?? this.opts.retries ?? DEFAULT_RETRIES);
+  }
+
+  /** Waits out the policy's delay before retry `attempt`, logging why; `signal` cuts the wait short (AbortError). */
+  async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
+    const wait = this.policy.delay(attempt, err);
+    const code = (err as RegistryError)?.code ?? 'error';
+    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
+    if (this.opts.onRetry) this.opts.onRetry(line);
+    else this.log(line);
+    await sleep(wait, undefined, signal ? { signal } : {});
   }
 
   private insecureFor(host: string): boolean {
@@ -133,12 +169,17 @@ export class Transport {
       try {
         ca = [...rootCertificates, await readFile(caFile, 'utf8')];
       } catch (err) {
-        throw new BuilderError('REGISTRY_CERTIFICATE_UNREADABLE', `cannot read the CA certificate ${caFile} for registry ${host}`, {
+        throw new RegistryError('REGISTRY_CERTIFICATE_UNREADABLE', `cannot read the CA certificate ${caFile} for registry ${host}`, {
           hint: 'check the path given to --registry-certificate HOST=PATH', cause: err,
         });
       }
     }
-    return new Agent({ connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}) }, headersTimeout: 120_000, bodyTimeout: 300_000 });
+    const stall = this.opts.stallTimeoutMs;
+    return new Agent({
+      connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}), ...(stall ? { timeout: stall } : {}) },
+      headersTimeout: stall ?? 120_000,
+      bodyTimeout: stall ?? 300_000,
+    });
   }
 
   private credential(registry: string): Promise<Credential | undefined> {
@@ -161,28 +202,30 @@ export class Transport {
     return b;
   }
 
+  /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE is retryable) and the caller's retry loop pings again. */
   private async ping(registry: string, what: string): Promise<string> {
     const httpOk = this.httpAllowed(registry);
-    const tryOne = async (scheme: string, retries: number): Promise<string> => {
+    const tryOne = async (scheme: string): Promise<string> => {
       const url = new URL(`${scheme}://${registry}/v2/`);
-      const res = await this.send(url, { method: 'GET', headers: {} }, retries, true);
+      const res = await this.sendOnce(url, { method: 'GET', headers: {} }, true);
       const body = await res.body.text().catch(() => '');
       if (res.status === 400 && /HTTP request to an HTTPS server/i.test(body)) {
-        throw new BuilderError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used`, {
+        throw new RegistryError('REGISTRY_TLS', `registry ${registry} speaks HTTPS but its certificate could not be used`, {
           hint: `trust its CA with --registry-certificate ${registry}=/path/ca.crt or use --skip-tls-verify-registry ${registry}`,
         });
       }
+      if (res.status >= 500 || res.status === 429 || res.status === 408) throw registryError(registry, `${what}: ping /v2/`, res.status, body, header(res, 'retry-after'));
       this.challenges.set(registry, res.status === 401 ? parseChallenge(header(res, 'www-authenticate')) : undefined);
       return `${scheme}://${registry}`;
     };
     try {
-      return await tryOne('https', httpOk ? 0 : this.retries());
+      return await tryOne('https');
     } catch (err) {
       if (err instanceof BuilderError) throw err;
       if (!httpOk || isCertError(err)) throw networkError(registry, what, err);
       this.log(`https to ${registry} failed (${(err as Error).message}); trying plain http`);
       try {
-        return await tryOne('http', this.retries());
+        return await tryOne('http');
       } catch (err2) {
         if (err2 instanceof BuilderError) throw err2;
         throw networkError(registry, `${what} (tried https and http)`, err2);
@@ -190,70 +233,37 @@ export class Transport {
     }
   }
 
-  private retries(): number {
-    return this.opts.retries ?? 4;
-  }
-
-  private backoff(attempt: number, retryAfter?: string): number {
-    if (retryAfter) {
-      const secs = Number(retryAfter);
-      const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
-      if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, 60_000);
-    }
-    const base = this.opts.retryBaseMs ?? 300;
-    return Math.min(base * 2 ** attempt, 10_000) * (0.75 + Math.random() * 0.5);
-  }
-
   /**
-   * Sends one request with retries on connection errors and retryable statuses, following redirects
-   * (dropping Authorization when the host changes). Returns the final response, body unread.
+   * Sends one request, following redirects (dropping Authorization when the host changes). Returns the final
+   * response, body unread; connection errors are thrown raw for the caller to type. Never retries.
    */
-  private async send(
-    url: URL,
-    init: { method: string; headers: Record<string, string>; body?: RegRequest['body'] },
-    retries: number,
-    redirects: boolean,
-  ): Promise<RegResponse> {
-    for (let attempt = 0; ; attempt++) {
-      let cur = url;
-      let headers = init.headers;
-      try {
-        for (let hop = 0; ; hop++) {
-          const dispatcher: Dispatcher = await this.agentFor(cur.host);
-          const body = init.body === undefined ? undefined : Buffer.isBuffer(init.body) ? init.body : await init.body();
-          const res = await request(cur, {
-            dispatcher,
-            method: init.method as Dispatcher.HttpMethod,
-            headers: { 'user-agent': this.opts.userAgent ?? 'builder/0.1', ...headers },
-            ...(body !== undefined ? { body } : {}),
-          });
-          this.log(`${init.method} ${cur.origin}${cur.pathname} -> ${res.statusCode}`);
-          const location = header({ headers: res.headers }, 'location');
-          if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && hop < 5 && init.body === undefined) {
-            await res.body.dump();
-            const next = new URL(location, cur);
-            if (next.host !== cur.host) {
-              const { authorization: _drop, ...rest } = headers;
-              headers = rest;
-            }
-            cur = next;
-            continue;
-          }
-          if (RETRY_STATUS(res.statusCode) && attempt < retries) {
-            const wait = this.backoff(attempt, header({ headers: res.headers }, 'retry-after'));
-            await res.body.dump();
-            this.log(`retrying ${init.method} ${cur.pathname} after ${res.statusCode} in ${Math.round(wait)}ms`);
-            await sleep(wait);
-            break;
-          }
-          return { status: res.statusCode, headers: res.headers, body: res.body, url: cur };
+  private async sendOnce(url: URL, init: { method: string; headers: Record<string, string>; body?: RegRequest['body'] }, redirects: boolean): Promise<RegResponse> {
+    let cur = url;
+    let headers = init.headers;
+    for (let hop = 0; ; hop++) {
+      const dispatcher: Dispatcher = await this.agentFor(cur.host);
+      const body = init.body === undefined ? undefined : Buffer.isBuffer(init.body) ? init.body : await init.body();
+      const res = await request(cur, {
+        dispatcher,
+        method: init.method as Dispatcher.HttpMethod,
+        headers: { 'user-agent': this.opts.userAgent ?? 'builder/0.1', ...headers },
+        ...(body !== undefined ? { body } : {}),
+      });
+      // a body that breaks while nobody reads it must not be an unhandled 'error' event; readers still see the error
+      res.body.on('error', () => undefined);
+      this.log(`${init.method} ${cur.origin}${cur.pathname} -> ${res.statusCode}`);
+      const location = header({ headers: res.headers }, 'location');
+      if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && hop < 5 && init.body === undefined) {
+        await res.body.dump().catch(() => undefined);
+        const next = new URL(location, cur);
+        if (next.host !== cur.host) {
+          const { authorization: _drop, ...rest } = headers;
+          headers = rest;
         }
-      } catch (err) {
-        if (err instanceof BuilderError || attempt >= retries || isCertError(err)) throw err;
-        const wait = this.backoff(attempt);
-        this.log(`retrying ${init.method} ${cur.pathname} after ${(err as Error).message} in ${Math.round(wait)}ms`);
-        await sleep(wait);
+        cur = next;
+        continue;
       }
+      return { status: res.statusCode, headers: res.headers, body: res.body, url: cur };
     }
   }
 
@@ -283,21 +293,24 @@ export class Transport {
     return `Bearer ${(await p).value}`;
   }
 
+  /** One token request; failures are typed and the caller's retry loop asks again when they are transient. */
   private async fetchToken(registry: string, ch: Challenge, scopes: string[], cred: Credential | undefined, what: string): Promise<Token> {
     const realm = ch.params.realm;
-    if (!realm) throw new BuilderError('REGISTRY_AUTH_INVALID', `registry ${registry} asked for a bearer token without a realm`, { hint: 'the registry auth configuration is broken' });
+    if (!realm) throw new RegistryError('REGISTRY_AUTH_INVALID', `registry ${registry} asked for a bearer token without a realm`, { hint: 'the registry auth configuration is broken' });
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
-      throw new BuilderError('REGISTRY_AUTH_INVALID', `registry ${registry} sent an invalid token realm "${realm}"`, { hint: 'the registry auth configuration is broken' });
+      throw new RegistryError('REGISTRY_AUTH_INVALID', `registry ${registry} sent an invalid token realm "${realm}"`, { hint: 'the registry auth configuration is broken' });
     }
+    const server = `${registry} (token server ${url.host})`;
     let res: RegResponse;
+    let text: string;
     try {
       if (cred?.identityToken) {
         // OAuth2 refresh-token grant, as docker does for identity tokens
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'builder', ...(ch.params.service ? { service: ch.params.service } : {}), scope: scopes.join(' ') });
-        res = await this.send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from(form.toString()) }, this.retries(), false);
+        res = await this.sendOnce(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Buffer.from(form.toString()) }, false);
       } else {
         if (ch.params.service) url.searchParams.set('service', ch.params.service);
         for (const s of scopes) url.searchParams.append('scope', s);
@@ -306,23 +319,26 @@ export class Transport {
           url.searchParams.set('account', cred.username);
           headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password ?? ''}`).toString('base64')}`;
         }
-        res = await this.send(url, { method: 'GET', headers }, this.retries(), true);
+        res = await this.sendOnce(url, { method: 'GET', headers }, true);
       }
     } catch (err) {
-      if (err instanceof BuilderError) throw err;
-      throw networkError(`${registry} (token server ${url.host})`, what, err);
+      throw networkError(server, what, err);
     }
-    const text = await res.body.text();
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw interruptedError(server, `${what}: token response`, err);
+    }
     if (res.status === 401 || res.status === 403) throw unauthorized(registry, what, cred ? 'the token server rejected the credentials' : 'no credentials were found for it');
-    if (res.status !== 200) throw registryError(`${registry} (token server ${url.host})`, `${what}: token request`, res.status, text);
+    if (res.status !== 200) throw registryError(server, `${what}: token request`, res.status, text, header(res, 'retry-after'));
     let j: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
     try {
       j = JSON.parse(text) as typeof j;
     } catch {
-      throw new BuilderError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned invalid JSON`, { hint: 'the registry auth configuration is broken' });
+      throw new RegistryError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned invalid JSON`, { hint: 'the registry auth configuration is broken' });
     }
     const value = j.token ?? j.access_token;
-    if (!value) throw new BuilderError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned no token`, { hint: 'the registry auth configuration is broken' });
+    if (!value) throw new RegistryError('REGISTRY_AUTH_INVALID', `the token server of registry ${registry} returned no token`, { hint: 'the registry auth configuration is broken' });
     const ttl = (typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60) * 1000;
     const issued = j.issued_at ? Date.parse(j.issued_at) : NaN;
     const start = Number.isFinite(issued) && issued <= Date.now() ? issued : Date.now();
@@ -330,25 +346,23 @@ export class Transport {
     return { value, expiresAt: start + ttl - Math.min(10_000, ttl / 10) };
   }
 
-  /** One registry API call: auth (re-challenging once on 401), retries, typed errors for statuses not in `ok`. */
-  async request(req: RegRequest): Promise<RegResponse> {
+  /** One registry API call: auth (re-challenging once on 401), typed errors for statuses not in `ok`; no retries. */
+  private async attempt(req: RegRequest): Promise<RegResponse> {
     const base = await this.base(req.registry, req.what);
     const url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(req.path, base);
-    const retries = req.retry === false ? 0 : this.retries();
     let fresh = false;
     for (let authTry = 0; ; authTry++) {
       const auth = await this.authorization(req.registry, req.scopes, req.what, fresh);
       const headers = { ...(req.headers ?? {}), ...(auth ? { authorization: auth } : {}) };
       let res: RegResponse;
       try {
-        res = await this.send(url, { method: req.method, headers, body: req.body }, retries, req.method === 'GET' || req.method === 'HEAD');
+        res = await this.sendOnce(url, { method: req.method, headers, body: req.body }, req.method === 'GET' || req.method === 'HEAD');
       } catch (err) {
-        if (err instanceof BuilderError) throw err;
         throw networkError(req.registry, req.what, err);
       }
       if (res.status === 401 && authTry === 0) {
         // expired/insufficient token, or a registry that only challenges on this path: re-challenge once
-        await res.body.dump();
+        await res.body.dump().catch(() => undefined);
         const ch = parseChallenge(header(res, 'www-authenticate'));
         if (ch) this.challenges.set(req.registry, ch);
         fresh = true;
@@ -357,7 +371,43 @@ export class Transport {
       if (req.ok.includes(res.status)) return res;
       const text = req.method === 'HEAD' ? '' : await res.body.text().catch(() => '');
       if (req.method === 'HEAD') await res.body.dump().catch(() => undefined);
-      throw registryError(req.registry, req.what, res.status, text);
+      throw registryError(req.registry, req.what, res.status, text, header(res, 'retry-after'));
+    }
+  }
+
+  /** A registry API call with the retry policy; the body is left unread. */
+  request(req: RegRequest): Promise<RegResponse> {
+    return this.exchange(req, async (res) => res);
+  }
+
+  /** A registry API call whose body does not matter (uploads, HEADs, PUTs): drained under the retry policy too. */
+  call(req: RegRequest): Promise<Omit<RegResponse, 'body'>> {
+    return this.exchange(req, async ({ body, ...rest }) => {
+      await body.dump();
+      return rest;
+    });
+  }
+
+  /**
+   * A registry API call whose response `consume` reads (e.g. a manifest): a failure anywhere, from connecting to
+   * the last body byte, is retried as one unit while its code is retryable and the request's budget lasts.
+   */
+  async exchange<T>(req: RegRequest, consume: (res: RegResponse) => Promise<T>): Promise<T> {
+    const budget = req.retry === false ? 0 : this.retries(req.budget ?? (req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'push'));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.attempt(req);
+        try {
+          return await consume(res);
+        } catch (err) {
+          if (!res.body.destroyed) res.body.destroy();
+          throw err instanceof BuilderError ? err : interruptedError(req.registry, req.what, err);
+        }
+      } catch (err) {
+        const typed = err instanceof BuilderError ? err : networkError(req.registry, req.what, err);
+        if (!this.policy.shouldRetry(typed, attempt, budget)) throw typed;
+        await this.backoff(req.what, typed, attempt, budget);
+      }
     }
   }
 }

@@ -1,0 +1,41 @@
+// The one retry policy of the registry client: which failures are retried (the error code says), how long to wait, how often.
+import { isRetryable, RegistryError } from './errors.js';
+
+export interface RetrySettings {
+  /** First backoff delay in ms; doubled per retry (default 500). */
+  baseMs?: number;
+  /** Cap of one backoff delay in ms (default 10 000). */
+  maxMs?: number;
+  /** Cap on a server's Retry-After in ms (default 60 000): a registry asking for an hour gets a minute, then the budget decides. */
+  retryAfterMaxMs?: number;
+}
+
+export const DEFAULT_RETRIES = 4;
+
+export class RetryPolicy {
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+  private readonly retryAfterMaxMs: number;
+
+  constructor(s: RetrySettings = {}, private readonly random: () => number = Math.random) {
+    this.baseMs = s.baseMs ?? 500;
+    this.maxMs = s.maxMs ?? 10_000;
+    this.retryAfterMaxMs = s.retryAfterMaxMs ?? 60_000;
+  }
+
+  /** Whether to try again after `err` when `attempt` retries (0-based) are spent of `budget`. */
+  shouldRetry(err: unknown, attempt: number, budget: number): boolean {
+    return attempt < budget && isRetryable(err);
+  }
+
+  /**
+   * Wait before retry number `attempt` (0-based): the server's Retry-After when it sent one (capped),
+   * else exponential backoff with jitter in [d/2, d] so clients that failed together do not retry together.
+   */
+  delay(attempt: number, err?: unknown): number {
+    const ra = err instanceof RegistryError ? err.retryAfterMs : undefined;
+    if (ra !== undefined) return Math.min(ra, this.retryAfterMaxMs);
+    const d = Math.min(this.maxMs, this.baseMs * 2 ** attempt);
+    return d / 2 + (this.random() * d) / 2;
+  }
+}
