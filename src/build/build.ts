@@ -11,7 +11,7 @@ import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, runtimeMo
 import { assembleImage } from './assemble.js';
 import { runStage, type ExecutorEnv, type StageResult } from './executor.js';
 import type { RunMode } from '../run/index.js';
-import type { BuildOptions, BuildResult, ResolvedBuildOptions } from './options.js';
+import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
@@ -85,10 +85,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
   const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
+  throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
-  const client = new RegistryClient(opts.registry);
+  const reg = opts.registry.signal;
+  const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...opts.registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : opts.registry);
   const cleanup: Promise<void>[] = [];
+  // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
+  const abort = new AbortController();
+  const cancel = (): void => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', cancel, { once: true });
   try {
     const ctx = await openContext(opts.context, {
       cwd: opts.cwd,
@@ -123,7 +129,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const usesLeft = new Map<number, number>();
       for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
-      const abort = new AbortController();
       const env: ExecutorEnv = {
         opts,
         plan,
@@ -161,6 +166,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       const results = await Promise.allSettled([...env.done.values()]);
       if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
+      throwIfCancelled(opts.signal);
       const last = needed.length > 0 ? await env.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
@@ -193,6 +199,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       await ctx.close();
     }
   } finally {
+    opts.signal?.removeEventListener('abort', cancel);
     await client.close();
     await Promise.allSettled(cleanup);
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });

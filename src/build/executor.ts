@@ -167,6 +167,7 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
   for (let i = 0; i < instructions.length; i++) {
     const raw = instructions[i]!;
     if (env.signal.aborted) {
+      if (env.signal.reason instanceof BuilderError) throw env.signal.reason; // the build was cancelled (a signal)
       throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
     }
     const step: Step = { number: i + 1, total: instructions.length, label: `[${env.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]` };

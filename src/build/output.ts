@@ -5,11 +5,11 @@ import { writeDockerArchive, writeOciLayout, bufferStream, type BlobOpener } fro
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { AssembledImage } from './assemble.js';
-import type { BuildOptions } from './options.js';
+import { throwIfCancelled, type BuildOptions } from './options.js';
 import { runPool } from './pool.js';
 
 export type OutputOptions = Pick<BuildOptions,
-  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log'>;
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log' | 'signal'>;
 
 function opener(image: AssembledImage): BlobOpener {
   const byDigest = new Map(image.layers.map((l) => [l.descriptor.digest, l]));
@@ -22,13 +22,14 @@ function opener(image: AssembledImage): BlobOpener {
 }
 
 /** Pushes blobs to every destination repository, then the manifest to every tag; returns the registry's digests. */
-export async function pushImage(client: RegistryClient, image: AssembledImage, destinations: readonly ImageRef[], log: (l: string) => void): Promise<Array<{ destination: string; digest: string }>> {
+export async function pushImage(client: RegistryClient, image: AssembledImage, destinations: readonly ImageRef[], log: (l: string) => void, signal?: AbortSignal): Promise<Array<{ destination: string; digest: string }>> {
   const repos = new Map<string, ImageRef>();
   for (const d of destinations) repos.set(d.name, d);
   for (const repo of repos.values()) {
     const counts = { exists: 0, mounted: 0, uploaded: 0 };
     // Two uploads at a time: gzip'd layers are I/O bound and the registry handles parallel uploads.
     await runPool(image.layers, 2, async (l) => {
+      throwIfCancelled(signal);
       counts[await client.pushBlob(repo, l.descriptor, () => l.open(), l.mountFrom ? { mountFrom: [l.mountFrom] } : {})]++;
     });
     await client.pushBlob(repo, image.manifest.config, () => bufferStream(image.configBytes));
@@ -36,6 +37,8 @@ export async function pushImage(client: RegistryClient, image: AssembledImage, d
   }
   const out: Array<{ destination: string; digest: string }> = [];
   for (const d of destinations) {
+    // Once cancelled, no further tag: an interrupted push leaves no tag, or tags on complete images only.
+    throwIfCancelled(signal);
     const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
     if (digest !== image.manifestDigest) {
       throw new BuilderError('PUSH_DIGEST_MISMATCH', `${d}: registry reports manifest digest ${digest}, expected ${image.manifestDigest}`, {
@@ -59,7 +62,7 @@ export async function writeOutputs(client: RegistryClient, image: AssembledImage
     await writeDockerArchive(opts.tarPath, image, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
     opts.log(`wrote docker-archive ${opts.tarPath}`);
   }
-  const pushed = opts.noPush ? [] : await pushImage(client, image, refs, opts.log);
+  const pushed = opts.noPush ? [] : await pushImage(client, image, refs, opts.log, opts.signal);
   if (opts.digestFile) await writeFile(opts.digestFile, image.manifestDigest);
   if (opts.imageNameWithDigestFile) {
     await writeFile(opts.imageNameWithDigestFile, refs.map((r) => `${r.name}@${image.manifestDigest}\n`).join(''));

@@ -53,6 +53,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv): RegistryClie
     registryCertificates: certs,
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
+    ...(env.signal ? { signal: env.signal } : {}),
     ...(flags.verbose ? { logger: (line: string) => void env.stderr.write(`builder: ${line}\n`) } : {}),
   };
 }

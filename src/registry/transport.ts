@@ -37,6 +37,8 @@ export interface RegistryClientOptions {
   /** PATCH chunk size (default 32 MiB). */
   chunkSize?: number;
   userAgent?: string;
+  /** Aborts every request in flight and every retry wait (the CLI's SIGINT/SIGTERM): they fail with REGISTRY_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export interface RegRequest {
@@ -226,6 +228,7 @@ export class Transport {
             method: init.method as Dispatcher.HttpMethod,
             headers: { 'user-agent': this.opts.userAgent ?? 'builder/0.1', ...headers },
             ...(body !== undefined ? { body } : {}),
+            ...(this.opts.signal ? { signal: this.opts.signal } : {}),
           });
           this.log(`${init.method} ${cur.origin}${cur.pathname} -> ${res.statusCode}`);
           const location = header({ headers: res.headers }, 'location');
@@ -243,18 +246,26 @@ export class Transport {
             const wait = this.backoff(attempt, header({ headers: res.headers }, 'retry-after'));
             await res.body.dump();
             this.log(`retrying ${init.method} ${cur.pathname} after ${res.statusCode} in ${Math.round(wait)}ms`);
-            await sleep(wait);
+            await sleep(wait, undefined, this.opts.signal ? { signal: this.opts.signal } : {}).catch(() => this.throwIfAborted(init.method, cur));
             break;
           }
           return { status: res.statusCode, headers: res.headers, body: res.body, url: cur };
         }
       } catch (err) {
+        this.throwIfAborted(init.method, cur);
         if (err instanceof BuilderError || attempt >= retries || isCertError(err)) throw err;
         const wait = this.backoff(attempt);
         this.log(`retrying ${init.method} ${cur.pathname} after ${(err as Error).message} in ${Math.round(wait)}ms`);
-        await sleep(wait);
+        await sleep(wait, undefined, this.opts.signal ? { signal: this.opts.signal } : {}).catch(() => this.throwIfAborted(init.method, cur));
       }
     }
+  }
+
+  private throwIfAborted(method: string, url: URL): void {
+    if (!this.opts.signal?.aborted) return;
+    throw new BuilderError('REGISTRY_ABORTED', `${method} ${url.host}${url.pathname} was cancelled`, {
+      hint: 'the operation was interrupted; rerun it', exitCode: 130,
+    });
   }
 
   /** The Authorization header for these scopes on registry, fetching a bearer token if needed. */
