@@ -61,11 +61,11 @@ interface Cli {
   exit: Promise<number | null>;
 }
 
-function startCli(ws: Workspace, ctx: string, work: string, tmp: string, args: string[]): Cli {
+function startCli(ws: Workspace, ctx: string, work: string, tmp: string, args: string[], cache = ws.path('cache')): Cli {
   let stdout = '';
   let stderr = '';
   const child = spawn('node', [
-    path.join(ROOT, 'bin/builder'), '--context', ctx, '--cache-dir', ws.path('cache'), '--work-dir', work,
+    path.join(ROOT, 'bin/builder'), '--context', ctx, '--cache-dir', cache, '--work-dir', work,
     '--run-mode', 'sandbox', ...args,
   ], { cwd: ws.dir, env: { ...ws.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -92,10 +92,11 @@ interface StallProxy {
 }
 
 /**
- * An HTTP proxy on 127.0.0.1 in front of the registry that holds requests matching `stall` for `holdMs`, then
- * forwards them only if the client is still connected: a builder that ignores the signal would complete the push.
+ * An HTTP proxy on 127.0.0.1 in front of the registry that holds requests matching `stall` for `holdMs` (before
+ * forwarding them, or with `midBody` after the response headers and 64 KiB of its body), then goes on only if the
+ * client is still connected: a builder that ignored the signal would complete the push or the download.
  */
-async function startStallProxy(reg: TestRegistry, stall: (method: string, url: string) => boolean, holdMs: number): Promise<StallProxy> {
+async function startStallProxy(reg: TestRegistry, stall: (method: string, url: string) => boolean, holdMs: number, midBody = false): Promise<StallProxy> {
   const target = new URL(reg.url);
   const events: string[] = [];
   const server = http.createServer((req, res) => {
@@ -105,21 +106,36 @@ async function startStallProxy(reg: TestRegistry, stall: (method: string, url: s
     res.on('close', () => {
       if (!res.writableFinished) clientGone = true;
     });
-    const forward = (): void => {
+    const hold = (then: () => void): void => {
+      events.push('stalled');
+      setTimeout(() => {
+        events.push(clientGone ? 'dropped' : 'forwarded');
+        if (!clientGone) then();
+      }, holdMs);
+    };
+    const forward = (holdBody: boolean): void => {
       const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
+        if (!holdBody) return void ur.pipe(res);
+        let sent = 0;
+        const onData = (c: Buffer): void => {
+          res.write(c);
+          sent += c.length;
+          if (sent < 65536) return;
+          ur.off('data', onData);
+          ur.pause();
+          hold(() => ur.pipe(res));
+        };
+        ur.on('data', onData);
+        ur.on('end', () => res.end());
       });
       up.on('error', () => res.destroy());
       up.end(Buffer.concat(chunks));
     };
     req.on('end', () => {
-      if (!stall(req.method ?? '', req.url ?? '')) return forward();
-      events.push('stalled');
-      setTimeout(() => {
-        events.push(clientGone ? 'dropped' : 'forwarded');
-        if (!clientGone) forward();
-      }, holdMs);
+      const match = stall(req.method ?? '', req.url ?? '');
+      if (match && !midBody) hold(() => forward(false));
+      else forward(match);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -216,6 +232,29 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       expect(proxy.events).toContain('dropped');
       expect(proxy.events).not.toContain('forwarded');
       expect(await registryTags(reg, repo)).toEqual([]);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await proxy.close();
+    }
+  });
+
+  it('SIGTERM in the middle of a base layer download stops it and leaves no blob half-stored', async () => {
+    const mark = randomBytes(8).toString('hex');
+    const { work, tmp } = await dirs('pull');
+    const cache = ws.path('pull', 'cache'); // empty: the base layer must be downloaded
+    const proxy = await startStallProxy(reg, (m, u) => m === 'GET' && u.includes('/blobs/sha256:'), 3000, true);
+    const ctx = await ws.context('ctx-pull', {
+      Dockerfile: [`FROM ${proxy.host}/library/busybox:latest`, `ENV SIGNAL_TEST_MARK=${mark}`, 'RUN true'].join('\n'),
+    });
+    const cli = startCli(ws, ctx, work, tmp, ['--no-push'], cache);
+    try {
+      const store = path.join(cache, 'blobs-store');
+      const files = async (): Promise<string[]> => (await readdir(store, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).map((e) => e.name);
+      await until('the blob download to be stalled', () => proxy.events.includes('stalled'), cli);
+      await until('the partial blob in the store', async () => (await files()).some((f) => f.startsWith('.tmp-')), cli, 10_000);
+      cli.child.kill('SIGTERM');
+      await expectCleanExit(cli, 'SIGTERM', mark, work, tmp, []);
+      expect((await files()).filter((f) => !/^[0-9a-f]{64}$/.test(f))).toEqual([]);
     } finally {
       cli.child.kill('SIGKILL');
       await proxy.close();
