@@ -239,7 +239,8 @@ class Watchdog {
          if (seq !== seen || !busy) { seen = seq; since = Date.now(); continue; }
          if (Date.now() - since > hangMs) {
            const input = Buffer.from(bytes.slice(0, bytes.indexOf(0) < 0 ? bytes.length : bytes.indexOf(0))).toString('utf8');
-           process.stderr.write('fuzz: input hung for ' + hangMs + ' ms, killing the test process: ' + JSON.stringify(input) + '\\n');
+           // Synchronous: the main thread, which relays a worker's process.stderr, is the one that hangs.
+           require('node:fs').writeSync(2, 'fuzz: input hung for ' + hangMs + ' ms, killing the test process: ' + JSON.stringify(input) + '\\n');
            process.kill(process.pid, 'SIGKILL');
          }
        }`,
