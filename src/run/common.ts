@@ -160,9 +160,15 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       stopped = waitGone(killProcessTree(child.pid), STOP_TIMEOUT_MS);
     };
     spec.signal?.addEventListener('abort', onAbort, { once: true });
+    const stopReading = (): void => child.stdio.forEach((s) => s?.destroy());
     child.on('exit', () => {
       // A killed step's escaped descendant (in place: no PID namespace) may still hold a pipe: never wait on it.
-      if (wasAborted) void stopped.then(() => child.stdio.forEach((s) => s?.destroy()));
+      if (wasAborted) return void stopped.then(stopReading);
+      // As a container ends with its command, so does what the step left running in its process group (the sandbox's
+      // PID namespace already went with its init); the pgid cannot be reused while a member lives.
+      if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+      // A daemon that left the group may still hold the pipes: let the output drain, then stop waiting for it.
+      setTimeout(stopReading, PIPE_GRACE_MS).unref();
     });
     let settled = false;
     child.on('error', (err: NodeJS.ErrnoException) => {
@@ -186,6 +192,8 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
 
 /** How long an aborted step's killed processes get to disappear before cleanup goes on regardless. */
 const STOP_TIMEOUT_MS = 10_000;
+/** How long after a step exits its output pipes may stay open (held by something it left running). */
+const PIPE_GRACE_MS = 2_000;
 
 interface ProcEntry {
   pid: number;
@@ -240,7 +248,11 @@ export function killProcessTree(rootPid: number): ProcEntry[] {
     let fresh = 0;
     const table = processTable();
     const children = new Map<number, ProcEntry[]>();
-    for (const e of table) children.set(e.ppid, [...(children.get(e.ppid) ?? []), e]);
+    for (const e of table) {
+      const list = children.get(e.ppid);
+      if (list) list.push(e);
+      else children.set(e.ppid, [e]);
+    }
     const queue = [...found.values(), ...table.filter((e) => e.pgrp === rootPid)];
     while (queue.length > 0) {
       const e = queue.pop()!;
