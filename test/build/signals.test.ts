@@ -202,8 +202,9 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       await until('the RUN step to start', () => cli.stdout().includes('step-started'), cli);
       let seen: Proc[] = [];
       // The three loops (and their sleeps) must be visible before the signal, or the checks after it prove nothing.
+      // Found by the marker in their environment: /proc/PID/root of a process in another mount namespace need not name
+      // the stage root (after pivot_root it reads "/"), so the root/cwd scan is only a second net.
       await until('the step processes', async () => (seen = await processesOf(mark, work)).filter((p) => p.why.includes('marker')).length >= 3, cli, 10_000);
-      expect(seen.some((p) => p.why.includes('root'))).toBe(true);
       cli.child.kill(sig);
       await expectCleanExit(cli, sig, mark, work, tmp, seen);
     } finally {
