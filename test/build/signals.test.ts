@@ -48,6 +48,18 @@ async function processesOf(mark: string, dir: string): Promise<Proc[]> {
   return out;
 }
 
+/** After a failed test: SIGKILL, by PID, whatever of this test's build still runs (the CLI, and steps it orphaned). */
+async function killLeftovers(cli: Cli, mark: string, work: string): Promise<void> {
+  cli.child.kill('SIGKILL');
+  for (const p of await processesOf(mark, work)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 /** Mount points under `dir` in this mount namespace. */
 async function mountsUnder(dir: string): Promise<string[]> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
@@ -208,7 +220,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       cli.child.kill(sig);
       await expectCleanExit(cli, sig, mark, work, tmp, seen);
     } finally {
-      cli.child.kill('SIGKILL');
+      await killLeftovers(cli, mark, work);
     }
   });
 
@@ -234,7 +246,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       expect(proxy.events).not.toContain('forwarded');
       expect(await registryTags(reg, repo)).toEqual([]);
     } finally {
-      cli.child.kill('SIGKILL');
+      await killLeftovers(cli, mark, work);
       await proxy.close();
     }
   });
@@ -257,7 +269,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       await expectCleanExit(cli, 'SIGTERM', mark, work, tmp, []);
       expect((await files()).filter((f) => !/^[0-9a-f]{64}$/.test(f))).toEqual([]);
     } finally {
-      cli.child.kill('SIGKILL');
+      await killLeftovers(cli, mark, work);
       await proxy.close();
     }
   });
