@@ -224,6 +224,31 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
     }
   });
 
+  it('a second SIGTERM during cleanup exits at once, and the step is dead even so', async () => {
+    const mark = randomBytes(8).toString('hex');
+    const { work, tmp } = await dirs('twice');
+    const ctx = await ws.context('ctx-twice', {
+      Dockerfile: [`FROM ${base}`, `ENV SIGNAL_TEST_MARK=${mark}`, 'RUN (while :; do sleep 0.1; done) & echo step-started; while :; do sleep 0.1; done'].join('\n'),
+    });
+    const cli = startCli(ws, ctx, work, tmp, ['--no-push']);
+    try {
+      await until('the RUN step to start', () => cli.stdout().includes('step-started'), cli);
+      let seen: Proc[] = [];
+      await until('the step processes', async () => (seen = await processesOf(mark, work)).length >= 2, cli, 10_000);
+      cli.child.kill('SIGTERM');
+      await until('the first signal to be taken', () => cli.stderr().includes('SIGTERM received'), cli, 10_000).catch(() => undefined);
+      cli.child.kill('SIGTERM'); // usually lands during cleanup; a build already gone ignores it
+      const code = await Promise.race([cli.exit, sleep(30_000).then(() => 'timeout' as const)]);
+      expect(code, cli.stderr()).toBe(143);
+      const alive = [];
+      for (const p of seen) if ((await procStart(p.pid)) === p.start) alive.push(p);
+      expect(alive).toEqual([]);
+      expect(await processesOf(mark, work)).toEqual([]);
+    } finally {
+      await killLeftovers(cli, mark, work);
+    }
+  });
+
   it.each([
     ['SIGTERM', 'manifest PUT', (m: string, u: string) => m === 'PUT' && u.includes('/manifests/')],
     ['SIGINT', 'blob upload', (m: string, u: string) => m === 'PUT' && u.includes('/blobs/uploads/')],
