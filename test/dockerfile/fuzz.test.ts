@@ -3,7 +3,6 @@
 // FUZZ_SEED=n and FUZZ_ITERATIONS=n replay or extend a run; a failure prints the seed and the input.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applyToStageVars, cloneStageVars, compileShellPattern, expandInstruction, expansionEnv, globFind, lex, onbuildInstructions,
@@ -11,6 +10,7 @@ import {
 } from '../../src/dockerfile/index.js';
 import { BuilderError } from '../../src/errors.js';
 import { CONFORMANCE } from '../support/paths.js';
+import { Watchdog } from '../support/watchdog.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261125);
 const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1000);
@@ -220,61 +220,11 @@ function word(w: string, opts: ExpandOptions): Outcome {
   }
 }
 
-/**
- * A watchdog thread that outlives a hung main thread: the fuzzer publishes each input before running it; if one
- * runs longer than HANG_MS the watchdog prints it and kills this process, so a hang fails the run visibly.
- */
-class Watchdog {
-  private readonly state = new Int32Array(new SharedArrayBuffer(12));
-  private readonly bytes = new Uint8Array(new SharedArrayBuffer(4 * MAX_INPUT + 64));
-  private readonly worker: Worker;
-
-  constructor(hangMs: number) {
-    this.worker = new Worker(
-      `const { workerData: { state, bytes, hangMs } } = require('node:worker_threads');
-       let seen = -1, since = Date.now();
-       for (;;) {
-         Atomics.wait(state, 2, 0, 200);
-         if (Atomics.load(state, 2) === 2) break;
-         const seq = Atomics.load(state, 0), busy = Atomics.load(state, 1);
-         if (seq !== seen || !busy) { seen = seq; since = Date.now(); continue; }
-         if (Date.now() - since > hangMs) {
-           const input = Buffer.from(bytes.slice(0, bytes.indexOf(0) < 0 ? bytes.length : bytes.indexOf(0))).toString('utf8');
-           // Synchronous: the main thread, which relays a worker's process.stderr, is the one that hangs.
-           require('node:fs').writeSync(2, 'fuzz: input hung for ' + hangMs + ' ms, killing the test process: ' + JSON.stringify(input) + '\\n');
-           process.kill(process.pid, 'SIGKILL');
-         }
-       }`,
-      { eval: true, workerData: { state: this.state, bytes: this.bytes, hangMs } },
-    );
-    this.worker.unref();
-  }
-
-  run<T>(input: string, fn: () => T): T {
-    const b = Buffer.from(input.replace(/\0/g, '\\0'), 'utf8').subarray(0, this.bytes.length - 1);
-    this.bytes.fill(0);
-    this.bytes.set(b);
-    Atomics.add(this.state, 0, 1);
-    Atomics.store(this.state, 1, 1);
-    try {
-      return fn();
-    } finally {
-      Atomics.store(this.state, 1, 0);
-    }
-  }
-
-  async stop(): Promise<void> {
-    Atomics.store(this.state, 2, 2);
-    Atomics.notify(this.state, 2);
-    await this.worker.terminate();
-  }
-}
-
 describe('fuzz: Dockerfile parser, planner and expander (seeded, bounded)', () => {
   const corpus = readCorpus();
   let dog: Watchdog;
   beforeAll(() => {
-    dog = new Watchdog(HANG_MS);
+    dog = new Watchdog(HANG_MS, MAX_INPUT);
   });
   afterAll(async () => {
     await dog?.stop();
