@@ -140,12 +140,13 @@ export async function runStage(env: ExecutorEnv, stage: PlannedStage): Promise<S
   const format: ImageFormat = opts.imageFormat ?? base.format;
   // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
   const mtime = opts.reproducible ? new Date(env.created) : undefined;
-  const snapshotOpts = { exclude: env.exclude, hashContents: opts.snapshotMode === 'full' };
+  const snapshotOpts = { exclude: env.exclude, hashContents: opts.snapshotMode === 'full', signal: env.signal };
 
   const addLayer = async (entries: LayerEntry[], step: Step, created: string, by: string): Promise<void> => {
     const file = path.join(env.layerDir, `layer-${++env.layerCounter.n}.tar.gz`);
     const t0 = Date.now();
     const r = await writeLayer(rootfs.root, entries, file, {
+      signal: env.signal,
       ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
       ...(mtime ? { mtime } : {}),
     });
