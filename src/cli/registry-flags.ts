@@ -96,6 +96,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv): RegistryClie
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
     ...retryOptions(flags, env.env),
+    ...(env.signal ? { signal: env.signal } : {}),
     ...(flags.verbose ? { logger: (line: string) => void env.stderr.write(`builder: ${line}\n`) } : {}),
     // retries are worth seeing without -v: they explain a slow push on a flaky network
     onRetry: (line: string) => void env.stderr.write(`builder: ${line}\n`),

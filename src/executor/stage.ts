@@ -60,6 +60,7 @@ export class StageState {
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
+      signal: this.ex.scheduling.signal,
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
     });
@@ -119,6 +120,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const cache = services.cache;
   for (const p of steps) {
     if (scheduling.signal.aborted) {
+      if (scheduling.signal.reason instanceof BuilderError) throw scheduling.signal.reason; // the build was cancelled (a signal)
       throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
     }
     const { inst, step } = p;

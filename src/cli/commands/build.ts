@@ -127,6 +127,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
     selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
     log: quiet ? () => undefined : (line) => void env.stderr.write(`builder: ${line}\n`),
     output: (text, stream) => void (stream === 'stdout' ? env.stdout : env.stderr).write(text),
+    ...(env.signal ? { signal: env.signal } : {}),
   };
 }
 
