@@ -93,8 +93,26 @@ async function pushBases(bases: Set<BaseImage>, registry: string, cacheDir: stri
     const layout = (await runCmd('bash', [path.join(repoRoot, 'scripts/bench-base-images.sh'), cacheDir, b])).trim().split('\n').pop()!;
     const dest = b === 'busybox' ? 'library/busybox:latest' : 'library/debian:bookworm-slim';
     await runCmd('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${b}`, `docker://${registry}/${dest}`]);
+    await addManifestMediaType(registry, dest);
     log(`base ${b}: ${layout} -> ${registry}/${dest} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
   }
+}
+
+/**
+ * umoci writes OCI manifests without the optional mediaType field; images from real registries carry it, and kaniko
+ * depends on it: built FROM a warmer-cached base without it, kaniko pushes a manifest with no media type and the
+ * registry rejects it. Re-push the base's manifest with the field, so every tool starts from a realistic base.
+ */
+async function addManifestMediaType(registry: string, repoTag: string): Promise<void> {
+  const [repo, tag] = repoTag.split(':') as [string, string];
+  const url = `http://${registry}/v2/${repo}/manifests/${tag}`;
+  const type = 'application/vnd.oci.image.manifest.v1+json';
+  const res = await fetch(url, { headers: { accept: type } });
+  const m = await res.json() as Record<string, unknown>;
+  if (!res.ok || m.mediaType) return;
+  const body = JSON.stringify({ schemaVersion: m.schemaVersion, mediaType: type, ...m });
+  const put = await fetch(url, { method: 'PUT', headers: { 'content-type': type }, body });
+  if (!put.ok) throw new Error(`re-pushing ${repoTag} with a mediaType: HTTP ${put.status} ${await put.text()}`);
 }
 
 async function duBytes(dir: string): Promise<number> {

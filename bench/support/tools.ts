@@ -291,6 +291,8 @@ export async function kanikoTool(repoRoot: string, workDir: string): Promise<Too
     const argv = ['/kaniko/executor', '--force', '--context', 'dir:///workspace', '--dockerfile', '/workspace/Dockerfile',
       '--destination', job.destination, '--insecure', '--insecure-pull', '--skip-tls-verify', '--skip-tls-verify-pull'];
     if (job.cacheRepo) argv.push('--cache=true', '--cache-repo', job.cacheRepo);
+    // Kaniko reads its base-image cache (--cache-dir) only with --cache=true; no step layers: a warm build re-runs every step.
+    else if (cacheDir) argv.push('--cache=true', '--cache-dir', '/cache', '--cache-run-layers=false', '--cache-copy-layers=false');
     return measure(await inRoot(job, argv, cacheDir), { logFile: job.logFile, timeoutMs: job.timeoutMs });
   };
   return {
@@ -298,7 +300,8 @@ export async function kanikoTool(repoRoot: string, workDir: string): Promise<Too
     how: 'a fresh throwaway root per run (private mount namespace: executor at /kaniko, context bound read-only at /workspace, fresh /proc,' +
       ' tmpfs /dev), chroot, /kaniko/executor --force --context dir:///workspace --destination REG/bench/W:T --insecure --insecure-pull' +
       ' --skip-tls-verify --skip-tls-verify-pull. Cold: nothing cached;' +
-      (hasWarmer ? ' warm: the warmer (not timed) fills STATE/cache with the Dockerfile\'s base images, bound at /cache (kaniko\'s --cache-dir), every step re-run;' : '') +
+      (hasWarmer ? ' warm: the warmer (not timed) fills STATE/cache with the Dockerfile\'s base images, bound at /cache;' +
+        ' + --cache=true --cache-dir /cache --cache-run-layers=false --cache-copy-layers=false (kaniko reads --cache-dir only with --cache=true; no step layers cached, every step re-run);' : '') +
       ' cached: + --cache=true --cache-repo REG/bench/cache/W-kaniko-I (kaniko\'s defaults otherwise: RUN layers cached, COPY layers not), fresh root for the fill and for the rebuild',
     cold: (job) => executor(job),
     // Kaniko's executor never fills its base-image cache; the warmer does, as a scheduled job would.
