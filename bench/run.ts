@@ -1,23 +1,26 @@
-// `npm run bench`: builder vs buildah (vs kaniko when KANIKO_EXECUTOR is set) vs the machine's tar+sha256+gzip limit,
-// side by side in one run, A/B alternating. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
+// `npm run bench`: builder vs kaniko v1.24.0 (../shared/anchors, when present) vs buildah vs the machine's
+// tar+sha256+gzip limit, side by side in one run, A/B alternating: cold, warm, and a rebuild from the registry layer
+// cache with the bytes each moved. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
 //
 //   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah]
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
 // --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
+//              BENCH_QUICK=1 in the environment: --quick --only small (cold, warm and cached rebuild: a few minutes)
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
 // --cpu-prof   builder runs under node --cpu-prof; profiles in bench/results/profiles/<timestamp>/, summarized with
 //              node dist/bench/profile.js DIR
 // --render F  only rewrite BENCHMARKS.md from results JSON F (and bench/ANALYSIS.md)
 // Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch, default $TMPDIR),
-//      KANIKO_EXECUTOR (path to a kaniko executor binary), BENCH_DEBIAN_MIRROR.
+//      KANIKO_EXECUTOR / KANIKO_WARMER (default ../shared/anchors/kaniko-v1.24.0/{executor,warmer}, or under
+//      $BUILDER_SHARED/anchors), BENCH_DEBIAN_MIRROR.
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat as fsStat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measure, runCmd } from './support/measure.js';
-import { startProxy, startRegistry } from './support/registry.js';
+import { startBlobMeter, startProxy, startRegistry } from './support/registry.js';
 import { baselineTable, summarize, targetsTable, toolTables, type RunRecord } from './support/report.js';
 import { buildahTool, builderTool, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
 import { WORKLOADS, type BaseImage, type Workload } from './workloads/index.js';
@@ -68,13 +71,18 @@ function parseArgs(argv: string[]): Args {
       default: throw new Error(`unknown argument ${arg} (see --help)`);
     }
   }
+  if (process.env.BENCH_QUICK === '1') {
+    a.quick = true;
+    a.only ??= ['small'];
+  }
   if (a.runs !== undefined && !(a.runs >= 1)) throw new Error('--runs must be >= 1');
   for (const w of a.only ?? []) if (!WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
   return a;
 }
 
 function readFileSyncHead(): string {
-  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep] [--cpu-prof] | --render bench/results/X.json';
+  return 'usage: npm run bench -- [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah] [--no-baseline] [--write|--no-write] [--keep] [--cpu-prof] | --render bench/results/X.json\n' +
+    'env: BENCH_QUICK=1 (= --quick --only small), BENCH_CACHE_DIR, BENCH_WORK_DIR, KANIKO_EXECUTOR, KANIKO_WARMER, BENCH_BIG_LAYER_MB';
 }
 
 const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
@@ -85,8 +93,26 @@ async function pushBases(bases: Set<BaseImage>, registry: string, cacheDir: stri
     const layout = (await runCmd('bash', [path.join(repoRoot, 'scripts/bench-base-images.sh'), cacheDir, b])).trim().split('\n').pop()!;
     const dest = b === 'busybox' ? 'library/busybox:latest' : 'library/debian:bookworm-slim';
     await runCmd('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${b}`, `docker://${registry}/${dest}`]);
+    await addManifestMediaType(registry, dest);
     log(`base ${b}: ${layout} -> ${registry}/${dest} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
   }
+}
+
+/**
+ * umoci writes OCI manifests without the optional mediaType field; images from real registries carry it, and kaniko
+ * depends on it: built FROM a warmer-cached base without it, kaniko pushes a manifest with no media type and the
+ * registry rejects it. Re-push the base's manifest with the field, so every tool starts from a realistic base.
+ */
+async function addManifestMediaType(registry: string, repoTag: string): Promise<void> {
+  const [repo, tag] = repoTag.split(':') as [string, string];
+  const url = `http://${registry}/v2/${repo}/manifests/${tag}`;
+  const type = 'application/vnd.oci.image.manifest.v1+json';
+  const res = await fetch(url, { headers: { accept: type } });
+  const m = await res.json() as Record<string, unknown>;
+  if (!res.ok || m.mediaType) return;
+  const body = JSON.stringify({ schemaVersion: m.schemaVersion, mediaType: type, ...m });
+  const put = await fetch(url, { method: 'PUT', headers: { 'content-type': type }, body });
+  if (!put.ok) throw new Error(`re-pushing ${repoTag} with a mediaType: HTTP ${put.status} ${await put.text()}`);
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -117,13 +143,17 @@ async function main(): Promise<void> {
     // Several files: later ones replace the earlier ones' workloads (e.g. a rerun of one workload after a fix).
     const files = args.render.split(',');
     let result: ResultFile | undefined;
+    const sources: NonNullable<ResultFile['sources']> = [];
     for (const f of files) {
       const r = JSON.parse(await readFile(f, 'utf8')) as ResultFile;
+      sources.push({ file: path.relative(repoRoot, path.resolve(f)), date: r.date, minutes: r.elapsedSeconds / 60, quick: !!r.args?.quick,
+        workloads: r.workloads.map((w) => `${w.name} ×${w.runs}`).join(', '), load: `${r.machine.loadavgStart} → ${r.machine.loadavgEnd}` });
       if (!result) { result = r; continue; }
       const names = new Set(r.workloads.map((w) => w.name));
       result.records = [...result.records.filter((x) => !names.has(x.workload)), ...r.records];
       result.workloads = result.workloads.map((w) => r.workloads.find((x) => x.name === w.name) ?? w);
     }
+    if (sources.length > 1) result!.sources = sources;
     await writeFile(path.join(repoRoot, 'BENCHMARKS.md'), await renderMarkdown(result!, files.map((f) => path.relative(repoRoot, path.resolve(f))).join('` + `')));
     log(`wrote BENCHMARKS.md from ${args.render}`);
     return;
@@ -138,6 +168,7 @@ async function main(): Promise<void> {
   const bigBytes = Math.round((args.bigMb ?? Number(process.env.BENCH_BIG_LAYER_MB ?? (args.quick ? 256 : 2048))) * 1024 * 1024);
   const workloads = WORKLOADS.filter((w) => !args.only || args.only.includes(w.name));
   const runsFor = (w: Workload): number => (args.quick ? 1 : w.name === 'big-layer' ? 1 : args.runs ?? w.defaultRuns);
+  const cachedRunsFor = (w: Workload): number => Math.min(w.cachedRuns ?? 1, runsFor(w));
   log(`work dir ${work}; cache ${cacheDir}; workloads ${workloads.map((w) => `${w.name}x${runsFor(w)}`).join(' ')}`);
 
   let cleanupFns: Array<() => Promise<void>> = [];
@@ -151,13 +182,16 @@ async function main(): Promise<void> {
   try {
     const reg = await startRegistry(path.join(work, 'registry'));
     cleanupFns.push(reg.stop);
-    const proxy = await startProxy(reg.host);
+    // tool -> TCP byte counter (all bytes on the wire) -> blob meter (registry bodies by kind) -> registry.
+    const meter = await startBlobMeter(reg.host);
+    cleanupFns.push(meter.stop);
+    const proxy = await startProxy(meter.host);
     cleanupFns.push(proxy.stop);
-    log(`registry ${reg.host}, counting proxy ${proxy.host}`);
+    log(`registry ${reg.host}, blob meter ${meter.host}, counting proxy ${proxy.host}`);
     await pushBases(new Set(workloads.flatMap((w) => w.bases)), reg.host, cacheDir);
 
     const profDir = args.cpuProf ? path.join(srcBench, 'results/profiles', started.toISOString().replace(/[:.]/g, '-')) : undefined;
-    const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool()];
+    const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool(repoRoot, work)];
     const tools = allTools.filter((t) => !args.tools || args.tools.includes(t.name));
     for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
     const usable = tools.filter((t) => !t.unavailable);
@@ -180,33 +214,52 @@ async function main(): Promise<void> {
           if (failed.has(tool.name)) continue;
           const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
           await mkdir(stateDir, { recursive: true });
-          const modes = (['cold', 'warm'] as const).filter((m) => m === 'cold' || (w.warm && tool.warm && i < (w.warmRuns ?? runs)));
+          const modes = (['cold', 'warm', 'cache-fill', 'cached'] as const).filter((m) => m === 'cold'
+            || (m === 'warm' && w.warm && tool.warm && i < (w.warmRuns ?? runs))
+            || ((m === 'cache-fill' || m === 'cached') && !tool.cacheUnavailable && i < cachedRunsFor(w)));
           for (const mode of modes) {
             const repoTag = `bench/${w.name}-${tool.name}-${i}-${mode}:latest`;
+            const cached = mode === 'cache-fill' || mode === 'cached';
             const logFile = path.join(work, 'logs', `${w.name}-${tool.name}-${i}-${mode}.log`);
             await mkdir(path.dirname(logFile), { recursive: true });
+            let setupError: unknown;
+            if (mode === 'warm' && tool.prepareWarm) {
+              await tool.prepareWarm({ workload: w.name, ctxDir: ctx, registry: proxy.host, destination: '', stateDir, logFile, timeoutMs: 6 * 60_000 })
+                .catch((err: unknown) => { setupError = err; });
+            }
             proxy.reset();
+            meter.reset();
+            // Cache runs start from nothing local (their own state dir each) and share only the cache repository.
             const job = { workload: w.name, ctxDir: ctx, registry: proxy.host, destination: `${proxy.host}/${repoTag}`,
-              stateDir, logFile, timeoutMs: w.name === 'big-layer' ? 15 * 60_000 : 6 * 60_000 };
+              stateDir: cached ? path.join(stateDir, mode) : stateDir, logFile, timeoutMs: w.name === 'big-layer' ? 15 * 60_000 : 6 * 60_000,
+              cacheRepo: cached ? `${proxy.host}/bench/cache/${w.name}-${tool.name}-${i}` : undefined };
+            await mkdir(job.stateDir, { recursive: true });
             let r: ToolRun;
             try {
-              r = mode === 'cold' ? await tool.cold(job) : await tool.warm!(job);
+              if (setupError) throw setupError;
+              r = mode === 'warm' ? await tool.warm!(job) : await tool.cold(job);
             } catch (err) {
               r = { wall: NaN, user: NaN, sys: NaN, maxRssProcess: NaN, peakRssTree: NaN, exitCode: 1, logFile };
               await writeFile(logFile, `bench: ${(err as Error).stack ?? err}\n`, { flag: 'a' });
             }
             const bytes = proxy.counts();
+            const blobs = meter.counts();
             const layers = r.exitCode === 0 ? await pushedLayers(reg.host, repoTag) : undefined;
             const ok = r.exitCode === 0 && layers !== undefined;
             const error = ok ? undefined : r.exitCode !== 0 ? `exit ${r.exitCode}: ${await lastError(logFile)}` : 'exit 0 but no manifest at the destination';
             records.push({ workload: w.name, mode, tool: tool.name, iteration: i, ok, error, wall: r.wall, user: r.user, sys: r.sys,
-              peakRssTree: r.peakRssTree, maxRssProcess: r.maxRssProcess, sent: bytes.sent, received: bytes.received, snapshot: r.snapshot, layers });
+              peakRssTree: r.peakRssTree, maxRssProcess: r.maxRssProcess, sent: bytes.sent, received: bytes.received, snapshot: r.snapshot, layers,
+              layerDown: blobs.layerDown, layerUp: blobs.layerUp, blobDown: blobs.blobDown, blobUp: blobs.blobUp,
+              blobGets: blobs.blobGets, blobPuts: blobs.blobPuts, mounts: blobs.mounts });
             log(`${w.name} #${i + 1}/${runs} ${tool.name} ${mode}: ${ok ? `${r.wall.toFixed(2)}s wall, ${(r.user + r.sys).toFixed(2)}s CPU, ` +
               `RSS tree ${(r.peakRssTree / 1048576).toFixed(0)} MB, ${(bytes.sent / 1048576).toFixed(1)} MB sent, ` +
-              `${(bytes.received / 1048576).toFixed(1)} MB received${r.snapshot !== undefined ? `, snapshot ${r.snapshot.toFixed(2)}s` : ''}` : `FAILED ${error} (log ${logFile})`}`);
+              `${(bytes.received / 1048576).toFixed(1)} MB received, layers ${(blobs.layerDown / 1048576).toFixed(2)} MB down / ${(blobs.layerUp / 1048576).toFixed(2)} MB up` +
+              ` (${blobs.blobGets} blob GETs, ${blobs.blobPuts} uploads, ${blobs.mounts} mounts)${r.snapshot !== undefined ? `, snapshot ${r.snapshot.toFixed(2)}s` : ''}` : `FAILED ${error} (log ${logFile})`}`);
+            if (cached) await tool.cleanup(job.stateDir);
             if (!ok) {
-              if (mode === 'cold') failed.add(tool.name);
-              break;
+              if (mode === 'cold') { failed.add(tool.name); break; }
+              // A failed warm run says nothing about the cache runs, and a failed fill leaves nothing to rebuild from.
+              if (mode === 'cache-fill') break;
             }
           }
           await tool.cleanup(stateDir);
@@ -244,8 +297,9 @@ async function main(): Promise<void> {
     const buildahDriver = (allTools[1] as Tool & { storageDriver?: string }).storageDriver;
     const result = {
       date: started.toISOString(), elapsedSeconds: elapsed, machine, versions, buildahStorageDriver: buildahDriver,
-      args: { ...args, bigBytes }, workloads: workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm, warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)) })),
-      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, how: t.how })),
+      args: { ...args, bigBytes }, workloads: workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm,
+        warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)), cachedRuns: cachedRunsFor(w) })),
+      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, cacheUnavailable: t.cacheUnavailable, how: t.how })),
       summary: sums, records,
     };
     const resultsDir = path.join(srcBench, 'results');
@@ -279,9 +333,12 @@ async function main(): Promise<void> {
 }
 
 interface ResultFile {
+  args?: { quick?: boolean };
+  /** Set by --render A,B: where each workload's rows come from (later files replace earlier ones' workloads). */
+  sources?: Array<{ file: string; date: string; minutes: number; quick: boolean; workloads: string; load: string }>;
   date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>;
-  workloads: Array<{ name: string; summary: string; runs: number; warm: boolean; warmRuns: number }>;
-  tools: Array<{ name: string; version: string; unavailable?: string; how: string }>;
+  workloads: Array<{ name: string; summary: string; runs: number; warm: boolean; warmRuns: number; cachedRuns?: number }>;
+  tools: Array<{ name: string; version: string; unavailable?: string; cacheUnavailable?: string; how: string }>;
   records: RunRecord[];
 }
 
@@ -293,18 +350,26 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   const runsFor = (w: { runs: number }): number => w.runs;
   const m = result.machine as { nproc: number; cpu: string; ramGiB: number; kernel: string; fs: string; loadavgStart?: string; loadavgEnd?: string };
   let md = `# Benchmarks\n\n`;
-  md += `Generated by \`npm run bench\` (bench/run.ts; issue 5). Raw data: \`${jsonRel}\`.\n\n`;
-  md += `- Date: ${result.date} (run took ${(result.elapsedSeconds / 60).toFixed(1)} min)\n`;
+  md += `Generated by \`npm run bench\` (bench/run.ts; issues 5, 8, 13). Raw data: \`${jsonRel}\`.\n\n`;
+  if (!result.sources) md += `- Date: ${result.date} (run took ${(result.elapsedSeconds / 60).toFixed(1)} min)\n`;
   md += `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.ramGiB} GiB RAM, kernel ${m.kernel}, work dir on ${m.fs}${m.loadavgStart ? `; load average (1/5/15 min) at start ${m.loadavgStart}, at end ${m.loadavgEnd} — other jobs on the machine add noise; compare tools within one run` : ''}\n`;
   md += `- Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join('; ')}\n`;
-  md += `- Runs: ${workloads.map((w) => `${w.name} ×${runsFor(w)}`).join(', ')} (A/B alternating: the tool order flips every iteration)\n`;
+  md += `- Runs: ${workloads.map((w) => `${w.name} ×${runsFor(w)}${w.cachedRuns ? ` (cached rebuild ×${w.cachedRuns})` : ''}`).join(', ')} (A/B alternating: the tool order flips every iteration)` +
+    `${!result.sources && result.args?.quick ? '. **Quick mode** (`--quick` / `BENCH_QUICK=1`): one iteration each, a smoke test, not a measurement to quote' : ''}\n`;
+  if (result.sources) {
+    md += `- Merged from ${result.sources.length} runs; each workload's rows come from one run (the last that has it), so tools are compared within one run:\n`;
+    for (const x of result.sources) {
+      md += `  - \`${x.file}\`: ${x.date}, ${x.minutes.toFixed(1)} min, ${x.workloads}${x.quick ? ' (**quick mode**: one iteration each)' : ''}; load average ${x.load}\n`;
+    }
+  }
   md += `\n## How it is measured\n\n`;
   md += `- Every tool pulls the base images from and pushes to the same local registry (docker-registry, 127.0.0.1) through a byte-counting TCP proxy: "MB sent / received" are all bytes on the wire in each direction (HTTP included). Each run pushes to a fresh repository.\n`;
+  md += `- Behind the TCP proxy a blob meter (bench/support/registry.ts) reads the registry protocol: "layer MB down / up" are the bodies of blob GETs and blob uploads (PATCH/PUT/POST) minus configs (digests seen as a manifest's config); it also counts blob GETs, finished uploads and accepted cross-repository mounts. The registry's access log cannot do this (its combined log has response sizes only, so uploads are invisible).\n`;
   md += `- wall: our clock around the tool's process(es); CPU: user+sys of the whole process tree (GNU time); peak RSS tree: the largest sum of RSS over the tool's process tree, sampled from /proc every 50 ms; max process RSS: GNU time's %M (largest single process).\n`;
   md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
   for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
   md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar, and gzip (level 1 = the builder's default, and level 6 = buildah's) written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
-  md += `- Time budget (the whole run must fit in 20 minutes on 2 cores): big-layer runs once per tool, cold only (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}.\n`;
+  md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
   md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
   md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
@@ -313,8 +378,8 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   const analysis = await readFile(path.join(srcBench, 'ANALYSIS.md'), 'utf8').catch(() => '');
   if (analysis) md += `\n${analysis.trim()}\n`;
   md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary} (bench/workloads/${w.name}/)`).join('\n')}\n`;
-  md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
-  md += `Needs root (debootstrap, buildah chroot isolation) and the Debian packages in scripts/install-deps.sh plus \`time\` (GNU time). Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Set KANIKO_EXECUTOR to an executor binary to add kaniko.\n`;
+  md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nBENCH_QUICK=1 npm run bench            # small only, 1 run: cold, warm, cached rebuild (a few minutes)\nnode dist/bench/check-meter.js         # self-check of the blob meter against a real registry\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
+  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
   return md;
 }
 

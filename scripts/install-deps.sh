@@ -5,7 +5,7 @@ set -euo pipefail
 want=(docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah
       busybox-static:/bin/busybox apache2-utils:htpasswd openssl:openssl bubblewrap:bwrap
       debootstrap:debootstrap jq:jq curl:curl time:/usr/bin/time libcap2-bin:setcap python3:python3
-      gcc:gcc libc6-dev:/usr/include/stdio.h crun:crun patchelf:patchelf)
+      gcc:gcc libc6-dev:/usr/include/stdio.h crun:crun patchelf:patchelf bzip2:bzip2 xz-utils:xz zstd:zstd)
 missing=()
 for pair in "${want[@]}"; do
   pkg=${pair%%:*}; bin=${pair#*:}

@@ -24,6 +24,8 @@ export interface Workload {
   warm: boolean;
   /** Warm rebuilds are measured in the first warmRuns iterations only (time budget); default: every iteration. */
   warmRuns?: number;
+  /** Cached rebuilds (cache fill + rebuild from the registry layer cache) in the first cachedRuns iterations; default 1. */
+  cachedRuns?: number;
   /** gzip levels of the machine baseline (1 = the builder's default level, 6 = buildah's / gzip's default). */
   baselineLevels?: number[];
   /** Generated part of the context is cached under BENCH_CACHE_DIR (big, deterministic). */
@@ -119,6 +121,7 @@ export const WORKLOADS: Workload[] = [
     bases: ['busybox'],
     defaultRuns: 5,
     warm: true,
+    cachedRuns: 3,
     async prepare(src, ctx, p) {
       await copyStatic(src, ctx, p);
       // Files the .dockerignore must keep out of the build.
@@ -157,6 +160,7 @@ export const WORKLOADS: Workload[] = [
     defaultRuns: 5,
     warm: true,
     warmRuns: 2,
+    cachedRuns: 2,
     prepare: (src, ctx, p) => copyStatic(src, ctx, p),
   },
   {

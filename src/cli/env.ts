@@ -10,4 +10,6 @@ export interface CliEnv {
   stdout: Writable;
   stderr: Writable;
   stdin: Readable;
+  /** Aborted on the first SIGINT/SIGTERM (reason: a BuilderError INTERRUPTED): commands stop, clean up and return. */
+  signal?: AbortSignal;
 }

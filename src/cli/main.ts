@@ -1,4 +1,5 @@
 // argv -> typed options -> library call; the only module that reads process.*.
+import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import type { CliEnv } from './env.js';
@@ -15,13 +16,31 @@ import { builderVersion } from './version.js';
 
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
+  const interrupt = new AbortController();
   const env: CliEnv = {
     env: process.env,
     cwd: process.cwd(),
     stdout: process.stdout,
     stderr: process.stderr,
     stdin: process.stdin,
+    signal: interrupt.signal,
   };
+  // First SIGINT/SIGTERM: abort (RUN processes killed, uploads cancelled, work dir removed), exit 128+n like a shell.
+  // A second one exits at once: the step's processes are already dead by then, only file cleanup is cut short.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    const code = 128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0);
+    if (interrupt.signal.aborted) {
+      env.stderr.write(`builder: ${sig} again: exiting before cleanup has finished\n`);
+      process.exit(code);
+    }
+    env.stderr.write(`builder: ${sig} received: stopping and cleaning up (send it again to exit at once)\n`);
+    interrupt.abort(new BuilderError('INTERRUPTED', `interrupted by ${sig}`, {
+      hint: 'the command stopped and removed its work dir; nothing was pushed after the signal; rerun it',
+      exitCode: code,
+    }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const program = new Command('builder')
     .description('Daemonless, unprivileged container image builder and pusher (kaniko-compatible flags)')
     .exitOverride()
@@ -41,8 +60,13 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    process.exitCode = reportError(err, env);
+    // Once interrupted, the interruption is the outcome, not whichever operation it cut short.
+    if (!interrupt.signal.aborted) process.exitCode = reportError(err, env);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
+  if (interrupt.signal.aborted) process.exitCode = reportError(interrupt.signal.reason, env);
 }
 
 function reportError(err: unknown, env: CliEnv): number {

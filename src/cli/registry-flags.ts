@@ -138,6 +138,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
     ...retryOptions(flags, env.env),
+    ...(env.signal ? { signal: env.signal } : {}),
     onWarning: (line: string) => log.log('warn', line),
     ...(log.enabled('info') ? { onProgress: progressReporter(log, { intervalMs: progressInterval(env) }) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),

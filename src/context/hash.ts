@@ -17,13 +17,30 @@ const FORMAT = 'builder-context-sources-v1';
  * file's bytes (read as a stream). Mtime and owners are left out: COPY's --chown decides owners.
  */
 export async function hashSources(ctx: BuildContext, matches: readonly SourceMatch[]): Promise<Digest> {
+  return hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : path.posix.basename(m.rel), entries: walkSource(ctx, m) })));
+}
+
+/** What hashSelection reads of an entry: the fields COPY places (see hashSources). */
+export interface HashableEntry {
+  readonly path: string;
+  readonly abs: string;
+  readonly type: 'file' | 'dir' | 'symlink';
+  readonly stat: { mode: number };
+  readonly linkTarget?: string;
+}
+
+/**
+ * hashSources over already-selected entry streams (COPY --exclude/--parents select a subset of the walk): the same
+ * record format, so a selection equal to a plain walk has the same digest.
+ */
+export async function hashSelection(groups: Iterable<{ name: string; entries: AsyncIterable<HashableEntry> }>): Promise<Digest> {
   const h = createHash('sha256');
   h.update(`${FORMAT}\0`);
-  for (const m of matches) {
-    h.update(`match\0${m.type === 'dir' ? '.' : path.posix.basename(m.rel)}\0`);
-    for await (const e of walkSource(ctx, m)) {
+  for (const g of groups) {
+    h.update(`match\0${g.name}\0`);
+    for await (const e of g.entries) {
       const mode = (e.stat.mode & 0o7777).toString(8);
-      const payload = e.type === 'file' ? await fileSha256(e.abs, e.rel) : e.type === 'symlink' ? e.linkTarget ?? '' : '';
+      const payload = e.type === 'file' ? await fileSha256(e.abs, e.path) : e.type === 'symlink' ? e.linkTarget ?? '' : '';
       // NUL never occurs in POSIX paths or link targets, so the fields cannot run into each other.
       h.update(`${e.type}\0${e.path}\0${mode}\0${payload}\0`);
     }

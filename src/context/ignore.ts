@@ -2,6 +2,7 @@
 // Own port, not @balena/dockerignore: it matches case-insensitively by default and follows moby v19.03, missing patternmatcher's prefix/suffix rules ("**file" ~ "dir/xfile").
 import { BuilderError } from '../errors.js';
 import { BadPatternError, goClean, goMatch, hasWildcards } from './gopath.js';
+import { compileRegexNfa } from './regex-nfa.js';
 
 type MatchType = 'exact' | 'prefix' | 'suffix' | 'regexp';
 
@@ -11,6 +12,8 @@ interface Pattern {
   readonly exclusion: boolean;
   readonly type: MatchType;
   readonly regexp: RegExp | undefined;
+  /** The same regexp as a linear-time matcher (a hostile pattern must not hang the context walk). */
+  readonly nfa: ((path: string) => boolean) | undefined;
 }
 
 // Characters that are special in a regexp but literal in filepath.Match (moby's shouldEscape set).
@@ -130,7 +133,7 @@ function matchOne(p: Pattern, path: string): boolean {
       return suffix.startsWith('/') && path === suffix.slice(1);
     }
     case 'regexp':
-      return p.regexp!.test(path);
+      return p.nfa ? p.nfa(path) : p.regexp!.test(path);
   }
 }
 
@@ -214,7 +217,7 @@ function compilePattern(text: string, exclusion: boolean, where: string): Patter
       throw bad(err);
     }
   }
-  return { text, exclusion, type, regexp };
+  return { text, exclusion, type, regexp, nfa: regexp ? compileRegexNfa(`${re}$`) : undefined };
 }
 
 /** A pattern character escaped with `\\`, as a literal in the regexp being built. */

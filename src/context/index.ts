@@ -1,8 +1,8 @@
 // Public API of src/context: build context sources (dir, tar), .dockerignore, COPY source selection and content hashing.
 export { openContext, contextRel, type BuildContext, type OpenContextOptions } from './open.js';
 export { locateDockerfile } from './dockerfile.js';
-export { resolveSources, expandSources, walkSource, followSymlink, type SourceMatch, type SourceType, type WalkEntry } from './sources.js';
-export { hashSources } from './hash.js';
+export { resolveSources, expandSources, walkSource, followSymlink, type SourceMatch, type SourceType, type WalkEntry, type WalkOptions } from './sources.js';
+export { hashSources, hashSelection, type HashableEntry } from './hash.js';
 export { parseIgnoreFile, PatternMatcher } from './ignore.js';
 export { goClean, goMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { extractTarContext } from './tar.js';

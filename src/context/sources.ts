@@ -87,9 +87,14 @@ export const expandSources = resolveSources;
  * Excluded directories that hold re-included paths are listed (before those paths). Symlinks are
  * never followed; sockets, fifos and devices are skipped.
  */
-export async function* walkSource(ctx: BuildContext, match: SourceMatch): AsyncGenerator<WalkEntry> {
+export async function* walkSource(ctx: BuildContext, match: SourceMatch, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
   yield { rel: match.rel, path: '', abs: match.abs, type: match.type, stat: match.stat, ...(match.linkTarget !== undefined ? { linkTarget: match.linkTarget } : {}) };
-  if (match.type === 'dir') yield* walkDir(ctx, match.rel, '');
+  if (match.type === 'dir') yield* walkDir(ctx, match.rel, '', opts);
+}
+
+export interface WalkOptions {
+  /** Called with a directory's path below the match: false lists the directory but not what is under it. */
+  descend?: (path: string) => boolean;
 }
 
 /**
@@ -108,7 +113,7 @@ export async function followSymlink(ctx: BuildContext, match: SourceMatch): Prom
   return m;
 }
 
-async function* walkDir(ctx: BuildContext, dirRel: string, dirPath: string): AsyncGenerator<WalkEntry> {
+async function* walkDir(ctx: BuildContext, dirRel: string, dirPath: string, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
   const names = await sortedNames(ctx, dirRel);
   const rels = names.map((name) => (dirRel === '.' ? name : `${dirRel}/${name}`));
   // One directory's lstats in flight together: a sequential await per entry made large trees I/O-latency bound.
@@ -123,11 +128,11 @@ async function* walkDir(ctx: BuildContext, dirRel: string, dirPath: string): Asy
     const entry: WalkEntry = { rel, path: p, abs, type, stat: st, ...(type === 'symlink' ? { linkTarget: await readlink(abs) } : {}) };
     if (!ctx.isIgnored(rel)) {
       yield entry;
-      if (type === 'dir') yield* walkDir(ctx, rel, p);
-    } else if (type === 'dir' && ctx.mayReincludeUnder(rel)) {
+      if (type === 'dir' && (opts.descend?.(p) ?? true)) yield* walkDir(ctx, rel, p, opts);
+    } else if (type === 'dir' && ctx.mayReincludeUnder(rel) && (opts.descend?.(p) ?? true)) {
       // Buffer only this subtree: the directory is listed only if something under it is re-included.
       const inner: WalkEntry[] = [];
-      for await (const e of walkDir(ctx, rel, p)) inner.push(e);
+      for await (const e of walkDir(ctx, rel, p, opts)) inner.push(e);
       if (inner.length > 0) {
         yield entry;
         yield* inner;

@@ -56,6 +56,20 @@ const chr = (c: number): string => String.fromCodePoint(c);
 // POSIX special parameters; never set in a Dockerfile, but lexed as one-character names.
 const SPECIAL_PARAMS = new Set(['@', '*', '#', '?', '-', '$', '!', '0'].map(cp));
 
+/**
+ * How much longer than itself one word may grow by expansion (code units). `ENV X=$X$X` repeated, or
+ * `${X//?/$0$0...}`, grows without bound (a few hundred bytes of Dockerfile exhausted the heap); no program could
+ * receive such a value anyway (Linux caps one environment string at 128 KiB).
+ */
+export const MAX_EXPANSION = 1 << 20;
+
+function checkSize(s: string, limit: number): string {
+  if (s.length > limit) {
+    throw new LexFailure(`the expansion grows the word by more than ${MAX_EXPANSION} characters`, 'DOCKERFILE_EXPANSION_TOO_LARGE');
+  }
+  return s;
+}
+
 /** Raised inside the lexer; converted to a BuilderError with the whole word by lex(). */
 class LexFailure extends Error {
   constructor(
@@ -111,6 +125,8 @@ class ShellWord {
   private readonly chars: number[];
   private readonly escapeToken: number;
   private rawEscapes: boolean;
+  /** Longest result allowed: the word's own length plus MAX_EXPANSION. */
+  private readonly limit: number;
 
   constructor(
     word: string,
@@ -120,6 +136,7 @@ class ShellWord {
     readonly unset: Set<string>,
   ) {
     this.chars = Array.from(word, (c) => cp(c));
+    this.limit = word.length + MAX_EXPANSION;
     this.escapeToken = cp(opts.escape ?? '\\');
     this.rawEscapes = opts.rawEscapes ?? false;
   }
@@ -150,11 +167,11 @@ class ShellWord {
         }
         if (c === 0x24 /* $ */) {
           const tmp = this.processDollar();
-          result += tmp;
+          result = checkSize(result + tmp, this.limit);
           words.addString(tmp);
         } else if (!this.opts.skipQuotes && (c === 0x27 || c === 0x22) /* ' " */) {
           const tmp = c === 0x27 ? this.processSingleQuote() : this.processDoubleQuote();
-          result += tmp;
+          result = checkSize(result + tmp, this.limit);
           words.addRawString(tmp);
         } else {
           c = this.next();
@@ -225,7 +242,7 @@ class ShellWord {
         return result;
       }
       if (p === 0x24) {
-        result += this.processDollar();
+        result = checkSize(result + this.processDollar(), this.limit);
         continue;
       }
       let c = this.next();
@@ -312,11 +329,12 @@ class ShellWord {
     const replacement = this.stopOnOrMissingBrace(0x7d, true, "syntax error: missing '}'");
     const [value, set] = this.getEnv(name);
     if (this.opts.skipUnset && !set) return `\${${name}/${pattern}/${replacement}}`;
-    const re = shellPatternToRegex(pattern, true, false);
-    if (replaceAll) return goReplaceAll(re, value, replacement);
-    const m = new RegExp(re.source, 'u').exec(value);
+    const tokens = compileShellPattern(pattern);
+    if (replaceAll) return goReplaceAll(tokens, value, replacement, this.limit);
+    const chars = Array.from(value);
+    const m = globFind(tokens, true, chars, 0, false);
     if (!m) return value;
-    return value.slice(0, m.index) + replacement + value.slice(m.index + m[0].length);
+    return chars.slice(0, m[0]).join('') + replacement + chars.slice(m[1]).join('');
   }
 
   private stopOnOrMissingBrace(stop: number, rawEscapes: boolean, missing: string): string {
@@ -375,52 +393,81 @@ function lookup(env: ExpandEnv, name: string): string | undefined {
   return Object.prototype.hasOwnProperty.call(rec, name) ? rec[name] : undefined;
 }
 
+/** One element of a compiled shell pattern: a literal code point, `?` (any one), or `*` (any run). */
+type GlobToken = { kind: 'lit'; c: string } | { kind: 'any' } | { kind: 'star' };
+
 /**
- * Shell glob (`*`, `?`, `\` escapes; no bracket expressions, as BuildKit) -> RegExp.
+ * Shell glob (`*`, `?`, `\` escapes; no bracket expressions, as BuildKit) -> tokens for globFind.
  * `\}` and `\/` lose their backslash: they only protect the ${} delimiters.
  */
-export function shellPatternToRegex(pattern: string, greedy: boolean, anchored: boolean): RegExp {
+export function compileShellPattern(pattern: string): GlobToken[] {
   const chars = Array.from(pattern);
-  let out = anchored ? '^' : '';
-  const star = greedy ? '.*' : '.*?';
+  const out: GlobToken[] = [];
   for (let i = 0; i < chars.length; i++) {
-    let tok = chars[i] as string;
-    if (tok === '*') {
-      out += star;
-      continue;
-    }
-    if (tok === '?') {
-      out += '.';
-      continue;
-    }
-    if (tok === '\\') {
+    const tok = chars[i] as string;
+    if (tok === '*') out.push({ kind: 'star' });
+    else if (tok === '?') out.push({ kind: 'any' });
+    else if (tok === '\\') {
       const n = chars[i + 1];
       if (n === '}' || n === '/') continue;
-      out += '\\';
       i++;
-      tok = chars[i] ?? '';
-      if (tok !== '*' && tok !== '?' && tok !== '\\') {
-        throw new LexFailure(
-          `invalid pattern (${pattern}) in substitution: invalid escape '\\${tok}'`,
-          'DOCKERFILE_BAD_SUBSTITUTION',
-        );
+      if (n !== '*' && n !== '?' && n !== '\\') {
+        throw new LexFailure(`invalid pattern (${pattern}) in substitution: invalid escape '\\${n ?? ''}'`, 'DOCKERFILE_BAD_SUBSTITUTION');
       }
-    } else if ('[]{}.+()|^$'.includes(tok)) {
-      out += '\\';
+      out.push({ kind: 'lit', c: n });
+    } else out.push({ kind: 'lit', c: tok });
+  }
+  return out;
+}
+
+/**
+ * The leftmost-first match of a compiled pattern in `s` (code points) at or after `from` (only at `from` when
+ * anchored): the match Go's regexp (BuildKit) and a backtracking engine agree on, where `?` and `*` match any
+ * code point but "\n" and `*` is greedy or lazy. A Pike VM: O(length x pattern) whatever the input, where a
+ * backtracking RegExp takes exponential time on patterns like *a*a*a*b (a Dockerfile could hang the build).
+ * Returns [start, end) in code points, or undefined.
+ */
+export function globFind(tokens: readonly GlobToken[], greedy: boolean, s: readonly string[], from: number, anchored: boolean): [number, number] | undefined {
+  const m = tokens.length;
+  // A thread waits to consume token pc (m: it has matched); `start` is where its match began. Lists are in priority order.
+  type Thread = { pc: number; start: number };
+  const mark = new Int32Array(m + 1).fill(-1);
+  let gen = 0; // the list being built; a state already in it was reached by a higher-priority thread
+  const add = (list: Thread[], pc: number, start: number): void => {
+    if (mark[pc] === gen) return;
+    mark[pc] = gen;
+    if (tokens[pc]?.kind !== 'star') return void list.push({ pc, start });
+    // A star's thread consumes one more character and stays; greedy prefers that, lazy prefers moving on.
+    if (greedy) list.push({ pc, start });
+    add(list, pc + 1, start);
+    if (!greedy) list.push({ pc, start });
+  };
+  let found: [number, number] | undefined;
+  let clist: Thread[] = [];
+  for (let pos = from; pos <= s.length; pos++) {
+    // A match starting here ranks below every thread that started earlier.
+    if (found === undefined && (pos === from || !anchored)) add(clist, 0, pos);
+    if (clist.length === 0) break;
+    gen++;
+    const nlist: Thread[] = [];
+    const ch = s[pos];
+    for (const t of clist) {
+      if (t.pc === m) {
+        found = [t.start, pos];
+        break; // the threads after this one rank lower
+      }
+      const tok = tokens[t.pc]!;
+      if (ch !== undefined && (tok.kind === 'lit' ? tok.c === ch : ch !== '\n')) add(nlist, tok.kind === 'star' ? t.pc : t.pc + 1, t.start);
     }
-    out += tok;
+    clist = nlist;
   }
-  try {
-    return new RegExp(out, 'u');
-  } catch (err) {
-    // Every special character is escaped above; this only guards against engine limits.
-    throw new LexFailure(`invalid pattern (${pattern}) in substitution: ${(err as Error).message}`, 'DOCKERFILE_BAD_SUBSTITUTION');
-  }
+  return found;
 }
 
 function trimPrefix(pattern: string, value: string, greedy: boolean): string {
-  const m = shellPatternToRegex(pattern, greedy, true).exec(value);
-  return m ? value.slice(m.index + m[0].length) : value;
+  const chars = Array.from(value);
+  const m = globFind(compileShellPattern(pattern), greedy, chars, 0, true);
+  return m ? chars.slice(m[1]).join('') : value;
 }
 
 // Reverse a pattern by code points, keeping each escape in front of the character it escapes.
@@ -451,26 +498,21 @@ function trimSuffix(pattern: string, value: string, greedy: boolean): string {
 }
 
 // Go's Regexp.ReplaceAllString: skips an empty match right after a match, expands $n/${n}/$$ in the template.
-function goReplaceAll(re: RegExp, src: string, template: string): string {
-  const g = new RegExp(re.source, 'gu');
+function goReplaceAll(tokens: readonly GlobToken[], src: string, template: string, limit: number): string {
+  const s = Array.from(src);
   let out = '';
   let lastMatchEnd = 0;
   let searchPos = 0;
-  while (searchPos <= src.length) {
-    g.lastIndex = searchPos;
-    const m = g.exec(src);
+  while (searchPos <= s.length) {
+    const m = globFind(tokens, true, s, searchPos, false);
     if (!m) break;
-    const start = m.index;
-    const end = start + m[0].length;
-    out += src.slice(lastMatchEnd, start);
-    if (end > lastMatchEnd || start === 0) out += goExpandTemplate(template, m[0]);
+    const [start, end] = m;
+    out += s.slice(lastMatchEnd, start).join('');
+    if (end > lastMatchEnd || start === 0) out = checkSize(out + goExpandTemplate(template, s.slice(start, end).join('')), limit);
     lastMatchEnd = end;
-    const width = searchPos < src.length ? chr(src.codePointAt(searchPos) as number).length : 1;
-    if (searchPos + width > end) searchPos += width;
-    else if (searchPos + 1 > end) searchPos += 1;
-    else searchPos = end;
+    searchPos = end > searchPos ? end : searchPos + 1; // always advance at least one character
   }
-  return out + src.slice(lastMatchEnd);
+  return out + s.slice(lastMatchEnd).join('');
 }
 
 // The pattern has no capture groups: $0 is the match, any other reference is empty.
@@ -518,7 +560,9 @@ export function lex(word: string, env: ExpandEnv, opts: ExpandOptions = {}): Lex
         ? `Set ${err.variable} with --build-arg ${err.variable}=... or give it a value with ARG/ENV before this line.`
         : err.code === 'DOCKERFILE_UNTERMINATED_QUOTE'
           ? 'Close the quote, or escape it with the escape character.'
-          : 'Check the ${...} syntax: supported forms are ${VAR} ${VAR:-w} ${VAR:+w} ${VAR:?m} ${VAR#p} ${VAR%p} ${VAR/p/r}.';
+          : err.code === 'DOCKERFILE_EXPANSION_TOO_LARGE'
+            ? 'A variable grows with each use (e.g. ENV X=$X$X); put large data in a file instead of a variable.'
+            : 'Check the ${...} syntax: supported forms are ${VAR} ${VAR:-w} ${VAR:+w} ${VAR:?m} ${VAR#p} ${VAR%p} ${VAR/p/r}.';
     throw new BuilderError(err.code, `failed to process ${JSON.stringify(word)}: ${err.message}`, { hint });
   }
 }

@@ -173,6 +173,15 @@ export interface StageVars {
 }
 
 /** Starting vars for a stage on an image: its config Env ("K=V" list); on scratch, pass nothing. */
+/** BuildKit's system.DefaultPathEnv for Linux: scratch's PATH, and the PATH added to a base config that has none. */
+export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** A base config's Env with PATH added when it has none ("make sure that PATH is always set", dockerfile2llb). */
+export function withDefaultPath(env: readonly string[] | null | undefined): string[] {
+  const list = [...(env ?? [])];
+  return list.some((e) => e.startsWith('PATH=')) ? list : [...list, DEFAULT_PATH_ENV];
+}
+
 export function stageVarsFromImage(configEnv?: readonly string[] | null): StageVars {
   const env = new Map<string, string>();
   for (const e of configEnv ?? []) {
@@ -390,10 +399,21 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
   const uncertain: Set<string>[] = [];
   for (const st of stages) {
     const parent = st.baseStage;
-    const vars = parent !== undefined ? cloneStageVars(finalVars[parent] as StageVars) : stageVarsFromImage();
+    const vars = parent !== undefined ? cloneStageVars(finalVars[parent] as StageVars)
+      : stageVarsFromImage(st.baseName === 'scratch' ? [DEFAULT_PATH_ENV] : undefined);
     const known = parent !== undefined ? (knownRoot[parent] as boolean) : st.baseName === 'scratch';
     const unsure = new Set(parent !== undefined ? (uncertain[parent] as Set<string>) : []);
     const deps = new Set<number>(parent !== undefined ? [parent] : []);
+    // An earlier stage's ONBUILD triggers run at the start of this one (BuildKit): their COPY --from are dependencies.
+    if (parent !== undefined) {
+      for (const inst of stages[parent]!.instructions) {
+        if (inst.kind !== 'onbuild' || inst.instruction.kind !== 'copy' || inst.instruction.from === undefined) continue;
+        const from = expandInstruction(inst.instruction, expansionEnv(vars), { ...ctx, skipUnset: true });
+        if (from.kind !== 'copy' || from.from === undefined || /\$/.test(from.from)) continue;
+        const ref = resolveStageRef(decls, from.from, { file: inst.file, line: inst.line, what: 'ONBUILD COPY --from' });
+        if (ref.kind === 'stage') deps.add(ref.index);
+      }
+    }
     for (const inst of st.instructions) {
       if (inst.kind === 'arg') for (const a of inst.args) declared.add(a.key);
       const ex = expandInstruction(inst, expansionEnv(vars), { ...ctx, skipUnset: !known });

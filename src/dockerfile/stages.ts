@@ -61,7 +61,8 @@ export function splitStages(df: TypedDockerfile): SplitStages {
     }
   }
   if (stages.length === 0) {
-    throw new BuilderError('DOCKERFILE_NO_STAGE', `${df.file}: the Dockerfile contains no stages to build (no FROM)`, {
+    // Only ARGs (an empty file fails in the parser): point at the first, like every other Dockerfile error.
+    throw new BuilderError('DOCKERFILE_NO_STAGE', `${df.file}:${df.instructions[0]?.line ?? 1}: the Dockerfile contains no stages to build (no FROM)`, {
       hint: 'Add a FROM line, e.g. FROM busybox or FROM scratch.',
     });
   }

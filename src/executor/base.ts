@@ -5,6 +5,7 @@ import { formatOfManifest, type ImageConfig, type ImageFormat, type Layer, type 
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
+import { DEFAULT_PATH_ENV, withDefaultPath } from '../dockerfile/index.js';
 
 export interface BaseImage {
   ref?: ImageRef;
@@ -14,12 +15,13 @@ export interface BaseImage {
   layers: Layer[];
 }
 
+/** BuildKit's emptyImage: PATH set (not on Windows) and WorkingDir "/". */
 export function scratchConfig(platform: Platform): ImageConfig {
   return {
     architecture: platform.architecture,
     os: platform.os,
     ...(platform.variant ? { variant: platform.variant } : {}),
-    config: {},
+    config: platform.os === 'windows' ? { WorkingDir: '/' } : { Env: [DEFAULT_PATH_ENV], WorkingDir: '/' },
     rootfs: { type: 'layers', diff_ids: [] },
     history: [],
   };
@@ -36,11 +38,15 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
       hint: 'the base image is malformed; rebuild or re-push it',
     });
   }
+  // dockerfile2llb makes sure PATH is always set: a base config without one gets the default appended.
+  const config = img.config.os === 'windows' || img.config.config?.Env?.some((e) => e.startsWith('PATH='))
+    ? img.config
+    : { ...img.config, config: { ...(img.config.config ?? {}), Env: withDefaultPath(img.config.config?.Env) } };
   return {
     ref,
     manifestDigest: img.manifestDigest,
     format: formatOfManifest(img.mediaType),
-    config: img.config,
+    config,
     layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, onWarning)),
   };
 }

@@ -14,7 +14,7 @@ import { squashLayers } from '../snapshot/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
-import type { BuildOptions, BuildResult, ResolvedBuildOptions } from './options.js';
+import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
@@ -121,11 +121,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
+  throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
-  const client = new RegistryClient(opts.registry);
+  const reg = opts.registry.signal;
+  const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...opts.registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : opts.registry);
   const cleanup: Promise<void>[] = [];
   let cache: BuildCache | undefined;
+  // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
+  const abort = new AbortController();
+  const cancel = (): void => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', cancel, { once: true });
   try {
     const ctx = await openContext(opts.context, {
       cwd: opts.cwd,
@@ -161,7 +167,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const usesLeft = new Map<number, number>();
       for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
-      const abort = new AbortController();
       const warned = new Set<string>();
       const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
       const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
@@ -186,7 +191,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           warnOnce,
           ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
@@ -220,6 +225,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       const results = await Promise.allSettled([...ex.scheduling.done.values()]);
       if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
+      throwIfCancelled(opts.signal);
       const last = needed.length > 0 ? await ex.scheduling.done.get(needed[needed.length - 1]!.index) : undefined;
       if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
@@ -262,6 +268,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       await ctx.close();
     }
   } finally {
+    opts.signal?.removeEventListener('abort', cancel);
     await cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
     await client.close();
     await Promise.allSettled(cleanup);

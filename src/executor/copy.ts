@@ -1,6 +1,6 @@
 // COPY/ADD into a stage root with Docker's destination rules, owners and modes; returns the container paths it wrote.
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { ResolveCache, RootFs } from '../rootfs/index.js';
@@ -21,6 +21,8 @@ export interface CopyOptions {
   mode?: number;
   /** file:line for errors. */
   where: string;
+  /** Files the instruction places besides `matches` (heredocs): they count toward "more than one file". */
+  otherFiles?: number;
 }
 
 /** Parses --chmod: octal only (what Docker's classic builder and kaniko accept). */
@@ -59,10 +61,13 @@ export async function copyInto(rootfs: RootFs, source: CopySource, patterns: rea
 export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMatch[], opts: CopyOptions): Promise<string[]> {
   const destPath = path.posix.resolve(opts.workdir || '/', opts.dest);
   const destSlash = opts.dest.endsWith('/') || opts.dest.endsWith('/.') || opts.dest === '.';
-  if (matches.length > 1 && !destSlash) {
+  // Directories merge their contents into the destination (BuildKit copies each match there); more than one file
+  // needs a directory destination, else each would replace the last (Docker documents the trailing "/").
+  const count = matches.filter((m) => m.type !== 'dir').length + (opts.otherFiles ?? 0);
+  if (count > 1 && !destSlash) {
     const existing = await rootfs.lstat(destPath, { followFinal: true });
     if (!existing?.isDirectory()) {
-      throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${matches.length} sources to "${opts.dest}", which is not a directory`, {
+      throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${count} files to "${opts.dest}", which is not a directory`, {
         hint: 'when COPY has more than one source, the destination must be a directory and end with a /',
       });
     }
@@ -79,7 +84,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
     if (m.type === 'dir') {
       target = destPath;
     } else {
-      const destIsDir = destSlash || matches.length > 1 || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
+      const destIsDir = destSlash || count > 1 || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
       target = destIsDir ? path.posix.join(destPath, m.name) : destPath;
     }
     // Parents of the target are created owned by the --chown user, as BuildKit does.
@@ -89,6 +94,8 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
 
     // Directories we created are empty: nothing to clear before placing their children.
     const fresh = new Set<string>();
+    // Hard links inside one source stay hard links (fsutil's copier): later names link to the first copy of the inode.
+    const inodes = new Map<string, Promise<string | undefined>>();
     const placeEntry = async (e: CopyEntry): Promise<void> => {
       const relDir = path.posix.dirname(e.path) === '.' ? '' : path.posix.dirname(e.path);
       const host =
@@ -113,9 +120,28 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
       }
       if (!(fresh.has(relDir) && e.path !== '')) await clearFor(host, e.type);
       if (e.type === 'file') {
-        // copyFile keeps the source's permission bits; chmod only for --chmod.
-        await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
-        if (opts.mode !== undefined) await chmod(host, opts.mode);
+        const ino = e.stat.nlink > 1 ? `${e.stat.dev}:${e.stat.ino}` : undefined;
+        const first = ino === undefined ? undefined : inodes.get(ino);
+        if (first && (await first) !== undefined) {
+          await link((await first)!, host);
+          written.push(container);
+          return;
+        }
+        let done: (h: string | undefined) => void = () => undefined;
+        if (ino !== undefined && !first) inodes.set(ino, new Promise((r) => (done = r)));
+        try {
+          // copyFile keeps the source's permission bits; chmod only for --chmod.
+          await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
+          if (opts.mode !== undefined) await chmod(host, opts.mode);
+          if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+          await lutimes(host, e.stat.atime, e.stat.mtime);
+          done(host);
+        } catch (err) {
+          done(undefined);
+          throw err;
+        }
+        written.push(container);
+        return;
       } else {
         await symlink(e.linkTarget ?? '', host);
       }

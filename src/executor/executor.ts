@@ -31,6 +31,8 @@ export interface Scheduling {
   done: Map<number, Promise<StageResult>>;
   /** Roots materialized for COPY --from (images, and stages in place), by key; shared by concurrent stages. */
   images: Map<string, Promise<RootFs>>;
+  /** ADD URL downloads by URL and checksum: the cache key (computed ahead) and the step share one download. */
+  downloads: Map<string, Promise<import('./remote.js').Download>>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
   /** Aborted when any stage fails: the others stop at their next step. */

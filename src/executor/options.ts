@@ -1,5 +1,6 @@
 // Everything one build needs, as one typed value scoped to the call (the CLI fills it from flags and the environment).
 import type { Readable } from 'node:stream';
+import { BuilderError } from '../errors.js';
 import type { ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
@@ -64,6 +65,16 @@ export interface BuildOptions {
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** Current time, injectable for tests. */
   now?: () => Date;
+  /** Cancels the build (the CLI's SIGINT/SIGTERM): RUN processes killed, nothing more pushed, work dir removed. */
+  signal?: AbortSignal;
+}
+
+/** Throws the cancellation (the signal's reason when it is a BuilderError) once `signal` is aborted. */
+export function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  throw signal.reason instanceof BuilderError
+    ? signal.reason
+    : new BuilderError('BUILD_CANCELLED', 'the build was cancelled', { hint: 'rerun the build', exitCode: 130 });
 }
 
 export interface CacheOptions {

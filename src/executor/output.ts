@@ -6,7 +6,7 @@ import { writeImage, type RegistryClient } from '../registry/index.js';
 import type { BuildOptions } from './options.js';
 
 export type OutputOptions = Pick<BuildOptions,
-  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log'>;
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log' | 'signal'>;
 
 export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
@@ -19,7 +19,7 @@ export async function writeOutputs(client: RegistryClient, image: Image, opts: O
     await writeDockerArchive(opts.tarPath, image, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
     opts.log(`wrote docker-archive ${opts.tarPath}`);
   }
-  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { log: opts.log })).pushed;
+  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { log: opts.log, ...(opts.signal ? { signal: opts.signal } : {}) })).pushed;
   if (opts.digestFile) await writeFile(opts.digestFile, image.manifestDigest);
   if (opts.imageNameWithDigestFile) {
     await writeFile(opts.imageNameWithDigestFile, refs.map((r) => `${r.name}@${image.manifestDigest}\n`).join(''));

@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import { followSymlink, goMatch, hasWildcards, resolveSources, walkSource, type BuildContext } from '../context/index.js';
+import { followSymlink, goMatch, hasWildcards, resolveSources, walkSource, type BuildContext, type WalkOptions } from '../context/index.js';
 import type { RootFs } from '../rootfs/index.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink';
@@ -21,8 +21,10 @@ export interface CopySourceMatch {
   /** Name the source lands under when the destination is a directory. */
   name: string;
   type: EntryType;
-  /** The source and, for a directory, everything under it, parents first, sorted. */
-  entries(): AsyncIterable<CopyEntry>;
+  /** Host path of what is copied (symlinks followed), for ADD's archive check. */
+  abs: string;
+  /** The source and, for a directory, everything under it, parents first, sorted; `descend` prunes the walk. */
+  entries(opts?: WalkOptions): AsyncIterable<CopyEntry>;
 }
 
 export interface CopySource {
@@ -40,7 +42,8 @@ export function contextSource(ctx: BuildContext): CopySource {
         out.push({
           name: path.posix.basename(m.rel === '.' ? '/' : m.rel) || '/',
           type: real.type,
-          entries: () => walkSource(ctx, real),
+          abs: real.abs,
+          entries: (opts?: WalkOptions) => walkSource(ctx, real, opts),
         });
       }
       return out;
@@ -55,7 +58,7 @@ function typeOf(st: Stats): EntryType | undefined {
   return undefined;
 }
 
-async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
+async function* walkHost(abs: string, rel: string, opts: WalkOptions = {}): AsyncGenerator<CopyEntry> {
   const names = (await readdir(abs)).sort();
   // A directory's lstats in flight together, as the context walk does (a sequential await per entry is latency-bound).
   const stats = await Promise.all(names.map((name) => lstat(path.join(abs, name))));
@@ -66,7 +69,7 @@ async function* walkHost(abs: string, rel: string): AsyncGenerator<CopyEntry> {
     if (!type) continue; // sockets, fifos and devices are not copied, as BuildKit does for COPY sources
     const p = rel === '' ? name : `${rel}/${name}`;
     yield { path: p, abs: a, type, stat: st, ...(type === 'symlink' ? { linkTarget: await readlink(a) } : {}) };
-    if (type === 'dir') yield* walkHost(a, p);
+    if (type === 'dir' && (opts.descend?.(p) ?? true)) yield* walkHost(a, p, opts);
   }
 }
 
@@ -104,9 +107,10 @@ export function rootSource(rootfs: RootFs, describe: string): CopySource {
       out.push({
         name: path.posix.basename(c) || '/',
         type,
-        async *entries() {
+        abs: host,
+        async *entries(opts?: WalkOptions) {
           yield { path: '', abs: host, type, stat: st };
-          if (type === 'dir') yield* walkHost(host, '');
+          if (type === 'dir') yield* walkHost(host, '', opts);
         },
       });
     }
@@ -128,6 +132,19 @@ export function rootSource(rootfs: RootFs, describe: string): CopySource {
         });
       }
       return out;
+    },
+  };
+}
+
+/** A downloaded file (ADD <url>) as a copy source: one regular file named as BuildKit names it. */
+export async function fileMatch(file: string, name: string): Promise<CopySourceMatch> {
+  const st = await lstat(file);
+  return {
+    name,
+    type: 'file',
+    abs: file,
+    async *entries() {
+      yield { path: '', abs: file, type: 'file', stat: st };
     },
   };
 }

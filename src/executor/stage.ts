@@ -8,6 +8,8 @@ import {
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
 } from '../dockerfile/index.js';
 import { instructionText, stepKey, type CacheEntry } from '../cache/index.js';
+import { linkApplies } from './steps/copy.js';
+import { chownNeedsRoot } from './steps/user.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
@@ -49,12 +51,16 @@ export class StageState {
     return this.root.get(this.layers);
   }
 
-  /** Writes entries of the root into a new layer file and appends it with its history entry. */
-  async addLayer(entries: LayerEntry[], step: Step): Promise<void> {
+  /**
+   * Writes entries of the root into a new layer file and appends it with its history entry. With `from` (COPY --link)
+   * the entries are read from that directory instead, and the stage root gets the layer when a step next needs it.
+   */
+  async addLayer(entries: LayerEntry[], step: Step, opts: { from?: string } = {}): Promise<void> {
     const { settings, services } = this.ex;
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
-    const r = await writeLayer(this.root.path, entries, file, {
+    const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
+      signal: this.ex.scheduling.signal,
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
     });
@@ -62,7 +68,7 @@ export class StageState {
     this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
-    this.root.markApplied(this.layers.length);
+    if (opts.from === undefined) this.root.markApplied(this.layers.length);
   }
 
   /** A cache hit: the cached layer (or nothing, when the step changed nothing) stands in for running the step. */
@@ -104,8 +110,8 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 
-  // ONBUILD triggers of the base run first; the resulting image does not inherit them.
-  const triggers = stage.baseStage === undefined && stage.baseName !== 'scratch'
+  // ONBUILD triggers of the base (an image, or an earlier stage's ONBUILD lines) run first; the stage does not inherit them.
+  const triggers = stage.baseName !== 'scratch'
     ? onbuildInstructions(base.config.config?.OnBuild, { file: stage.from.file, line: stage.from.line, baseName: stage.baseName })
     : [];
   if (triggers.length) state.cfg = { ...state.cfg, config: { ...state.cfg.config, OnBuild: null } };
@@ -114,6 +120,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const cache = services.cache;
   for (const p of steps) {
     if (scheduling.signal.aborted) {
+      if (scheduling.signal.reason instanceof BuilderError) throw scheduling.signal.reason; // the build was cancelled (a signal)
       throw new BuilderError('BUILD_ABORTED', `${label}: stopped because another stage failed`, { hint: 'see the first error reported' });
     }
     const { inst, step } = p;
@@ -186,22 +193,42 @@ async function prepareSteps(
     const p: PreparedStep = { inst, step, cfg, vars: cloneStageVars(vars) };
     if (key !== undefined && cache) {
       const sources = await handlerFor(inst.kind)?.key?.({ ex, inst, step });
-      key = sources === null ? undefined : stepKey({
-        parent: key,
-        instruction: instructionText(inst),
-        env: expansionEnv(vars),
-        flags: settings.mtime ? { reproducible: settings.mtime.toISOString() } : {},
-        ...(sources !== undefined ? { sources } : {}),
-      });
+      const flags: Record<string, string> = settings.mtime ? { reproducible: settings.mtime.toISOString() } : {};
+      let stepOwnKey: string | undefined;
+      if (sources !== null && (inst.kind === 'copy' || inst.kind === 'add') && linkApplies(inst) && !(inst.chown && chownNeedsRoot(inst.chown))) {
+        // --link: the layer depends on the instruction, its sources and the workdir only, never on the steps before
+        // (a --chown by name reads the stage's passwd, so it keeps the chain). The chain goes on through it.
+        stepOwnKey = stepKey({
+          parent: `link:${platform(stage, settings)}`,
+          instruction: instructionText(inst),
+          env: new Map(),
+          flags: { ...flags, workdir: cfg.config.WorkingDir || '/' },
+          ...(sources !== undefined ? { sources } : {}),
+        });
+        key = stepKey({ parent: key, instruction: 'link', env: new Map(), flags: {}, sources: stepOwnKey });
+      } else {
+        key = sources === null ? undefined : stepKey({
+          parent: key,
+          instruction: instructionText(inst),
+          env: expansionEnv(vars),
+          flags,
+          ...(sources !== undefined ? { sources } : {}),
+        });
+      }
       if (key !== undefined && cache.covers(inst.kind)) {
-        p.key = key;
-        p.lookup = cache.lookup(key);
+        p.key = stepOwnKey ?? key;
+        p.lookup = cache.lookup(p.key);
         p.lookup.catch(() => undefined);
       }
     }
     steps.push(p);
   }
   return { steps, key };
+}
+
+function platform(stage: PlannedStage, settings: Executor['settings']): string {
+  const p = stage.platform ?? settings.platform;
+  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
 }
 
 /** FROM: scratch, an earlier stage (its layers and config; its root handed over when first needed) or a registry image. */
@@ -235,7 +262,8 @@ async function resolveFrom(
   }
   if (stage.baseName === 'scratch') {
     const key = `scratch:${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
-    return { base: { format: 'docker', config: scratchConfig(platform), layers: [] }, vars: stageVarsFromImage(), origin: fresh, key };
+    const config = scratchConfig(platform);
+    return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);

@@ -68,6 +68,8 @@ export interface RegistryClientOptions {
   /** PATCH chunk size (default 32 MiB). */
   chunkSize?: number;
   userAgent?: string;
+  /** Aborts every request in flight and every retry wait (the CLI's SIGINT/SIGTERM): they fail with REGISTRY_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export interface TransferProgress {
@@ -166,7 +168,11 @@ export class Transport {
     const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
     if (this.opts.onRetry) this.opts.onRetry(line);
     else this.log(line);
-    await sleep(wait, undefined, signal ? { signal } : {});
+    const cut = signal ?? this.opts.signal;
+    await sleep(wait, undefined, cut ? { signal: cut } : {}).catch((e: unknown) => {
+      if (this.opts.signal?.aborted) throw this.aborted(what);
+      throw e;
+    });
   }
 
   private insecureFor(host: string): boolean {
@@ -326,6 +332,7 @@ export class Transport {
         method: init.method as Dispatcher.HttpMethod,
         headers: { 'user-agent': this.opts.userAgent ?? 'builder/0.1', ...headers },
         ...(body !== undefined ? { body } : {}),
+        ...(this.opts.signal ? { signal: this.opts.signal } : {}),
       });
       // a body that breaks while nobody reads it must not be an unhandled 'error' event; readers still see the error
       res.body.on('error', () => undefined);
@@ -343,6 +350,11 @@ export class Transport {
       }
       return { status: res.statusCode, headers: res.headers, body: res.body, url: cur };
     }
+  }
+
+  /** The build was cancelled (a signal): never retried, never reported as a network failure. */
+  private aborted(what: string): BuilderError {
+    return new BuilderError('REGISTRY_ABORTED', `${what} was cancelled`, { hint: 'the operation was interrupted; rerun it', exitCode: 130 });
   }
 
   /** The Authorization header for these scopes on registry, fetching a bearer token if needed. */
@@ -436,6 +448,7 @@ export class Transport {
       try {
         res = await this.sendOnce(url, { method: req.method, headers, body: req.body }, req.method === 'GET' || req.method === 'HEAD');
       } catch (err) {
+        if (this.opts.signal?.aborted) throw this.aborted(req.what);
         throw networkError(req.registry, req.what, err);
       }
       if (res.status === 401 && authTry === 0) {
@@ -489,6 +502,7 @@ export class Transport {
           throw err instanceof BuilderError ? err : interruptedError(req.registry, req.what, err);
         }
       } catch (err) {
+        if (this.opts.signal?.aborted) throw this.aborted(req.what);
         const typed = err instanceof BuilderError ? err : networkError(req.registry, req.what, err);
         if (!this.policy.shouldRetry(typed, attempt, budget)) throw typed;
         await this.backoff(req.what, typed, attempt, budget);

@@ -10,6 +10,8 @@ export interface WriteImageOptions {
   concurrency?: number;
   /** Where the config blob (and layers naming no repository) can be mounted from: the image's source repository. */
   mountFrom?: ImageRef;
+  /** Once aborted, no further blob or tag: an interrupted push leaves no tag, or tags on complete images only. */
+  signal?: AbortSignal;
   /** One line per repository and per manifest. */
   log?: (line: string) => void;
 }
@@ -30,6 +32,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     const counts: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
     const seen = new Set<string>();
     await runPool(layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)), opts.concurrency ?? 2, async (l) => {
+      opts.signal?.throwIfAborted();
       const from = l.mountFrom ?? opts.mountFrom;
       counts[await client.pushBlob(repo, l.descriptor, () => l.open(), from ? { mountFrom: [from] } : {})]++;
     });
@@ -39,6 +42,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
   }
   const pushed: WriteImageResult['pushed'] = [];
   for (const d of destinations) {
+    opts.signal?.throwIfAborted();
     // putManifest checks the registry's digest and a digest reference against the bytes.
     const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
     opts.log?.(`pushed ${d}@${digest}`);

@@ -35,6 +35,12 @@ export interface ExtractOptions {
   mediaType?: string;
   /** sha256 of the uncompressed tar (the config's rootfs.diff_ids[i]); any other content fails with ROOTFS_LAYER_DIFF_ID_MISMATCH. */
   expectedDiffId?: string;
+  /** Interpret .wh. entries as whiteouts (default true); false for ADD archives, which docker extracts as plain files. */
+  whiteouts?: boolean;
+  /** Owner for every entry instead of the tar's (ADD --chown on an archive, as moby's ChownOpts). */
+  chown?: { uid: number; gid: number };
+  /** Apply a "./" entry's metadata to the root (default true); moby's Untar skips "." when it exists (ADD). */
+  rootMeta?: boolean;
 }
 
 export interface ExtractResult {
@@ -96,7 +102,7 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
   const st: State = {
     rootfs,
     opts,
-    owners: opts.owners ?? isRoot,
+    owners: opts.chown ? true : opts.owners ?? isRoot,
     devices: opts.devices ?? isRoot,
     uid: process.getuid?.() ?? -1,
     gid: process.getgid?.() ?? -1,
@@ -136,6 +142,10 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
       if (st.firstError !== undefined) throw st.firstError;
       entries++;
       st.entry = entry.header.name;
+      if (opts.chown) {
+        entry.header.uid = opts.chown.uid;
+        entry.header.gid = opts.chown.gid;
+      }
       await applyEntry(st, entry);
     }
     await settle(st);
@@ -262,16 +272,17 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
     warn(st, `entry "${h.name}" is absolute or climbs with "..": contained as ${clean}`);
   }
   if (clean === '/') {
-    if (h.type === 'directory') setDirMeta(st, '/', st.rootfs.root, h);
-    else warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+    if (h.type !== 'directory') warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+    else if (st.opts.rootMeta ?? true) setDirMeta(st, '/', st.rootfs.root, h);
     return;
   }
   const slash = clean.lastIndexOf('/');
   const dirPart = slash === 0 ? '/' : clean.slice(0, slash);
   const base = clean.slice(slash + 1);
-  checkWhiteoutNames(clean);
+  const whiteouts = st.opts.whiteouts ?? true;
+  if (whiteouts) checkWhiteoutNames(clean);
 
-  if (base.startsWith(WH_PREFIX)) {
+  if (whiteouts && base.startsWith(WH_PREFIX)) {
     const parent = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
     if (ignored(st, parent.container)) return;
     if (base === WH_OPAQUE) {

@@ -151,6 +151,23 @@ function checksumOk(b: Buffer): boolean {
   return want === unsigned || want === signed;
 }
 
+/**
+ * Whether bytes start a tar archive the way Go's tar.Reader.Next accepts one (moby's isArchivePath): a header
+ * block with a valid checksum, after at most one zero block. Needs the first 1024 bytes (or all there are).
+ */
+export function looksLikeTar(head: Buffer): boolean {
+  for (let off = 0; off + BLOCK <= head.length && off <= BLOCK; off += BLOCK) {
+    const b = head.subarray(off, off + BLOCK);
+    if (isZeroBlock(b)) continue;
+    try {
+      return checksumOk(b);
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
 function isZeroBlock(b: Buffer): boolean {
   for (let i = 0; i < BLOCK; i++) if (b[i] !== 0) return false;
   return true;

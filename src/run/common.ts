@@ -1,6 +1,8 @@
 // Owns what both RUN modes share: the step's environment, spawning with live output, abort and exit-status mapping.
 
 import { spawn, type StdioOptions } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
@@ -150,18 +152,24 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       });
     }
     let wasAborted = false;
+    let stopped: Promise<void> = Promise.resolve();
     const onAbort = (): void => {
       wasAborted = true;
-      // Negative pid: the whole process group, so shells' children die too.
-      if (child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
+      // exitCode/signalCode still null: not reaped yet, so child.pid (and its process group id) cannot have been reused.
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      stopped = waitGone(killProcessTree(child.pid), STOP_TIMEOUT_MS);
     };
     spec.signal?.addEventListener('abort', onAbort, { once: true });
+    const stopReading = (): void => child.stdio.forEach((s) => s?.destroy());
+    child.on('exit', () => {
+      // A killed step's escaped descendant (in place: no PID namespace) may still hold a pipe: never wait on it.
+      if (wasAborted) return void stopped.then(stopReading);
+      // As a container ends with its command, so does what the step left running in its process group (the sandbox's
+      // PID namespace already went with its init); the pgid cannot be reused while a member lives.
+      if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+      // A daemon that left the group may still hold the pipes: let the output drain, then stop waiting for it.
+      setTimeout(stopReading, PIPE_GRACE_MS).unref();
+    });
     let settled = false;
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (settled) return;
@@ -173,13 +181,106 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       if (settled) return;
       settled = true;
       spec.signal?.removeEventListener('abort', onAbort);
-      void Promise.all(pending).then(() => {
+      void Promise.all([...pending, stopped]).then(() => {
         if (wasAborted) return reject(aborted(spec.what));
         if (sig) return resolve({ exitCode: 128 + signalNumber(sig), signal: sig, extra });
         resolve({ exitCode: code ?? 1, extra });
       });
     });
   });
+}
+
+/** How long an aborted step's killed processes get to disappear before cleanup goes on regardless. */
+const STOP_TIMEOUT_MS = 10_000;
+/** How long after a step exits its output pipes may stay open (held by something it left running). */
+const PIPE_GRACE_MS = 2_000;
+
+interface ProcEntry {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  /** Start time in clock ticks since boot: tells a process from a later one that reuses its pid. */
+  start: string;
+  state: string;
+}
+
+function readProcStat(pid: number | string): ProcEntry | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads itreal starttime ..."
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { pid: Number(pid), state: f[0] ?? '', ppid: Number(f[1]), pgrp: Number(f[2]), start: f[19] ?? '' };
+}
+
+function processTable(): ProcEntry[] {
+  const out: ProcEntry[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const e = readProcStat(name);
+    if (e) out.push(e);
+  }
+  return out;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/**
+ * Stops and kills a step: its process group and every descendant of `rootPid`, including those that left the
+ * group with setsid. Each round SIGSTOPs what it finds (a stopped process cannot fork) until a scan finds nothing
+ * new, then everything gets SIGKILL. In the sandbox the descendants include the PID namespace's init, whose
+ * death kills the whole namespace. Returns what was killed, for waitGone().
+ */
+export function killProcessTree(rootPid: number): ProcEntry[] {
+  const found = new Map<number, ProcEntry>();
+  const root = readProcStat(rootPid);
+  if (root) found.set(rootPid, root);
+  for (let round = 0; round < 100; round++) {
+    let fresh = 0;
+    const table = processTable();
+    const children = new Map<number, ProcEntry[]>();
+    for (const e of table) {
+      const list = children.get(e.ppid);
+      if (list) list.push(e);
+      else children.set(e.ppid, [e]);
+    }
+    const queue = [...found.values(), ...table.filter((e) => e.pgrp === rootPid)];
+    while (queue.length > 0) {
+      const e = queue.pop()!;
+      if (!found.has(e.pid) || found.get(e.pid)!.start !== e.start) {
+        found.set(e.pid, e);
+        fresh++;
+      }
+      signal(e.pid, 'SIGSTOP');
+      for (const c of children.get(e.pid) ?? []) if (!found.has(c.pid)) queue.push(c);
+    }
+    if (fresh === 0 && round > 0) break;
+  }
+  for (const e of found.values()) signal(e.pid, 'SIGKILL');
+  signal(-rootPid, 'SIGKILL');
+  return [...found.values()];
+}
+
+/** Resolves when none of the processes lives any more (gone, a zombie, or its pid reused), or after timeoutMs. */
+export async function waitGone(procs: ProcEntry[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let left = procs;
+  while (left.length > 0 && Date.now() < deadline) {
+    left = left.filter((p) => {
+      const now = readProcStat(p.pid);
+      return now !== undefined && now.start === p.start && now.state !== 'Z' && now.state !== 'X';
+    });
+    if (left.length > 0) await sleep(20);
+  }
 }
 
 export function aborted(what: string): BuilderError {

@@ -49,6 +49,15 @@ export interface IndexOptions {
   hashContents?: boolean;
   /** Filesystem operations in flight (default 64). */
   concurrency?: number;
+  /** Stops the walk (a cancelled build): it rejects with the signal's reason (see cancelled()). */
+  signal?: AbortSignal;
+}
+
+/** The error for a walk or layer stopped by `signal`: its reason when a BuilderError, else BUILD_ABORTED. */
+export function cancelled(signal: AbortSignal): BuilderError {
+  return signal.reason instanceof BuilderError
+    ? signal.reason
+    : new BuilderError('BUILD_ABORTED', 'snapshot stopped: the build was aborted', { hint: 'see the first error reported' });
 }
 
 /** Indexes every entry under `root` (root itself excluded). */
@@ -119,6 +128,7 @@ export function walk(
     };
     const pump = (): void => {
       if (failed) return;
+      if (opts.signal?.aborted) return fail(cancelled(opts.signal));
       while (active < limit && queue.length > 0) {
         active++;
         queue.pop()!(); // LIFO: O(1) and keeps the pending list short (depth-first)

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { HashingStream, type Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { comparePaths, type LayerEntry } from './diff.js';
-import { hostPath, normalizeRelPath, parentOf, walk, type IndexEntry, type IndexOptions } from './index-tree.js';
+import { cancelled, hostPath, normalizeRelPath, parentOf, walk, type IndexEntry, type IndexOptions } from './index-tree.js';
 import { BLOCK, TypeFlag, encodeHeaderInto, padding, planHeader, type TarHeader } from './tar-header.js';
 
 export interface WriteLayerOptions {
@@ -22,6 +22,8 @@ export interface WriteLayerOptions {
   mtime?: Date;
   /** 'override' (default, kaniko --reproducible) sets every mtime; 'clamp' (BuildKit) only lowers newer ones. */
   mtimeMode?: 'override' | 'clamp';
+  /** Stops writing (a cancelled build): rejects with the signal's reason; the partial file is the caller's to remove. */
+  signal?: AbortSignal;
 }
 
 export interface LayerResult {
@@ -133,6 +135,7 @@ export async function writeLayer(
 
   try {
     for (const it of items) {
+      if (opts.signal?.aborted) throw cancelled(opts.signal);
       if (it.kind === 'whiteout') {
         await putHeader({ name: it.name, mode: 0, uid: 0, gid: 0, size: 0, mtime: fixedMtime ?? 0, type: TypeFlag.File });
         continue;

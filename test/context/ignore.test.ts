@@ -1,8 +1,10 @@
 // .dockerignore matching: moby/patternmatcher's own tables, Docker's documented examples, ignore-file parsing, Go filepath.Match.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { isBuilderError } from '../../src/errors.js';
 import { BadPatternError, goClean, goMatch, hasWildcards } from '../../src/context/gopath.js';
 import { PatternMatcher, parseIgnoreFile } from '../../src/context/ignore.js';
+import { compileRegexNfa } from '../../src/context/regex-nfa.js';
+import { Watchdog } from '../support/watchdog.js';
 
 const ignored = (patterns: string[], file: string) => new PatternMatcher(patterns).matches(file);
 
@@ -211,5 +213,85 @@ describe('parseIgnoreFile (moby ignorefile.ReadAll)', () => {
   it('a lone "/" stays "/" and matches nothing', () => {
     expect(parseIgnoreFile('/\n')).toEqual(['/']);
     expect(new PatternMatcher(['/']).matches('a')).toBe(false);
+  });
+});
+
+describe('hostile patterns (a context comes from a merge request)', () => {
+  it('a pattern like *a*a*a*a*a*b against a long file name returns at once (a backtracking RegExp ran for hours)', () => {
+    const t0 = performance.now();
+    expect(ignored(['*a*a*a*a*a*b'], 'a'.repeat(255))).toBe(false);
+    expect(ignored(['*a*a*a*a*a*a'], 'a'.repeat(255))).toBe(true);
+    expect(ignored(['**/a/**/a/**/a/**/a/**/b'], Array(200).fill('a').join('/'))).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('the linear-time matcher agrees with the RegExp on the regexps patterns compile to (seeded, short inputs)', () => {
+    let seed = 20261125;
+    const r = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    // The pieces compilePattern emits, including its odd ones ("[" then "[^/]*" inside a class).
+    const pieces = ['(.*/)?', '.*', '[^/]*', '[^/]', 'a', 'b', '/', '\\.', '\\+', '\\(', '\\]', '\\\\', '[a-c]', '[^ab]', '[[^/]*', '[]', '[^]', 'é', '^', '-'];
+    const failures: string[] = [];
+    let compared = 0;
+    for (let i = 0; i < 4000 && failures.length < 5; i++) {
+      const src = `^${Array.from({ length: Math.floor(r() * 7) }, () => pick(pieces)).join('')}$`;
+      let re: RegExp;
+      try {
+        re = new RegExp(src, 'u');
+      } catch {
+        continue; // compilePattern reports those as DOCKERIGNORE_INVALID
+      }
+      const nfa = compileRegexNfa(src);
+      if (!nfa) {
+        failures.push(`${src}: not compiled`);
+        continue;
+      }
+      for (let k = 0; k < 6; k++) {
+        const s = Array.from({ length: Math.floor(r() * 8) }, () => pick(['a', 'b', 'c', '/', '.', '+', ']', '\\', 'é', '\n', '-', '^'])).join('');
+        compared++;
+        if (nfa(s) !== re.test(s)) failures.push(`${src} on ${JSON.stringify(s)}: nfa ${nfa(s)}, RegExp ${re.test(s)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(compared).toBeGreaterThan(10_000);
+  });
+});
+
+describe('fuzz: .dockerignore patterns (seeded, bounded)', () => {
+  it('any pattern either compiles or fails with DOCKERIGNORE_INVALID, and matching never throws or stalls', () => {
+    let seed = 977;
+    const r = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    // Star-heavy, with long names: what makes a backtracking matcher blow up.
+    const tokens = ['*', '*', '*', '*', '**', '**/', '?', '[', ']', '[a-z]', '[^/]', '[]', '\\', '\\*', '!', '/', './', '../', '.', 'a', 'a', 'a', 'b', '(', ')', '+', '|', '{', '}', '$', '^', '-', ' ', 'é', '\n', '#'];
+    const failures: string[] = [];
+    const dog = new Watchdog(20_000);
+    onTestFinished(() => dog.stop());
+    for (let i = 0; i < 3000 && failures.length < 5; i++) {
+      const patterns = Array.from({ length: 1 + Math.floor(r() * 3) }, () =>
+        r() < 0.3
+          ? `${Array.from({ length: 3 + Math.floor(r() * 8) }, () => pick(['*', '*a', 'a', '**/', '?'])).join('')}${pick(['b', '/x', '?b', ''])}`
+          : Array.from({ length: Math.floor(r() * 10) }, () => pick(tokens)).join(''));
+      const path = Array.from({ length: 1 + Math.floor(r() * 6) }, () => pick(['a', 'b', 'ab', 'a'.repeat(250), 'a'.repeat(250), '.x', 'é', '[', '*'])).join(pick(['/', '/', 'a']));
+      const cpu0 = process.cpuUsage();
+      dog.run(`${JSON.stringify(patterns)} on ${JSON.stringify(path)}`, () => {
+        try {
+          const m = new PatternMatcher(parseIgnoreFile(patterns.join('\n')));
+          m.matches(path);
+          m.mayReincludeUnder(path);
+        } catch (err) {
+          if (!isBuilderError(err, 'DOCKERIGNORE_INVALID')) failures.push(`${JSON.stringify(patterns)} on ${JSON.stringify(path)}: ${String(err)}`);
+        }
+      });
+      const cpu = process.cpuUsage(cpu0);
+      if ((cpu.user + cpu.system) / 1000 > 500) failures.push(`${JSON.stringify(patterns)} on ${JSON.stringify(path)}: ${(cpu.user + cpu.system) / 1000} ms`);
+    }
+    expect(failures).toEqual([]);
   });
 });

@@ -218,3 +218,29 @@ describe('options', () => {
     expect(() => expandWord('"abc', {})).toThrow(expect.objectContaining({ code: 'DOCKERFILE_UNTERMINATED_QUOTE' }));
   });
 });
+
+describe('hostile words (found by test/dockerfile/fuzz.test.ts)', () => {
+  it('pattern operators take linear time on long values (a backtracking RegExp took minutes: *a*a*a*a*b)', () => {
+    const env = { X: 'a'.repeat(5000) };
+    const t0 = performance.now();
+    for (const w of ['${X#*a*a*a*a*a*b}', '${X##*a*a*a*a*a*b}', '${X%*a*a*a*a*a*b}', '${X%%*a*a*a*a*a*b}', '${X/*a*a*a*a*a*b/z}', '${X//*a*a*a*a*a*b/z}']) {
+      expect(expandWord(w, env), w).toBe(env.X);
+    }
+    expect(expandWord('${X//a?/b}', env)).toBe('b'.repeat(2500));
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('? and * match any character but "\\n", as Go\'s regexp in BuildKit (not JS\'s ".", which also skips \\r and \\u2028)', () => {
+    expect(expandWord('${X#?}', { X: '\rb' })).toBe('b');
+    expect(expandWord('${X%%*}', { X: 'a\u2028b' })).toBe('');
+    expect(expandWord('${X%%*}', { X: 'a\nb' })).toBe('a\n');
+    expect(expandWord('${X//?/-}', { X: 'a\r\nb' })).toBe('--\n-');
+  });
+
+  it('a word that grows without bound fails with DOCKERFILE_EXPANSION_TOO_LARGE; a long literal word does not', () => {
+    const big = 'x'.repeat(600_000);
+    expect(() => expandWord('$X$X', { X: big })).toThrow(expect.objectContaining({ code: 'DOCKERFILE_EXPANSION_TOO_LARGE' }));
+    expect(() => expandWord('${X//?/abcd}', { X: 'y'.repeat(400_000) })).toThrow(expect.objectContaining({ code: 'DOCKERFILE_EXPANSION_TOO_LARGE' }));
+    expect(expandWord(`${'z'.repeat(3_000_000)}$X`, { X: big })).toHaveLength(3_600_000);
+  });
+});

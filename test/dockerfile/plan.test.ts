@@ -80,6 +80,18 @@ describe('global ARGs and FROM', () => {
   it('instruction before FROM is an error', () => {
     expect(planError('ENV A=1\nFROM alpine\n').code).toBe('DOCKERFILE_NO_STAGE');
   });
+
+  it('ENV X=$X$X repeated fails at its line instead of exhausting the heap', () => {
+    const e = planError(`FROM scratch\nENV X=0123456789abcdef\n${'ENV X=$X$X\n'.repeat(40)}`);
+    expect(e.code).toBe('DOCKERFILE_EXPANSION_TOO_LARGE');
+    expect(e.message).toMatch(/^Dockerfile:\d+: /);
+  });
+
+  it('a Dockerfile of only ARGs is an error with file:line (found by the fuzzer)', () => {
+    const e = planError('\nARG A=3.9\nARG B=alpine:${A}\n');
+    expect(e.code).toBe('DOCKERFILE_NO_STAGE');
+    expect(e.message).toMatch(/^Dockerfile:2: /);
+  });
 });
 
 describe('ARG scoping inside stages', () => {

@@ -2,7 +2,10 @@
 // same busybox pushed to a real registry; the pushed images are unpacked with skopeo + umoci and their trees and configs
 // compared. Differences we know and accept are listed in ALLOWED (each with its reason; see docs/parity.md).
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +27,8 @@ interface Case {
   dockerfile: string;
   files?: Record<string, string | { content: string; mode: number }>;
   links?: Record<string, string>;
+  /** Runs in the written context before the builds (archives, hard links); @WEB@ in the Dockerfile is the test's HTTP server. */
+  prepare?: (ctx: string) => void;
 }
 
 /** A deliberate difference: which case, which path (tree) or config key, what kind, and why it is accepted. */
@@ -40,9 +45,14 @@ interface Allowed {
 
 const ALLOWED: Allowed[] = [
   {
-    case: /^(run-fs|meta|cmd-shell)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
+    case: /^(run-fs|meta|cmd-shell|add)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
     reason: 'buildah leaves the empty mount points of its RUN bind mounts in the layer (containers/buildah#4242); ' +
       'BuildKit removes such stubs (moby/buildkit#1739) and builder never creates them in the root it snapshots',
+  },
+  {
+    case: 'add', kind: 'differs', what: /^\/(x\/keep\/new|x\/hard|z\/d|z\/d\/f)$/, attrs: ['uid', 'gid'],
+    reason: 'owners of extracted archive entries: BuildKit (solver/llbsolver/file/unpack.go) untars with moby\'s Untar, which ' +
+      'keeps the tar\'s uid/gid, or gives every entry the --chown owner (ChownOpts); buildah 1.28 does neither consistently',
   },
   {
     case: 'meta', kind: 'only-buildah', what: /^\/(cache|logs)$/,
@@ -73,6 +83,23 @@ const ALLOWED: Allowed[] = [
 ];
 
 const BASE_PLACEHOLDER = '@BASE@';
+
+/** A tar written by python's tarfile: exact names, owners, modes and links. */
+function makeTar(file: string, entries: Array<{ name: string; type?: 'file' | 'dir' | 'symlink' | 'link'; content?: string; mode?: number; uid?: number; gid?: number; link?: string }>): void {
+  const script = [
+    'import io, json, sys, tarfile',
+    "with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:",
+    '    for e in json.loads(sys.argv[2]):',
+    "        ti = tarfile.TarInfo(e['name']); ti.mode = e.get('mode', 0o644); ti.uid = e.get('uid', 0); ti.gid = e.get('gid', 0); ti.mtime = 1000000000",
+    "        k = e.get('type', 'file'); data = None",
+    "        if k == 'dir': ti.type = tarfile.DIRTYPE",
+    "        elif k == 'symlink': ti.type = tarfile.SYMTYPE; ti.linkname = e['link']",
+    "        elif k == 'link': ti.type = tarfile.LNKTYPE; ti.linkname = e['link']",
+    "        else: data = e.get('content', '').encode(); ti.size = len(data)",
+    '        t.addfile(ti, io.BytesIO(data) if data is not None else None)',
+  ].join('\n');
+  execFileSync('python3', ['-c', script, file, JSON.stringify(entries)]);
+}
 
 const CASES: Case[] = [
   {
@@ -203,6 +230,46 @@ RUN echo ok | cat > /ok.txt
 `,
   },
   {
+    // ADD: local archives (by content, every compression), non-archives copied as is, URLs; --chown by user name
+    // (primary group); hard links in a copied tree; WORKDIR under a bare uid; ONBUILD of a parent stage.
+    name: 'add',
+    dockerfile: `FROM ${BASE_PLACEHOLDER} AS parent
+ONBUILD RUN echo triggered > /onbuild-ran
+FROM parent
+RUN mkdir -p /x/keep && echo existing > /x/keep/old && echo web:x:2000:3000::/home/web:/bin/sh >> /etc/passwd
+ADD plain.bin /x
+ADD gz.data bz.data xz.data /y/
+ADD --chown=1234:5678 owned.tar /z/
+ADD notatar.gz fake.tar /files/
+ADD @WEB@/files/remote.txt /dl/
+ADD --chmod=644 @WEB@/files/remote.txt /dl/renamed.txt
+ADD @WEB@/files/tree.tar /dl/
+COPY --chown=web a.txt /owned-by-web
+COPY --chown=4242 a.txt /owned-by-4242
+COPY hard/ /hard/
+USER 4242
+WORKDIR /made-by-uid
+USER root
+`,
+    files: { 'a.txt': 'a\n', 'hard/one': 'same\n' },
+    prepare: (ctx) => {
+      makeTar(path.join(ctx, 'plain.bin'), [
+        { name: 'keep/', type: 'dir', mode: 0o750 },
+        { name: 'keep/new', content: 'new\n', uid: 42, gid: 43 },
+        { name: 'hard', type: 'link', link: 'keep/new' },
+        { name: 'sym', type: 'symlink', link: '/etc/passwd' },
+      ]);
+      for (const [prog, out] of [['gzip', 'gz.data'], ['bzip2', 'bz.data'], ['xz', 'xz.data']] as const) {
+        makeTar(path.join(ctx, `${out}.tar`), [{ name: `from-${prog}.txt`, content: `${prog}\n` }]);
+        execFileSync('sh', ['-c', `${prog} -c < "$1" > "$2" && rm "$1"`, 'sh', path.join(ctx, `${out}.tar`), path.join(ctx, out)]);
+      }
+      makeTar(path.join(ctx, 'owned.tar'), [{ name: 'd/', type: 'dir' }, { name: 'd/f', content: 'f\n', uid: 7, gid: 7 }]);
+      execFileSync('sh', ['-c', 'echo "just text" | gzip -n -c > "$1"', 'sh', path.join(ctx, 'notatar.gz')]);
+      execFileSync('sh', ['-c', 'echo "named like a tar" > "$1"', 'sh', path.join(ctx, 'fake.tar')]);
+      execFileSync('ln', [path.join(ctx, 'hard/one'), path.join(ctx, 'hard/two')]);
+    },
+  },
+  {
     // Shell-form ENTRYPOINT and CMD after SHELL (config only).
     name: 'shell-form',
     dockerfile: `FROM ${BASE_PLACEHOLDER}
@@ -223,10 +290,13 @@ interface TreeEntry {
   link?: string;
   sha256?: string;
   size?: number;
+  /** Files with more than one link: the first path (in walk order) of the same inode. */
+  hardlinkOf?: string;
 }
 
 async function snapshotTree(root: string): Promise<Map<string, TreeEntry>> {
   const out = new Map<string, TreeEntry>();
+  const inodes = new Map<number, string>();
   const walk = async (rel: string): Promise<void> => {
     for (const name of (await readdir(path.join(root, rel))).sort()) {
       const r = `${rel}/${name}`;
@@ -246,6 +316,10 @@ async function snapshotTree(root: string): Promise<Map<string, TreeEntry>> {
         const buf = await readFile(abs);
         e.size = buf.length;
         e.sha256 = createHash('sha256').update(buf).digest('hex').slice(0, 16);
+        if (st.nlink > 1) {
+          if (!inodes.has(st.ino)) inodes.set(st.ino, r);
+          e.hardlinkOf = inodes.get(st.ino);
+        }
       }
       out.set(r, e);
       if (st.isDirectory()) await walk(r);
@@ -337,6 +411,8 @@ describe.skipIf(!canRun)('parity with buildah (bud --isolation chroot)', () => {
   let tmp: string;
   let base: string;
   let buildahGlobal: string[];
+  let server: http.Server | undefined;
+  let web = '';
   const results = new Map<string, { differences: Difference[]; layers: { builder: number; buildah: number } }>();
 
   const buildah = (args: string[], cwd?: string) =>
@@ -348,10 +424,22 @@ describe.skipIf(!canRun)('parity with buildah (bud --isolation chroot)', () => {
     reg = await startRegistry({ mode: 'plain' });
     base = await pushBusybox(reg, 'parity/busybox', 'latest', 'v2s2');
     tmp = await mkdtemp(path.join(os.tmpdir(), 'builder-parity-'));
+    // ADD <url> sources: a fixed file with a Last-Modified, and a tar (remote archives are not extracted).
+    const tarFile = path.join(tmp, 'remote.tar');
+    makeTar(tarFile, [{ name: 'inside.txt', content: 'x\n' }]);
+    const bodies: Record<string, Buffer> = { '/files/remote.txt': Buffer.from('remote content\n'), '/files/tree.tar': await readFile(tarFile) };
+    server = http.createServer((req, res) => {
+      const body = bodies[req.url ?? ''];
+      if (!body) res.writeHead(404).end();
+      else res.writeHead(200, { 'Content-Length': body.length, 'Last-Modified': 'Wed, 21 Oct 2015 07:28:00 GMT' }).end(body);
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    web = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     buildahGlobal = ['--root', path.join(tmp, 'buildah/root'), '--runroot', path.join(tmp, 'buildah/runroot'), '--storage-driver', 'vfs'];
   }, 300_000);
 
   afterAll(async () => {
+    await new Promise((r) => (server ? server.close(r) : r(undefined)));
     if (tmp) {
       await buildah(['rm', '--all']).catch(() => undefined);
       await buildah(['rmi', '--all', '--force']).catch(() => undefined);
@@ -378,7 +466,8 @@ describe.skipIf(!canRun)('parity with buildah (bud --isolation chroot)', () => {
       await mkdir(path.dirname(path.join(ctx, rel)), { recursive: true });
       await symlink(target, path.join(ctx, rel));
     }
-    await writeFile(path.join(ctx, 'Dockerfile'), c.dockerfile.replaceAll(BASE_PLACEHOLDER, base));
+    c.prepare?.(ctx);
+    await writeFile(path.join(ctx, 'Dockerfile'), c.dockerfile.replaceAll(BASE_PLACEHOLDER, base).replaceAll('@WEB@', web));
     return ctx;
   }
 

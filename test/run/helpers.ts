@@ -1,7 +1,7 @@
 // Test fixtures for src/run: a busybox build root in a temp dir, tree listings, output collectors.
 
 import { execFileSync } from 'node:child_process';
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { OutputStream } from '../../src/run/index.js';
@@ -59,4 +59,36 @@ export function collect(): Collected {
     stderr: () => chunks.filter((c) => c.stream === 'stderr').map((c) => c.text).join(''),
     onOutput: (chunk, stream) => chunks.push({ stream, text: chunk.toString('utf8'), at: Date.now() }),
   };
+}
+
+/** /proc/PID/stat start time of a live process (undefined when gone or a zombie): tells it from a later one reusing the pid. */
+export async function procStart(pid: number): Promise<string | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return f[0] === 'Z' ? undefined : f[19];
+}
+
+/** Live processes whose root directory is `root` (a sandboxed step's processes, seen from the host). */
+export async function processesInRoot(root: string): Promise<Array<{ pid: number; start: string }>> {
+  const out: Array<{ pid: number; start: string }> = [];
+  // after pivot_root, /proc/PID/root reads "/" for a step: compare the directory itself (device and inode)
+  const want = await stat(root);
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = await stat(`/proc/${name}/root`).catch(() => undefined);
+    if (!st || st.dev !== want.dev || st.ino !== want.ino) continue;
+    const start = await procStart(Number(name));
+    if (start !== undefined) out.push({ pid: Number(name), start });
+  }
+  return out;
+}
+
+/** Polls until cond() holds; throws after ms. */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, runStep, type RunStepOptions } from '../../src/run/index.js';
-import { collect } from './helpers.js';
+import { collect, procStart, waitFor } from './helpers.js';
 
 const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
 const isRoot = process.getuid?.() === 0;
@@ -108,5 +108,58 @@ describe('in-place runStep', () => {
     const { p } = run(['/bin/sh', '-c', 'sleep 30'], { signal: ac.signal });
     setTimeout(() => ac.abort(), 200);
     await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+  });
+
+  it('a background process the step leaves behind dies when the step exits (as with a container) instead of holding the build', async () => {
+    const t0 = Date.now();
+    const { out, p } = run(['/bin/sh', '-c', 'sleep 60 & echo "pid=$!"']);
+    expect((await p).exitCode).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const pid = Number(/pid=(\d+)/.exec(out.stdout())![1]);
+    await waitFor('the background sleep to die', async () => (await procStart(pid)) === undefined, 5000);
+  });
+
+  it('a daemon that left the step\'s session and holds its output does not hold the step past its exit', async () => {
+    const t0 = Date.now();
+    const { out, p } = run(['/bin/sh', '-c', '(setsid sleep 60 & echo "pid=$!")']);
+    expect((await p).exitCode).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const pid = Number(/pid=(\d+)/.exec(out.stdout())![1]);
+    const start = await procStart(pid);
+    if (start !== undefined) process.kill(pid, 'SIGKILL'); // out of reach without a PID namespace (docs/run.md)
+  });
+
+  it('an aborted step\'s child that left the process group (setsid) is killed too', async () => {
+    const ac = new AbortController();
+    const { out, p } = run(['/bin/sh', '-c', 'setsid sh -c "while :; do sleep 0.05; done" & echo "pid=$!"; wait'], { signal: ac.signal });
+    await waitFor('the setsid child', () => /pid=\d+/.test(out.stdout()));
+    const pid = Number(/pid=(\d+)/.exec(out.stdout())![1]);
+    const start = await procStart(pid);
+    expect(start).toBeDefined();
+    try {
+      ac.abort();
+      await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+      expect(await procStart(pid)).not.toBe(start); // gone (or the pid reused by another process)
+    } finally {
+      if ((await procStart(pid)) === start) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('an aborted step does not wait on its output pipe held by a daemon that escaped it', async () => {
+    // Without a PID namespace a double-forked, setsid daemon is out of reach (it survives; in a container the
+    // container's end takes it): the abort must still return instead of waiting for the pipe to close.
+    const ac = new AbortController();
+    const { out, p } = run(['/bin/sh', '-c', '(setsid sleep 60 & echo "pid=$!"); sleep 60'], { signal: ac.signal });
+    await waitFor('the daemon', () => /pid=\d+/.test(out.stdout()));
+    const pid = Number(/pid=(\d+)/.exec(out.stdout())![1]);
+    const start = await procStart(pid);
+    try {
+      const t0 = Date.now();
+      ac.abort();
+      await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      if (start !== undefined && (await procStart(pid)) === start) process.kill(pid, 'SIGKILL');
+    }
   });
 });

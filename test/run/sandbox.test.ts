@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, resolveUser, runStep, sandboxAvailable, type RunStepOptions } from '../../src/run/index.js';
 import { runSandboxed } from '../../src/run/sandbox.js';
-import { collect, listTree, makeBusyboxRoot } from './helpers.js';
+import { collect, listTree, makeBusyboxRoot, processesInRoot, procStart, waitFor } from './helpers.js';
 
 const probe = await sandboxAvailable();
 const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
@@ -146,6 +146,20 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
     const t0 = Date.now();
     await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('an aborted step leaves no process in its root: background, setsid and double-forked ones included', async () => {
+    const ac = new AbortController();
+    const script = '(setsid sh -c "while :; do sleep 0.05; done" &); while :; do sleep 0.05; done & setsid sh -c "while :; do sleep 0.05; done" & echo started; wait';
+    const { out, p } = run(['/bin/sh', '-c', script], { signal: ac.signal });
+    let seen: Array<{ pid: number; start: string }> = [];
+    await waitFor('the step processes', async () => out.stdout().includes('started') && (seen = await processesInRoot(root)).length >= 4);
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+    const alive = [];
+    for (const s of seen) if ((await procStart(s.pid)) === s.start) alive.push(s);
+    expect(alive).toEqual([]);
+    expect(await processesInRoot(root)).toEqual([]);
   });
 
   it('throws RUN_ROOT_MISSING for a missing root and RUN_CWD_INVALID for a relative cwd', async () => {

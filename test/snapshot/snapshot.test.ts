@@ -14,7 +14,7 @@ import {
   writeLayer,
   type TreeIndex,
 } from '../../src/snapshot/index.js';
-import { isBuilderError } from '../../src/errors.js';
+import { BuilderError, isBuilderError } from '../../src/errors.js';
 import {
   describeTree,
   hasCommand,
@@ -376,5 +376,25 @@ describe('writeLayer', () => {
     tarExtract(out, dest);
     expect(fs.readFileSync(path.join(dest, 'big')).equals(big)).toBe(true);
     expect(fs.readFileSync(path.join(dest, 'small'), 'utf8')).toBe('after');
+  });
+});
+
+describe('a cancelled build stops the snapshot', () => {
+  it('indexTree and writeLayer reject with the signal\'s reason (BUILD_ABORTED without one) instead of running to the end', async () => {
+    const root = tmp();
+    for (let i = 0; i < 50; i++) write(root, `d${i % 5}/f${i}`, `x${i}`);
+    const idx = await indexTree(root);
+    const entries = toLayerEntries(diffIndexes({ root, entries: new Map(), hashContents: false }, idx), idx);
+    const reason = new BuilderError('INTERRUPTED', 'interrupted by SIGTERM', { exitCode: 143 });
+    const ac = new AbortController();
+    ac.abort(reason);
+    await expect(indexTree(root, { signal: ac.signal })).rejects.toBe(reason);
+    const out = path.join(tmp(), 'layer.tar.gz');
+    await expect(writeLayer(root, entries, out, { signal: ac.signal })).rejects.toBe(reason);
+    const plain = new AbortController();
+    plain.abort();
+    await expect(indexTree(root, { signal: plain.signal })).rejects.toMatchObject({ code: 'BUILD_ABORTED' });
+    // Not cancelled: the same calls succeed.
+    expect((await indexTree(root, { signal: new AbortController().signal })).entries.size).toBe(55);
   });
 });

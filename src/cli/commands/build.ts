@@ -133,7 +133,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
     env: env.env,
     ...(flags.target ? { target: flags.target } : {}),
-    skipUnusedStages: flags.skipUnusedStages === true,
+    // BuildKit builds only what the target needs; --skip-unused-stages=false keeps kaniko's every-stage-up-to-target.
+    skipUnusedStages: flags.skipUnusedStages !== false,
     labels: keyValues(flags.label, '--label'),
     runMode,
     force: flags.force === true,
@@ -163,6 +164,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     log: (line) => logger.line(line),
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
     output: (text, stream) => logger.output(text, stream),
+    ...(env.signal ? { signal: env.signal } : {}),
   };
 }
 
@@ -199,7 +201,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--reproducible [bool]', 'zero timestamps (or SOURCE_DATE_EPOCH) so equal inputs give equal digests', parseBool)
     .option('--build-arg <KEY[=VALUE]>', 'build argument; bare KEY takes the value from the environment (repeatable)', collect)
     .option('--target <stage>', 'build up to this stage')
-    .option('--skip-unused-stages [bool]', 'build only the stages the target needs', parseBool)
+    .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target, as kaniko)', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
     .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place only inside builder\'s executor image')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)

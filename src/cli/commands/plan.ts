@@ -14,6 +14,7 @@ import {
   type PlatformSpec,
 } from '../../dockerfile/index.js';
 import type { CliEnv } from '../env.js';
+import { parseBool } from './build.js';
 
 interface PlanFlags {
   dockerfile: string;
@@ -43,7 +44,7 @@ export function register(program: Command, env: CliEnv): void {
     .option('-c, --context <dir>', 'build context directory (default: the working directory)')
     .option('--build-arg <KEY[=VALUE]>', 'build argument; bare KEY takes its value from the environment (repeatable)', collect, [])
     .option('--target <stage>', 'stage to build')
-    .option('--skip-unused-stages', 'build only the stages the target needs')
+    .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target)', parseBool)
     .option('--custom-platform <os/arch[/variant]>', 'target platform (default: the platform builder runs on)')
     .action(async (flags: PlanFlags) => {
       const buildPlatform = NODE_ARCH[process.arch] ?? { os: 'linux', architecture: process.arch };
@@ -57,7 +58,7 @@ export function register(program: Command, env: CliEnv): void {
         target: flags.target,
         platform,
         buildPlatform,
-        skipUnusedStages: flags.skipUnusedStages ?? false,
+        skipUnusedStages: flags.skipUnusedStages !== false,
       });
       env.stdout.write(formatPlan(plan));
     });

@@ -20,7 +20,7 @@ export const runStep: StepHandler<Run> = {
       });
     }
     const rootfs = await stage.fs();
-    const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents };
+    const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
     const exit = await runCommandIn(c);
     if (exit !== 0) {

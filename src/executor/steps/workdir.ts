@@ -1,7 +1,8 @@
 // WORKDIR: the config change is applyMetadata's; a missing directory is created owned by the current USER (moby/buildkit#1002).
+import { isBuilderError } from '../../errors.js';
 import { entriesForPaths } from '../../snapshot/index.js';
 import type { StepContext, StepHandler } from './index.js';
-import { userFor } from './user.js';
+import { chownFor } from './user.js';
 import type { ExpandedInstruction } from '../../dockerfile/index.js';
 
 type Workdir = Extract<ExpandedInstruction, { kind: 'workdir' }>;
@@ -14,7 +15,13 @@ export const workdirStep: StepHandler<Workdir> = {
       stage.emptyHistory(step);
       return;
     }
-    const owner = await userFor(rootfs, stage.cfg.config.User, step.where);
+    // BuildKit's mkdir takes the USER as a chown (llb.WithUser): a bare uid is uid:uid, passwd entry or not; a name
+    // BuildKit cannot find leaves 0:0 (its readUser), where RUN would fail later anyway.
+    const user = stage.cfg.config.User;
+    const owner = !user ? { uid: 0, gid: 0 } : await chownFor(rootfs, user, step.where).catch((err: unknown) => {
+      if (isBuilderError(err) && err.code.startsWith('COPY_CHOWN_UNKNOWN')) return { uid: 0, gid: 0 };
+      throw err;
+    });
     const made = await rootfs.mkdirAll(dir, { uid: owner.uid, gid: owner.gid, mode: 0o755 });
     const entries = await entriesForPaths(rootfs.root, [made.container], { recursive: false });
     stage.root.noteWritten(entries);
