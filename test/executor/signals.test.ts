@@ -211,7 +211,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
     });
     const cli = startCli(ws, ctx, work, tmp, ['--no-push']);
     try {
-      await until('the RUN step to start', () => cli.stdout().includes('step-started'), cli);
+      await until('the RUN step to start', () => /\] step-started$/m.test(cli.stderr()) /* RUN output is on stderr */, cli);
       let seen: Proc[] = [];
       // The three loops (and their sleeps) must be visible before the signal, or the checks after it prove nothing.
       // Found by the marker in their environment: /proc/PID/root of a process in another mount namespace need not name
@@ -232,7 +232,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
     });
     const cli = startCli(ws, ctx, work, tmp, ['--no-push']);
     try {
-      await until('the RUN step to start', () => cli.stdout().includes('step-started'), cli);
+      await until('the RUN step to start', () => /\] step-started$/m.test(cli.stderr()) /* RUN output is on stderr */, cli);
       let seen: Proc[] = [];
       await until('the step processes', async () => (seen = await processesOf(mark, work)).length >= 2, cli, 10_000);
       cli.child.kill('SIGTERM');
