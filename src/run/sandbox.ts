@@ -286,7 +286,7 @@ async function prepareUserMounts(root: string, mounts: readonly RunMount[], prep
       cur = next;
     }
     const line = (src: string, type: string, options: string): string => `${fstabField(src)} ${fstabField(r.host)} ${type} ${options} 0 0\n`;
-    if (r.m.type === 'tmpfs') tab += line('tmpfs', 'tmpfs', `nosuid,nodev${r.m.size ? `,size=${r.m.size}` : ''}`);
+    if (r.m.type === 'tmpfs') tab += line('tmpfs', 'tmpfs', `nosuid,nodev${r.m.readonly ? ',ro' : ''}${r.m.size ? `,size=${r.m.size}` : ''}`);
     else tab += line(r.m.source!, 'none', `bind,nodev${r.m.readonly ? ',ro' : ''}`);
   }
   return tab;

@@ -23,7 +23,7 @@ export type Sharing = 'shared' | 'private' | 'locked';
 export type MountSpec =
   | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
   | { type: 'cache'; target: string; id: string; sharing: Sharing; readonly: boolean; mode: number; uid: number; gid: number }
-  | { type: 'tmpfs'; target: string; size?: number }
+  | { type: 'tmpfs'; target: string; readonly: boolean; size?: number }
   | { type: 'secret'; target: string; id: string; required: boolean; mode: number; uid: number; gid: number };
 
 /** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
@@ -43,8 +43,8 @@ function parseSize(v: string, fail: (why: string) => BuilderError): number {
 
 /**
  * One --mount value, as BuildKit's parseMount reads it: CSV fields key=value (bool keys may stand alone), type bind by
- * default, bind read-only by default, a relative target under WORKDIR, a secret's target /run/secrets/ID and its id the
- * target's base name when missing, a cache's id its target. ssh and secret env= are refused here.
+ * default, bind and secret read-only by default, a relative target under WORKDIR, a secret's id from id= or source= (else
+ * the target's base name) and its target /run/secrets/ID, a cache's id its target. ssh and secret env= are refused here.
  */
 export function parseMount(raw: string, workdir: string, where: string): MountSpec {
   const fail = (why: string, hint = 'see https://docs.docker.com/reference/dockerfile/#run---mount'): BuilderError =>
@@ -82,15 +82,22 @@ export function parseMount(raw: string, workdir: string, where: string): MountSp
     if (!(radix === 8 ? /^0?[0-7]{1,4}$/ : /^\d{1,10}$/).test(v)) throw fail(`invalid value for ${key}: ${v}`);
     return parseInt(v, radix);
   };
-  const type = str('type') ?? 'bind';
+  const type = (str('type') ?? 'bind').toLowerCase();
   const rawTarget = str('target', 'dst', 'destination');
   const target = rawTarget ? path.posix.resolve(workdir || '/', rawTarget) : undefined;
+  if (target === '/') throw fail('invalid mount target "/"');
   const ro = bool('readonly', 'ro');
   const rw = bool('readwrite', 'rw');
   const readonly = ro ?? (rw === undefined ? undefined : !rw);
   const from = str('from');
   const source = str('source', 'src');
-  const sharing = str('sharing') ?? 'shared';
+  const sharing = str('sharing')?.toLowerCase();
+  // BuildKit's parseMount: file info only where a file or dir is created, required only for secrets, sharing only for caches.
+  const fileInfo = type === 'secret' || type === 'ssh' || type === 'cache';
+  for (const k of ['mode', 'uid', 'gid']) if (!fileInfo && f.has(k)) throw fail(`${k} not allowed for "${type}" type mounts`);
+  if (f.has('required') && type !== 'secret' && type !== 'ssh') throw fail(`unexpected key 'required' for mount type '${type}'`);
+  if (sharing !== undefined && type !== 'cache') throw fail(`invalid cache sharing set for ${type} mount`);
+  if (f.has('size') && type !== 'tmpfs') throw fail(`size not allowed for "${type}" type mounts`);
   const needTarget = (): string => {
     if (!target) throw fail(`mount type ${type} requires a target`);
     return target;
@@ -104,13 +111,18 @@ export function parseMount(raw: string, workdir: string, where: string): MountSp
           hint: 'drop from=/source= (the cache starts empty), or COPY the seed in a step before',
         });
       }
-      if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') throw fail(`unsupported sharing value "${sharing}"`, 'use sharing=shared, private or locked');
+      if (sharing !== undefined && sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') {
+        throw fail(`unsupported sharing value "${sharing}"`, 'use sharing=shared, private or locked');
+      }
       const t = needTarget();
-      return { type, target: t, id: str('id') || t, sharing, readonly: readonly ?? false, mode: num('mode', 8, 0o755), uid: num('uid', 10, 0), gid: num('gid', 10, 0) };
+      return {
+        type, target: t, id: str('id') || t, sharing: (sharing ?? 'shared') as Sharing, readonly: readonly ?? false,
+        mode: num('mode', 8, 0o755), uid: num('uid', 10, 0), gid: num('gid', 10, 0),
+      };
     }
     case 'tmpfs': {
       const size = str('size');
-      return { type, target: needTarget(), ...(size ? { size: parseSize(size, fail) } : {}) };
+      return { type, target: needTarget(), readonly: readonly ?? false, ...(size ? { size: parseSize(size, fail) } : {}) };
     }
     case 'secret': {
       if (str('env') !== undefined) {
@@ -118,10 +130,13 @@ export function parseMount(raw: string, workdir: string, where: string): MountSp
           hint: 'the value would pass through a host command line; read the file instead: $(cat /run/secrets/ID)',
         });
       }
-      if (!target && !str('id')) throw fail('one of id or target is required for a secret mount');
-      const id = str('id') || path.posix.basename(target!);
+      if (from !== undefined) throw fail('secret mount should not have a from');
+      if (source && str('id')) throw fail("both source and id can't be set");
+      // dispatchSecret: source= is another name for id=; without either, the target's base name.
+      const id = source || str('id') || (target ? path.posix.basename(target) : '');
+      if (!id) throw fail('one of source, target required');
       return {
-        type, target: target ?? `/run/secrets/${id}`, id, required: bool('required') ?? false,
+        type, target: target ?? `/run/secrets/${path.posix.basename(id)}`, id, required: bool('required') ?? false,
         mode: num('mode', 8, 0o400), uid: num('uid', 10, 0), gid: num('gid', 10, 0),
       };
     }
@@ -191,7 +206,7 @@ export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mou
     for (const spec of specs) {
       switch (spec.type) {
         case 'tmpfs':
-          mounts.push({ target: spec.target, type: 'tmpfs', readonly: false, ...(spec.size ? { size: spec.size } : {}) });
+          mounts.push({ target: spec.target, type: 'tmpfs', readonly: spec.readonly, ...(spec.size ? { size: spec.size } : {}) });
           break;
         case 'bind':
           mounts.push(await prepareBind(ex, inst, spec, where, cleanup));
