@@ -193,7 +193,13 @@ interface Prepared {
   /** Paths we created in the root, deepest last; removed after the run. */
   created: { hostPath: string; kind: 'dir' | 'file' }[];
   /** Parent dirs whose times we restore after removing what we created. */
-  parents: Map<string, { atime: Date; mtime: Date }>;
+  parents: Map<string, { atime: number; mtime: number }>;
+}
+
+/** A dir's atime/mtime in seconds with microseconds (a Date keeps only ms, and utimes then lands below the original ms). */
+async function parentTimes(dir: string): Promise<{ atime: number; mtime: number }> {
+  const st = await lstat(dir, { bigint: true });
+  return { atime: Number(st.atimeNs / 1000n) / 1e6, mtime: Number(st.mtimeNs / 1000n) / 1e6 };
 }
 
 /**
@@ -204,8 +210,7 @@ async function prepareMountPoints(root: string): Promise<Prepared> {
   const prepared: Prepared = { flags: [], created: [], parents: new Map() };
   const rememberParent = async (dir: string): Promise<void> => {
     if (prepared.parents.has(dir)) return;
-    const st = await lstat(dir);
-    prepared.parents.set(dir, { atime: st.atime, mtime: st.mtime });
+    prepared.parents.set(dir, await parentTimes(dir));
   };
   for (const mp of MOUNT_POINTS) {
     const parts = mp.path.split('/').filter(Boolean);
@@ -271,10 +276,7 @@ async function prepareUserMounts(root: string, mounts: readonly RunMount[], prep
       const want = i === parts.length - 1 ? r.kind : 'dir';
       const st = await lstat(next).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
       if (st === undefined) {
-        if (!prepared.parents.has(cur)) {
-          const pst = await lstat(cur);
-          prepared.parents.set(cur, { atime: pst.atime, mtime: pst.mtime });
-        }
+        if (!prepared.parents.has(cur)) prepared.parents.set(cur, await parentTimes(cur));
         if (want === 'dir') await mkdir(next, { mode: 0o755 });
         else await writeFile(next, '', { mode: 0o644, flag: 'wx' });
         prepared.created.push({ hostPath: next, kind: want });

@@ -177,6 +177,35 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(dflt.slice(512).replace(/\0.*$/s, '').split('\n').filter(Boolean).length).toBeGreaterThan(1);
   }, 120_000);
 
+  it('a mount target through a symlink to a host path lands inside the build root, never on the host', async () => {
+    const hostDir = ws.path('host-only');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(hostDir);
+    const ctx = await ws.context('ctx-symlink-target', {
+      Dockerfile: [
+        `FROM ${base}`,
+        `RUN mkdir -p ${hostDir} && ln -s ${hostDir} /esc && ln -s ../../../../../../../.. /up`,
+        'RUN --mount=type=tmpfs,target=/esc/m --mount=type=bind,target=/up/x,source=f.txt cat /esc/../x > /seen; echo $? > /rc; ls -d /esc/m > /m',
+      ].join('\n'),
+      'f.txt': 'F\n',
+    });
+    const layout = ws.path('symlink-layout');
+    await ws.buildOk(ctx, [...sandbox, '--oci-layout-path', layout]);
+    // on the host nothing was created under the symlink's target
+    expect(await readdir(hostDir)).toEqual([]);
+    // in the root, the mounts went where the symlinks lead inside it (and their stubs are gone again)
+    const layers = await layerNames(layout);
+    expect(layers.at(-1)).toEqual(['m', 'rc', 'seen']);
+  }, 120_000);
+
+  it('sharing=locked: two stages running at once never hold the same cache together', async () => {
+    const step = (n: string) => `RUN --mount=type=cache,id=lk,target=/c,sharing=locked mkdir /c/held && sleep 2 && rmdir /c/held && echo ${n} > /done`;
+    const ctx = await ws.context('ctx-locked', {
+      Dockerfile: `FROM ${base} AS a\n${step('a')}\nFROM ${base} AS b\n${step('b')}\nFROM ${base}\nCOPY --from=a /done /a\nCOPY --from=b /done /b\n`,
+    });
+    await ws.buildOk(ctx, [...sandbox]);
+  }, 120_000);
+
   it('ssh mounts and --security=insecure are refused with their codes', async () => {
     const ssh = await ws.context('ctx-ssh', { Dockerfile: `FROM ${base}\nRUN --mount=type=ssh true\n` });
     const r1 = await ws.build(ssh, sandbox);

@@ -36,7 +36,10 @@ export const runStep: StepHandler<Run> = {
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
     const prepared = await prepareMounts(c.ex, inst, specs, step.where);
     let exit: number;
+    // Where the sandbox will put each target (symlinks resolved inside the root, as it does), before the step can change them.
+    let targets: string[] = [];
     try {
+      targets = await Promise.all(prepared.mounts.map(async (m) => (await rootfs.resolveFull(m.target, { followFinal: true })).container.replace(/^\/+/, '')));
       exit = await runCommandIn(c, prepared.mounts);
     } finally {
       await prepared.release();
@@ -49,7 +52,6 @@ export const runStep: StepHandler<Run> = {
     const t0 = Date.now();
     const after = await indexTree(rootfs.root, snapshotOpts);
     // Mount targets' stubs are gone again; their parents may show a ctime-only change, like the runtime mount points'.
-    const targets = prepared.mounts.map((m) => m.target.replace(/^\/+/, ''));
     const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets]);
     stage.root.index = after;
     services.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
@@ -127,8 +129,9 @@ function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly s
     if (c.kind !== 'modified' || c.entry.type !== 'dir' || !parents.has(c.path)) return true;
     const a = c.before;
     const b = c.entry;
-    // utimes() restores the mtime with millisecond precision
-    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs / 1_000_000n !== b.mtimeNs / 1_000_000n || a.ino !== b.ino;
+    // utimes() restores the mtime to about a microsecond (a double of seconds), not to the nanosecond
+    const drift = a.mtimeNs > b.mtimeNs ? a.mtimeNs - b.mtimeNs : b.mtimeNs - a.mtimeNs;
+    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || drift >= 1_000_000n || a.ino !== b.ino;
   });
 }
 
