@@ -155,13 +155,19 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(all).toContain('orig\n');
   }, 180_000);
 
-  it('a bind mount from a stage sees that stage\'s files', async () => {
+  it('a bind mount from a stage or an image sees its files', async () => {
     const ctx = await ws.context('ctx-bind-stage', {
-      Dockerfile: `FROM ${base} AS build\nRUN echo built > /out.txt\nFROM ${base}\nRUN --mount=type=bind,from=build,source=/out.txt,target=/in.txt cp /in.txt /got\n`,
+      Dockerfile: [
+        `FROM ${base} AS build`,
+        'RUN echo built > /out.txt',
+        `FROM ${base}`,
+        'RUN --mount=type=bind,from=build,source=/out.txt,target=/in.txt cp /in.txt /got',
+        `RUN --mount=type=bind,from=${base},source=/bin,target=/img/bin cmp /img/bin/busybox /bin/busybox && echo same > /img-same`,
+      ].join('\n'),
     });
     const layout = ws.path('stage-layout');
     await ws.buildOk(ctx, [...sandbox, '--oci-layout-path', layout]);
-    expect((await layerNames(layout)).slice(1)).toEqual([['got']]);
+    expect((await layerNames(layout)).slice(1)).toEqual([['got'], ['img-same']]);
   }, 180_000);
 
   it('RUN --network=none sees only loopback; the default shares the host\'s interfaces', async () => {
