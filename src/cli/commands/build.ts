@@ -9,6 +9,7 @@ import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
+import { parseSecretFlags } from '../secrets.js';
 import { addRegistryFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 interface BuildFlags extends RegistryFlags {
@@ -29,6 +30,7 @@ interface BuildFlags extends RegistryFlags {
   target?: string;
   skipUnusedStages?: boolean;
   label?: string[];
+  secret?: string[];
   runMode?: string;
   force?: boolean;
   snapshotMode?: string;
@@ -107,6 +109,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv): BuildOptions {
     // BuildKit builds only what the target needs; --skip-unused-stages=false keeps kaniko's every-stage-up-to-target.
     skipUnusedStages: flags.skipUnusedStages !== false,
     labels: keyValues(flags.label, '--label'),
+    secrets: parseSecretFlags(flags.secret, env.env, env.cwd),
     runMode,
     force: flags.force === true,
     snapshotMode: snapshot === 'full' ? 'full' : 'time',
@@ -149,6 +152,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--target <stage>', 'build up to this stage')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target, as kaniko)', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
+    .option('--secret <id=ID,src=FILE|id=ID,env=VAR>', 'a secret for RUN --mount=type=secret (repeatable); never in the image, its history or a cache key', collect)
     .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place only inside builder\'s executor image')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
