@@ -191,7 +191,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           warnOnce,
           ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
@@ -203,6 +203,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           hashContents: opts.snapshotMode === 'full',
           exclude: prefixFilter(prefixes),
           excludePrefixes: prefixes,
+          cacheDir: path.resolve(opts.cacheDir),
+          secrets: opts.secrets ?? {},
           stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
           scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
         },

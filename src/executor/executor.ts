@@ -35,6 +35,8 @@ export interface Scheduling {
   downloads: Map<string, Promise<import('./remote.js').Download>>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
+  /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */
+  cacheMounts: Map<string, { users: number; tail: Promise<void> }>;
   /** Aborted when any stage fails: the others stop at their next step. */
   signal: AbortSignal;
   /** More than one stage runs: log lines name the stage. */
@@ -57,6 +59,10 @@ export interface Settings {
   exclude: (rel: string) => boolean;
   /** The same excludes as relative path prefixes (in-place wipe keeps their parents). */
   excludePrefixes: readonly string[];
+  /** --cache-dir: RUN --mount=type=cache directories live under <cacheDir>/run-cache. */
+  cacheDir: string;
+  /** --secret by id, for RUN --mount=type=secret. */
+  secrets: Readonly<Record<string, import('./steps/run-mounts.js').SecretSource>>;
   stageRoot(index: number): string;
   /** A fresh path in the work dir (layer files, materialized roots). */
   scratchPath(prefix: string): string;

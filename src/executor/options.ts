@@ -47,6 +47,8 @@ export interface BuildOptions {
   cache?: CacheOptions;
   /** Local content-addressed store of base layers (kept between builds). */
   cacheDir: string;
+  /** --secret: RUN --mount=type=secret sources by id (never in a layer, the config, the history or a cache key). */
+  secrets?: Record<string, import('./steps/run-mounts.js').SecretSource>;
   /** Scratch space for stage roots and layer files (removed at the end unless keepWorkDir). */
   workDir: string;
   keepWorkDir?: boolean;

@@ -9,7 +9,7 @@ import { runInPlace, type Credentials } from './in-place.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
 export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
-export { runtimeMounts } from './sandbox.js';
+export { runtimeMounts, type RunMount } from './sandbox.js';
 export {
   EXECUTOR_IMAGE_MARKER,
   IN_PLACE_IGNORED_PATHS,
@@ -48,6 +48,11 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
       if (path.resolve(opts.root) !== '/') {
         throw new BuilderError('RUN_IN_PLACE_ROOT', `in-place RUN needs the build root "/", got ${opts.root}`, {
           hint: 'Use --run-mode sandbox to build into a separate root directory.',
+        });
+      }
+      if (opts.mounts && opts.mounts.length > 0) {
+        throw new BuilderError('RUN_MOUNT_IN_PLACE', 'RUN --mount needs the sandbox run mode', {
+          hint: 'Use --run-mode sandbox (a mount needs CAP_SYS_ADMIN, which an in-place job container does not have), or drop --mount.',
         });
       }
       if (opts.network === 'none') {

@@ -19,6 +19,7 @@ import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, sym
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
+import { RootFs } from '../rootfs/index.js';
 import {
   HOST_TOOL_DIRS,
   checkUser,
@@ -53,6 +54,20 @@ export interface SandboxOptions {
   network?: NetworkMode;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** RUN --mount: mounted in the step's namespace only, after the runtime mounts, before the pivot. */
+  mounts?: RunMount[];
+}
+
+/** One RUN --mount as the sandbox sees it: host sources are prepared by the executor (src/executor/steps/run-mounts.ts). */
+export interface RunMount {
+  /** Absolute container path. */
+  target: string;
+  type: 'bind' | 'tmpfs';
+  /** bind: the host path (a directory or a file). */
+  source?: string;
+  readonly: boolean;
+  /** tmpfs: size in bytes (0 or absent: the kernel's default). */
+  size?: number;
 }
 
 export interface SandboxTools {
@@ -113,6 +128,7 @@ if has sys; then
     mount --bind -o ro,nosuid,nodev,noexec /sys "$R/sys" 2>&3 || fail "cannot mount /sys"
 fi
 mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf or /etc/hosts"
+mount -a -T "$T/user.fstab" 2>&3 || fail "cannot mount the RUN --mount targets"
 if has lo && [ -n "$IP" ]; then "$IP" link set lo up 2>/dev/null; fi
 mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
 # The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
@@ -177,7 +193,13 @@ interface Prepared {
   /** Paths we created in the root, deepest last; removed after the run. */
   created: { hostPath: string; kind: 'dir' | 'file' }[];
   /** Parent dirs whose times we restore after removing what we created. */
-  parents: Map<string, { atime: Date; mtime: Date }>;
+  parents: Map<string, { atime: number; mtime: number }>;
+}
+
+/** A dir's atime/mtime in seconds with microseconds (a Date keeps only ms, and utimes then lands below the original ms). */
+async function parentTimes(dir: string): Promise<{ atime: number; mtime: number }> {
+  const st = await lstat(dir, { bigint: true });
+  return { atime: Number(st.atimeNs / 1000n) / 1e6, mtime: Number(st.mtimeNs / 1000n) / 1e6 };
 }
 
 /**
@@ -188,8 +210,7 @@ async function prepareMountPoints(root: string): Promise<Prepared> {
   const prepared: Prepared = { flags: [], created: [], parents: new Map() };
   const rememberParent = async (dir: string): Promise<void> => {
     if (prepared.parents.has(dir)) return;
-    const st = await lstat(dir);
-    prepared.parents.set(dir, { atime: st.atime, mtime: st.mtime });
+    prepared.parents.set(dir, await parentTimes(dir));
   };
   for (const mp of MOUNT_POINTS) {
     const parts = mp.path.split('/').filter(Boolean);
@@ -213,6 +234,64 @@ async function prepareMountPoints(root: string): Promise<Prepared> {
     if (ok) prepared.flags.push(mp.flag);
   }
   return prepared;
+}
+
+/** Paths under which a RUN --mount target is refused: the runtime mounts cover them (and the host tool view sits there). */
+const RESERVED_TARGETS = ['proc', 'dev', 'sys'];
+
+/**
+ * Resolves each RUN --mount target inside the root (symlinks followed within it, never out of it) and creates the
+ * missing stubs (dirs, or an empty file for a file bind), recorded in `prepared` so they are removed after the run.
+ * Returns one fstab line per mount, shallowest first.
+ */
+async function prepareUserMounts(root: string, mounts: readonly RunMount[], prepared: Prepared, what: string): Promise<string> {
+  const rootfs = new RootFs(root);
+  const resolved: { m: RunMount; host: string; rel: string; kind: 'dir' | 'file' }[] = [];
+  for (const m of mounts) {
+    const host = await rootfs.resolve(m.target, { followFinal: true });
+    const rel = path.relative(root, host);
+    const bad = (why: string): BuilderError =>
+      new BuilderError('RUN_MOUNT_TARGET_INVALID', `RUN ${what}: --mount target ${m.target} ${why}`, { hint: 'mount somewhere else, e.g. under /mnt, /run or /tmp' });
+    if (rel === '' || rel.startsWith('..')) throw bad('is the root');
+    if (RESERVED_TARGETS.some((r) => rel === r || rel.startsWith(`${r}/`))) throw bad('is under /proc, /dev or /sys, which the runtime provides');
+    const kind: 'dir' | 'file' = m.type === 'bind' && m.source !== undefined && (await kindOf(m.source)) === 'file' ? 'file' : 'dir';
+    resolved.push({ m, host, rel, kind });
+  }
+  resolved.sort((a, b) => a.rel.split('/').length - b.rel.split('/').length);
+  for (const a of resolved) {
+    for (const b of resolved) {
+      if (a !== b && (b.rel === a.rel || b.rel.startsWith(`${a.rel}/`))) {
+        throw new BuilderError('RUN_MOUNT_TARGET_INVALID', `RUN ${what}: --mount targets ${a.m.target} and ${b.m.target} overlap`, {
+          hint: 'give each mount its own directory; nested mount targets are not supported',
+        });
+      }
+    }
+  }
+  let tab = '';
+  for (const r of resolved) {
+    const parts = r.rel.split('/');
+    let cur = root;
+    for (let i = 0; i < parts.length; i++) {
+      const next = path.join(cur, parts[i]!);
+      const want = i === parts.length - 1 ? r.kind : 'dir';
+      const st = await lstat(next).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+      if (st === undefined) {
+        if (!prepared.parents.has(cur)) prepared.parents.set(cur, await parentTimes(cur));
+        if (want === 'dir') await mkdir(next, { mode: 0o755 });
+        else await writeFile(next, '', { mode: 0o644, flag: 'wx' });
+        prepared.created.push({ hostPath: next, kind: want });
+      } else if (st.isSymbolicLink() || (want === 'dir' ? !st.isDirectory() : !st.isFile())) {
+        throw new BuilderError('RUN_MOUNT_TARGET_INVALID', `RUN ${what}: --mount target ${r.m.target} is not a ${want === 'dir' ? 'directory' : 'file'} in the image`, {
+          hint: 'pick a target that does not exist or has the type of the mount source',
+        });
+      }
+      cur = next;
+    }
+    const line = (src: string, type: string, options: string): string => `${fstabField(src)} ${fstabField(r.host)} ${type} ${options} 0 0\n`;
+    if (r.m.type === 'tmpfs') tab += line('tmpfs', 'tmpfs', `nosuid,nodev${r.m.readonly ? ',ro' : ''}${r.m.size ? `,size=${r.m.size}` : ''}`);
+    else tab += line(r.m.source!, 'none', `bind,nodev${r.m.readonly ? ',ro' : ''}`);
+  }
+  return tab;
 }
 
 /** Removes what prepareMountPoints created (only if still empty) and restores parents' times. */
@@ -241,7 +320,7 @@ const DEV_LINKS: readonly [string, string][] = [
 const RUNTIME_ENTRIES: readonly string[] = [
   ...HOST_VIEW_ENTRIES.map((e) => `view/${e}`), 'view/etc/ld.so.cache', 'view/etc', 'view/proc', 'view',
   ...[...DEV_NODES, ...DEV_LINKS.map(([n]) => n), 'shm', 'pts'].map((e) => `dev/${e}`), 'dev',
-  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'resolv.conf', 'hosts', 'go', 'done',
+  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'user.fstab', 'resolv.conf', 'hosts', 'go', 'done',
 ];
 
 /** An fstab field: libmount unescapes \ooo octal, so spaces and friends in paths survive. */
@@ -389,6 +468,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   const prepared = await prepareMountPoints(root);
   const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
   try {
+    const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
+    await writeFile(path.join(runtimeDir, 'user.fstab'), userTab, { mode: 0o600 });
     await writeRuntimeFiles(runtimeDir, network);
     const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags);
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];

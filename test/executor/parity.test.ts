@@ -45,7 +45,7 @@ interface Allowed {
 
 const ALLOWED: Allowed[] = [
   {
-    case: /^(run-fs|meta|cmd-shell|add)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
+    case: /^(run-fs|meta|cmd-shell|add|run-mount)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
     reason: 'buildah leaves the empty mount points of its RUN bind mounts in the layer (containers/buildah#4242); ' +
       'BuildKit removes such stubs (moby/buildkit#1739) and builder never creates them in the root it snapshots',
   },
@@ -53,6 +53,11 @@ const ALLOWED: Allowed[] = [
     case: 'add', kind: 'differs', what: /^\/(x\/keep\/new|x\/hard|z\/d|z\/d\/f)$/, attrs: ['uid', 'gid'],
     reason: 'owners of extracted archive entries: BuildKit (solver/llbsolver/file/unpack.go) untars with moby\'s Untar, which ' +
       'keeps the tar\'s uid/gid, or gives every entry the --chown owner (ChownOpts); buildah 1.28 does neither consistently',
+  },
+  {
+    case: 'run-mount', kind: 'only-buildah', what: /^\/(mnt|var\/cache)$/,
+    reason: 'buildah 1.28 leaves the parent directories it created for RUN --mount targets (/mnt/out, /var/cache/pm) in the layer; ' +
+      'BuildKit removes mount stubs (moby/buildkit#1739), and builder removes every stub it created (docs/run.md "RUN --mount")',
   },
   {
     case: 'meta', kind: 'only-buildah', what: /^\/(cache|logs)$/,
@@ -277,6 +282,19 @@ SHELL ["/bin/ash", "-eo", "pipefail", "-c"]
 ENTRYPOINT exec /bin/echo "$0"
 CMD echo after-shell
 `,
+  },
+  {
+    // RUN --mount: a read-only context bind, a cache, a tmpfs and a bind from a stage; none of them reaches the image.
+    name: 'run-mount',
+    dockerfile: `FROM ${BASE_PLACEHOLDER} AS build
+RUN mkdir -p /out && echo built > /out/b.txt
+FROM ${BASE_PLACEHOLDER}
+RUN --mount=type=bind,target=/src cat /src/in.txt > /from-ctx && (touch /src/x 2>/dev/null && echo rw || echo ro) > /ctx-mode
+RUN --mount=type=cache,target=/var/cache/pm,id=pm echo c > /var/cache/pm/c && cat /var/cache/pm/c > /from-cache
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && cat /scratch/t > /from-tmpfs
+RUN --mount=type=bind,from=build,source=/out,target=/mnt/out cat /mnt/out/b.txt > /from-stage
+`,
+    files: { 'in.txt': 'ctx\n' },
   },
 ];
 

@@ -14,6 +14,7 @@ import { parseDuration } from '../duration.js';
 import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
 import type { Logger } from '../logger.js';
+import { parseSecretFlags } from '../secrets.js';
 import { addRegistryFlags, loggerFromFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
@@ -36,6 +37,7 @@ export interface BuildFlags extends RegistryFlags {
   target?: string;
   skipUnusedStages?: boolean;
   label?: string[];
+  secret?: string[];
   runMode?: string;
   force?: boolean;
   snapshotMode?: string;
@@ -136,6 +138,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     // BuildKit builds only what the target needs; --skip-unused-stages=false keeps kaniko's every-stage-up-to-target.
     skipUnusedStages: flags.skipUnusedStages !== false,
     labels: keyValues(flags.label, '--label'),
+    secrets: parseSecretFlags(flags.secret, env.env, env.cwd),
     runMode,
     force: flags.force === true,
     snapshotMode: snapshot === 'full' ? 'full' : 'time',
@@ -203,6 +206,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--target <stage>', 'build up to this stage')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target, as kaniko)', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
+    .option('--secret <id=ID,src=FILE|id=ID,env=VAR>', 'a secret for RUN --mount=type=secret (repeatable); never in the image, its history or a cache key', collect)
     .option('--run-mode <auto|sandbox|in-place>', 'sandbox: RUN in namespaces, chrooted into a build root; in-place: / is the root, inside the builder\'s own container (kaniko\'s model); auto (default): the sandbox where namespaces are allowed, else in place only inside builder\'s executor image')
     .option('--force [bool]', 'allow --run-mode in-place outside a container', parseBool)
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')

@@ -250,7 +250,7 @@ export async function selectedForKey(ex: Executor, inst: Copy, where: string): P
 }
 
 /** Extracts layers into a work-dir root once per key; concurrent stages asking for the same key share it. */
-function materialize(ex: Executor, key: string, layers: () => Promise<import('../../image/index.js').Layer[]>): Promise<RootFs> {
+export function materialize(ex: Executor, key: string, layers: () => Promise<import('../../image/index.js').Layer[]>): Promise<RootFs> {
   const { scheduling, settings, services } = ex;
   let p = scheduling.images.get(key);
   if (!p) {

@@ -4,25 +4,46 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { runEnvironment, type ExpandedInstruction } from '../../dockerfile/index.js';
-import { runStep as runCommand, shellArgv } from '../../run/index.js';
+import { runStep as runCommand, shellArgv, type RunMount } from '../../run/index.js';
 import { diffIndexes, indexTree, toLayerEntries, withXattrs, type Change } from '../../snapshot/index.js';
 import type { StepContext, StepHandler } from './index.js';
 import { userFor } from './user.js';
+import { mountsKey, parseMounts, prepareMounts } from './run-mounts.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
 export const runStep: StepHandler<Run> = {
+  /** RUN reads its bind mounts' sources: their content is in the key (caches, tmpfs and secrets are not, as BuildKit). */
+  async key({ ex, inst, step }) {
+    return inst.mounts.length === 0 ? undefined : mountsKey(ex, inst, step.where);
+  },
+
   async execute(c: StepContext<Run>) {
     const { ex: { settings, services }, stage, inst, step } = c;
-    if (inst.mounts.length > 0) {
-      throw new BuilderError('RUN_MOUNT_UNSUPPORTED', `${step.where}: RUN --mount is not supported yet (${inst.mounts.join(' ')})`, {
-        hint: 'remove the --mount flag (for caches, builder keeps layers in the registry cache instead), or build this Dockerfile with BuildKit for now',
+    if (inst.security !== undefined && inst.security !== 'sandbox') {
+      throw new BuilderError('RUN_SECURITY_UNSUPPORTED', `${step.where}: RUN --security=${inst.security} is not supported`, {
+        hint: 'a step never gets more than Docker\'s default capabilities here; drop --security=insecure',
+      });
+    }
+    const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
+    if (specs.length > 0 && settings.runMode === 'in-place') {
+      throw new BuilderError('RUN_MOUNT_IN_PLACE', `${step.where}: RUN --mount needs the sandbox run mode`, {
+        hint: 'mounting needs CAP_SYS_ADMIN, which an in-place job container lacks; use --run-mode sandbox, or drop --mount',
       });
     }
     const rootfs = await stage.fs();
     const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
-    const exit = await runCommandIn(c);
+    const prepared = await prepareMounts(c.ex, inst, specs, step.where);
+    let exit: number;
+    // Where the sandbox will put each target (symlinks resolved inside the root, as it does), before the step can change them.
+    let targets: string[] = [];
+    try {
+      targets = await Promise.all(prepared.mounts.map(async (m) => (await rootfs.resolveFull(m.target, { followFinal: true })).container.replace(/^\/+/, '')));
+      exit = await runCommandIn(c, prepared.mounts);
+    } finally {
+      await prepared.release();
+    }
     if (exit !== 0) {
       throw new BuilderError('RUN_FAILED', `${step.where}: step ${step.number}/${step.total} "${step.by}" failed with exit code ${exit}`, {
         hint: 'read the step output above; nothing was pushed', exitCode: exit > 0 && exit < 256 ? exit : 1,
@@ -30,7 +51,8 @@ export const runStep: StepHandler<Run> = {
     }
     const t0 = Date.now();
     const after = await indexTree(rootfs.root, snapshotOpts);
-    const changes = withoutMountPointTouches(diffIndexes(before, after), settings.excludePrefixes);
+    // Mount targets' stubs are gone again; their parents may show a ctime-only change, like the runtime mount points'.
+    const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets]);
     stage.root.index = after;
     services.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
     if (changes.length === 0) {
@@ -45,7 +67,7 @@ export const runStep: StepHandler<Run> = {
 };
 
 /** Runs the command as the stage's USER in its WORKDIR with its ENV; returns the exit code. */
-async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>): Promise<number> {
+async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>, mounts: RunMount[]): Promise<number> {
   const rootfs = await stage.fs();
   const shell = stage.cfg.config.Shell;
   const cleanup: string[] = [];
@@ -86,6 +108,7 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       network: (inst.network as 'default' | 'none' | 'host' | undefined) ?? 'default',
       onOutput: out.write,
       signal: scheduling.signal,
+      ...(mounts.length > 0 ? { mounts } : {}),
     });
     out.flush();
     return r.exitCode;
@@ -106,8 +129,9 @@ function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly s
     if (c.kind !== 'modified' || c.entry.type !== 'dir' || !parents.has(c.path)) return true;
     const a = c.before;
     const b = c.entry;
-    // utimes() restores the mtime with millisecond precision
-    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs / 1_000_000n !== b.mtimeNs / 1_000_000n || a.ino !== b.ino;
+    // utimes() restores the mtime to about a microsecond (a double of seconds), not to the nanosecond
+    const drift = a.mtimeNs > b.mtimeNs ? a.mtimeNs - b.mtimeNs : b.mtimeNs - a.mtimeNs;
+    return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || drift >= 1_000_000n || a.ino !== b.ino;
   });
 }
 

@@ -1,0 +1,64 @@
+// RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret).
+import { describe, expect, it } from 'vitest';
+import { parseMount } from '../../src/executor/steps/run-mounts.js';
+import { parseSecretFlags } from '../../src/cli/secrets.js';
+
+const p = (s: string, workdir = '/work') => parseMount(s, workdir, 'Dockerfile:2');
+
+describe('parseMount', () => {
+  it('defaults: type bind, read-only, source the root; relative targets under WORKDIR', () => {
+    expect(p('target=src')).toEqual({ type: 'bind', target: '/work/src', source: '/', readonly: true });
+    expect(p('type=bind,src=a,dst=/x,rw')).toEqual({ type: 'bind', target: '/x', source: 'a', readonly: false });
+    expect(p('type=bind,target=/x,from=build,readonly=false')).toMatchObject({ from: 'build', readonly: false });
+  });
+
+  it('cache: id defaults to the target, rw, 0755 root-owned, sharing shared', () => {
+    expect(p('type=cache,target=/root/.cache')).toEqual({ type: 'cache', target: '/root/.cache', id: '/root/.cache', sharing: 'shared', readonly: false, mode: 0o755, uid: 0, gid: 0 });
+    expect(p('type=cache,id=go,target=/c,sharing=locked,mode=0700,uid=1000,gid=100')).toMatchObject({ id: 'go', sharing: 'locked', mode: 0o700, uid: 1000, gid: 100 });
+  });
+
+  it('secret: id from id=, source= or the target\'s base name; target /run/secrets/ID; mode 0400', () => {
+    expect(p('type=secret,id=tok')).toEqual({ type: 'secret', target: '/run/secrets/tok', id: 'tok', required: false, mode: 0o400, uid: 0, gid: 0 });
+    expect(p('type=secret,source=npmrc,target=/root/.npmrc,required')).toMatchObject({ id: 'npmrc', target: '/root/.npmrc', required: true });
+    expect(p('type=secret,target=/etc/key.pem')).toMatchObject({ id: 'key.pem' });
+  });
+
+  it('tmpfs: rw, size with units', () => {
+    expect(p('type=tmpfs,target=/t,size=64m')).toEqual({ type: 'tmpfs', target: '/t', readonly: false, size: 64 * 1024 * 1024 });
+  });
+
+  it.each([
+    ['type=bind', 'RUN_MOUNT_INVALID'], // no target
+    ['type=bind,target=/', 'RUN_MOUNT_INVALID'],
+    ['type=bind,target=/x,mode=0644', 'RUN_MOUNT_INVALID'], // file info only for secret, ssh, cache
+    ['type=bind,target=/x,required', 'RUN_MOUNT_INVALID'],
+    ['type=tmpfs,target=/x,sharing=locked', 'RUN_MOUNT_INVALID'],
+    ['type=cache,target=/x,sharing=exclusive', 'RUN_MOUNT_INVALID'],
+    ['type=secret', 'RUN_MOUNT_INVALID'],
+    ['type=secret,id=a,source=b', 'RUN_MOUNT_INVALID'],
+    ['type=secret,id=a,from=build', 'RUN_MOUNT_INVALID'],
+    ['type=bind,target=/x,bogus=1', 'RUN_MOUNT_INVALID'],
+    ['type=bind,target=/x,ro=maybe', 'RUN_MOUNT_INVALID'],
+    ['type=volume,target=/x', 'RUN_MOUNT_INVALID'],
+    ['type=ssh', 'RUN_MOUNT_UNSUPPORTED'],
+    ['type=secret,id=a,env=A', 'RUN_MOUNT_UNSUPPORTED'],
+    ['type=cache,target=/x,from=build', 'RUN_MOUNT_UNSUPPORTED'],
+  ])('refuses %s with %s', (spec, code) => {
+    expect(() => p(spec)).toThrow(expect.objectContaining({ code }));
+  });
+});
+
+describe('parseSecretFlags', () => {
+  const env = { TOKEN: 'from-env', other: 'o' };
+  it('src= is a file (relative to the working directory), env= a variable read now, type=env takes src as the variable', () => {
+    expect(parseSecretFlags(['id=a,src=s.txt', 'id=b,env=TOKEN', 'id=c,type=env,src=TOKEN', 'id=d,source=/abs'], env, '/cwd')).toEqual({
+      a: { file: '/cwd/s.txt' }, b: { value: 'from-env' }, c: { value: 'from-env' }, d: { file: '/abs' },
+    });
+  });
+  it('id alone: the variable of that name when set, else the file of that name', () => {
+    expect(parseSecretFlags(['id=TOKEN', 'id=missing'], env, '/cwd')).toEqual({ TOKEN: { value: 'from-env' }, missing: { file: '/cwd/missing' } });
+  });
+  it.each(['src=x', 'id=a,bogus=1', 'id=a,type=ssh', 'id=a,env=UNSET', 'id'])('refuses %s', (flag) => {
+    expect(() => parseSecretFlags([flag], env, '/cwd')).toThrow(expect.objectContaining({ code: 'FLAG_INVALID' }));
+  });
+});
