@@ -43,6 +43,7 @@ try {
   await build({
     stdin: { contents: `import { main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nawait main(process.argv);\n`, resolveDir: ROOT, loader: 'js' },
     bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning',
+    define: { __BUILDER_VERSION__: JSON.stringify(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version) },
     // CommonJS dependencies call require() for node builtins
     banner: { js: "#!/builder/bin/node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });

@@ -82,6 +82,9 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(cfg.config.Entrypoint).toEqual(['/builder/bin/builder']);
     expect(cfg.config.WorkingDir).toBe('/workspace');
     expect(cfg.config.Env).toContain('DOCKER_CONFIG=/builder/.docker');
+    const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version as string;
+    const r = await job('version', 'builder --version');
+    expect(r.stdout).toContain(`builder ${version} (node `);
   });
 
   it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then once more through a credential helper in /builder/bin', async () => {
