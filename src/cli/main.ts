@@ -2,6 +2,7 @@
 import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
+import { killProcessTree } from '../run/index.js';
 import type { CliEnv } from './env.js';
 import * as buildCommand from './commands/build.js';
 import * as cacheCommand from './commands/cache.js';
@@ -26,11 +27,13 @@ export async function main(argv: string[]): Promise<void> {
     signal: interrupt.signal,
   };
   // First SIGINT/SIGTERM: abort (RUN processes killed, uploads cancelled, work dir removed), exit 128+n like a shell.
-  // A second one exits at once: the step's processes are already dead by then, only file cleanup is cut short.
+  // A second one exits at once, after killing what this process started (the first one's kill may still be
+  // under way); only file cleanup is cut short.
   const onSignal = (sig: NodeJS.Signals): void => {
     const code = 128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0);
     if (interrupt.signal.aborted) {
       env.stderr.write(`builder: ${sig} again: exiting before cleanup has finished\n`);
+      killProcessTree(process.pid, { spareRoot: true });
       process.exit(code);
     }
     env.stderr.write(`builder: ${sig} received: stopping and cleaning up (send it again to exit at once)\n`);
@@ -63,8 +66,12 @@ export async function main(argv: string[]): Promise<void> {
     // Once interrupted, the interruption is the outcome, not whichever operation it cut short.
     if (!interrupt.signal.aborted) process.exitCode = reportError(err, env);
   } finally {
+    // The work is over: a late signal ends the process with 128+n as a shell would, not by node's default death.
+    const late = (sig: NodeJS.Signals): never => process.exit(128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0));
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.on('SIGINT', late);
+    process.on('SIGTERM', late);
   }
   if (interrupt.signal.aborted) process.exitCode = reportError(interrupt.signal.reason, env);
 }

@@ -240,10 +240,11 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * new, then everything gets SIGKILL. In the sandbox the descendants include the PID namespace's init, whose
  * death kills the whole namespace. Returns what was killed, for waitGone().
  */
-export function killProcessTree(rootPid: number): ProcEntry[] {
+export function killProcessTree(rootPid: number, opts: { spareRoot?: boolean } = {}): ProcEntry[] {
   const found = new Map<number, ProcEntry>();
   const root = readProcStat(rootPid);
   if (root) found.set(rootPid, root);
+  const spare = (pid: number): boolean => opts.spareRoot === true && pid === rootPid;
   for (let round = 0; round < 100; round++) {
     let fresh = 0;
     const table = processTable();
@@ -260,14 +261,14 @@ export function killProcessTree(rootPid: number): ProcEntry[] {
         found.set(e.pid, e);
         fresh++;
       }
-      signal(e.pid, 'SIGSTOP');
+      if (!spare(e.pid)) signal(e.pid, 'SIGSTOP');
       for (const c of children.get(e.pid) ?? []) if (!found.has(c.pid)) queue.push(c);
     }
     if (fresh === 0 && round > 0) break;
   }
-  for (const e of found.values()) signal(e.pid, 'SIGKILL');
-  signal(-rootPid, 'SIGKILL');
-  return [...found.values()];
+  for (const e of found.values()) if (!spare(e.pid)) signal(e.pid, 'SIGKILL');
+  if (!opts.spareRoot) signal(-rootPid, 'SIGKILL');
+  return [...found.values()].filter((e) => !spare(e.pid));
 }
 
 /** Resolves when none of the processes lives any more (gone, a zombie, or its pid reused), or after timeoutMs. */

@@ -8,7 +8,7 @@ import type { RunResult } from './common.js';
 import { runInPlace, type Credentials } from './in-place.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
-export { DEFAULT_PATH, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+export { DEFAULT_PATH, killProcessTree, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts, type RunMount } from './sandbox.js';
 export {
   EXECUTOR_IMAGE_MARKER,
