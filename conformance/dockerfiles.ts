@@ -17,6 +17,12 @@ export const BUILD_ARGS: Record<string, string[]> = {
 export const BUILD_ENV: Record<string, Record<string, string>> = {
   Dockerfile_test_arg_secret: { SSH_PRIVATE_KEY: 'ThEPriv4t3Key' },
 };
+/** The build context, when kaniko's test uses another than the suite's root, and files its test writes first. */
+export const CONTEXT_DIR: Record<string, string> = { Dockerfile_relative_copy: 'context' };
+export const CONTEXT_FILES: Record<string, Record<string, string>> = {
+  // integration/integration_test.go writes these before building with the Dockerfile's own .dockerignore.
+  Dockerfile_dockerignore_relative: { 'ignore_relative/foo': 'foo\n', 'ignore_relative/bar': 'bar\n', 'ignore_relative/baz': 'baz\n' },
+};
 export const TARGET: Record<string, string> = { Dockerfile_test_target: 'second' };
 
 /** Dockerfiles the run does not build, and why (checked before the generic rules). */

@@ -2,7 +2,8 @@
 // kaniko v1.24.0 from the same local base images, compares the unpacked trees and configs, writes docs/conformance.md.
 //   node dist/conformance/run.mjs [--only REGEX] [--jobs N] [--timeout SECONDS] [--tools builder,buildah,kaniko] [--fresh]
 // Results are cached per Dockerfile and tool under $CONFORMANCE_CACHE (default /tmp/builder-conformance): builder's
-// are rebuilt when src/ changes, buildah's and kaniko's only with --fresh.
+// are rebuilt when src/ changes, buildah's and kaniko's only with --fresh. The registry listens on a fixed port
+// ($CONFORMANCE_REGISTRY_PORT, default 5917): it is written into the Dockerfiles, which some of them COPY into the image.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { busyboxLayout } from '../test/support/images.js';
 import { startRegistry, type TestRegistry } from '../test/support/registry.js';
 import { skopeoCopy } from '../test/support/tools.js';
-import { BUILD_ARGS, BUILD_ENV, prepare, TARGET, type LocalBase } from './dockerfiles.js';
+import { BUILD_ARGS, BUILD_ENV, CONTEXT_DIR, CONTEXT_FILES, prepare, TARGET } from './dockerfiles.js';
 import { compare, type Difference } from './compare.js';
 import { readLayoutImage } from './tree.js';
 import { writeReport, type DockerfileResult, type ToolName, type ToolOutcome } from './report.js';
@@ -74,7 +75,7 @@ async function gitState(): Promise<string> {
   return h.digest('hex').slice(0, 16);
 }
 
-interface Job { name: string; ctx: string; dockerfile: string; out: string; env: NodeJS.ProcessEnv; buildArgs: string[]; target?: string; log: string[] }
+interface Job { name: string; ctx: string; /** context = ctx/sub */ sub: string; dockerfile: string; out: string; env: NodeJS.ProcessEnv; buildArgs: string[]; target?: string; log: string[] }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
   await mkdir(path.join(cacheRoot, 'results'), { recursive: true });
   const work = await mkdtemp(path.join(cacheRoot, 'run-'));
   const builderVersion = await gitState();
-  const reg: TestRegistry = await startRegistry({ mode: 'plain' });
+  const reg: TestRegistry = await startRegistry({ mode: 'plain', port: Number(process.env.CONFORMANCE_REGISTRY_PORT ?? 5917) });
   const buildahGlobal = ['--root', path.join(cacheRoot, 'buildah/root'), '--runroot', path.join(cacheRoot, 'buildah/runroot'), '--storage-driver', 'vfs'];
   const buildahConf = path.join(cacheRoot, 'buildah-conf');
   await mkdir(buildahConf, { recursive: true });
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
       const outcomes: Partial<Record<ToolName, ToolOutcome>> = {};
       for (const tool of o.tools) {
         const version = tool === 'builder' ? builderVersion : tool;
-        const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], version, 'v1'])).digest('hex').slice(0, 16);
+        const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], CONTEXT_DIR[name], CONTEXT_FILES[name], version, reg.host, 'v1'])).digest('hex').slice(0, 16);
         const dir = path.join(cacheRoot, 'results', name, `${tool}-${key}`);
         const statusFile = path.join(dir, 'status.json');
         if (!o.fresh && existsSync(statusFile)) {
@@ -129,9 +130,13 @@ async function main(): Promise<void> {
         const ctx = path.join(work, name, tool, 'workspace');
         await cp(suite, ctx, { recursive: true });
         await writeFile(path.join(ctx, 'dockerfiles', name), p.text.replaceAll('@REG@', reg.host));
+        for (const [rel, content] of Object.entries(CONTEXT_FILES[name] ?? {})) {
+          await mkdir(path.dirname(path.join(ctx, rel)), { recursive: true });
+          await writeFile(path.join(ctx, rel), content);
+        }
         const log: string[] = [];
         const job: Job = {
-          name, ctx, dockerfile: path.join(ctx, 'dockerfiles', name), out: path.join(dir, 'oci'),
+          name, ctx, sub: CONTEXT_DIR[name] ?? '', dockerfile: path.join(ctx, 'dockerfiles', name), out: path.join(dir, 'oci'),
           env: { ...process.env, ...BUILD_ENV[name] }, buildArgs: (BUILD_ARGS[name] ?? []).flatMap((a) => ['--build-arg', a]), target: TARGET[name], log,
         };
         const started = Date.now();
@@ -156,7 +161,7 @@ async function main(): Promise<void> {
         const dirOf = async (tool: ToolName) => {
           const parent = path.join(cacheRoot, 'results', name);
           const version = tool === 'builder' ? builderVersion : tool;
-          const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], version, 'v1'])).digest('hex').slice(0, 16);
+          const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], CONTEXT_DIR[name], CONTEXT_FILES[name], version, reg.host, 'v1'])).digest('hex').slice(0, 16);
           return path.join(parent, `${tool}-${key}`, 'oci');
         };
         const ours = await readLayoutImage(await dirOf('builder'));
@@ -181,7 +186,7 @@ async function main(): Promise<void> {
 }
 
 async function buildBuilder(j: Job): Promise<number> {
-  return exec('node', [path.join(repoRoot, 'bin/builder'), '--context', j.ctx, '--dockerfile', j.dockerfile, '--no-push',
+  return exec('node', [path.join(repoRoot, 'bin/builder'), '--context', path.join(j.ctx, j.sub), '--dockerfile', j.dockerfile, '--no-push',
     '--oci-layout-path', j.out, '--insecure', '--run-mode', 'sandbox', '--cache-dir', path.join(cacheRoot, 'builder-cache'),
     '--work-dir', path.join(path.dirname(j.ctx), 'work'), ...j.buildArgs, ...(j.target ? ['--target', j.target] : [])],
   { env: j.env, timeoutMs: TIMEOUT.ms, log: j.log });
@@ -193,7 +198,7 @@ async function buildBuildah(j: Job): Promise<number> {
   const env = { ...j.env, BUILDAH_ISOLATION: 'chroot', CONTAINERS_REGISTRIES_CONF: path.join(conf, 'registries.conf'), REGISTRY_AUTH_FILE: path.join(conf, 'auth.json') };
   const tag = `localhost/conformance/${j.name.toLowerCase()}:latest`;
   let code = await exec('buildah', [...g, 'bud', '--isolation', 'chroot', '--tls-verify=false', '-f', j.dockerfile, '-t', tag,
-    ...j.buildArgs, ...(j.target ? ['--target', j.target] : []), j.ctx], { env, timeoutMs: TIMEOUT.ms, log: j.log });
+    ...j.buildArgs, ...(j.target ? ['--target', j.target] : []), path.join(j.ctx, j.sub)], { env, timeoutMs: TIMEOUT.ms, log: j.log });
   if (code === 0) code = await exec('buildah', [...g, 'push', tag, `oci:${j.out}:img`], { env, timeoutMs: TIMEOUT.ms, log: j.log });
   await exec('buildah', [...g, 'rmi', '-f', tag], { env, timeoutMs: 120_000, log: [] });
   return code;
@@ -217,7 +222,7 @@ async function buildKaniko(j: Job, root: string): Promise<number> {
     ...devs.map((d) => `touch "$R/dev/${d}" && mount --bind /dev/${d} "$R/dev/${d}"`),
     `mount --bind ${q(kanikoExe)} "$R/kaniko/executor"`,
     `mount --bind ${q(j.ctx)} "$R/workspace"`,
-    `exec chroot "$R" /kaniko/executor --force --context dir:///workspace --dockerfile ${q(`/workspace/${rel}`)} --no-push` +
+    `exec chroot "$R" /kaniko/executor --force --context ${q(`dir:///workspace${j.sub ? `/${j.sub}` : ''}`)} --dockerfile ${q(`/workspace/${rel}`)} --no-push` +
       ` --oci-layout-path /kaniko/out --insecure-pull --skip-tls-verify-pull ${j.buildArgs.map(q).join(' ')}${j.target ? ` --target ${q(j.target)}` : ''}`,
   ].join('\n');
   const code = await exec('unshare', ['--mount', '--pid', '--kill-child', '--propagation', 'private', 'sh', '-c', script],
