@@ -21,6 +21,8 @@ export const BUILD_ENV: Record<string, Record<string, string>> = {
 export const CONTEXT_DIR: Record<string, string> = { Dockerfile_relative_copy: 'context' };
 export const CONTEXT_FILES: Record<string, Record<string, string>> = {
   // integration/integration_test.go writes these before building with the Dockerfile's own .dockerignore.
+  // Reconstructed: kaniko's integration/.dockerignore excludes ignore/bar and keeps ignore/foo (pkg/util dockerignore tests).
+  Dockerfile_test_dockerignore: { 'ignore/foo': 'foo\n', 'ignore/bar': 'bar\n', 'ignore/baz': 'baz\n', '.dockerignore': 'ignore/**\n!ignore/foo\n' },
   Dockerfile_dockerignore_relative: { 'ignore_relative/foo': 'foo\n', 'ignore_relative/bar': 'bar\n', 'ignore_relative/baz': 'baz\n' },
 };
 export const TARGET: Record<string, string> = { Dockerfile_test_target: 'second' };
@@ -82,7 +84,7 @@ export function prepare(name: string, text: string): { skip: string } | Prepared
       return `${pre}${flags}${repl}${rest}`;
     }
     // ARG defaults that name a base image (FROM $IMAGE_NAME).
-    const arg = /^(\s*ARG\s+\w+=)(["']?)([^"'\s]+)\2\s*$/i.exec(line);
+    const arg = name === 'Dockerfile_test_meta_arg' ? null : /^(\s*ARG\s+\w+=)(["']?)([^"'\s]+)\2\s*$/i.exec(line);
     if (arg) {
       const m = mapImage(arg[3]!.replace(/\$\{?\w+\}?/g, 'x'));
       if (m && /[:/@]|^(busybox|alpine|debian|ubuntu)$/.test(arg[3]!) && /[a-z]/.test(arg[3]!)) {

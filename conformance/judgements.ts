@@ -21,4 +21,31 @@ export const JUDGEMENTS: Judgement[] = [
     id: 'buildah-version-label', dockerfile: /.*/, ref: 'buildah', kind: 'config', what: /^config\.Labels\.io\.buildah\.version$/, verdict: 'deliberate',
     reason: 'buildah stamps its version as a label; builder (like BuildKit) adds no label of its own',
   },
+  {
+    id: 'scratch-workdir', dockerfile: /.*/, ref: 'both', kind: 'config', what: /^config\.WorkingDir$/, verdict: 'deliberate',
+    reason: 'an image FROM scratch: BuildKit\'s dockerfile2llb emptyImage() sets Config.WorkingDir = "/" (and PATH), as builder ' +
+      'does; buildah and kaniko leave WorkingDir unset',
+  },
+  {
+    id: 'kaniko-root-entry', dockerfile: /.*/, ref: 'kaniko', kind: 'only-ref', what: /^\/$/, verdict: 'deliberate',
+    reason: 'kaniko writes an entry for "/" itself into its layers (COPY . . even gives "/" the context directory\'s mode); ' +
+      'BuildKit\'s differ (containerd fs.Changes / archive.WriteDiff) reports only paths below the root, as builder',
+  },
+  {
+    id: 'kaniko-copy-dest-mode', dockerfile: /.*/, ref: 'kaniko', kind: 'differs', what: /^\/(test|tmp\/context|foo)$/, attrs: ['mode'], verdict: 'deliberate',
+    reason: 'COPY a b/ /dest/ where a source is a directory: kaniko gives the destination the source directory\'s mode ' +
+      '(the suite\'s context is read-only, 0555); BuildKit creates it with MkdirAll(dest, 0755) (fsutil copy.go Copy and ' +
+      'prepareTargetDir) and copies only the contents (moby/buildkit#1941), as builder does',
+  },
+  {
+    id: 'kaniko-copy-symlink-source', dockerfile: /^Dockerfile_test_copy_symlink$/, ref: 'kaniko', kind: 'differs', what: /^\/workdirAnother\/relative_link$/, verdict: 'deliberate',
+    reason: 'COPY --from of a path that is itself a symlink: BuildKit follows it (dockerfile2llb dispatchCopy passes ' +
+      'FollowSymlinks: true; only links below a copied directory stay links), so the file\'s content is copied, as builder ' +
+      'and buildah do; kaniko copies the link',
+  },
+  {
+    id: 'chmod-top-dir', dockerfile: /^Dockerfile_test_copyadd_chmod$/, ref: 'buildah', kind: 'differs', what: /^\/(dir777|copydir755)$/, attrs: ['mode'], verdict: 'deliberate',
+    reason: 'ADD/COPY --chmod of a directory: BuildKit since fsutil#228 (the fix of moby/buildkit#4945, BuildKit v0.21) gives the ' +
+      'destination directory it creates the --chmod mode too, as builder and kaniko do; buildah 1.28 leaves it 0755',
+  },
 ];
