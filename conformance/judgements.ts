@@ -32,9 +32,9 @@ export const JUDGEMENTS: Judgement[] = [
       'BuildKit\'s differ (containerd fs.Changes / archive.WriteDiff) reports only paths below the root, as builder',
   },
   {
-    id: 'kaniko-copy-dest-mode', dockerfile: /.*/, ref: 'kaniko', kind: 'differs', what: /^\/(test|tmp\/context|foo)$/, attrs: ['mode'], verdict: 'deliberate',
+    id: 'kaniko-copy-dest-mode', dockerfile: /^(Dockerfile_test_copy|Dockerfile_test_copy_reproducible|Dockerfile_test_copy_root_multistage|Dockerfile_test_mv_add|Dockerfile_test_scratch)$/, ref: 'kaniko', kind: 'differs', what: /^\/(test|tmp\/context|foo|baz)$/, attrs: ['mode'], verdict: 'deliberate',
     reason: 'COPY a b/ /dest/ where a source is a directory: kaniko gives the destination the source directory\'s mode ' +
-      '(the suite\'s context is read-only, 0555); BuildKit creates it with MkdirAll(dest, 0755) (fsutil copy.go Copy and ' +
+      '(the suite\'s context is read-only, 0555; test_mv_add moves such an ADD destination); BuildKit creates it with MkdirAll(dest, 0755) (fsutil copy.go Copy and ' +
       'prepareTargetDir) and copies only the contents (moby/buildkit#1941), as builder does',
   },
   {
@@ -47,5 +47,12 @@ export const JUDGEMENTS: Judgement[] = [
     id: 'chmod-top-dir', dockerfile: /^Dockerfile_test_copyadd_chmod$/, ref: 'buildah', kind: 'differs', what: /^\/(dir777|copydir755)$/, attrs: ['mode'], verdict: 'deliberate',
     reason: 'ADD/COPY --chmod of a directory: BuildKit since fsutil#228 (the fix of moby/buildkit#4945, BuildKit v0.21) gives the ' +
       'destination directory it creates the --chmod mode too, as builder and kaniko do; buildah 1.28 leaves it 0755',
+  },
+  {
+    id: 'arg-inherited-by-child-stage', dockerfile: /^Dockerfile_test_multistage_args_issue_1911$/, ref: 'buildah', kind: 'differs', what: /^\/[BCD]\.txt$/, attrs: ['sha256', 'size'], verdict: 'deliberate',
+    reason: 'an ARG declared in a stage is inherited by stages built FROM it: "Once a build argument is declared or consumed in ' +
+      'a stage, it\'s automatically inherited by child stages" (docs.docker.com/build/building/variables/#scoping; the reference ' +
+      'was corrected in moby/buildkit#5381). builder and kaniko do so; buildah 1.28 does not (containers/buildah#5762, fixed ' +
+      'later by openshift/imagebuilder#304)',
   },
 ];

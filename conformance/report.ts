@@ -69,12 +69,18 @@ export async function writeReport(file: string, results: DockerfileResult[], o: 
       const ds = r.diffs[ref] ?? [];
       if (!ds.length) continue;
       lines.push(`### ${r.name} vs ${ref}`, '');
-      for (const d of ds.slice(0, 40)) {
+      const byJudgement = new Map<string, Difference[]>();
+      for (const d of ds) {
         const j = judge(r.name, ref, d);
-        if (j) used.set(j.id, j);
-        lines.push(`- ${d.kind} \`${d.what}\`: ${esc(d.detail)} — ${j ? `${j.verdict} (${j.id})` : '**unexplained**'}`);
+        if (!j) { lines.push(`- **unexplained** ${d.kind} \`${d.what}\`: ${esc(d.detail)}`); continue; }
+        used.set(j.id, j);
+        byJudgement.set(j.id, [...(byJudgement.get(j.id) ?? []), d]);
       }
-      if (ds.length > 40) lines.push(`- ... and ${ds.length - 40} more`);
+      for (const [id, group] of byJudgement) {
+        const j = used.get(id)!;
+        const shown = group.slice(0, 6).map((d) => `\`${d.what}\`${d.kind === 'differs' || d.kind === 'config' ? ` (${esc(d.detail)})` : ''}`);
+        lines.push(`- ${j.verdict === 'bug' ? '**bug**' : 'deliberate'} (${id}): ${shown.join(', ')}${group.length > 6 ? `, and ${group.length - 6} more` : ''}`);
+      }
       lines.push('');
     }
   }

@@ -64,14 +64,13 @@ async function unmountUnder(dir: string): Promise<void> {
 }
 
 async function gitState(): Promise<string> {
-  const log: string[] = [];
   const h = createHash('sha256');
-  for (const args of [['rev-parse', 'HEAD'], ['diff', 'HEAD', '--', 'src']]) {
+  // The tree of src/ (not the commit): commits elsewhere keep builder's cached results.
+  for (const args of [['rev-parse', 'HEAD:src'], ['diff', 'HEAD', '--', 'src']]) {
     const out: string[] = [];
     await exec('git', ['-C', repoRoot, ...args], { timeoutMs: 30_000, log: out });
     h.update(out.slice(1).join('\n'));
   }
-  void log;
   return h.digest('hex').slice(0, 16);
 }
 
