@@ -55,4 +55,14 @@ export const JUDGEMENTS: Judgement[] = [
       'was corrected in moby/buildkit#5381). builder and kaniko do so; buildah 1.28 does not (containers/buildah#5762, fixed ' +
       'later by openshift/imagebuilder#304)',
   },
+  {
+    id: 'run-date', dockerfile: /^Dockerfile_test_cache(_oci)?$/, ref: 'both', kind: 'differs', what: /^\/date$/, attrs: ['sha256'], verdict: 'deliberate',
+    reason: '`RUN date > /date` writes the time of the build: it differs between any two builds (kaniko\'s test uses it to check ' +
+      'its layer cache, not the content)',
+  },
+  {
+    id: 'buildah-oci-onbuild', dockerfile: /.*/, ref: 'buildah', kind: 'config', what: /^config\.OnBuild$/, verdict: 'deliberate',
+    reason: 'buildah writes OCI images by default and the OCI image config has no OnBuild field, so buildah drops the triggers ' +
+      '(its docs: ONBUILD is kept only with --format docker); BuildKit and builder keep ONBUILD in the config',
+  },
 ];

@@ -48,7 +48,20 @@ export async function writeReport(file: string, results: DockerfileResult[], o: 
     'Base images: `busybox` and `alpine` (any tag or digest) are the local busybox of test/support/images.ts (alpine has no',
     'local stand-in; Dockerfiles that only use a shell behave alike); `debian` and `ubuntu` are a debootstrap minbase bookworm',
     '(scripts/bench-base-images.sh). Anything else, and any Dockerfile that downloads (package managers, ADD of a URL), is skipped:',
-    'this machine has no internet.', '');
+    'this machine has no internet.', '',
+    'How it is run, and what that changes:', '',
+    '- `npm run conformance` (as root: buildah\'s chroot isolation and kaniko\'s chroot need it); options after `--`:',
+    '  `--only REGEX`, `--jobs 1|2`, `--timeout SECONDS` (per build, default 420), `--tools builder,buildah,kaniko`, `--fresh`.',
+    '  Results are cached per Dockerfile and tool under $CONFORMANCE_CACHE (default /tmp/builder-conformance): builder\'s are',
+    '  rebuilt when the tree of src/ changes, the references\' only with --fresh. A full run takes about 40 minutes on 2 busy cores.',
+    '- The build context is a copy of the suite, which is read-only (directories 0555, files 0444/0555): this shows every',
+    '  place where a tool copies a source directory\'s own mode onto a destination.',
+    '- buildah runs with its defaults (OCI format, no --layers); kaniko without the kaniko-only flags of its own test',
+    '  (--single-snapshot, --use-new-run): they change layering, not the final tree. `--target` and build args are passed to all three.',
+    '- Dockerfile_test_dockerignore and Dockerfile_dockerignore_relative get the `ignore*/` files kaniko\'s test creates; the',
+    '  context .dockerignore of the former is reconstructed from kaniko\'s unit tests (ignore/** except ignore/foo).',
+    '- "X fails" means the reference could not build it (its error is in the notes); "both fail" means builder failed too,',
+    '  usually because the local base image lacks a tool (busybox-static has no adduser).', '');
   if (o.partial) lines.push(`**Partial run**: ${results.length} of ${o.total} Dockerfiles or not every tool; see "not run" below.`, '');
   const count = (f: (r: DockerfileResult) => boolean) => built.filter(f).length;
   lines.push(`Summary: ${o.total} Dockerfiles; ${results.length - built.length} skipped; ${built.length} built; ` +
