@@ -7,6 +7,7 @@ export type LocalBase = 'busybox' | 'debian';
 export const BUILD_ARGS: Record<string, string[]> = {
   Dockerfile_test_run: ['file=/file'],
   Dockerfile_test_run_new: ['file=/file'],
+  Dockerfile_test_run_redo: ['file=/file'], // not in the map of the pinned test, but its RUN writes to $file
   Dockerfile_test_workdir: ['workdir=/arg/workdir'],
   Dockerfile_test_add: ['file=context/foo'],
   Dockerfile_test_arg_secret: ['SSH_PRIVATE_KEY', 'SSH_PUBLIC_KEY=Pµbl1cK€Y'],

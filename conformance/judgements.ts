@@ -65,4 +65,26 @@ export const JUDGEMENTS: Judgement[] = [
     reason: 'buildah writes OCI images by default and the OCI image config has no OnBuild field, so buildah drops the triggers ' +
       '(its docs: ONBUILD is kept only with --format docker); BuildKit and builder keep ONBUILD in the config',
   },
+  {
+    id: 'json-form-with-trailing-text', dockerfile: /^Dockerfile_test_cmd$/, ref: 'buildah', kind: 'config', what: /^config\.Entrypoint$/, verdict: 'deliberate',
+    reason: '`ENTRYPOINT ["myentrypoint"] # comment`: "#" starts a comment only at the beginning of a line, so the argument is ' +
+      'not a JSON array and BuildKit takes the shell form (frontend/dockerfile/parser parseMaybeJSON: JSON only when the ' +
+      'whole rest parses), giving ["/bin/sh","-c","[\\"myentrypoint\\"] # ..."], as builder and kaniko do; buildah 1.28 drops the text',
+  },
+  {
+    id: 'buildah-env-order', dockerfile: /^Dockerfile_test_env$/, ref: 'buildah', kind: 'config', what: /^config\.Env$/, verdict: 'deliberate',
+    reason: 'order only: re-setting a variable the base image has (PATH) moves it to the end in buildah; BuildKit replaces the ' +
+      'value in place (dockerfile2llb addEnv), as builder and kaniko do (also in docs/parity.md)',
+  },
+  {
+    id: 'buildah-expose-vars', dockerfile: /^Dockerfile_test_expose$/, ref: 'buildah', kind: 'config', what: /^config\.ExposedPorts\./, verdict: 'deliberate',
+    reason: '`EXPOSE $port/$protocol`: EXPOSE supports variable replacement (Dockerfile reference, "Environment replacement"), so ' +
+      'with port=83 and protocol=tcp BuildKit exposes 83/tcp, as builder and kaniko do; buildah 1.28 loses that port',
+  },
+  {
+    id: 'run-bare-uid-gid', dockerfile: /^Dockerfile_test_user_nonexisting$/, ref: 'kaniko', kind: 'differs', what: /^\/tmp\/foobar$/, attrs: ['gid'], verdict: 'deliberate',
+    reason: 'RUN under `USER 1001` with no passwd entry: BuildKit resolves the user with runc\'s user.GetExecUser and zero ' +
+      'defaults (executor/oci/user.go GetUser), so the process runs as 1001:0 and its files are group 0, as with builder and ' +
+      'buildah; kaniko uses 1001:1001. (WORKDIR and COPY --chown, file operations, do use uid:uid in BuildKit.)',
+  },
 ];
