@@ -87,4 +87,31 @@ export const JUDGEMENTS: Judgement[] = [
       'defaults (executor/oci/user.go GetUser), so the process runs as 1001:0 and its files are group 0, as with builder and ' +
       'buildah; kaniko uses 1001:1001. (WORKDIR and COPY --chown, file operations, do use uid:uid in BuildKit.)',
   },
+  {
+    id: 'volume-dirs', dockerfile: /^Dockerfile_test_volume$/, ref: 'both', kind: 'only-ref', what: /^\/(baz|baz\/bat|foo\/bar|qux|qux\/quux)$/, verdict: 'deliberate',
+    reason: 'VOLUME is image config only in BuildKit (dockerfile2llb dispatchVolume sets Config.Volumes and nothing else; "BuildKit ' +
+      'does not mount volumes during build", moby/moby#39106), so it creates no directory, as builder; kaniko and buildah create ' +
+      'the volume directories like the legacy builder',
+  },
+  {
+    id: 'volume-writes-kept', dockerfile: /^Dockerfile_test_volume$/, ref: 'both', kind: 'only-builder', what: /^\/tmp\/hey$/, verdict: 'deliberate',
+    reason: 'a RUN writing into a declared VOLUME (/tmp): the Dockerfile reference says the changes are discarded by the legacy ' +
+      'builder and kept by BuildKit ("Notes about specifying volumes"); builder keeps them, kaniko and buildah discard them',
+  },
+  {
+    id: 'kaniko-user-group', dockerfile: /^Dockerfile_test_user_run$/, ref: 'kaniko', kind: 'differs', what: /^\/tmp\/foo$/, attrs: ['gid'], verdict: 'deliberate',
+    reason: '`USER testuser:testgroup`: the process runs with the named group (testgroup, 1001; BuildKit executor/oci/user.go ' +
+      'GetUser -> runc user.GetExecUser), as with builder and buildah; kaniko 1.24 uses the user\'s primary group. kaniko\'s own ' +
+      'test skips this Dockerfile (integration/images.go DockerfilesToIgnore)',
+  },
+];
+
+/** Dockerfiles builder refuses or fails on purpose, with the reason (checked when builder fails and a reference does not). */
+export const FAILURES: Array<{ dockerfile: RegExp; id: string; reason: string }> = [
+  {
+    dockerfile: /^Dockerfile_test_volume_2$/, id: 'volume-no-dir',
+    reason: '`VOLUME /foo1` then `RUN echo hello > /foo1/hello`: BuildKit\'s VOLUME creates no directory (config only; ' +
+      'moby/moby#39106, wurmlab/sequenceserver#503 "BuildKit doesn\'t create directories associated with VOLUMEs"), so the RUN ' +
+      'fails with "Directory nonexistent" under BuildKit as under builder; kaniko and buildah create it like the legacy builder',
+  },
 ];

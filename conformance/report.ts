@@ -1,7 +1,7 @@
 // Conformance: docs/conformance.md from the run's results and the written-down judgement of each difference.
 import { writeFile } from 'node:fs/promises';
 import type { Difference } from './compare.js';
-import { JUDGEMENTS, type Judgement } from './judgements.js';
+import { FAILURES, JUDGEMENTS, type Judgement } from './judgements.js';
 
 export type ToolName = 'builder' | 'buildah' | 'kaniko';
 export interface ToolOutcome { ok: boolean; seconds: number; error?: string }
@@ -20,7 +20,11 @@ export function judge(name: string, ref: 'buildah' | 'kaniko', d: Difference): J
 
 function cell(r: DockerfileResult, ref: 'buildah' | 'kaniko'): string {
   if (!r.tools.builder) return 'not run';
-  if (!r.tools.builder.ok) return r.tools[ref]?.ok ? '**no: builder fails**' : `both fail`;
+  if (!r.tools.builder.ok) {
+    const f = FAILURES.find((x) => x.dockerfile.test(r.name));
+    if (f) return `no, deliberately: builder fails like BuildKit (${f.id})`;
+    return r.tools[ref]?.ok ? '**no: builder fails**' : `both fail`;
+  }
   const t = r.tools[ref];
   if (!t) return 'not run';
   if (!t.ok) return `${ref} fails`;
@@ -99,6 +103,7 @@ export async function writeReport(file: string, results: DockerfileResult[], o: 
   }
   lines.push('## Judgements', '');
   for (const j of JUDGEMENTS) if (used.has(j.id)) lines.push(`- **${j.id}** (${j.verdict}): ${j.reason}`);
+  for (const f of FAILURES) if (results.some((r) => f.dockerfile.test(r.name) && r.tools.builder && !r.tools.builder.ok)) lines.push(`- **${f.id}** (deliberate failure): ${f.reason}`);
   lines.push('');
   await writeFile(file, lines.join('\n'));
 }

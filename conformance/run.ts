@@ -1,12 +1,13 @@
 // `npm run conformance`: builds every Dockerfile of ../shared/conformance/kaniko with builder, buildah 1.28 and
 // kaniko v1.24.0 from the same local base images, compares the unpacked trees and configs, writes docs/conformance.md.
 //   node dist/conformance/run.mjs [--only REGEX] [--jobs N] [--timeout SECONDS] [--tools builder,buildah,kaniko] [--fresh]
+// Tools left out of --tools are not rebuilt: their newest cached result is compared.
 // Results are cached per Dockerfile and tool under $CONFORMANCE_CACHE (default /tmp/builder-conformance): builder's
 // are rebuilt when src/ changes, buildah's and kaniko's only with --fresh. The registry listens on a fixed port
 // ($CONFORMANCE_REGISTRY_PORT, default 5917): it is written into the Dockerfiles, which some of them COPY into the image.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,10 +115,23 @@ async function main(): Promise<void> {
       if ('skip' in p) { console.log(`[conformance] ${name}: skipped (${p.skip})`); return { name, skipped: p.skip, tools: {}, diffs: {} }; }
       const bases = [...new Set(p.bases.map((b) => `${b.from} -> ${b.base}`))];
       const outcomes: Partial<Record<ToolName, ToolOutcome>> = {};
-      for (const tool of o.tools) {
+      const dirs: Partial<Record<ToolName, string>> = {};
+      for (const tool of ['builder', 'buildah', 'kaniko'] as const) {
+        if (!o.tools.includes(tool)) {
+          // Not rebuilt this time: the newest result of an earlier run, whatever its key (same registry port assumed).
+          const parent = path.join(cacheRoot, 'results', name);
+          const found = (await readdir(parent).catch(() => [] as string[])).filter((d) => d.startsWith(`${tool}-`) && existsSync(path.join(parent, d, 'status.json')));
+          const newest = (await Promise.all(found.map(async (d) => ({ d, t: (await stat(path.join(parent, d, 'status.json'))).mtimeMs })))).sort((a, b) => b.t - a.t)[0];
+          if (newest) {
+            dirs[tool] = path.join(parent, newest.d);
+            outcomes[tool] = JSON.parse(await readFile(path.join(dirs[tool]!, 'status.json'), 'utf8'));
+          }
+          continue;
+        }
         const version = tool === 'builder' ? builderVersion : tool;
         const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], CONTEXT_DIR[name], CONTEXT_FILES[name], version, reg.host, 'v1'])).digest('hex').slice(0, 16);
         const dir = path.join(cacheRoot, 'results', name, `${tool}-${key}`);
+        dirs[tool] = dir;
         const statusFile = path.join(dir, 'status.json');
         if (!o.fresh && existsSync(statusFile)) {
           outcomes[tool] = JSON.parse(await readFile(statusFile, 'utf8'));
@@ -157,12 +171,7 @@ async function main(): Promise<void> {
       }
       const diffs: Partial<Record<'buildah' | 'kaniko', Difference[]>> = {};
       if (outcomes.builder?.ok) {
-        const dirOf = async (tool: ToolName) => {
-          const parent = path.join(cacheRoot, 'results', name);
-          const version = tool === 'builder' ? builderVersion : tool;
-          const key = createHash('sha256').update(JSON.stringify([p.text, BUILD_ARGS[name], TARGET[name], CONTEXT_DIR[name], CONTEXT_FILES[name], version, reg.host, 'v1'])).digest('hex').slice(0, 16);
-          return path.join(parent, `${tool}-${key}`, 'oci');
-        };
+        const dirOf = async (tool: ToolName) => path.join(dirs[tool]!, 'oci');
         const ours = await readLayoutImage(await dirOf('builder'));
         for (const ref of ['buildah', 'kaniko'] as const) {
           if (!outcomes[ref]?.ok) continue;
@@ -173,7 +182,7 @@ async function main(): Promise<void> {
     };
     await Promise.all(Array.from({ length: o.jobs }, worker));
     results.sort((a, b) => a.name.localeCompare(b.name));
-    const partial = o.only !== undefined || o.tools.length < 3;
+    const partial = o.only !== undefined;
     await writeFile(path.join(cacheRoot, 'results.json'), JSON.stringify(results, null, 1));
     await writeReport(path.join(repoRoot, 'docs/conformance.md'), results, { partial, total: names.length });
     console.log(`[conformance] wrote docs/conformance.md (${results.length} Dockerfiles)`);
