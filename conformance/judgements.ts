@@ -32,7 +32,7 @@ export const JUDGEMENTS: Judgement[] = [
       'BuildKit\'s differ (containerd fs.Changes / archive.WriteDiff) reports only paths below the root, as builder',
   },
   {
-    id: 'kaniko-copy-dest-mode', dockerfile: /^(Dockerfile_test_copy|Dockerfile_test_copy_reproducible|Dockerfile_test_copy_root_multistage|Dockerfile_test_mv_add|Dockerfile_test_scratch)$/, ref: 'kaniko', kind: 'differs', what: /^\/(test|tmp\/context|foo|baz)$/, attrs: ['mode'], verdict: 'deliberate',
+    id: 'kaniko-copy-dest-mode', dockerfile: /^(Dockerfile_test_copy|Dockerfile_test_copy_reproducible|Dockerfile_test_copy_root_multistage|Dockerfile_test_mv_add|Dockerfile_test_scratch)$/, ref: 'kaniko', kind: 'differs', what: /^\/(test|tmp\/context|foo|baz|bar|empty|dir|newdir|qux)$/, attrs: ['mode'], verdict: 'deliberate',
     reason: 'COPY a b/ /dest/ where a source is a directory: kaniko gives the destination the source directory\'s mode ' +
       '(the suite\'s context is read-only, 0555; test_mv_add moves such an ADD destination); BuildKit creates it with MkdirAll(dest, 0755) (fsutil copy.go Copy and ' +
       'prepareTargetDir) and copies only the contents (moby/buildkit#1941), as builder does',
