@@ -158,7 +158,8 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   // Directory metadata last: writing their contents changed their mtimes.
   for (const { host, entry } of dirsMeta.reverse()) {
     await lchown(host, ownerOf(entry).uid, ownerOf(entry).gid);
-    await chmod(host, opts.mode ?? entry.stat.mode & PERM_MASK);
+    // A destination created for a directory's contents is 0755, not the source's mode (fsutil prepareTargetDir; moby/buildkit#1941).
+    await chmod(host, opts.mode ?? (entry.path === '' ? 0o755 : entry.stat.mode & PERM_MASK));
     await lutimes(host, entry.stat.atime, entry.stat.mtime);
   }
   return written;

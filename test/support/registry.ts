@@ -37,6 +37,8 @@ export interface StartRegistryOptions {
   clientCerts?: boolean;
   /** Readiness timeout, default 20 s. */
   startTimeoutMs?: number;
+  /** Listen on this port (default: a free one); the conformance run keeps it fixed so cached images stay comparable. */
+  port?: number;
 }
 
 export interface TokenServer {
@@ -163,7 +165,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
 
     // A free port can be taken between probing and binding: retry with a fresh one.
     for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
+      const port = opts.port ?? await freePort();
       const host = `127.0.0.1:${port}`;
       const url = `${tls ? 'https' : 'http'}://${host}`;
       await writeFile(configFile, registryConfig({ host, storageDir, tlsYaml, authYaml }));
