@@ -11,6 +11,7 @@ import type { RegistryClient } from '../registry/index.js';
 import { runPool } from '../util/pool.js';
 import { BlobStore } from './blob-store.js';
 import { resolveImageCached } from './image-store.js';
+import { formatBytes } from '../util/bytes.js';
 
 /** The store under a --cache-dir (the build keeps its base layers in the same place). */
 export function imageStore(cacheDir: string): BlobStore {
@@ -206,10 +207,4 @@ async function writeTagRecord(cacheDir: string, rec: TagRecord): Promise<void> {
 function formatAge(ms: number): string {
   const m = Math.round(ms / 60_000);
   return m < 120 ? `${m}m` : `${Math.round(m / 60)}h`;
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }

@@ -16,6 +16,7 @@ import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
 import { at } from './where.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
+import { formatBytes } from '../util/bytes.js';
 
 export interface Step {
   number: number;
@@ -64,7 +65,7 @@ export class StageState {
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
     });
-    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${fmtBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
     this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
@@ -270,6 +271,3 @@ async function resolveFrom(
   return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }
 
-function fmtBytes(n: number): string {
-  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
-}
