@@ -8,11 +8,11 @@ export interface Difference {
   detail: string;
 }
 
-const CONFIG_KEYS = ['Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Labels', 'Volumes', 'StopSignal', 'Healthcheck', 'Shell', 'OnBuild'] as const;
+export const CONFIG_KEYS = ['Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Labels', 'Volumes', 'StopSignal', 'Healthcheck', 'Shell', 'OnBuild'] as const;
 const PER_KEY = new Set<string>(['Labels', 'ExposedPorts', 'Volumes']);
 
-/** Absent, null and empty are the same thing (Docker treats them alike). */
-function normalizedConfig(cfg: any): Record<string, unknown> {
+/** Config fields compared; absent, null and empty are the same thing (Docker treats them alike). */
+export function normalizedConfig(cfg: any): Record<string, unknown> {
   const c = cfg?.config ?? {};
   const out: Record<string, unknown> = {};
   for (const k of CONFIG_KEYS) {

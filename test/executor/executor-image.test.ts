@@ -12,17 +12,19 @@ import { compileIfStale, ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** Every entry name of every layer of an image, per layer (skopeo to an OCI layout, then the tars read here). */
-async function layerEntries(ws: Workspace, reg: TestRegistry, ref: string, name: string): Promise<string[][]> {
+/** Every layer of an image, uncompressed (skopeo to an OCI layout, then the blobs read here). */
+async function layerTars(ws: Workspace, reg: TestRegistry, ref: string, name: string): Promise<Buffer[]> {
   const layout = ws.path(`${name}-layers`);
   await skopeoCopy(`docker://${reg.host}/${ref}`, `oci:${layout}:x`, { reg });
   const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
   const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+  return Promise.all((manifest.layers as Array<{ digest: string }>).map(async (l) => gunzipSync(await readFile(path.join(layout, 'blobs/sha256', l.digest.slice(7))))));
+}
+
+/** Every entry name of every layer of an image, per layer. */
+async function layerEntries(ws: Workspace, reg: TestRegistry, ref: string, name: string): Promise<string[][]> {
   const out: string[][] = [];
-  for (const l of manifest.layers as Array<{ digest: string }>) {
-    const tar = gunzipSync(await readFile(path.join(layout, 'blobs/sha256', l.digest.slice(7))));
-    out.push((await run('tar', ['-t', '-f', '-'], { input: tar })).stdout.split('\n').filter(Boolean));
-  }
+  for (const tar of await layerTars(ws, reg, ref, name)) out.push((await run('tar', ['-t', '-f', '-'], { input: tar })).stdout.split('\n').filter(Boolean));
   return out;
 }
 
@@ -113,11 +115,7 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(await readFile(path.join(again, 'again.txt'), 'utf8')).toBe('again\n');
 
     // the xattr set by RUN is in its layer (a PAX record), read by the static helper in the executor image
-    const layout = ws.path('groups-layers-raw');
-    await skopeoCopy(`docker://${auth.host}/exe/groups:v1`, `oci:${layout}:x`, { reg: auth });
-    const idx = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
-    const man = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', idx.manifests[0].digest.slice(7)), 'utf8'));
-    const tars = await Promise.all(man.layers.map(async (l: { digest: string }) => gunzipSync(await readFile(path.join(layout, 'blobs/sha256', l.digest.slice(7))))));
+    const tars = await layerTars(ws, auth, 'exe/groups:v1', 'groups-raw');
     expect(tars.some((t) => t.includes('SCHILY.xattr.user.origin=boo'))).toBe(true);
 
     // no file of the container (its /builder, /busybox, caches, work dir, the job's volume) is in any new layer

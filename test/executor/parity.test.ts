@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONFIG_KEYS, normalizedConfig } from '../../conformance/compare.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
@@ -344,21 +345,6 @@ async function snapshotTree(root: string): Promise<Map<string, TreeEntry>> {
     }
   };
   await walk('');
-  return out;
-}
-
-const CONFIG_KEYS = ['Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Labels', 'Volumes', 'StopSignal', 'Healthcheck', 'Shell', 'OnBuild'] as const;
-
-/** Config fields compared; absent, null and empty are the same thing (Docker treats them alike). */
-function normalizedConfig(cfg: any): Record<string, unknown> {
-  const c = cfg?.config ?? {};
-  const out: Record<string, unknown> = {};
-  for (const k of CONFIG_KEYS) {
-    const v = c[k];
-    const empty = v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) ||
-      (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0);
-    out[k] = empty ? null : v;
-  }
   return out;
 }
 
