@@ -2,7 +2,7 @@
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { BlobStore, ociLayerCache, registryLayerCache } from '../cache/index.js';
+import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
 import { openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
@@ -184,6 +184,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         services: {
           client,
           store,
+          ...(opts.runMode === 'sandbox' ? { rootfs: new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) } : {}),
           ctx,
           plan,
           log: opts.log,

@@ -1,5 +1,5 @@
 // What every stage and step handler shares, in three small parts: services (I/O), scheduling (between stages), settings (fixed per build).
-import type { BlobStore } from '../cache/index.js';
+import type { BlobStore, RootfsStore } from '../cache/index.js';
 import type { BuildContext } from '../context/index.js';
 import type { BuildPlan, StageVars } from '../dockerfile/index.js';
 import type { ContainerConfig, HistoryEntry, ImageFormat, Layer, Platform } from '../image/index.js';
@@ -14,6 +14,8 @@ export interface Services {
   client: RegistryClient;
   /** Local content-addressed store of downloaded layers. */
   store: BlobStore;
+  /** Extracted bases by ChainID (sandbox mode): a warm build clones a base root instead of extracting it. */
+  rootfs?: RootfsStore;
   ctx: BuildContext;
   plan: BuildPlan;
   /** Progress lines (one per call, no newline). */

@@ -1,6 +1,8 @@
 // A stage's root filesystem, made only when a step needs it: the layers not yet on disk are fetched (two at a time) and applied in order.
 import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { isBuilderError } from '../errors.js';
+import type { RootfsStore } from '../cache/index.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import type { IndexEntry, LayerEntry, TreeIndex } from '../snapshot/index.js';
@@ -12,6 +14,11 @@ export interface ExtractOptions {
   onWarning?: (m: string) => void;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
+}
+
+export interface StageRootOptions extends ExtractOptions {
+  /** A base root was cloned from the extracted-base store (made: extracted into the store first). */
+  onClone?: (layers: number, seconds: number, made: boolean) => void;
 }
 
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
@@ -37,8 +44,11 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
 
 /** How a stage's root starts before its layers are applied. */
 export type RootOrigin =
-  /** An empty directory (scratch, a registry image, or in place after the wipe). */
-  | { kind: 'empty'; prepare: () => Promise<void> }
+  /**
+   * An empty directory (scratch, a registry image, or in place after the wipe). With `store`, the first `layers`
+   * (the base image's) come from the extracted-base store: cloned, or extracted into it once and then cloned.
+   */
+  | { kind: 'empty'; prepare: () => Promise<void>; store?: { rootfs: RootfsStore; layers: number } }
   /** The parent stage's root, moved or copied, with its first `applied` layers already on disk. */
   | { kind: 'parent'; take: () => Promise<{ applied: number } | undefined> };
 
@@ -51,7 +61,7 @@ export class StageRoot {
   private pending: Promise<RootFs> | undefined;
   private moved = false;
 
-  constructor(root: string, private readonly origin: RootOrigin, private readonly opts: ExtractOptions) {
+  constructor(root: string, private readonly origin: RootOrigin, private readonly opts: StageRootOptions) {
     this.path = root;
   }
 
@@ -66,8 +76,10 @@ export class StageRoot {
       if (this.moved || !this.rootfs) {
         this.moved = false;
         this.applied = 0;
-        if (this.origin.kind === 'empty') await this.origin.prepare();
-        else this.applied = (await this.origin.take())?.applied ?? 0;
+        if (this.origin.kind === 'empty') {
+          await this.origin.prepare();
+          this.applied = await this.fromStore(layers);
+        } else this.applied = (await this.origin.take())?.applied ?? 0;
         await mkdir(this.path, { recursive: true });
         this.rootfs = new RootFs(this.path);
         this.index = undefined;
@@ -83,6 +95,36 @@ export class StageRoot {
     const p = (this.pending ?? Promise.resolve()).catch(() => undefined).then(run);
     this.pending = p;
     return p;
+  }
+
+  /**
+   * Clones the base's layers from the store (extracting them into it first when missing): how many layers that
+   * applied. The store's own failures (disk full, no cp) fall back to extracting into the root, with a warning.
+   */
+  private async fromStore(layers: readonly Layer[]): Promise<number> {
+    const s = this.origin.kind === 'empty' ? this.origin.store : undefined;
+    if (!s || s.layers === 0 || layers.length < s.layers || path.resolve(this.path) === '/') return 0;
+    const base = layers.slice(0, s.layers);
+    const diffIds = base.map((l) => l.diffId);
+    const t0 = Date.now();
+    try {
+      let made = false;
+      let entry = await s.rootfs.lookup(diffIds);
+      if (!entry) {
+        made = true;
+        entry = await s.rootfs.ensure(diffIds, async (dir) => {
+          await extractLayers(dir, base, this.opts);
+        });
+      }
+      await s.rootfs.clone(entry, this.path);
+      this.opts.onClone?.(base.length, (Date.now() - t0) / 1000, made);
+      return base.length;
+    } catch (err) {
+      if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
+      this.opts.onWarning?.(`${err.message}; extracting the base instead`);
+      await rm(this.path, { recursive: true, force: true });
+      return 0;
+    }
   }
 
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */

@@ -108,6 +108,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
     onWarning: (m: string) => services.log(`warning: ${m}`),
     onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
+    onClone: (n, seconds, made) => services.log(`${label}: base root (${n} layer${n === 1 ? '' : 's'}) cloned from the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s`),
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 
@@ -268,6 +269,10 @@ async function resolveFrom(
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
   services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
-  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
+  // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
+  const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0
+    ? { ...fresh, store: { rootfs: services.rootfs, layers: base.layers.length } }
+    : fresh;
+  return { base, vars: stageVarsFromImage(base.config.config?.Env), origin, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }
 

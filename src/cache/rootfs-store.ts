@@ -1,0 +1,173 @@
+// Extracted base images under the cache dir, keyed by ChainID: a warm build clones one instead of extracting the layers again.
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { digestHex, type Digest } from '../digest/index.js';
+import { BuilderError } from '../errors.js';
+
+// Bump when extraction changes what lands on disk, so entries made by an older builder are never cloned.
+const FORMAT = 'v1';
+const MARKER = 'complete';
+
+/** The OCI ChainID of layers by diff_id: the first diff_id, then sha256("<parent chain> <diff_id>") for each next one. */
+export function chainId(diffIds: readonly Digest[]): Digest {
+  if (diffIds.length === 0) throw new BuilderError('BUILD_INTERNAL', 'chainId of no layers', { hint: 'this is a bug; please report it' });
+  let id = diffIds[0]!;
+  for (const d of diffIds.slice(1)) id = `sha256:${createHash('sha256').update(`${id} ${d}`).digest('hex')}`;
+  return id;
+}
+
+export interface RootfsStoreEntry {
+  chainId: string;
+  /** The entry's directory (root/ and the completion marker inside). */
+  dir: string;
+  /** Last use (the marker's mtime, touched on every clone). */
+  used: Date;
+  bytes?: number;
+}
+
+/**
+ * <dir>/<FORMAT>/<chainId hex>/{root/, complete}. An entry is made in a temp dir and renamed into place with its
+ * marker already written, so a crash leaves only a temp dir (never an entry that looks complete) and two builds at
+ * once each fill their own temp dir: the first rename wins, the other build uses the winner's entry.
+ */
+export class RootfsStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.join(path.resolve(dir), FORMAT);
+  }
+
+  entryDir(id: Digest): string {
+    return path.join(this.dir, digestHex(id));
+  }
+
+  /** The root of the complete entry for these layers, or undefined. */
+  async lookup(diffIds: readonly Digest[]): Promise<string | undefined> {
+    const dir = this.entryDir(chainId(diffIds));
+    const marker = await lstat(path.join(dir, MARKER)).catch(() => undefined);
+    return marker?.isFile() ? path.join(dir, 'root') : undefined;
+  }
+
+  /**
+   * The entry's root, made first by fill(emptyDir) when missing. Errors of fill are rethrown as they are; the
+   * store's own I/O failures are STORE errors (ROOTFS_STORE_WRITE_FAILED) the caller may step around.
+   */
+  async ensure(diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
+    const found = await this.lookup(diffIds);
+    if (found) return found;
+    const id = chainId(diffIds);
+    const final = this.entryDir(id);
+    const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(path.join(tmp, 'root'), { recursive: true }).catch((err: unknown) => {
+      throw storeError(`cannot create ${tmp}`, err);
+    });
+    try {
+      await fill(path.join(tmp, 'root'));
+      await writeFile(path.join(tmp, MARKER), `${JSON.stringify({ chainId: id, diffIds })}\n`).catch((err: unknown) => {
+        throw storeError(`cannot write the marker of ${tmp}`, err);
+      });
+      try {
+        await rename(tmp, final);
+      } catch (err) {
+        // Another build renamed its copy into place first: use that one.
+        const code = (err as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await this.lookup(diffIds))) throw storeError(`cannot rename ${tmp} to ${final}`, err);
+        await rm(tmp, { recursive: true, force: true });
+      }
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+    return path.join(final, 'root');
+  }
+
+  /**
+   * Copies an entry's root to `to` (which must not exist or be empty): owners, modes, times, xattrs, hard links and
+   * special files as they are. coreutils `cp -a` (one process, kernel-side copies); `to` must be on a local filesystem.
+   */
+  async clone(entryRoot: string, to: string): Promise<void> {
+    await rmdir(to).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw storeError(`cannot clone into ${to}: it is not an empty directory`, err);
+    });
+    await mkdir(path.dirname(to), { recursive: true });
+    await runCp(['-a', '--no-target-directory', entryRoot, to]);
+    // The marker's mtime is the entry's last use, which prune goes by.
+    const now = new Date();
+    await utimes(path.join(path.dirname(entryRoot), MARKER), now, now).catch(() => undefined);
+  }
+
+  async list(): Promise<RootfsStoreEntry[]> {
+    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw new BuilderError('ROOTFS_STORE_READ_FAILED', `cannot list ${this.dir}: ${err.message}`, { hint: 'check the permissions of the cache dir', cause: err });
+    });
+    const out: RootfsStoreEntry[] = [];
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      const m = await stat(path.join(this.dir, name, MARKER)).catch(() => undefined);
+      if (m) out.push({ chainId: `sha256:${name}`, dir: path.join(this.dir, name), used: m.mtime });
+    }
+    return out;
+  }
+
+  /**
+   * Removes entries not used for olderThanMs, and temp dirs older than that (a crashed build's). An entry is renamed
+   * away before it is deleted: a build that finds it mid-delete fails its clone and extracts instead.
+   */
+  async prune(olderThanMs: number, now: Date, opts: { dryRun?: boolean; onDelete?: (e: RootfsStoreEntry) => void } = {}): Promise<{ deleted: RootfsStoreEntry[]; kept: number; temps: number }> {
+    const result = { deleted: [] as RootfsStoreEntry[], kept: 0, temps: 0 };
+    for (const e of await this.list()) {
+      if (now.getTime() - e.used.getTime() <= olderThanMs) {
+        result.kept++;
+        continue;
+      }
+      if (!opts.dryRun) await this.remove(e.dir);
+      opts.onDelete?.(e);
+      result.deleted.push(e);
+    }
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names.filter((n) => n.startsWith('.tmp-'))) {
+      const st = await lstat(path.join(this.dir, name)).catch(() => undefined);
+      if (!st || now.getTime() - st.mtimeMs <= olderThanMs) continue; // a build may still be filling it
+      if (!opts.dryRun) await rm(path.join(this.dir, name), { recursive: true, force: true });
+      result.temps++;
+    }
+    return result;
+  }
+
+  private async remove(dir: string): Promise<void> {
+    const away = path.join(this.dir, `.tmp-delete-${path.basename(dir).slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+    try {
+      await rename(dir, away);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw storeError(`cannot remove ${dir}`, err);
+    }
+    await rm(away, { recursive: true, force: true });
+  }
+}
+
+function runCp(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('cp', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 2000) stderr += d.toString();
+    });
+    child.on('error', (err) => reject(storeError('cannot run cp', err)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(storeError(`cp ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(0, 3).join('; ')}`, undefined));
+    });
+  });
+}
+
+function storeError(message: string, cause: unknown): BuilderError {
+  const detail = cause instanceof Error ? `: ${cause.message}` : '';
+  return new BuilderError('ROOTFS_STORE_WRITE_FAILED', `extracted-base store: ${message}${detail}`, {
+    hint: 'check free space and permissions of the cache dir (builder cache prune --cache-dir removes old entries)',
+    ...(cause !== undefined ? { cause } : {}),
+  });
+}
