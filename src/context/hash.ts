@@ -1,10 +1,11 @@
 // Content hashing of selected COPY/ADD sources for cache keys: paths, types, permission bits, link targets and file bytes; never mtime or owners.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../digest/digest.js';
 import { BuilderError } from '../errors.js';
+import type { FileHashCache } from './hash-cache.js';
 import type { BuildContext } from './open.js';
 import { walkSource, type SourceMatch } from './sources.js';
 
@@ -17,8 +18,13 @@ const FORMAT = 'builder-context-sources-v1';
  * type, path below the match, permission bits (mode & 0o7777), symlink target, and the sha256 of a
  * file's bytes (read as a stream). Mtime and owners are left out: COPY's --chown decides owners.
  */
-export async function hashSources(ctx: BuildContext, matches: readonly SourceMatch[]): Promise<Digest> {
-  return hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : path.posix.basename(m.rel), entries: walkSource(ctx, m) })));
+export async function hashSources(ctx: BuildContext, matches: readonly SourceMatch[], opts: HashOptions = {}): Promise<Digest> {
+  return hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : path.posix.basename(m.rel), entries: walkSource(ctx, m) })), opts);
+}
+
+export interface HashOptions {
+  /** Files whose stats match a remembered entry are not read again; files read are remembered. */
+  fileHashes?: FileHashCache;
 }
 
 /** What hashSelection reads of an entry: the fields COPY places (see hashSources). */
@@ -34,7 +40,7 @@ export interface HashableEntry {
  * hashSources over already-selected entry streams (COPY --exclude/--parents select a subset of the walk): the same
  * record format, so a selection equal to a plain walk has the same digest.
  */
-export async function hashSelection(groups: Iterable<{ name: string; entries: AsyncIterable<HashableEntry> }>): Promise<Digest> {
+export async function hashSelection(groups: Iterable<{ name: string; entries: AsyncIterable<HashableEntry> }>, opts: HashOptions = {}): Promise<Digest> {
   const h = createHash('sha256');
   h.update(`${FORMAT}\0`);
   // Files are read several at a time (30,000 small files one by one is most of a cached rebuild); records stay in order.
@@ -45,7 +51,7 @@ export async function hashSelection(groups: Iterable<{ name: string; entries: As
   for (const g of groups) {
     h.update(`match\0${g.name}\0`);
     for await (const e of g.entries) {
-      const record = recordOf(e);
+      const record = recordOf(e, opts.fileHashes);
       record.catch(() => undefined); // awaited in order below
       window.push(record);
       if (window.length >= HASH_WINDOW) await next();
@@ -57,11 +63,34 @@ export async function hashSelection(groups: Iterable<{ name: string; entries: As
 
 const HASH_WINDOW = 32;
 
-async function recordOf(e: HashableEntry): Promise<string> {
+async function recordOf(e: HashableEntry, cache: FileHashCache | undefined): Promise<string> {
   const mode = (e.stat.mode & 0o7777).toString(8);
-  const payload = e.type === 'file' ? await fileSha256(e.abs, e.path, e.stat.size) : e.type === 'symlink' ? e.linkTarget ?? '' : '';
+  const payload = e.type === 'file' ? await cachedSha256(e, cache) : e.type === 'symlink' ? e.linkTarget ?? '' : '';
   // NUL never occurs in POSIX paths or link targets, so the fields cannot run into each other.
   return `${e.type}\0${e.path}\0${mode}\0${payload}\0`;
+}
+
+async function cachedSha256(e: HashableEntry, cache: FileHashCache | undefined): Promise<string> {
+  if (!cache) return fileSha256(e.abs, e.path, e.stat.size);
+  // nanosecond stats (the walk's are milliseconds as floats), before and after the read: a write in between is never remembered
+  const before = await lstat(e.abs, { bigint: true }).catch((err: unknown) => {
+    throw readFailed(e.path, err);
+  });
+  const hit = cache.get(before);
+  if (hit !== undefined) return hit;
+  const hex = await fileSha256(e.abs, e.path, Number(before.size));
+  const after = await lstat(e.abs, { bigint: true }).catch((err: unknown) => {
+    throw readFailed(e.path, err);
+  });
+  cache.set(before, after, hex);
+  return hex;
+}
+
+function readFailed(rel: string, err: unknown): BuilderError {
+  return new BuilderError('CONTEXT_READ_FAILED', `cannot read "${rel}" in the build context: ${(err as Error).message}`, {
+    hint: 'make the context readable by the user running the builder',
+    cause: err,
+  });
 }
 
 async function fileSha256(abs: string, rel: string, size: number | undefined): Promise<string> {
@@ -71,10 +100,7 @@ async function fileSha256(abs: string, rel: string, size: number | undefined): P
     if (size !== undefined && size <= 256 * 1024) h.update(await readFile(abs));
     else for await (const chunk of createReadStream(abs)) h.update(chunk as Buffer);
   } catch (err) {
-    throw new BuilderError('CONTEXT_READ_FAILED', `cannot read "${rel}" in the build context: ${(err as Error).message}`, {
-      hint: 'make the context readable by the user running the builder',
-      cause: err,
-    });
+    throw readFailed(rel, err);
   }
   return h.digest('hex');
 }

@@ -2,7 +2,8 @@
 export { openContext, contextRel, type BuildContext, type OpenContextOptions } from './open.js';
 export { locateDockerfile } from './dockerfile.js';
 export { resolveSources, expandSources, walkSource, followSymlink, type SourceMatch, type SourceType, type WalkEntry, type WalkOptions } from './sources.js';
-export { hashSources, hashSelection, type HashableEntry } from './hash.js';
+export { hashSources, hashSelection, type HashableEntry, type HashOptions } from './hash.js';
+export { FileHashCache, type FileHashCacheOptions } from './hash-cache.js';
 export { parseIgnoreFile, PatternMatcher } from './ignore.js';
 export { goClean, goMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { extractTarContext } from './tar.js';

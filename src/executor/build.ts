@@ -1,10 +1,11 @@
 // One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
-import { openContext } from '../context/index.js';
+import { FileHashCache, openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/index.js';
@@ -186,6 +187,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           store,
           ...(opts.runMode === 'sandbox' ? { rootfs: new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) } : {}),
           ctx,
+          ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan,
           log: opts.log,
           output: opts.output,
@@ -277,4 +279,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(cleanup);
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
+}
+
+/** One hash cache file per context directory (an extracted tar context is new every build: nothing to remember). */
+function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileHashCache> {
+  let p: Promise<FileHashCache> | undefined;
+  const name = createHash('sha256').update(contextDir).digest('hex').slice(0, 32);
+  return () => (p ??= FileHashCache.open(path.join(path.resolve(cacheDir), 'file-hashes', `${name}.json`)));
 }

@@ -1,6 +1,6 @@
 // What every stage and step handler shares, in three small parts: services (I/O), scheduling (between stages), settings (fixed per build).
 import type { BlobStore, RootfsStore } from '../cache/index.js';
-import type { BuildContext } from '../context/index.js';
+import type { BuildContext, FileHashCache } from '../context/index.js';
 import type { BuildPlan, StageVars } from '../dockerfile/index.js';
 import type { ContainerConfig, HistoryEntry, ImageFormat, Layer, Platform } from '../image/index.js';
 import type { RegistryClient } from '../registry/index.js';
@@ -17,6 +17,8 @@ export interface Services {
   /** Extracted bases by ChainID (sandbox mode): a warm build clones a base root instead of extracting it. */
   rootfs?: RootfsStore;
   ctx: BuildContext;
+  /** Per-file hashes of a directory context under the cache dir, loaded on first use (COPY keys with --cache). */
+  fileHashes?: () => Promise<FileHashCache>;
   plan: BuildPlan;
   /** Progress lines (one per call, no newline). */
   log: (line: string) => void;

@@ -33,7 +33,12 @@ export const copyStep: StepHandler<Copy> = {
       return `url:${inst.sources[0]}\0${inst.checksum}`;
     }
     const from = inst.kind === 'copy' ? inst.from : undefined;
-    if (from === undefined) return hashSelection(await selectedForKey(ex, inst, step.where)).catch(at(step.where));
+    if (from === undefined) {
+      const fileHashes = await services.fileHashes?.();
+      const d = await hashSelection(await selectedForKey(ex, inst, step.where), fileHashes ? { fileHashes } : {}).catch(at(step.where));
+      await fileHashes?.save((m) => services.log(`warning: ${m}`));
+      return d;
+    }
     const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
     if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
     const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(step.where));
