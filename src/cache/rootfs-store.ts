@@ -34,6 +34,10 @@ export interface RootfsStoreEntry {
  */
 export class RootfsStore {
   readonly dir: string;
+  /** Overlay mounts made by this instance (one build), unmounted by unmountAll. */
+  private readonly mounts = new Map<string, { upper: string; lowers: string[] }>();
+  /** Set after the first failed overlay mount: later roots are copied without trying again. */
+  private overlayFailed: string | undefined;
 
   constructor(dir: string) {
     this.dir = path.join(path.resolve(dir), FORMAT);
@@ -88,14 +92,57 @@ export class RootfsStore {
    * special files as they are. coreutils `cp -a` (one process, kernel-side copies); `to` must be on a local filesystem.
    */
   async clone(entryRoot: string, to: string): Promise<void> {
-    await rmdir(to).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw storeError(`cannot clone into ${to}: it is not an empty directory`, err);
-    });
-    await mkdir(path.dirname(to), { recursive: true });
-    await runCp(['-a', '--no-target-directory', entryRoot, to]);
-    // The marker's mtime is the entry's last use, which prune goes by.
-    const now = new Date();
-    await utimes(path.join(path.dirname(entryRoot), MARKER), now, now).catch(() => undefined);
+    await copyTree(entryRoot, to);
+    await touch(entryRoot);
+  }
+
+  /**
+   * Makes `to` an overlay mount of `lowers` (topmost first; the last one a store entry's root) with a fresh upper
+   * layer beside it: nothing is copied, and whatever RUN changes lands in the upper layer, never in the store. False
+   * (nothing mounted) where overlayfs cannot be mounted: not root, no overlay module, the work dir on an overlayfs
+   * (a container's root), or a path mount(8) options cannot hold; the caller copies instead.
+   */
+  async mount(lowers: readonly string[], to: string): Promise<{ mounted: boolean; reason?: string }> {
+    if (this.overlayFailed !== undefined) return { mounted: false, reason: this.overlayFailed };
+    if (process.getuid?.() !== 0) return { mounted: false, reason: (this.overlayFailed = 'not root') };
+    // A fresh upper every time: an earlier upper of this path may be a lower layer of a child stage's mount now.
+    const upper = `${to}.upper-${randomBytes(4).toString('hex')}`;
+    if ([...lowers, upper, to].some((p) => /[,:\\\s]/.test(p))) return { mounted: false, reason: 'a path mount options cannot hold' };
+    try {
+      await mkdir(path.join(upper, 'diff'), { recursive: true });
+      await mkdir(path.join(upper, 'work'), { recursive: true });
+      await mkdir(to, { recursive: true });
+      await runTool('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowers.join(':')},upperdir=${upper}/diff,workdir=${upper}/work`, to]);
+    } catch (err) {
+      this.overlayFailed = (err as Error).message;
+      await rm(upper, { recursive: true, force: true }).catch(() => undefined);
+      return { mounted: false, reason: this.overlayFailed };
+    }
+    this.mounts.set(to, { upper: path.join(upper, 'diff'), lowers: [...lowers] });
+    await touch(lowers[lowers.length - 1]!);
+    return { mounted: true };
+  }
+
+  /** The layers of an overlay this build mounted at `root`: its upper (what changed) on top of its lowers. */
+  layersOf(root: string): string[] | undefined {
+    const m = this.mounts.get(root);
+    return m ? [m.upper, ...m.lowers] : undefined;
+  }
+
+  isMounted(root: string): boolean {
+    return this.mounts.has(root);
+  }
+
+  /** Unmounts one root mounted by mount() (lazily when something still holds it, e.g. a process being killed). */
+  async unmount(root: string): Promise<void> {
+    if (!this.mounts.has(root)) return;
+    this.mounts.delete(root);
+    await runTool('umount', [root]).catch(() => runTool('umount', ['-l', root]));
+  }
+
+  /** Every overlay this build mounted: before the stage roots are removed, and on every way out of a build. */
+  async unmountAll(): Promise<void> {
+    for (const root of [...this.mounts.keys()].reverse()) await this.unmount(root).catch(() => undefined);
   }
 
   async list(): Promise<RootfsStoreEntry[]> {
@@ -149,17 +196,33 @@ export class RootfsStore {
   }
 }
 
-function runCp(args: string[]): Promise<void> {
+/** `cp -a` of a tree to `to` (absent or an empty dir): what the tree holds, exactly (owners, xattrs, links, devices). */
+export async function copyTree(from: string, to: string): Promise<void> {
+  await rmdir(to).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw storeError(`cannot copy into ${to}: it is not an empty directory`, err);
+  });
+  await mkdir(path.dirname(to), { recursive: true });
+  await runTool('cp', ['-a', '--no-target-directory', from, to]);
+}
+
+// The marker's mtime is the entry's last use, which prune goes by.
+async function touch(entryRoot: string): Promise<void> {
+  const now = new Date();
+  await utimes(path.join(path.dirname(entryRoot), MARKER), now, now).catch(() => undefined);
+}
+
+/** coreutils/util-linux, argv only (no shell). */
+function runTool(cmd: 'cp' | 'mount' | 'umount', args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('cp', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       if (stderr.length < 2000) stderr += d.toString();
     });
-    child.on('error', (err) => reject(storeError('cannot run cp', err)));
+    child.on('error', (err) => reject(storeError(`cannot run ${cmd}`, err)));
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else reject(storeError(`cp ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(0, 3).join('; ')}`, undefined));
+      else reject(storeError(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(0, 3).join('; ')}`, undefined));
     });
   });
 }

@@ -129,6 +129,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...opts.registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : opts.registry);
   const cleanup: Promise<void>[] = [];
   let cache: BuildCache | undefined;
+  // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
+  const rootfs = opts.runMode === 'sandbox' ? new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) : undefined;
   // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
   const abort = new AbortController();
   const cancel = (): void => abort.abort(opts.signal?.reason);
@@ -185,7 +187,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         services: {
           client,
           store,
-          ...(opts.runMode === 'sandbox' ? { rootfs: new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) } : {}),
+          ...(rootfs ? { rootfs } : {}),
           ctx,
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan,
@@ -260,7 +262,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       });
       opts.log(`image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)`);
       // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
-      if (opts.runMode === 'sandbox' && !opts.keepWorkDir) cleanup.push(rm(path.join(work, 'stages'), { recursive: true, force: true }));
+      if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
+        cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
+      }
       const pushed = await writeOutputs(client, image, opts);
       return {
         manifestDigest: image.manifestDigest,
@@ -277,6 +281,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
     await client.close();
     await Promise.allSettled(cleanup);
+    await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,8 @@
 // A stage's root filesystem, made only when a step needs it: the layers not yet on disk are fetched (two at a time) and applied in order.
 import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { isBuilderError } from '../errors.js';
-import type { RootfsStore } from '../cache/index.js';
+import { BuilderError, isBuilderError } from '../errors.js';
+import { copyTree, type RootfsStore } from '../cache/index.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import type { IndexEntry, LayerEntry, TreeIndex } from '../snapshot/index.js';
@@ -17,8 +17,10 @@ export interface ExtractOptions {
 }
 
 export interface StageRootOptions extends ExtractOptions {
-  /** A base root was cloned from the extracted-base store (made: extracted into the store first). */
-  onClone?: (layers: number, seconds: number, made: boolean) => void;
+  /** A base root was mounted (overlay) or copied from the extracted-base store (made: extracted into the store first). */
+  onClone?: (how: 'overlay' | 'copy', layers: number, seconds: number, made: boolean) => void;
+  /** Why the root could not be an overlay mount (said once per build). */
+  onCopyInstead?: (reason: string) => void;
 }
 
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
@@ -50,7 +52,7 @@ export type RootOrigin =
    */
   | { kind: 'empty'; prepare: () => Promise<void>; store?: { rootfs: RootfsStore; layers: number } }
   /** The parent stage's root, moved or copied, with its first `applied` layers already on disk. */
-  | { kind: 'parent'; take: () => Promise<{ applied: number } | undefined> };
+  | { kind: 'parent'; take: () => Promise<{ applied: number; overlay?: RootfsStore } | undefined> };
 
 export class StageRoot {
   readonly path: string;
@@ -60,6 +62,8 @@ export class StageRoot {
   private applied = 0;
   private pending: Promise<RootFs> | undefined;
   private moved = false;
+  /** The store whose overlay mount this root is (unmounted by the store at the end of the build). */
+  private mountedBy: RootfsStore | undefined;
 
   constructor(root: string, private readonly origin: RootOrigin, private readonly opts: StageRootOptions) {
     this.path = root;
@@ -76,10 +80,15 @@ export class StageRoot {
       if (this.moved || !this.rootfs) {
         this.moved = false;
         this.applied = 0;
+        this.mountedBy = undefined;
         if (this.origin.kind === 'empty') {
           await this.origin.prepare();
           this.applied = await this.fromStore(layers);
-        } else this.applied = (await this.origin.take())?.applied ?? 0;
+        } else {
+          const took = await this.origin.take();
+          this.applied = took?.applied ?? 0;
+          this.mountedBy = took?.overlay;
+        }
         await mkdir(this.path, { recursive: true });
         this.rootfs = new RootFs(this.path);
         this.index = undefined;
@@ -116,8 +125,13 @@ export class StageRoot {
           await extractLayers(dir, base, this.opts);
         });
       }
-      await s.rootfs.clone(entry, this.path);
-      this.opts.onClone?.(base.length, (Date.now() - t0) / 1000, made);
+      const m = await s.rootfs.mount([entry], this.path);
+      if (m.mounted) this.mountedBy = s.rootfs;
+      else {
+        if (m.reason !== undefined) this.opts.onCopyInstead?.(m.reason);
+        await s.rootfs.clone(entry, this.path);
+      }
+      this.opts.onClone?.(m.mounted ? 'overlay' : 'copy', base.length, (Date.now() - t0) / 1000, made);
       return base.length;
     } catch (err) {
       if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
@@ -141,10 +155,27 @@ export class StageRoot {
   }
 
   /** Hands the on-disk root to a child stage: moved when nobody else reads it, else copied. */
-  async handOver(to: string, layers: readonly Layer[], move: boolean): Promise<{ applied: number } | undefined> {
+  async handOver(to: string, layers: readonly Layer[], move: boolean): Promise<{ applied: number; overlay?: RootfsStore } | undefined> {
     await this.pending?.catch(() => undefined);
     if (!this.isCurrent(layers)) return undefined;
-    if (move) {
+    const store = this.mountedBy;
+    const stack = store?.layersOf(this.path);
+    if (store && stack && move) {
+      // An overlay mount point cannot be renamed: the child mounts this root's layers (its upper on top) instead.
+      await store.unmount(this.path);
+      this.moved = true;
+      const m = await store.mount(stack, to);
+      if (!m.mounted) {
+        throw new BuilderError('ROOTFS_OVERLAY_FAILED', `cannot mount the root of the parent stage at ${to}: ${m.reason ?? 'unknown reason'}`, {
+          hint: 'check that overlayfs mounts work on the work dir, or pass a --work-dir on a local filesystem',
+        });
+      }
+      return { applied: this.applied, overlay: store };
+    }
+    if (store) {
+      // Another stage still reads this root: the child gets a copy of what the overlay shows.
+      await copyTree(this.path, to);
+    } else if (move) {
       await rename(this.path, to);
       this.moved = true;
     } else {

@@ -108,7 +108,8 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
     onWarning: (m: string) => services.log(`warning: ${m}`),
     onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
-    onClone: (n, seconds, made) => services.log(`${label}: base root (${n} layer${n === 1 ? '' : 's'}) cloned from the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s`),
+    onClone: (how, n, seconds, made) => services.log(`${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s`),
+    onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 

@@ -28,40 +28,61 @@ describe('extracted-base store', () => {
   const entries = async (cache: string): Promise<string[]> =>
     (await readdir(path.join(cache, 'rootfs-store', 'v1')).catch(() => [] as string[])).sort();
 
-  it('a RUN on a cloned root makes the same layer as on a freshly extracted one, and leaves the store as it was', async () => {
-    // The RUN changes a base file, deletes one and adds one: the diff against the clone must see exactly these.
-    const ctx = await ws.context('same', {
-      Dockerfile: `FROM ${base}\nRUN echo changed >> /etc/passwd && rm /etc/group && echo new > /new.txt\n`,
-    });
+  // Stage a changes, deletes and adds base files; b (FROM a: takes a's root over) deletes from both; the last stage
+  // reads b. Every way of making a root must give the same image.
+  const dockerfile = (): string => `FROM ${base} AS a
+RUN echo changed >> /etc/passwd && rm /etc/group && echo new > /new.txt && mkdir -p /d && echo 1 > /d/f
+FROM a AS b
+RUN rm -r /d && rm /new.txt && echo b > /b.txt && ls / > /ls.txt
+FROM ${base}
+COPY --from=b /b.txt /ls.txt /etc/passwd /out/
+RUN test ! -e /d && echo final > /f.txt
+`;
+  const build = async (name: string, cache: string): Promise<{ digest: string; stderr: string }> => {
+    const ctx = await ws.context(`ctx-${name}`, { Dockerfile: dockerfile() });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--reproducible', '--no-push', '--digest-file', ws.path(`${name}.digest`)], { cache });
+    if (r.code !== 0) throw new Error(`build ${name} failed:\n${r.stderr}`);
+    return { digest: await readFile(ws.path(`${name}.digest`), 'utf8'), stderr: r.stderr };
+  };
+  const mountsUnder = async (dir: string): Promise<string[]> =>
+    (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(dir));
+
+  it('a root mounted on, copied from, or extracted without the store gives the same image; RUN never changes the store', async () => {
     const cache = ws.path('cache-same');
-    const args = ['--run-mode', 'sandbox', '--reproducible', '--no-push'];
-    const cold = await ws.build(ctx, [...args, '--digest-file', ws.path('same-1.digest')], { cache });
-    expect(cold.code, cold.stderr).toBe(0);
-    expect(cold.stderr).toContain('cloned from the extracted-base store (extracted into it first)');
+    const cold = await build('cold', cache);
+    expect(cold.stderr).toContain('mounted (overlay) on the extracted-base store (extracted into it first)');
     const [entry] = await entries(cache);
     expect(entry).toMatch(/^[0-9a-f]{64}$/);
-    const warm = await ws.build(ctx, [...args, '--digest-file', ws.path('same-2.digest')], { cache });
-    expect(warm.code, warm.stderr).toBe(0);
-    expect(warm.stderr).toMatch(/base root \(1 layer\) cloned from the extracted-base store in/);
+    const warm = await build('warm', cache);
+    expect(warm.stderr).toMatch(/base root \(1 layer\) mounted \(overlay\) on the extracted-base store in/);
     expect(warm.stderr).not.toContain('extracting 1 layer');
-    expect(await readFile(ws.path('same-2.digest'), 'utf8')).toBe(await readFile(ws.path('same-1.digest'), 'utf8'));
-    // What RUN changed in the clone never reaches the store's copy.
-    const storeRoot = path.join(cache, 'rootfs-store', 'v1', entry!, 'root');
+    expect(warm.digest).toBe(cold.digest);
+    // mount(8) options cannot hold a ":" in a path: the store copies the base root instead.
+    const copied = await build('copied', ws.path('cache:copied'));
+    expect(copied.stderr).toContain('extracted bases are copied, not mounted');
+    expect((await build('copied2', ws.path('cache:copied'))).stderr).toMatch(/base root \(1 layer\) copied from the extracted-base store in/);
+    expect(copied.digest).toBe(cold.digest);
+    // An entry whose root is gone (pruned mid-build): the layers are extracted into the stage root, as without a store.
+    await rm(path.join(cache, 'rootfs-store', 'v1', entry!, 'root'), { recursive: true });
+    const extracted = await build('extracted', cache);
+    expect(extracted.stderr).toContain('extracting the base instead');
+    expect(extracted.digest).toBe(cold.digest);
+    // What RUN changed in the mounted roots never reached the store's copy.
+    const storeRoot = path.join(ws.path('cache:copied'), 'rootfs-store', 'v1', entry!, 'root');
     expect(await readFile(path.join(storeRoot, 'etc/passwd'), 'utf8')).not.toContain('changed');
     expect((await lstat(path.join(storeRoot, 'etc/group'))).isFile()).toBe(true);
     await expect(lstat(path.join(storeRoot, 'new.txt'))).rejects.toThrow();
+    expect(await mountsUnder(ws.dir)).toEqual([]);
   });
 
-  it('an entry whose root is gone (pruned mid-build) falls back to extracting, with a warning', async () => {
-    const ctx = await ws.context('gone', { Dockerfile: `FROM ${base}\nRUN echo hi > /hi.txt\n` });
-    const cache = ws.path('cache-gone');
-    await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--no-push'], { cache });
-    const [entry] = await entries(cache);
-    await rm(path.join(cache, 'rootfs-store', 'v1', entry!, 'root'), { recursive: true });
+  it('a failing build leaves no overlay mounted', async () => {
+    const ctx = await ws.context('fail', { Dockerfile: `FROM ${base}\nRUN echo x > /x\nRUN exit 3\n` });
+    const cache = ws.path('cache-fail');
+    await ws.buildOk(await ws.context('fill', { Dockerfile: `FROM ${base}\nRUN true\n` }), ['--run-mode', 'sandbox', '--no-push'], { cache });
     const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--no-push'], { cache });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('extracting the base instead');
-    expect(r.stderr).toContain('extracting 1 layer');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('mounted (overlay) on the extracted-base store');
+    expect(await mountsUnder(ws.dir)).toEqual([]);
   });
 
   it('a fill that fails (a crash mid-extract) leaves no entry that looks complete, and no temp dir', async () => {
