@@ -38,6 +38,7 @@ export class RootfsStore {
   private readonly mounts = new Map<string, { upper: string; lowers: string[] }>();
   /** Set after the first failed overlay mount: later roots are copied without trying again. */
   private overlayFailed: string | undefined;
+  private readonly filling = new Map<string, Promise<string>>();
 
   constructor(dir: string) {
     this.dir = path.join(path.resolve(dir), FORMAT);
@@ -58,10 +59,21 @@ export class RootfsStore {
    * The entry's root, made first by fill(emptyDir) when missing. Errors of fill are rethrown as they are; the
    * store's own I/O failures are STORE errors (ROOTFS_STORE_WRITE_FAILED) the caller may step around.
    */
-  async ensure(diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
+  ensure(diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
+    // Stages of one build on the same base share one fill.
+    const id = chainId(diffIds);
+    let p = this.filling.get(id);
+    if (!p) {
+      p = this.fill(id, diffIds, fill);
+      this.filling.set(id, p);
+      p.catch(() => this.filling.delete(id));
+    }
+    return p;
+  }
+
+  private async fill(id: Digest, diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
     const found = await this.lookup(diffIds);
     if (found) return found;
-    const id = chainId(diffIds);
     const final = this.entryDir(id);
     const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
     await mkdir(path.join(tmp, 'root'), { recursive: true }).catch((err: unknown) => {

@@ -96,16 +96,32 @@ RUN test ! -e /d && echo final > /f.txt
   });
 
   it('two builds filling the same entry at once both get one complete entry', async () => {
+    // Two instances: two builds (processes) share only the directory.
     const store = new RootfsStore(ws.path('store-race'));
+    const other = new RootfsStore(ws.path('store-race'));
+    let fills = 0;
     const fill = async (dir: string): Promise<void> => {
+      fills++;
       await new Promise((r) => setTimeout(r, 50));
       await mkdir(path.join(dir, 'etc'));
       await writeFile(path.join(dir, 'etc/os-release'), 'ID=test\n');
     };
-    const [a, b] = await Promise.all([store.ensure([D1, D2], fill), store.ensure([D1, D2], fill)]);
+    const [a, b] = await Promise.all([store.ensure([D1, D2], fill), other.ensure([D1, D2], fill)]);
+    expect(fills).toBe(2);
     expect(a).toBe(b);
     expect(await readdir(store.dir)).toEqual([chainId([D1, D2]).slice(7)]);
     expect(await readFile(path.join(a, 'etc/os-release'), 'utf8')).toBe('ID=test\n');
+  });
+
+  it('stages of one build on the same base share one fill', async () => {
+    const store = new RootfsStore(ws.path('store-share'));
+    let fills = 0;
+    const fill = async (dir: string): Promise<void> => {
+      fills++;
+      await writeFile(path.join(dir, 'f'), 'x');
+    };
+    await Promise.all([store.ensure([D2], fill), store.ensure([D2], fill)]);
+    expect(fills).toBe(1);
   });
 
   it('chainId follows the OCI definition (sha256 of "parent diff_id" for each next layer)', () => {
