@@ -1,16 +1,24 @@
-// Per-file sha256 remembered by (dev, ino, size, mtime ns, ctime ns), as git's index does: a second COPY key on the same machine only stats.
+// Per-file sha256 remembered by (dev, ino, size, mtime, ctime), as git's index does: a second COPY key on the same machine only stats.
 import { randomBytes } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 // Bump when the key or the stored value changes meaning.
-const FORMAT = 'builder-file-hashes-v1';
+const FORMAT = 'builder-file-hashes-v2';
 // Entries kept per file: those used by the last build first, then older ones up to this many.
 const MAX_ENTRIES = 200_000;
 // A file changed this recently may change again within the same timestamp tick without its stat changing ("racily
 // clean" in git): its hash is used but not remembered.
 const RACY_MS = 2_000;
+
+/** The stat fields of the key (node's Stats: times in ms as doubles, i.e. to about 0.25 µs on today's dates). */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
 
 export interface FileHashCacheOptions {
   /** The wall clock, for the racy-file check (tests). */
@@ -19,8 +27,10 @@ export interface FileHashCacheOptions {
 
 /**
  * One JSON file (written to a temp file and renamed: concurrent builds never see half a file; the last writer wins).
- * A file's key is its inode identity plus size, mtime and ctime in nanoseconds: any write changes ctime, and ctime
- * cannot be set back, so a file rewritten to the same size and touched back to its old mtime is hashed again.
+ * A file's key is its inode identity plus size, mtime and ctime: any write changes ctime, and ctime cannot be set
+ * back, so a file rewritten to the same size and touched back to its old mtime is hashed again. The walk's own
+ * stats are the key (no second stat per file): their sub-microsecond rounding cannot merge two ctimes, because a
+ * file is remembered only when its ctime is RACY_MS old, and any later write gets a ctime at least that much newer.
  */
 export class FileHashCache {
   private readonly old: Map<string, string>;
@@ -48,13 +58,11 @@ export class FileHashCache {
   }
 
   /** The remembered sha256 (hex) of the file with these stats, or undefined. */
-  get(st: BigIntStats): string | undefined {
+  get(st: FileIdentity): string | undefined {
     const k = keyOf(st);
     const hex = this.used.get(k) ?? this.old.get(k);
-    if (hex !== undefined && !this.used.has(k)) {
-      this.used.set(k, hex);
-      this.dirty = true;
-    }
+    // A hit alone does not make the file worth rewriting: an unchanged context costs no write.
+    if (hex !== undefined && !this.used.has(k)) this.used.set(k, hex);
     return hex;
   }
 
@@ -62,10 +70,10 @@ export class FileHashCache {
    * Remembers a hash read between two stats of the file: only when both agree (nothing wrote to it meanwhile) and its
    * last change is older than the racy window.
    */
-  set(before: BigIntStats, after: BigIntStats, hex: string): void {
+  set(before: FileIdentity, after: FileIdentity, hex: string): void {
     const k = keyOf(before);
     if (k !== keyOf(after)) return;
-    if (Number(after.ctimeNs / 1_000_000n) > this.now() - RACY_MS) return;
+    if (after.ctimeMs > this.now() - RACY_MS) return;
     this.used.set(k, hex);
     this.dirty = true;
   }
@@ -99,6 +107,6 @@ export class FileHashCache {
   }
 }
 
-function keyOf(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+function keyOf(st: FileIdentity): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }

@@ -5,7 +5,7 @@ import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../digest/digest.js';
 import { BuilderError } from '../errors.js';
-import type { FileHashCache } from './hash-cache.js';
+import type { FileHashCache, FileIdentity } from './hash-cache.js';
 import type { BuildContext } from './open.js';
 import { walkSource, type SourceMatch } from './sources.js';
 
@@ -32,7 +32,8 @@ export interface HashableEntry {
   readonly path: string;
   readonly abs: string;
   readonly type: 'file' | 'dir' | 'symlink';
-  readonly stat: { mode: number; size?: number };
+  /** With dev/ino/mtimeMs/ctimeMs (an lstat's), a file hash cache can stand in for reading the file. */
+  readonly stat: { mode: number; size?: number; dev?: number; ino?: number; mtimeMs?: number; ctimeMs?: number };
   readonly linkTarget?: string;
 }
 
@@ -71,19 +72,24 @@ async function recordOf(e: HashableEntry, cache: FileHashCache | undefined): Pro
 }
 
 async function cachedSha256(e: HashableEntry, cache: FileHashCache | undefined): Promise<string> {
-  if (!cache) return fileSha256(e.abs, e.path, e.stat.size);
-  // nanosecond stats (the walk's are milliseconds as floats), before and after the read: a write in between is never remembered
-  const before = await lstat(e.abs, { bigint: true }).catch((err: unknown) => {
-    throw readFailed(e.path, err);
-  });
-  const hit = cache.get(before);
+  const id = identity(e.stat);
+  if (!cache || !id) return fileSha256(e.abs, e.path, e.stat.size);
+  // The walk's lstat is the key; a second one after the read: a write in between is never remembered.
+  const hit = cache.get(id);
   if (hit !== undefined) return hit;
-  const hex = await fileSha256(e.abs, e.path, Number(before.size));
-  const after = await lstat(e.abs, { bigint: true }).catch((err: unknown) => {
+  const hex = await fileSha256(e.abs, e.path, id.size);
+  const after = await lstat(e.abs).catch((err: unknown) => {
     throw readFailed(e.path, err);
   });
-  cache.set(before, after, hex);
+  cache.set(id, after, hex);
   return hex;
+}
+
+function identity(st: HashableEntry['stat']): FileIdentity | undefined {
+  const { dev, ino, size, mtimeMs, ctimeMs } = st;
+  return dev !== undefined && ino !== undefined && size !== undefined && mtimeMs !== undefined && ctimeMs !== undefined
+    ? { dev, ino, size, mtimeMs, ctimeMs }
+    : undefined;
 }
 
 function readFailed(rel: string, err: unknown): BuilderError {

@@ -3,7 +3,7 @@ export { openContext, contextRel, type BuildContext, type OpenContextOptions } f
 export { locateDockerfile } from './dockerfile.js';
 export { resolveSources, expandSources, walkSource, followSymlink, type SourceMatch, type SourceType, type WalkEntry, type WalkOptions } from './sources.js';
 export { hashSources, hashSelection, type HashableEntry, type HashOptions } from './hash.js';
-export { FileHashCache, type FileHashCacheOptions } from './hash-cache.js';
+export { FileHashCache, type FileHashCacheOptions, type FileIdentity } from './hash-cache.js';
 export { parseIgnoreFile, PatternMatcher } from './ignore.js';
 export { goClean, goMatch, hasWildcards, BadPatternError } from './gopath.js';
 export { extractTarContext } from './tar.js';

@@ -39,7 +39,7 @@ describe('FileHashCache', () => {
     // Tamper with the stored hashes: a build that used them without reading the files gets a different digest.
     const entries = await storedEntries();
     for (const k of Object.keys(entries)) entries[k] = '0'.repeat(64);
-    await writeFile(cacheFile, JSON.stringify({ format: 'builder-file-hashes-v1', entries }));
+    await writeFile(cacheFile, JSON.stringify({ format: 'builder-file-hashes-v2', entries }));
     expect(await hashWith(await FileHashCache.open(cacheFile, { now: later }))).not.toBe(honest);
   });
 
