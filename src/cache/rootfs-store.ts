@@ -1,5 +1,5 @@
 // Extracted base images under the cache dir, keyed by ChainID: a warm build clones one instead of extracting the layers again.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -131,6 +131,8 @@ export class RootfsStore {
       return { mounted: false, reason: this.overlayFailed };
     }
     this.mounts.set(to, { upper: path.join(upper, 'diff'), lowers: [...lowers] });
+    // A process.exit() before unmountAll (a second signal) must not leave mounts on the host: detach them synchronously.
+    if (this.mounts.size === 1) process.on('exit', this.detachAll);
     await touch(lowers[lowers.length - 1]!);
     return { mounted: true };
   }
@@ -155,7 +157,12 @@ export class RootfsStore {
   /** Every overlay this build mounted: before the stage roots are removed, and on every way out of a build. */
   async unmountAll(): Promise<void> {
     for (const root of [...this.mounts.keys()].reverse()) await this.unmount(root).catch(() => undefined);
+    process.off('exit', this.detachAll);
   }
+
+  private readonly detachAll = (): void => {
+    for (const root of [...this.mounts.keys()].reverse()) spawnSync('umount', ['-l', root], { stdio: 'ignore' });
+  };
 
   async list(): Promise<RootfsStoreEntry[]> {
     const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {

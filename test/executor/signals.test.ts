@@ -250,6 +250,9 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       } while (alive.length > 0 && Date.now() < deadline);
       expect(alive).toEqual([]);
       expect(await processesOf(mark, work)).toEqual([]);
+      // the stage root is an overlay mount of the extracted base: process.exit() detaches it on the way out
+      expect(cli.stderr()).toContain('mounted (overlay) on the extracted-base store');
+      expect(await mountsUnder(work)).toEqual([]);
     } finally {
       await killLeftovers(cli, mark, work);
     }
