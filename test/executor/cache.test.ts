@@ -1,5 +1,6 @@
 // The registry layer cache end to end: full hits move no layer bytes, a changed COPY rebuilds only what follows, broken entries are rebuilt.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox } from '../support/images.js';
@@ -186,6 +187,26 @@ describe('registry layer cache (--cache)', () => {
     expect(await registryTags(reg, 'cache/prune/cache')).toEqual([]);
     // the image built from those entries is untouched
     expect(await registryTags(reg, 'cache/prune')).toEqual(['one']);
+  });
+
+  it('on the same machine, a context file rewritten to the same size and touched back to its mtime misses (its ctime changed)', async () => {
+    const ctx = await ws.context('same-machine', { Dockerfile: `FROM ${base}\nCOPY a.txt /a.txt\n`, 'a.txt': 'aaaa\n' });
+    const file = path.join(ctx, 'a.txt');
+    const old = new Date('2020-01-01T00:00:00Z');
+    await utimes(file, old, old);
+    await sleep(2100); // past the racy window: the first build remembers the file's hash
+    const args = ['--run-mode', 'sandbox', '--cache', '--cache-repo', `${reg.host}/cache/same-machine`, '--no-push'];
+    const build = async (): Promise<string> => {
+      const r = await ws.build(ctx, args, { cache: ws.path('same-machine-cache') });
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r.stderr;
+    };
+    expect(cachedSteps(await build())).toEqual([]);
+    expect((await readdir(ws.path('same-machine-cache', 'file-hashes'))).length).toBe(1);
+    expect(cachedSteps(await build())).toHaveLength(1); // unchanged: a hit, from the remembered hash
+    await writeFile(file, 'bbbb\n');
+    await utimes(file, old, old);
+    expect(cachedSteps(await build())).toEqual([]);
   });
 
   it('two builds writing the same keys at once both succeed and leave valid entries', async () => {
