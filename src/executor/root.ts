@@ -122,7 +122,15 @@ export class StageRoot {
       if (!entry) {
         made = true;
         entry = await s.rootfs.ensure(diffIds, async (dir) => {
-          await extractLayers(dir, base, this.opts);
+          try {
+            await extractLayers(dir, base, this.opts);
+          } catch (err) {
+            // A kept work dir shows what was extracted before the failure, as without the store.
+            await rm(this.path, { recursive: true, force: true }).catch(() => undefined);
+            await mkdir(path.dirname(this.path), { recursive: true }).catch(() => undefined);
+            await rename(dir, this.path).catch(() => undefined);
+            throw err;
+          }
         });
       }
       const m = await s.rootfs.mount([entry], this.path);
