@@ -1,7 +1,7 @@
 // Extracted base images under the cache dir, keyed by ChainID: a warm build clones one instead of extracting the layers again.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { digestHex, type Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
@@ -9,6 +9,10 @@ import { BuilderError } from '../errors.js';
 // Bump when extraction changes what lands on disk, so entries made by an older builder are never cloned.
 const FORMAT = 'v1';
 const MARKER = 'complete';
+// Past this many bytes of extracted bases the least recently used entries go, when a new one is added.
+export const ROOTFS_STORE_MAX_BYTES = 10 * 1024 ** 3;
+// An entry used this recently may be the lower layer of a running build's overlay: never evicted for the cap.
+const IN_USE_MS = 60 * 60 * 1000;
 
 /** The OCI ChainID of layers by diff_id: the first diff_id, then sha256("<parent chain> <diff_id>") for each next one. */
 export function chainId(diffIds: readonly Digest[]): Digest {
@@ -22,8 +26,9 @@ export interface RootfsStoreEntry {
   chainId: string;
   /** The entry's directory (root/ and the completion marker inside). */
   dir: string;
-  /** Last use (the marker's mtime, touched on every clone). */
+  /** Last use (the marker's mtime, touched on every mount or copy). */
   used: Date;
+  /** File content extracted into it (as recorded when it was made). */
   bytes?: number;
 }
 
@@ -40,8 +45,11 @@ export class RootfsStore {
   private overlayFailed: string | undefined;
   private readonly filling = new Map<string, Promise<string>>();
 
-  constructor(dir: string) {
+  private readonly maxBytes: number;
+
+  constructor(dir: string, opts: { maxBytes?: number } = {}) {
     this.dir = path.join(path.resolve(dir), FORMAT);
+    this.maxBytes = opts.maxBytes ?? ROOTFS_STORE_MAX_BYTES;
   }
 
   entryDir(id: Digest): string {
@@ -59,19 +67,20 @@ export class RootfsStore {
    * The entry's root, made first by fill(emptyDir) when missing. Errors of fill are rethrown as they are; the
    * store's own I/O failures are STORE errors (ROOTFS_STORE_WRITE_FAILED) the caller may step around.
    */
-  ensure(diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
+  ensure(diffIds: readonly Digest[], fill: (root: string) => Promise<number | void>): Promise<string> {
     // Stages of one build on the same base share one fill.
     const id = chainId(diffIds);
     let p = this.filling.get(id);
     if (!p) {
       p = this.fill(id, diffIds, fill);
       this.filling.set(id, p);
-      p.catch(() => this.filling.delete(id));
+      const done = (): void => void this.filling.delete(id); // only fills in flight are shared: an entry may go later
+      p.then(done, done);
     }
     return p;
   }
 
-  private async fill(id: Digest, diffIds: readonly Digest[], fill: (root: string) => Promise<void>): Promise<string> {
+  private async fill(id: Digest, diffIds: readonly Digest[], fill: (root: string) => Promise<number | void>): Promise<string> {
     const found = await this.lookup(diffIds);
     if (found) return found;
     const final = this.entryDir(id);
@@ -80,8 +89,8 @@ export class RootfsStore {
       throw storeError(`cannot create ${tmp}`, err);
     });
     try {
-      await fill(path.join(tmp, 'root'));
-      await writeFile(path.join(tmp, MARKER), `${JSON.stringify({ chainId: id, diffIds })}\n`).catch((err: unknown) => {
+      const bytes = await fill(path.join(tmp, 'root'));
+      await writeFile(path.join(tmp, MARKER), `${JSON.stringify({ chainId: id, diffIds, ...(typeof bytes === 'number' ? { bytes } : {}) })}\n`).catch((err: unknown) => {
         throw storeError(`cannot write the marker of ${tmp}`, err);
       });
       try {
@@ -96,7 +105,23 @@ export class RootfsStore {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       throw err;
     }
+    await this.evict(id).catch(() => undefined); // over the cap costs disk, never the build
     return path.join(final, 'root');
+  }
+
+  /** Removes the least recently used entries (not `keep`, none used within IN_USE_MS) while the store is over its cap. */
+  async evict(keep: Digest, now = Date.now()): Promise<RootfsStoreEntry[]> {
+    const all = await this.list();
+    let total = all.reduce((n, e) => n + (e.bytes ?? 0), 0);
+    const removed: RootfsStoreEntry[] = [];
+    for (const e of all.sort((a, b) => a.used.getTime() - b.used.getTime())) {
+      if (total <= this.maxBytes) break;
+      if (e.chainId === keep || now - e.used.getTime() < IN_USE_MS) continue;
+      await this.remove(e.dir);
+      total -= e.bytes ?? 0;
+      removed.push(e);
+    }
+    return removed;
   }
 
   /**
@@ -172,8 +197,11 @@ export class RootfsStore {
     const out: RootfsStoreEntry[] = [];
     for (const name of names) {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;
-      const m = await stat(path.join(this.dir, name, MARKER)).catch(() => undefined);
-      if (m) out.push({ chainId: `sha256:${name}`, dir: path.join(this.dir, name), used: m.mtime });
+      const marker = path.join(this.dir, name, MARKER);
+      const m = await stat(marker).catch(() => undefined);
+      if (!m) continue;
+      const doc = await readFile(marker, 'utf8').then((t) => JSON.parse(t) as { bytes?: unknown }).catch(() => ({} as { bytes?: unknown }));
+      out.push({ chainId: `sha256:${name}`, dir: path.join(this.dir, name), used: m.mtime, ...(typeof doc.bytes === 'number' ? { bytes: doc.bytes } : {}) });
     }
     return out;
   }

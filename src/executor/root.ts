@@ -14,6 +14,8 @@ export interface ExtractOptions {
   onWarning?: (m: string) => void;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
+  /** Called after each layer with the bytes of file content it wrote. */
+  onApplied?: (bytes: number) => void;
 }
 
 export interface StageRootOptions extends ExtractOptions {
@@ -33,13 +35,14 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
   opts.onExtract?.(downloaded, layers.length);
   const rootfs = new RootFs(root);
   for (const l of layers) {
-    await extractLayer(rootfs, await l.open(), {
+    const r = await extractLayer(rootfs, await l.open(), {
       layer: l.descriptor.digest,
       mediaType: l.descriptor.mediaType,
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
+    opts.onApplied?.(r.bytes);
   }
   return rootfs;
 }
@@ -122,8 +125,10 @@ export class StageRoot {
       if (!entry) {
         made = true;
         entry = await s.rootfs.ensure(diffIds, async (dir) => {
+          let bytes = 0;
           try {
-            await extractLayers(dir, base, this.opts);
+            await extractLayers(dir, base, { ...this.opts, onApplied: (b) => void (bytes += b) });
+            return bytes;
           } catch (err) {
             // A kept work dir shows what was extracted before the failure, as without the store.
             await rm(this.path, { recursive: true, force: true }).catch(() => undefined);

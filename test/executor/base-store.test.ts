@@ -124,6 +124,23 @@ RUN test ! -e /d && echo final > /f.txt
     expect(fills).toBe(1);
   });
 
+  it('over its size cap the store drops the least recently used entries, never one used in the last hour', async () => {
+    const store = new RootfsStore(ws.path('store-cap'), { maxBytes: 10 });
+    const fill = async (dir: string): Promise<number> => {
+      await writeFile(path.join(dir, 'f'), 'x');
+      return 8;
+    };
+    const old = await store.ensure([D1], fill);
+    const longAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    await utimes(path.join(path.dirname(old), 'complete'), longAgo, longAgo);
+    await store.ensure([D2], fill); // 16 bytes > 10: the entry unused for 2 h goes
+    expect(await store.lookup([D1])).toBeUndefined();
+    expect(await store.lookup([D2])).toBeDefined();
+    await store.ensure([D1], fill);
+    await store.ensure([D1, D2], fill); // 24 bytes, but every entry was used just now: all stay
+    expect((await store.list()).map((e) => e.bytes)).toEqual([8, 8, 8]);
+  });
+
   it('chainId follows the OCI definition (sha256 of "parent diff_id" for each next layer)', () => {
     expect(chainId([D1])).toBe(D1);
     // printf '%s %s' "sha256:11…" "sha256:22…" | sha256sum
