@@ -50,10 +50,20 @@ export class BuildCache {
     return undefined;
   }
 
-  /** Writes an entry in the background; settle() waits for all. */
-  write(key: string, step: string, layer: Layer | undefined, platform: Platform): void {
+  /**
+   * Whether a hit fits the layers below it (their ChainID, or undefined for a --link layer that fits any). Another
+   * build of a non-reproducible step can have replaced the entry below since this one was written.
+   */
+  fits(entry: CacheEntry, below: string | undefined): boolean {
+    if (below === undefined || entry.parent === below) return true;
+    this.warn(`cache entry ${entry.key.slice(0, 12)} in ${this.layers.describe} was built on other layers than this build has below it (another build wrote a different result for an earlier step); rebuilding the step`);
+    return false;
+  }
+
+  /** Writes an entry in the background; settle() waits for all. `parent`: the ChainID below the step, as in fits(). */
+  write(key: string, step: string, layer: Layer | undefined, parent: string | undefined, platform: Platform): void {
     if (!this.opts.push) return;
-    const entry: CacheEntry = { key, step, created: this.now().toISOString(), ...(layer ? { layer } : {}) };
+    const entry: CacheEntry = { key, step, created: this.now().toISOString(), ...(layer ? { layer } : {}), ...(parent !== undefined ? { parent } : {}) };
     this.pending.push(this.layers.store(entry, platform).then(
       () => {
         this.writes++;

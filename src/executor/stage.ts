@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
 import { BuilderError } from '../errors.js';
-import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { chainId, fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -94,6 +94,8 @@ interface PreparedStep {
   cfg: ConfigState;
   vars: StageVars;
   key?: string;
+  /** The key does not chain on the steps before (COPY --link): its layer fits any parent. */
+  linked?: boolean;
   lookup?: Promise<CacheEntry | undefined>;
 }
 
@@ -134,7 +136,8 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
       continue;
     }
     const hit = await p.lookup;
-    if (cache && hit) {
+    const below = cache && p.key && !p.linked ? chainId(state.layers) : undefined;
+    if (cache && hit && cache.fits(hit, below)) {
       cache.hits++;
       services.log(`${step.label} ${step.by} (cached ${hit.layer ? `layer ${hit.layer.descriptor.digest.slice(7, 19)}` : 'no change'})`);
       state.appendCached(hit.layer, step);
@@ -145,7 +148,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     await handler.execute({ ex, stage: state, inst, step });
     if (cache && p.key) {
       cache.misses++;
-      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, platform);
+      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, below, platform);
     }
   }
 
@@ -218,6 +221,7 @@ async function prepareSteps(
       }
       if (key !== undefined && cache.covers(inst.kind)) {
         p.key = stepOwnKey ?? key;
+        if (stepOwnKey !== undefined) p.linked = true;
         p.lookup = cache.lookup(p.key);
         p.lookup.catch(() => undefined);
       }
