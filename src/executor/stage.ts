@@ -58,6 +58,13 @@ export class StageState {
    */
   async addLayer(entries: LayerEntry[], step: Step, opts: { from?: string } = {}): Promise<void> {
     const { settings, services } = this.ex;
+    // Every reader takes a ".wh." name in a layer for a whiteout: the file would delete its sibling instead of existing.
+    const wh = entries.find((e) => e.kind === 'entry' && /(^|\/)\.wh\./.test(e.path));
+    if (wh) {
+      throw new BuilderError('SNAPSHOT_WHITEOUT_NAME', `${step.where}: the step created /${wh.path.replace(/^\/+/, '')}; a name starting with ".wh." is a whiteout in an image layer and every reader would delete a file instead of keeping it`, {
+        hint: 'rename the file (or remove it in the same step)',
+      });
+    }
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
