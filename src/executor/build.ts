@@ -44,14 +44,15 @@ async function realpathLoose(p: string): Promise<string> {
 
 /** What the snapshot and the in-place wipe must leave alone. */
 async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[]): Promise<string[]> {
-  const ignored = opts.ignorePaths ?? [];
+  // kaniko's --ignore-var-run (default true) leaves /var/run out of every snapshot, whatever the run mode.
+  const ignored = [...(opts.ignorePaths ?? []), ...(opts.ignoreVarRun !== false ? ['/var/run'] : [])];
   if (opts.runMode === 'sandbox') return [...new Set([...runtimeMounts, ...ignored].map(rel).filter((p) => p !== ''))].sort();
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
   const image = await readExecutorImageMarker(readOptional);
   selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  const always = IN_PLACE_IGNORED_PATHS.filter((p) => opts.ignoreVarRun !== false || p !== '/var/run');
+  const always = IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run');
   return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 

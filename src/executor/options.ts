@@ -58,7 +58,7 @@ export interface BuildOptions {
   singleSnapshot?: boolean;
   /** --ignore-path: absolute paths left out of every snapshot (and, in place, out of the wipe). */
   ignorePaths?: string[];
-  /** In place: false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true. */
+  /** false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true: left out, in both run modes. */
   ignoreVarRun?: boolean;
   /** The builder's own install dir and node binary: never snapshotted or wiped in place. */
   selfPaths?: string[];

@@ -220,7 +220,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--single-snapshot [bool]', 'one layer for all the final stage\'s steps (its base\'s layers stay as they are)', parseBool)
     .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
-    .option('--ignore-var-run [bool]', 'in place: leave /var/run out of snapshots (default true); false keeps it', parseBool)
+    .option('--ignore-var-run [bool]', 'leave /var/run out of snapshots (default true, as kaniko); false keeps it', parseBool)
     .option('--compression <gzip>', 'layer compression: gzip (zstd is read, not written yet)')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
     .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
