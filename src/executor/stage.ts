@@ -61,7 +61,6 @@ export class StageState {
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
-    progress(0, 0, false);
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
       signal: this.ex.scheduling.signal,
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
