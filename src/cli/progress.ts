@@ -107,7 +107,8 @@ export function liveProgress(stream: Writable & { columns?: number }, opts: { re
   const draw = (): void => {
     const t = now();
     const lines = [...active.values()].filter((a) => t - a.started >= showAfter).map((a) => describeProgress(a, t));
-    const width = Math.max(20, (stream.columns ?? 80) - 1);
+    // A pty without a size reports 0 columns: assume 80.
+    const width = Math.max(20, (stream.columns || 80) - 1);
     clear();
     // Cut to the terminal width: a wrapped line would leave a stray row when erased.
     for (const l of lines) stream.write(`${l.length > width ? l.slice(0, width) : l}\n`);

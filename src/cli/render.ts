@@ -8,6 +8,8 @@ import { liveProgress, progressLines, type ProgressView } from './progress.js';
 
 export interface Renderer {
   emit: EventSink;
+  /** The logger to use for everything else written meanwhile (registry warnings, retries): it erases live lines first. */
+  logger: Logger;
   /** RUN output, through the same stream (a live progress block is erased first). */
   output(text: string, stream: 'stdout' | 'stderr'): void;
   /** Ends progress (erasing live lines) and writes a half line of RUN output still held. */
@@ -44,6 +46,18 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
     live?.clear();
     logger.log(level, msg, f);
   };
+  const wrapped: Logger = {
+    ...logger,
+    log,
+    line: (l) => {
+      live?.clear();
+      logger.line(l);
+    },
+    output: (text, stream) => {
+      live?.clear();
+      logger.output(text, stream);
+    },
+  };
   const emit = (e: BuildEvent): void => {
     switch (e.type) {
       case 'message':
@@ -70,10 +84,8 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
   };
   return {
     emit,
-    output(text, stream) {
-      live?.clear();
-      logger.output(text, stream);
-    },
+    logger: wrapped,
+    output: wrapped.output,
     close() {
       view.close();
       logger.flush();

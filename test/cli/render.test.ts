@@ -71,6 +71,22 @@ describe('event renderer', () => {
     }
   });
 
+  it('a line written meanwhile through the renderer\'s logger (a registry warning, a retry) scrolls above the live line instead of breaking it', () => {
+    const { term, r, advance } = setup({ tty: true });
+    try {
+      r.emit({ type: 'progress', phase: 'pull', id: `sha256:${'ab'.repeat(32)}`, bytes: 2 * MIB, total: 40 * MIB, done: false });
+      advance(1000);
+      r.logger.log('warn', 'retrying GET');
+      r.logger.line('plain line');
+      advance(1000);
+      expect(term.screen()).toEqual(['builder: warning: retrying GET', 'builder: plain line', 'pull abababababab 2.0 MiB/40 MiB (5%)']);
+      r.close();
+      expect(term.screen()).toEqual(['builder: warning: retrying GET', 'builder: plain line']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a live line longer than the terminal is cut to its width (a wrapped line would leave a stray row when erased)', () => {
     const { term, r, advance } = setup({ tty: true, columns: 30 });
     try {

@@ -4,7 +4,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { run } from '../support/tools.js';
+import { compileIfStale, ROOT, Workspace } from './helpers.js';
+
+/** The lines a terminal shows after the output, applying "cursor up + erase line". */
+function screen(out: string): string[] {
+  const lines: string[] = [];
+  for (const part of out.replace(/\r/g, '').split(/(\x1b\[1A\x1b\[2K)/)) {
+    if (part === '\x1b[1A\x1b[2K') lines.pop();
+    else lines.push(...part.split('\n').slice(0, -1));
+  }
+  return lines;
+}
 
 describe('builder build: events, progress and the summary', () => {
   let reg: TestRegistry;
@@ -57,6 +68,18 @@ describe('builder build: events, progress and the summary', () => {
     expect(compress[0]).toMatchObject({ id: '[1/1]', total: 100_000_000 });
     // the text form of the same line
     expect(lines.find((l) => l.progress?.some((p) => p.phase === 'compress'))!.msg).toMatch(/compress \[1\/1\] \d+(\.\d)? MiB\/95 MiB \(\d+%\)/);
+  });
+
+  it('on a terminal (a pseudo-terminal from script(1)): a live progress line is drawn while the layer is written, then erased', async () => {
+    const ctx = await ws.context('tty', { Dockerfile: `FROM ${base}\nRUN head -c 100000000 /dev/urandom > /big\n` });
+    const argv = ['node', path.join(ROOT, 'bin/builder'), '--context', ctx, '--cache-dir', ws.path('cache'), '--work-dir', ws.path('work'), '--run-mode', 'sandbox', '--no-push'];
+    const r = await run('script', ['-qfec', argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' '), '/dev/null'], { cwd: ws.dir, env: { ...ws.env, TERM: 'xterm' }, timeoutMs: 110_000 });
+    expect(r.stdout).toContain('\x1b[1A\x1b[2K');
+    expect(r.stdout).toMatch(/\ncompress \[1\/1\] \d+(\.\d)? MiB\/95 MiB \(\d+%\)\r?\n/);
+    const shown = screen(r.stdout);
+    // nothing of the live block is left: the log reads as it would without it, the digest last
+    expect(shown.filter((l) => !l.startsWith('builder: '))).toEqual([expect.stringMatching(/^sha256:[0-9a-f]{64}$/)]);
+    expect(shown.at(-2)).toMatch(/^builder: done in /);
   });
 
   it('text: the summary line ends the log with digest, layers built, bytes and time per phase', async () => {

@@ -250,9 +250,9 @@ export function register(program: Command, env: CliEnv): void {
   const deprecated: string[] = [];
   const cmd = program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)');
   defineBuildFlags(cmd, deprecated).action(async (flags: BuildFlags) => {
-    const logger = loggerFromFlags(flags, env);
+    const renderer = rendererFor(loggerFromFlags(flags, env), env);
+    const logger = renderer.logger;
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
-    const renderer = rendererFor(logger, env);
     const opts = buildOptions(flags, env, logger, renderer);
     if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
     try {
