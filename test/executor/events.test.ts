@@ -95,6 +95,17 @@ describe('builder build: events, progress and the summary', () => {
     expect(r.stderr).not.toMatch(/finished in/);
   });
 
+  it('the summary counts a rebuild\'s layers as from the cache, not built', async () => {
+    const ctx = await ws.context('cached', { Dockerfile: `FROM ${base}\nRUN echo cached > /c\n` });
+    const args = ['--run-mode', 'sandbox', '--cache', '--destination', `${reg.host}/test/events-cache:v1`];
+    const first = await ws.build(ctx, args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/layers \(1 built, 0 from the cache\)/);
+    const again = await ws.build(ctx, args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/layers \(0 built, 1 from the cache\)/);
+  });
+
   it('--ignore-var-run: a RUN writing under /var/run leaves it out of the layer by default, and keeps it with --ignore-var-run=false', async () => {
     const ctx = await ws.context('varrun', { Dockerfile: `FROM ${base}\nRUN rm -rf /var/run && mkdir -p /var/run/app && echo 1 > /var/run/app/pid && echo kept > /kept\n` });
     await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--destination', `${reg.host}/test/varrun:default`]);
