@@ -1,4 +1,5 @@
 // What a build says while it runs, end to end through the CLI: JSON lines that parse, progress during a big layer, the summary; and --ignore-var-run.
+import { spawn } from 'node:child_process';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +56,26 @@ describe('builder build: events, progress and the summary', () => {
     expect(s.bytesDown).toBeGreaterThan(0);
     expect(Object.keys(s.phases as object)).toEqual(['pull', 'steps', 'snapshot', 'push']);
     expect(lines.at(-1)!.event).toBe('summary');
+  });
+
+  it('--log-format json stays JSON when a signal stops the build: the signal\'s message and the error are JSON lines too', async () => {
+    const ctx = await ws.context('signal', { Dockerfile: `FROM ${base}\nRUN echo step-started && sleep 30\n` });
+    const child = spawn('node', [path.join(ROOT, 'bin/builder'), '--context', ctx, '--cache-dir', ws.path('cache'), '--work-dir', ws.path('work'),
+      '--run-mode', 'sandbox', '--no-push', '--log-format', 'json'], { cwd: ws.dir, env: ws.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      for (let i = 0; i < 600 && !stderr.includes('step-started'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(stderr).toContain('step-started');
+      child.kill('SIGTERM');
+      expect(await exit).toBe(143);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const lines = stderr.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string; code?: string });
+    expect(lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/^SIGTERM received/) }));
+    expect(lines.at(-1)).toMatchObject({ level: 'error', code: 'INTERRUPTED' });
   });
 
   it('a RUN writing a big file is not silent while its layer is written: progress lines name the compression (CI log)', async () => {

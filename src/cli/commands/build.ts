@@ -252,6 +252,7 @@ export function register(program: Command, env: CliEnv): void {
   defineBuildFlags(cmd, deprecated).action(async (flags: BuildFlags) => {
     const renderer = rendererFor(loggerFromFlags(flags, env), env);
     const logger = renderer.logger;
+    env.logger = logger; // a signal's message erases the live progress lines too
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
     const opts = buildOptions(flags, env, logger, renderer);
     if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
