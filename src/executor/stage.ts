@@ -67,12 +67,14 @@ export class StageState {
     }
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
+    const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
       signal: this.ex.scheduling.signal,
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
-    });
-    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+      onProgress: (bytes, total) => progress(bytes, total, false),
+    }).finally(() => progress(0, 0, true));
+    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
@@ -110,13 +112,14 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const { services, settings, scheduling } = ex;
   const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
-  services.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
+  services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
 
   const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
   const root = new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
-    onWarning: (m: string) => services.log(`warning: ${m}`),
-    onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
+    onWarning: (m: string) => services.emit({ type: 'warning', msg: m }),
+    onExtract: (downloaded, total) => services.emit({ type: 'message', level: 'info', msg: `${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)` }),
+    onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
 
@@ -138,7 +141,8 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     state.vars = p.vars;
     const handler = handlerFor(inst.kind);
     if (!handler) {
-      services.log(`${step.label} ${step.by}`);
+      services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
+      services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: 0 });
       if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
       continue;
     }
@@ -146,16 +150,19 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     const below = cache && p.key && !p.linked ? chainId(state.layers) : undefined;
     if (cache && hit && cache.fits(hit, below)) {
       cache.hits++;
-      services.log(`${step.label} ${step.by} (cached ${hit.layer ? `layer ${hit.layer.descriptor.digest.slice(7, 19)}` : 'no change'})`);
+      services.emit({ type: 'step', status: 'cached', step: step.label, instruction: step.by, ...(hit.layer ? { layer: { digest: hit.layer.descriptor.digest, size: hit.layer.descriptor.size } } : {}) });
       state.appendCached(hit.layer, step);
       continue;
     }
-    services.log(`${step.label} ${step.by}`);
+    services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
+    const t0 = Date.now();
     await handler.execute({ ex, stage: state, inst, step });
+    const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
+    services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
     if (cache && p.key) {
       cache.misses++;
-      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, below, platform);
+      cache.write(p.key, step.by, added, below, platform);
     }
   }
 
@@ -278,7 +285,7 @@ async function resolveFrom(
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
-  services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
+  services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   return { base, vars: stageVarsFromImage(base.config.config?.Env), origin: fresh, ...(base.manifestDigest ? { key: `image:${base.manifestDigest}` } : {}) };
 }
 

@@ -143,7 +143,7 @@ async function unpackInto(
   const paths = await unpackArchive(new RootFs(dest.host), m.abs, kind, `${where}: archive ${m.name}`, {
     ...(inst.chown ? { chown: owner } : {}),
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
-    onWarning: (msg) => ex.services.log(`warning: ${msg}`),
+    onWarning: (msg) => ex.services.emit({ type: 'warning', msg }),
   });
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.
   const out = [dest.container];
@@ -255,7 +255,7 @@ export function materialize(ex: Executor, key: string, layers: () => Promise<imp
   let p = scheduling.images.get(key);
   if (!p) {
     const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.log(`warning: ${m}`) }));
+    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.emit({ type: 'warning', msg: m }) }));
     scheduling.images.set(key, p);
   }
   return p;

@@ -50,11 +50,12 @@ export const runStep: StepHandler<Run> = {
       });
     }
     const t0 = Date.now();
-    const after = await indexTree(rootfs.root, snapshotOpts);
+    services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: false });
+    const after = await indexTree(rootfs.root, snapshotOpts).finally(() => services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: true }));
     // Mount targets' stubs are gone again; their parents may show a ctime-only change, like the runtime mount points'.
     const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets]);
     stage.root.index = after;
-    services.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     if (changes.length === 0) {
       stage.emptyHistory(step);
       return;
