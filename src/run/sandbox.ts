@@ -68,6 +68,10 @@ export interface RunMount {
   readonly: boolean;
   /** tmpfs: size in bytes (0 or absent: the kernel's default). */
   size?: number;
+  /** bind: the source is a per-run copy (or secret file) the run may consume; in place it is moved to the target. */
+  owned?: boolean;
+  /** bind: a cache; in place its content is moved to the target and what the step left there moved back after. */
+  keep?: boolean;
 }
 
 export interface SandboxTools {

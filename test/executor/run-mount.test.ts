@@ -3,7 +3,6 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runStep } from '../../src/run/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { compileIfStale, Workspace } from './helpers.js';
@@ -242,11 +241,4 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(await run('two', 'A\n', 'y')).toHaveLength(1);
     expect(await run('three', 'B\n', 'y')).toEqual([]);
   }, 240_000);
-});
-
-describe('runStep: mounts in place', () => {
-  it('refuses RUN --mount in place before running anything (no CAP_SYS_ADMIN in a job container)', async () => {
-    await expect(runStep({ mode: 'in-place', root: '/', argv: ['true'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/',
-      mounts: [{ target: '/x', type: 'tmpfs', readonly: false }] })).rejects.toMatchObject({ code: 'RUN_MOUNT_IN_PLACE' });
-  });
 });

@@ -1,7 +1,7 @@
 // RUN --mount: parsing (BuildKit's instructions/runmount.go rules) and the host side of each mount (sources, caches,
 // secret files), handed to the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
 import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
@@ -235,14 +235,15 @@ async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { t
     throw new BuilderError('RUN_MOUNT_INVALID', `${where}: bind mount source ${spec.source} matches ${matches.length} paths`, { hint: 'name exactly one file or directory' });
   }
   const m = matches[0]!;
-  // A stage or image root read-only: bound as it is. The context (its .dockerignore applies) and any rw bind: a
-  // per-run copy, so the step sees only what COPY could see and its writes are discarded with the copy.
-  if (kind === 'root' && spec.readonly) return { target: spec.target, type: 'bind', source: m.abs, readonly: true };
+  // A stage or image root read-only: bound as it is (in the sandbox). The context (its .dockerignore applies), any rw
+  // bind and every bind in place (moved into "/" for the step): a per-run copy, so the step sees only what COPY could
+  // see and its writes are discarded with the copy.
+  if (kind === 'root' && spec.readonly && ex.settings.runMode !== 'in-place') return { target: spec.target, type: 'bind', source: m.abs, readonly: true };
   const dir = ex.settings.scratchPath('bind');
   await mkdir(dir, { recursive: true, mode: 0o755 });
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   await copyMatches(new RootFs(dir), [m], { dest: '/', workdir: '/', uid: 0, gid: 0, preserveOwner: kind === 'root', where }).catch(at(where));
-  return { target: spec.target, type: 'bind', source: m.type === 'dir' ? dir : path.join(dir, m.name), readonly: spec.readonly };
+  return { target: spec.target, type: 'bind', source: m.type === 'dir' ? dir : path.join(dir, m.name), readonly: spec.readonly, owned: true };
 }
 
 /** Cache mounts live under <cache-dir>/run-cache/<sha256(id)> and are kept between builds on this machine. */
@@ -260,7 +261,20 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
     await chown(tmp, spec.uid, spec.gid);
     await chmod(tmp, spec.mode);
     cleanup.push(() => rm(tmp, { recursive: true, force: true }));
-    return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly };
+    return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
+  }
+  if (ex.settings.runMode === 'in-place') {
+    // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
+    const got = await lockCache(`${dir}.lock`, spec, ex);
+    if (got === 'busy') {
+      const tmp = ex.settings.scratchPath('cache');
+      await mkdir(tmp, { recursive: true, mode: spec.mode });
+      await chown(tmp, spec.uid, spec.gid);
+      await chmod(tmp, spec.mode);
+      cleanup.push(() => rm(tmp, { recursive: true, force: true }));
+      return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
+    }
+    cleanup.push(got);
   }
   if (spec.sharing === 'locked') {
     // One locked user at a time within this build; the next one waits for this run's release().
@@ -281,7 +295,44 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
   } else if (!st.isDirectory()) {
     throw new BuilderError('RUN_MOUNT_CACHE_INVALID', `cache mount ${spec.id}: ${dir} is not a directory`, { hint: `remove ${dir}` });
   }
-  return { target: spec.target, type: 'bind', source: dir, readonly: spec.readonly };
+  return { target: spec.target, type: 'bind', source: dir, readonly: spec.readonly, keep: true };
+}
+
+/** A lock older than this without a refresh was left by a build that died (its holder refreshes it every LOCK_REFRESH_MS). */
+const LOCK_STALE_MS = 30_000;
+const LOCK_REFRESH_MS = 5_000;
+
+/**
+ * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
+ * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
+ */
+async function lockCache(lock: string, spec: Extract<MountSpec, { type: 'cache' }>, ex: Executor): Promise<(() => Promise<void>) | 'busy'> {
+  let told = false;
+  for (;;) {
+    try {
+      await writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      const timer = setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
+      timer.unref();
+      return async () => {
+        clearInterval(timer);
+        await rm(lock, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (spec.sharing === 'private') return 'busy';
+    const st = await stat(lock).catch(() => undefined);
+    if (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    if (!told) ex.services.log(`cache mount ${spec.id}: in use by another build, waiting for it`);
+    told = true;
+    if (ex.scheduling.signal.aborted) {
+      throw new BuilderError('BUILD_ABORTED', `cache mount ${spec.id}: the build was stopped while waiting for the cache`, { hint: 'rerun the build' });
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** A secret is a 0400 (or mode=) file in a fresh 0700 temp dir outside the root, bound read-only and removed after the run. */
@@ -296,11 +347,13 @@ async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'sec
   const value = 'value' in src ? Buffer.from(src.value) : await readFile(src.file).catch((cause: unknown) => {
     throw new BuilderError('RUN_SECRET_UNREADABLE', `${where}: cannot read secret "${spec.id}" from ${src.file}`, { hint: 'check the path given to --secret', cause });
   });
-  const dir = await mkdtemp(path.join(tmpdir(), 'builder-secret-'));
+  // In place the host's temp dir is in the root being snapshotted: the secret waits in the scratch dir, outside it.
+  const dir = ex.settings.runMode === 'in-place' ? ex.settings.scratchPath('secret') : await mkdtemp(path.join(tmpdir(), 'builder-secret-'));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'secret');
   await writeFile(file, value, { mode: 0o600 });
   await chown(file, spec.uid, spec.gid);
   await chmod(file, spec.mode);
-  return { target: spec.target, type: 'bind', source: file, readonly: true };
+  return { target: spec.target, type: 'bind', source: file, readonly: true, owned: true };
 }
