@@ -35,7 +35,7 @@ export const runStep: StepHandler<Run> = {
     let targets: string[] = [];
     try {
       targets = await Promise.all(prepared.mounts.map(async (m) => (await rootfs.resolveFull(m.target, { followFinal: true })).container.replace(/^\/+/, '')));
-      exit = await runCommandIn(c, prepared.mounts);
+      exit = await runCommandIn(c, prepared.mounts, prepared.secretEnv);
     } finally {
       await prepared.release();
     }
@@ -63,7 +63,7 @@ export const runStep: StepHandler<Run> = {
 };
 
 /** Runs the command as the stage's USER in its WORKDIR with its ENV; returns the exit code. */
-async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>, mounts: RunMount[]): Promise<number> {
+async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>, mounts: RunMount[], secretEnv: string[]): Promise<number> {
   const rootfs = await stage.fs();
   const shell = stage.cfg.config.Shell;
   const cleanup: string[] = [];
@@ -105,6 +105,7 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       onOutput: out.write,
       signal: scheduling.signal,
       ...(mounts.length > 0 ? { mounts } : {}),
+      ...(secretEnv.length > 0 ? { secretEnv } : {}),
       ...(mounts.length > 0 && settings.runMode === 'in-place' ? { inPlace: { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } } : {}),
     });
     out.flush();
