@@ -77,6 +77,9 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
         '    md5sum < /run/secrets/tok | cut -c1-32 > /tok-md5 && stat -c "%a %u" /run/secrets/tok > /tok-mode && \\',
         '    echo x >> /var/cache/thing/log && wc -l < /var/cache/thing/log > /count && ls /var/cache/thing > /cache-ls && \\',
         '    cat /src/app.txt > /app-copy && echo t > /scratch/t && stat -c %a /scratch > /scratch-mode && cat /opt/in/staged.txt > /staged-copy',
+        // a secret as a variable: no process of the container (builder's included) has it in its command line
+        'RUN --mount=type=secret,id=tok,env=TOKEN echo "$TOKEN" | md5sum | cut -c1-32 > /env-md5 && \\',
+        '    for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done | awk \'index($0, ENVIRON["TOKEN"]) { n++ } END { print n + 0 }\' > /env-hits',
         '',
       ].join('\n'),
       'app.txt': 'APP\n',
@@ -206,9 +209,12 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
       expect(await read('app-copy')).toBe('APP');
       expect(await read('scratch-mode')).toBe('1777');
       expect(await read('staged-copy')).toBe('staged');
+      expect(await read('env-md5')).toBe(createHash('md5').update(`${MOUNT_SECRET}\n`).digest('hex'));
+      expect(await read('env-hits')).toBe('0');
       // the mount step's layer holds exactly what the step wrote: no target, no stub, no parent of one
       const layers = await layerEntries(ws, anon, `exe/mounts:${tag}`, `mounts-${tag}-names`);
-      expect(layers.at(-1)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['app-copy', 'cache-ls', 'count', 'scratch-mode', 'staged-copy', 'tok-md5', 'tok-mode']);
+      expect(layers.at(-2)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['app-copy', 'cache-ls', 'count', 'scratch-mode', 'staged-copy', 'tok-md5', 'tok-mode']);
+      expect(layers.at(-1)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['env-hits', 'env-md5']);
       // the secret's value in no blob of the image: layers, config (and its history), manifest
       const layout = ws.path(`mounts-${tag}-blobs`);
       await skopeoCopy(`docker://${anon.host}/exe/mounts:${tag}`, `oci:${layout}:x`, { reg: anon });

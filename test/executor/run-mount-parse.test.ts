@@ -23,6 +23,11 @@ describe('parseMount', () => {
     expect(p('type=secret,target=/etc/key.pem')).toMatchObject({ id: 'key.pem' });
   });
 
+  it('secret env=: a variable only (no target) unless a target is given too (dispatchSecret)', () => {
+    expect(p('type=secret,id=tok,env=TOKEN')).toEqual({ type: 'secret', env: 'TOKEN', id: 'tok', required: false, mode: 0o400, uid: 0, gid: 0 });
+    expect(p('type=secret,id=tok,env=TOKEN,target=/etc/tok')).toMatchObject({ env: 'TOKEN', target: '/etc/tok' });
+  });
+
   it('tmpfs: rw, size with units', () => {
     expect(p('type=tmpfs,target=/t,size=64m')).toEqual({ type: 'tmpfs', target: '/t', readonly: false, size: 64 * 1024 * 1024 });
   });
@@ -41,7 +46,9 @@ describe('parseMount', () => {
     ['type=bind,target=/x,ro=maybe', 'RUN_MOUNT_INVALID'],
     ['type=volume,target=/x', 'RUN_MOUNT_INVALID'],
     ['type=ssh', 'RUN_MOUNT_UNSUPPORTED'],
-    ['type=secret,id=a,env=A', 'RUN_MOUNT_UNSUPPORTED'],
+    ['type=secret,id=a,env=', 'RUN_MOUNT_INVALID'],
+    ['type=secret,id=a,env=A-B', 'RUN_MOUNT_INVALID'], // goes into an `env -S` string: identifiers only
+    ['type=secret,env=A', 'RUN_MOUNT_INVALID'], // no id, no target
     ['type=cache,target=/x,from=build', 'RUN_MOUNT_UNSUPPORTED'],
   ])('refuses %s with %s', (spec, code) => {
     expect(() => p(spec)).toThrow(expect.objectContaining({ code }));
