@@ -28,6 +28,23 @@ interface Placed {
   times?: Times;
   /** The mount's content reached the target (a cache is moved back only then). */
   placed?: boolean;
+  /**
+   * Kept paths below the target (relative to it: builder's work or cache dir, a mount point): the target then stays,
+   * only its other entries go aside, and the mount's entries are put beside the kept ones.
+   */
+  held?: Held;
+  /** Children mode: the entries moved aside (relative to the target) and where they wait. */
+  aside?: { rel: string; to: string }[];
+  /** Children mode: the target's own owner and mode, given the mount's for the step and restored after. */
+  meta?: { mode: number; uid: number; gid: number };
+  /** Children mode: every entry that had to go aside went (until then nothing at the target may be removed). */
+  cleared?: boolean;
+}
+
+/** Paths relative to a target: kept exactly, or directories on the way to a kept one. */
+interface Held {
+  exact: Set<string>;
+  chain: Set<string>;
 }
 
 const RESERVED = ['proc', 'sys', 'dev'];
@@ -56,14 +73,18 @@ export async function placeMounts(root: string, mounts: readonly RunMount[], opt
     const rel = path.relative(rootfs.root, host);
     if (rel === '' || rel.startsWith('..')) throw bad(m, 'is the root');
     if (RESERVED.some((r) => under(rel, r))) throw bad(m, 'is under /proc, /dev or /sys, which the runtime provides');
-    const hit = opts.protect.find((p) => under(rel, p) || under(p, rel)) ?? opts.excludedOnly.find((p) => under(p, rel));
+    const hit = opts.protect.find((p) => under(rel, p)) ?? opts.excludedOnly.find((p) => p === rel);
     if (hit !== undefined) {
-      throw bad(m, `${hit === rel ? 'is' : under(rel, hit) ? 'lies under' : 'holds'} /${hit}, which builder keeps in place (its own files or a mount point)`,
+      throw bad(m, `${hit === rel ? 'is' : 'lies under'} /${hit}, which builder keeps in place (its own files or a mount point)`,
         'in place a mount target is a plain directory of "/"; pick another target, or move builder\'s paths (--work-dir, --cache-dir)');
     }
     if (m.type === 'bind' && m.source === undefined) throw bad(m, 'has no source');
     const kind: 'dir' | 'file' = m.type === 'bind' && !(await stat(m.source!)).isDirectory() ? 'file' : 'dir';
-    resolved.push({ m, host, kind });
+    const below = [...opts.protect, ...opts.excludedOnly].filter((p) => p.startsWith(`${rel}/`)).map((p) => p.slice(rel.length + 1));
+    if (below.length > 0 && kind === 'file') throw bad(m, `holds /${rel}/${below[0]}, which builder keeps in place`);
+    const held: Held = { exact: new Set(below), chain: new Set() };
+    for (const b of below) for (let d = path.posix.dirname(b); d !== '.'; d = path.posix.dirname(d)) held.chain.add(d);
+    resolved.push({ m, host, kind, ...(below.length > 0 ? { held } : {}) });
   }
   resolved.sort((a, b) => a.host.split('/').length - b.host.split('/').length);
   for (const a of resolved) {
@@ -108,6 +129,7 @@ export async function placeMounts(root: string, mounts: readonly RunMount[], opt
   };
 
   const takeBack = async (p: Placed): Promise<void> => {
+    if (p.held && p.aside) return takeBackChildren(p, p.held, p.aside);
     const now = await lstat(p.host).catch(() => undefined);
     if (now !== undefined) {
       // A cache keeps what the step left there; anything else the step wrote under a mount is discarded, as with a real mount.
@@ -124,6 +146,81 @@ export async function placeMounts(root: string, mounts: readonly RunMount[], opt
         if (p.times) await (p.kind === 'dir' ? utimes : lutimes)(p.host, p.times.atime, p.times.mtime).catch(() => undefined);
       }
     }
+  };
+
+  /** Children mode, after the step: the step's entries out (a cache's back to its store), the aside ones back. */
+  const takeBackChildren = async (p: Placed, held: Held, aside: { rel: string; to: string }[]): Promise<void> => {
+    const out = async (rel: string, dest: string | undefined): Promise<void> => {
+      const dir = path.join(p.host, rel);
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        const r = rel === '' ? name : `${rel}/${name}`;
+        if (held.exact.has(r)) continue;
+        const from = path.join(dir, name);
+        if (held.chain.has(r) && (await lstat(from)).isDirectory()) {
+          if (dest !== undefined) await mkdir(path.join(dest, name), { recursive: true, mode: 0o755 });
+          await out(r, dest === undefined ? undefined : path.join(dest, name));
+          continue;
+        }
+        if (dest === undefined) {
+          await rm(from, { recursive: true, force: true });
+        } else {
+          await rm(path.join(dest, name), { recursive: true, force: true }); // an entry shadowed by a kept one
+          await moveTree(from, path.join(dest, name));
+        }
+      }
+    };
+    if (p.cleared && (await lstat(p.host).catch(() => undefined))) await out('', p.m.keep ? p.m.source! : undefined);
+    for (const a of aside.splice(0)) {
+      const parent = await lstat(path.dirname(path.join(p.host, a.rel))).catch(() => undefined);
+      if (parent?.isDirectory()) await moveTree(a.to, path.join(p.host, a.rel));
+    }
+    if (p.meta) {
+      await chown(p.host, p.meta.uid, p.meta.gid).catch(() => undefined);
+      await chmod(p.host, p.meta.mode).catch(() => undefined);
+    }
+  };
+
+  /** Children mode, before the step: every entry of the target but the kept ones (and their parents) goes aside. */
+  const placeChildren = async (r: Placed, held: Held, stash: () => string): Promise<void> => {
+    const st = await lstat(r.host);
+    r.meta = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    r.aside = [];
+    const clear = async (rel: string): Promise<void> => {
+      const dir = path.join(r.host, rel);
+      await remember(dir);
+      for (const name of await readdir(dir)) {
+        const e = rel === '' ? name : `${rel}/${name}`;
+        if (held.exact.has(e)) continue;
+        if (held.chain.has(e)) {
+          if ((await lstat(path.join(dir, name))).isDirectory()) await clear(e);
+          continue;
+        }
+        const to = stash();
+        await moveTree(path.join(dir, name), to);
+        r.aside!.push({ rel: e, to });
+      }
+    };
+    await clear('');
+    r.cleared = true;
+    // The mount's root metadata, as a mount would show it: a fresh tmpfs 1777 root:root, else the source dir's.
+    const src = r.m.type === 'tmpfs' ? { mode: 0o1777, uid: 0, gid: 0 } : await lstat(r.m.source!).then((s) => ({ mode: s.mode & 0o7777, uid: s.uid, gid: s.gid }));
+    await chown(r.host, src.uid, src.gid);
+    await chmod(r.host, src.mode);
+    if (r.m.type === 'tmpfs') return;
+    const move = r.m.owned || r.m.keep;
+    const into = async (from: string, rel: string): Promise<void> => {
+      for (const name of await readdir(from)) {
+        const e = rel === '' ? name : `${rel}/${name}`;
+        if (held.exact.has(e)) continue; // shadowed by a kept path: stays in the source
+        const f = path.join(from, name);
+        if (held.chain.has(e)) {
+          if ((await lstat(f)).isDirectory() && (await lstat(path.join(r.host, e)).catch(() => undefined))?.isDirectory()) await into(f, e);
+          continue;
+        }
+        await (move ? moveTree : copyTree)(f, path.join(r.host, e));
+      }
+    };
+    await into(r.m.source!, '');
   };
 
   try {
@@ -146,6 +243,13 @@ export async function placeMounts(root: string, mounts: readonly RunMount[], opt
       }
       const st = await lstat(r.host).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
       await remember(path.dirname(r.host));
+      if (st?.isDirectory() && r.held) {
+        done.push(r);
+        await placeChildren(r, r.held, () => path.join(opts.stashDir, `t${++n}`));
+        r.placed = true;
+        continue;
+      }
+      delete r.held; // nothing kept there yet: the whole target goes aside as usual
       if (st !== undefined) {
         if (st.isDirectory() !== (r.kind === 'dir')) {
           throw bad(r.m, `is a ${st.isDirectory() ? 'directory' : 'file'} in the image, the mount a ${r.kind === 'dir' ? 'directory' : 'file'}`,

@@ -80,6 +80,8 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
         // a secret as a variable: no process of the container (builder's included) has it in its command line
         'RUN --mount=type=secret,id=tok,env=TOKEN echo "$TOKEN" | md5sum | cut -c1-32 > /env-md5 && \\',
         '    for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done | awk \'index($0, ENVIRON["TOKEN"]) { n++ } END { print n + 0 }\' > /env-hits',
+        // targets that hold builder's own paths here (its cache dir /root/.cache/builder, its work dir /tmp/builder)
+        'RUN --mount=type=cache,target=/root/.cache --mount=type=tmpfs,target=/tmp echo y >> /root/.cache/log && wc -l < /root/.cache/log > /root-count && ls -A /tmp > /tmp-ls',
         '',
       ].join('\n'),
       'app.txt': 'APP\n',
@@ -211,10 +213,13 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
       expect(await read('staged-copy')).toBe('staged');
       expect(await read('env-md5')).toBe(createHash('md5').update(`${MOUNT_SECRET}\n`).digest('hex'));
       expect(await read('env-hits')).toBe('0');
+      expect(await read('root-count')).toBe(count);
+      expect(await read('tmp-ls')).toBe('builder'); // the work dir stays visible (it cannot move); nothing else of /tmp
       // the mount step's layer holds exactly what the step wrote: no target, no stub, no parent of one
       const layers = await layerEntries(ws, anon, `exe/mounts:${tag}`, `mounts-${tag}-names`);
-      expect(layers.at(-2)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['app-copy', 'cache-ls', 'count', 'scratch-mode', 'staged-copy', 'tok-md5', 'tok-mode']);
-      expect(layers.at(-1)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['env-hits', 'env-md5']);
+      expect(layers.at(-3)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['app-copy', 'cache-ls', 'count', 'scratch-mode', 'staged-copy', 'tok-md5', 'tok-mode']);
+      expect(layers.at(-2)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['env-hits', 'env-md5']);
+      expect(layers.at(-1)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['root-count', 'tmp-ls']);
       // the secret's value in no blob of the image: layers, config (and its history), manifest
       const layout = ws.path(`mounts-${tag}-blobs`);
       await skopeoCopy(`docker://${anon.host}/exe/mounts:${tag}`, `oci:${layout}:x`, { reg: anon });

@@ -82,8 +82,45 @@ describe('placeMounts (in place, no mount(2))', () => {
     expect(await lstat(path.join(root, 'scratch')).catch(() => 'gone')).toBe('gone');
   });
 
-  it('a target that is, holds or lies under builder\'s kept paths is refused before anything is placed', async () => {
-    for (const target of ['/builder/x', '/tmp', '/tmp/work', '/run']) {
+  it('a target that holds builder\'s kept paths keeps them in place; only its other entries go aside and come back', async () => {
+    await writeFile(path.join(root, 'tmp/x'), 'image file');
+    await writeFile(path.join(root, 'tmp/work/builder-file'), 'builder');
+    const { chmod } = await import('node:fs/promises');
+    await chmod(path.join(root, 'tmp'), 0o755);
+    const undo = await placeMounts(root, [{ target: '/tmp', type: 'tmpfs', readonly: false }], opts());
+    expect(await readdir(path.join(root, 'tmp'))).toEqual(['work']);
+    expect((await stat(path.join(root, 'tmp'))).mode & 0o7777).toBe(0o1777);
+    await writeFile(path.join(root, 'tmp/by-step'), 'x');
+    await undo();
+    expect((await readdir(path.join(root, 'tmp'))).sort()).toEqual(['work', 'x']);
+    expect(await readFile(path.join(root, 'tmp/work/builder-file'), 'utf8')).toBe('builder');
+    expect((await stat(path.join(root, 'tmp'))).mode & 0o7777).toBe(0o755);
+  });
+
+  it('a cache on a directory on the way to a kept path: its entries go to the cache and back, the kept path stays', async () => {
+    await mkdir(path.join(root, 'root/.cache/b'), { recursive: true });
+    await writeFile(path.join(root, 'root/.profile'), 'image');
+    await writeFile(path.join(root, 'root/.cache/b/own'), 'builder');
+    await writeFile(path.join(root, 'root/.cache/other'), 'image cache');
+    const cache = path.join(tmp, 'c');
+    await mkdir(path.join(cache, '.cache/pip'), { recursive: true });
+    await writeFile(path.join(cache, '.cache/pip/old'), 'cached');
+    const o = { ...opts(), protect: ['builder', 'tmp/work', 'root/.cache/b'] };
+    const undo = await placeMounts(root, [{ target: '/root', type: 'bind', source: cache, readonly: false, keep: true }], o);
+    expect((await readdir(path.join(root, 'root/.cache'))).sort()).toEqual(['b', 'pip']);
+    expect(await readdir(path.join(root, 'root'))).toEqual(['.cache']);
+    await writeFile(path.join(root, 'root/.cache/pip/new'), 'step');
+    await writeFile(path.join(root, 'root/top'), 'step');
+    await undo();
+    expect((await readdir(path.join(root, 'root'))).sort()).toEqual(['.cache', '.profile']);
+    expect((await readdir(path.join(root, 'root/.cache'))).sort()).toEqual(['b', 'other']);
+    expect(await readFile(path.join(root, 'root/.cache/b/own'), 'utf8')).toBe('builder');
+    expect((await readdir(path.join(cache, '.cache/pip'))).sort()).toEqual(['new', 'old']);
+    expect((await readdir(cache)).sort()).toEqual(['.cache', 'top']);
+  });
+
+  it('a target that is or lies under builder\'s kept paths is refused before anything is placed', async () => {
+    for (const target of ['/builder/x', '/tmp/work', '/tmp/work/sub', '/run']) {
       await expect(placeMounts(root, [{ target, type: 'tmpfs', readonly: false }], opts())).rejects.toMatchObject({ code: 'RUN_MOUNT_TARGET_INVALID' });
     }
     const undo = await placeMounts(root, [{ target: '/run/secrets/x', type: 'tmpfs', readonly: false }], opts());
