@@ -89,6 +89,9 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     await ws.context('jobws/mounts-fail', {
       Dockerfile: `FROM ${base}\nRUN --mount=type=secret,id=tok,target=/etc/tok --mount=type=cache,id=failing,target=/c echo kept > /c/f && cat /etc/tok > /dev/null && exit 3\n`,
     });
+    await ws.context('jobws/mounts-abort', {
+      Dockerfile: `FROM ${base}\nRUN --mount=type=secret,id=tok,target=/etc/tok --mount=type=tmpfs,target=/var/scratch touch /started && sleep 60\n`,
+    });
     await writeFile(ws.path('jobws/mounts-secret.txt'), MOUNT_SECRET);
   }, 360_000);
   afterAll(async () => {
@@ -242,6 +245,22 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(await lstat(path.join(rootfs, 'c')).catch(() => 'gone')).toBe('gone');
     const cacheDir = path.join(rootfs, 'root/.cache/builder/run-cache', createHash('sha256').update('failing').digest('hex'));
     expect(await readFile(path.join(cacheDir, 'f'), 'utf8')).toBe('kept\n');
+  });
+
+  it('RUN --mount in place: a build stopped by SIGTERM mid-step takes the secret and the stubs out of the root before it exits', async () => {
+    const r = await job('mounts-abort', [
+      'builder --context /workspace/mounts-abort --dockerfile /workspace/mounts-abort/Dockerfile --secret id=tok,src=/workspace/mounts-secret.txt --no-push &',
+      'pid=$!',
+      // the step's own marker in "/" (in place the job's root is the build root): the secret is in place now
+      'n=0; while [ ! -e /started ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done',
+      'test -e /etc/tok && echo SECRET-PLACED',
+      'kill -TERM $pid; wait $pid; echo "exit=$?"',
+    ].join('\n'));
+    expect(r.stdout).toContain('SECRET-PLACED');
+    expect(r.stdout).toContain('exit=143');
+    expect(r.stderr).toContain('RUN_ABORTED');
+    expect(await lstat(path.join(rootfs, 'etc/tok')).catch(() => 'gone')).toBe('gone');
+    expect(await lstat(path.join(rootfs, 'var/scratch')).catch(() => 'gone')).toBe('gone');
   });
 
   it('--run-mode sandbox inside the container fails before touching anything, with a clear message', async () => {
