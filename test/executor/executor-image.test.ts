@@ -258,7 +258,7 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     ].join('\n'));
     expect(r.stdout).toContain('SECRET-PLACED');
     expect(r.stdout).toContain('exit=143');
-    expect(r.stderr).toContain('RUN_ABORTED');
+    expect(r.stderr).toContain('INTERRUPTED: interrupted by SIGTERM');
     expect(await lstat(path.join(rootfs, 'etc/tok')).catch(() => 'gone')).toBe('gone');
     expect(await lstat(path.join(rootfs, 'var/scratch')).catch(() => 'gone')).toBe('gone');
   });
