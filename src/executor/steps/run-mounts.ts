@@ -273,7 +273,7 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
   }
   if (ex.settings.runMode === 'in-place') {
     // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
-    const got = await lockCache(`${dir}.lock`, spec, ex);
+    const got = await lockCache(`${dir}.lock`, spec, ex.services.log, ex.scheduling.signal);
     if (got === 'busy') {
       const tmp = ex.settings.scratchPath('cache');
       await mkdir(tmp, { recursive: true, mode: spec.mode });
@@ -307,14 +307,14 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
 }
 
 /** A lock older than this without a refresh was left by a build that died (its holder refreshes it every LOCK_REFRESH_MS). */
-const LOCK_STALE_MS = 30_000;
+export const LOCK_STALE_MS = 30_000;
 const LOCK_REFRESH_MS = 5_000;
 
 /**
  * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
  * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
  */
-async function lockCache(lock: string, spec: Extract<MountSpec, { type: 'cache' }>, ex: Executor): Promise<(() => Promise<void>) | 'busy'> {
+export async function lockCache(lock: string, spec: Pick<Extract<MountSpec, { type: 'cache' }>, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal): Promise<(() => Promise<void>) | 'busy'> {
   let told = false;
   for (;;) {
     try {
@@ -334,9 +334,9 @@ async function lockCache(lock: string, spec: Extract<MountSpec, { type: 'cache' 
       await rm(lock, { force: true });
       continue;
     }
-    if (!told) ex.services.log(`cache mount ${spec.id}: in use by another build, waiting for it`);
+    if (!told) log(`cache mount ${spec.id}: in use by another build, waiting for it`);
     told = true;
-    if (ex.scheduling.signal.aborted) {
+    if (signal.aborted) {
       throw new BuilderError('BUILD_ABORTED', `cache mount ${spec.id}: the build was stopped while waiting for the cache`, { hint: 'rerun the build' });
     }
     await new Promise((r) => setTimeout(r, 250));
