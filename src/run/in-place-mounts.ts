@@ -8,9 +8,9 @@ import type { RunMount } from './sandbox.js';
 
 /** What placeMounts needs besides the mounts. */
 export interface PlaceOptions {
-  /** Root-relative paths a target may not be, hold or lie under (builder's own files, mount points). */
+  /** Root-relative paths a target may not be or lie under (builder's own files, mount points); one holding them keeps them. */
   protect: readonly string[];
-  /** Root-relative paths a target may lie under but not be or hold (excluded from snapshots: /run, /var/run). */
+  /** Root-relative paths a target may lie under but not be (excluded from snapshots: /run, /var/run); kept when held. */
   excludedOnly: readonly string[];
   /** A fresh directory outside every snapshot, on the root's filesystem if possible: what a target held waits there. */
   stashDir: string;
@@ -60,7 +60,8 @@ async function timesOf(p: string): Promise<Times> {
  * Puts every mount at its target and returns the undo, which the caller must run whatever happens (try/finally).
  * Sources marked `owned` (per-run copies) or `keep` (caches) are moved in and out; others are copied in. A cache's
  * content moves back to its source after the step; everything else put there is removed; the target's previous
- * content (file or dir) comes back, parents created for it go, their mtimes are restored.
+ * content (file or dir) comes back, parents created for it go, their mtimes are restored. A target holding kept
+ * paths stays: only its other entries go aside (children mode).
  */
 export async function placeMounts(root: string, mounts: readonly RunMount[], opts: PlaceOptions): Promise<() => Promise<void>> {
   const rootfs = new RootFs(root);
