@@ -128,6 +128,31 @@ describe('placeMounts (in place, no mount(2))', () => {
     expect(await readdir(root)).toEqual(['builder', 'tmp']);
   });
 
+  it.skipIf(!isRoot)('where rename cannot (EXDEV: the stash and the cache on another filesystem) the content is copied, owners and modes kept', async () => {
+    const shm = await mkdtemp('/dev/shm/place-mounts-').catch(() => undefined);
+    if (shm === undefined) return; // no second filesystem here
+    try {
+      const { chown } = await import('node:fs/promises');
+      await mkdir(path.join(root, 'srv/data'), { recursive: true });
+      await writeFile(path.join(root, 'srv/data/f'), 'image', { mode: 0o640 });
+      await chown(path.join(root, 'srv/data/f'), 1000, 1000);
+      const cache = path.join(shm, 'cache');
+      await mkdir(cache);
+      await writeFile(path.join(cache, 'c'), 'cached');
+      const undo = await placeMounts(root, [{ target: '/srv/data', type: 'bind', source: cache, readonly: false, keep: true }],
+        { ...opts(), stashDir: path.join(shm, 'stash') });
+      expect(await readdir(path.join(root, 'srv/data'))).toEqual(['c']);
+      await writeFile(path.join(root, 'srv/data/n'), 'new');
+      await undo();
+      const st = await lstat(path.join(root, 'srv/data/f'));
+      expect([await readFile(path.join(root, 'srv/data/f'), 'utf8'), st.mode & 0o7777, st.uid, st.gid]).toEqual(['image', 0o640, 1000, 1000]);
+      expect(await readdir(path.join(root, 'srv/data'))).toEqual(['f']);
+      expect((await readdir(cache)).sort()).toEqual(['c', 'n']);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+
   it('a placement that fails half way takes back what it placed', async () => {
     await writeFile(path.join(root, 'file'), 'not a dir');
     const src = path.join(tmp, 's');
