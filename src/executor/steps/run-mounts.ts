@@ -273,7 +273,7 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
   }
   if (ex.settings.runMode === 'in-place') {
     // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
-    const got = await lockCache(`${dir}.lock`, spec, ex.services.log, ex.scheduling.signal);
+    const got = await lockCache(`${dir}.lock`, spec, (msg) => ex.services.emit({ type: 'message', level: 'info', msg }), ex.scheduling.signal);
     if (got === 'busy') {
       const tmp = ex.settings.scratchPath('cache');
       await mkdir(tmp, { recursive: true, mode: spec.mode });
