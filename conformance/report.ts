@@ -75,9 +75,12 @@ export async function writeReport(file: string, results: DockerfileResult[], o: 
     '  source directory\'s own mode; BuildKit creates it 0755 (fsutil prepareTargetDir; moby/buildkit#1941). Test:',
     '  test/executor/copy-dest-mode.test.ts. kaniko keeps the old behaviour (judgement kaniko-copy-dest-mode).',
     '- Every other difference is the reference departing from BuildKit, each with its evidence below. No open builder bug.',
-    '- Not covered here: the 26 skipped Dockerfiles (internet), features kaniko\'s suite does not use (RUN --mount, COPY',
-    '  --parents/--exclude/--link, ADD of URLs), and BuildKit v0.21\'s --chmod on created parent directories',
-    '  (moby/buildkit#5943), which builder does not do (its parents are 0755).', '');
+    '- Not covered here: the 26 skipped Dockerfiles (internet) and features kaniko\'s suite does not use (RUN --mount, COPY',
+    '  --parents/--exclude/--link, ADD of URLs). BuildKit v0.21\'s --chmod on created parent directories (moby/buildkit#5943:',
+    '  fsutil\'s Copy and prepareTargetDir call MkdirAll(path, os.FileMode(*ci.Mode)), so every directory created on the way',
+    '  gets the octal mode\'s permission bits, setuid/setgid/sticky dropped by Go\'s FileMode; a symbolic --chmod, ModeStr,',
+    '  leaves them 0755, as does no --chmod) is matched since this run: test/executor/copy-dest-mode.test.ts. builder',
+    '  accepts only octal --chmod.', '');
   lines.push('| Dockerfile | builder = buildah? | builder = kaniko? | notes |', '|---|---|---|---|');
   for (const r of results) {
     if (r.skipped) { lines.push(`| ${r.name} | skipped | skipped | ${esc(r.skipped)} |`); continue; }

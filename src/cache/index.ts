@@ -9,4 +9,4 @@ export {
 export { pruneLayerCache, type PruneResult } from './prune.js';
 export { resolveImageCached, type ImageDocument, type ResolveCachedOptions } from './image-store.js';
 export { dockerfileTargets, imageStore, warmImage, warmImages, type DockerfileTargetsOptions, type WarmOptions, type WarmResult, type WarmTarget } from './warm.js';
-export { RootfsStore, chainId, copyTree, type RootfsStoreEntry } from './rootfs-store.js';
+export { RootfsStore, copyTree, type RootfsStoreEntry } from './rootfs-store.js';

@@ -18,6 +18,7 @@ export const ANNOTATION = {
   step: 'dev.builder.cache.step',
   created: 'dev.builder.cache.created',
   diffId: 'dev.builder.cache.diff-id',
+  parent: 'dev.builder.cache.parent-chain',
 } as const;
 
 export interface CacheEntry {
@@ -28,6 +29,11 @@ export interface CacheEntry {
   created: string;
   /** The step's layer; absent when the step changed nothing. */
   layer?: Layer;
+  /**
+   * ChainID of the layers the step ran on ('' for none); absent for a layer that fits any parent (COPY --link). Keys
+   * chain on inputs, not outputs: a non-reproducible step written by two builds makes this the only proof of a match.
+   */
+  parent?: string;
 }
 
 export type LookupResult =
@@ -51,7 +57,10 @@ export interface LayerCache {
 
 /** The entry as a one-layer (or empty) OCI image whose config and manifest record key, step and time. */
 export function entryImage(entry: CacheEntry, platform: Platform): { manifest: Manifest; manifestBytes: Buffer; configBytes: Buffer } {
-  const labels = { [ANNOTATION.key]: entry.key, [ANNOTATION.step]: entry.step, [ANNOTATION.created]: entry.created };
+  const labels = {
+    [ANNOTATION.key]: entry.key, [ANNOTATION.step]: entry.step, [ANNOTATION.created]: entry.created,
+    ...(entry.parent !== undefined ? { [ANNOTATION.parent]: entry.parent } : {}),
+  };
   const config: ImageConfig = {
     architecture: platform.architecture,
     os: platform.os,
@@ -72,7 +81,7 @@ export function entryImage(entry: CacheEntry, platform: Platform): { manifest: M
 }
 
 /** Checks a stored manifest against the key asked for and the TTL; returns the layer descriptor and diffId. */
-export function readEntry(bytes: Buffer, key: string, now: Date, ttlMs: number): { ok: true; step: string; created: string; layer?: { descriptor: Descriptor; diffId: Digest } } | { ok: false; reason: string } {
+export function readEntry(bytes: Buffer, key: string, now: Date, ttlMs: number): { ok: true; step: string; created: string; parent?: string; layer?: { descriptor: Descriptor; diffId: Digest } } | { ok: false; reason: string } {
   let m: Manifest;
   try {
     m = parseManifest(bytes, `cache entry ${key}`);
@@ -87,10 +96,12 @@ export function readEntry(bytes: Buffer, key: string, now: Date, ttlMs: number):
   if (now.getTime() - t > ttlMs) return { ok: false, reason: `it expired (created ${created})` };
   if (m.layers.length > 1) return { ok: false, reason: `it has ${m.layers.length} layers` };
   const step = a[ANNOTATION.step] ?? '';
-  if (m.layers.length === 0) return { ok: true, step, created };
+  const parent = a[ANNOTATION.parent];
+  const found = { ok: true as const, step, created, ...(parent !== undefined ? { parent } : {}) };
+  if (m.layers.length === 0) return found;
   const diffId = a[ANNOTATION.diffId];
   if (!diffId || !/^sha256:[0-9a-f]{64}$/.test(diffId)) return { ok: false, reason: 'its layer has no diff-id' };
-  return { ok: true, step, created, layer: { descriptor: m.layers[0]!, diffId: diffId as Digest } };
+  return { ...found, layer: { descriptor: m.layers[0]!, diffId: diffId as Digest } };
 }
 
 const isNotFound = (err: unknown): boolean =>
@@ -117,7 +128,7 @@ export function registryLayerCache(client: RegistryClient, repo: ImageRef, ttlMs
       if (e.layer && !(await client.hasBlob(repo, e.layer.descriptor.digest))) return { kind: 'unusable', reason: `its layer ${e.layer.descriptor.digest} is missing` };
       return {
         kind: 'hit',
-        entry: { key, step: e.step, created: e.created, ...(e.layer ? { layer: layerOf(e.layer.descriptor, e.layer.diffId) } : {}) },
+        entry: { key, step: e.step, created: e.created, ...(e.parent !== undefined ? { parent: e.parent } : {}), ...(e.layer ? { layer: layerOf(e.layer.descriptor, e.layer.diffId) } : {}) },
       };
     },
     async store(entry, platform) {
@@ -177,7 +188,7 @@ export function ociLayerCache(dir: string, ttlMs: number): LayerCache {
       const d = e.layer?.descriptor;
       return {
         kind: 'hit',
-        entry: { key, step: e.step, created: e.created, ...(e.layer && d ? { layer: { descriptor: d, diffId: e.layer.diffId, open: () => l.openBlob(d) } } : {}) },
+        entry: { key, step: e.step, created: e.created, ...(e.parent !== undefined ? { parent: e.parent } : {}), ...(e.layer && d ? { layer: { descriptor: d, diffId: e.layer.diffId, open: () => l.openBlob(d) } } : {}) },
       };
     },
     async store(entry, platform) {

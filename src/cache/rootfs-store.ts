@@ -5,6 +5,7 @@ import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, write
 import path from 'node:path';
 import { digestHex, type Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
+import { chainId as chainOf } from '../image/index.js';
 
 // Bump when extraction changes what lands on disk, so entries made by an older builder are never cloned.
 const FORMAT = 'v1';
@@ -14,12 +15,10 @@ export const ROOTFS_STORE_MAX_BYTES = 10 * 1024 ** 3;
 // An entry used this recently may be the lower layer of a running build's overlay: never evicted for the cap.
 const IN_USE_MS = 60 * 60 * 1000;
 
-/** The OCI ChainID of layers by diff_id: the first diff_id, then sha256("<parent chain> <diff_id>") for each next one. */
-export function chainId(diffIds: readonly Digest[]): Digest {
+/** The OCI ChainID of layers by diff_id (the one definition, in src/image). */
+function chainId(diffIds: readonly Digest[]): Digest {
   if (diffIds.length === 0) throw new BuilderError('BUILD_INTERNAL', 'chainId of no layers', { hint: 'this is a bug; please report it' });
-  let id = diffIds[0]!;
-  for (const d of diffIds.slice(1)) id = `sha256:${createHash('sha256').update(`${id} ${d}`).digest('hex')}`;
-  return id;
+  return chainOf(diffIds.map((diffId) => ({ diffId }))) as Digest;
 }
 
 export interface RootfsStoreEntry {

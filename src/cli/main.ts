@@ -31,12 +31,14 @@ export async function main(argv: string[]): Promise<void> {
   // under way); only file cleanup is cut short.
   const onSignal = (sig: NodeJS.Signals): void => {
     const code = 128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0);
+    // Through the command's logger once it has one: a JSON log stays JSON, a live progress block is erased first.
+    const say = (msg: string): void => (env.logger ? env.logger.log('warn', msg) : void env.stderr.write(`builder: ${msg}\n`));
     if (interrupt.signal.aborted) {
-      env.stderr.write(`builder: ${sig} again: exiting before cleanup has finished\n`);
+      say(`${sig} again: exiting before cleanup has finished`);
       killProcessTree(process.pid, { spareRoot: true });
       process.exit(code);
     }
-    env.stderr.write(`builder: ${sig} received: stopping and cleaning up (send it again to exit at once)\n`);
+    say(`${sig} received: stopping and cleaning up (send it again to exit at once)`);
     interrupt.abort(new BuilderError('INTERRUPTED', `interrupted by ${sig}`, {
       hint: 'the command stopped and removed its work dir; nothing was pushed after the signal; rerun it',
       exitCode: code,
@@ -89,6 +91,7 @@ function reportError(err: unknown, env: CliEnv): number {
     env.stderr.write(`builder: error ${err.format()}\n`);
     return err.exitCode;
   }
-  env.stderr.write(`builder: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (env.logger?.format === 'json') env.logger.log('error', `internal error: ${err instanceof Error ? err.message : String(err)}`, { code: 'INTERNAL', ...(err instanceof Error && err.stack ? { stack: err.stack } : {}) });
+  else env.stderr.write(`builder: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return 70;
 }

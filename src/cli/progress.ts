@@ -1,43 +1,143 @@
-// Pull/push progress for long transfers: one line every few seconds while any blob over 1 MiB is moving, and a
-// closing line for big ones, so a 300 MB layer is never 20 s of silence (CI logs and terminals alike).
+// Progress on long work (pulls, pushes, extraction, snapshots, compression), rendered two ways: for CI logs one line
+// every few seconds while something long runs, and on a terminal a live line per operation, rewritten in place.
+import type { Writable } from 'node:stream';
 import type { TransferProgress } from '../registry/index.js';
+import type { BuildEvent, ProgressPhase } from '../util/events.js';
 import type { Logger } from './logger.js';
+
+type ProgressEvent = Extract<BuildEvent, { type: 'progress' }>;
 
 const MIB = 1 << 20;
 const fmt = (n: number): string => (n >= 10 * MIB ? `${(n / MIB).toFixed(0)} MiB` : `${(n / MIB).toFixed(1)} MiB`);
 
-interface Transfer extends TransferProgress {
+interface Active {
+  phase: ProgressPhase;
+  id: string;
+  bytes: number;
+  total?: number;
   started: number;
 }
 
-export function progressReporter(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): (e: TransferProgress) => void {
+/** Pulls and pushes are named by digest (12 hex), steps by their label. */
+const label = (a: Pick<Active, 'phase' | 'id'>): string => `${a.phase} ${a.id.startsWith('sha256:') ? a.id.slice(7, 19) : a.id}`;
+
+/** "pull 0123456789ab 45 MiB/300 MiB (15%)", or with no known total "snapshot [2/3] 12 MiB, 6s". */
+export function describeProgress(a: Active, now: number): string {
+  if (a.total && a.total > 0) return `${label(a)} ${fmt(Math.min(a.bytes, a.total))}/${fmt(a.total)} (${Math.floor((100 * Math.min(a.bytes, a.total)) / a.total)}%)`;
+  return `${label(a)} ${a.bytes > 0 ? `${fmt(a.bytes)}, ` : ''}${Math.floor((now - a.started) / 1000)}s`;
+}
+
+/** Transfers smaller than this never get a line of their own: only work that is long by size or by time does. */
+const worthShowing = (a: Active, now: number, interval: number): boolean =>
+  now - a.started >= interval / 2 && ((a.phase !== 'pull' && a.phase !== 'push') || (a.total ?? 0) >= MIB);
+
+export interface ProgressView {
+  update(e: ProgressEvent): void;
+  /** Stops timers and, on a terminal, erases the live lines. */
+  close(): void;
+}
+
+/** CI logs: every intervalMs one line naming whatever long work is under way, and a closing line for big transfers. */
+export function progressLines(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): ProgressView {
   const now = opts.now ?? Date.now;
   const interval = opts.intervalMs ?? 5000;
-  const active = new Map<string, Transfer>();
+  const active = new Map<string, Active>();
   let timer: NodeJS.Timeout | undefined;
   const tick = (): void => {
-    const moving = [...active.values()].filter((t) => t.total >= MIB && now() - t.started >= interval / 2);
+    const t = now();
+    const moving = [...active.values()].filter((a) => worthShowing(a, t, interval));
     if (moving.length === 0) return;
-    const parts = moving.map((t) => `${t.op} ${t.digest.slice(7, 19)} ${fmt(t.done)}/${fmt(t.total)} (${Math.floor((100 * t.done) / t.total)}%)`);
-    logger.log('info', parts.join(', '), logger.format === 'json' ? { progress: moving.map(({ started: _s, ...t }) => t) } : {});
+    logger.log('info', moving.map((a) => describeProgress(a, t)).join(', '),
+      logger.format === 'json' ? { progress: moving.map((a) => ({ phase: a.phase, id: a.id, bytes: a.bytes, ...(a.total ? { total: a.total } : {}) })) } : {});
   };
-  return (e) => {
-    const key = `${e.op} ${e.repository} ${e.digest}`;
-    let t = active.get(key);
-    if (!t) {
-      t = { ...e, started: now() };
-      active.set(key, t);
-      // unref'd: progress never keeps the process alive
-      timer ??= setInterval(tick, interval).unref();
-    }
-    t.done = e.done;
-    if (e.done < e.total) return;
-    active.delete(key);
-    const secs = (now() - t.started) / 1000;
-    if (e.total >= 8 * MIB && secs >= 1) logger.log('info', `${e.op === 'pull' ? 'pulled' : 'pushed'} ${e.digest.slice(7, 19)} ${fmt(e.total)} in ${secs.toFixed(1)}s (${fmt(e.total / secs)}/s)`);
-    if (active.size === 0 && timer) {
-      clearInterval(timer);
-      timer = undefined;
-    }
+  const stop = (): void => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  };
+  return {
+    update(e) {
+      const key = `${e.phase} ${e.id}`;
+      let a = active.get(key);
+      if (!a) {
+        if (e.done) return;
+        a = { phase: e.phase, id: e.id, bytes: 0, started: now() };
+        active.set(key, a);
+        // unref'd: progress never keeps the process alive
+        timer ??= setInterval(tick, interval).unref();
+      }
+      a.bytes = e.bytes;
+      if (e.total !== undefined) a.total = e.total;
+      if (!e.done) return;
+      active.delete(key);
+      const secs = (now() - a.started) / 1000;
+      const total = a.total ?? 0;
+      if ((e.phase === 'pull' || e.phase === 'push') && total >= 8 * MIB && secs >= 1) {
+        logger.log('info', `${e.phase === 'pull' ? 'pulled' : 'pushed'} ${e.id.slice(7, 19)} ${fmt(total)} in ${secs.toFixed(1)}s (${fmt(total / secs)}/s)`);
+      }
+      if (active.size === 0) stop();
+    },
+    close: stop,
+  };
+}
+
+/** Registry transfers (copy, warm...) as progress events. */
+export function progressReporter(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): (e: TransferProgress) => void {
+  const view = progressLines(logger, opts);
+  return (e) => view.update({ type: 'progress', phase: e.op, id: e.digest, bytes: e.done, total: e.total, done: e.done >= e.total });
+}
+
+/**
+ * A terminal: one line per operation running for a moment, redrawn at most every redrawMs below the log, erased before
+ * any other output (which then scrolls above it) and at the end. Nothing but the lines' own text is left behind.
+ */
+export function liveProgress(stream: Writable & { columns?: number }, opts: { redrawMs?: number; now?: () => number; showAfterMs?: number } = {}): ProgressView & {
+  /** Erases the live lines before other output is written; they come back at the next redraw. */
+  clear(): void;
+} {
+  const now = opts.now ?? Date.now;
+  const redraw = opts.redrawMs ?? 150;
+  const showAfter = opts.showAfterMs ?? 300;
+  const active = new Map<string, Active>();
+  let drawn = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const clear = (): void => {
+    if (drawn > 0) stream.write('\x1b[1A\x1b[2K'.repeat(drawn));
+    drawn = 0;
+  };
+  const draw = (): void => {
+    const t = now();
+    const lines = [...active.values()].filter((a) => t - a.started >= showAfter).map((a) => describeProgress(a, t));
+    // A pty without a size reports 0 columns: assume 80.
+    const width = Math.max(20, (stream.columns || 80) - 1);
+    clear();
+    // Cut to the terminal width: a wrapped line would leave a stray row when erased.
+    for (const l of lines) stream.write(`${l.length > width ? l.slice(0, width) : l}\n`);
+    drawn = lines.length;
+    if (active.size === 0) stop();
+  };
+  const stop = (): void => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  };
+  return {
+    update(e) {
+      const key = `${e.phase} ${e.id}`;
+      let a = active.get(key);
+      if (!a) {
+        if (e.done) return;
+        a = { phase: e.phase, id: e.id, bytes: 0, started: now() };
+        active.set(key, a);
+        timer ??= setInterval(draw, redraw).unref();
+      }
+      a.bytes = e.bytes;
+      if (e.total !== undefined) a.total = e.total;
+      if (e.done) active.delete(key);
+    },
+    clear,
+    close() {
+      stop();
+      active.clear();
+      clear();
+    },
   };
 }

@@ -68,7 +68,7 @@ function hostEquals(spec: string, flag: string, example: string): [string, strin
 }
 
 /** BUILDER_PROGRESS_INTERVAL_MS: how often progress lines come (default 5000; tests use short ones). */
-function progressInterval(env: CliEnv): number {
+export function progressInterval(env: CliEnv): number {
   const v = Number(env.env.BUILDER_PROGRESS_INTERVAL_MS);
   return Number.isInteger(v) && v > 0 ? v : 5000;
 }

@@ -8,7 +8,7 @@ import { BuildCache, cacheRepository } from './cache.js';
 import { FileHashCache, openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
-import { RegistryClient } from '../registry/index.js';
+import { RegistryClient, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage, fileLayer, MediaType, type HistoryEntry, type Layer } from '../image/index.js';
 import { squashLayers } from '../snapshot/index.js';
@@ -17,6 +17,7 @@ import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
+import { Tally } from './summary.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -44,14 +45,15 @@ async function realpathLoose(p: string): Promise<string> {
 
 /** What the snapshot and the in-place wipe must leave alone. */
 async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[]): Promise<string[]> {
-  const ignored = opts.ignorePaths ?? [];
+  // kaniko's --ignore-var-run (default true) leaves /var/run out of every snapshot, whatever the run mode.
+  const ignored = [...(opts.ignorePaths ?? []), ...(opts.ignoreVarRun !== false ? ['/var/run'] : [])];
   if (opts.runMode === 'sandbox') return [...new Set([...runtimeMounts, ...ignored].map(rel).filter((p) => p !== ''))].sort();
   const mounts = mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? '');
   const image = await readExecutorImageMarker(readOptional);
   selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  const always = IN_PLACE_IGNORED_PATHS.filter((p) => opts.ignoreVarRun !== false || p !== '/var/run');
+  const always = IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run');
   return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
@@ -66,7 +68,7 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
  * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
  */
 export async function chooseRunMode(
-  opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'log'>,
+  opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>,
   probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> } = {
     sandbox: sandboxAvailable,
     container: () => detectContainer(readOptional, opts.env),
@@ -86,7 +88,7 @@ export async function chooseRunMode(
         hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
       });
     }
-    opts.log(`the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does`);
+    opts.emit({ type: 'message', level: 'info', msg: `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does` });
     return 'in-place';
   }
   if (!opts.force && !(await probe.container())) {
@@ -105,7 +107,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
   });
-  opts.log(`single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)`);
+  opts.emit({ type: 'message', level: 'info', msg: `single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)` });
   let seen = 0;
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
@@ -121,12 +123,21 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
-  const opts: ResolvedBuildOptions = { ...options, runMode: await chooseRunMode(options) };
+  const t0 = Date.now();
+  const tally = new Tally();
+  const emit = tally.wrap(options.emit);
+  const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
   const reg = opts.registry.signal;
-  const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...opts.registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : opts.registry);
+  const given = opts.registry.onProgress;
+  // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
+  const registry = { ...opts.registry, onProgress: (p: TransferProgress): void => {
+    given?.(p);
+    emit({ type: 'progress', phase: p.op, id: p.digest, bytes: p.done, total: p.total, done: p.done >= p.total });
+  } };
+  const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   const cleanup: Promise<void>[] = [];
   let cache: BuildCache | undefined;
   // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
@@ -159,7 +170,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         buildPlatform: opts.buildPlatform,
         skipUnusedStages: opts.skipUnusedStages,
       });
-      for (const w of plan.warnings) opts.log(`warning: ${w}`);
+      for (const w of plan.warnings) emit({ type: 'warning', msg: w });
 
       // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
       const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
@@ -176,13 +187,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const warnOnce = (m: string): void => {
         if (warned.has(m)) return;
         warned.add(m);
-        opts.log(`warning: ${m}`);
+        emit({ type: 'warning', msg: m });
       };
       cache = opts.cache && cacheRepo ? new BuildCache(
         'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, cacheRepo, opts.cache.ttlMs, store),
         opts.cache, warnOnce, opts.now,
       ) : undefined;
-      if (cache) opts.log(`layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}`);
+      if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
       const ex: Executor = {
         services: {
           client,
@@ -191,7 +202,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ctx,
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan,
-          log: opts.log,
+          emit,
           output: opts.output,
           warnOnce,
           ...(cache ? { cache } : {}),
@@ -240,7 +251,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let layers = last.layers;
       if (cache) {
         await cache.settle();
-        opts.log(cache.summary());
+        emit({ type: 'message', level: 'info', msg: cache.summary() });
         const { written, layers: { mountFrom: from } } = cache;
         if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
       }
@@ -260,18 +271,30 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         os: last.platform.os,
         ...(last.platform.variant ? { variant: last.platform.variant } : {}),
       });
-      opts.log(`image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)`);
+      emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)` });
       // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      const tPush = Date.now();
       const pushed = await writeOutputs(client, image, opts);
+      if (!opts.noPush) tally.add('push', Date.now() - tPush);
+      const summary = tally.summary({
+        digest: image.manifestDigest,
+        mediaType: image.mediaType,
+        size: image.manifest.config.size + image.layers.reduce((n, l) => n + l.descriptor.size, 0),
+        layers: image.layers.length,
+        pushed: pushed.map((p) => p.destination),
+        seconds: Math.round(Date.now() - t0) / 1000,
+      });
+      emit({ type: 'summary', summary });
       return {
         manifestDigest: image.manifestDigest,
         configDigest: image.manifest.config.digest,
         mediaType: image.mediaType,
         pushed,
         layers: image.layers.length,
+        summary,
       };
     } finally {
       await ctx.close();

@@ -15,6 +15,9 @@ export interface BuildCacheOptions {
   push: boolean;
 }
 
+/** Failures of the connection itself: every later request to the cache would fail the same way, after its retries. */
+const UNREACHABLE = new Set<string>(['REGISTRY_UNREACHABLE', 'REGISTRY_TIMEOUT', 'REGISTRY_TLS', 'REGISTRY_CLIENT_CERT_REQUIRED']);
+
 export class BuildCache {
   hits = 0;
   misses = 0;
@@ -23,6 +26,8 @@ export class BuildCache {
   /** Layer digests the cache repository holds after this build's writes: the push mounts them from there. */
   readonly written = new Set<Digest>();
   private readonly pending: Promise<void>[] = [];
+  /** Set by the first failure that every later request would repeat (a circuit breaker): why the cache is skipped. */
+  private down?: string;
 
   constructor(
     readonly layers: LayerCache,
@@ -40,20 +45,34 @@ export class BuildCache {
 
   /** The entry for key, or undefined; a broken entry or an unreachable cache is a warning and a miss. */
   async lookup(key: string): Promise<CacheEntry | undefined> {
+    if (this.down) return undefined;
     try {
       const r = await this.layers.lookup(key, this.now());
       if (r.kind === 'hit') return r.entry;
       if (r.kind === 'unusable') this.warn(`cache entry ${key.slice(0, 12)} in ${this.layers.describe} ignored: ${r.reason}; rebuilding the step`);
     } catch (err) {
-      this.warn(`cache lookup in ${this.layers.describe} failed (${isBuilderError(err) ? err.code : 'error'}: ${(err as Error).message}); rebuilding the step`);
+      const code = isBuilderError(err) ? err.code : 'error';
+      if (this.down) return undefined; // a concurrent lookup already said it
+      if (UNREACHABLE.has(code)) this.down = code;
+      this.warn(`cache lookup in ${this.layers.describe} failed (${code}: ${(err as Error).message}); rebuilding the step${this.down ? '; the cache is skipped for the rest of this build' : ''}`);
     }
     return undefined;
   }
 
-  /** Writes an entry in the background; settle() waits for all. */
-  write(key: string, step: string, layer: Layer | undefined, platform: Platform): void {
-    if (!this.opts.push) return;
-    const entry: CacheEntry = { key, step, created: this.now().toISOString(), ...(layer ? { layer } : {}) };
+  /**
+   * Whether a hit fits the layers below it (their ChainID, or undefined for a --link layer that fits any). Another
+   * build of a non-reproducible step can have replaced the entry below since this one was written.
+   */
+  fits(entry: CacheEntry, below: string | undefined): boolean {
+    if (below === undefined || entry.parent === below) return true;
+    this.warn(`cache entry ${entry.key.slice(0, 12)} in ${this.layers.describe} was built on other layers than this build has below it (another build wrote a different result for an earlier step); rebuilding the step`);
+    return false;
+  }
+
+  /** Writes an entry in the background; settle() waits for all. `parent`: the ChainID below the step, as in fits(). */
+  write(key: string, step: string, layer: Layer | undefined, parent: string | undefined, platform: Platform): void {
+    if (!this.opts.push || this.down) return;
+    const entry: CacheEntry = { key, step, created: this.now().toISOString(), ...(layer ? { layer } : {}), ...(parent !== undefined ? { parent } : {}) };
     this.pending.push(this.layers.store(entry, platform).then(
       () => {
         this.writes++;
@@ -61,6 +80,8 @@ export class BuildCache {
       },
       (err: unknown) => {
         this.writeFailures++;
+        const code = isBuilderError(err) ? err.code : 'error';
+        if (UNREACHABLE.has(code)) this.down ??= code;
         this.warn(`cache write to ${this.layers.describe} failed (${isBuilderError(err) ? err.code : 'error'}: ${(err as Error).message})`);
       },
     ));
@@ -71,7 +92,7 @@ export class BuildCache {
   }
 
   summary(): string {
-    return `cache ${this.layers.describe}: ${this.hits} hit${this.hits === 1 ? '' : 's'}, ${this.misses} miss${this.misses === 1 ? '' : 'es'}, ${this.writes} written${this.writeFailures ? `, ${this.writeFailures} write failure${this.writeFailures === 1 ? '' : 's'}` : ''}`;
+    return `cache ${this.layers.describe}: ${this.hits} hit${this.hits === 1 ? '' : 's'}, ${this.misses} miss${this.misses === 1 ? '' : 'es'}, ${this.writes} written${this.writeFailures ? `, ${this.writeFailures} write failure${this.writeFailures === 1 ? '' : 's'}` : ''}${this.down ? ` (skipped after ${this.down})` : ''}`;
   }
 }
 

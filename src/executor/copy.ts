@@ -35,6 +35,15 @@ export function parseChmod(s: string, where: string): number {
 
 const PERM_MASK = 0o7777;
 
+/**
+ * Directories COPY creates on the way to its destination: 0755, or since BuildKit v0.21 (fsutil 13604323, copy.go Copy
+ * and prepareTargetDir: MkdirAll(path, os.FileMode(*ci.Mode))) the octal --chmod's permission bits; Go's FileMode
+ * drops the raw setuid/setgid/sticky bits there. A symbolic --chmod leaves them 0755 (ci.Mode unset).
+ */
+export function parentMode(chmod: number | undefined): number {
+  return chmod === undefined ? 0o755 : chmod & 0o777;
+}
+
 /** Replaces whatever is at `host` (not following a final symlink) so a new entry can be created there. */
 async function clearFor(host: string, type: 'file' | 'dir' | 'symlink'): Promise<'dir-exists' | 'clear'> {
   const st = await lstat(host).catch(() => undefined);
@@ -87,8 +96,8 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
       const destIsDir = destSlash || count > 1 || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
       target = destIsDir ? path.posix.join(destPath, m.name) : destPath;
     }
-    // Parents of the target are created owned by the --chown user, as BuildKit does.
-    const parent = await rootfs.mkdirAll(path.posix.dirname(target), { ...own, mode: 0o755, cache });
+    // Parents of the target are created owned by the --chown user, with the --chmod mode, as BuildKit does.
+    const parent = await rootfs.mkdirAll(path.posix.dirname(target), { ...own, mode: parentMode(opts.mode), cache });
     const targetContainer = path.posix.join(parent.container, path.posix.basename(target));
     const dirHosts = new Map<string, string>([['', path.join(parent.host, path.posix.basename(target))]]);
 
@@ -170,7 +179,7 @@ export async function writeHeredocFile(rootfs: RootFs, name: string, content: st
   const destPath = path.posix.resolve(opts.workdir || '/', opts.dest);
   const isDir = opts.dest.endsWith('/') || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
   const target = isDir ? path.posix.join(destPath, name) : destPath;
-  const parent = await rootfs.mkdirAll(path.posix.dirname(target), { uid: opts.uid, gid: opts.gid, mode: 0o755 });
+  const parent = await rootfs.mkdirAll(path.posix.dirname(target), { uid: opts.uid, gid: opts.gid, mode: parentMode(opts.mode) });
   const host = path.join(parent.host, path.posix.basename(target));
   await clearFor(host, 'file');
   await writeFile(host, content, { mode: opts.mode ?? 0o644 });

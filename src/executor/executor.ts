@@ -9,6 +9,7 @@ import type { RunMode } from '../run/index.js';
 import type { BaseImage } from './base.js';
 import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
+import type { EventSink } from '../util/events.js';
 
 export interface Services {
   client: RegistryClient;
@@ -20,8 +21,8 @@ export interface Services {
   /** Per-file hashes of a directory context under the cache dir, loaded on first use (COPY keys with --cache). */
   fileHashes?: () => Promise<FileHashCache>;
   plan: BuildPlan;
-  /** Progress lines (one per call, no newline). */
-  log: (line: string) => void;
+  /** The build's event stream (steps, progress, warnings, messages). */
+  emit: EventSink;
   /** RUN output, already prefixed. */
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** The registry layer cache (--cache), when enabled. */

@@ -4,6 +4,7 @@ import { BuilderError } from '../errors.js';
 import type { ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
+import type { BuildSummary, EventSink } from '../util/events.js';
 
 /** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
 export type RunModeOption = RunMode | 'auto';
@@ -57,12 +58,12 @@ export interface BuildOptions {
   singleSnapshot?: boolean;
   /** --ignore-path: absolute paths left out of every snapshot (and, in place, out of the wipe). */
   ignorePaths?: string[];
-  /** In place: false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true. */
+  /** false keeps /var/run in snapshots (kaniko's --ignore-var-run=false); default true: left out, in both run modes. */
   ignoreVarRun?: boolean;
   /** The builder's own install dir and node binary: never snapshotted or wiped in place. */
   selfPaths?: string[];
-  /** Progress lines (one per call, no newline). */
-  log: (line: string) => void;
+  /** Everything the build reports (steps, progress, warnings, the summary), as typed events for the caller to render. */
+  emit: EventSink;
   /** RUN output, already prefixed. */
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** Current time, injectable for tests. */
@@ -100,4 +101,6 @@ export interface BuildResult {
   /** Each destination with the digest the registry reported. */
   pushed: Array<{ destination: string; digest: string }>;
   layers: number;
+  /** What the final summary event said. */
+  summary: BuildSummary;
 }

@@ -6,20 +6,20 @@ import { writeImage, type RegistryClient } from '../registry/index.js';
 import type { BuildOptions } from './options.js';
 
 export type OutputOptions = Pick<BuildOptions,
-  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'log' | 'signal'>;
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal'>;
 
 export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const open = imageBlobOpener(image);
   if (opts.ociLayoutPath) {
     await writeOciLayout(opts.ociLayoutPath, image, open, refs[0]?.tag ? { tag: refs[0].tag } : {});
-    opts.log(`wrote OCI layout ${opts.ociLayoutPath}`);
+    opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
   }
   if (opts.tarPath) {
     await writeDockerArchive(opts.tarPath, image, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
-    opts.log(`wrote docker-archive ${opts.tarPath}`);
+    opts.emit({ type: 'message', level: 'info', msg: `wrote docker-archive ${opts.tarPath}` });
   }
-  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { log: opts.log, ...(opts.signal ? { signal: opts.signal } : {}) })).pushed;
+  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { log: (msg) => opts.emit({ type: 'message', level: 'info', msg }), ...(opts.signal ? { signal: opts.signal } : {}) })).pushed;
   if (opts.digestFile) await writeFile(opts.digestFile, image.manifestDigest);
   if (opts.imageNameWithDigestFile) {
     await writeFile(opts.imageNameWithDigestFile, refs.map((r) => `${r.name}@${image.manifestDigest}\n`).join(''));

@@ -14,6 +14,8 @@ export interface ExtractOptions {
   onWarning?: (m: string) => void;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
+  /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
+  onProgress?: (e: { id: string; bytes: number; total: number; done: boolean }) => void;
   /** Called after each layer with the bytes of file content it wrote. */
   onApplied?: (bytes: number) => void;
 }
@@ -35,13 +37,24 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
   opts.onExtract?.(downloaded, layers.length);
   const rootfs = new RootFs(root);
   for (const l of layers) {
-    const r = await extractLayer(rootfs, await l.open(), {
+    const { digest: id, size: total } = l.descriptor;
+    let bytes = 0;
+    const src = await l.open();
+    // Counted at the source's push(), as the registry client does: no stream stage added before the extractor.
+    const push = src.push.bind(src);
+    if (opts.onProgress) {
+      src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+        if (chunk !== null && chunk !== undefined) opts.onProgress?.({ id, bytes: (bytes += (chunk as Buffer).length), total, done: false });
+        return push(chunk, encoding);
+      };
+    }
+    const r = await extractLayer(rootfs, src, {
       layer: l.descriptor.digest,
       mediaType: l.descriptor.mediaType,
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
-    });
+    }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
     opts.onApplied?.(r.bytes);
   }
   return rootfs;

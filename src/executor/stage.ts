@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
 import { BuilderError } from '../errors.js';
-import { fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { chainId, fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -58,14 +58,23 @@ export class StageState {
    */
   async addLayer(entries: LayerEntry[], step: Step, opts: { from?: string } = {}): Promise<void> {
     const { settings, services } = this.ex;
+    // Every reader takes a ".wh." name in a layer for a whiteout: the file would delete its sibling instead of existing.
+    const wh = entries.find((e) => e.kind === 'entry' && /(^|\/)\.wh\./.test(e.path));
+    if (wh) {
+      throw new BuilderError('SNAPSHOT_WHITEOUT_NAME', `${step.where}: the step created /${wh.path.replace(/^\/+/, '')}; a name starting with ".wh." is a whiteout in an image layer and every reader would delete a file instead of keeping it`, {
+        hint: 'rename the file (or remove it in the same step)',
+      });
+    }
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
+    const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
       signal: this.ex.scheduling.signal,
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
-    });
-    services.log(`${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+      onProgress: (bytes, total) => progress(bytes, total, false),
+    }).finally(() => progress(0, 0, true));
+    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
@@ -94,6 +103,8 @@ interface PreparedStep {
   cfg: ConfigState;
   vars: StageVars;
   key?: string;
+  /** The key does not chain on the steps before (COPY --link): its layer fits any parent. */
+  linked?: boolean;
   lookup?: Promise<CacheEntry | undefined>;
 }
 
@@ -101,14 +112,15 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const { services, settings, scheduling } = ex;
   const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
-  services.log(`${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}`);
+  services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
 
   const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
   const root = new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
-    onWarning: (m: string) => services.log(`warning: ${m}`),
-    onExtract: (downloaded, total) => services.log(`${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)`),
-    onClone: (how, n, seconds, made) => services.log(`${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s`),
+    onWarning: (m: string) => services.emit({ type: 'warning', msg: m }),
+    onExtract: (downloaded, total) => services.emit({ type: 'message', level: 'info', msg: `${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)` }),
+    onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
+    onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),
     onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
   const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
@@ -131,23 +143,28 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     state.vars = p.vars;
     const handler = handlerFor(inst.kind);
     if (!handler) {
-      services.log(`${step.label} ${step.by}`);
+      services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
+      services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: 0 });
       if (inst.kind !== 'arg') state.emptyHistory(step); // ARG values live in the stage vars; no history entry (as BuildKit)
       continue;
     }
     const hit = await p.lookup;
-    if (cache && hit) {
+    const below = cache && p.key && !p.linked ? chainId(state.layers) : undefined;
+    if (cache && hit && cache.fits(hit, below)) {
       cache.hits++;
-      services.log(`${step.label} ${step.by} (cached ${hit.layer ? `layer ${hit.layer.descriptor.digest.slice(7, 19)}` : 'no change'})`);
+      services.emit({ type: 'step', status: 'cached', step: step.label, instruction: step.by, ...(hit.layer ? { layer: { digest: hit.layer.descriptor.digest, size: hit.layer.descriptor.size } } : {}) });
       state.appendCached(hit.layer, step);
       continue;
     }
-    services.log(`${step.label} ${step.by}`);
+    services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
+    const t0 = Date.now();
     await handler.execute({ ex, stage: state, inst, step });
+    const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
+    services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
     if (cache && p.key) {
       cache.misses++;
-      cache.write(p.key, step.by, state.layers.length > before ? state.layers[state.layers.length - 1] : undefined, platform);
+      cache.write(p.key, step.by, added, below, platform);
     }
   }
 
@@ -220,6 +237,7 @@ async function prepareSteps(
       }
       if (key !== undefined && cache.covers(inst.kind)) {
         p.key = stepOwnKey ?? key;
+        if (stepOwnKey !== undefined) p.linked = true;
         p.lookup = cache.lookup(p.key);
         p.lookup.catch(() => undefined);
       }
@@ -269,7 +287,7 @@ async function resolveFrom(
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
-  services.log(`base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers`);
+  services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0
     ? { ...fresh, store: { rootfs: services.rootfs, layers: base.layers.length } }

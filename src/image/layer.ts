@@ -1,7 +1,7 @@
 // A Layer (go-containerregistry's pkg/v1/layer.go, reduced): descriptor, diffId and a lazy opener; where it comes from is the opener's business.
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { verified, type Digest } from '../digest/index.js';
+import { sha256, verified, type Digest } from '../digest/index.js';
 import type { ImageRef } from '../reference/index.js';
 import { MediaType, type Descriptor, type ImageFormat } from './types.js';
 
@@ -26,6 +26,13 @@ export function fileLayer(file: string, descriptor: Descriptor, diffId: Digest):
     // verified(): a file that cannot be read fails the reader with BLOB_READ_FAILED (a bare pipe() left it unhandled)
     open: async () => verified(createReadStream(file), descriptor.digest, descriptor.size, `layer ${descriptor.digest}`),
   };
+}
+
+/** The OCI ChainID of a stack of layers (image-spec config.md): names what lies below a step; '' for no layers. */
+export function chainId(layers: readonly Pick<Layer, 'diffId'>[]): string {
+  let chain = '';
+  for (const l of layers) chain = chain ? sha256(Buffer.from(`${chain} ${l.diffId}`)) : l.diffId;
+  return chain;
 }
 
 /** The layer media type in a format: only plain gzip layers are re-labelled (same bytes); any other kind keeps its label. */

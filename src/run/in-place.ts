@@ -34,6 +34,8 @@ export async function readExecutorImageMarker(read: (p: string) => Promise<strin
 export interface InPlaceOptions {
   argv: string[];
   env: string[];
+  /** "K=V" entries added to the step's environment (winning over env), never put in any command line. */
+  secretEnv?: string[];
   user: RunUser;
   cwd: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
@@ -50,9 +52,10 @@ export interface Credentials {
 // Runs under `node -e` as the step's parent when supplementary groups must be set: Node's spawn()
 // can set uid/gid but always clears supplementary groups, while process.setgroups() can set them
 // and a child spawned afterwards inherits them. The payload arrives as argv[1], the env stays empty
-// so NODE_OPTIONS & co. from the Dockerfile never reach this helper.
+// so NODE_OPTIONS & co. from the Dockerfile never reach this helper. The payload (the step's env, secrets with env=
+// among it) comes in the helper's environment, not its argv: /proc/PID/cmdline is readable by every user, environ not.
 const CREDENTIAL_HELPER = `
-const p = JSON.parse(process.argv[1]);
+const p = JSON.parse(process.env.BUILDER_RUN_PAYLOAD);
 process.setgroups(p.groups); process.setgid(p.gid); process.setuid(p.uid);
 const c = require('node:child_process').spawn(p.argv[0], p.argv.slice(1), { env: p.env, cwd: p.cwd, stdio: 'inherit' });
 const fwd = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'];
@@ -94,7 +97,7 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
     });
   }
   checkUser(opts.user, what);
-  const env = envObject(stepEnv(opts.env, opts.user.home, what));
+  const env = { ...envObject(stepEnv(opts.env, opts.user.home, what)), ...envObject(opts.secretEnv ?? []) };
   const strategy = credentialStrategy(current, opts.user);
   if (strategy !== 'inherit' && current.uid !== 0) {
     throw new BuilderError(
@@ -113,8 +116,8 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
       ? await spawnStreaming({
           ...common,
           file: nodePath,
-          args: ['-e', CREDENTIAL_HELPER, JSON.stringify({ ...opts.user, groups: groupList(opts.user), argv: opts.argv, env, cwd: opts.cwd })],
-          env: {},
+          args: ['-e', CREDENTIAL_HELPER],
+          env: { BUILDER_RUN_PAYLOAD: JSON.stringify({ ...opts.user, groups: groupList(opts.user), argv: opts.argv, env, cwd: opts.cwd }) },
           cwd: '/',
         })
       : await spawnStreaming({

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { RunResult } from './common.js';
-import { runInPlace, type Credentials } from './in-place.js';
+import { describeArgv } from './common.js';
+import { IN_PLACE_IGNORED_PATHS, runInPlace, type Credentials } from './in-place.js';
+import { placeMounts } from './in-place-mounts.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
 export { DEFAULT_PATH, killProcessTree, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
@@ -35,8 +37,12 @@ export type RunMode = 'sandbox' | 'in-place';
 /** What one step needs: the sandbox's options (root, argv, env, user, cwd, network, output, signal) plus the mode. */
 export interface RunStepOptions extends SandboxOptions {
   mode: RunMode;
-  /** In-place only: who the builder runs as and its node binary (defaults: this process). */
-  inPlace?: { credentials?: Credentials; nodePath?: string };
+  /**
+   * In-place only: who the builder runs as and its node binary (defaults: this process); for RUN --mount, the
+   * root-relative paths a mount target may not touch (the build's snapshot exclusions) and a fresh directory outside
+   * the snapshot where a target's previous content waits during the step.
+   */
+  inPlace?: { credentials?: Credentials; nodePath?: string; protect?: readonly string[]; stashDir?: string };
 }
 
 /** Runs one RUN step and resolves with its exit status; only infrastructure failures throw. */
@@ -50,11 +56,6 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
           hint: 'Use --run-mode sandbox to build into a separate root directory.',
         });
       }
-      if (opts.mounts && opts.mounts.length > 0) {
-        throw new BuilderError('RUN_MOUNT_IN_PLACE', 'RUN --mount needs the sandbox run mode', {
-          hint: 'Use --run-mode sandbox (a mount needs CAP_SYS_ADMIN, which an in-place job container does not have), or drop --mount.',
-        });
-      }
       if (opts.network === 'none') {
         throw new BuilderError('RUN_NETWORK_UNSUPPORTED', 'RUN --network=none needs the sandbox run mode', {
           hint: 'Use --run-mode sandbox, or drop --network=none.',
@@ -65,7 +66,29 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
         gid: process.getgid?.() ?? 0,
         groups: process.getgroups?.() ?? [],
       };
-      return runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+      const mounts = opts.mounts ?? [];
+      if (mounts.length === 0) return runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+      const stashDir = opts.inPlace?.stashDir;
+      if (stashDir === undefined) {
+        throw new BuilderError('RUN_MOUNT_IN_PLACE', 'RUN --mount in place needs a stash directory outside the snapshot', {
+          hint: 'this is a bug in the caller: pass inPlace.stashDir (the executor passes a scratch directory)',
+        });
+      }
+      // Without mount(2) the mounts are files put in "/" for the step and taken out again, whatever happens.
+      const ignored = IN_PLACE_IGNORED_PATHS.map((p) => p.slice(1));
+      const given = opts.inPlace?.protect ?? [];
+      const undo = await placeMounts('/', mounts, {
+        protect: given.filter((p) => !ignored.includes(p)), excludedOnly: given.filter((p) => ignored.includes(p)), stashDir, what: describeArgv(opts.argv),
+      });
+      let result: RunResult;
+      try {
+        result = await runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+      } catch (err) {
+        await undo().catch(() => undefined);
+        throw err;
+      }
+      await undo();
+      return result;
     }
     default: {
       const never: never = opts.mode;

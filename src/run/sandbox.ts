@@ -14,6 +14,7 @@
 //   `unshare --mount --pid --fork true` alone             min ~3 ms,  median ~4 ms
 // Most of it is process starts (about 17 per run); it is still small next to a real RUN step and its snapshot.
 
+import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
@@ -56,6 +57,11 @@ export interface SandboxOptions {
   signal?: AbortSignal;
   /** RUN --mount: mounted in the step's namespace only, after the runtime mounts, before the pivot. */
   mounts?: RunMount[];
+  /**
+   * "K=V" entries added to the step's environment (winning over `env`) that never appear in any command line: secrets
+   * with env=. They travel in process environments only (readable by root and their owner, unlike /proc/PID/cmdline).
+   */
+  secretEnv?: string[];
 }
 
 /** One RUN --mount as the sandbox sees it: host sources are prepared by the executor (src/executor/steps/run-mounts.ts). */
@@ -68,6 +74,10 @@ export interface RunMount {
   readonly: boolean;
   /** tmpfs: size in bytes (0 or absent: the kernel's default). */
   size?: number;
+  /** bind: the source is a per-run copy (or secret file) the run may consume; in place it is moved to the target. */
+  owned?: boolean;
+  /** bind: a cache; in place its content is moved to the target and what the step left there moved back after. */
+  keep?: boolean;
 }
 
 export interface SandboxTools {
@@ -158,6 +168,32 @@ umount -c -l . /proc 2>&3 || fail "cannot detach the host root"
 echo ready >&3; exec 3>&-
 exec "$@"
 `;
+
+/** secretEnv entries checked: a shell identifier (it goes into an `env -S` string), no NUL. */
+function secretEntries(entries: readonly string[], what: string): { name: string; value: string }[] {
+  return entries.map((kv) => {
+    const i = kv.indexOf('=');
+    const name = kv.slice(0, Math.max(i, 0));
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || kv.includes('\0')) {
+      throw new BuilderError('RUN_ENV_INVALID', `invalid secret environment entry for RUN ${what} (variable "${name}")`, {
+        hint: 'A secret env= name is letters, digits and _; its value may not hold a NUL byte.',
+      });
+    }
+    return { name, value: kv.slice(i + 1) };
+  });
+}
+
+/** GNU env's -S with ${VAR} expansion carries secret values past argv; busybox's env has no -S. */
+async function checkEnvSplitString(envTool: string, what: string): Promise<void> {
+  const ok = await new Promise<boolean>((resolve) => {
+    execFile(envTool, ['-i', '-S', 'A=${B}', envTool], { env: { B: 'probe' }, timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'A=probe\n'));
+  });
+  if (!ok) {
+    throw new BuilderError('RUN_SECRET_ENV_UNSUPPORTED', `RUN ${what}: --mount=type=secret,env= needs GNU env with -S on this host (${envTool} has none)`, {
+      hint: 'install GNU coreutils, or mount the secret as a file (drop env=) and read it: $(cat /run/secrets/ID)',
+    });
+  }
+}
 
 /** Finds the host tools the sandbox needs, or says which one is missing. */
 export async function findSandboxTools(): Promise<SandboxTools | { missing: string }> {
@@ -446,7 +482,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     });
   }
   checkUser(opts.user, what);
-  const env = stepEnv(opts.env, opts.user.home, what);
+  const secrets = secretEntries(opts.secretEnv ?? [], what);
+  const env = stepEnv(opts.env, opts.user.home, what).filter((kv) => !secrets.some((e) => kv.startsWith(`${e.name}=`)));
   const found = tools ?? (await findSandboxTools());
   if ('missing' in found) {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot run ${what} in a sandbox: host tool "${found.missing}" not found`, {
@@ -464,6 +501,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       hint: 'Use --run-mode in-place to build into "/".',
     });
   }
+  if (secrets.length > 0) await checkEnvSplitString(found.env, what);
   const network = opts.network ?? 'default';
   const prepared = await prepareMountPoints(root);
   const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
@@ -481,7 +519,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
       // The step's env is applied here and nowhere earlier; unshare passes it to the command unchanged.
-      found.env, '-i', '--', ...env,
+      // Secrets with env= are not written here: `env -S` expands ${BUILDER_SECRET_ENV_n} from its own environment.
+      found.env, '-i', ...(secrets.length > 0 ? ['-S', secrets.map((e, i) => `${e.name}=\${BUILDER_SECRET_ENV_${i}}`).join(' ')] : ['--']), ...env,
       // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
       found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
       ...opts.argv,
@@ -489,7 +528,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     const out = await spawnStreaming({
       file: found.unshare,
       args,
-      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C' },
+      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C', ...Object.fromEntries(secrets.map((e, i) => [`BUILDER_SECRET_ENV_${i}`, e.value])) },
       extraPipes: 1,
       what,
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),

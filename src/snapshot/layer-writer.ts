@@ -24,6 +24,8 @@ export interface WriteLayerOptions {
   mtimeMode?: 'override' | 'clamp';
   /** Stops writing (a cancelled build): rejects with the signal's reason; the partial file is the caller's to remove. */
   signal?: AbortSignal;
+  /** Uncompressed tar bytes written so far and the content bytes expected (file sizes), once per output chunk. */
+  onProgress?: (bytes: number, total: number) => void;
 }
 
 export interface LayerResult {
@@ -81,6 +83,7 @@ export async function writeLayer(
   const fixedMtime = opts.mtime === undefined ? undefined : Math.floor(opts.mtime.getTime() / 1000);
   const clamp = opts.mtimeMode === 'clamp';
   const useGzip = opts.gzip !== false;
+  const expected = opts.onProgress ? items.reduce((n, it) => n + (isContentFile(it) ? it.meta!.size : 0), 0) : 0;
 
   const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
   const fileHash = new HashingStream();
@@ -111,6 +114,7 @@ export async function writeLayer(
     const chunk = buf.subarray(0, pos);
     tarHash.update(chunk);
     tarBytes += pos;
+    opts.onProgress?.(tarBytes, expected);
     buf = takeChunk();
     pos = 0;
     const recycle = gz !== undefined && whole.length === CHUNK;

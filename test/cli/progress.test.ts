@@ -45,7 +45,7 @@ describe('progress reporter', () => {
       p.report({ op: 'push', repository: 'r/app', digest: `sha256:${'ef'.repeat(32)}`, done: MIB, total: 4 * MIB });
       p.advance(5000);
       const j = JSON.parse(p.lines()[0]!);
-      expect(j.progress).toEqual([{ op: 'push', repository: 'r/app', digest: `sha256:${'ef'.repeat(32)}`, done: MIB, total: 4 * MIB }]);
+      expect(j.progress).toEqual([{ phase: 'push', id: `sha256:${'ef'.repeat(32)}`, bytes: MIB, total: 4 * MIB }]);
     } finally {
       vi.useRealTimers();
     }

@@ -2,7 +2,8 @@
 import { lstat, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chainId, RootfsStore } from '../../src/cache/index.js';
+import { RootfsStore } from '../../src/cache/index.js';
+import { chainId as chainOf } from '../../src/image/index.js';
 import type { Digest } from '../../src/digest/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
@@ -109,7 +110,7 @@ RUN test ! -e /d && echo final > /f.txt
     const [a, b] = await Promise.all([store.ensure([D1, D2], fill), other.ensure([D1, D2], fill)]);
     expect(fills).toBe(2);
     expect(a).toBe(b);
-    expect(await readdir(store.dir)).toEqual([chainId([D1, D2]).slice(7)]);
+    expect(await readdir(store.dir)).toEqual([chainOf([{ diffId: D1 }, { diffId: D2 }]).slice(7)]);
     expect(await readFile(path.join(a, 'etc/os-release'), 'utf8')).toBe('ID=test\n');
   });
 
@@ -141,10 +142,12 @@ RUN test ! -e /d && echo final > /f.txt
     expect((await store.list()).map((e) => e.bytes)).toEqual([8, 8, 8]);
   });
 
-  it('chainId follows the OCI definition (sha256 of "parent diff_id" for each next layer)', () => {
-    expect(chainId([D1])).toBe(D1);
-    // printf '%s %s' "sha256:11…" "sha256:22…" | sha256sum
-    expect(chainId([D1, D2])).toBe('sha256:9932074217c35353d2e03a3f5a86549f7c67bfeb0ba53e23d69f4d4c8f7958f5');
+  it('entries are named by the OCI ChainID (sha256 of "parent diff_id" for each next layer)', async () => {
+    const store = new RootfsStore(ws.path('store-name'));
+    await store.ensure([D1], async () => undefined);
+    await store.ensure([D1, D2], async () => undefined);
+    // the first: its diff_id; the next: printf '%s %s' "sha256:11…" "sha256:22…" | sha256sum
+    expect((await readdir(store.dir)).sort()).toEqual(['1'.repeat(64), '9932074217c35353d2e03a3f5a86549f7c67bfeb0ba53e23d69f4d4c8f7958f5']);
   });
 
   it('builder cache prune --cache-dir removes entries unused for --older-than and keeps recent ones', async () => {

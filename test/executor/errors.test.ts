@@ -41,6 +41,16 @@ describe('builder build: failures', () => {
     expect(writes.map((e) => `${e.method} ${e.path.replace(/uploads\/.*/, 'uploads/')}`)).toEqual(['POST /v2/test/failed/blobs/uploads/', 'DELETE /v2/test/failed/blobs/uploads/']);
   });
 
+  it('a RUN creating a ".wh."-named file fails: in a layer it would be a whiteout deleting its sibling', async () => {
+    const ctx = await ws.context('ctx-wh-name', {
+      Dockerfile: `FROM ${base}\nRUN echo keep > /etc/keep\nRUN mkdir -p /data && touch /data/.wh.keep\n`,
+    });
+    const r = await ws.build(ctx, ['--destination', `${reg.host}/test/whname:v1`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/SNAPSHOT_WHITEOUT_NAME: \S*Dockerfile:3: the step created \/data\/\.wh\.keep;/);
+    expect(await registryTags(reg, 'test/whname')).toEqual([]);
+  });
+
   it('stages run concurrently; one failing stops the others and its own error is the one reported', async () => {
     const ctx = await ws.context('ctx-concurrent-fail', {
       Dockerfile: [

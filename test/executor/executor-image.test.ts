@@ -1,6 +1,7 @@
 // The executor image in a CI job: built by builder FROM scratch, run under crun as a GitLab runner would (Docker's
 // default capabilities and seccomp profile, no user namespace), building job after job in place without breaking itself.
-import { copyFile, lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js
 import { compileIfStale, ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const MOUNT_SECRET = 'in-place-S3cret-7d1e0b9a-never-in-the-image';
 
 /** Every layer of an image, uncompressed (skopeo to an OCI layout, then the blobs read here). */
 async function layerTars(ws: Workspace, reg: TestRegistry, ref: string, name: string): Promise<Buffer[]> {
@@ -63,6 +65,34 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
       Dockerfile: `FROM ${base} AS build\nRUN echo built > /out.txt\nFROM ${base}\nCOPY --from=build /out.txt /out.txt\nRUN cat /out.txt > /copied.txt\n`,
     });
     await ws.context('jobws/ctx3', { Dockerfile: `FROM ${base}\nRUN echo again > /again.txt\n` });
+    // RUN --mount in place: every mount type in one step, a cache target that holds image content, a bind from a stage
+    await ws.context('jobws/mounts', {
+      Dockerfile: [
+        `FROM ${base} AS stage`,
+        'RUN echo staged > /staged.txt',
+        `FROM ${base}`,
+        'RUN mkdir -p /var/cache/thing && echo image > /var/cache/thing/orig',
+        'RUN --mount=type=secret,id=tok,mode=0440,uid=1000 --mount=type=cache,target=/var/cache/thing --mount=type=bind,target=/src \\',
+        '    --mount=type=tmpfs,target=/scratch --mount=type=bind,from=stage,source=/staged.txt,target=/opt/in/staged.txt \\',
+        '    md5sum < /run/secrets/tok | cut -c1-32 > /tok-md5 && stat -c "%a %u" /run/secrets/tok > /tok-mode && \\',
+        '    echo x >> /var/cache/thing/log && wc -l < /var/cache/thing/log > /count && ls /var/cache/thing > /cache-ls && \\',
+        '    cat /src/app.txt > /app-copy && echo t > /scratch/t && stat -c %a /scratch > /scratch-mode && cat /opt/in/staged.txt > /staged-copy',
+        // a secret as a variable: no process of the container (builder's included) has it in its command line
+        'RUN --mount=type=secret,id=tok,env=TOKEN echo "$TOKEN" | md5sum | cut -c1-32 > /env-md5 && \\',
+        '    for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done | awk \'index($0, ENVIRON["TOKEN"]) { n++ } END { print n + 0 }\' > /env-hits',
+        // targets that hold builder's own paths here (its cache dir /root/.cache/builder, its work dir /tmp/builder)
+        'RUN --mount=type=cache,target=/root/.cache --mount=type=tmpfs,target=/tmp echo y >> /root/.cache/log && wc -l < /root/.cache/log > /root-count && ls -A /tmp > /tmp-ls',
+        '',
+      ].join('\n'),
+      'app.txt': 'APP\n',
+    });
+    await ws.context('jobws/mounts-fail', {
+      Dockerfile: `FROM ${base}\nRUN --mount=type=secret,id=tok,target=/etc/tok --mount=type=cache,id=failing,target=/c echo kept > /c/f && cat /etc/tok > /dev/null && exit 3\n`,
+    });
+    await ws.context('jobws/mounts-abort', {
+      Dockerfile: `FROM ${base}\nRUN --mount=type=secret,id=tok,target=/etc/tok --mount=type=tmpfs,target=/var/scratch touch /started && sleep 60\n`,
+    });
+    await writeFile(ws.path('jobws/mounts-secret.txt'), MOUNT_SECRET);
   }, 360_000);
   afterAll(async () => {
     await Promise.all([anon?.stop(), auth?.stop()]);
@@ -166,6 +196,71 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
     const root = await ws.unpack(auth, 'k8s/app:1.0.0', 'k8s');
     expect(await readFile(path.join(root, 'k8s.txt'), 'utf8')).toBe('k8s\n');
+  });
+
+  it('RUN --mount in place (secret, cache, bind, tmpfs): the step sees each, a second build sees the cache, no stub nor secret in any layer, config or history', async () => {
+    const build = (tag: string): string => `builder --context /workspace/mounts --dockerfile /workspace/mounts/Dockerfile --secret id=tok,src=/workspace/mounts-secret.txt --destination ${anon.host}/exe/mounts:${tag}`;
+    const r = await job('mounts', ['set -e', build('v1'), build('v2'), 'echo JOB-OK'].join('\n'));
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    expect(r.stdout + r.stderr).toContain('running in place in the executor image');
+    for (const [tag, count] of [['v1', '1'], ['v2', '2']] as const) {
+      const root = await ws.unpack(anon, `exe/mounts:${tag}`, `mounts-${tag}`);
+      const read = (f: string): Promise<string> => readFile(path.join(root, f), 'utf8').then((t) => t.trim());
+      expect(await read('tok-md5')).toBe(createHash('md5').update(MOUNT_SECRET).digest('hex'));
+      expect(await read('tok-mode')).toBe('440 1000');
+      expect(await read('count')).toBe(count);
+      expect(await read('cache-ls')).toBe('log'); // the image's own /var/cache/thing/orig is hidden under the cache...
+      expect(await read('var/cache/thing/orig')).toBe('image'); // ...and still there after the step
+      expect(await read('app-copy')).toBe('APP');
+      expect(await read('scratch-mode')).toBe('1777');
+      expect(await read('staged-copy')).toBe('staged');
+      expect(await read('env-md5')).toBe(createHash('md5').update(`${MOUNT_SECRET}\n`).digest('hex'));
+      expect(await read('env-hits')).toBe('0');
+      expect(await read('root-count')).toBe(count);
+      expect(await read('tmp-ls')).toBe('builder'); // the work dir stays visible (it cannot move); nothing else of /tmp
+      // the mount step's layer holds exactly what the step wrote: no target, no stub, no parent of one
+      const layers = await layerEntries(ws, anon, `exe/mounts:${tag}`, `mounts-${tag}-names`);
+      expect(layers.at(-3)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['app-copy', 'cache-ls', 'count', 'scratch-mode', 'staged-copy', 'tok-md5', 'tok-mode']);
+      expect(layers.at(-2)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['env-hits', 'env-md5']);
+      expect(layers.at(-1)!.map((e) => e.replace(/^\.\//, '')).sort()).toEqual(['root-count', 'tmp-ls']);
+      // the secret's value in no blob of the image: layers, config (and its history), manifest
+      const layout = ws.path(`mounts-${tag}-blobs`);
+      await skopeoCopy(`docker://${anon.host}/exe/mounts:${tag}`, `oci:${layout}:x`, { reg: anon });
+      for (const name of await readdir(path.join(layout, 'blobs/sha256'))) {
+        const b = await readFile(path.join(layout, 'blobs/sha256', name));
+        expect((b[0] === 0x1f && b[1] === 0x8b ? gunzipSync(b) : b).includes(MOUNT_SECRET)).toBe(false);
+      }
+      const cfg = await skopeoInspect(anon, `exe/mounts:${tag}`, { config: true });
+      expect(JSON.stringify(cfg)).not.toContain(MOUNT_SECRET);
+    }
+    // the container's root keeps no trace of the mounts either
+    for (const p of ['run/secrets', 'src', 'scratch', 'opt/in']) expect(await lstat(path.join(rootfs, p)).catch(() => 'gone')).toBe('gone');
+  });
+
+  it('RUN --mount in place: a failing step still takes its secret out of the root and keeps what it wrote to the cache', async () => {
+    const r = await job('mounts-fail', 'builder --context /workspace/mounts-fail --dockerfile /workspace/mounts-fail/Dockerfile --secret id=tok,src=/workspace/mounts-secret.txt --no-push');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('RUN_FAILED');
+    expect(await lstat(path.join(rootfs, 'etc/tok')).catch(() => 'gone')).toBe('gone');
+    expect(await lstat(path.join(rootfs, 'c')).catch(() => 'gone')).toBe('gone');
+    const cacheDir = path.join(rootfs, 'root/.cache/builder/run-cache', createHash('sha256').update('failing').digest('hex'));
+    expect(await readFile(path.join(cacheDir, 'f'), 'utf8')).toBe('kept\n');
+  });
+
+  it('RUN --mount in place: a build stopped by SIGTERM mid-step takes the secret and the stubs out of the root before it exits', async () => {
+    const r = await job('mounts-abort', [
+      'builder --context /workspace/mounts-abort --dockerfile /workspace/mounts-abort/Dockerfile --secret id=tok,src=/workspace/mounts-secret.txt --no-push &',
+      'pid=$!',
+      // the step's own marker in "/" (in place the job's root is the build root): the secret is in place now
+      'n=0; while [ ! -e /started ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done',
+      'test -e /etc/tok && echo SECRET-PLACED',
+      'kill -TERM $pid; wait $pid; echo "exit=$?"',
+    ].join('\n'));
+    expect(r.stdout).toContain('SECRET-PLACED');
+    expect(r.stdout).toContain('exit=143');
+    expect(r.stderr).toContain('INTERRUPTED: interrupted by SIGTERM');
+    expect(await lstat(path.join(rootfs, 'etc/tok')).catch(() => 'gone')).toBe('gone');
+    expect(await lstat(path.join(rootfs, 'var/scratch')).catch(() => 'gone')).toBe('gone');
   });
 
   it('--run-mode sandbox inside the container fails before touching anything, with a clear message', async () => {

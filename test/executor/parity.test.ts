@@ -46,6 +46,11 @@ interface Allowed {
 
 const ALLOWED: Allowed[] = [
   {
+    case: /^(copy|multistage)$/, kind: 'differs', what: /^\/(dst\/modes|doc)$/, attrs: ['mode'],
+    reason: 'directories COPY --chmod creates on the way to its destination: BuildKit since v0.21 (fsutil 13604323, copy.go ' +
+      'Copy/prepareTargetDir: MkdirAll(path, os.FileMode(*ci.Mode))) gives them the octal mode\'s permission bits; buildah 1.28 makes them 0755',
+  },
+  {
     case: /^(run-fs|meta|cmd-shell|add|run-mount)$/, kind: 'only-buildah', what: /^\/(etc\/(hostname|hosts|resolv\.conf)|run)$/,
     reason: 'buildah leaves the empty mount points of its RUN bind mounts in the layer (containers/buildah#4242); ' +
       'BuildKit removes such stubs (moby/buildkit#1739) and builder never creates them in the root it snapshots',

@@ -23,7 +23,7 @@ describe('chooseRunMode', () => {
     it(`${c.asked}, sandbox ${c.sandbox ? 'ok' : 'unavailable'}, ${c.container ? 'in' : 'not in'} a container${c.image ? ' (the executor image)' : ''}${c.force ? ', --force' : ''} -> ${c.want}`, async () => {
       const logs: string[] = [];
       const p = chooseRunMode(
-        { runMode: c.asked, force: c.force === true, env: {}, log: (l) => logs.push(l) },
+        { runMode: c.asked, force: c.force === true, env: {}, emit: (e) => { if (e.type === 'message') logs.push(e.msg); } },
         {
           sandbox: async () => (c.sandbox ? { ok: true } : { ok: false, reason: 'unshare: Operation not permitted' }),
           container: async () => c.container,

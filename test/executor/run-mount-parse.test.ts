@@ -1,6 +1,6 @@
-// RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret).
+// RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret); the in-place cache lock.
 import { describe, expect, it } from 'vitest';
-import { parseMount } from '../../src/executor/steps/run-mounts.js';
+import { LOCK_STALE_MS, lockCache, parseMount } from '../../src/executor/steps/run-mounts.js';
 import { parseSecretFlags } from '../../src/cli/secrets.js';
 
 const p = (s: string, workdir = '/work') => parseMount(s, workdir, 'Dockerfile:2');
@@ -23,6 +23,11 @@ describe('parseMount', () => {
     expect(p('type=secret,target=/etc/key.pem')).toMatchObject({ id: 'key.pem' });
   });
 
+  it('secret env=: a variable only (no target) unless a target is given too (dispatchSecret)', () => {
+    expect(p('type=secret,id=tok,env=TOKEN')).toEqual({ type: 'secret', env: 'TOKEN', id: 'tok', required: false, mode: 0o400, uid: 0, gid: 0 });
+    expect(p('type=secret,id=tok,env=TOKEN,target=/etc/tok')).toMatchObject({ env: 'TOKEN', target: '/etc/tok' });
+  });
+
   it('tmpfs: rw, size with units', () => {
     expect(p('type=tmpfs,target=/t,size=64m')).toEqual({ type: 'tmpfs', target: '/t', readonly: false, size: 64 * 1024 * 1024 });
   });
@@ -41,7 +46,9 @@ describe('parseMount', () => {
     ['type=bind,target=/x,ro=maybe', 'RUN_MOUNT_INVALID'],
     ['type=volume,target=/x', 'RUN_MOUNT_INVALID'],
     ['type=ssh', 'RUN_MOUNT_UNSUPPORTED'],
-    ['type=secret,id=a,env=A', 'RUN_MOUNT_UNSUPPORTED'],
+    ['type=secret,id=a,env=', 'RUN_MOUNT_INVALID'],
+    ['type=secret,id=a,env=A-B', 'RUN_MOUNT_INVALID'], // goes into an `env -S` string: identifiers only
+    ['type=secret,env=A', 'RUN_MOUNT_INVALID'], // no id, no target
     ['type=cache,target=/x,from=build', 'RUN_MOUNT_UNSUPPORTED'],
   ])('refuses %s with %s', (spec, code) => {
     expect(() => p(spec)).toThrow(expect.objectContaining({ code }));
@@ -60,5 +67,44 @@ describe('parseSecretFlags', () => {
   });
   it.each(['src=x', 'id=a,bogus=1', 'id=a,type=ssh', 'id=a,env=UNSET', 'id'])('refuses %s', (flag) => {
     expect(() => parseSecretFlags([flag], env, '/cwd')).toThrow(expect.objectContaining({ code: 'FLAG_INVALID' }));
+  });
+});
+
+describe('lockCache (in place: one build at a time holds a cache, its content moves into "/")', () => {
+  const setup = async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(`${tmpdir()}/lock-cache-`);
+    return { dir, lock: `${dir}/c.lock`, signal: new AbortController().signal, lines: [] as string[] };
+  };
+
+  it('sharing=locked or shared waits for the holder\'s release; private gets "busy" (a throwaway cache) at once', async () => {
+    const { dir, lock, signal, lines } = await setup();
+    const release = await lockCache(lock, { id: 'c', sharing: 'shared' }, (l) => lines.push(l), signal);
+    expect(release).not.toBe('busy');
+    expect(await lockCache(lock, { id: 'c', sharing: 'private' }, (l) => lines.push(l), signal)).toBe('busy');
+    let second: unknown;
+    const waiting = lockCache(lock, { id: 'c', sharing: 'locked' }, (l) => lines.push(l), signal).then((r) => (second = r));
+    await new Promise((r) => setTimeout(r, 600));
+    expect(second).toBeUndefined();
+    expect(lines).toEqual(['cache mount c: in use by another build, waiting for it']);
+    await (release as () => Promise<void>)();
+    await waiting;
+    expect(typeof second).toBe('function');
+    await (second as () => Promise<void>)();
+    const { rm } = await import('node:fs/promises');
+    await rm(dir, { recursive: true });
+  });
+
+  it('a lock left by a build that died (not refreshed for LOCK_STALE_MS) is taken over', async () => {
+    const { dir, lock, signal } = await setup();
+    const { writeFile, utimes, rm } = await import('node:fs/promises');
+    await writeFile(lock, '12345\n');
+    const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
+    await utimes(lock, old, old);
+    const release = await lockCache(lock, { id: 'c', sharing: 'locked' }, () => undefined, signal);
+    expect(typeof release).toBe('function');
+    await (release as () => Promise<void>)();
+    await rm(dir, { recursive: true });
   });
 });

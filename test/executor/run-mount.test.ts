@@ -3,7 +3,6 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runStep } from '../../src/run/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { compileIfStale, Workspace } from './helpers.js';
@@ -36,6 +35,22 @@ function tarNames(blobs: Buffer[]): string[] {
     }
   }
   return names;
+}
+
+/** Name -> content of every entry of the tar layers among the blobs (later layers win). */
+function tarFiles(blobs: Buffer[]): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const b of blobs) {
+    if (b.length < 512 || b.toString('latin1', 257, 262) !== 'ustar') continue;
+    for (let off = 0; off + 512 <= b.length;) {
+      const name = b.toString('utf8', off, off + 100).replace(/\0.*$/s, '');
+      if (name === '') break;
+      const size = parseInt(b.toString('latin1', off + 124, off + 136).replace(/\0.*$/s, '').trim() || '0', 8);
+      files.set(name, b.toString('utf8', off + 512, off + 512 + size));
+      off += 512 + Math.ceil(size / 512) * 512;
+    }
+  }
+  return files;
 }
 
 /** Entry names of each layer of the image in an OCI layout, in manifest order. */
@@ -87,17 +102,7 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(names).toContain('tok-md5');
     expect(names.filter((n) => /^run\/secrets|^etc\/app/.test(n))).toEqual([]);
     const { createHash } = await import('node:crypto');
-    const files = new Map<string, string>();
-    for (const b of blobs) {
-      if (b.length < 512 || b.toString('latin1', 257, 262) !== 'ustar') continue;
-      for (let off = 0; off + 512 <= b.length;) {
-        const name = b.toString('utf8', off, off + 100).replace(/\0.*$/s, '');
-        if (name === '') break;
-        const size = parseInt(b.toString('latin1', off + 124, off + 136).replace(/\0.*$/s, '').trim() || '0', 8);
-        files.set(name, b.toString('utf8', off + 512, off + 512 + size));
-        off += 512 + Math.ceil(size / 512) * 512;
-      }
-    }
+    const files = tarFiles(blobs);
     // The base layer, then one layer per step with exactly what the step wrote: no stub, no parent of one.
     expect((await layerNames(layout2)).slice(1)).toEqual([['tok-md5', 'tok-mode'], ['key-len', 'key-mode'], ['tmp/', 'tmp/user-read'], ['tmp/', 'tmp/optional']]);
     expect(files.get('tok-md5')?.trim()).toBe(createHash('md5').update(SECRET).digest('hex'));
@@ -106,6 +111,52 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(files.get('key-len')?.trim()).toBe(String(SECRET.length));
     expect(files.get('tmp/user-read')?.trim()).toBe('ok');
     expect(files.get('tmp/optional')?.trim()).toBe('none');
+  }, 180_000);
+
+  it('a secret with env= is the step\'s variable only (no file, wins over ENV for that RUN), in no process\'s command line, layer, config or history', async () => {
+    const value = `${SECRET}-as-env-${process.pid}`;
+    const ctx = await ws.context('ctx-secret-env', {
+      Dockerfile: [
+        `FROM ${base}`,
+        'ENV TOKEN=from-dockerfile',
+        // md5 of the value, no file, no command line in the step's namespace holding it (awk reads it from ENVIRON); then a
+        // pause during which the test scans the host's /proc (where the sandbox's own processes are).
+        'RUN --mount=type=secret,id=tok,env=TOKEN echo "$TOKEN" | md5sum | cut -c1-32 > /env-md5 && ! test -e /run/secrets/tok && \\',
+        '    for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done | awk \'index($0, ENVIRON["TOKEN"]) { n++ } END { print n + 0 }\' > /hits && sleep 2',
+        'RUN --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok test "$(cat /etc/tok)" = "$TOKEN" && echo both > /both',
+        'RUN echo "$TOKEN" > /after',
+      ].join('\n'),
+    });
+    const layout = ws.path('secret-env-layout');
+    const build = ws.buildOk(ctx, [...sandbox, '--secret', 'id=tok,env=MY_TOKEN', '--oci-layout-path', layout], { env: { MY_TOKEN: value } });
+    let done = false;
+    const seen: string[] = [];
+    const scan = (async () => {
+      while (!done) {
+        for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+          if (!/^\d+$/.test(pid)) continue;
+          const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+          if (cmd.includes(value)) seen.push(cmd.toString('utf8').replace(/\0/g, ' '));
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      await build;
+    } finally {
+      done = true;
+      await scan;
+    }
+    expect(seen).toEqual([]);
+    const blobs = await layoutBlobs(layout);
+    for (const b of blobs) expect(b.includes(value)).toBe(false);
+    const { createHash } = await import('node:crypto');
+    const files = tarFiles(blobs);
+    expect(files.get('env-md5')?.trim()).toBe(createHash('md5').update(`${value}\n`).digest('hex'));
+    expect(files.get('hits')).toBe('0\n');
+    expect(files.get('both')).toBe('both\n');
+    expect(files.get('after')).toBe('from-dockerfile\n');
+    expect((await layerNames(layout)).slice(1)).toEqual([['env-md5', 'hits'], ['both'], ['after']]);
   }, 180_000);
 
   it('a required secret that was not given fails the build before the step runs', async () => {
@@ -242,11 +293,4 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(await run('two', 'A\n', 'y')).toHaveLength(1);
     expect(await run('three', 'B\n', 'y')).toEqual([]);
   }, 240_000);
-});
-
-describe('runStep: mounts in place', () => {
-  it('refuses RUN --mount in place before running anything (no CAP_SYS_ADMIN in a job container)', async () => {
-    await expect(runStep({ mode: 'in-place', root: '/', argv: ['true'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/',
-      mounts: [{ target: '/x', type: 'tmpfs', readonly: false }] })).rejects.toMatchObject({ code: 'RUN_MOUNT_IN_PLACE' });
-  });
 });

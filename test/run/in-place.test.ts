@@ -92,6 +92,19 @@ describe('in-place runStep', () => {
     expect(await run(['/bin/sh', '-c', 'kill -TERM $$'], { user, inPlace: creds }).p).toEqual({ exitCode: 143, signal: 'SIGTERM' });
   });
 
+  it.skipIf(!isRoot)('a secret env entry reaches the step (winning over env) and no process\'s command line, through the helper too', async () => {
+    const value = `in-place-secret-${process.pid}-${Date.now()}`;
+    // The step reads every /proc/*/cmdline on this machine (the builder's, the helper's) for the value, by awk's ENVIRON.
+    const script = 'echo "$TOKEN" | md5sum | cut -c1-32; for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f" 2>/dev/null; echo; done | awk \'index($0, ENVIRON["TOKEN"]) { n++ } END { print n + 0 }\'';
+    const { createHash } = await import('node:crypto');
+    const md5 = createHash('md5').update(`${value}\n`).digest('hex');
+    for (const extra of [{}, { user: { uid: 1000, gid: 1000, groups: [2000], home: '/home/app' }, inPlace: { credentials: { uid: 0, gid: 0, groups: [0] } } }]) {
+      const { out, p } = run(['/bin/sh', '-c', script], { env: ['TOKEN=from-env'], secretEnv: [`TOKEN=${value}`], ...extra });
+      expect(await p).toEqual({ exitCode: 0 });
+      expect(out.stdout()).toBe(`${md5}\n0\n`);
+    }
+  });
+
   it('refuses a user switch when the builder is not root', async () => {
     await expect(
       run(['true'], { user: { uid: 1000, gid: 1000, groups: [] }, inPlace: { credentials: { uid: 1001, gid: 1001, groups: [] } } }).p,

@@ -15,7 +15,8 @@ import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
-import { addRegistryFlags, loggerFromFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { createRenderer, type Renderer } from '../render.js';
+import { addRegistryFlags, loggerFromFlags, platformFromFlags, progressInterval, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
@@ -100,7 +101,7 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
   return { context, destinations };
 }
 
-export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = loggerFromFlags(flags, env)): BuildOptions {
+export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = loggerFromFlags(flags, env), renderer: Renderer = rendererFor(logger, env)): BuildOptions {
   const { context, destinations } = gitLabDefaults(flags, env, logger);
   const compression = oneOf(flags.compression, ['gzip', 'zstd'] as const, '--compression');
   if (compression === 'zstd') throw new BuilderError('FLAG_UNSUPPORTED', '--compression=zstd: layers are written with gzip only (zstd layers are read, not written yet)', { hint: 'drop --compression or use --compression=gzip' });
@@ -113,7 +114,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
-  const registry = registryOptions(flags, env, logger);
+  // The build renders transfers from its own progress events (with snapshots and extraction), not the client's lines.
+  const { onProgress: _lines, ...registry } = registryOptions(flags, env, logger);
   return {
     context,
     ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
@@ -164,11 +166,17 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
-    log: (line) => logger.line(line),
+    emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
-    output: (text, stream) => logger.output(text, stream),
+    output: renderer.output,
     ...(env.signal ? { signal: env.signal } : {}),
   };
+}
+
+/** Live progress lines when the log goes to a terminal (not JSON, not TERM=dumb); else a progress line every few seconds. */
+function rendererFor(logger: Logger, env: CliEnv): Renderer {
+  const tty = (env.stderr as { isTTY?: boolean }).isTTY === true && logger.format !== 'json' && env.env.TERM !== 'dumb';
+  return createRenderer(logger, { intervalMs: progressInterval(env), ...(tty ? { live: env.stderr } : {}) });
 }
 
 /** Pull-side options: mirrors and the registry map (base images only), and transport leniency for registries not pushed to. */
@@ -212,7 +220,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--snapshot-mode <time|full|redo>', 'time (default; redo is an alias): metadata incl. ctime; full: also hash contents')
     .option('--single-snapshot [bool]', 'one layer for all the final stage\'s steps (its base\'s layers stay as they are)', parseBool)
     .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
-    .option('--ignore-var-run [bool]', 'in place: leave /var/run out of snapshots (default true); false keeps it', parseBool)
+    .option('--ignore-var-run [bool]', 'leave /var/run out of snapshots (default true, as kaniko); false keeps it', parseBool)
     .option('--compression <gzip>', 'layer compression: gzip (zstd is read, not written yet)')
     .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
     .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
@@ -242,19 +250,18 @@ export function register(program: Command, env: CliEnv): void {
   const deprecated: string[] = [];
   const cmd = program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)');
   defineBuildFlags(cmd, deprecated).action(async (flags: BuildFlags) => {
-    const logger = loggerFromFlags(flags, env);
+    const renderer = rendererFor(loggerFromFlags(flags, env), env);
+    const logger = renderer.logger;
+    env.logger = logger; // a signal's message erases the live progress lines too
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
-    const opts = buildOptions(flags, env, logger);
+    const opts = buildOptions(flags, env, logger, renderer);
     if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
-    const t0 = Date.now();
     try {
+      // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
       const r = await build(opts);
-      const secs = (Date.now() - t0) / 1000;
-      logger.log('info', `done in ${secs.toFixed(1)}s: ${r.manifestDigest}, ${r.layers} layers${r.pushed.length ? `, pushed to ${r.pushed.map((p) => p.destination).join(', ')}` : ''}`,
-        logger.format === 'json' ? { summary: { digest: r.manifestDigest, mediaType: r.mediaType, layers: r.layers, pushed: r.pushed.map((p) => p.destination), seconds: secs } } : {});
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
-      logger.flush();
+      renderer.close();
     }
   });
   // `builder --help` is what a kaniko user reaches for first: show the build flags there too

@@ -36,7 +36,7 @@ export const copyStep: StepHandler<Copy> = {
     if (from === undefined) {
       const fileHashes = await services.fileHashes?.();
       const d = await hashSelection(await selectedForKey(ex, inst, step.where), fileHashes ? { fileHashes } : {}).catch(at(step.where));
-      await fileHashes?.save((m) => services.log(`warning: ${m}`));
+      await fileHashes?.save((msg) => services.emit({ type: 'warning', msg }));
       return d;
     }
     const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
@@ -148,7 +148,7 @@ async function unpackInto(
   const paths = await unpackArchive(new RootFs(dest.host), m.abs, kind, `${where}: archive ${m.name}`, {
     ...(inst.chown ? { chown: owner } : {}),
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
-    onWarning: (msg) => ex.services.log(`warning: ${msg}`),
+    onWarning: (msg) => ex.services.emit({ type: 'warning', msg }),
   });
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.
   const out = [dest.container];
@@ -260,7 +260,7 @@ export function materialize(ex: Executor, key: string, layers: () => Promise<imp
   let p = scheduling.images.get(key);
   if (!p) {
     const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.log(`warning: ${m}`) }));
+    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.emit({ type: 'warning', msg: m }) }));
     scheduling.images.set(key, p);
   }
   return p;

@@ -1,7 +1,7 @@
 // RUN --mount: parsing (BuildKit's instructions/runmount.go rules) and the host side of each mount (sources, caches,
 // secret files), handed to the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
 import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
@@ -24,7 +24,8 @@ export type MountSpec =
   | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
   | { type: 'cache'; target: string; id: string; sharing: Sharing; readonly: boolean; mode: number; uid: number; gid: number }
   | { type: 'tmpfs'; target: string; readonly: boolean; size?: number }
-  | { type: 'secret'; target: string; id: string; required: boolean; mode: number; uid: number; gid: number };
+  /** A secret with env= and no target is an environment variable only (no file); with both, both. */
+  | { type: 'secret'; target?: string; env?: string; id: string; required: boolean; mode: number; uid: number; gid: number };
 
 /** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
 export type SecretSource = { file: string } | { value: string };
@@ -44,7 +45,7 @@ function parseSize(v: string, fail: (why: string) => BuilderError): number {
 /**
  * One --mount value, as BuildKit's parseMount reads it: CSV fields key=value (bool keys may stand alone), type bind by
  * default, bind and secret read-only by default, a relative target under WORKDIR, a secret's id from id= or source= (else
- * the target's base name) and its target /run/secrets/ID, a cache's id its target. ssh and secret env= are refused here.
+ * the target's base name) and its target /run/secrets/ID (none with env= alone), a cache's id its target. ssh is refused here.
  */
 export function parseMount(raw: string, workdir: string, where: string): MountSpec {
   const fail = (why: string, hint = 'see https://docs.docker.com/reference/dockerfile/#run---mount'): BuilderError =>
@@ -125,18 +126,18 @@ export function parseMount(raw: string, workdir: string, where: string): MountSp
       return { type, target: needTarget(), readonly: readonly ?? false, ...(size ? { size: parseSize(size, fail) } : {}) };
     }
     case 'secret': {
-      if (str('env') !== undefined) {
-        throw new BuilderError('RUN_MOUNT_UNSUPPORTED', `${where}: --mount=${raw}: secrets as environment variables (env=) are not supported`, {
-          hint: 'the value would pass through a host command line; read the file instead: $(cat /run/secrets/ID)',
-        });
-      }
+      const env = str('env');
+      // The name reaches the step's environment through `env -S` in the sandbox: a plain shell identifier only.
+      if (env !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) throw fail(`env=${env} is not a variable name`, 'use letters, digits and _ (not first)');
       if (from !== undefined) throw fail('secret mount should not have a from');
       if (source && str('id')) throw fail("both source and id can't be set");
       // dispatchSecret: source= is another name for id=; without either, the target's base name.
       const id = source || str('id') || (target ? path.posix.basename(target) : '');
       if (!id) throw fail('one of source, target required');
+      // dispatchSecret: with env= and no target, no file at all; else the target or /run/secrets/<id>.
+      const file = target ?? (env === undefined ? `/run/secrets/${path.posix.basename(id)}` : undefined);
       return {
-        type, target: target ?? `/run/secrets/${path.posix.basename(id)}`, id, required: bool('required') ?? false,
+        type, ...(file !== undefined ? { target: file } : {}), ...(env !== undefined ? { env } : {}), id, required: bool('required') ?? false,
         mode: num('mode', 8, 0o400), uid: num('uid', 10, 0), gid: num('gid', 10, 0),
       };
     }
@@ -161,7 +162,9 @@ async function bindSource(ex: Executor, from: string | undefined, inst: Run, whe
   if (ref.kind === 'stage') {
     const done = await scheduling.done.get(ref.index);
     if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    return { source: rootSource(await done.root.get(done.layers), `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
+    // In place, "/" has moved on: the stage is materialized from its layers once, in the work dir (as COPY --from does).
+    const root = settings.runMode === 'in-place' ? await materialize(ex, `stage:${ref.index}`, async () => done.layers) : await done.root.get(done.layers);
+    return { source: rootSource(root, `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
   }
   const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where));
   const rootfs = await materialize(ex, `image:${ref.ref}`, async () => img.layers);
@@ -191,6 +194,8 @@ export async function mountsKey(ex: Executor, inst: Run, where: string): Promise
 
 export interface PreparedMounts {
   mounts: RunMount[];
+  /** Secrets with env=: "NAME=value" entries for the step's environment only (never in argv, a layer or the config). */
+  secretEnv: string[];
   /** Removes the per-run copies and secret files, releases cache locks. Idempotent. */
   release(): Promise<void>;
 }
@@ -198,6 +203,7 @@ export interface PreparedMounts {
 /** Makes the host side of every mount ready; the caller must call release() after the run, whatever happens. */
 export async function prepareMounts(ex: Executor, inst: Run, specs: readonly MountSpec[], where: string): Promise<PreparedMounts> {
   const mounts: RunMount[] = [];
+  const secretEnv: string[] = [];
   const cleanup: Array<() => Promise<void>> = [];
   const release = async (): Promise<void> => {
     for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
@@ -215,8 +221,10 @@ export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mou
           mounts.push(await prepareCache(ex, spec, cleanup));
           break;
         case 'secret': {
-          const m = await prepareSecret(ex, spec, where, cleanup);
-          if (m) mounts.push(m);
+          const value = await secretValue(ex, spec, where);
+          if (value === undefined) break; // BuildKit: an optional secret that was not given is neither mounted nor set
+          if (spec.env !== undefined) secretEnv.push(`${spec.env}=${value.toString('utf8')}`);
+          if (spec.target !== undefined) mounts.push(await prepareSecret(ex, { ...spec, target: spec.target }, value, cleanup));
           break;
         }
       }
@@ -225,7 +233,7 @@ export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mou
     await release();
     throw err;
   }
-  return { mounts, release };
+  return { mounts, secretEnv, release };
 }
 
 async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { type: 'bind' }>, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
@@ -235,14 +243,15 @@ async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { t
     throw new BuilderError('RUN_MOUNT_INVALID', `${where}: bind mount source ${spec.source} matches ${matches.length} paths`, { hint: 'name exactly one file or directory' });
   }
   const m = matches[0]!;
-  // A stage or image root read-only: bound as it is. The context (its .dockerignore applies) and any rw bind: a
-  // per-run copy, so the step sees only what COPY could see and its writes are discarded with the copy.
-  if (kind === 'root' && spec.readonly) return { target: spec.target, type: 'bind', source: m.abs, readonly: true };
+  // A stage or image root read-only: bound as it is (in the sandbox). The context (its .dockerignore applies), any rw
+  // bind and every bind in place (moved into "/" for the step): a per-run copy, so the step sees only what COPY could
+  // see and its writes are discarded with the copy.
+  if (kind === 'root' && spec.readonly && ex.settings.runMode !== 'in-place') return { target: spec.target, type: 'bind', source: m.abs, readonly: true };
   const dir = ex.settings.scratchPath('bind');
   await mkdir(dir, { recursive: true, mode: 0o755 });
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   await copyMatches(new RootFs(dir), [m], { dest: '/', workdir: '/', uid: 0, gid: 0, preserveOwner: kind === 'root', where }).catch(at(where));
-  return { target: spec.target, type: 'bind', source: m.type === 'dir' ? dir : path.join(dir, m.name), readonly: spec.readonly };
+  return { target: spec.target, type: 'bind', source: m.type === 'dir' ? dir : path.join(dir, m.name), readonly: spec.readonly, owned: true };
 }
 
 /** Cache mounts live under <cache-dir>/run-cache/<sha256(id)> and are kept between builds on this machine. */
@@ -260,7 +269,20 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
     await chown(tmp, spec.uid, spec.gid);
     await chmod(tmp, spec.mode);
     cleanup.push(() => rm(tmp, { recursive: true, force: true }));
-    return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly };
+    return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
+  }
+  if (ex.settings.runMode === 'in-place') {
+    // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
+    const got = await lockCache(`${dir}.lock`, spec, (msg) => ex.services.emit({ type: 'message', level: 'info', msg }), ex.scheduling.signal);
+    if (got === 'busy') {
+      const tmp = ex.settings.scratchPath('cache');
+      await mkdir(tmp, { recursive: true, mode: spec.mode });
+      await chown(tmp, spec.uid, spec.gid);
+      await chmod(tmp, spec.mode);
+      cleanup.push(() => rm(tmp, { recursive: true, force: true }));
+      return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
+    }
+    cleanup.push(got);
   }
   if (spec.sharing === 'locked') {
     // One locked user at a time within this build; the next one waits for this run's release().
@@ -281,14 +303,51 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
   } else if (!st.isDirectory()) {
     throw new BuilderError('RUN_MOUNT_CACHE_INVALID', `cache mount ${spec.id}: ${dir} is not a directory`, { hint: `remove ${dir}` });
   }
-  return { target: spec.target, type: 'bind', source: dir, readonly: spec.readonly };
+  return { target: spec.target, type: 'bind', source: dir, readonly: spec.readonly, keep: true };
 }
 
-/** A secret is a 0400 (or mode=) file in a fresh 0700 temp dir outside the root, bound read-only and removed after the run. */
-async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }>, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount | undefined> {
+/** A lock older than this without a refresh was left by a build that died (its holder refreshes it every LOCK_REFRESH_MS). */
+export const LOCK_STALE_MS = 30_000;
+const LOCK_REFRESH_MS = 5_000;
+
+/**
+ * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
+ * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
+ */
+export async function lockCache(lock: string, spec: Pick<Extract<MountSpec, { type: 'cache' }>, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal): Promise<(() => Promise<void>) | 'busy'> {
+  let told = false;
+  for (;;) {
+    try {
+      await writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      const timer = setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
+      timer.unref();
+      return async () => {
+        clearInterval(timer);
+        await rm(lock, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (spec.sharing === 'private') return 'busy';
+    const st = await stat(lock).catch(() => undefined);
+    if (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    if (!told) log(`cache mount ${spec.id}: in use by another build, waiting for it`);
+    told = true;
+    if (signal.aborted) {
+      throw new BuilderError('BUILD_ABORTED', `cache mount ${spec.id}: the build was stopped while waiting for the cache`, { hint: 'rerun the build' });
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The secret's bytes; undefined for an optional secret that was not given. */
+async function secretValue(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }>, where: string): Promise<Buffer | undefined> {
   const src = ex.settings.secrets[spec.id];
   if (src === undefined) {
-    if (!spec.required) return undefined; // BuildKit: an optional secret that was not given is simply not mounted
+    if (!spec.required) return undefined;
     throw new BuilderError('RUN_SECRET_MISSING', `${where}: secret "${spec.id}" is required but was not given`, {
       hint: `pass --secret id=${spec.id},src=FILE or --secret id=${spec.id},env=VARIABLE`,
     });
@@ -296,11 +355,23 @@ async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'sec
   const value = 'value' in src ? Buffer.from(src.value) : await readFile(src.file).catch((cause: unknown) => {
     throw new BuilderError('RUN_SECRET_UNREADABLE', `${where}: cannot read secret "${spec.id}" from ${src.file}`, { hint: 'check the path given to --secret', cause });
   });
-  const dir = await mkdtemp(path.join(tmpdir(), 'builder-secret-'));
+  if (spec.env !== undefined && value.includes(0)) {
+    throw new BuilderError('RUN_SECRET_INVALID', `${where}: secret "${spec.id}" holds a NUL byte and cannot be the variable ${spec.env}`, {
+      hint: 'mount it as a file instead (drop env=, or add target=)',
+    });
+  }
+  return value;
+}
+
+/** A secret is a 0400 (or mode=) file in a fresh 0700 temp dir outside the root, bound read-only and removed after the run. */
+async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }> & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+  // In place the host's temp dir is in the root being snapshotted: the secret waits in the scratch dir, outside it.
+  const dir = ex.settings.runMode === 'in-place' ? ex.settings.scratchPath('secret') : await mkdtemp(path.join(tmpdir(), 'builder-secret-'));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'secret');
   await writeFile(file, value, { mode: 0o600 });
   await chown(file, spec.uid, spec.gid);
   await chmod(file, spec.mode);
-  return { target: spec.target, type: 'bind', source: file, readonly: true };
+  return { target: spec.target, type: 'bind', source: file, readonly: true, owned: true };
 }

@@ -26,11 +26,6 @@ export const runStep: StepHandler<Run> = {
       });
     }
     const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
-    if (specs.length > 0 && settings.runMode === 'in-place') {
-      throw new BuilderError('RUN_MOUNT_IN_PLACE', `${step.where}: RUN --mount needs the sandbox run mode`, {
-        hint: 'mounting needs CAP_SYS_ADMIN, which an in-place job container lacks; use --run-mode sandbox, or drop --mount',
-      });
-    }
     const rootfs = await stage.fs();
     const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
@@ -40,7 +35,7 @@ export const runStep: StepHandler<Run> = {
     let targets: string[] = [];
     try {
       targets = await Promise.all(prepared.mounts.map(async (m) => (await rootfs.resolveFull(m.target, { followFinal: true })).container.replace(/^\/+/, '')));
-      exit = await runCommandIn(c, prepared.mounts);
+      exit = await runCommandIn(c, prepared.mounts, prepared.secretEnv);
     } finally {
       await prepared.release();
     }
@@ -50,11 +45,13 @@ export const runStep: StepHandler<Run> = {
       });
     }
     const t0 = Date.now();
-    const after = await indexTree(rootfs.root, snapshotOpts);
+    services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: false });
+    const after = await indexTree(rootfs.root, snapshotOpts).finally(() => services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: true }));
     // Mount targets' stubs are gone again; their parents may show a ctime-only change, like the runtime mount points'.
-    const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets]);
+    // In place a target that existed went aside and came back by rename: only its ctime may differ.
+    const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets], new Set(targets));
     stage.root.index = after;
-    services.log(`${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     if (changes.length === 0) {
       stage.emptyHistory(step);
       return;
@@ -67,7 +64,7 @@ export const runStep: StepHandler<Run> = {
 };
 
 /** Runs the command as the stage's USER in its WORKDIR with its ENV; returns the exit code. */
-async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>, mounts: RunMount[]): Promise<number> {
+async function runCommandIn({ ex: { settings, services, scheduling }, stage, inst, step }: StepContext<Run>, mounts: RunMount[], secretEnv: string[]): Promise<number> {
   const rootfs = await stage.fs();
   const shell = stage.cfg.config.Shell;
   const cleanup: string[] = [];
@@ -109,6 +106,8 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       onOutput: out.write,
       signal: scheduling.signal,
       ...(mounts.length > 0 ? { mounts } : {}),
+      ...(secretEnv.length > 0 ? { secretEnv } : {}),
+      ...(mounts.length > 0 && settings.runMode === 'in-place' ? { inPlace: { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } } : {}),
     });
     out.flush();
     return r.exitCode;
@@ -120,15 +119,17 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
 /**
  * The sandbox creates missing mount points (/etc/resolv.conf, /etc/hosts, ...) for the run and removes them after,
  * restoring the parents' mtime; their ctime cannot be restored. A parent directory whose only difference is its
- * ctime is not a change of the step (else `RUN true` would add a layer holding /etc).
+ * ctime is not a change of the step (else `RUN true` would add a layer holding /etc). The same holds for `restored`:
+ * in-place mount targets whose previous content was moved aside for the step and renamed back after it.
  */
-function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly string[]): Change[] {
+function withoutMountPointTouches(changes: Change[], excludePrefixes: readonly string[], restored: ReadonlySet<string> = new Set()): Change[] {
   const parents = new Set<string>();
   for (const p of excludePrefixes) for (let d = path.posix.dirname(p); d !== '.' && d !== '/' && d !== ''; d = path.posix.dirname(d)) parents.add(d);
   return changes.filter((c) => {
-    if (c.kind !== 'modified' || c.entry.type !== 'dir' || !parents.has(c.path)) return true;
+    if (c.kind !== 'modified' || !(restored.has(c.path) || (c.entry.type === 'dir' && parents.has(c.path)))) return true;
     const a = c.before;
     const b = c.entry;
+    if (a.type !== b.type || a.size !== b.size || a.linkTarget !== b.linkTarget || (a.contentHash !== undefined && a.contentHash !== b.contentHash)) return true;
     // utimes() restores the mtime to about a microsecond (a double of seconds), not to the nanosecond
     const drift = a.mtimeNs > b.mtimeNs ? a.mtimeNs - b.mtimeNs : b.mtimeNs - a.mtimeNs;
     return a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || drift >= 1_000_000n || a.ino !== b.ino;

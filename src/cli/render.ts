@@ -1,0 +1,94 @@
+// The CLI's renderer of the library's events: log lines (text, color, JSON with the event's fields), progress (live on
+// a terminal, periodic lines otherwise) and the final summary.
+import type { Writable } from 'node:stream';
+import type { BuildEvent, BuildSummary, EventSink } from '../util/events.js';
+import { formatBytes } from '../util/bytes.js';
+import type { Logger } from './logger.js';
+import { liveProgress, progressLines, type ProgressView } from './progress.js';
+
+export interface Renderer {
+  emit: EventSink;
+  /** The logger to use for everything else written meanwhile (registry warnings, retries): it erases live lines first. */
+  logger: Logger;
+  /** RUN output, through the same stream (a live progress block is erased first). */
+  output(text: string, stream: 'stdout' | 'stderr'): void;
+  /** Ends progress (erasing live lines) and writes a half line of RUN output still held. */
+  close(): void;
+}
+
+export interface RendererOptions {
+  /** Where live progress is drawn: the log stream when it is a terminal and the format is not JSON. */
+  live?: Writable & { columns?: number };
+  /** Period of progress lines when not live (BUILDER_PROGRESS_INTERVAL_MS, default 5000). */
+  intervalMs?: number;
+  now?: () => number;
+}
+
+const seconds = (s: number): string => `${s.toFixed(1)}s`;
+
+/** "done in 12.3s: sha256:…, 5 layers (2 built, 1 from the cache), 30.1 MiB; down 3.0 MiB, up 30.1 MiB; pull 1.2s, steps 8.0s, snapshot 0.6s, push 1.1s". */
+export function summaryLine(s: BuildSummary): string {
+  const p = s.phases;
+  return `done in ${seconds(s.seconds)}: ${s.digest}, ${s.layers} layers (${s.layersBuilt} built, ${s.layersCached} from the cache), ${formatBytes(s.size)}`
+    + `; down ${formatBytes(s.bytesDown)}, up ${formatBytes(s.bytesUp)}`
+    + `; pull ${seconds(p.pull)}, steps ${seconds(p.steps)}, snapshot ${seconds(p.snapshot)}, push ${seconds(p.push)}`
+    + (s.pushed.length ? `; pushed to ${s.pushed.join(', ')}` : '');
+}
+
+export function createRenderer(logger: Logger, opts: RendererOptions = {}): Renderer {
+  const json = logger.format === 'json';
+  const showProgress = logger.enabled('info');
+  const live = opts.live && !json ? liveProgress(opts.live, opts.now ? { now: opts.now } : {}) : undefined;
+  const view: ProgressView = live ?? progressLines(logger, { ...(opts.intervalMs ? { intervalMs: opts.intervalMs } : {}), ...(opts.now ? { now: opts.now } : {}) });
+  // JSON lines carry the event's own fields next to level, msg and time.
+  const fields = (f: Record<string, unknown>): Record<string, unknown> => (json ? f : {});
+  const log: Logger['log'] = (level, msg, f) => {
+    live?.clear();
+    logger.log(level, msg, f);
+  };
+  const wrapped: Logger = {
+    ...logger,
+    log,
+    line: (l) => {
+      live?.clear();
+      logger.line(l);
+    },
+    output: (text, stream) => {
+      live?.clear();
+      logger.output(text, stream);
+    },
+  };
+  const emit = (e: BuildEvent): void => {
+    switch (e.type) {
+      case 'message':
+        log(e.level, e.msg);
+        return;
+      case 'warning':
+        log('warn', e.msg);
+        return;
+      case 'step': {
+        const { type: _t, ...f } = e;
+        if (e.status === 'started') log('info', `${e.step} ${e.instruction}`, fields({ event: 'step', ...f }));
+        else if (e.status === 'cached') log('info', `${e.step} ${e.instruction} (cached ${e.layer ? `layer ${e.layer.digest.slice(7, 19)}` : 'no change'})`, fields({ event: 'step', ...f }));
+        // The text log already has the step's snapshot line; JSON readers get the timing as its own event.
+        else log(json ? 'info' : 'debug', `${e.step} finished in ${((e.ms ?? 0) / 1000).toFixed(2)}s`, fields({ event: 'step', ...f }));
+        return;
+      }
+      case 'progress':
+        if (showProgress) view.update(e);
+        return;
+      case 'summary':
+        log('info', summaryLine(e.summary), fields({ event: 'summary', summary: e.summary }));
+        return;
+    }
+  };
+  return {
+    emit,
+    logger: wrapped,
+    output: wrapped.output,
+    close() {
+      view.close();
+      logger.flush();
+    },
+  };
+}
