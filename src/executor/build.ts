@@ -10,7 +10,8 @@ import { parseReference } from '../reference/index.js';
 import { RegistryClient, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage, fileLayer, MediaType, type HistoryEntry, type Layer } from '../image/index.js';
-import { squashLayers } from '../snapshot/index.js';
+import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
+import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
@@ -103,6 +104,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const own = layers.slice(baseCount);
   if (own.length === 0) return { layers, history };
   const r = await squashLayers(own, file, {
+    ...(opts.compression ? { compression: opts.compression } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
   });
@@ -111,7 +113,25 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
   merged.push({ created, created_by: 'builder --single-snapshot', comment: `the filesystem changes of ${own.length} steps` });
-  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+}
+
+/** zstd layers exist only in OCI manifests: refuse what would need Docker's, and fail early without the zstd program. */
+function checkCompression(opts: BuildOptions): void {
+  const compression = opts.compression ?? 'gzip';
+  if (opts.compressionLevel !== undefined) checkCompressionLevel(compression, opts.compressionLevel);
+  if (compression !== 'zstd') return;
+  if (opts.imageFormat === 'docker') {
+    throw new BuilderError('BUILD_COMPRESSION_CONFLICT', '--compression zstd with --image-format docker: Docker\'s manifest (schema 2) has no zstd layer type', {
+      hint: 'drop --image-format docker (zstd builds write OCI manifests), or use --compression gzip',
+    });
+  }
+  if (opts.tarPath) {
+    throw new BuilderError('BUILD_COMPRESSION_CONFLICT', '--compression zstd with --tar-path: a docker-archive (docker save format) carries a Docker manifest, which has no zstd layer type', {
+      hint: 'use --oci-layout-path (or push to a registry) for zstd, or --compression gzip for a docker-archive',
+    });
+  }
+  requireZstd('--compression zstd');
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -121,6 +141,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
+  checkCompression(options);
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const t0 = Date.now();
   const tally = new Tally();
@@ -206,10 +227,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
-          ...(opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+          // zstd layers need OCI media types, whatever the base's format
+          ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
           created,
           // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
           ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+          ...(opts.compression ? { compression: opts.compression } : {}),
           ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
           hashContents: opts.snapshotMode === 'full',
           exclude: prefixFilter(prefixes),
