@@ -228,6 +228,17 @@ describe.skipIf(!canRun)('compressed layers builder pushes, read by other client
     expect(g.types.every((t) => /gzip$/.test(t))).toBe(true);
   });
 
+  it('--single-snapshot with zstd reads the zstd step layers and writes one zstd layer', async () => {
+    const out = path.join(tmp, 'single-zstd');
+    await builder(['--context', ctx, '--compression', 'zstd', '--single-snapshot', '--no-push', '--oci-layout-path', out]);
+    const index = JSON.parse(await readFile(path.join(out, 'index.json'), 'utf8'));
+    const manifest = JSON.parse(await readFile(path.join(out, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+    expect(manifest.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+zstd']);
+    const blob = path.join(out, 'blobs/sha256', manifest.layers[0].digest.slice(7));
+    const listing = (await run('sh', ['-c', 'zstd -d -c "$1" | tar -t', 'sh', blob])).stdout.split('\n');
+    expect(listing).toEqual(expect.arrayContaining(['bin/busybox', 'data/big.txt', 'data/small.txt']));
+  });
+
   it('zstd with --tar-path is refused before any work: a docker-archive has no zstd layer type', async () => {
     const err = await builder(['--context', ctx, '--compression', 'zstd', '--no-push', '--tar-path', path.join(tmp, 'x.tar')]).then(() => undefined, (e: Error) => e);
     expect(String(err)).toContain('BUILD_COMPRESSION_CONFLICT');
