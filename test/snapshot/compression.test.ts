@@ -239,6 +239,13 @@ describe.skipIf(!canRun)('compressed layers builder pushes, read by other client
     expect(listing).toEqual(expect.arrayContaining(['bin/busybox', 'data/big.txt', 'data/small.txt']));
   });
 
+  it('--compression-level is checked against the compression\'s own range (gzip 0-9, zstd 1-19)', async () => {
+    const fails = (args: string[]) => builder(['--context', ctx, '--no-push', ...args]).then(() => '', (e: Error) => String(e));
+    expect(await fails(['--compression-level', '12'])).toMatch(/FLAG_INVALID: --compression-level=12 is not 0-9 \(gzip\)/);
+    expect(await fails(['--compression', 'zstd', '--compression-level', '0'])).toMatch(/FLAG_INVALID: --compression-level=0 is not 1-19 \(zstd\)/);
+    expect(await fails(['--compression', 'brotli'])).toMatch(/FLAG_INVALID/);
+  });
+
   it('zstd with --tar-path is refused before any work: a docker-archive has no zstd layer type', async () => {
     const err = await builder(['--context', ctx, '--compression', 'zstd', '--no-push', '--tar-path', path.join(tmp, 'x.tar')]).then(() => undefined, (e: Error) => e);
     expect(String(err)).toContain('BUILD_COMPRESSION_CONFLICT');
