@@ -1,4 +1,4 @@
-// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip -> sha256 (digest) -> file, in one pass.
+// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip or zstd -> sha256 (digest) -> file, in one pass.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -12,13 +12,13 @@ import { BLOCK, TypeFlag, encodeHeaderInto, padding, planHeader, type TarHeader 
 
 export interface WriteLayerOptions {
   /**
-   * gzip level 0-9. Default 1: kaniko leaves go-containerregistry's default (gzip.BestSpeed)
-   * unless --compression-level is given, so 1 keeps kaniko's speed/size trade-off.
+   * gzip level 0-9 (zstd: 1-19, default 3). gzip default 1: kaniko leaves go-containerregistry's default
+   * (gzip.BestSpeed) unless --compression-level is given, so 1 keeps kaniko's speed/size trade-off.
    */
   compressionLevel?: number;
   /** gzip (default: parallel chunks, see compress.ts) or zstd (the zstd program; default level 3). */
   compression?: LayerCompression;
-  /** false writes an uncompressed tar (digest === diffId). Default true. */
+  /** false writes an uncompressed tar (digest === diffId), whatever `compression` says. Default true. */
   gzip?: boolean;
   /** --reproducible / SOURCE_DATE_EPOCH: timestamp applied to every entry (seconds precision). */
   mtime?: Date;
