@@ -13,6 +13,9 @@ export const DEFAULT_ZSTD_LEVEL = 3;
 
 /** Uncompressed bytes per independently started deflate: big enough that the lost context costs <1% of size. */
 export const GZIP_CHUNK = 1 << 20;
+// Room for a whole chunk's deflate output (deflateBound of 1 MiB is ~1 MiB + 400 bytes): one threadpool task per chunk,
+// instead of one round trip through the main thread per 256 KiB of output.
+const OUT_CHUNK = GZIP_CHUNK + (64 << 10);
 // Deflate keeps a 32 KiB window: the previous chunk's tail is the next one's dictionary, as pigz does.
 const WINDOW = 32 << 10;
 // An empty final fixed-Huffman block: ends a deflate stream whose chunks all ended with a sync flush.
@@ -41,9 +44,12 @@ export function createLayerCompressor(compression: LayerCompression, level?: num
   return new ParallelGzip(l, opts.parallel ?? defaultParallelism());
 }
 
-/** Deflates in flight: one per core, at most 3 so one of libuv's 4 threads stays free for the file reads feeding us. */
+/**
+ * Deflates in flight: one more than the cores, so a core never idles while the main thread (descheduled on a busy
+ * machine) has not yet handed out the next chunk; at most 3 so one of libuv's 4 threads stays free for the file reads.
+ */
 function defaultParallelism(): number {
-  return Math.max(1, Math.min(3, availableParallelism()));
+  return Math.max(1, Math.min(3, availableParallelism() + 1));
 }
 
 interface Job {
@@ -109,7 +115,7 @@ export class ParallelGzip extends Transform {
   private dispatch(): void {
     const input = this.block.subarray(0, this.fill);
     const whole = this.block;
-    const opts = { level: this.level, finishFlush: constants.Z_SYNC_FLUSH, chunkSize: 256 << 10, ...(this.dict ? { dictionary: this.dict } : {}) };
+    const opts = { level: this.level, finishFlush: constants.Z_SYNC_FLUSH, chunkSize: OUT_CHUNK, ...(this.dict ? { dictionary: this.dict } : {}) };
     // The next chunk's dictionary is a copy: this block goes back to the spares when its own deflate is done.
     this.dict = Buffer.from(input.subarray(Math.max(0, input.length - WINDOW)));
     const job: Job = { done: Promise.resolve() };
