@@ -1,7 +1,8 @@
 // Layer compression: gzip in 1 MiB chunks deflated in parallel on libuv's threadpool (one gzip member, pigz-style), or zstd.
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants, crc32, deflateRaw } from 'node:zlib';
+import * as zlib from 'node:zlib';
+import { constants, deflateRaw } from 'node:zlib';
 import { BuilderError } from '../errors.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 
@@ -20,6 +21,26 @@ const OUT_CHUNK = GZIP_CHUNK + (64 << 10);
 const WINDOW = 32 << 10;
 // An empty final fixed-Huffman block: ends a deflate stream whose chunks all ended with a sync flush.
 const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
+
+// zlib.crc32 exists from Node 20.15; a named import would make older 20.x fail to load the module at all.
+const crc32: (data: Buffer, value: number) => number = (zlib as { crc32?: (d: Buffer, v: number) => number }).crc32 ?? crc32Js;
+
+const CRC_TABLE = ((): Uint32Array => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (IEEE), table-driven: the fallback for Node < 20.15. */
+export function crc32Js(data: Buffer, value = 0): number {
+  let c = ~value >>> 0;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
 
 /** Checks a level for the compression; the CLI and writeLayer share the rule. */
 export function checkCompressionLevel(compression: LayerCompression, level: number): void {
