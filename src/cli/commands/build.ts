@@ -224,7 +224,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--single-snapshot [bool]', 'one layer for all the final stage\'s steps (its base\'s layers stay as they are)', parseBool)
     .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
     .option('--ignore-var-run [bool]', 'leave /var/run out of snapshots (default true, as kaniko); false keeps it', parseBool)
-    .option('--compression <gzip|zstd>', 'layer compression: gzip (default; large layers use every core) or zstd (OCI manifest; needs the zstd program; not with --tar-path)')
+    .option('--compression <gzip|zstd>', 'layer compression: gzip (default; large layers use every core) or zstd (OCI manifest; needs the zstd program)')
     .option('--compression-level <n>', 'level of new layers: gzip 0-9 (default 1), zstd 1-19 (default 3)')
     .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
     .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
