@@ -1,7 +1,9 @@
 // Layer compression: parallel gzip and zstd layers are written right (unit), and what builder pushes is read by the clients
 // that matter: skopeo (oci: and dir: decompressed), umoci (unpack), buildah (pull + from), kaniko v1.24.0 (Go's readers,
 // building FROM it) and builder's own extractor.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -76,6 +78,21 @@ describe('layer compressors', () => {
     // the gzip trailer written with zlib's (or this) CRC is what gunzip checks
     const gz = gzipSync(data);
     expect(gz.readUInt32LE(gz.length - 8)).toBe(whole);
+  });
+
+  it('parallel gzip stops taking input while nobody reads its output (memory stays bounded)', async () => {
+    const gz = createLayerCompressor('gzip', 1, { parallel: 2 });
+    const chunk = randomBytes(1 << 20);
+    let accepted = 0;
+    for (let i = 0; i < 64; i++) {
+      accepted += chunk.length;
+      if (gz.write(chunk)) continue;
+      const drained = await Promise.race([once(gz, 'drain').then(() => true), sleep(3000).then(() => false)]);
+      if (!drained) break;
+    }
+    gz.destroy();
+    // 4 MiB of queued input + the chunks in flight + 4 MiB of unread output, not the 64 MiB offered
+    expect(accepted).toBeLessThan(20 << 20);
   });
 
   it('parallel gzip of nothing is a valid empty gzip stream', async () => {
