@@ -62,6 +62,15 @@ describe('layer compressors', () => {
     expect(gz.readUInt32LE(gz.length - 4)).toBe(data.length);
   });
 
+  it('parallel gzip at levels 0 (stored blocks) and 9 inflates to the same bytes too', async () => {
+    const data = sampleBytes(2 * GZIP_CHUNK + 77, 9);
+    for (const level of [0, 9]) {
+      const file = path.join(tmp, `l${level}.gz`);
+      await pipeline(Readable.from([data]), createLayerCompressor('gzip', level), createWriteStream(file));
+      expect(sha(gunzipSync(await readFile(file)))).toBe(sha(data));
+    }
+  });
+
   it('parallel gzip output depends on the bytes only, not on write sizes or how many chunks run at once', async () => {
     const data = sampleBytes(2 * GZIP_CHUNK + 999, 7);
     const whole = await compress('gzip', [data], path.join(tmp, 'w.gz'), 3);
