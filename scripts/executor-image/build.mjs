@@ -28,15 +28,21 @@ try {
   await mkdir(path.join(B, 'certs'));
   await mkdir(path.join(B, '.docker'));
 
-  // node with its own loader and libraries: it must start after an in-place build replaced /lib
-  const node = await realpath(process.execPath);
-  await copyFile(node, path.join(B, 'bin/node'));
-  for (const line of sh('ldd', [node]).split('\n')) {
-    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S*ld-linux\S*)/.exec(line);
-    if (m) await copyFile(await realpath(m[1]), path.join(B, 'lib', path.basename(m[1])));
-  }
-  const loader = sh('ldd', [node]).match(/\/\S*ld-linux[^\s]*/)[0];
-  sh('patchelf', ['--set-interpreter', `/builder/lib/${path.basename(loader)}`, '--set-rpath', '/builder/lib', path.join(B, 'bin/node')]);
+  // node (and zstd, for --compression zstd and zstd base layers) with their own loader and libraries: they must start
+  // after an in-place build replaced /lib
+  const bundleBinary = async (src, name) => {
+    const real = await realpath(src);
+    await copyFile(real, path.join(B, 'bin', name));
+    for (const line of sh('ldd', [real]).split('\n')) {
+      const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S*ld-linux\S*)/.exec(line);
+      if (m) await copyFile(await realpath(m[1]), path.join(B, 'lib', path.basename(m[1])));
+    }
+    const loader = sh('ldd', [real]).match(/\/\S*ld-linux[^\s]*/)[0];
+    sh('patchelf', ['--set-interpreter', `/builder/lib/${path.basename(loader)}`, '--set-rpath', '/builder/lib', path.join(B, 'bin', name)]);
+  };
+  await bundleBinary(process.execPath, 'node');
+  // builder looks for zstd beside node first (src/util/zstd.ts), so the image's own /usr/bin never matters
+  await bundleBinary(sh('sh', ['-c', 'command -v zstd']).trim(), 'zstd');
 
   // the CLI as one file (starts faster than hundreds of modules), run by that node
   const bundle = path.join(B, 'lib/builder.mjs');

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { isBuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
 import {
-  bufferStream, MediaType, OciLayout, REF_NAME_ANNOTATION, parseManifest, type Descriptor, type ImageConfig, type Layer, type Manifest, type Platform,
+  bufferStream, layerCompression, MediaType, OciLayout, REF_NAME_ANNOTATION, parseManifest, type Descriptor, type ImageConfig, type Layer, type Manifest, type Platform,
 } from '../image/index.js';
 import { sha256 } from '../digest/index.js';
 import { withDigest, withTag, type ImageRef } from '../reference/index.js';
@@ -74,7 +74,7 @@ export function entryImage(entry: CacheEntry, platform: Platform): { manifest: M
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
     config: { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length },
-    layers: entry.layer ? [{ mediaType: MediaType.OciLayerGzip, digest: entry.layer.descriptor.digest, size: entry.layer.descriptor.size }] : [],
+    layers: entry.layer ? [{ mediaType: layerCompression(entry.layer.descriptor.mediaType) === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayerGzip, digest: entry.layer.descriptor.digest, size: entry.layer.descriptor.size }] : [],
     annotations: { ...labels, ...(entry.layer ? { [ANNOTATION.diffId]: entry.layer.diffId } : {}) },
   };
   return { manifest, manifestBytes: Buffer.from(JSON.stringify(manifest)), configBytes };

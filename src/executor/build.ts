@@ -10,8 +10,9 @@ import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage, fileLayer, MediaType, type HistoryEntry, type Layer } from '../image/index.js';
-import { squashLayers } from '../snapshot/index.js';
+import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
+import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
+import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
@@ -104,6 +105,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const own = layers.slice(baseCount);
   if (own.length === 0) return { layers, history };
   const r = await squashLayers(own, file, {
+    ...(opts.compression ? { compression: opts.compression } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
   });
@@ -112,7 +114,35 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
   merged.push({ created, created_by: 'builder --single-snapshot', comment: `the filesystem changes of ${own.length} steps` });
-  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+}
+
+/**
+ * zstd layer types exist only in OCI manifests: refuse what would need Docker's, and fail early without the zstd program.
+ * A docker-archive (--tar-path) is fine: its manifest.json names layer files without media types and readers sniff the
+ * bytes (skopeo 1.9 does: test/snapshot/compression.test.ts).
+ */
+function checkCompression(opts: BuildOptions): void {
+  const compression = opts.compression ?? 'gzip';
+  if (opts.compressionLevel !== undefined) checkCompressionLevel(compression, opts.compressionLevel);
+  if (compression !== 'zstd') return;
+  if (opts.imageFormat === 'docker') {
+    throw new BuilderError('BUILD_COMPRESSION_CONFLICT', '--compression zstd with --image-format docker: Docker\'s manifest (schema 2) has no zstd layer type', {
+      hint: 'drop --image-format docker (zstd builds write OCI manifests), or use --compression gzip',
+    });
+  }
+  requireZstd('--compression zstd');
+}
+
+/** A zstd layer from the base (a gzip build FROM a zstd image) cannot go into a Docker manifest either. */
+function checkZstdLayers(image: Image): void {
+  const zstd = image.manifest.layers.find((l) => layerCompression(l.mediaType) === 'zstd');
+  if (zstd === undefined) return;
+  if (image.mediaType === MediaType.DockerManifest) {
+    throw new BuilderError('BUILD_COMPRESSION_CONFLICT', `layer ${zstd.digest} is zstd-compressed (from the base image), and --image-format docker writes a Docker manifest, which has no zstd layer type`, {
+      hint: 'drop --image-format docker: the image then keeps its base\'s OCI format',
+    });
+  }
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -122,6 +152,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
+  checkCompression(options);
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const t0 = Date.now();
   const tally = new Tally();
@@ -211,10 +242,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
-          ...(opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+          // zstd layers need OCI media types, whatever the base's format
+          ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
           created,
           // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
           ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+          ...(opts.compression ? { compression: opts.compression } : {}),
           ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
           hashContents: opts.snapshotMode === 'full',
           exclude: prefixFilter(prefixes),
@@ -271,6 +304,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         os: last.platform.os,
         ...(last.platform.variant ? { variant: last.platform.variant } : {}),
       });
+      checkZstdLayers(image);
       emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)` });
       // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {

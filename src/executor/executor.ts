@@ -57,6 +57,7 @@ export interface Settings {
   created: string;
   /** --reproducible: layer entries get this mtime. */
   mtime?: Date;
+  compression?: 'gzip' | 'zstd';
   compressionLevel?: number;
   /** --snapshot-mode full: hash file contents too. */
   hashContents: boolean;

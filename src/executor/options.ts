@@ -43,6 +43,9 @@ export interface BuildOptions {
   /** In-place mode outside a detected container. */
   force: boolean;
   snapshotMode: SnapshotMode;
+  /** --compression: gzip (default) or zstd (needs the zstd program; OCI media types only). */
+  compression?: 'gzip' | 'zstd';
+  /** --compression-level: gzip 0-9 (default 1), zstd 1-19 (default 3). */
   compressionLevel?: number;
   /** The registry layer cache (--cache); absent: off. */
   cache?: CacheOptions;

@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
 import { BuilderError } from '../errors.js';
-import { chainId, fileLayer, layerMediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -70,12 +70,13 @@ export class StageState {
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
       signal: this.ex.scheduling.signal,
+      ...(settings.compression ? { compression: settings.compression } : {}),
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
       onProgress: (bytes, total) => progress(bytes, total, false),
     }).finally(() => progress(0, 0, true));
     services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
-    this.layers.push(fileLayer(file, { mediaType: layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
+    this.layers.push(fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
     if (opts.from === undefined) this.root.markApplied(this.layers.length);
@@ -214,6 +215,9 @@ async function prepareSteps(
     if (key !== undefined && cache) {
       const sources = await handlerFor(inst.kind)?.key?.({ ex, inst, step });
       const flags: Record<string, string> = settings.mtime ? { reproducible: settings.mtime.toISOString() } : {};
+      // A zstd build must not reuse gzip blobs (nor the reverse); gzip adds nothing so existing entries keep matching.
+      // The level is left out: any level's blob has the same content (diffId) and is as valid.
+      if (settings.compression === 'zstd') flags.compression = 'zstd';
       let stepOwnKey: string | undefined;
       if (sources !== null && (inst.kind === 'copy' || inst.kind === 'add') && linkApplies(inst) && !(inst.chown && chownNeedsRoot(inst.chown))) {
         // --link: the layer depends on the instruction, its sources and the workdir only, never on the steps before

@@ -3,10 +3,11 @@ import { execFile } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { constants as fsc, type Stats } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
-import { Readable, pipeline } from 'node:stream';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import { Readable, pipeline, type Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { layerCompression } from '../image/index.js';
+import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
 import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
 import { setXattrs, type XattrOp } from './xattr.js';
@@ -118,7 +119,7 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
     entry: '',
   };
   let entries = 0;
-  let gunzip: Gunzip | undefined;
+  let gunzip: Transform | undefined;
   let pipeErr: unknown;
   let done = false;
   try {
@@ -214,8 +215,8 @@ async function* hashed(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<B
   }
 }
 
-/** Sniffs the first bytes (re-emitting them) and sets up gunzip when asked or detected. */
-async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Gunzip; kind: 'gzip' | 'zstd' | 'none' }> {
+/** Sniffs the first bytes (re-emitting them) and sets up gunzip (or zstd -d) when asked or detected. */
+async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Transform; kind: 'gzip' | 'zstd' | 'none' }> {
   const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let have = 0;
@@ -232,11 +233,9 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
   }
   const first = Buffer.concat(head);
   const isGzip = first[0] === 0x1f && first[1] === 0x8b;
-  if (gzip === 'auto' && first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd) {
-    throw new BuilderError('ROOTFS_LAYER_UNSUPPORTED_COMPRESSION', `${label} is zstd-compressed`, {
-      hint: 'zstd layers need Node 22.15+; use an image with gzip layers or rebuild the base with gzip compression',
-    });
-  }
+  const isZstd = gzip === 'auto' && first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd;
+  // Checked before any byte is consumed: without the program the layer cannot be read at all.
+  const zstdBin = isZstd ? requireZstd(`${label} is zstd-compressed and`) : undefined;
   async function* replay(): AsyncGenerator<Buffer> {
     for (const b of head) yield b;
     if (ended) return;
@@ -249,6 +248,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
   const raw = Readable.from(replay(), { objectMode: false, highWaterMark: 64 * 1024 });
   const wantGunzip = gzip === true || (gzip === 'auto' && isGzip);
   // Bigger output chunks than zlib's 16 KiB default: fewer, larger file writes.
+  if (zstdBin !== undefined) return { raw, gunzip: new ZstdStream(zstdBin, ['-d'], label), kind: 'zstd' };
   return wantGunzip ? { raw, gunzip: createGunzip({ chunkSize: 128 * 1024 }), kind: 'gzip' } : { raw, kind: 'none' };
 }
 

@@ -6,7 +6,8 @@
 //   changes = diffIndexes(before, after); if (isEmpty(changes)) -> no layer (history empty_layer);
 //   else writeLayer(root, toLayerEntries(changes, after), tmpFile, {compressionLevel, mtime}).
 // COPY/ADD/WORKDIR: writeLayer(root, await entriesForPaths(root, touchedPaths), tmpFile, opts).
-// Decisions: gzip level 1 by default (kaniko via go-containerregistry uses gzip.BestSpeed); no opaque
+// Decisions: gzip level 1 by default (kaniko via go-containerregistry uses gzip.BestSpeed), deflated in parallel
+// 1 MiB chunks (compress.ts); zstd through the zstd program (src/util/zstd.ts); no opaque
 // whiteouts (per-child whiteouts instead); xattrs are written only when a caller supplies them in
 // IndexEntry.xattrs (Node cannot read xattrs); whiteouts are mode 0, 0:0, mtime = opts.mtime or 0.
 export { indexTree, normalizeRelPath, type EntryType, type IndexEntry, type IndexOptions, type TreeIndex } from './index-tree.js';
@@ -20,3 +21,4 @@ export {
   type WriteLayerOptions,
 } from './layer-writer.js';
 export { squashLayers } from './squash.js';
+export { createLayerCompressor, checkCompressionLevel, DEFAULT_ZSTD_LEVEL, ParallelGzip, type LayerCompression } from './compress.js';

@@ -1,22 +1,24 @@
-// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip -> sha256 (digest) -> file, in one pass.
+// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip or zstd -> sha256 (digest) -> file, in one pass.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { HashingStream, type Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { comparePaths, type LayerEntry } from './diff.js';
 import { cancelled, hostPath, normalizeRelPath, parentOf, walk, type IndexEntry, type IndexOptions } from './index-tree.js';
+import { checkCompressionLevel, createLayerCompressor, DEFAULT_COMPRESSION_LEVEL, DEFAULT_ZSTD_LEVEL, type LayerCompression } from './compress.js';
 import { BLOCK, TypeFlag, encodeHeaderInto, padding, planHeader, type TarHeader } from './tar-header.js';
 
 export interface WriteLayerOptions {
   /**
-   * gzip level 0-9. Default 1: kaniko leaves go-containerregistry's default (gzip.BestSpeed)
-   * unless --compression-level is given, so 1 keeps kaniko's speed/size trade-off.
+   * gzip level 0-9 (zstd: 1-19, default 3). gzip default 1: kaniko leaves go-containerregistry's default
+   * (gzip.BestSpeed) unless --compression-level is given, so 1 keeps kaniko's speed/size trade-off.
    */
   compressionLevel?: number;
-  /** false writes an uncompressed tar (digest === diffId). Default true. */
+  /** gzip (default: parallel chunks, see compress.ts) or zstd (the zstd program; default level 3). */
+  compression?: LayerCompression;
+  /** false writes an uncompressed tar (digest === diffId), whatever `compression` says. Default true. */
   gzip?: boolean;
   /** --reproducible / SOURCE_DATE_EPOCH: timestamp applied to every entry (seconds precision). */
   mtime?: Date;
@@ -39,7 +41,7 @@ export interface LayerResult {
   uncompressedSize: number;
 }
 
-export const DEFAULT_COMPRESSION_LEVEL = 1;
+export { DEFAULT_COMPRESSION_LEVEL };
 
 // Output chunk: large enough that hashing and gzip see few, big writes.
 const CHUNK = 1 << 20;
@@ -48,8 +50,6 @@ const SMALL_FILE_MAX = 256 << 10;
 const READ_AHEAD_FILES = 64;
 const READ_AHEAD_BYTES = 8 << 20;
 const SMALL_CLASS = 16 << 10;
-// Compressed output waiting on the file plus input waiting on gzip: the memory ceiling per layer.
-const GZIP_BUFFER = 4 << 20;
 
 interface Item {
   /** Tar name without the trailing "/" of directories (sort key). */
@@ -73,12 +73,9 @@ export async function writeLayer(
   outFile: string,
   opts: WriteLayerOptions = {},
 ): Promise<LayerResult> {
-  const level = opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL;
-  if (!Number.isInteger(level) || level < 0 || level > 9) {
-    throw new BuilderError('SNAPSHOT_OPTION_INVALID', `compression level ${level} is not an integer from 0 to 9`, {
-      hint: 'pass --compression-level between 0 (store) and 9 (smallest)',
-    });
-  }
+  const compression = opts.compression ?? 'gzip';
+  const level = opts.compressionLevel ?? (compression === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_COMPRESSION_LEVEL);
+  checkCompressionLevel(compression, level);
   const items = await planItems(root, entries);
   const fixedMtime = opts.mtime === undefined ? undefined : Math.floor(opts.mtime.getTime() / 1000);
   const clamp = opts.mtimeMode === 'clamp';
@@ -87,9 +84,7 @@ export async function writeLayer(
 
   const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
   const fileHash = new HashingStream();
-  // Node forwards stream options through zlib's constructor; the typings only list zlib's own.
-  const gzOpts = { level, chunkSize: 256 << 10, highWaterMark: GZIP_BUFFER };
-  const gz = useGzip ? createGzip(gzOpts) : undefined;
+  const gz = useGzip ? createLayerCompressor(compression, level) : undefined;
   const sink: Writable = gz ?? fileHash;
   const finished = gz ? pipeline(gz, fileHash, file) : pipeline(fileHash, file);
   let sinkError: unknown;
@@ -100,7 +95,7 @@ export async function writeLayer(
 
   const tarHash = createHash('sha256');
   let tarBytes = 0;
-  // Chunks zlib has fully consumed come back here, so RSS stays at a handful of chunks instead of
+  // Chunks the compressor has fully consumed come back here, so RSS stays at a handful of chunks instead of
   // waiting for GC to notice external memory. Uncompressed output is not recycled: the file stream
   // still holds the chunk after the hashing stream's write callback.
   const spare: Buffer[] = [];

@@ -3,12 +3,14 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { HashingStream } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
-import type { Layer } from '../image/index.js';
-import { DEFAULT_COMPRESSION_LEVEL, type LayerResult } from './layer-writer.js';
+import { layerCompression, type Layer } from '../image/index.js';
+import { requireZstd, ZstdStream } from '../util/zstd.js';
+import { createLayerCompressor, type LayerCompression } from './compress.js';
+import type { LayerResult } from './layer-writer.js';
 
 const WH = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -26,16 +28,18 @@ async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Pr
     }
   })();
   const src = await layer.open();
-  await Promise.all([pipeline(src, createGunzip(), extract), done]);
+  const zstd = layerCompression(layer.descriptor.mediaType) === 'zstd';
+  const inflate = zstd ? new ZstdStream(requireZstd('reading a zstd layer'), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
+  await Promise.all([pipeline(src, inflate, extract), done]);
 }
 
 /**
- * Merges `layers` (applied in order over some base) into one gzip'd layer at outFile. Pass one decides, per path,
+ * Merges `layers` (applied in order over some base) into one compressed layer at outFile. Pass one decides, per path,
  * which layer's entry survives (a later entry or whiteout wins; a whiteout drops what earlier merged layers had below
  * it and stays only to hide the base's files). Pass two copies the surviving entries, streaming. A directory that was
  * whited out and then created again gets an opaque marker so the base's old contents stay hidden.
  */
-export async function squashLayers(layers: readonly Layer[], outFile: string, opts: { compressionLevel?: number; mtime?: Date } = {}): Promise<LayerResult> {
+export async function squashLayers(layers: readonly Layer[], outFile: string, opts: { compressionLevel?: number; compression?: LayerCompression; mtime?: Date } = {}): Promise<LayerResult> {
   const winner = new Map<string, number>();
   const whiteout = new Map<string, number>();
   const opaque = new Set<string>();
@@ -71,7 +75,7 @@ export async function squashLayers(layers: readonly Layer[], outFile: string, op
   const pack = tar.pack();
   const diff = new HashingStream();
   const digest = new HashingStream();
-  const written = pipeline(pack, diff, createGzip({ level: opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL }), digest, createWriteStream(outFile));
+  const written = pipeline(pack, diff, createLayerCompressor(opts.compression ?? 'gzip', opts.compressionLevel), digest, createWriteStream(outFile));
   const mtime = opts.mtime;
   const put = (h: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> => new Promise((resolve, reject) => {
     const header = { ...h, ...(mtime ? { mtime } : {}) } as tar.Header;

@@ -263,6 +263,20 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(await lstat(path.join(rootfs, 'var/scratch')).catch(() => 'gone')).toBe('gone');
   });
 
+  it('in place, zstd layers are written and then extracted as a base with the image\'s own zstd (the image built has none)', async () => {
+    await ws.context('jobws/zst1', { Dockerfile: `FROM ${base}\nRUN echo zstd > /z.txt\n` });
+    await ws.context('jobws/zst2', { Dockerfile: `FROM ${anon.host}/exe/zstd:v1\nRUN cat /z.txt > /again.txt && ! command -v zstd\n` });
+    const build = (ctx: string, dest: string): string => `builder --insecure --compression zstd --context /workspace/${ctx} --dockerfile /workspace/${ctx}/Dockerfile --destination ${anon.host}/${dest}`;
+    const r = await job('zstd', ['set -e', build('zst1', 'exe/zstd:v1'), build('zst2', 'exe/zstd:v2'), 'echo JOB-OK'].join('\n'));
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    const m = await skopeoInspect(anon, 'exe/zstd:v2', { raw: true });
+    expect(m.layers.slice(1).map((l: { mediaType: string }) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+    const dir = ws.path('zstd-dir');
+    await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', '--dest-decompress', `docker://${anon.host}/exe/zstd:v2`, `dir:${dir}`]);
+    const last = (await skopeoInspect(anon, 'exe/zstd:v2', { config: true })).rootfs.diff_ids.at(-1) as string;
+    expect((await run('tar', ['-x', '-O', '-f', path.join(dir, last.slice(7)), 'again.txt'])).stdout).toBe('zstd\n');
+  });
+
   it('--run-mode sandbox inside the container fails before touching anything, with a clear message', async () => {
     await writeFile(path.join(rootfs, 'sentinel'), 'still here\n');
     const r = await job('sandbox', `builder --run-mode sandbox --context /workspace/ctx3 --dockerfile /workspace/ctx3/Dockerfile --destination ${auth.host}/exe/never:v1`);

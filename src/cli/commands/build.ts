@@ -104,12 +104,14 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
 export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = loggerFromFlags(flags, env), renderer: Renderer = rendererFor(logger, env)): BuildOptions {
   const { context, destinations } = gitLabDefaults(flags, env, logger);
   const compression = oneOf(flags.compression, ['gzip', 'zstd'] as const, '--compression');
-  if (compression === 'zstd') throw new BuilderError('FLAG_UNSUPPORTED', '--compression=zstd: layers are written with gzip only (zstd layers are read, not written yet)', { hint: 'drop --compression or use --compression=gzip' });
   const cacheHome = env.env.XDG_CACHE_HOME || path.join(env.env.HOME || homedir(), '.cache');
   const snapshot = oneOf(flags.snapshotMode, ['time', 'full', 'redo'] as const, '--snapshot-mode');
   const level = flags.compressionLevel === undefined ? undefined : Number(flags.compressionLevel);
-  if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) {
-    throw new BuilderError('FLAG_INVALID', `--compression-level=${flags.compressionLevel} is not 0-9`, { hint: 'use 1 (fast, default) to 9 (small)' });
+  const [lo, hi] = compression === 'zstd' ? [1, 19] : [0, 9];
+  if (level !== undefined && !(Number.isInteger(level) && level >= lo && level <= hi)) {
+    throw new BuilderError('FLAG_INVALID', `--compression-level=${flags.compressionLevel} is not ${lo}-${hi} (${compression ?? 'gzip'})`, {
+      hint: compression === 'zstd' ? 'use 1 (fast) to 19 (small); default 3' : 'use 1 (fast, default) to 9 (small)',
+    });
   }
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
@@ -144,6 +146,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     runMode,
     force: flags.force === true,
     snapshotMode: snapshot === 'full' ? 'full' : 'time',
+    ...(compression ? { compression } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     ...(flags.cache ? {
       cache: {
@@ -221,8 +224,8 @@ function addBuildFlags(cmd: Command): Command {
     .option('--single-snapshot [bool]', 'one layer for all the final stage\'s steps (its base\'s layers stay as they are)', parseBool)
     .option('--ignore-path <path>', 'leave this path out of every snapshot (repeatable)', collect)
     .option('--ignore-var-run [bool]', 'leave /var/run out of snapshots (default true, as kaniko); false keeps it', parseBool)
-    .option('--compression <gzip>', 'layer compression: gzip (zstd is read, not written yet)')
-    .option('--compression-level <0-9>', 'gzip level of new layers (default 1)')
+    .option('--compression <gzip|zstd>', 'layer compression: gzip (default; large layers use every core) or zstd (OCI manifest; needs the zstd program)')
+    .option('--compression-level <n>', 'level of new layers: gzip 0-9 (default 1), zstd 1-19 (default 3)')
     .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
     .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
     .option('--cleanup [bool]', 'remove the work dir after the build (default true)', parseBool)
