@@ -8,6 +8,7 @@ import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { formatPlatform, type Platform } from '../image/index.js';
 import { parseReference, withDigest, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
+import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 import { BlobStore } from './blob-store.js';
 import { resolveImageCached } from './image-store.js';
@@ -25,7 +26,8 @@ export interface WarmOptions {
   force: boolean;
   /** A tag this warmer resolved less than ttlMs ago is taken from the store without asking the registry; 0: always ask. */
   ttlMs: number;
-  log: (line: string) => void;
+  /** What the warmer does, as events (messages, warnings). */
+  emit: EventSink;
   now?: () => number;
   /** Layers downloaded at once (default 3). */
   concurrency?: number;
@@ -58,13 +60,15 @@ interface TagRecord {
   resolvedAt: string;
 }
 
+const info = (opts: WarmOptions, msg: string): void => opts.emit({ type: 'message', level: 'info', msg });
+
 /** Warms one image: manifest(s) and config through the store, then every layer (verified if present, else downloaded). */
 export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<WarmResult> {
   const ref = parseReference(target.image);
   const store = imageStore(opts.cacheDir);
   const now = opts.now ?? Date.now;
   const label = `${ref} (${formatPlatform(target.platform)})`;
-  opts.log(`warming ${label}`);
+  info(opts, `warming ${label}`);
 
   let resolveRef: ImageRef = ref;
   let tagFromRecord = false;
@@ -74,19 +78,19 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
     if (rec && age >= 0 && age < opts.ttlMs) {
       resolveRef = withDigest(ref, rec.digest);
       tagFromRecord = true;
-      opts.log(`  tag resolved ${formatAge(age)} ago to ${rec.digest} (within the cache TTL): not asking the registry`);
+      info(opts, `  tag resolved ${formatAge(age)} ago to ${rec.digest} (within the cache TTL): not asking the registry`);
     }
   }
   const resolveOpts = {
     refresh: opts.force,
     strict: true,
-    onWarning: (m: string) => opts.log(`  warning: ${m}`),
-    onDocument: (kind: string, d: Digest, from: 'store' | 'registry') => opts.log(`  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
+    onWarning: (msg: string) => opts.emit({ type: 'warning', msg }),
+    onDocument: (kind: string, d: Digest, from: 'store' | 'registry') => info(opts, `  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
   };
   const img = await resolveImageCached(opts.client, store, resolveRef, target.platform, resolveOpts).catch((err: unknown) => {
     if (!tagFromRecord) throw err;
     // The recorded digest is gone from the store and the registry: the tag itself is the truth.
-    opts.log(`  the recorded digest cannot be resolved (${isBuilderError(err) ? err.code : String(err)}): asking the registry about the tag`);
+    info(opts, `  the recorded digest cannot be resolved (${isBuilderError(err) ? err.code : String(err)}): asking the registry about the tag`);
     tagFromRecord = false;
     return resolveImageCached(opts.client, store, ref, target.platform, resolveOpts);
   });
@@ -104,20 +108,20 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
       const found = await store.verify(d.digest, d.size);
       if (found === 'ok') {
         result.present++;
-        opts.log(`${what} in the store, verified`);
+        info(opts, `${what} in the store, verified`);
         return;
       }
       if (found === 'corrupt') {
         result.repaired++;
-        opts.log(`${what} was corrupt in the store and was removed; downloading it again`);
+        info(opts, `${what} was corrupt in the store and was removed; downloading it again`);
       }
     }
     await opts.client.fetchBlob(ref, d, (blob) => store.put(d.digest, blob, d.size, { replace: opts.force }));
     result.downloaded.layers++;
     result.downloaded.bytes += d.size;
-    opts.log(`${what} downloaded`);
+    info(opts, `${what} downloaded`);
   });
-  opts.log(`warmed ${label} -> ${top}: ${layers.length} layer${layers.length === 1 ? '' : 's'}, ${result.downloaded.layers} downloaded (${formatBytes(result.downloaded.bytes)}), ${result.present} already stored`);
+  info(opts, `warmed ${label} -> ${top}: ${layers.length} layer${layers.length === 1 ? '' : 's'}, ${result.downloaded.layers} downloaded (${formatBytes(result.downloaded.bytes)}), ${result.present} already stored`);
   return result;
 }
 
@@ -132,7 +136,7 @@ export async function warmImages(targets: readonly WarmTarget[], opts: WarmOptio
     });
   }
   const removed = await imageStore(opts.cacheDir).removeStaleTemp(24 * 3600_000, (opts.now ?? Date.now)());
-  if (removed > 0) opts.log(`removed ${removed} temp files left by interrupted downloads`);
+  if (removed > 0) info(opts, `removed ${removed} temp files left by interrupted downloads`);
   const results: WarmResult[] = [];
   const failures: Array<{ target: WarmTarget; err: unknown }> = [];
   for (const t of targets) {
@@ -140,7 +144,7 @@ export async function warmImages(targets: readonly WarmTarget[], opts: WarmOptio
       results.push(await warmImage(t, opts));
     } catch (err) {
       failures.push({ target: t, err });
-      opts.log(`failed to warm ${t.image}: ${isBuilderError(err) ? `${err.code}: ${err.message}` : String(err)}`);
+      opts.emit({ type: 'warning', msg: `failed to warm ${t.image}: ${isBuilderError(err) ? `${err.code}: ${err.message}` : String(err)}` });
     }
   }
   if (failures.length === 1) throw failures[0]!.err;

@@ -22,8 +22,6 @@ export interface Logger {
   readonly format: LogFormat;
   enabled(level: Level): boolean;
   log(level: Level, msg: string, fields?: Record<string, unknown>): void;
-  /** Adapter for the library's `log: (line) => void` callbacks: "warning: ..." lines become warn events. */
-  line(line: string): void;
   /** Adapter for RUN output chunks: split into lines; JSON mode wraps each in an event so every line parses. */
   output(text: string, stream: 'stdout' | 'stderr'): void;
   /** Writes a half line of RUN output kept by output(). */
@@ -78,11 +76,6 @@ export function createLogger(opts: LoggerOptions): Logger {
     format: opts.format,
     enabled,
     log,
-    line(line) {
-      const m = /^(warning|error|debug): (.*)$/s.exec(line);
-      if (m) log(m[1] === 'warning' ? 'warn' : (m[1] as Level), m[2]!);
-      else log('info', line);
-    },
     output(text, stream) {
       const all = pending[stream] + text;
       const lines = all.split('\n');

@@ -1,7 +1,6 @@
 // Progress on long work (pulls, pushes, extraction, snapshots, compression), rendered two ways: for CI logs one line
 // every few seconds while something long runs, and on a terminal a live line per operation, rewritten in place.
 import type { Writable } from 'node:stream';
-import type { TransferProgress } from '../registry/index.js';
 import type { BuildEvent, ProgressPhase } from '../util/events.js';
 import type { Logger } from './logger.js';
 
@@ -78,12 +77,6 @@ export function progressLines(logger: Logger, opts: { intervalMs?: number; now?:
     },
     close: stop,
   };
-}
-
-/** Registry transfers (copy, warm...) as progress events. */
-export function progressReporter(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): (e: TransferProgress) => void {
-  const view = progressLines(logger, opts);
-  return (e) => view.update({ type: 'progress', phase: e.op, id: e.digest, bytes: e.done, total: e.total, done: e.done >= e.total });
 }
 
 /**

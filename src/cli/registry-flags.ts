@@ -3,11 +3,12 @@ import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 import { parsePlatform, platformFromNode, type Platform } from '../image/index.js';
-import { credentialProvider, type RegistryClientOptions } from '../registry/index.js';
+import { credentialProvider, transferEvent, type RegistryClientOptions, type TransferProgress } from '../registry/index.js';
+import type { EventSink } from '../util/events.js';
 import type { CliEnv } from './env.js';
 import { collect, parseBool } from './flag-values.js';
 import { createLogger, parseLevel, parseLogFormat, type Logger } from './logger.js';
-import { progressReporter } from './progress.js';
+import { createRenderer, type Renderer } from './render.js';
 
 export interface RegistryFlags {
   insecure?: boolean;
@@ -61,6 +62,18 @@ export function loggerFromFlags(flags: RegistryFlags, env: CliEnv): Logger {
   return logger;
 }
 
+/**
+ * The command's renderer of events: live progress lines when the log goes to a terminal (not JSON, not TERM=dumb),
+ * else a progress line every few seconds. Lines logged meanwhile (signals too) go through it.
+ */
+export function commandRenderer(flags: RegistryFlags, env: CliEnv): Renderer {
+  const logger = loggerFromFlags(flags, env);
+  const tty = (env.stderr as { isTTY?: boolean }).isTTY === true && logger.format !== 'json' && env.env.TERM !== 'dumb';
+  const renderer = createRenderer(logger, { intervalMs: progressInterval(env), ...(tty ? { live: env.stderr } : {}) });
+  env.logger = renderer.logger;
+  return renderer;
+}
+
 function hostEquals(spec: string, flag: string, example: string): [string, string] {
   const eq = spec.indexOf('=');
   if (eq <= 0 || eq === spec.length - 1) throw new BuilderError('FLAG_INVALID', `${flag} "${spec}" is not ${example.split(' ')[0]}`, { hint: `e.g. ${flag} ${example.split(' ')[1]}` });
@@ -112,7 +125,8 @@ function retryOptions(flags: RegistryFlags, env: NodeJS.ProcessEnv): Partial<Reg
 }
 
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
-export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger): RegistryClientOptions {
+/** With emit, transfers become progress events (rendered live on a terminal, as periodic lines otherwise). */
+export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger, emit?: EventSink): RegistryClientOptions {
   const certs: Record<string, string> = {};
   for (const spec of flags.registryCertificate ?? []) {
     const [host, file] = hostEquals(spec, '--registry-certificate', 'host=path registry.example.com:5000=/certs/ca.crt');
@@ -140,7 +154,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     ...retryOptions(flags, env.env),
     ...(env.signal ? { signal: env.signal } : {}),
     onWarning: (line: string) => log.log('warn', line),
-    ...(log.enabled('info') ? { onProgress: progressReporter(log, { intervalMs: progressInterval(env) }) } : {}),
+    ...(emit ? { onProgress: (p: TransferProgress) => emit(transferEvent(p)) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
     // retries are worth seeing without --verbose: they explain a slow push on a flaky network
     onRetry: (line: string) => log.log('info', line),

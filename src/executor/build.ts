@@ -8,7 +8,7 @@ import { BuildCache, cacheRepository } from './cache.js';
 import { FileHashCache, openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
-import { RegistryClient, type TransferProgress } from '../registry/index.js';
+import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
@@ -166,7 +166,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
   const registry = { ...opts.registry, onProgress: (p: TransferProgress): void => {
     given?.(p);
-    emit({ type: 'progress', phase: p.op, id: p.digest, bytes: p.done, total: p.total, done: p.done >= p.total });
+    emit(transferEvent(p));
   } };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   const cleanup: Promise<void>[] = [];

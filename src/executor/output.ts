@@ -19,7 +19,7 @@ export async function writeOutputs(client: RegistryClient, image: Image, opts: O
     await writeDockerArchive(opts.tarPath, image, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
     opts.emit({ type: 'message', level: 'info', msg: `wrote docker-archive ${opts.tarPath}` });
   }
-  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { log: (msg) => opts.emit({ type: 'message', level: 'info', msg }), ...(opts.signal ? { signal: opts.signal } : {}) })).pushed;
+  const pushed = opts.noPush ? [] : (await writeImage(client, image, refs, { emit: opts.emit, ...(opts.signal ? { signal: opts.signal } : {}) })).pushed;
   if (opts.digestFile) await writeFile(opts.digestFile, image.manifestDigest);
   if (opts.imageNameWithDigestFile) {
     await writeFile(opts.imageNameWithDigestFile, refs.map((r) => `${r.name}@${image.manifestDigest}\n`).join(''));

@@ -160,7 +160,10 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    await handler.execute({ ex, stage: state, inst, step });
+    await handler.execute({ ex, stage: state, inst, step }).catch((err: unknown) => {
+      services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
+      throw err;
+    });
     const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
     services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
     if (cache && p.key) {

@@ -8,6 +8,7 @@ import {
   bufferStream, formatPlatform, isIndexMediaType, MediaType, OciLayout, parseIndex, parseManifest, readOciLayout, selectPlatform,
   writeDockerArchive, readDockerArchive, parseConfig, type Descriptor, type Image, type Layer, type Platform,
 } from '../image/index.js';
+import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 import type { ManifestResult, PushBlobResult, RegistryClient } from './client.js';
 import { writeImage } from './write.js';
@@ -50,8 +51,8 @@ export interface CopyOptions {
   allPlatforms?: boolean;
   /** Platform to pick from an index when not copying all (default: client's default platform or linux/amd64). */
   platform?: Platform;
-  /** Progress lines. */
-  logger?: (line: string) => void;
+  /** What the copy did: a message per repository, manifest and blob (blobs at debug level). */
+  emit?: EventSink;
   /** Parallel blob copies (default 3). */
   concurrency?: number;
   /** Where a docker-archive source is extracted (default: the system temp dir); removed after the copy. */
@@ -184,7 +185,7 @@ async function copyFrom(client: RegistryClient, source: Source, src: ImageLocati
     if (dst.kind === 'registry') {
       const target = isTop && dst.ref.tag !== undefined ? withTag(dst.ref, dst.ref.tag) : withDigest(dst.ref, m.digest);
       if (!isIndexMediaType(m.mediaType)) {
-        const r = await writeImage(client, await sourceImage(source, m), [target], { concurrency: opts.concurrency ?? 3, ...(source.mountRef ? { mountFrom: source.mountRef } : {}), ...(opts.logger ? { log: opts.logger } : {}) });
+        const r = await writeImage(client, await sourceImage(source, m), [target], { concurrency: opts.concurrency ?? 3, ...(source.mountRef ? { mountFrom: source.mountRef } : {}), ...(opts.emit ? { emit: opts.emit } : {}) });
         for (const k of ['exists', 'mounted', 'uploaded'] as const) blobs[k] += r.blobs[k];
         return;
       }
@@ -201,7 +202,7 @@ async function copyFrom(client: RegistryClient, source: Source, src: ImageLocati
       await runPool(all, opts.concurrency ?? 3, async (d) => {
         const r = await sink!.putBlob(d, () => source.openBlob(d));
         blobs[r]++;
-        opts.logger?.(`blob ${d.digest} (${d.size} bytes): ${r}`);
+        opts.emit?.({ type: 'message', level: 'debug', msg: `blob ${d.digest} (${d.size} bytes): ${r}` });
       });
     }
     await sink!.putManifest(m, isTop);

@@ -3,6 +3,7 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
 import { normalizeRegistry, parseReference, repositoryOf, sameRepository, withDigest, withTag, type ImageRef } from '../reference/index.js';
 import { isIndexMediaType, MediaType, parseConfig, parseIndex, parseManifest, type Descriptor, type Platform } from '../image/index.js';
+import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 import type { RegistryClient } from './client.js';
 import { copyImage } from './copy.js';
@@ -237,7 +238,7 @@ export async function deleteImage(client: RegistryClient, ref: ImageRef): Promis
  * Pushes a multi-platform index at dst made of single-platform images (each platform read from its config). Sources in
  * other repositories are copied into dst's repository by digest first (mounted where the registry allows).
  */
-export async function createIndex(client: RegistryClient, dst: ImageRef, sources: readonly ImageRef[], opts: { log?: (line: string) => void } = {}): Promise<{ digest: Digest; mediaType: string; manifests: Descriptor[] }> {
+export async function createIndex(client: RegistryClient, dst: ImageRef, sources: readonly ImageRef[], opts: { emit?: EventSink } = {}): Promise<{ digest: Digest; mediaType: string; manifests: Descriptor[] }> {
   if (sources.length === 0) throw new BuilderError('FLAG_MISSING', 'manifest create needs at least one source image', { hint: 'builder manifest create DST SRC1 SRC2...' });
   const manifests: Descriptor[] = [];
   let oci = 0;
@@ -253,8 +254,8 @@ export async function createIndex(client: RegistryClient, dst: ImageRef, sources
     const dup = manifests.find((d) => `${d.platform?.os}/${d.platform?.architecture}/${d.platform?.variant ?? ''}` === key);
     if (dup) throw new BuilderError('MANIFEST_PLATFORM_DUPLICATE', `${src} and ${dup.digest} are both ${key.replace(/\/$/, '')}`, { hint: 'give one image per platform' });
     if (!sameRepository(src, dst)) {
-      await copyImage(client, { kind: 'registry', ref: withDigest(src, m.digest) }, { kind: 'registry', ref: withDigest(repositoryOf(dst), m.digest) });
-      opts.log?.(`copied ${src} into ${dst.name}`);
+      await copyImage(client, { kind: 'registry', ref: withDigest(src, m.digest) }, { kind: 'registry', ref: withDigest(repositoryOf(dst), m.digest) }, opts.emit ? { emit: opts.emit } : {});
+      opts.emit?.({ type: 'message', level: 'info', msg: `copied ${src} into ${dst.name}` });
     }
     if (m.mediaType === MediaType.OciManifest) oci++;
     manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, platform });

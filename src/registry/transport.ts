@@ -8,6 +8,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { BuilderError } from '../errors.js';
 import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
+import type { BuildEvent } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
 import { insufficientScope, interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
@@ -79,6 +80,11 @@ export interface TransferProgress {
   digest: string;
   done: number;
   total: number;
+}
+
+/** A transfer's progress as an event of the build's stream. */
+export function transferEvent(p: TransferProgress): BuildEvent {
+  return { type: 'progress', phase: p.op, id: p.digest, bytes: p.done, total: p.total, done: p.done >= p.total };
 }
 
 export interface RegRequest {

@@ -2,6 +2,7 @@
 import type { Digest } from '../digest/index.js';
 import { bufferStream, MediaType, type Image } from '../image/index.js';
 import type { ImageRef } from '../reference/index.js';
+import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 import type { PushBlobResult, RegistryClient } from './client.js';
 
@@ -12,8 +13,8 @@ export interface WriteImageOptions {
   mountFrom?: ImageRef;
   /** Once aborted, no further blob or tag: an interrupted push leaves no tag, or tags on complete images only. */
   signal?: AbortSignal;
-  /** One line per repository and per manifest. */
-  log?: (line: string) => void;
+  /** One message per repository and per manifest. */
+  emit?: EventSink;
 }
 
 export interface WriteImageResult {
@@ -38,14 +39,14 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     });
     counts[await client.pushBlob(repo, image.manifest.config, async () => bufferStream(image.configBytes), opts.mountFrom ? { mountFrom: [opts.mountFrom] } : {})]++;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
-    opts.log?.(`pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there`);
+    opts.emit?.({ type: 'message', level: 'info', msg: `pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there` });
   }
   const pushed: WriteImageResult['pushed'] = [];
   for (const d of destinations) {
     opts.signal?.throwIfAborted();
     // putManifest checks the registry's digest and a digest reference against the bytes.
     const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
-    opts.log?.(`pushed ${d}@${digest}`);
+    opts.emit?.({ type: 'message', level: 'info', msg: `pushed ${d}@${digest}` });
     pushed.push({ destination: d.toString(), digest });
   }
   return { pushed, blobs };

@@ -34,8 +34,8 @@ export type BuildEvent =
   /** A plain line worth a reader's attention (debug: only with -v debug). */
   | { type: 'message'; level: 'debug' | 'info'; msg: string }
   | { type: 'warning'; msg: string }
-  /** step: "[2/5]"; instruction: the history's created_by; finished carries its duration and the layer it added. */
-  | { type: 'step'; status: 'started' | 'cached' | 'finished'; step: string; instruction: string; ms?: number; layer?: { digest: string; size: number } }
+  /** step: "[2/5]"; instruction: the history's created_by; finished/failed carry its duration, finished the layer it added. */
+  | { type: 'step'; status: 'started' | 'cached' | 'finished' | 'failed'; step: string; instruction: string; ms?: number; layer?: { digest: string; size: number } }
   /** id: a digest, or the step label for snapshots; one event with done: true ends it. */
   | { type: 'progress'; phase: ProgressPhase; id: string; bytes: number; total?: number; done: boolean }
   | { type: 'summary'; summary: BuildSummary };

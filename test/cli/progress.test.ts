@@ -2,7 +2,8 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../src/cli/logger.js';
-import { progressReporter } from '../../src/cli/progress.js';
+import { progressLines } from '../../src/cli/progress.js';
+import { transferEvent, type TransferProgress } from '../../src/registry/index.js';
 
 const MIB = 1 << 20;
 
@@ -12,7 +13,8 @@ function setup(format: 'text' | 'json' = 'text') {
   out.on('data', (c: Buffer) => (text += c.toString()));
   let t = 0;
   const logger = createLogger({ format, level: 'info', timestamp: false, stream: out, now: () => new Date(t) });
-  const report = progressReporter(logger, { intervalMs: 5000, now: () => t });
+  const view = progressLines(logger, { intervalMs: 5000, now: () => t });
+  const report = (e: TransferProgress): void => view.update(transferEvent(e));
   return { report, advance: (ms: number) => { t += ms; vi.advanceTimersByTime(ms); }, lines: () => text.trim().split('\n').filter(Boolean) };
 }
 

@@ -58,6 +58,16 @@ describe('builder build: events, progress and the summary', () => {
     expect(lines.at(-1)!.event).toBe('summary');
   });
 
+  it('--log-format json: a failing step ends with a failed step event (its duration), then the error', async () => {
+    const ctx = await ws.context('json-fail', { Dockerfile: `FROM ${base}\nRUN echo about-to-fail && exit 3\n` });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--log-format', 'json', '--destination', `${reg.host}/test/events:fail`]);
+    expect(r.code).toBe(3);
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const failed = lines.findIndex((l) => l.event === 'step' && l.status === 'failed');
+    expect(lines[failed]).toMatchObject({ step: '[1/1]', instruction: expect.stringContaining('exit 3'), ms: expect.any(Number) });
+    expect(lines.slice(failed + 1), r.stderr).toContainEqual(expect.objectContaining({ level: 'error', code: 'RUN_FAILED' }));
+  });
+
   it('--log-format json stays JSON when a signal stops the build: the signal\'s message and the error are JSON lines too', async () => {
     const ctx = await ws.context('signal', { Dockerfile: `FROM ${base}\nRUN echo step-started && sleep 30\n` });
     const child = spawn('node', [path.join(ROOT, 'bin/builder'), '--context', ctx, '--cache-dir', ws.path('cache'), '--work-dir', ws.path('work'),

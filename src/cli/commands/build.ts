@@ -15,8 +15,8 @@ import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
-import { createRenderer, type Renderer } from '../render.js';
-import { addRegistryFlags, loggerFromFlags, platformFromFlags, progressInterval, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import type { Renderer } from '../render.js';
+import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
@@ -101,7 +101,8 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
   return { context, destinations };
 }
 
-export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = loggerFromFlags(flags, env), renderer: Renderer = rendererFor(logger, env)): BuildOptions {
+export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer): BuildOptions {
+  const logger = renderer.logger;
   const { context, destinations } = gitLabDefaults(flags, env, logger);
   const compression = oneOf(flags.compression, ['gzip', 'zstd'] as const, '--compression');
   const cacheHome = env.env.XDG_CACHE_HOME || path.join(env.env.HOME || homedir(), '.cache');
@@ -116,8 +117,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
-  // The build renders transfers from its own progress events (with snapshots and extraction), not the client's lines.
-  const { onProgress: _lines, ...registry } = registryOptions(flags, env, logger);
+  // The build turns transfers into progress events itself (build.ts), with snapshots and extraction beside them.
+  const registry = registryOptions(flags, env, logger);
   return {
     context,
     ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
@@ -174,12 +175,6 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     output: renderer.output,
     ...(env.signal ? { signal: env.signal } : {}),
   };
-}
-
-/** Live progress lines when the log goes to a terminal (not JSON, not TERM=dumb); else a progress line every few seconds. */
-function rendererFor(logger: Logger, env: CliEnv): Renderer {
-  const tty = (env.stderr as { isTTY?: boolean }).isTTY === true && logger.format !== 'json' && env.env.TERM !== 'dumb';
-  return createRenderer(logger, { intervalMs: progressInterval(env), ...(tty ? { live: env.stderr } : {}) });
 }
 
 /** Pull-side options: mirrors and the registry map (base images only), and transport leniency for registries not pushed to. */
@@ -253,11 +248,10 @@ export function register(program: Command, env: CliEnv): void {
   const deprecated: string[] = [];
   const cmd = program.command('build', { isDefault: true }).description('build an image from a Dockerfile and push it (the default command; kaniko executor flags)');
   defineBuildFlags(cmd, deprecated).action(async (flags: BuildFlags) => {
-    const renderer = rendererFor(loggerFromFlags(flags, env), env);
+    const renderer = commandRenderer(flags, env);
     const logger = renderer.logger;
-    env.logger = logger; // a signal's message erases the live progress lines too
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
-    const opts = buildOptions(flags, env, logger, renderer);
+    const opts = buildOptions(flags, env, renderer);
     if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { copyImage, parseLocation, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
-import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export function register(program: Command, env: CliEnv): void {
   addRegistryFlags(
@@ -13,17 +13,14 @@ export function register(program: Command, env: CliEnv): void {
       .argument('<dst>', 'destination image')
       .option('--all-platforms', 'copy every image of a multi-platform index, and the index itself'),
   ).action(async (src: string, dst: string, flags: RegistryFlags & { allPlatforms?: boolean }) => {
-    const log = loggerFromFlags(flags, env);
-    const opts = registryOptions(flags, env, log);
-    const client = new RegistryClient(opts);
+    const renderer = commandRenderer(flags, env);
+    const client = new RegistryClient(registryOptions(flags, env, renderer.logger, renderer.emit));
     try {
-      const r = await copyImage(client, parseLocation(src), parseLocation(dst), {
-        allPlatforms: flags.allPlatforms === true,
-        ...(opts.logger ? { logger: opts.logger } : {}),
-      });
+      const r = await copyImage(client, parseLocation(src), parseLocation(dst), { allPlatforms: flags.allPlatforms === true, emit: renderer.emit });
       env.stdout.write(`${r.digest}\n`);
-      log.log('info', `copied ${src} -> ${dst}: ${r.blobs.uploaded} uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already present, ${r.blobs.written} written`);
+      renderer.logger.log('info', `copied ${src} -> ${dst}: ${r.blobs.uploaded} uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already present, ${r.blobs.written} written`);
     } finally {
+      renderer.close();
       await client.close();
     }
   });

@@ -8,7 +8,7 @@ import { parseDuration } from '../duration.js';
 import type { CliEnv } from '../env.js';
 import { parseCount } from '../flag-values.js';
 import { builderVersion } from '../version.js';
-import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 const stripScheme = (s: string): string => (s.startsWith('docker://') ? s.slice('docker://'.length) : s);
 
@@ -117,10 +117,14 @@ export function register(program: Command, env: CliEnv): void {
       .argument('<dst>', 'the index to push, REGISTRY/REPO:TAG')
       .argument('<srcs...>', 'single-platform images'),
   ).action(async (dstArg: string, srcs: string[], flags: RegistryFlags) => {
-    const log = loggerFromFlags(flags, env);
+    const renderer = commandRenderer(flags, env);
     const dst = parseReference(stripScheme(dstArg));
-    const r = await withClient(flags, env, (c) => createIndex(c, dst, srcs.map((s) => parseReference(stripScheme(s))), { log: (l) => log.log('info', l) }));
-    log.log('info', `pushed ${dst} (${r.manifests.map((m) => `${m.platform!.os}/${m.platform!.architecture}${m.platform!.variant ? `/${m.platform!.variant}` : ''}`).join(', ')})`);
+    const client = new RegistryClient(registryOptions(flags, env, renderer.logger, renderer.emit));
+    const r = await createIndex(client, dst, srcs.map((s) => parseReference(stripScheme(s))), { emit: renderer.emit }).finally(async () => {
+      renderer.close();
+      await client.close();
+    });
+    renderer.logger.log('info', `pushed ${dst} (${r.manifests.map((m) => `${m.platform!.os}/${m.platform!.architecture}${m.platform!.variant ? `/${m.platform!.variant}` : ''}`).join(', ')})`);
     env.stdout.write(`${r.digest}\n`);
   });
 

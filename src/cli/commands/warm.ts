@@ -9,7 +9,7 @@ import { BuilderError } from '../../errors.js';
 import { formatPlatform, platformFromNode } from '../../image/index.js';
 import { RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
-import { addRegistryFlags, loggerFromFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 interface WarmFlags extends RegistryFlags {
   image?: string[];
@@ -62,8 +62,8 @@ export function register(program: Command, env: CliEnv): void {
   cmd.action(async (raw: WarmFlags & { insecurePull?: boolean; skipTlsVerifyPull?: boolean }) => {
     const flags: WarmFlags = { ...raw, insecure: raw.insecure === true || raw.insecurePull === true, skipTlsVerify: raw.skipTlsVerify === true || raw.skipTlsVerifyPull === true };
     // -v/--verbosity (error: errors only), --log-format and --log-timestamp come with the registry flags
-    const logger = loggerFromFlags(flags, env);
-    const opts = registryOptions(flags, env, logger);
+    const renderer = commandRenderer(flags, env);
+    const opts = registryOptions(flags, env, renderer.logger, renderer.emit);
     const ttl = ttlMs(flags.cacheTtl);
     const platform = platformFromFlags(flags);
     const targets: WarmTarget[] = (flags.image ?? []).map((image) => ({ image, platform }));
@@ -97,9 +97,10 @@ export function register(program: Command, env: CliEnv): void {
         cacheDir: path.resolve(env.cwd, flags.cacheDir ?? defaultCacheDir(env)),
         force: flags.force === true,
         ttlMs: ttl,
-        log: (line) => logger.line(line),
+        emit: renderer.emit,
       });
     } finally {
+      renderer.close();
       await client.close();
     }
   });
