@@ -77,7 +77,7 @@ describe('event renderer', () => {
       r.emit({ type: 'progress', phase: 'pull', id: `sha256:${'ab'.repeat(32)}`, bytes: 2 * MIB, total: 40 * MIB, done: false });
       advance(1000);
       r.logger.log('warn', 'retrying GET');
-      r.logger.line('plain line');
+      r.logger.log('info', 'plain line');
       advance(1000);
       expect(term.screen()).toEqual(['builder: warning: retrying GET', 'builder: plain line', 'pull abababababab 2.0 MiB/40 MiB (5%)']);
       r.close();
