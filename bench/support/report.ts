@@ -239,9 +239,20 @@ export function targetsTable(sums: Summary[]): string {
       rows.push(`| ${w} ${mode} wall ≤ kaniko (issue 13) | ${r === undefined ? 'n/a' : `${r.toFixed(2)}×`} | ${r === undefined ? why : r <= 1 ? 'met' : 'MISSED'} |`);
     }
   }
-  const mf = g('many-files', 'cold', 'builder'); const mb0 = g('many-files', 'baseline', 'gzip-1');
-  const rs = mf?.snapshot && mb0?.wall ? mf.snapshot.median / mb0.wall.median : undefined;
-  rows.push(`| many-files snapshot ≤ 1.3× machine baseline (gzip -1) | ${rs === undefined ? 'n/a' : `${rs.toFixed(2)}×`} | ${rs === undefined ? 'not measured' : rs <= 1.3 ? 'met' : 'MISSED'} |`);
+  // Issue 13: snapshots near the machine's limit, a big layer faster than buildah's pgzip, warm rebuilds ≤ buildah.
+  for (const w of ['many-files', 'node-app']) {
+    const b = g(w, 'cold', 'builder'); const base = g(w, 'baseline', 'gzip-1');
+    const rs = b?.snapshot && base?.wall ? b.snapshot.median / base.wall.median : undefined;
+    rows.push(`| ${w} snapshot ≤ 1.3× machine baseline (gzip -1) | ${rs === undefined ? 'n/a' : `${rs.toFixed(2)}×`} | ${rs === undefined ? 'not measured' : rs <= 1.3 ? 'met' : 'MISSED'} |`);
+  }
+  const ratioRow = (label: string, b: Summary | undefined, p: Summary | undefined, limit: number): string => {
+    const r = b?.wall && p?.wall ? b.wall.median / p.wall.median : undefined;
+    return `| ${label} | ${r === undefined ? 'n/a' : `${r.toFixed(2)}×`} | ${r === undefined ? 'not measured' : r <= limit ? 'met' : 'MISSED'} |`;
+  };
+  rows.push(ratioRow('big-layer cold wall ≤ 0.9× buildah (issue 13)', g('big-layer', 'cold', 'builder'), g('big-layer', 'cold', 'buildah'), 0.9));
+  for (const w of workloads) {
+    if (g(w, 'warm', 'builder')) rows.push(ratioRow(`${w} warm rebuild wall ≤ buildah (issue 13)`, g(w, 'warm', 'builder'), g(w, 'warm', 'buildah'), 1));
+  }
   // Issue 8: a cached rebuild costs ≤ 1 s and moves no layer bytes (worst run of every workload counts).
   for (const s of sums.filter((x) => x.mode === 'cached' && x.tool === 'builder')) {
     if (!s.wall) {
