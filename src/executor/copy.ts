@@ -6,6 +6,7 @@ import { BuilderError } from '../errors.js';
 import type { ResolveCache, RootFs } from '../rootfs/index.js';
 import { runPool } from '../util/pool.js';
 import type { CopySource, CopySourceMatch, CopyEntry } from './sources.js';
+import type { SymbolicMode } from './chmod.js';
 
 export interface CopyOptions {
   /** Expanded destination as written (trailing slash significant). */
@@ -17,20 +18,14 @@ export interface CopyOptions {
   gid: number;
   /** COPY --from without --chown: keep the source's owners (the top directory itself still gets uid:gid), as BuildKit. */
   preserveOwner?: boolean;
-  /** --chmod: mode for files and directories copied. */
+  /** Octal --chmod: mode for files and directories copied. */
   mode?: number;
+  /** Symbolic --chmod: applied to each copied file's and directory's own source mode. */
+  symbolic?: SymbolicMode;
   /** file:line for errors. */
   where: string;
   /** Files the instruction places besides `matches` (heredocs): they count toward "more than one file". */
   otherFiles?: number;
-}
-
-/** Parses --chmod: octal only (what Docker's classic builder and kaniko accept). */
-export function parseChmod(s: string, where: string): number {
-  if (!/^[0-7]{3,4}$/.test(s)) {
-    throw new BuilderError('COPY_CHMOD_INVALID', `${where}: invalid --chmod=${s}`, { hint: 'give an octal mode such as --chmod=755 or --chmod=0644' });
-  }
-  return parseInt(s, 8);
 }
 
 const PERM_MASK = 0o7777;
@@ -42,6 +37,11 @@ const PERM_MASK = 0o7777;
  */
 export function parentMode(chmod: number | undefined): number {
   return chmod === undefined ? 0o755 : chmod & 0o777;
+}
+
+/** The mode --chmod gives an entry whose source mode is `mode`; undefined without --chmod. */
+function chmodOf(opts: CopyOptions, mode: number, isDir: boolean): number | undefined {
+  return opts.mode ?? opts.symbolic?.apply(mode, isDir);
 }
 
 /** Replaces whatever is at `host` (not following a final symlink) so a new entry can be created there. */
@@ -141,7 +141,8 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         try {
           // copyFile keeps the source's permission bits; chmod only for --chmod.
           await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
-          if (opts.mode !== undefined) await chmod(host, opts.mode);
+          const mode = chmodOf(opts, e.stat.mode, false);
+          if (mode !== undefined) await chmod(host, mode);
           if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
           await lutimes(host, e.stat.atime, e.stat.mtime);
           done(host);
@@ -167,14 +168,16 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   // Directory metadata last: writing their contents changed their mtimes.
   for (const { host, entry } of dirsMeta.reverse()) {
     await lchown(host, ownerOf(entry).uid, ownerOf(entry).gid);
-    // A destination created for a directory's contents is 0755, not the source's mode (fsutil prepareTargetDir; moby/buildkit#1941).
-    await chmod(host, opts.mode ?? (entry.path === '' ? 0o755 : entry.stat.mode & PERM_MASK));
+    // A destination created for a directory's contents is 0755, not the source's mode (fsutil prepareTargetDir; moby/buildkit#1941);
+    // a symbolic --chmod leaves it so too (the copier never applies its mode to the directory prepareTargetDir made).
+    const top = entry.path === '';
+    await chmod(host, opts.mode ?? (top ? 0o755 : (chmodOf(opts, entry.stat.mode, true) ?? entry.stat.mode & PERM_MASK)));
     await lutimes(host, entry.stat.atime, entry.stat.mtime);
   }
   return written;
 }
 
-/** Writes a COPY heredoc as a file (mode 0644 unless --chmod) and returns its container path. */
+/** Writes a COPY heredoc as a file (mode 0644, or --chmod applied to 0644 as to BuildKit's Mkfile) and returns its container path. */
 export async function writeHeredocFile(rootfs: RootFs, name: string, content: string, opts: CopyOptions): Promise<string> {
   const destPath = path.posix.resolve(opts.workdir || '/', opts.dest);
   const isDir = opts.dest.endsWith('/') || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
@@ -182,8 +185,9 @@ export async function writeHeredocFile(rootfs: RootFs, name: string, content: st
   const parent = await rootfs.mkdirAll(path.posix.dirname(target), { uid: opts.uid, gid: opts.gid, mode: parentMode(opts.mode) });
   const host = path.join(parent.host, path.posix.basename(target));
   await clearFor(host, 'file');
-  await writeFile(host, content, { mode: opts.mode ?? 0o644 });
-  await chmod(host, opts.mode ?? 0o644);
+  const mode = chmodOf(opts, 0o644, false) ?? 0o644;
+  await writeFile(host, content, { mode });
+  await chmod(host, mode);
   await lchown(host, opts.uid, opts.gid);
   return path.posix.join(parent.container, path.posix.basename(target));
 }

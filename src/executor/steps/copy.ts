@@ -6,7 +6,8 @@ import { hashSelection, hasWildcards, type PatternMatcher } from '../../context/
 import { resolveStageRef, type ExpandedInstruction } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
-import { copyMatches, parseChmod, writeHeredocFile, type CopyOptions } from '../copy.js';
+import { copyMatches, writeHeredocFile, type CopyOptions } from '../copy.js';
+import { parseChmod } from '../chmod.js';
 import { contextSource, fileMatch, rootSource, type CopySource, type CopySourceMatch } from '../sources.js';
 import { archiveKind, unpackArchive, type Compression } from '../archive.js';
 import { download, isGitSource, isHttpSource, type Download } from '../remote.js';
@@ -111,7 +112,7 @@ async function copyInstruction(ex: Executor, rootfs: RootFs, users: RootFs | und
     workdir,
     uid,
     gid,
-    ...(inst.chmod ? { mode: parseChmod(inst.chmod, where) } : {}),
+    ...(inst.chmod ? parseChmod(inst.chmod, where) : {}),
     // BuildKit keeps the owners of files copied from a stage or an image unless --chown is given.
     ...(inst.kind === 'copy' && inst.from !== undefined && !inst.chown ? { preserveOwner: true } : {}),
     where,
