@@ -178,6 +178,7 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
       `ADD ${web}/files/tree.tar /dl/`,
       `ADD ${web}/ /dl/`,
       `ADD --chown=app ${web}/files/remote.txt /dl/owned`,
+      `ADD --chmod=g+r ${web}/files/remote.txt /dl/symbolic`,
     ].join('\n'));
     const st = await stat(path.join(root, 'dl/remote.txt'));
     expect(await readFile(path.join(root, 'dl/remote.txt'), 'utf8')).toBe('remote content\n');
@@ -188,6 +189,8 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
     expect(await readFile(path.join(root, 'dl/__unnamed__'), 'utf8')).toBe('index\n');
     const owned = await stat(path.join(root, 'dl/owned'));
     expect([owned.uid, owned.gid]).toEqual([1000, 1000]);
+    // a symbolic --chmod applies to the download's 0600 (BuildKit's HTTP source), not to 0644
+    expect((await stat(path.join(root, 'dl/symbolic'))).mode & 0o7777).toBe(0o640);
   }, 120_000);
 
   it('ADD <url> with a wrong --checksum fails with ADD_CHECKSUM_MISMATCH and writes nothing', async () => {

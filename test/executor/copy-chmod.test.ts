@@ -42,7 +42,7 @@ describe('symbolic --chmod applied to a source mode', () => {
     ['go=u-w copies then removes', 'go=u-w', FILE | 0o700, 0o755],
     ['u+ changes nothing', 'u+', FILE | 0o640, 0o640],
   ];
-  it.each(rows)('%s: %s on %o', (_hazard, mode, source, expected) => {
+  it.each(rows)('%s: %s', (_hazard, mode, source, expected) => {
     const m = parseSymbolicMode(mode);
     expect(m, mode).toBeDefined();
     expect(m!.apply(source, (source & DIR) === DIR).toString(8)).toBe(expected.toString(8));
