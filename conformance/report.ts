@@ -79,8 +79,8 @@ export async function writeReport(file: string, results: DockerfileResult[], o: 
     '  --parents/--exclude/--link, ADD of URLs). BuildKit v0.21\'s --chmod on created parent directories (moby/buildkit#5943:',
     '  fsutil\'s Copy and prepareTargetDir call MkdirAll(path, os.FileMode(*ci.Mode)), so every directory created on the way',
     '  gets the octal mode\'s permission bits, setuid/setgid/sticky dropped by Go\'s FileMode; a symbolic --chmod, ModeStr,',
-    '  leaves them 0755, as does no --chmod) is matched since this run: test/executor/copy-dest-mode.test.ts. builder',
-    '  accepts only octal --chmod.', '');
+    '  leaves them 0755, as does no --chmod) is matched since this run: test/executor/copy-dest-mode.test.ts. Symbolic',
+    '  --chmod (syntax 1.14; kaniko and buildah 1.28 refuse it): test/executor/copy-chmod.test.ts.', '');
   lines.push('| Dockerfile | builder = buildah? | builder = kaniko? | notes |', '|---|---|---|---|');
   for (const r of results) {
     if (r.skipped) { lines.push(`| ${r.name} | skipped | skipped | ${esc(r.skipped)} |`); continue; }

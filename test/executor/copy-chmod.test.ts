@@ -37,6 +37,7 @@ describe('symbolic --chmod applied to a source mode', () => {
     ['o+s is ignored', 'o+s', FILE | 0o755, 0o755],
     ['+t sets the sticky bit', '+t', DIR | 0o777, 0o1777],
     ['u= clears setuid as well as u\'s rwx', 'u=', FILE | 0o4755, 0o055],
+    ['u=rwx on a directory clears its setuid (BSD; GNU chmod keeps a directory\'s set-id bits)', 'u=rwx', DIR | 0o4755, 0o755],
     ['a= does not clear the sticky bit (BSD; GNU chmod would)', 'a=r', DIR | 0o1777, 0o1444],
     ['g=u copies the user bits', 'g=u', FILE | 0o740, 0o770],
     ['go=u-w copies then removes', 'go=u-w', FILE | 0o700, 0o755],
