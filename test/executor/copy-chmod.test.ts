@@ -28,6 +28,7 @@ describe('symbolic --chmod applied to a source mode', () => {
     ['= with X on a directory', 'a=rX', DIR | 0o700, 0o555],
     ['comma list, "o=" clears other', 'u=rwx,g=rx,o=', FILE | 0o666, 0o750],
     ['comma list applied left to right', 'u+rw,g+r,o-x,o+w', DIR | 0o755, 0o756],
+    ['-X removes x whatever the source mode', 'a-X', FILE | 0o755, 0o644],
     ['several ops in one clause', 'u+x-w', FILE | 0o644, 0o544],
     ['no who means all classes, the umask is not applied (BuildKit parses with umask 0)', '+w', FILE | 0o444, 0o666],
     ['X looks at the source mode, not at earlier clauses (BSD; GNU chmod would give 0754)', 'u+x,g+X', FILE | 0o644, 0o744],
