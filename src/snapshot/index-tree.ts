@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
+import { EntryTable } from './entry-table.js';
 
 /**
  * PATH CONVENTION (whole src/snapshot): entries are keyed by root-relative POSIX paths with no
@@ -62,7 +63,7 @@ export function cancelled(signal: AbortSignal): BuilderError {
 
 /** Indexes every entry under `root` (root itself excluded). */
 export async function indexTree(root: string, opts: IndexOptions = {}): Promise<TreeIndex> {
-  const entries = new Map<string, IndexEntry>();
+  const entries = new EntryTable();
   await walk(root, [''], opts, entries, 'list');
   return { root, entries, hashContents: opts.hashContents === true };
 }
@@ -104,7 +105,7 @@ export function walk(
   root: string,
   starts: readonly string[],
   opts: IndexOptions,
-  into: Map<string, IndexEntry>,
+  into: Map<string, IndexEntry> | EntryTable,
   mode: WalkMode,
 ): Promise<void> {
   const descend = mode !== 'stat';
@@ -166,22 +167,13 @@ export function walk(
           return;
         }
         const type = typeOf(st);
-        const base = {
-          path: rel,
-          type,
-          mode: Number(st.mode & 0o7777n),
-          uid: Number(st.uid),
-          gid: Number(st.gid),
-          size: type === 'file' ? Number(st.size) : 0,
-          mtimeNs: st.mtimeNs,
-          ctimeNs: st.ctimeNs,
-          ino: st.ino,
-          dev: st.dev,
-          nlink: Number(st.nlink),
-          rdev: type === 'char' || type === 'block' ? Number(st.rdev) : 0,
+        // A table stores the stat's fields directly; a Map gets an IndexEntry object.
+        const put = (extra?: { linkTarget?: string; contentHash?: Digest }): void => {
+          if (into instanceof EntryTable) into.setStat(rel, type, st, extra);
+          else into.set(rel, { ...entryOf(rel, type, st), ...extra });
         };
         if (type === 'dir') {
-          into.set(rel, base);
+          put();
           if (descend) schedule(() => readDir(rel));
           done();
         } else if (type === 'symlink') {
@@ -189,14 +181,14 @@ export function walk(
             if (lerr) {
               if (lerr.code !== 'ENOENT') fail(walkError(root, rel, lerr));
             } else {
-              into.set(rel, { ...base, linkTarget: target });
+              put({ linkTarget: target });
             }
             done();
           });
         } else if (type === 'file' && hash) {
           hashFile(p).then(
             (contentHash) => {
-              into.set(rel, { ...base, contentHash });
+              put({ contentHash });
               done();
             },
             (herr: NodeJS.ErrnoException) => {
@@ -205,7 +197,7 @@ export function walk(
             },
           );
         } else {
-          into.set(rel, base);
+          put();
           done();
         }
       });
@@ -217,6 +209,23 @@ export function walk(
     }
     pump();
   });
+}
+
+function entryOf(rel: string, type: EntryType, st: fs.BigIntStats): IndexEntry {
+  return {
+    path: rel,
+    type,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: type === 'file' ? Number(st.size) : 0,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    ino: st.ino,
+    dev: st.dev,
+    nlink: Number(st.nlink),
+    rdev: type === 'char' || type === 'block' ? Number(st.rdev) : 0,
+  };
 }
 
 function typeOf(st: fs.BigIntStats): EntryType {
