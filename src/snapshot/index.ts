@@ -9,6 +9,7 @@
 // Decisions: gzip level 1 by default (kaniko via go-containerregistry uses gzip.BestSpeed); no opaque
 // whiteouts (per-child whiteouts instead); xattrs are written only when a caller supplies them in
 // IndexEntry.xattrs (Node cannot read xattrs); whiteouts are mode 0, 0:0, mtime = opts.mtime or 0.
+export { EntryTable } from './entry-table.js';
 export { indexTree, normalizeRelPath, type EntryType, type IndexEntry, type IndexOptions, type TreeIndex } from './index-tree.js';
 export { comparePaths, diffIndexes, isEmpty, toLayerEntries, type Change, type LayerEntry } from './diff.js';
 export { withXattrs } from './xattrs.js';

@@ -1,7 +1,6 @@
 // `builder [build] --context DIR --dockerfile F --destination REF`: kaniko's executor flags -> build().
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
 import { build, cacheRepository, type BuildOptions } from '../../executor/index.js';
@@ -15,6 +14,7 @@ import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
+import { installDir } from '../version.js';
 import { addRegistryFlags, loggerFromFlags, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
@@ -163,7 +163,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, logger: Logger = lo
     ...(flags.ignorePath?.length ? { ignorePaths: flags.ignorePath } : {}),
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
-    selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
+    selfPaths: [installDir(), process.execPath],
     log: (line) => logger.line(line),
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
     output: (text, stream) => logger.output(text, stream),
