@@ -88,14 +88,15 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
   }
   const verbosity = help.includes('--verbosity');
   const hasCache = help.includes('--cache-repo');
-  const how = `node bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
+  const how = `bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
     ` --cache-dir STATE/cache --work-dir STATE/work --run-mode sandbox${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again;` +
     ` cached: + --cache --cache-repo REG/bench/cache/W-builder-I, fresh cache and work dirs for the fill and for the rebuild)`;
   const runOnce = async (job: BuildJob): Promise<ToolRun> => {
     await mkdir(path.join(job.stateDir, 'tmp'), { recursive: true });
-    // --cpu-prof is not allowed in NODE_OPTIONS: pass it to node itself.
-    const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`] : [];
-    const argv = ['node', ...prof, bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
+    // Run as users run it (bin/builder as a program adds its V8 flags); --cpu-prof is not allowed in NODE_OPTIONS, so
+    // a profiled run passes it to node itself, without the launcher's flags.
+    const prof = cpuProfDir ? ['node', '--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`] : [];
+    const argv = [...prof, bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
       '--destination', job.destination, '--insecure-registry', job.registry, '--cache-dir', path.join(job.stateDir, 'cache'),
       '--work-dir', path.join(job.stateDir, 'work'), '--run-mode', 'sandbox'];
     if (verbosity) argv.push('--verbosity', 'debug');
@@ -111,7 +112,7 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
   };
   return {
     name: 'builder',
-    versionArgv: ['node', bin, '--version'],
+    versionArgv: [bin, '--version'],
     unavailable: missing.length > 0
       ? `build command not available (bin/builder build --help lacks ${missing.join(' ')}${helpError ? `; ${helpError.slice(0, 200)}` : ''})` : undefined,
     version, how,
