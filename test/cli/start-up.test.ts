@@ -1,5 +1,5 @@
 // bin/builder picks the one-file bundle only when it is at least as new as tsc's output: a stale bundle would run old code.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,6 +36,16 @@ describe('bin/builder entry point', () => {
 
   it('a bundle made after tsc runs', () => {
     expect(run(install(1, 60))).toBe('bundle');
+  });
+
+  it('run as a program, bin/builder starts node with the young-generation cap (sh line), and node itself skips that line', () => {
+    const preload = 'data:text/javascript,process.stderr.write(JSON.stringify(process.execArgv))';
+    const r = spawnSync(path.join(repo, 'bin/builder'), ['--version'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import ${preload}` } });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stderr)).toEqual(['--max-semi-space-size=4']);
+    const direct = spawnSync('node', [path.join(repo, 'bin/builder'), '--version'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import ${preload}` } });
+    expect(JSON.parse(direct.stderr)).toEqual([]);
+    expect(direct.stdout).toBe(r.stdout);
   });
 
   it('the real bundle knows the package version without a package.json beside it, and runs a command', () => {
