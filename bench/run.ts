@@ -6,6 +6,7 @@
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
+// --only W,... workloads to run; start-up (each tool's version command, 5 runs) is one of them and runs first
 // --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
 //              BENCH_QUICK=1 in the environment: --quick --only small (cold, warm and cached rebuild: a few minutes)
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
