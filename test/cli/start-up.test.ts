@@ -38,16 +38,16 @@ describe('bin/builder entry point', () => {
     expect(run(install(1, 60))).toBe('bundle');
   });
 
-  it('run as a program, bin/builder starts node with the young-generation cap and the malloc threshold (sh line); node itself skips that line', () => {
+  it('run as a program, bin/builder starts node with its memory flags and the malloc threshold (sh line); node itself skips that line', () => {
     const preload = `data:text/javascript,${encodeURIComponent('process.stderr.write(JSON.stringify([process.execArgv, process.env.MALLOC_MMAP_THRESHOLD_ ?? null]))')}`;
     const env = { ...process.env, NODE_OPTIONS: `--import ${preload}` };
     delete env.MALLOC_MMAP_THRESHOLD_;
     const r = spawnSync(path.join(repo, 'bin/builder'), ['--version'], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4'], '131072']);
+    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '131072']);
     // a threshold the user set is kept
     const own = spawnSync(path.join(repo, 'bin/builder'), ['--version'], { encoding: 'utf8', env: { ...env, MALLOC_MMAP_THRESHOLD_: '65536' } });
-    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4'], '65536']);
+    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '65536']);
     const direct = spawnSync('node', [path.join(repo, 'bin/builder'), '--version'], { encoding: 'utf8', env });
     expect(JSON.parse(direct.stderr)).toEqual([[], null]);
     expect(direct.stdout).toBe(r.stdout);
