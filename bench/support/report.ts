@@ -130,7 +130,9 @@ const causeCell = (tool: string, mode: string, e?: string): string => {
 
 export interface ToolInfo { name: string; unavailable?: string; cacheUnavailable?: string }
 
-export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<{ name: string; warm: boolean; cachedRuns?: number }>): string {
+export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Array<{ name: string; warm: boolean; cachedRuns?: number }>): string {
+  // The start-up row (a version command) belongs in the cold table only.
+  const builds = allWorkloads.filter((w) => w.name !== 'start-up');
   const find = (w: string, m: string, t: string): Summary | undefined => sums.find((s) => s.workload === w && s.mode === m && s.tool === t);
   let md = '';
   for (const mode of ['cold', 'warm'] as const) {
@@ -139,7 +141,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<
       : '\n### Warm local rebuild (same machine, base layers in the local store, every step re-run)\n\n';
     md += '| workload | tool | runs ok | wall s median [min–max] | CPU s (user+sys) | peak RSS tree MB | max process RSS MB | MB sent / received | layer MB down / up | snapshot s | layers |\n';
     md += '|---|---|---|---|---|---|---|---|---|---|---|\n';
-    for (const w of workloads) {
+    for (const w of mode === 'cold' ? allWorkloads : builds) {
       if (mode === 'warm' && !w.warm) {
         md += `| ${w.name} | all | – | not measured (cold only, see notes) | | | | | | | |\n`;
         continue;
@@ -160,7 +162,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<
     const peers = tools.filter((t) => t.name !== 'builder').map((t) => t.name);
     md += `\nRatios builder / peer (median wall, median CPU${mode === 'cold' ? ', median peak RSS tree' : ''}):\n\n`;
     md += `| workload | ${peers.map((p) => `vs ${p}`).join(' | ')} |\n|---|${peers.map(() => '---').join('|')}|\n`;
-    for (const w of workloads) {
+    for (const w of mode === 'cold' ? allWorkloads : builds) {
       if (mode === 'warm' && !w.warm) continue;
       const b = find(w.name, mode, 'builder');
       const cells = peers.map((p) => {
@@ -176,7 +178,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<
     'Layer MB: registry blob bodies minus configs, counted by the blob meter; GETs / uploads / mounts: blob downloads with a body, finished blob uploads, accepted cross-repository mounts.\n\n';
   md += '| workload | tool | runs ok | fill wall s | fill layer MB down / up | rebuild wall s median [min–max] | rebuild CPU s | rebuild layer MB down / up | rebuild blob GETs / uploads / mounts | rebuild peak RSS tree MB | layers |\n';
   md += '|---|---|---|---|---|---|---|---|---|---|---|\n';
-  for (const w of workloads) {
+  for (const w of builds) {
     for (const t of tools) {
       const fill = find(w.name, 'cache-fill', t.name);
       const s = find(w.name, 'cached', t.name);
@@ -194,7 +196,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], workloads: Array<
   const peers = tools.filter((t) => t.name !== 'builder').map((t) => t.name);
   md += `\nRatios builder / peer, cached rebuild (median wall, median CPU):\n\n`;
   md += `| workload | ${peers.map((p) => `vs ${p}`).join(' | ')} |\n|---|${peers.map(() => '---').join('|')}|\n`;
-  for (const w of workloads) {
+  for (const w of builds) {
     const b = find(w.name, 'cached', 'builder');
     md += `| ${w.name} | ${peers.map((p) => {
       const s = find(w.name, 'cached', p);

@@ -43,6 +43,8 @@ export interface Tool {
   /** Why cold(job with cacheRepo) cannot run (shown in the cached-rebuild table); undefined = it can. */
   cacheUnavailable?: string;
   cleanup(stateDir: string): Promise<void>;
+  /** The command that prints the tool's version: the start-up row times it (no build, no registry). */
+  versionArgv?: string[];
 }
 
 /** Sums the seconds in builder log lines like "snapshot ... in 1.23s" (or "... in 850ms"). */
@@ -86,14 +88,15 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
   }
   const verbosity = help.includes('--verbosity');
   const hasCache = help.includes('--cache-repo');
-  const how = `node bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
+  const how = `bin/builder --context CTX --dockerfile CTX/Dockerfile --destination REG/bench/W:T --insecure-registry REG` +
     ` --cache-dir STATE/cache --work-dir STATE/work --run-mode sandbox${verbosity ? ' --verbosity debug' : ''} (cold: empty cache dir; warm: same cache dir again;` +
     ` cached: + --cache --cache-repo REG/bench/cache/W-builder-I, fresh cache and work dirs for the fill and for the rebuild)`;
   const runOnce = async (job: BuildJob): Promise<ToolRun> => {
     await mkdir(path.join(job.stateDir, 'tmp'), { recursive: true });
-    // --cpu-prof is not allowed in NODE_OPTIONS: pass it to node itself.
-    const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`] : [];
-    const argv = ['node', ...prof, bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
+    // Run as users run it (bin/builder as a program adds its V8 flags); --cpu-prof is not allowed in NODE_OPTIONS, so
+    // a profiled run passes it to node itself, without the launcher's flags.
+    const prof = cpuProfDir ? ['node', '--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, path.basename(job.logFile, '.log'))}`] : [];
+    const argv = [...prof, bin, '--context', job.ctxDir, '--dockerfile', path.join(job.ctxDir, 'Dockerfile'),
       '--destination', job.destination, '--insecure-registry', job.registry, '--cache-dir', path.join(job.stateDir, 'cache'),
       '--work-dir', path.join(job.stateDir, 'work'), '--run-mode', 'sandbox'];
     if (verbosity) argv.push('--verbosity', 'debug');
@@ -109,6 +112,7 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
   };
   return {
     name: 'builder',
+    versionArgv: [bin, '--version'],
     unavailable: missing.length > 0
       ? `build command not available (bin/builder build --help lacks ${missing.join(' ')}${helpError ? `; ${helpError.slice(0, 200)}` : ''})` : undefined,
     version, how,
@@ -199,6 +203,7 @@ export async function buildahTool(workDir: string): Promise<Tool> {
   };
   return {
     name: 'buildah', version,
+    versionArgv: ['buildah', '--version'],
     how: `buildah --root/--runroot STATE --storage-driver ${driver} bud --isolation chroot --layers --tls-verify=false -t REG/bench/W:T CTX,` +
       ` then buildah push --tls-verify=false (times summed)${privateCache ? `, each in a private mount namespace with its own ${BLOB_INFO_CACHE} (blob-info cache) from STATE` : ''}.` +
       ` Cold: empty storage; warm: same storage, bud --layers --no-cache` +
@@ -297,6 +302,8 @@ export async function kanikoTool(repoRoot: string, workDir: string): Promise<Too
   };
   return {
     name: 'kaniko', version,
+    // A static Go binary that only prints: run as is, outside the throwaway root the builds use.
+    versionArgv: [exe, 'version'],
     how: 'a fresh throwaway root per run (private mount namespace: executor at /kaniko, context bound read-only at /workspace, fresh /proc,' +
       ' tmpfs /dev), chroot, /kaniko/executor --force --context dir:///workspace --destination REG/bench/W:T --insecure --insecure-pull' +
       ' --skip-tls-verify --skip-tls-verify-pull. Cold: nothing cached;' +

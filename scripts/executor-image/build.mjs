@@ -51,7 +51,7 @@ try {
     bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning',
     define: { __BUILDER_VERSION__: JSON.stringify(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version) },
     // CommonJS dependencies call require() for node builtins
-    banner: { js: "#!/builder/bin/node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: { js: "#!/builder/bin/node --max-semi-space-size=4\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
   await chmod(bundle, 0o755);
   await symlink('../lib/builder.mjs', path.join(B, 'bin/builder'));

@@ -1,6 +1,7 @@
 // The version printed by `builder --version`: the package's own (package.json two levels above dist/src/cli), or the
 // one the executor image's bundle was built with (esbuild defines __BUILDER_VERSION__; no package.json sits beside it).
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 declare const __BUILDER_VERSION__: string | undefined;
 
@@ -12,4 +13,12 @@ export function builderVersion(): string {
   } catch {
     return 'builder unknown';
   }
+}
+
+/**
+ * The directory builder runs from, which an in-place build must keep: the package root (two levels above
+ * dist/src/cli), or the directory above a bundle (dist/builder.mjs, the executor image's /builder/lib/builder.mjs).
+ */
+export function installDir(): string {
+  return fileURLToPath(new URL(typeof __BUILDER_VERSION__ === 'string' ? '..' : '../../..', import.meta.url));
 }

@@ -5,7 +5,7 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import { copyTree, type RootfsStore } from '../cache/index.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
-import type { IndexEntry, LayerEntry, TreeIndex } from '../snapshot/index.js';
+import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
@@ -170,7 +170,8 @@ export class StageRoot {
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */
   noteWritten(entries: readonly LayerEntry[]): void {
     if (!this.index) return;
-    const m = new Map(this.index.entries);
+    // The walker's table is updated in place: copying it into a Map would build an object per entry of the root.
+    const m = this.index.entries instanceof EntryTable ? this.index.entries : new Map(this.index.entries);
     for (const e of entries) if (e.kind === 'entry' && e.meta) m.set(e.path, e.meta as IndexEntry);
     this.index = { ...this.index, entries: m };
   }

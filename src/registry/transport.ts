@@ -4,13 +4,17 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { BuilderError } from '../errors.js';
 import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import type { BuildEvent } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
+
+// undici is most of the CLI's start-up (≈ 150 ms to load): only a command that talks to a registry pays for it.
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 import { insufficientScope, interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
 import { DEFAULT_RETRIES, RetryPolicy } from './retry.js';
 
@@ -220,6 +224,7 @@ export class Transport {
     }
     const stall = this.opts.stallTimeoutMs;
     const mtls = await this.clientCertificate(host);
+    const { Agent } = await loadUndici();
     return new Agent({
       connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}), ...mtls, ...(stall ? { timeout: stall } : {}) },
       headersTimeout: stall ?? 120_000,
@@ -333,6 +338,7 @@ export class Transport {
     for (let hop = 0; ; hop++) {
       const dispatcher: Dispatcher = await this.agentFor(cur.host);
       const body = init.body === undefined ? undefined : Buffer.isBuffer(init.body) ? init.body : await init.body();
+      const { request } = await loadUndici();
       const res = await request(cur, {
         dispatcher,
         method: init.method as Dispatcher.HttpMethod,

@@ -1,6 +1,7 @@
 // Owns comparing two tree indexes into changes, and turning changes into layer entries with their parents.
 import type { IndexEntry, TreeIndex } from './index-tree.js';
 import { parentOf } from './index-tree.js';
+import { EntryTable } from './entry-table.js';
 
 export type Change =
   | { readonly kind: 'added'; readonly path: string; readonly entry: IndexEntry }
@@ -28,6 +29,9 @@ export type LayerEntry =
  * Both indexes must be taken with the same `exclude`, or excluded paths look deleted.
  */
 export function diffIndexes(before: TreeIndex, after: TreeIndex): Change[] {
+  if (before.entries instanceof EntryTable && after.entries instanceof EntryTable) {
+    return diffTables(before.entries, after.entries).sort((a, b) => comparePaths(a.path, b.path));
+  }
   const changes: Change[] = [];
   for (const [path, entry] of after.entries) {
     const old = before.entries.get(path);
@@ -41,6 +45,23 @@ export function diffIndexes(before: TreeIndex, after: TreeIndex): Change[] {
     changes.push({ kind: 'deleted', path, before: old });
   }
   return changes.sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** diffIndexes on two tables: rows are compared in place, entries are built for changes only. */
+function diffTables(before: EntryTable, after: EntryTable): Change[] {
+  const changes: Change[] = [];
+  for (const [path, j] of after.rowsOf()) {
+    const i = before.rowOf(path);
+    if (i === undefined || before.typeAt(i) !== after.typeAt(j)) changes.push({ kind: 'added', path, entry: after.entryAt(j) });
+    else if (EntryTable.differs(before, i, after, j)) changes.push({ kind: 'modified', path, entry: after.entryAt(j), before: before.entryAt(i) });
+  }
+  for (const [path, i] of before.rowsOf()) {
+    if (after.has(path)) continue;
+    const parent = parentOf(path);
+    if (parent !== '' && after.typeOf(parent) !== 'dir') continue;
+    changes.push({ kind: 'deleted', path, before: before.entryAt(i) });
+  }
+  return changes;
 }
 
 /** A step whose diff is empty produces no layer (history gets empty_layer). */

@@ -372,27 +372,30 @@ class ReadAhead {
 // O_NOFOLLOW: an entry indexed as a regular file must not be read through a symlink swapped in later.
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
 
-/** Reads exactly `size` bytes into the start of `into`; resolves with that view. */
+/**
+ * Reads exactly `size` bytes into the start of `into`; resolves with that view. Synchronous: for a small file in the
+ * page cache open+read+close cost ≈ 1/3 of the CPU of three thread-pool round trips (≤ 64 files per read-ahead fill).
+ */
 function readSmallFile(root: string, rel: string, size: number, into: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const p = hostPath(root, rel);
-    fs.open(p, OPEN_FLAGS, (err, fd) => {
-      if (err) return reject(readError(root, rel, err));
-      const out = into.subarray(0, size);
-      const finish = (e: BuilderError | undefined): void => {
-        fs.close(fd, () => (e === undefined ? resolve(out) : reject(e)));
-      };
-      const step = (off: number): void => {
-        fs.read(fd, out, off, size - off, off, (rerr, n) => {
-          if (rerr) return finish(readError(root, rel, rerr));
-          if (n === 0) return finish(changedError(root, rel, size, off));
-          if (off + n < size) return step(off + n);
-          finish(undefined);
-        });
-      };
-      step(0);
-    });
-  });
+  let fd: number;
+  try {
+    fd = fs.openSync(hostPath(root, rel), OPEN_FLAGS);
+  } catch (err) {
+    return Promise.reject(readError(root, rel, err as NodeJS.ErrnoException));
+  }
+  const out = into.subarray(0, size);
+  try {
+    for (let off = 0; off < size; ) {
+      const n = fs.readSync(fd, out, off, size - off, off);
+      if (n === 0) return Promise.reject(changedError(root, rel, size, off));
+      off += n;
+    }
+    return Promise.resolve(out);
+  } catch (err) {
+    return Promise.reject(readError(root, rel, err as NodeJS.ErrnoException));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**

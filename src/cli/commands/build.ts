@@ -1,7 +1,6 @@
 // `builder [build] --context DIR --dockerfile F --destination REF`: kaniko's executor flags -> build().
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
 import { build, cacheRepository, type BuildOptions } from '../../executor/index.js';
@@ -16,6 +15,7 @@ import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
 import type { Renderer } from '../render.js';
+import { installDir } from '../version.js';
 import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
@@ -169,7 +169,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.ignorePath?.length ? { ignorePaths: flags.ignorePath } : {}),
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
-    selfPaths: [fileURLToPath(new URL('../../../..', import.meta.url)), process.execPath],
+    selfPaths: [installDir(), process.execPath],
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
     output: renderer.output,
