@@ -36,46 +36,59 @@ export interface ProgressView {
   close(): void;
 }
 
-/** CI logs: every intervalMs one line naming whatever long work is under way, and a closing line for big transfers. */
-export function progressLines(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): ProgressView {
-  const now = opts.now ?? Date.now;
-  const interval = opts.intervalMs ?? 5000;
+/** The operations under way, by phase and id; `tick` runs every periodMs while there is one (unref'd: never keeps the process alive). */
+function tracker(now: () => number, periodMs: number, tick: () => void) {
   const active = new Map<string, Active>();
   let timer: NodeJS.Timeout | undefined;
-  const tick = (): void => {
-    const t = now();
-    const moving = [...active.values()].filter((a) => worthShowing(a, t, interval));
-    if (moving.length === 0) return;
-    logger.log('info', moving.map((a) => describeProgress(a, t)).join(', '),
-      logger.format === 'json' ? { progress: moving.map((a) => ({ phase: a.phase, id: a.id, bytes: a.bytes, ...(a.total ? { total: a.total } : {}) })) } : {});
-  };
   const stop = (): void => {
     if (timer) clearInterval(timer);
     timer = undefined;
   };
   return {
-    update(e) {
+    active,
+    stop,
+    /** The operation after e (removed from active when e ends it); undefined for the end of one never seen. */
+    update(e: ProgressEvent): Active | undefined {
       const key = `${e.phase} ${e.id}`;
       let a = active.get(key);
       if (!a) {
-        if (e.done) return;
+        if (e.done) return undefined;
         a = { phase: e.phase, id: e.id, bytes: 0, started: now() };
         active.set(key, a);
-        // unref'd: progress never keeps the process alive
-        timer ??= setInterval(tick, interval).unref();
+        timer ??= setInterval(tick, periodMs).unref();
       }
       a.bytes = e.bytes;
       if (e.total !== undefined) a.total = e.total;
-      if (!e.done) return;
-      active.delete(key);
+      if (e.done) active.delete(key);
+      return a;
+    },
+  };
+}
+
+/** CI logs: every intervalMs one line naming whatever long work is under way, and a closing line for big transfers. */
+export function progressLines(logger: Logger, opts: { intervalMs?: number; now?: () => number } = {}): ProgressView {
+  const now = opts.now ?? Date.now;
+  const interval = opts.intervalMs ?? 5000;
+  const tick = (): void => {
+    const t = now();
+    const moving = [...ops.active.values()].filter((a) => worthShowing(a, t, interval));
+    if (moving.length === 0) return;
+    logger.log('info', moving.map((a) => describeProgress(a, t)).join(', '),
+      logger.format === 'json' ? { progress: moving.map((a) => ({ phase: a.phase, id: a.id, bytes: a.bytes, ...(a.total ? { total: a.total } : {}) })) } : {});
+  };
+  const ops = tracker(now, interval, tick);
+  return {
+    update(e) {
+      const a = ops.update(e);
+      if (!a || !e.done) return;
       const secs = (now() - a.started) / 1000;
       const total = a.total ?? 0;
       if ((e.phase === 'pull' || e.phase === 'push') && total >= 8 * MIB && secs >= 1) {
         logger.log('info', `${e.phase === 'pull' ? 'pulled' : 'pushed'} ${e.id.slice(7, 19)} ${fmt(total)} in ${secs.toFixed(1)}s (${fmt(total / secs)}/s)`);
       }
-      if (active.size === 0) stop();
+      if (ops.active.size === 0) ops.stop();
     },
-    close: stop,
+    close: ops.stop,
   };
 }
 
@@ -90,46 +103,31 @@ export function liveProgress(stream: Writable & { columns?: number }, opts: { re
   const now = opts.now ?? Date.now;
   const redraw = opts.redrawMs ?? 150;
   const showAfter = opts.showAfterMs ?? 300;
-  const active = new Map<string, Active>();
   let drawn = 0;
-  let timer: NodeJS.Timeout | undefined;
   const clear = (): void => {
     if (drawn > 0) stream.write('\x1b[1A\x1b[2K'.repeat(drawn));
     drawn = 0;
   };
   const draw = (): void => {
     const t = now();
-    const lines = [...active.values()].filter((a) => t - a.started >= showAfter).map((a) => describeProgress(a, t));
+    const lines = [...ops.active.values()].filter((a) => t - a.started >= showAfter).map((a) => describeProgress(a, t));
     // A pty without a size reports 0 columns: assume 80.
     const width = Math.max(20, (stream.columns || 80) - 1);
     clear();
     // Cut to the terminal width: a wrapped line would leave a stray row when erased.
     for (const l of lines) stream.write(`${l.length > width ? l.slice(0, width) : l}\n`);
     drawn = lines.length;
-    if (active.size === 0) stop();
+    if (ops.active.size === 0) ops.stop();
   };
-  const stop = (): void => {
-    if (timer) clearInterval(timer);
-    timer = undefined;
-  };
+  const ops = tracker(now, redraw, draw);
   return {
     update(e) {
-      const key = `${e.phase} ${e.id}`;
-      let a = active.get(key);
-      if (!a) {
-        if (e.done) return;
-        a = { phase: e.phase, id: e.id, bytes: 0, started: now() };
-        active.set(key, a);
-        timer ??= setInterval(draw, redraw).unref();
-      }
-      a.bytes = e.bytes;
-      if (e.total !== undefined) a.total = e.total;
-      if (e.done) active.delete(key);
+      ops.update(e);
     },
     clear,
     close() {
-      stop();
-      active.clear();
+      ops.stop();
+      ops.active.clear();
       clear();
     },
   };

@@ -262,26 +262,21 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
   const users = ex.scheduling.cacheMounts;
   let state = users.get(spec.id);
   if (!state) users.set(spec.id, (state = { users: 0, tail: Promise.resolve() }));
-  if (spec.sharing === 'private' && state.users > 0) {
-    // BuildKit gives a concurrent private user a fresh cache instance; ours lives for this run only.
+  // A cache instance for this run only, removed after the step.
+  const throwaway = async (): Promise<RunMount> => {
     const tmp = ex.settings.scratchPath('cache');
     await mkdir(tmp, { recursive: true, mode: spec.mode });
     await chown(tmp, spec.uid, spec.gid);
     await chmod(tmp, spec.mode);
     cleanup.push(() => rm(tmp, { recursive: true, force: true }));
     return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
-  }
+  };
+  // BuildKit gives a concurrent private user a fresh cache instance.
+  if (spec.sharing === 'private' && state.users > 0) return throwaway();
   if (ex.settings.runMode === 'in-place') {
     // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
     const got = await lockCache(`${dir}.lock`, spec, (msg) => ex.services.emit({ type: 'message', level: 'info', msg }), ex.scheduling.signal);
-    if (got === 'busy') {
-      const tmp = ex.settings.scratchPath('cache');
-      await mkdir(tmp, { recursive: true, mode: spec.mode });
-      await chown(tmp, spec.uid, spec.gid);
-      await chmod(tmp, spec.mode);
-      cleanup.push(() => rm(tmp, { recursive: true, force: true }));
-      return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
-    }
+    if (got === 'busy') return throwaway();
     cleanup.push(got);
   }
   if (spec.sharing === 'locked') {
