@@ -1,6 +1,5 @@
 // The warmer: fills the local store with base images (documents and every layer) ahead of builds, e.g. from a scheduled job.
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isDigest, sha256, type Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
@@ -13,6 +12,7 @@ import { runPool } from '../util/pool.js';
 import { BlobStore } from './blob-store.js';
 import { resolveImageCached } from './image-store.js';
 import { formatBytes } from '../util/bytes.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 /** The store under a --cache-dir (the build keeps its base layers in the same place). */
 export function imageStore(cacheDir: string): BlobStore {
@@ -194,13 +194,10 @@ async function readTagRecord(cacheDir: string, ref: ImageRef): Promise<TagRecord
 /** Temp file + rename: a concurrent warmer reads the old record or the new one, never half of one. */
 async function writeTagRecord(cacheDir: string, rec: TagRecord): Promise<void> {
   const file = tagRecordPath(cacheDir, parseReference(rec.ref));
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
   try {
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(tmp, JSON.stringify(rec));
-    await rename(tmp, file);
+    await writeFileAtomic(file, JSON.stringify(rec));
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
     throw new BuilderError('WARM_RECORD_FAILED', `cannot record the resolution of ${rec.ref} in ${path.dirname(file)}: ${(err as Error).message}`, {
       hint: 'check that the cache directory is writable',
       cause: err,

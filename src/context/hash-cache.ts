@@ -1,7 +1,7 @@
 // Per-file sha256 remembered by (dev, ino, size, mtime, ctime), as git's index does: a second COPY key on the same machine only stats.
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
 
 // Bump when the key or the stored value changes meaning.
 const FORMAT = 'builder-file-hashes-v2';
@@ -93,15 +93,12 @@ export class FileHashCache {
       entries[k] = v;
       n++;
     }
-    const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       await mkdir(path.dirname(this.file), { recursive: true });
-      await writeFile(tmp, JSON.stringify({ format: FORMAT, entries }));
-      await rename(tmp, this.file);
+      await writeFileAtomic(this.file, JSON.stringify({ format: FORMAT, entries }));
       this.dirty = false;
     } catch (err) {
       // a cache that cannot be written only costs the next build the hashing
-      await rm(tmp, { force: true }).catch(() => undefined);
       onWarning?.(`cannot save the file hash cache ${this.file}: ${(err as Error).message}; the next build hashes the context again`);
     }
   }

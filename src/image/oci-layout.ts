@@ -1,7 +1,7 @@
 // OCI image layout on disk: oci-layout, index.json (ref.name tags) and blobs/sha256, written atomically and verified.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,6 +9,7 @@ import { BuilderError } from '../errors.js';
 import { digestHex, sha256, verified, VerifyingStream, type Digest } from '../digest/index.js';
 import { manifestMediaType, parseConfig, parseIndex, parseManifest } from './parse.js';
 import { selectPlatform, formatPlatform } from './platform.js';
+import { writeFileAtomic } from '../util/fs.js';
 import {
   isIndexMediaType, MediaType, REF_NAME_ANNOTATION,
   type BlobOpener, type Descriptor, type ImageData, type Index, type Platform,
@@ -151,14 +152,7 @@ function names(idx: Index): string[] {
 
 async function atomicWrite(path: string, data: string | Buffer, skipIfExists = false): Promise<void> {
   if (skipIfExists && (await stat(path).then(() => true, () => false))) return;
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeFileAtomic(path, data);
 }
 
 /** A manifest or index read from a layout: the entry, its exact bytes and media type. */

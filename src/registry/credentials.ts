@@ -1,9 +1,10 @@
 // Credentials for a registry from docker config.json, credential helpers, DOCKER_AUTH_CONFIG and GitLab CI variables.
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BuilderError } from '../errors.js';
 import { DOCKER_HUB, normalizeRegistry } from '../reference/index.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 /** A username/password pair, or an identity token (OAuth2 refresh token) exchanged at the token endpoint. */
 export interface Credential {
@@ -199,9 +200,7 @@ function configKey(registry: string): string {
 /** Writes the config back in place of the old one (temp file + rename; owner-only, it holds secrets). */
 async function writeConfig(path: string, cfg: DockerConfig): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
 }
 
 /** `builder login`: stores user:password for registry in the docker config's auths (other entries untouched). Returns the file. */
