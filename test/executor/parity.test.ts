@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONFIG_KEYS, normalizedConfig } from '../../conformance/compare.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
+import { run, skopeoCopy, skopeoInspect, umociUnpack, unmountBelow } from '../support/tools.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const haveTools = ['buildah', 'skopeo', 'umoci', 'docker-registry'].every((t) =>
@@ -452,10 +452,7 @@ describe.skipIf(!canRun)('parity with buildah (bud --isolation chroot)', () => {
     if (tmp) {
       await buildah(['rm', '--all']).catch(() => undefined);
       await buildah(['rmi', '--all', '--force']).catch(() => undefined);
-      // buildah can leave mounts below its root (chroot isolation bind-mounts, vfs/overlay storage): lazy-unmount them.
-      const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
-        .map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(tmp)).sort().reverse();
-      for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
+      await unmountBelow(tmp);
       await rm(tmp, { recursive: true, force: true });
     }
     await reg?.stop();

@@ -19,7 +19,7 @@ import { crc32Js, createLayerCompressor, GZIP_CHUNK } from '../../src/snapshot/c
 import { entriesForPaths, writeLayer } from '../../src/snapshot/index.js';
 import { REPO_ROOT } from '../support/paths.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
+import { run, skopeoCopy, skopeoInspect, umociUnpack, unmountBelow } from '../support/tools.js';
 
 const onPath = (t: string): boolean => (process.env.PATH ?? '').split(':').some((d) => existsSync(path.join(d, t)));
 const haveZstd = onPath('zstd');
@@ -172,9 +172,7 @@ describe.skipIf(!canRun)('compressed layers builder pushes, read by other client
     if (tmp) {
       await buildah(['rm', '--all']).catch(() => undefined);
       await buildah(['rmi', '--all', '--force']).catch(() => undefined);
-      const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
-        .map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(tmp)).sort().reverse();
-      for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
+      await unmountBelow(tmp);
       await rm(tmp, { recursive: true, force: true });
     }
     await reg?.stop();

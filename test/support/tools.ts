@@ -1,5 +1,6 @@
 // Test harness: thin wrappers around external tools (skopeo, umoci, any command) with TestRegistry-aware flags.
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import type { TestRegistry } from './registry.js';
 
 export interface RunOptions {
@@ -124,4 +125,11 @@ export async function umociUnpack(layoutDir: string, tag: string, bundleDir: str
 /** Flags every umoci command that writes files needs when not running as root. */
 export function umociRootless(): string[] {
   return typeof process.getuid === 'function' && process.getuid() !== 0 ? ['--rootless'] : [];
+}
+
+/** Lazily unmounts every mount below dir, deepest first (buildah can leave chroot binds and storage mounts behind). */
+export async function unmountBelow(dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
+    .map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(dir)).sort().reverse();
+  for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
 }
