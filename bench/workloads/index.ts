@@ -48,8 +48,8 @@ async function copyStatic(srcDir: string, ctxDir: string, p: WorkloadParams, ski
   await writeFile(df, text);
 }
 
-/** Deterministic PRNG (mulberry32) so generated contexts are the same on every machine. */
-function prng(seed: number): () => number {
+/** Deterministic PRNG (mulberry32) so generated contexts (and the fuzz test's mutations) are the same on every machine. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -8,6 +8,7 @@ import {
   applyToStageVars, cloneStageVars, compileShellPattern, expandInstruction, expansionEnv, globFind, lex, onbuildInstructions,
   planBuild, readDockerfile, stageVarsFromImage, type ExpandOptions,
 } from '../../src/dockerfile/index.js';
+import { prng } from '../../bench/workloads/index.js';
 import { BuilderError } from '../../src/errors.js';
 import { CONFORMANCE } from '../support/paths.js';
 import { Watchdog } from '../support/watchdog.js';
@@ -21,18 +22,6 @@ const SLOW_MS = 500;
 const HANG_MS = 20_000;
 const FILE = 'fuzz/Dockerfile';
 const PLATFORM = { os: 'linux', architecture: 'amd64' };
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Copies of the corpora, read once: the shared directory is only read, never written.
 function readCorpus(): { dockerfiles: string[]; words: string[] } {
@@ -232,12 +221,12 @@ describe('fuzz: Dockerfile parser, planner and expander (seeded, bounded)', () =
 
   /** Runs `check` twice per input (determinism) under the watchdog and timing; collects failures. */
   function campaign(name: string, seed: number, gen: (r: () => number) => string, check: (input: string, r: () => number) => Outcome): string[] {
-    const r = rng(seed);
+    const r = prng(seed);
     const failures: string[] = [];
     for (let i = 0; i < ITERATIONS && failures.length < 5; i++) {
       const input = gen(r);
       const choice = r(); // the same choices for both runs of the input
-      const once = (): Outcome => dog.run(input, () => check(input, rng(Math.floor(choice * 2 ** 32))));
+      const once = (): Outcome => dog.run(input, () => check(input, prng(Math.floor(choice * 2 ** 32))));
       // CPU time, and the faster of two runs: the machine's load must not fail the run.
       const cpu0 = process.cpuUsage();
       const a = once();
@@ -279,7 +268,7 @@ describe('fuzz: Dockerfile parser, planner and expander (seeded, bounded)', () =
   });
 
   it('the pattern matcher finds what a backtracking RegExp finds (short inputs, where backtracking is cheap)', () => {
-    const r = rng(SEED + 3);
+    const r = prng(SEED + 3);
     const failures: string[] = [];
     const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
     for (let i = 0; i < ITERATIONS * 4 && failures.length < 5; i++) {
