@@ -226,7 +226,7 @@ export function baselineTable(sums: Summary[]): string {
  */
 const GAPS: Record<string, string> = {
   'start-up cold wall ≤ kaniko': 'V8 compiling the 730 KB bundle and node itself (`node -e 0` 0.06 s); tried: one-file bundle, undici loaded on first request (0.30 → 0.14 s). Next: a V8 code cache or snapshot',
-  'small cold wall ≤ kaniko': '0.9 s = start-up 0.14 + push check 0.13 + base extraction into the store 0.13 + per RUN ≈ 0.08 s of process chain (sandbox) and ≈ 0.09 s spawning python3 through a pyenv shim to read xattrs (after this run: /usr/bin/python3 -I -S, small 0.74–0.83 s vs kaniko 0.19–0.23 s) + push 0.09; 55% idle in the profile. Next: overlap the push check with the pull, fewer processes per RUN',
+  'small cold wall ≤ kaniko': '0.9 s = start-up 0.14 + push check 0.13 + base extraction into the store 0.13 + per RUN ≈ 0.08 s of process chain (sandbox) and ≈ 0.09 s spawning python3 through a pyenv shim to read xattrs (after this run the reader starts /usr/bin/python3 -I -S; small again with all three tools, `…T21-16-28-330Z.json`: builder 0.95–1.11 s, kaniko 0.21–0.24 s, buildah 1.44–1.81 s: no gain visible in the noise) + push 0.09; 55% idle in the profile. Next: overlap the push check with the pull, fewer processes per RUN',
   'small cold wall ≤ 0.5× buildah': 'same costs as the kaniko row',
   'multi-stage cold wall ≤ 0.5× buildah': 'the Debian base extraction (first build) and the 1,000-file RUN; warm rebuild is 0.73× buildah',
   'node-app snapshot ≤ 1.3× machine baseline (gzip -1)': 'the RUN walks the whole root (≈ 40,000 lstats) which the baseline does not; tried: synchronous walk, compact index (1.9× → 1.31× in a quieter run); next: diff while walking',
