@@ -54,6 +54,19 @@ export function platformFromFlags(flags: RegistryFlags): Platform {
   return flags.customPlatform ? parsePlatform(flags.customPlatform) : platformFromNode(process.arch);
 }
 
+/** --platform (BuildKit's comma-separated list of target platforms), else --custom-platform or this host's, as a list. */
+export function platformsFromFlags(flags: RegistryFlags & { platform?: string }): Platform[] {
+  if (flags.platform === undefined) return [platformFromFlags(flags)];
+  if (flags.customPlatform) {
+    throw new BuilderError('FLAG_CONFLICT', '--platform and --custom-platform both name target platforms', {
+      hint: 'use --platform a,b for several platforms (or one), --custom-platform for kaniko\'s one platform; not both',
+    });
+  }
+  const list = flags.platform.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (list.length === 0) throw new BuilderError('PLATFORM_INVALID', '--platform is empty', { hint: 'e.g. --platform linux/amd64,linux/arm64' });
+  return list.map(parsePlatform);
+}
+
 /** The command's log stream on stderr (stdout is for what a script captures). */
 export function loggerFromFlags(flags: RegistryFlags, env: CliEnv): Logger {
   const level = flags.verbose && !flags.verbosity ? 'trace' : parseLevel(flags.verbosity);

@@ -30,6 +30,7 @@ const seconds = (s: number): string => `${s.toFixed(1)}s`;
 export function summaryLine(s: BuildSummary): string {
   const p = s.phases;
   return `done in ${seconds(s.seconds)}: ${s.digest}, ${s.layers} layers (${s.layersBuilt} built, ${s.layersCached} from the cache), ${formatBytes(s.size)}`
+    + (s.images ? ` in ${s.images.length} images (${s.images.map((i) => `${i.platform} ${i.digest}, ${i.layers} layers`).join('; ')})` : '')
     + `; down ${formatBytes(s.bytesDown)}, up ${formatBytes(s.bytesUp)}`
     + `; pull ${seconds(p.pull)}, steps ${seconds(p.steps)}, snapshot ${seconds(p.snapshot)}, push ${seconds(p.push)}`
     + (s.pushed.length ? `; pushed to ${s.pushed.join(', ')}` : '');

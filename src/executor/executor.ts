@@ -50,7 +50,12 @@ export interface Scheduling {
 
 export interface Settings {
   runMode: RunMode;
+  /** The target platform (a stage's FROM --platform overrides it for that stage). */
   platform: Platform;
+  /** The platform builder runs on: RUN for any other needs an emulator. */
+  buildPlatform: Platform;
+  /** --platform a,b: the target's name, in stage and step labels. */
+  platformTag?: string;
   /** --image-format; default: that of the base image. */
   imageFormat?: ImageFormat;
   /** The image's created time (and every history entry's). */

@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
 import { BuilderError } from '../errors.js';
-import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -41,6 +41,10 @@ export class StageState {
     readonly format: ImageFormat,
     readonly root: StageRoot,
     public vars: StageVars,
+    /** The platform the stage's binaries are for (its FROM --platform, else the target). */
+    readonly platform: Platform,
+    /** "stage 1 (build)", for errors. */
+    readonly label: string,
   ) {
     this.cfg = { config: { ...(base.config.config ?? {}) }, cmdSet: false, ...(base.config.author ? { author: base.config.author } : {}) };
     this.layers = [...base.layers];
@@ -111,7 +115,7 @@ interface PreparedStep {
 
 export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
   const { services, settings, scheduling } = ex;
-  const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
+  const label = `${settings.platformTag ? `${settings.platformTag} ` : ''}stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
   services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
 
@@ -124,7 +128,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),
     onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
-  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
+  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars, platform, label);
 
   // ONBUILD triggers of the base (an image, or an earlier stage's ONBUILD lines) run first; the stage does not inherit them.
   const triggers = stage.baseName !== 'scratch'
@@ -206,7 +210,7 @@ async function prepareSteps(
     const step: Step = {
       number: i + 1,
       total: instructions.length,
-      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      label: `[${settings.platformTag ? `${settings.platformTag} ` : ''}${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
       where: `${raw.file}:${raw.line}`,
       by: createdBy(inst, cfg.config.Shell),
     };

@@ -4,8 +4,8 @@ import { rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { digestHex, VerifyingStream } from '../digest/index.js';
-import type { BlobOpener, ImageData } from './types.js';
+import { digestHex, VerifyingStream, type Digest } from '../digest/index.js';
+import { MediaType, REF_NAME_ANNOTATION, type BlobOpener, type Descriptor, type ImageData } from './types.js';
 
 export interface DockerArchiveOptions {
   /** Names for manifest.json RepoTags, e.g. ["registry.io/app:1.0"]; empty for an untagged image. */
@@ -33,12 +33,7 @@ export async function writeDockerArchive(path: string, image: ImageData, openBlo
       const name = layerNames[i]!;
       if (written.has(name)) continue;
       written.add(name);
-      const src = await openBlob(l);
-      await new Promise<void>((resolve, reject) => {
-        const sink = pack.entry({ name, size: l.size, mode: 0o644, mtime: new Date(0) }, (e) => (e ? reject(e) : resolve()));
-        // verify again here so an opener that does not verify cannot put bad bytes in the archive
-        pipeline(src, new VerifyingStream(l.digest, l.size, `layer ${l.digest}`), sink).catch(reject);
-      });
+      await streamEntry(pack, name, l, openBlob);
     }
     await entry('manifest.json', Buffer.from(manifestJson));
     pack.finalize();
@@ -50,4 +45,58 @@ export async function writeDockerArchive(path: string, image: ImageData, openBlo
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/**
+ * A multi-platform image as one tarball that is both an OCI layout (oci-layout, index.json naming the index `tag`,
+ * blobs/sha256/...) and a docker-archive (manifest.json: one untagged entry per platform, as `docker save` of Docker 25
+ * writes): skopeo reads it as oci-archive:FILE:TAG, or one platform as docker-archive:FILE:@N.
+ */
+export async function writeMultiPlatformArchive(
+  path: string, index: { bytes: Buffer; mediaType: string; digest: Digest; images: ReadonlyArray<{ image: ImageData; openBlob: BlobOpener }> }, opts: { tag?: string } = {},
+): Promise<void> {
+  const blobName = (d: Digest): string => `blobs/sha256/${digestHex(d)}`;
+  const top = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [{
+    mediaType: index.mediaType, digest: index.digest, size: index.bytes.length, ...(opts.tag ? { annotations: { [REF_NAME_ANNOTATION]: opts.tag } } : {}),
+  }] };
+  const manifestJson = index.images.map(({ image }) => ({ Config: blobName(image.manifest.config.digest), RepoTags: [], Layers: image.manifest.layers.map((l) => blobName(l.digest)) }));
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const pack = tar.pack();
+  const out = pipeline(pack, createWriteStream(tmp));
+  const entry = (name: string, data: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
+  const written = new Set<string>();
+  const once = async (d: Digest, write: () => Promise<void>): Promise<void> => {
+    if (written.has(d)) return;
+    written.add(d);
+    await write();
+  };
+  try {
+    await entry('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
+    for (const { image, openBlob } of index.images) {
+      for (const l of image.manifest.layers) await once(l.digest, () => streamEntry(pack, blobName(l.digest), l, openBlob));
+      await once(image.manifest.config.digest, () => entry(blobName(image.manifest.config.digest), image.configBytes));
+      await once(image.manifestDigest, () => entry(blobName(image.manifestDigest), image.manifestBytes));
+    }
+    await entry(blobName(index.digest), index.bytes);
+    await entry('index.json', Buffer.from(JSON.stringify(top)));
+    await entry('manifest.json', Buffer.from(JSON.stringify(manifestJson)));
+    pack.finalize();
+    await out;
+    await rename(tmp, path);
+  } catch (err) {
+    pack.destroy();
+    await out.catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** One blob streamed into the tar, verified again so an opener that does not verify cannot put bad bytes in. */
+async function streamEntry(pack: tar.Pack, name: string, l: Descriptor, openBlob: BlobOpener): Promise<void> {
+  const src = await openBlob(l);
+  await new Promise<void>((resolve, reject) => {
+    const sink = pack.entry({ name, size: l.size, mode: 0o644, mtime: new Date(0) }, (e) => (e ? reject(e) : resolve()));
+    pipeline(src, new VerifyingStream(l.digest, l.size, `layer ${l.digest}`), sink).catch(reject);
+  });
 }

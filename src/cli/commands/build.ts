@@ -16,7 +16,7 @@ import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
 import type { Renderer } from '../render.js';
 import { installDir } from '../version.js';
-import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
@@ -36,6 +36,8 @@ export interface BuildFlags extends RegistryFlags {
   reproducible?: boolean;
   buildArg?: string[];
   target?: string;
+  /** --platform: comma-separated target platforms. */
+  platform?: string;
   skipUnusedStages?: boolean;
   label?: string[];
   secret?: string[];
@@ -135,7 +137,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(imageFormat ? { imageFormat } : {}),
     reproducible: flags.reproducible === true,
     ...(sde && /^\d+$/.test(sde) ? { sourceDateEpoch: Number(sde) } : {}),
-    platform: platformFromFlags(flags),
+    ...targetPlatforms(flags),
     buildPlatform: platformFromNode(process.arch),
     buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
     env: env.env,
@@ -210,6 +212,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--reproducible [bool]', 'zero timestamps (or SOURCE_DATE_EPOCH) so equal inputs give equal digests', parseBool)
     .option('--build-arg <KEY[=VALUE]>', 'build argument; bare KEY takes the value from the environment (repeatable)', collect)
     .option('--target <stage>', 'build up to this stage')
+    .option('--platform <os/arch[/variant],...>', 'target platforms, comma-separated (BuildKit\'s spelling): several build every one in this run and push one multi-platform index (--custom-platform: one)')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target, as kaniko)', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
     .option('--secret <id=ID,src=FILE|id=ID,env=VAR>', 'a secret for RUN --mount=type=secret (repeatable); never in the image, its history or a cache key', collect)
@@ -288,4 +291,10 @@ async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
   } finally {
     await client.close();
   }
+}
+
+/** platform (the first) and, with several, platforms: a one-platform --platform is today's --custom-platform build. */
+function targetPlatforms(flags: BuildFlags): Pick<BuildOptions, 'platform' | 'platforms'> {
+  const list = platformsFromFlags(flags);
+  return list.length > 1 ? { platform: list[0]!, platforms: list } : { platform: list[0]! };
 }

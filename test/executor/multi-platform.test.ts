@@ -1,0 +1,159 @@
+// --platform linux/amd64,linux/arm64 end to end, with a real second platform (Debian's aarch64 busybox): one run pushes
+// an index of two images, the $BUILDPLATFORM stage runs once, each image has its own base, files and label; a RUN for
+// a platform this host cannot execute stops with a clear error (or runs, where an emulator is registered).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findEmulator } from '../../src/run/index.js';
+import { hostArch, pushArm64Busybox, pushCrossPlatform } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { run, skopeoFlags, skopeoInspect, umociUnpack } from '../support/tools.js';
+import { compileIfStale, registryTags, Workspace } from './helpers.js';
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+const ELF_MACHINE: Record<string, number> = { amd64: 62, arm64: 183 };
+
+/** e_machine of an ELF file (little-endian: both test platforms are). */
+async function elfMachine(file: string): Promise<number> {
+  return (await readFile(file)).readUInt16LE(18);
+}
+
+interface IndexEntry { mediaType: string; digest: string; platform: { os: string; architecture: string; variant?: string } }
+
+describe('builder build --platform a,b', () => {
+  let reg: TestRegistry;
+  let ws: Workspace;
+  let base: string;
+  let ctx: string;
+  const platforms = `linux/${hostArch()},linux/arm64`;
+
+  beforeAll(async () => {
+    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-platform-'), compileIfStale()]);
+    base = await pushCrossPlatform(reg);
+    ctx = await ws.context('ctx', {
+      Dockerfile: [
+        'ARG BASE',
+        'FROM --platform=$BUILDPLATFORM $BASE AS build',
+        'ARG BUILDPLATFORM',
+        'RUN mkdir /out && echo "built on $BUILDPLATFORM by $(uname -m)" > /out/build.txt && echo native-build-step-ran',
+        'FROM $BASE',
+        'ARG TARGETARCH',
+        'ARG TARGETPLATFORM',
+        'COPY --from=build /out/build.txt /build.txt',
+        'COPY arch/$TARGETARCH.txt /arch.txt',
+        'LABEL arch=$TARGETARCH platform=$TARGETPLATFORM',
+        '',
+      ].join('\n'),
+      [`arch/${hostArch()}.txt`]: `for ${hostArch()}\n`,
+      'arch/arm64.txt': 'for arm64\n',
+    });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await ws?.remove();
+  });
+
+  /** skopeo --override-arch ARCH copy of the tag, unpacked with umoci; returns the rootfs and the copied manifest's digest. */
+  async function unpackFor(ref: string, arch: string, name: string): Promise<{ rootfs: string; digest: string }> {
+    const layout = ws.path(`${name}-layout`);
+    await run('skopeo', ['--override-arch', arch, 'copy', '--quiet', ...skopeoFlags({ reg }, 'src-'), `docker://${reg.host}/${ref}`, `oci:${layout}:img`]);
+    const top = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    return { rootfs: await umociUnpack(layout, 'img', ws.path(`${name}-bundle`)), digest: top.manifests[0]!.digest };
+  }
+
+  it('pushes one index of an amd64 and an arm64 image, the $BUILDPLATFORM stage built once', async () => {
+    const r = await ws.build(ctx, [
+      '--destination', `${reg.host}/multi/app:v1`, '--platform', platforms, '--build-arg', `BASE=${base}`,
+      '--digest-file', ws.path('digest'), '--image-name-with-digest-file', ws.path('name-digest'), '--run-mode', 'sandbox',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const printed = r.stdout.trim();
+    // the native build stage ran once for both targets
+    expect(r.stderr.split('\n').filter((l) => l.includes('native-build-step-ran') && !l.includes('RUN'))).toHaveLength(1);
+
+    const index = await skopeoInspect(reg, 'multi/app:v1', { raw: true });
+    expect(index.mediaType).toBe(OCI_INDEX);
+    const entries = index.manifests as IndexEntry[];
+    expect(entries.map((m) => `${m.platform.os}/${m.platform.architecture}`).sort()).toEqual([`linux/${hostArch()}`, 'linux/arm64'].sort());
+    expect((await readFile(ws.path('digest'), 'utf8')).trim()).toBe(printed);
+    expect((await skopeoInspect(reg, 'multi/app:v1')).Digest).toBe(printed);
+    expect((await readFile(ws.path('name-digest'), 'utf8')).trim()).toBe(`${reg.host}/multi/app@${printed}`);
+    // the summary names each platform's image
+    for (const m of entries) expect(r.stderr).toContain(`${m.platform.os}/${m.platform.architecture} ${m.digest}`);
+
+    for (const arch of new Set([hostArch(), 'arm64'])) {
+      const entry = entries.find((m) => m.platform.architecture === arch)!;
+      const { rootfs, digest } = await unpackFor('multi/app:v1', arch, `app-${arch}`);
+      expect(digest).toBe(entry.digest);
+      const config = await skopeoInspect(reg, `multi/app@${entry.digest}`, { config: true });
+      expect(config.architecture).toBe(arch);
+      expect(config.os).toBe('linux');
+      expect(config.config.Labels).toMatchObject({ arch, platform: `linux/${arch}` });
+      // its own platform's base: an aarch64 busybox in the arm64 image
+      expect(await elfMachine(path.join(rootfs, 'bin/busybox'))).toBe(ELF_MACHINE[arch]);
+      expect(await readFile(path.join(rootfs, 'arch.txt'), 'utf8')).toBe(`for ${arch}\n`);
+      // the build stage ran on the build platform, natively
+      expect(await readFile(path.join(rootfs, 'build.txt'), 'utf8')).toBe(`built on linux/${hostArch()} by ${hostArch() === 'amd64' ? 'x86_64' : 'aarch64'}\n`);
+    }
+  });
+
+  it('rebuilds both platforms from the layer cache, writes the index to --oci-layout-path and --tar-path, and a Docker manifest list with --image-format docker', async () => {
+    const args = ['--platform', platforms, '--build-arg', `BASE=${base}`, '--cache=true', '--cache-repo', `${reg.host}/multi/cache`, '--run-mode', 'sandbox', '--reproducible'];
+    const first = await ws.build(ctx, [...args, '--destination', `${reg.host}/multi/cached:1`]);
+    expect(first.code, first.stderr).toBe(0);
+    const second = await ws.build(ctx, [...args, '--destination', `${reg.host}/multi/cached:2`, '--no-push',
+      '--oci-layout-path', ws.path('out-layout'), '--tar-path', ws.path('out.tar')]);
+    expect(second.code, second.stderr).toBe(0);
+    // same index, nothing rebuilt: the RUN and both platforms' COPYs came from the cache
+    expect(second.stdout.trim()).toBe(first.stdout.trim());
+    expect(second.stderr).toMatch(/0 built/);
+    expect(await registryTags(reg, 'multi/cached')).toEqual(['1']);
+
+    // OCI layout: index.json names the index; skopeo picks each platform out of it
+    const top = JSON.parse(await readFile(ws.path('out-layout/index.json'), 'utf8')) as { manifests: Array<{ digest: string; mediaType: string }> };
+    expect(top.manifests.map((m) => [m.digest, m.mediaType])).toEqual([[second.stdout.trim(), OCI_INDEX]]);
+    const armFromLayout = await run('skopeo', ['--override-arch', 'arm64', 'inspect', '--config', `oci:${ws.path('out-layout')}:2`]);
+    expect(JSON.parse(armFromLayout.stdout).architecture).toBe('arm64');
+    // --tar-path: an OCI archive and a docker-archive at once
+    const fromTar = await run('skopeo', ['--override-arch', 'arm64', 'inspect', '--config', `oci-archive:${ws.path('out.tar')}:2`]);
+    expect(JSON.parse(fromTar.stdout).architecture).toBe('arm64');
+    const archives = await Promise.all([0, 1].map(async (n) => JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${ws.path('out.tar')}:@${n}`])).stdout).architecture as string));
+    expect(archives.sort()).toEqual([hostArch(), 'arm64'].sort());
+
+    const docker = await ws.build(ctx, [...args.slice(0, 4), '--destination', `${reg.host}/multi/docker:1`, '--image-format', 'docker', '--run-mode', 'sandbox']);
+    expect(docker.code, docker.stderr).toBe(0);
+    const list = await skopeoInspect(reg, 'multi/docker:1', { raw: true });
+    expect(list.mediaType).toBe(DOCKER_LIST);
+    expect((list.manifests as IndexEntry[]).map((m) => m.platform.architecture).sort()).toEqual([hostArch(), 'arm64'].sort());
+  });
+
+  it('a RUN for a platform this host cannot execute: stops before the step naming stage, step and platform (or runs under a registered emulator)', async () => {
+    const foreign = await ws.context('foreign', { Dockerfile: `ARG BASE\nFROM $BASE AS final\nRUN uname -m\n` });
+    const r = await ws.build(foreign, ['--destination', `${reg.host}/multi/foreign:1`, '--platform', platforms, '--build-arg', `BASE=${base}`, '--run-mode', 'sandbox']);
+    if ((await findEmulator('arm64')).ok) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain('aarch64');
+      return;
+    }
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('RUN_FOREIGN_PLATFORM');
+    expect(r.stderr).toMatch(/linux\/arm64 stage 0 \(final\), step \[linux\/arm64 final 1\/1\] "RUN \/bin\/sh -c uname -m": the stage is linux\/arm64 and this host \(linux\/\w+\) cannot run its binaries/);
+    expect(r.stderr).toContain('Dockerfile:3');
+    expect(r.stderr).toMatch(/qemu-user-static/);
+    expect(await registryTags(reg, 'multi/foreign')).toEqual([]);
+  });
+
+  it('a single-platform base of another architecture is an error naming both platforms', async () => {
+    const arm = await pushArm64Busybox(reg);
+    const c = await ws.context('mismatch', { Dockerfile: `FROM ${arm}\nCOPY Dockerfile /x\n` });
+    const r = await ws.build(c, ['--destination', `${reg.host}/multi/mismatch:1`, '--platform', `linux/${hostArch()}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('BASE_PLATFORM_MISMATCH');
+    expect(r.stderr).toContain(`is a linux/arm64 image, but this stage builds for linux/${hostArch()}`);
+    // the same base is fine for an arm64 target (COPY only: nothing to execute)
+    const ok = await ws.build(c, ['--destination', `${reg.host}/multi/mismatch:2`, '--platform', 'linux/arm64/v8']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await skopeoInspect(reg, 'multi/mismatch:2', { config: true })).architecture).toBe('arm64');
+  });
+});
