@@ -6,7 +6,7 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
 import { FileHashCache, openContext } from '../context/index.js';
-import { planBuild, readDockerfile, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
+import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
@@ -16,7 +16,6 @@ import {
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
 import type { Executor, Scheduling, StageResult } from './executor.js';
-import { checkPlatforms, sharedStages } from './platforms.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';

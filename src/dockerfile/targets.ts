@@ -1,7 +1,7 @@
-// Multi-platform builds (--platform a,b): which stages do not depend on the target platform, so run once for all.
+// Multi-platform builds (--platform a,b): the target list, and which stages do not depend on the target (run once for all).
 import { BuilderError } from '../errors.js';
 import { formatPlatform, type Platform } from '../image/index.js';
-import type { BuildPlan, PlannedStage } from '../dockerfile/index.js';
+import type { BuildPlan, PlannedStage } from './plan.js';
 
 /** Refuses a platform named twice: the index would carry two entries nobody can tell apart. */
 export function checkPlatforms(platforms: readonly Platform[]): void {
