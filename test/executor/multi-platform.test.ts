@@ -128,6 +128,25 @@ describe('builder build --platform a,b', () => {
     expect((list.manifests as IndexEntry[]).map((m) => m.platform.architecture).sort()).toEqual([hostArch(), 'arm64'].sort());
   });
 
+  it('builder warm --platform fills the store for every platform; builder plan shows the shared stage', async () => {
+    const cache = ws.path('warm-cache');
+    const w = await ws.cli(['warm', '--cache-dir', cache, '--platform', platforms, '-i', base]);
+    expect(w.code, w.stderr).toBe(0);
+    const before = (await reg.accessLog()).length;
+    const r = await ws.build(ctx, ['--platform', platforms, '--build-arg', `BASE=${base}`, '--no-push', '--run-mode', 'sandbox'], { cache });
+    expect(r.code, r.stderr).toBe(0);
+    // both platforms' layers came from the warm store: not one blob request for the base
+    const log = (await reg.accessLog()).slice(before);
+    expect(log.filter((e) => e.path.startsWith('/v2/library/cross/blobs/'))).toEqual([]);
+    expect(log.filter((e) => e.path.startsWith('/v2/library/cross/manifests/')).length).toBeGreaterThan(0);
+
+    const plan = await ws.cli(['plan', '--context', ctx, '--dockerfile', path.join(ctx, 'Dockerfile'), '--platform', platforms, '--build-arg', `BASE=${base}`]);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout.match(/^platform: .*$/gm)).toEqual([`platform: linux/${hostArch()} (build platform linux/${hostArch()})`, 'platform: linux/arm64 (build platform linux/' + hostArch() + ')']);
+    expect(plan.stdout.match(/^stage 0 build: .*$/gm)!.every((l) => l.endsWith('runs once, shared by every platform'))).toBe(true);
+    expect(plan.stdout.match(/^stage 1: .*$/gm)!.every((l) => l.endsWith('— runs'))).toBe(true);
+  });
+
   it('a RUN for a platform this host cannot execute: stops before the step naming stage, step and platform (or runs under a registered emulator)', async () => {
     const foreign = await ws.context('foreign', { Dockerfile: `ARG BASE\nFROM $BASE AS final\nRUN uname -m\n` });
     const r = await ws.build(foreign, ['--destination', `${reg.host}/multi/foreign:1`, '--platform', platforms, '--build-arg', `BASE=${base}`, '--run-mode', 'sandbox']);
