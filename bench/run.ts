@@ -161,9 +161,14 @@ async function lastError(logFile: string): Promise<string> {
 
 async function pushedLayers(registryHost: string, repoTag: string): Promise<number | undefined> {
   try {
-    const raw = await runCmd('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryHost}/${repoTag}`]);
-    const m = JSON.parse(raw) as { layers?: unknown[] };
-    return m.layers?.length;
+    const raw = (ref: string): Promise<string> => runCmd('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryHost}/${ref}`]);
+    const m = JSON.parse(await raw(repoTag)) as { layers?: unknown[]; manifests?: Array<{ digest: string }> };
+    if (!m.manifests) return m.layers?.length;
+    // an index (--platform a,b): the layers of every platform's image
+    const repo = repoTag.slice(0, repoTag.lastIndexOf(':'));
+    let n = 0;
+    for (const d of m.manifests) n += (JSON.parse(await raw(`${repo}@${d.digest}`)) as { layers?: unknown[] }).layers?.length ?? 0;
+    return n;
   } catch {
     return undefined;
   }

@@ -231,6 +231,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
       const downloads: Scheduling['downloads'] = new Map();
       const cacheMounts: Scheduling['cacheMounts'] = new Map();
+      const fileHashes = ctx.kind === 'dir' ? fileHashesOf(opts.cacheDir, ctx.dir) : undefined;
       const executor = (plan: BuildPlan, platform: Platform, dir: string, tag: string | undefined): Executor => {
         const needed = neededStages(plan);
         const usesLeft = new Map<number, number>();
@@ -238,7 +239,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         return {
           services: {
             client, store, ...(rootfs ? { rootfs } : {}), ctx,
-            ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
+            ...(fileHashes ? { fileHashes } : {}),
             plan, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
           },
           scheduling: { done: new Map(), images: new Map(), downloads, cacheMounts, usesLeft, signal: abort.signal, multiStage: multi || needed.length > 1 },
@@ -266,8 +267,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       };
       const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
       // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
-      const sharedEx = executor(plans[0]!, platforms[0]!, 'shared', undefined);
-      for (const i of shared) sharedEx.scheduling.usesLeft.set(i, Number.MAX_SAFE_INTEGER);
+      const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared', undefined) : executors[0]!;
       const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort);
       throwIfCancelled(opts.signal);
 
