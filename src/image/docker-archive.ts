@@ -21,30 +21,17 @@ export async function writeDockerArchive(path: string, image: ImageData, openBlo
   const configName = `${digestHex(image.manifest.config.digest)}.json`;
   const layerNames = image.manifest.layers.map((l) => `${digestHex(l.digest)}.tar${/gzip/.test(l.mediaType) ? '.gz' : /zstd/.test(l.mediaType) ? '.zst' : ''}`);
   const manifestJson = JSON.stringify([{ Config: configName, RepoTags: opts.repoTags ?? [], Layers: layerNames }]);
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  const pack = tar.pack();
-  const out = pipeline(pack, createWriteStream(tmp));
-  const entry = (name: string, data: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
-  try {
+  await writeTar(path, async (entry, stream) => {
     await entry(configName, image.configBytes);
     const written = new Set<string>();
     for (const [i, l] of image.manifest.layers.entries()) {
       const name = layerNames[i]!;
       if (written.has(name)) continue;
       written.add(name);
-      await streamEntry(pack, name, l, openBlob);
+      await stream(name, l, openBlob);
     }
     await entry('manifest.json', Buffer.from(manifestJson));
-    pack.finalize();
-    await out;
-    await rename(tmp, path);
-  } catch (err) {
-    pack.destroy();
-    await out.catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
 }
 
 /**
@@ -60,27 +47,37 @@ export async function writeMultiPlatformArchive(
     mediaType: index.mediaType, digest: index.digest, size: index.bytes.length, ...(opts.tag ? { annotations: { [REF_NAME_ANNOTATION]: opts.tag } } : {}),
   }] };
   const manifestJson = index.images.map(({ image }) => ({ Config: blobName(image.manifest.config.digest), RepoTags: [], Layers: image.manifest.layers.map((l) => blobName(l.digest)) }));
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  const pack = tar.pack();
-  const out = pipeline(pack, createWriteStream(tmp));
-  const entry = (name: string, data: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
-  const written = new Set<string>();
-  const once = async (d: Digest, write: () => Promise<void>): Promise<void> => {
-    if (written.has(d)) return;
-    written.add(d);
-    await write();
-  };
-  try {
+  const written = new Set<Digest>();
+  await writeTar(path, async (entry, stream) => {
+    const once = async (d: Digest, write: () => Promise<void>): Promise<void> => {
+      if (written.has(d)) return;
+      written.add(d);
+      await write();
+    };
     await entry('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
     for (const { image, openBlob } of index.images) {
-      for (const l of image.manifest.layers) await once(l.digest, () => streamEntry(pack, blobName(l.digest), l, openBlob));
+      for (const l of image.manifest.layers) await once(l.digest, () => stream(blobName(l.digest), l, openBlob));
       await once(image.manifest.config.digest, () => entry(blobName(image.manifest.config.digest), image.configBytes));
       await once(image.manifestDigest, () => entry(blobName(image.manifestDigest), image.manifestBytes));
     }
     await entry(blobName(index.digest), index.bytes);
     await entry('index.json', Buffer.from(JSON.stringify(top)));
     await entry('manifest.json', Buffer.from(JSON.stringify(manifestJson)));
+  });
+}
+
+type EntryWriter = (name: string, data: Buffer) => Promise<void>;
+type BlobWriter = (name: string, desc: Descriptor, openBlob: BlobOpener) => Promise<void>;
+
+/** A tarball at path written by `fill` (temp file + rename): readers never see half of one, a failure leaves none. */
+async function writeTar(path: string, fill: (entry: EntryWriter, stream: BlobWriter) => Promise<void>): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const pack = tar.pack();
+  const out = pipeline(pack, createWriteStream(tmp));
+  const entry: EntryWriter = (name, data) =>
+    new Promise((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
+  try {
+    await fill(entry, (name, desc, openBlob) => streamEntry(pack, name, desc, openBlob));
     pack.finalize();
     await out;
     await rename(tmp, path);

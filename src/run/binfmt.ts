@@ -41,7 +41,8 @@ export function elfHeader(architecture: string): Buffer | undefined {
   return h;
 }
 
-export type Emulator = { ok: true; name: string; interpreter: string } | { ok: false; reason: string };
+/** mounted: false when binfmt_misc is not visible here (a container): the host's kernel may still have a handler. */
+export type Emulator = { ok: true; name: string; interpreter: string } | { ok: false; reason: string; mounted: boolean };
 
 /**
  * The binfmt_misc handler that would run `architecture`'s executables (dir: the kernel's /proc/sys/fs/binfmt_misc).
@@ -50,10 +51,10 @@ export type Emulator = { ok: true; name: string; interpreter: string } | { ok: f
  */
 export async function findEmulator(architecture: string, dir = '/proc/sys/fs/binfmt_misc'): Promise<Emulator> {
   const header = elfHeader(architecture);
-  if (!header) return { ok: false, reason: `builder does not know the ELF header of ${architecture} binaries` };
   const status = await readFile(path.join(dir, 'status'), 'utf8').catch(() => undefined);
-  if (status === undefined) return { ok: false, reason: `binfmt_misc is not mounted (${dir})` };
-  if (status.trim() !== 'enabled') return { ok: false, reason: 'binfmt_misc is disabled' };
+  if (status === undefined) return { ok: false, reason: `binfmt_misc is not mounted (${dir})`, mounted: false };
+  if (!header) return { ok: false, reason: `builder does not know the ELF header of ${architecture} binaries`, mounted: true };
+  if (status.trim() !== 'enabled') return { ok: false, reason: 'binfmt_misc is disabled', mounted: true };
   let unfixed: string | undefined;
   for (const name of (await readdir(dir)).filter((n) => n !== 'status' && n !== 'register').sort()) {
     const entry = parseEntry(await readFile(path.join(dir, name), 'utf8').catch(() => ''));
@@ -61,8 +62,8 @@ export async function findEmulator(architecture: string, dir = '/proc/sys/fs/bin
     if (entry.flags.includes('F')) return { ok: true, name, interpreter: entry.interpreter };
     unfixed = name;
   }
-  if (unfixed !== undefined) return { ok: false, reason: `binfmt_misc handler ${unfixed} lacks the F flag (its interpreter would be looked up inside the build root)` };
-  return { ok: false, reason: `no binfmt_misc handler for ${architecture} executables is registered` };
+  if (unfixed !== undefined) return { ok: false, reason: `binfmt_misc handler ${unfixed} lacks the F flag (its interpreter would be looked up inside the build root)`, mounted: true };
+  return { ok: false, reason: `no binfmt_misc handler for ${architecture} executables is registered`, mounted: true };
 }
 
 interface Entry { enabled: boolean; interpreter: string; flags: string; offset: number; magic: Buffer; mask?: Buffer }

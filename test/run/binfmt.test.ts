@@ -45,12 +45,12 @@ describe('binfmt_misc emulators', () => {
 
   it('finds an enabled F-flag handler for the architecture, and says why there is none otherwise', async () => {
     const d = path.join(dir, 'a');
-    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: `binfmt_misc is not mounted (${d})` });
+    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: `binfmt_misc is not mounted (${d})`, mounted: false });
     await mkdir(d);
     await writeFile(path.join(d, 'status'), 'enabled\n');
     await writeFile(path.join(d, 'register'), '');
     await writeFile(path.join(d, 'qemu-arm'), entry(ARM, 'POCF'));
-    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: 'no binfmt_misc handler for arm64 executables is registered' });
+    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: 'no binfmt_misc handler for arm64 executables is registered', mounted: true });
     await writeFile(path.join(d, 'qemu-aarch64'), entry(AARCH64, 'POC'));
     expect(await findEmulator('arm64', d)).toMatchObject({ ok: false, reason: expect.stringMatching(/qemu-aarch64 lacks the F flag/) });
     await writeFile(path.join(d, 'qemu-aarch64'), entry(AARCH64, 'POCF', false));
@@ -60,7 +60,7 @@ describe('binfmt_misc emulators', () => {
     expect(await findEmulator('arm', d)).toMatchObject({ ok: true, name: 'qemu-arm' });
     expect((await findEmulator('riscv64', d)).ok).toBe(false);
     await writeFile(path.join(d, 'status'), 'disabled\n');
-    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: 'binfmt_misc is disabled' });
+    expect(await findEmulator('arm64', d)).toEqual({ ok: false, reason: 'binfmt_misc is disabled', mounted: true });
   });
 
   it('runsNatively: same os and architecture, or a compat mode (386 on amd64)', () => {
