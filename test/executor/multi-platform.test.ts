@@ -170,6 +170,24 @@ describe('builder build --platform a,b', () => {
     expect(await registryTags(reg, 'multi/foreign')).toEqual([]);
   });
 
+  it('refuses a platform named twice, --platform with --custom-platform, and a target stage pinned to one platform', async () => {
+    const twice = await ws.build(ctx, ['--no-push', '--platform', 'linux/arm64,linux/amd64,linux/arm64/v8', '--build-arg', `BASE=${base}`]);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr).toMatch(/PLATFORM_DUPLICATE: --platform names linux\/arm64 twice/);
+    const both = await ws.build(ctx, ['--no-push', '--platform', platforms, '--custom-platform', 'linux/arm64', '--build-arg', `BASE=${base}`]);
+    expect(both.code).not.toBe(0);
+    expect(both.stderr).toContain('FLAG_CONFLICT');
+    const pinned = await ws.context('pinned', { Dockerfile: 'ARG BASE\nFROM --platform=$BUILDPLATFORM $BASE AS build\nFROM build\nCOPY Dockerfile /x\n' });
+    const r = await ws.build(pinned, ['--destination', `${reg.host}/multi/pinned:1`, '--platform', platforms, '--build-arg', `BASE=${base}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`BUILD_TARGET_PINNED: pinned/Dockerfile:3: the target stage is FROM --platform=linux/${hostArch()}`));
+    expect(await registryTags(reg, 'multi/pinned')).toEqual([]);
+    // one platform: today's build, the pinned stage's image
+    const one = await ws.build(pinned, ['--destination', `${reg.host}/multi/pinned:2`, '--platform', 'linux/arm64', '--build-arg', `BASE=${base}`]);
+    expect(one.code, one.stderr).toBe(0);
+    expect((await skopeoInspect(reg, 'multi/pinned:2', { config: true })).architecture).toBe(hostArch());
+  });
+
   it('a single-platform base of another architecture is an error naming both platforms', async () => {
     const arm = await pushArm64Busybox(reg);
     const c = await ws.context('mismatch', { Dockerfile: `FROM ${arm}\nCOPY Dockerfile /x\n` });
