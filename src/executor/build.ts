@@ -15,7 +15,7 @@ import {
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
-import type { Executor, Scheduling, StageResult } from './executor.js';
+import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
@@ -214,7 +214,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
       const scratch = path.join(work, 'scratch');
       await mkdir(scratch, { recursive: true });
-      let scratchN = 0;
       const now = opts.now?.() ?? new Date();
       const warned = new Set<string>();
       const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
@@ -229,45 +228,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         opts.cache, warnOnce, opts.now,
       ) : undefined;
       if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
-      const downloads: Scheduling['downloads'] = new Map();
-      const cacheMounts: Scheduling['cacheMounts'] = new Map();
-      const fileHashes = ctx.kind === 'dir' ? fileHashesOf(opts.cacheDir, ctx.dir) : undefined;
-      const executor = (plan: BuildPlan, platform: Platform, dir: string, tag: string | undefined): Executor => {
-        const needed = neededStages(plan);
-        const usesLeft = new Map<number, number>();
-        for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + (shared.has(d) ? 2 : 1)); // a shared root is never moved away
-        return {
-          services: {
-            client, store, ...(rootfs ? { rootfs } : {}), ctx,
-            ...(fileHashes ? { fileHashes } : {}),
-            plan, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
-          },
-          scheduling: { done: new Map(), images: new Map(), downloads, cacheMounts, usesLeft, signal: abort.signal, multiStage: multi || needed.length > 1 },
-          settings: {
-            runMode: opts.runMode,
-            platform,
-            buildPlatform: opts.buildPlatform,
-            ...(tag ? { platformTag: tag } : {}),
-            // zstd layers need OCI media types, whatever the base's format
-            ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
-            created,
-            // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
-            ...(opts.reproducible ? { mtime: new Date(created) } : {}),
-            ...(opts.compression ? { compression: opts.compression } : {}),
-            ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
-            hashContents: opts.snapshotMode === 'full',
-            exclude: prefixFilter(prefixes),
-            excludePrefixes: prefixes,
-            cacheDir: path.resolve(opts.cacheDir),
-            secrets: opts.secrets ?? {},
-            stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', dir ? `${dir}-${i}` : String(i))),
-            scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
-          },
-        };
+      const common: Executor = {
+        services: {
+          client, store, ...(rootfs ? { rootfs } : {}), ctx,
+          ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
+          plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
+        },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi },
+        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
       };
+      const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
+      const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
       const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
       // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
-      const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared', undefined) : executors[0]!;
+      const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
       const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort);
       throwIfCancelled(opts.signal);
 
@@ -331,6 +305,52 @@ function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileH
   let p: Promise<FileHashCache> | undefined;
   const name = createHash('sha256').update(contextDir).digest('hex').slice(0, 32);
   return () => (p ??= FileHashCache.open(path.join(path.resolve(cacheDir), 'file-hashes', `${name}.json`)));
+}
+
+/** The settings every target shares; forTarget() sets the platform and the stage roots. */
+function baseSettings(opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string): Executor['settings'] {
+  let scratchN = 0;
+  return {
+    runMode: opts.runMode,
+    platform,
+    buildPlatform: opts.buildPlatform,
+    // zstd layers need OCI media types, whatever the base's format
+    ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+    created,
+    // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
+    ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+    ...(opts.compression ? { compression: opts.compression } : {}),
+    ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+    hashContents: opts.snapshotMode === 'full',
+    exclude: prefixFilter(prefixes),
+    excludePrefixes: prefixes,
+    cacheDir: path.resolve(opts.cacheDir),
+    secrets: opts.secrets ?? {},
+    stageRoot: () => '/',
+    scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
+  };
+}
+
+/**
+ * One target's executor (--platform a,b: one per platform, and one for the shared stages) over what every target shares
+ * (client, stores, cache, downloads, RUN cache mounts, the abort signal): its plan, platform, stage roots and labels.
+ */
+function forTarget(common: Executor, t: { plan: BuildPlan; platform: Platform; shared: ReadonlySet<number>; stagesDir: string | undefined; dir: string; tag?: string }): Executor {
+  const needed = neededStages(t.plan);
+  const usesLeft = new Map<number, number>();
+  // a shared stage's root is never moved away: another platform may still read it
+  for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + (t.shared.has(d) ? 2 : 1));
+  const { stagesDir, dir } = t;
+  return {
+    services: { ...common.services, plan: t.plan },
+    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
+    settings: {
+      ...common.settings,
+      platform: t.platform,
+      ...(t.tag ? { platformTag: t.tag } : {}),
+      stageRoot: (i) => (stagesDir === undefined ? '/' : path.join(stagesDir, dir ? `${dir}-${i}` : String(i))),
+    },
+  };
 }
 
 /** The stages a plan runs, in order. */
