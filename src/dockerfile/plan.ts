@@ -613,7 +613,7 @@ export function formatPlan(plan: BuildPlan, shared: ReadonlySet<number> = new Se
     ].filter(Boolean);
     lines.push('');
     lines.push(`${label}: FROM ${base}${extra.length ? ` [${extra.join('; ')}]` : ''} — ${!st.needed ? 'skipped' : shared.has(st.index) ? 'runs once, shared by every platform' : 'runs'}`);
-    lines.push(`  ${st.from.line}: ${renderInstruction({ ...st.from, image: st.baseName, platform: st.platform ? formatPlatform(st.platform) : undefined })}`);
+    lines.push(`  ${st.from.line}: ${renderInstruction({ ...st.from, image: st.baseName, platform: st.from.platform !== undefined && st.platform ? formatPlatform(st.platform) : undefined })}`);
     for (const step of st.steps) {
       const note = step.expansion === 'static' || step.expansion === 'none' ? '' : `  (${step.expansion === 'shell' ? 'runtime: shell' : 'runtime'})`;
       lines.push(`  ${step.line}: ${step.text}${note}`);

@@ -1,7 +1,7 @@
 // Base images for FROM and COPY --from: resolving fetches only the manifest and config; layers download when a root needs them.
 import type { Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
-import { formatOfManifest, formatPlatform, normalizePlatform, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
+import { formatOfManifest, formatPlatform, normalizePlatform, platformOf, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
@@ -58,7 +58,7 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
  */
 function checkBasePlatform(ref: ImageRef, config: ImageConfig, want: Platform, fromIndex: boolean): void {
   if (!config.architecture || !config.os) return; // nothing to compare (a hand-made config)
-  const have = normalizePlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
+  const have = normalizePlatform(platformOf(config));
   const w = normalizePlatform(want);
   if (have.os === w.os && have.architecture === w.architecture) return;
   throw new BuilderError('BASE_PLATFORM_MISMATCH', `${ref} is a ${formatPlatform(have)} image${fromIndex ? ' (picked from its index)' : ''}, but this stage builds for ${formatPlatform(w)}`, {

@@ -11,7 +11,7 @@ import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import {
-  assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, type HistoryEntry, type Image, type Layer, type Platform,
+  assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
@@ -268,7 +268,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         mediaType: built.mediaType,
         size: images.reduce((n, i) => n + imageSize(i), 0),
         layers: images.reduce((n, i) => n + i.layers.length, 0),
-        ...(multi ? { images: images.map((i) => ({ platform: formatPlatform(imagePlatform(i)), digest: i.manifestDigest, size: imageSize(i), layers: i.layers.length })) } : {}),
+        ...(multi ? { images: images.map((i) => ({ platform: formatPlatform(platformOf(i.config)), digest: i.manifestDigest, size: imageSize(i), layers: i.layers.length })) } : {}),
         pushed: pushed.map((p) => p.destination),
         seconds: Math.round(Date.now() - t0) / 1000,
       });
@@ -280,8 +280,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         pushed,
         layers: images[0]!.layers.length,
         images: images.map((i) => ({
-          platform: imagePlatform(i),
-          descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: imagePlatform(i) },
+          platform: platformOf(i.config),
+          descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },
           configDigest: i.manifest.config.digest,
           layers: i.layers.length,
         })),
@@ -365,10 +365,6 @@ function checkTargetNotPinned(plan: BuildPlan): void {
   throw new BuilderError('BUILD_TARGET_PINNED', `${st.from.file}:${st.from.line}: the target stage is FROM --platform=${formatPlatform(st.platform)}, so every platform of --platform would get the same ${formatPlatform(st.platform)} image`, {
     hint: 'drop --platform from the final stage\'s FROM (keep it on the build stages), or build one platform',
   });
-}
-
-function imagePlatform(i: Image): Platform {
-  return { os: i.config.os, architecture: i.config.architecture, ...(i.config.variant ? { variant: i.config.variant } : {}) };
 }
 
 /**

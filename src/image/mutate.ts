@@ -3,6 +3,7 @@ import { BuilderError } from '../errors.js';
 import { sha256 } from '../digest/index.js';
 import { layerMediaType, type Layer } from './layer.js';
 import { bufferStream } from './oci-layout.js';
+import { platformOf } from './platform.js';
 import type { Digest } from '../digest/index.js';
 import { MediaType, type BlobOpener, type Descriptor, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageData, type ImageFormat, type Manifest } from './types.js';
 
@@ -95,7 +96,7 @@ export function assembleIndex(images: readonly Image[]): ImageIndex {
     mediaType: i.mediaType,
     digest: i.manifestDigest,
     size: i.manifestBytes.length,
-    platform: { os: i.config.os, architecture: i.config.architecture, ...(i.config.variant ? { variant: i.config.variant } : {}) },
+    platform: platformOf(i.config),
   }));
   const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, manifests }));
   return { mediaType, bytes, digest: sha256(bytes), manifests, images: [...images] };
