@@ -121,11 +121,17 @@ describe('builder build --platform a,b', () => {
     const archives = await Promise.all([0, 1].map(async (n) => JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${ws.path('out.tar')}:@${n}`])).stdout).architecture as string));
     expect(archives.sort()).toEqual([hostArch(), 'arm64'].sort());
 
-    const docker = await ws.build(ctx, [...args.slice(0, 4), '--destination', `${reg.host}/multi/docker:1`, '--image-format', 'docker', '--run-mode', 'sandbox']);
+    const docker = await ws.build(ctx, [...args.slice(0, 4), '--destination', `${reg.host}/multi/docker:1`, '--image-format', 'docker', '--run-mode', 'sandbox', '--log-format', 'json']);
     expect(docker.code, docker.stderr).toBe(0);
     const list = await skopeoInspect(reg, 'multi/docker:1', { raw: true });
     expect(list.mediaType).toBe(DOCKER_LIST);
     expect((list.manifests as IndexEntry[]).map((m) => m.platform.architecture).sort()).toEqual([hostArch(), 'arm64'].sort());
+    // the JSON summary: the index's digest, and each platform's image as the list names it
+    const summary = docker.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === 'summary').summary;
+    expect(summary.digest).toBe(docker.stdout.trim());
+    expect(summary.mediaType).toBe(DOCKER_LIST);
+    expect(summary.images.map((i: { platform: string; digest: string }) => [i.platform, i.digest]).sort())
+      .toEqual((list.manifests as IndexEntry[]).map((m) => [`linux/${m.platform.architecture}`, m.digest]).sort());
   });
 
   it('builder warm --platform fills the store for every platform; builder plan shows the shared stage', async () => {
