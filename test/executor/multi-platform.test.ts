@@ -1,14 +1,15 @@
 // --platform linux/amd64,linux/arm64 end to end, with a real second platform (Debian's aarch64 busybox): one run pushes
 // an index of two images, the $BUILDPLATFORM stage runs once, each image has its own base, files and label; a RUN for
 // a platform this host cannot execute stops with a clear error (or runs, where an emulator is registered).
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findEmulator } from '../../src/run/index.js';
+import { runJob, writeJobSpec } from '../support/crun.js';
 import { hostArch, pushArm64Busybox, pushCrossPlatform } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoFlags, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
@@ -170,7 +171,10 @@ describe('builder build --platform a,b', () => {
     expect(r.stderr).toContain('Dockerfile:3');
     if (!emulator.ok && emulator.mounted) expect(r.stderr).toContain(emulator.reason);
     // binfmt_misc not mounted (these machines): the kernel was asked with the image's own shell, and refused it
-    else expect(r.stderr).toMatch(/binfmt_misc is not mounted .*, and the kernel could not run the image's \/bin\/sh \(exit \d+\)/);
+    else {
+      expect(r.stderr).toMatch(/binfmt_misc is not mounted .*, and the kernel could not run the image's \/bin\/sh \(exit \d+\)/);
+      expect(r.stderr).toMatch(/\[linux\/arm64 final 1\/1\] .*[Ee]xec format error/); // what the kernel said to the image's shell
+    }
     expect(r.stderr).not.toContain('aarch64');
     expect(r.stderr).toMatch(/qemu-user-static/);
     expect(await registryTags(reg, 'multi/foreign')).toEqual([]);
@@ -205,5 +209,50 @@ describe('builder build --platform a,b', () => {
     const ok = await ws.build(c, ['--destination', `${reg.host}/multi/mismatch:2`, '--platform', 'linux/arm64/v8']);
     expect(ok.code, ok.stderr).toBe(0);
     expect((await skopeoInspect(reg, 'multi/mismatch:2', { config: true })).architecture).toBe('arm64');
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)('builder --platform a,b in place, in the executor image as an unprivileged CI job (crun)', () => {
+  let reg: TestRegistry;
+  let ws: Workspace;
+  let base: string;
+  let rootfs: string;
+  let imageEnv: string[];
+  const platforms = `linux/${hostArch()},linux/arm64`;
+
+  beforeAll(async () => {
+    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-platform-inplace-'), compileIfStale()]);
+    base = await pushCrossPlatform(reg);
+    const layout = ws.path('executor-layout');
+    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
+    rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
+    imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
+    await ws.context('jobws/cross', {
+      Dockerfile: `ARG BASE\nFROM --platform=$BUILDPLATFORM $BASE AS build\nARG BUILDPLATFORM\nRUN echo "built on $BUILDPLATFORM by $(uname -m)" > /build.txt\nFROM $BASE\nARG TARGETARCH\nCOPY --from=build /build.txt /build.txt\nRUN echo $TARGETARCH > /arch.txt\n`,
+    });
+  }, 360_000);
+  afterAll(async () => {
+    await reg?.stop();
+    await ws?.remove();
+  });
+
+  it('builds the shared stage once in "/", and stops at the foreign RUN before running it (or runs it emulated)', async () => {
+    const bundle = ws.path('job');
+    await mkdir(bundle, { recursive: true });
+    const args = ['/builder/bin/builder', '--context', '/workspace/cross', '--platform', platforms, '--build-arg', `BASE=${base}`, '--destination', `${reg.host}/inplace/app:1`];
+    await writeJobSpec(bundle, { rootfs, args, env: imageEnv, cwd: '/workspace', binds: [{ source: ws.path('jobws'), destination: '/workspace' }] });
+    const r = await runJob(bundle, `builder-test-platform-${process.pid}`);
+    expect(r.stderr).toMatch(/running in place/);
+    expect(r.stderr.split('\n').filter((l) => /\[build 2\/2\] RUN/.test(l))).toHaveLength(1);
+    if (r.code === 0) {
+      // an emulator the kernel has: both images, the arm64 one's RUN run under it
+      const root = await ws.unpack(reg, 'inplace/app:1', 'inplace');
+      expect(await readFile(path.join(root, 'build.txt'), 'utf8')).toMatch(/^built on linux\//);
+      return;
+    }
+    expect(r.stderr).toMatch(/RUN_FOREIGN_PLATFORM: cross\/Dockerfile:8: linux\/arm64 stage 1, step \[linux\/arm64 1 3\/3\] "RUN \/bin\/sh -c echo \$TARGETARCH > \/arch.txt": the stage is linux\/arm64/);
+    // the host platform's image was built in place before the arm64 one stopped; nothing was pushed
+    expect(r.stderr).toMatch(/\[linux\/\w+ 1 3\/3\] snapshot: 1 changes/);
+    expect(await registryTags(reg, 'inplace/app')).toEqual([]);
   });
 });

@@ -170,12 +170,13 @@ async function checkRunnable(c: StepContext<Run>): Promise<void> {
   let reason = emulator.reason;
   if (!emulator.mounted) {
     // Inside a container binfmt_misc is rarely mounted, yet the host's kernel may have a handler: a no-op of the image's own shell tells.
-    const exit = await runCommandIn({ ...c, inst: { ...c.inst, shell: false, cmd: ['/bin/sh', '-c', 'true'], heredocs: [], mounts: [] } }, [], []).catch(() => -1);
-    if (exit === 0) {
+    const exit = await runCommandIn({ ...c, inst: { ...c.inst, shell: false, cmd: ['/bin/sh', '-c', 'true'], heredocs: [], mounts: [] } }, [], [])
+      .then((code) => `exit ${code}`, (err: unknown) => (err instanceof Error ? err.message : String(err)));
+    if (exit === 'exit 0') {
       services.warnOnce(`RUN steps for ${want} run emulated: binfmt_misc is not visible here, but the kernel ran the image's /bin/sh`);
       return;
     }
-    reason += `, and the kernel could not run the image's /bin/sh (exit ${exit})`;
+    reason += `, and the kernel could not run the image's /bin/sh (${exit})`;
   }
   throw new BuilderError('RUN_FOREIGN_PLATFORM', `${step.where}: ${stage.label}, step ${step.label} "${step.by}": the stage is ${want} and this host (${formatPlatform(settings.buildPlatform)}) cannot run its binaries: ${reason}`, {
     hint: `build that stage FROM --platform=$BUILDPLATFORM and cross-compile for $TARGETOS/$TARGETARCH, or install qemu-user-static and register its binfmt_misc handlers with the F flag (e.g. docker run --privileged tonistiigi/binfmt --install ${stage.platform.architecture}) on the build host`,
