@@ -27,6 +27,16 @@ export interface StageRootOptions extends ExtractOptions {
   onCopyInstead?: (reason: string) => void;
 }
 
+/** Codes saying a layer's bytes are not what its descriptor and diff-id promise. */
+const CONTENT_CODES = new Set(['ROOTFS_LAYER_DIFF_ID_MISMATCH', 'DIGEST_MISMATCH', 'SIZE_MISMATCH']);
+
+/** A layer whose content is not what it claims, naming the layer so a stage can tell a cached one (and rebuild its step). */
+export class LayerContentError extends BuilderError {
+  constructor(readonly layer: Layer, cause: BuilderError) {
+    super(cause.code, cause.message, { ...(cause.hint !== undefined ? { hint: cause.hint } : {}), cause, exitCode: cause.exitCode });
+  }
+}
+
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
 export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions = {}): Promise<RootFs> {
   await mkdir(root, { recursive: true });
@@ -54,6 +64,8 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    }).catch((err: unknown) => {
+      throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
     opts.onApplied?.(r.bytes);
   }
@@ -165,6 +177,17 @@ export class StageRoot {
       await rm(this.path, { recursive: true, force: true });
       return 0;
     }
+  }
+
+  /** Forgets what is on disk, for a stage that starts again: an overlay is unmounted, a sandbox root removed (in place, the next get() wipes "/"). */
+  async discard(): Promise<void> {
+    await this.pending?.catch(() => undefined);
+    if (this.mountedBy) await this.mountedBy.unmount(this.path);
+    this.mountedBy = undefined;
+    this.rootfs = undefined;
+    this.index = undefined;
+    this.applied = 0;
+    if (path.resolve(this.path) !== '/') await rm(this.path, { recursive: true, force: true });
   }
 
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */
