@@ -72,6 +72,13 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
   return rootfs;
 }
 
+/** ENOSPC or EDQUOT, raw or as the cause of a BuilderError. */
+function isDiskFull(err: unknown): boolean {
+  const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
+  const c = code(err) ?? code((err as Error | undefined)?.cause);
+  return c === 'ENOSPC' || c === 'EDQUOT' || /\b(ENOSPC|EDQUOT)\b/.test((err as Error | undefined)?.message ?? '');
+}
+
 /** How a stage's root starts before its layers are applied. */
 export type RootOrigin =
   /**
@@ -155,6 +162,13 @@ export class StageRoot {
             await extractLayers(dir, base, { ...this.opts, onApplied: (b) => void (bytes += b) });
             return bytes;
           } catch (err) {
+            // The cache dir's disk is full: the store steps aside and the base is extracted into the root instead.
+            if (isDiskFull(err)) {
+              throw new BuilderError('ROOTFS_STORE_FULL', `the extracted-base store in ${s.rootfs.dir} ran out of space (${(err as Error).message})`, {
+                hint: 'free space on the --cache-dir volume (builder cache prune --cache-dir DIR --older-than 0s removes unused bases) or use a larger one',
+                cause: err,
+              });
+            }
             // A kept work dir shows what was extracted before the failure, as without the store.
             await rm(this.path, { recursive: true, force: true }).catch(() => undefined);
             await mkdir(path.dirname(this.path), { recursive: true }).catch(() => undefined);
