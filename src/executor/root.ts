@@ -152,6 +152,8 @@ export class StageRoot {
     const diffIds = base.map((l) => l.diffId);
     const t0 = Date.now();
     try {
+      // leased before it is looked up: a prune running now leaves it alone (or hands it back) from here on
+      await s.rootfs.lease(diffIds);
       let made = false;
       let entry = await s.rootfs.lookup(diffIds);
       if (!entry) {
@@ -202,6 +204,18 @@ export class StageRoot {
     this.index = undefined;
     this.applied = 0;
     if (path.resolve(this.path) !== '/') await rm(this.path, { recursive: true, force: true });
+  }
+
+  /**
+   * Fails when the extracted base under this root's overlay was removed while the build ran (by hand, or a prune of an
+   * older builder): a step's diff would then delete the base's files, and its layer whiteout bin, etc, usr.
+   */
+  async checkBase(): Promise<void> {
+    const gone = this.mountedBy ? await this.mountedBy.vanished(this.path) : undefined;
+    if (!gone) return;
+    throw new BuilderError('ROOTFS_STORE_ENTRY_VANISHED', `the extracted base ${gone}, the lower layer of the stage root ${this.path}, was removed while the build ran`, {
+      hint: 'something deleted it from --cache-dir (by hand, or `cache prune` of an older builder version; this one leaves bases in use alone); run the build again',
+    });
   }
 
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */

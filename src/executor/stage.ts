@@ -65,6 +65,7 @@ export class StageState {
         hint: 'rename the file (or remove it in the same step)',
       });
     }
+    if (opts.from === undefined) await this.root.checkBase();
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
@@ -184,6 +185,8 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
     const t0 = Date.now();
     await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
+      // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
+      await root.checkBase();
       const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
       if (!cache || key === undefined) throw err;
       cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
