@@ -40,8 +40,8 @@ async function me(): Promise<Holder | undefined> {
 }
 
 /**
- * Leases of one process on names in `dir`/.leases: a lease file per (name, holder) records the holder; taken before the
- * name is used, dropped when done (or left by a crash: judged dead then). Files are refreshed while held.
+ * Leases of one process on names of a shared directory, kept in `dir`: a lease file per (name, holder) records the
+ * holder; taken before the name is used, dropped when done (or left by a crash: judged dead then). Refreshed while held.
  */
 export class Leases {
   readonly dir: string;
@@ -49,8 +49,8 @@ export class Leases {
   private self: Promise<Holder | undefined> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(storeDir: string) {
-    this.dir = path.join(storeDir, '.leases');
+  constructor(dir: string) {
+    this.dir = dir;
   }
 
   /** Takes a lease on `name` (once per process). */

@@ -52,7 +52,8 @@ export class RootfsStore {
   constructor(dir: string, opts: { maxBytes?: number } = {}) {
     this.dir = path.join(path.resolve(dir), FORMAT);
     this.maxBytes = opts.maxBytes ?? ROOTFS_STORE_MAX_BYTES;
-    this.leases = new Leases(this.dir);
+    // beside the format's dir: listing entries never meets a lease, and a lease on a ChainID holds in every format
+    this.leases = new Leases(path.join(path.dirname(this.dir), 'leases'));
   }
 
   /** Leases the entry of these layers for the rest of the build (until unmountAll): taken before it is looked up. */

@@ -65,8 +65,8 @@ describe('cache prune --cache-dir during builds', () => {
     const after = await ws.cli(['cache', 'prune', '--cache-dir', cache, '--older-than', '0s']);
     expect(after.code, after.stderr).toBe(0);
     const store = path.join(cache, 'rootfs-store/v1');
-    expect((await readdir(store)).filter((n) => n !== '.leases')).toEqual([]);
-    expect(await readdir(path.join(store, '.leases'))).toEqual([]);
+    expect(await readdir(store)).toEqual([]);
+    expect(await readdir(path.join(cache, 'rootfs-store/leases'))).toEqual([]);
     expect(prunes.some((p) => /^sha256:[0-9a-f]{64} /m.test(p.stdout)) || /^sha256:[0-9a-f]{64} /m.test(after.stdout)).toBe(true);
   });
 
@@ -96,12 +96,13 @@ describe('cache prune --cache-dir during builds', () => {
     const ns = await import('node:fs/promises').then((f) => f.readlink('/proc/self/ns/pid'));
     // a temp dir this (live) process holds and keeps writing into: its top dir's mtime is old, files below are new
     const live = path.join(store, '.tmp-live');
-    const leases = new Leases(store);
+    const leaseDir = path.join(ws.path('cache-c'), 'rootfs-store/leases');
+    const leases = new Leases(leaseDir);
     await leases.take('.tmp-live');
     await mkdir(path.join(live, 'root/deep'), { recursive: true });
     // a temp dir whose lease names a process that is gone (a pid with another start time), and one with no lease
     await mkdir(path.join(store, '.tmp-dead/root'), { recursive: true });
-    await writeFile(path.join(store, '.leases', '.tmp-dead@1-x'), JSON.stringify({ pid: 1, start: 'not-its-start-time', boot, ns }));
+    await writeFile(path.join(leaseDir, '.tmp-dead@1-x'), JSON.stringify({ pid: 1, start: 'not-its-start-time', boot, ns }));
     await mkdir(path.join(store, '.tmp-orphan/root'), { recursive: true });
     let writing = true;
     const writer = (async () => {
@@ -123,8 +124,8 @@ describe('cache prune --cache-dir during builds', () => {
     expect(left).toContain('.tmp-live');
     expect(left).not.toContain('.tmp-dead');
     expect(left).not.toContain('.tmp-orphan');
-    expect(await readdir(path.join(store, '.leases'))).toEqual([expect.stringMatching(/^\.tmp-live@/)]);
+    expect(await readdir(leaseDir)).toEqual([expect.stringMatching(/^\.tmp-live@/)]);
     await leases.release();
-    expect(await readdir(path.join(store, '.leases'))).toEqual([]);
+    expect(await readdir(leaseDir)).toEqual([]);
   });
 });
