@@ -30,16 +30,20 @@ export class RetryPolicy {
 
   /** Whether to try again after `err` when `attempt` retries (0-based) are spent of `budget`. */
   shouldRetry(err: unknown, attempt: number, budget: number, scope: RetryScope = 'request'): boolean {
-    if (attempt >= budget) return false;
+    return attempt < this.budgetFor(err, budget, scope);
+  }
+
+  /** The retries `err` gets out of a request's `budget`: all, one quick one, or none. */
+  budgetFor(err: unknown, budget: number, scope: RetryScope = 'request'): number {
     switch (retryKind(err)) {
       case 'transient':
-        return true;
+        return budget;
       case 'once':
-        return attempt === 0;
+        return Math.min(1, budget);
       case 'session':
-        return scope === 'session';
+        return scope === 'session' ? budget : 0;
       case 'never':
-        return false;
+        return 0;
     }
   }
 

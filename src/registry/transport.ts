@@ -197,7 +197,7 @@ export class Transport {
   async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
     const wait = this.policy.delay(attempt, err);
     const code = (err as RegistryError)?.code ?? 'error';
-    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
+    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${Math.max(attempt + 1, this.policy.budgetFor(err, budget, 'session'))})`;
     if (this.opts.onRetry) this.opts.onRetry(line);
     else this.log(line);
     const cut = signal ?? this.opts.signal;

@@ -5,10 +5,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { BuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
+import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
 import { clientFor } from './helpers.js';
+import { compileIfStale, Workspace } from '../executor/helpers.js';
+import { freePort } from '../support/registry.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -124,5 +127,29 @@ describe('what is retried against the real registry (through the fault proxy)', 
     expect(Number(asked[0]![1])).toBeLessThanOrEqual(20);
     expect(Number(asked[1]![1])).toBeGreaterThanOrEqual(20);
     expect(Number(asked[1]![1])).toBeLessThanOrEqual(40);
+  });
+});
+
+describe('a build against a registry nobody listens on', () => {
+  it.each([
+    ['--no-push (the base)', ['--no-push']],
+    ['a destination (the push check)', ['--destination', 'DEST/app:1']],
+  ])('%s: exit 1 with REGISTRY_UNREACHABLE after one quick retry per request', async (_what, extra) => {
+    const [ws, port] = await Promise.all([Workspace.create('builder-unreachable-'), freePort(), compileIfStale()]);
+    cleanups.push(() => ws.remove());
+    const host = `127.0.0.1:${port}`;
+    const ctx = await ws.context('ctx', { Dockerfile: `FROM ${host}/busybox:latest\nRUN true\n` });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', ...extra.map((a) => a.replace('DEST', host))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('REGISTRY_UNREACHABLE');
+    expect(r.stderr).toContain('ECONNREFUSED');
+    // the policy's promise, not the clock: at most one retry of the failing request, after at most the quick delay
+    const asked = [...r.stderr.matchAll(/retrying .* after REGISTRY_UNREACHABLE in (\d+)ms \(retry (\d+) of \d+\)/g)];
+    expect(asked.length).toBeLessThanOrEqual(1);
+    for (const a of asked) {
+      expect(a[2]).toBe('1');
+      expect(a[0]).toContain('(retry 1 of 1)');
+      expect(Number(a[1])).toBeLessThanOrEqual(QUICK_RETRY_MS);
+    }
   });
 });
