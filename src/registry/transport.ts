@@ -374,12 +374,13 @@ export class Transport {
       const location = header({ headers: res.headers }, 'location');
       if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && init.body === undefined) {
         await res.body.dump().catch(() => undefined);
+        const next = new URL(location, cur);
         if (hop >= MAX_REDIRECTS) {
-          throw new RegistryError('REGISTRY_TOO_MANY_REDIRECTS', `${init.method} ${url.origin}${url.pathname}: too many redirects (more than ${MAX_REDIRECTS}, the last to ${location})`, {
+          // origin and path only: a storage redirect's query may carry a signature
+          throw new RegistryError('REGISTRY_TOO_MANY_REDIRECTS', `${init.method} ${url.origin}${url.pathname}: too many redirects (more than ${MAX_REDIRECTS}, the last to ${next.origin}${next.pathname})`, {
             hint: 'the registry (or a proxy in front of it) redirects in a loop; check its storage/redirect configuration',
           });
         }
-        const next = new URL(location, cur);
         if (next.host !== cur.host) {
           const { authorization: _drop, ...rest } = headers;
           headers = rest;
