@@ -287,7 +287,7 @@ export class Transport {
     return b;
   }
 
-  /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE is retryable) and the caller's retry loop pings again. */
+  /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE gets one quick retry) and the caller's retry loop pings again. */
   private async ping(registry: string, what: string): Promise<string> {
     const httpOk = this.httpAllowed(registry);
     let httpsError: unknown;
@@ -529,7 +529,7 @@ export class Transport {
 
   /**
    * A registry API call whose response `consume` reads (e.g. a manifest): a failure anywhere, from connecting to
-   * the last body byte, is retried as one unit while its code is retryable and the request's budget lasts.
+   * the last body byte, is retried as one unit while its code's retry kind and the request's budget allow.
    */
   async exchange<T>(req: RegRequest, consume: (res: RegResponse) => Promise<T>): Promise<T> {
     const budget = req.retry === false ? 0 : this.retries(req.budget ?? (req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'push'));
