@@ -129,7 +129,10 @@ const SETUP_SCRIPT = `
 R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; BASH=$8; shift 8
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
-mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the build root or the host tool view"
+# Explicit, not in root.fstab: mount -a skips a line whose target is already mounted (an overlay root), and nodev
+# (Docker's device cgroup in our hands) would be lost with it.
+mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root"
+mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the host tool view"
 exec 6<"$V" || fail "cannot open the host tool view"
 mount -a -T "$T/proc-dev.fstab" 2>&3 || fail "cannot mount /proc or /dev"
 if has dev; then cp -a "$T/dev/." "$R/dev/" 2>&3 || fail "cannot populate /dev"; fi
@@ -388,8 +391,9 @@ async function writeSetupFiles(root: string, dir: string, flags: string[]): Prom
   await mkdir(path.join(view, 'proc'), { mode: 0o755 });
   const line = (src: string, dst: string, type: string, options: string): string =>
     `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
-  // pivot_root needs the root to be a mount point; nodev stands in for Docker's device cgroup.
-  let rootTab = line(root, root, 'none', 'bind,nodev') + line(view, viewAt, 'none', 'bind,ro');
+  // The root's own nodev bind comes first, in the setup script (pivot_root needs a mount point; nodev stands in for
+  // Docker's device cgroup); the view is mounted on top of it.
+  let rootTab = line(view, viewAt, 'none', 'bind,ro');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
     if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));
