@@ -172,30 +172,41 @@ echo ready >&3; exec 3>&-
 exec "$@"
 `;
 
-/** secretEnv entries checked: a shell identifier (it goes into an `env -S` string), no NUL. */
-function secretEntries(entries: readonly string[], what: string): { name: string; value: string }[] {
-  return entries.map((kv) => {
+/** secretEnv entries checked without ever quoting one: a secret's value may not reach a message. */
+function checkSecretEntries(entries: readonly string[], what: string): void {
+  for (const kv of entries) {
     const i = kv.indexOf('=');
-    const name = kv.slice(0, Math.max(i, 0));
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || kv.includes('\0')) {
-      throw new BuilderError('RUN_ENV_INVALID', `invalid secret environment entry for RUN ${what} (variable "${name}")`, {
-        hint: 'A secret env= name is letters, digits and _; its value may not hold a NUL byte.',
+    if (i <= 0 || kv.includes('\0')) {
+      throw new BuilderError('RUN_ENV_INVALID', `invalid secret environment entry for RUN ${what} (variable "${kv.slice(0, Math.max(i, 0))}")`, {
+        hint: 'A secret env= entry is NAME=VALUE with a non-empty NAME and no NUL byte.',
       });
     }
-    return { name, value: kv.slice(i + 1) };
-  });
+  }
 }
 
-/** GNU env's -S with ${VAR} expansion carries secret values past argv; busybox's env has no -S. */
-async function checkEnvSplitString(envTool: string, what: string): Promise<void> {
+/**
+ * The step's environment reaches the last `env -i` through its own environment (BUILDER_ENV_n="K=V", expanded by
+ * GNU env's -S), never through argv, where any local user could read it with ps; busybox's env has no -S.
+ */
+async function checkEnvSplitString(envTool: string): Promise<void> {
   const ok = await new Promise<boolean>((resolve) => {
-    execFile(envTool, ['-i', '-S', 'A=${B}', envTool], { env: { B: 'probe' }, timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'A=probe\n'));
+    execFile(envTool, ['-i', '-S', '-- ${B}', envTool], { env: { B: 'A=probe' }, timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'A=probe\n'));
   });
   if (!ok) {
-    throw new BuilderError('RUN_SECRET_ENV_UNSUPPORTED', `RUN ${what}: --mount=type=secret,env= needs GNU env with -S on this host (${envTool} has none)`, {
-      hint: 'install GNU coreutils, or mount the secret as a file (drop env=) and read it: $(cat /run/secrets/ID)',
+    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox needs GNU env with -S on this host (${envTool} has none)`, {
+      hint: 'install GNU coreutils (its env carries the step\'s environment without putting it on a command line), or use --run-mode in-place inside a container',
     });
   }
+}
+
+/** The environment of the spawned chain: the host tools' own, plus each step entry under a name env -S expands. */
+function chainEnv(entries: readonly string[]): { env: Record<string, string>; split: string } {
+  const env: Record<string, string> = { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C' };
+  entries.forEach((kv, i) => {
+    env[`BUILDER_ENV_${i}`] = kv;
+  });
+  // "--" first: an entry whose key starts with "-" is an assignment, not an option of env.
+  return { env, split: ['--', ...entries.map((_, i) => `\${BUILDER_ENV_${i}}`)].join(' ') };
 }
 
 /** Finds the host tools the sandbox needs, or says which one is missing. */
@@ -486,8 +497,9 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     });
   }
   checkUser(opts.user, what);
-  const secrets = secretEntries(opts.secretEnv ?? [], what);
-  const env = stepEnv(opts.env, opts.user.home, what).filter((kv) => !secrets.some((e) => kv.startsWith(`${e.name}=`)));
+  checkSecretEntries(opts.secretEnv ?? [], what);
+  // Secrets come last and win; stepEnv never quotes an entry that is valid.
+  const env = chainEnv(stepEnv([...opts.env, ...(opts.secretEnv ?? [])], opts.user.home, what));
   const found = tools ?? (await findSandboxTools());
   if ('missing' in found) {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot run ${what} in a sandbox: host tool "${found.missing}" not found`, {
@@ -505,7 +517,6 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       hint: 'Use --run-mode in-place to build into "/".',
     });
   }
-  if (secrets.length > 0) await checkEnvSplitString(found.env, what);
   const network = opts.network ?? 'default';
   const prepared = await prepareMountPoints(root);
   const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
@@ -522,9 +533,9 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
-      // The step's env is applied here and nowhere earlier; unshare passes it to the command unchanged.
-      // Secrets with env= are not written here: `env -S` expands ${BUILDER_SECRET_ENV_n} from its own environment.
-      found.env, '-i', ...(secrets.length > 0 ? ['-S', secrets.map((e, i) => `${e.name}=\${BUILDER_SECRET_ENV_${i}}`).join(' ')] : ['--']), ...env,
+      // The step's env is applied here and nowhere earlier (expanded from BUILDER_ENV_n, never on a command line);
+      // unshare passes it to the command unchanged.
+      found.env, '-i', '-S', env.split,
       // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
       found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
       ...opts.argv,
@@ -532,7 +543,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     const out = await spawnStreaming({
       file: found.unshare,
       args,
-      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C', ...Object.fromEntries(secrets.map((e, i) => [`BUILDER_SECRET_ENV_${i}`, e.value])) },
+      env: env.env,
       extraPipes: 1,
       what,
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
@@ -557,6 +568,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
         hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
       });
     }
+    // An env without -S fails every step (GNU env with 125, busybox's with 1): checked only then, never on success.
+    if (out.exitCode === 125 || out.exitCode === 1) await checkEnvSplitString(found.env);
     return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
   } finally {
     await removeRuntimeDir(runtimeDir);

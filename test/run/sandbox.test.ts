@@ -1,6 +1,6 @@
 // Sandbox mode against a real busybox root in a temp dir: exit codes, output, env, cwd, users, /proc /dev /sys, network, leftovers.
 
-import { lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, resolveUser, runStep, sandboxAvailable, type RunStepOptions } from '../../src/run/index.js';
@@ -46,6 +46,26 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
     const { out, p } = run(['/bin/env'], { env: ['FOO=bar baz', 'EMPTY='] });
     expect((await p).exitCode).toBe(0);
     expect(out.stdout().trim().split('\n').sort()).toEqual(['EMPTY=', 'FOO=bar baz', 'HOME=/root', `PATH=${DEFAULT_PATH}`].sort());
+  });
+
+  it('the env reaches the step without being on any process command line (ps shows argv to every user)', async () => {
+    const value = `env-value-${process.pid}-${Date.now()}`;
+    const secret = `secret-value-${process.pid}-${Date.now()}`;
+    const marker = path.join(root, 'tmp/env-running');
+    await rm(marker, { force: true });
+    // A key starting with "-" stays an assignment, and one expansion is not expanded again.
+    const { out, p } = run(['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep -E "^(-odd|VAL|SEC|REF)=" | sort; touch /tmp/env-running; sleep 2'], {
+      env: [`VAL=${value}`, '-odd=x y', 'REF=${VAL}', 'SEC=overridden'], secretEnv: [`SEC=${secret}`],
+    });
+    await waitFor('the step to start', () => lstat(marker).then(() => true, () => false));
+    const cmdlines: string[] = [];
+    for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+      cmdlines.push(await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => ''));
+    }
+    expect(cmdlines.some((c) => c.includes('sleep'))).toBe(true); // the step is running while we look
+    expect(cmdlines.filter((c) => c.includes(value) || c.includes(secret))).toEqual([]);
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe(`-odd=x y\nREF=\${VAL}\nSEC=${secret}\nVAL=${value}\n`);
   });
 
   it('keeps an explicit PATH and HOME and runs in cwd', async () => {
