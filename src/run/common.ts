@@ -124,6 +124,8 @@ export interface SpawnSpec {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** fd 0 is a pipe this process holds open and never writes (else /dev/null): its EOF tells the child we died. */
+  holdStdin?: boolean;
   /** Extra pipe fds after stdio (fd 3...); their text is returned. */
   extraPipes?: number;
   /** What the user asked to run, for messages. */
@@ -140,12 +142,12 @@ export interface SpawnOutcome extends RunResult {
 }
 
 /**
- * Spawns in its own process group (so an abort kills every descendant), stdin from /dev/null,
+ * Spawns in its own process group (so an abort kills every descendant), stdin from /dev/null (or held, see holdStdin),
  * stdout/stderr streamed chunk by chunk to onOutput.
  */
 export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
   if (spec.signal?.aborted) return Promise.reject(aborted(spec.what));
-  const stdio: StdioOptions = ['ignore', 'pipe', 'pipe'];
+  const stdio: StdioOptions = [spec.holdStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'];
   for (let i = 0; i < (spec.extraPipes ?? 0); i++) stdio.push('pipe');
   return new Promise((resolve, reject) => {
     const child = spawn(spec.file, spec.args, {
@@ -169,6 +171,7 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
         }),
       );
     };
+    child.stdin?.on('error', () => undefined); // never written: only its EOF matters, to the child
     drain(child.stdout, (c) => spec.onOutput?.(c, 'stdout'));
     drain(child.stderr, (c) => spec.onOutput?.(c, 'stderr'));
     for (let i = 0; i < (spec.extraPipes ?? 0); i++) {

@@ -121,6 +121,28 @@ export const DOCKER_CAPS: readonly string[] = [
 /** Top-level host entries the host tools need after the pivot (binaries, libraries, the loader). */
 const HOST_VIEW_ENTRIES = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'usr'];
 
+// Stage 0, in the host's namespaces: ties the step to the builder's life, then becomes the outer unshare. A SIGKILL
+// (or the OOM killer) of the builder closes its end of fd 0; the watcher forked here then SIGKILLs the step's pid 1
+// (its death empties the PID namespace) and the unshare. PR_SET_PDEATHSIG alone cannot do it: setpriv --regid and
+// unshare --setuid clear it on pid 1 for any non-root USER, and pid 1 must stay the step's command (as in Docker).
+// The watcher only acts while the unshare it was forked for lives (pid and start time unchanged).
+const WATCH_SCRIPT = `
+U=$$
+read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ S _ < /proc/$U/stat
+# fd 5: a background list's stdin is /dev/null in a shell without job control.
+exec 5<&0
+(
+  exec 1>/dev/null 2>&1 3>&-
+  read -r W _ < /proc/self/stat
+  read -r _ <&5 && exit 0
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ T _ < /proc/$U/stat && [ "$T" = "$S" ] || exit 0
+  read -r K < /proc/$U/task/$U/children
+  for k in $K; do [ "$k" = "$W" ] || kill -KILL "$k"; done
+  kill -KILL "$U"
+) &
+exec "$@" </dev/null 5<&-
+`;
+
 // Stage 1, in the new namespaces with the host root: the mounts (batched in fstab files written by
 // runSandboxed, one mount(8) process each), the host tool view, the pivot helper. Fixed text, every
 // variable part is a positional arg. Errors go to fd 3 so they are never mistaken for the command's
@@ -527,6 +549,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags);
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
     const args = [
+      '-c', WATCH_SCRIPT, 'builder-sandbox-watch', found.unshare,
       ...namespaceArgs(network),
       '--',
       found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.sh, found.bash ?? '',
@@ -541,9 +564,10 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       ...opts.argv,
     ];
     const out = await spawnStreaming({
-      file: found.unshare,
+      file: found.sh,
       args,
       env: env.env,
+      holdStdin: true,
       extraPipes: 1,
       what,
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
@@ -563,6 +587,11 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       });
     }
     if (!report.includes('ready') && !out.signal) {
+      if (out.exitCode === 126 || out.exitCode === 127) {
+        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${found.unshare} could not be executed`, {
+          hint: 'Check that util-linux unshare runs here, or use --run-mode in-place inside a container.',
+        });
+      }
       // The outer unshare failed before our script ran: its own message went to stderr.
       throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (unshare exited ${out.exitCode})`, {
         hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
