@@ -62,6 +62,11 @@ export interface SandboxOptions {
    * with env=. They travel in process environments only (readable by root and their owner, unlike /proc/PID/cmdline).
    */
   secretEnv?: string[];
+  /**
+   * A path for the per-run dir (created 0700, removed after the run); default a fresh builder-run-* in the OS temp dir.
+   * The executor names one in its work dir, so what a killed build left is found and removed with that dir.
+   */
+  runtimeDir?: string;
 }
 
 /** One RUN --mount as the sandbox sees it: host sources are prepared by the executor (src/executor/steps/run-mounts.ts). */
@@ -541,7 +546,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   }
   const network = opts.network ?? 'default';
   const prepared = await prepareMountPoints(root);
-  const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
+  const runtimeDir = opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-')));
+  if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
     const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
     await writeFile(path.join(runtimeDir, 'user.fstab'), userTab, { mode: 0o600 });
