@@ -2,8 +2,9 @@
 // ipc, uts [net] namespaces, pivot_root into the build root (host root detached), Docker's 14 capabilities
 // (bounding set too), no no_new_privs, read-only/masked /proc paths, nodev; /proc, /dev, /sys,
 // resolv.conf and hosts exist only for the run. Built from util-linux + coreutils, no helper of our own:
-//   unshare (namespaces) -> sh stage 1 (mounts, host tool view, pivot helper) -> nsenter --root=view
-//   -> sh stage 2 (pivot done, old root detached) -> setpriv (gid, groups, caps) -> env -i -> unshare --root=. --setuid
+//   sh stage 0 (forks the watcher that kills the step if the builder dies) -> unshare (namespaces) -> sh stage 1
+//   (mounts, host tool view, pivot helper) -> nsenter --root=view -> sh stage 2 (pivot done, old root detached)
+//   -> setpriv (gid, groups, caps) -> env -i -S (the step's env, from env's own environment) -> unshare --root=. --setuid
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
@@ -167,8 +168,7 @@ if has sys; then
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null ||
     mount --bind -o ro,nosuid,nodev,noexec /sys "$R/sys" 2>&3 || fail "cannot mount /sys"
 fi
-mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf or /etc/hosts"
-mount -a -T "$T/user.fstab" 2>&3 || fail "cannot mount the RUN --mount targets"
+mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf, /etc/hosts or the RUN --mount targets"
 if has lo && [ -n "$IP" ]; then "$IP" link set lo up 2>/dev/null; fi
 mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
 # The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
@@ -397,7 +397,7 @@ const DEV_LINKS: readonly [string, string][] = [
 const RUNTIME_ENTRIES: readonly string[] = [
   ...HOST_VIEW_ENTRIES.map((e) => `view/${e}`), 'view/etc/ld.so.cache', 'view/etc', 'view/proc', 'view',
   ...[...DEV_NODES, ...DEV_LINKS.map(([n]) => n), 'shm', 'pts'].map((e) => `dev/${e}`), 'dev',
-  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'user.fstab', 'resolv.conf', 'hosts', 'go', 'done',
+  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'resolv.conf', 'hosts', 'go', 'done',
 ];
 
 /** An fstab field: libmount unescapes \ooo octal, so spaces and friends in paths survive. */
@@ -413,10 +413,10 @@ const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
 /**
  * Writes the per-run files stage 1 needs into dir: the host tool view's skeleton (top-level symlinks
  * copied for merged /usr, mount points for the system dirs and ld.so.cache), the /dev template, and
- * the three fstab files it mounts in order. Returns where the view is mounted: under the root's /dev
+ * the three fstab files it mounts in order (the RUN --mount lines last in the third). Returns where the view is mounted: under the root's /dev
  * (or /proc), so the runtime mount there covers it once stage 2 holds it as its root.
  */
-async function writeSetupFiles(root: string, dir: string, flags: string[]): Promise<string> {
+async function writeSetupFiles(root: string, dir: string, flags: string[], userTab: string): Promise<string> {
   const has = (f: string): boolean => flags.includes(f);
   if (!has('dev') && !has('proc')) {
     throw new BuilderError('RUN_SANDBOX_SETUP', `the build root ${root} has neither a /dev nor a /proc directory`, {
@@ -484,7 +484,8 @@ async function writeSetupFiles(root: string, dir: string, flags: string[]): Prom
   if (has('hosts')) runtimeTab += line(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
   await writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 });
   await writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 });
-  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab, { mode: 0o600 });
+  // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
+  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 });
   return viewAt;
 }
 
@@ -550,9 +551,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
     const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
-    await writeFile(path.join(runtimeDir, 'user.fstab'), userTab, { mode: 0o600 });
     await writeRuntimeFiles(runtimeDir, network);
-    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags);
+    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags, userTab);
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
     const args = [
       '-c', WATCH_SCRIPT, 'builder-sandbox-watch', found.unshare,
