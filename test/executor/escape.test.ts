@@ -1,6 +1,6 @@
 // A hostile build through the CLI in sandbox mode: a COPYed static binary doing the chroot escape never writes to the host.
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,5 +50,37 @@ describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {
     await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--destination', `${reg.host}/test/escape-ok:v1`]);
     expect(await exists(marker)).toBe(false);
     expect(await registryTags(reg, 'test/escape-ok')).toEqual(['v1']);
+  });
+
+  it('a build argument\'s value and an ENV value are on no process\'s command line while the step runs', async () => {
+    const arg = `arg-value-${process.pid}-${Date.now()}`;
+    const env = `env-value-${process.pid}-${Date.now()}`;
+    const argCtx = await ws.context('ctx-argv', {
+      Dockerfile: [`FROM ${base}`, 'ARG TOKEN', `ENV OTHER=${env}`, 'RUN test "$TOKEN" = "$(cat /proc/1/environ | tr "\\0" "\\n" | sed -n "s/^TOKEN=//p")" && echo same > /same && sleep 2'].join('\n'),
+    });
+    // Bare --build-arg TOKEN: the value comes from builder's environment, so not even builder's own argv holds it.
+    const build = ws.buildOk(argCtx, ['--run-mode', 'sandbox', '--build-arg', 'TOKEN', '--no-push'], { env: { TOKEN: arg } });
+    let done = false;
+    let scans = 0;
+    const seen: string[] = [];
+    const scan = (async () => {
+      while (!done) {
+        for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+          if (!/^\d+$/.test(pid)) continue;
+          const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+          if (cmd.includes('sleep 2') || cmd.includes('builder-sandbox')) scans++;
+          if (cmd.includes(arg) || cmd.includes(env)) seen.push(cmd.toString('utf8').replace(/\0/g, ' '));
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      await build;
+    } finally {
+      done = true;
+      await scan;
+    }
+    expect(scans).toBeGreaterThan(0); // the scan saw the step's chain running
+    expect(seen).toEqual([]);
   });
 });
