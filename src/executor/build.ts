@@ -20,7 +20,7 @@ import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBui
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
 import type { EventSink } from '../util/events.js';
-import { buildDirPrefix, removeLeftovers, type Leftovers } from './leftovers.js';
+import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -164,6 +164,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await mkdir(opts.workDir, { recursive: true });
   reportLeftovers(await removeLeftovers(opts.workDir), emit);
   const work = await mkdtemp(await buildDirPrefix(opts.workDir));
+  if (opts.keepWorkDir) await markKept(work);
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -348,9 +349,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
 /** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */
 function reportLeftovers(left: Leftovers, emit: EventSink): void {
+  const mounts = left.mounts > 0 ? `unmounted ${left.mounts} stage root${left.mounts === 1 ? '' : 's'}` : '';
   if (left.dirs.length > 0) {
-    const mounts = left.mounts > 0 ? `unmounted ${left.mounts} stage root${left.mounts === 1 ? '' : 's'} and ` : '';
-    emit({ type: 'warning', msg: `work dir: ${mounts}removed what ${left.dirs.length === 1 ? 'a killed build' : `${left.dirs.length} killed builds`} left (${left.dirs.join(', ')})` });
+    emit({ type: 'warning', msg: `work dir: ${mounts ? `${mounts} and ` : ''}removed what ${left.dirs.length === 1 ? 'a killed build' : `${left.dirs.length} killed builds`} left (${left.dirs.join(', ')})` });
+  } else if (mounts) {
+    emit({ type: 'warning', msg: `work dir: ${mounts} a killed build left (its dir was kept: --cleanup=false)` });
   }
   if (left.kept.length > 0) {
     emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go; left as it is (unmount it, then remove the dir)` });

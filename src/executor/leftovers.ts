@@ -2,7 +2,7 @@
 // build when that process is gone (a SIGKILL or the OOM killer gave it no chance to clean up).
 
 import { execFile } from 'node:child_process';
-import { readdir, readFile, readlink, realpath, rm } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { unescapeMountPath } from '../run/index.js';
 
@@ -24,6 +24,13 @@ async function procStart(pid: number | 'self'): Promise<string | undefined> {
 async function self(): Promise<Owner> {
   const [stat, ns] = await Promise.all([readFile('/proc/self/stat', 'utf8'), readlink('/proc/self/ns/pid').catch(() => 'pid:[0]')]);
   return { pid: Number(stat.slice(0, stat.indexOf(' '))), start: (await procStart('self')) ?? '0', pidNs: ns.replace(/\D/g, '') || '0' };
+}
+
+/** In a build dir made with --cleanup=false: the dir is the user's to look at, so only its mounts are undone. */
+const KEEP = 'keep';
+
+export async function markKept(dir: string): Promise<void> {
+  await writeFile(path.join(dir, KEEP), '--cleanup=false: kept for inspection, never removed by a later build\n');
 }
 
 /** The mkdtemp prefix of this process's build dir: the owner record is in the name, so it exists as soon as the dir. */
@@ -54,7 +61,7 @@ export interface Leftovers {
 /**
  * Removes the build dirs of builds that are no longer running: their mounts (stage root overlays) first, then the
  * dir. A dir whose owner still runs, lives in another PID namespace (cannot be judged) or has no owner in its name
- * is never touched.
+ * is never touched; one made with --cleanup=false only loses its mounts.
  */
 export async function removeLeftovers(workDir: string): Promise<Leftovers> {
   const out: Leftovers = { dirs: [], mounts: 0, kept: [] };
@@ -74,6 +81,7 @@ export async function removeLeftovers(workDir: string): Promise<Leftovers> {
       out.kept.push(name);
       continue;
     }
+    if (await lstat(path.join(dir, KEEP)).then(() => true, () => false)) continue;
     await rm(dir, { recursive: true, force: true });
     out.dirs.push(name);
   }
