@@ -1,13 +1,13 @@
 // A hostile build through the CLI in sandbox mode: a COPYed static binary doing the chroot escape never writes to the host.
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import { commandLinesDuring, compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
 const exists = (p: string) => lstat(p).then(() => true, () => false);
@@ -60,27 +60,8 @@ describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {
     });
     // Bare --build-arg TOKEN: the value comes from builder's environment, so not even builder's own argv holds it.
     const build = ws.buildOk(argCtx, ['--run-mode', 'sandbox', '--build-arg', 'TOKEN', '--no-push'], { env: { TOKEN: arg } });
-    let done = false;
-    let scans = 0;
-    const seen: string[] = [];
-    const scan = (async () => {
-      while (!done) {
-        for (const pid of await readdir('/proc').catch(() => [] as string[])) {
-          if (!/^\d+$/.test(pid)) continue;
-          const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
-          if (cmd.includes('sleep 2') || cmd.includes('builder-sandbox')) scans++;
-          if (cmd.includes(arg) || cmd.includes(env)) seen.push(cmd.toString('utf8').replace(/\0/g, ' '));
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
-    try {
-      await build;
-    } finally {
-      done = true;
-      await scan;
-    }
-    expect(scans).toBeGreaterThan(0); // the scan saw the step's chain running
-    expect(seen).toEqual([]);
+    const lines = await commandLinesDuring([arg, env], 'builder-sandbox', build);
+    expect(lines.running).toBeGreaterThan(0); // the scan saw the step's chain running
+    expect(lines.seen).toEqual([]);
   });
 });
