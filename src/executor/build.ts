@@ -5,12 +5,14 @@ import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
-import { FileHashCache, openContext } from '../context/index.js';
+import { FileHashCache, hashSources, openContext, resolveSources } from '../context/index.js';
+import { imageDescriptor, makeStatements, type ProvenanceInput } from '../attest/index.js';
+import { isDigest, sha256 } from '../digest/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
 import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
+import { assembleImage, fileLayer, formatPlatform, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
@@ -238,7 +240,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           warnOnce,
           ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
@@ -310,8 +312,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      const statements = opts.attest ? await makeStatements({ descriptor: imageDescriptor(image), image }, opts.destinations.map((d) => parseReference(d).name), {
+        sbom: opts.attest.sbom, tool: opts.attest.version, created, emit,
+        ...(opts.attest.provenance ? { provenance: await provenanceOf(opts.attest.provenance, opts, ex, text, df.file, new Date(t0).toISOString()) } : {}),
+      }) : [];
       const tPush = Date.now();
-      const pushed = await writeOutputs(client, image, opts);
+      const pushed = await writeOutputs(client, image, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
       const summary = tally.summary({
         digest: image.manifestDigest,
@@ -341,6 +347,29 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
+}
+
+/** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */
+async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex: Executor, dockerfile: string, file: string, startedOn: string): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
+  const a = opts.attest!;
+  const downloads = await Promise.allSettled([...ex.scheduling.downloads.values()]);
+  const ctx = ex.services.ctx;
+  return {
+    mode,
+    builder: { id: a.builderId, version: a.version },
+    dockerfile: { path: file, digest: sha256(dockerfile) },
+    ...(opts.target ? { target: opts.target } : {}),
+    platform: formatPlatform(opts.platform),
+    // build args as given (what the Dockerfile declares decides their use); --secret values never reach them
+    buildArgs: mode === 'max' ? opts.buildArgs : {},
+    ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
+    dependencies: [
+      ...[...ex.scheduling.resolved].map(([ref, digest]) => ({ uri: `pkg:docker/${ref}`, digest })),
+      ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
+    ],
+    ci: a.ci,
+    startedOn,
+  };
 }
 
 /** One hash cache file per context directory (an extracted tar context is new every build: nothing to remember). */

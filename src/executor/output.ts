@@ -1,18 +1,25 @@
 // Outputs of a build: push to every destination (all blobs first, manifests last), OCI layout, docker-archive, digest files.
 import { writeFile } from 'node:fs/promises';
+import { attachToLayout, attachToRegistry, imageDescriptor, signImage, type Artifact } from '../attest/index.js';
 import { imageBlobOpener, writeDockerArchive, writeOciLayout, type Image } from '../image/index.js';
 import { parseReference } from '../reference/index.js';
 import { writeImage, type RegistryClient } from '../registry/index.js';
 import type { BuildOptions } from './options.js';
 
 export type OutputOptions = Pick<BuildOptions,
-  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal'>;
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal' | 'attest'>;
 
-export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions): Promise<Array<{ destination: string; digest: string }>> {
+/** `statements`: the image's SBOM/provenance artifacts, attached (with a signature when opts.attest has a key) after the push. */
+export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions, statements: readonly Artifact[] = []): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const open = imageBlobOpener(image);
+  const subject = imageDescriptor(image);
+  const repos = [...new Map(refs.map((r) => [r.name, r])).values()];
+  // one signature per repository (its payload names it), the same bytes in the layout and the registry
+  const signatures = opts.attest?.signKey ? signImage(opts.attest.signKey, repos, subject) : [];
   if (opts.ociLayoutPath) {
     await writeOciLayout(opts.ociLayoutPath, image, open, refs[0]?.tag ? { tag: refs[0].tag } : {});
+    await attachToLayout(opts.ociLayoutPath, [...statements, ...signatures.slice(0, 1).map((s) => s.artifact)]);
     opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
   }
   if (opts.tarPath) {
@@ -27,5 +34,7 @@ export async function writeOutputs(client: RegistryClient, image: Image, opts: O
   if (opts.imageNameTagWithDigestFile) {
     await writeFile(opts.imageNameTagWithDigestFile, refs.map((r) => `${r.name}:${r.tag ?? 'latest'}@${image.manifestDigest}\n`).join(''));
   }
+  // after the digest files: a registry refusing artifacts fails the build with the image pushed and recorded
+  if ((statements.length > 0 || signatures.length > 0) && !opts.noPush) await attachToRegistry(client, repos, subject, statements, signatures, opts.emit);
   return pushed;
 }

@@ -1,0 +1,150 @@
+// --sbom, --provenance, --sign-key end to end against distribution 2.8 (no referrers API: the referrers tag schema),
+// checked with skopeo (manifests) and openssl (the signature); verify, attestations and copy through the CLI.
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushBusybox } from '../support/images.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { run, skopeoInspect } from '../support/tools.js';
+import { compileIfStale, registryTags, Workspace } from '../executor/helpers.js';
+
+const STATUS = `Package: hello
+Status: install ok installed
+Architecture: amd64
+Version: 2.10-3
+
+Package: oldtool
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0-1
+`;
+
+const LOCK = JSON.stringify({
+  name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true,
+  packages: { '': { name: 'app', version: '1.0.0' }, 'node_modules/left-pad': { version: '1.3.0' }, 'node_modules/@scope/util': { version: '2.0.1' } },
+});
+
+interface Desc { mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }
+
+describe('supply chain: SBOM, provenance and signature as OCI referrers', () => {
+  let reg: TestRegistry;
+  let ws: Workspace;
+  let base: string;
+  let ctx: string;
+
+  const blob = async (repo: string, digest: string): Promise<Buffer> => {
+    const res = await fetch(`${reg.url}/v2/${repo}/blobs/${digest}`);
+    expect(res.status).toBe(200);
+    const b = Buffer.from(await res.arrayBuffer());
+    expect(`sha256:${createHash('sha256').update(b).digest('hex')}`).toBe(digest);
+    return b;
+  };
+  const raw = (ref: string): Promise<any> => skopeoInspect(reg, ref, { raw: true });
+
+  beforeAll(async () => {
+    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-attest-'), compileIfStale()]);
+    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
+    ctx = await ws.context('ctx', {
+      Dockerfile: `FROM ${base}\nARG GREETING=hi\nCOPY status /var/lib/dpkg/status\nCOPY package-lock.json /app/package-lock.json\nRUN echo "$GREETING" > /greeting\n`,
+      status: STATUS,
+      'package-lock.json': LOCK,
+    });
+    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('key.pem')]);
+    await run('openssl', ['pkey', '-in', ws.path('key.pem'), '-pubout', '-out', ws.path('key.pub')]);
+    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('other.pem')]);
+    await run('openssl', ['pkey', '-in', ws.path('other.pem'), '-pubout', '-out', ws.path('other.pub')]);
+    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', ws.path('p384.pem')]);
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await ws?.remove();
+  });
+
+  it('pushes the image unchanged, with SBOM, provenance and a signature openssl verifies, under the referrers tag', async () => {
+    const args = ['--reproducible', '--build-arg', 'GREETING=hello', '--image-format', 'oci'];
+    const plain = await ws.buildOk(ctx, [...args, '--destination', `${reg.host}/test/plain:1`]);
+    const digest = await ws.buildOk(ctx, [...args, '--destination', `${reg.host}/test/app:1`,
+      '--sbom', '--provenance=max', '--sign-key', ws.path('key.pem'), '--oci-layout-path', ws.path('layout')]);
+    // attestations never change the image
+    expect(digest).toBe(plain);
+    expect((await skopeoInspect(reg, 'test/app:1')).Digest).toBe(digest);
+
+    const hex = digest.slice('sha256:'.length);
+    expect(await registryTags(reg, 'test/app')).toEqual(expect.arrayContaining(['1', `sha256-${hex}`, `sha256-${hex}.sig`]));
+    const index = await raw(`test/app:sha256-${hex}`);
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    const referrers = index.manifests as Desc[];
+    expect(referrers).toHaveLength(3);
+    const byType = new Map<string, any>();
+    for (const d of referrers) {
+      const m = await raw(`test/app@${d.digest}`);
+      expect(m.subject.digest).toBe(digest);
+      expect(m.artifactType).toBe(d.artifactType);
+      byType.set(m.layers[0].annotations?.['in-toto.io/predicate-type'] ?? m.artifactType, m);
+    }
+
+    const statement = async (m: any): Promise<any> => JSON.parse((await blob('test/app', m.layers[0].digest)).toString('utf8'));
+    const sbom = await statement(byType.get('https://spdx.dev/Document'));
+    expect(sbom._type).toBe('https://in-toto.io/Statement/v1');
+    expect(sbom.subject).toEqual([{ name: `${reg.host}/test/app`, digest: { sha256: hex } }]);
+    expect(sbom.predicate.spdxVersion).toBe('SPDX-2.3');
+    const pkgs = new Map<string, any>(sbom.predicate.packages.map((p: any) => [p.name, p]));
+    expect(pkgs.get('hello')?.versionInfo).toBe('2.10-3');
+    expect(pkgs.has('oldtool')).toBe(false);
+    expect(pkgs.get('left-pad')?.versionInfo).toBe('1.3.0');
+    expect(pkgs.get('@scope/util')?.externalRefs[0].referenceLocator).toBe('pkg:npm/%40scope/util@2.0.1');
+    // the layer that added it: the COPY of the status file, one of the image's layers (not the base's)
+    const manifest = await raw(`test/app@${digest}`);
+    const hello = pkgs.get('hello');
+    expect(hello.externalRefs[0].referenceLocator).toMatch(/^pkg:deb\/[a-z]+\/hello@2\.10-3\?arch=amd64$/);
+    const layer = /added by layer (sha256:[0-9a-f]{64})/.exec(hello.sourceInfo)?.[1];
+    expect(manifest.layers.map((l: Desc) => l.digest).indexOf(layer)).toBe(1);
+
+    const prov = await statement(byType.get('https://slsa.dev/provenance/v1'));
+    expect(prov.subject[0].digest.sha256).toBe(hex);
+    expect(prov.predicate.buildDefinition.externalParameters.buildArgs).toEqual({ GREETING: 'hello' });
+    expect(prov.predicate.buildDefinition.externalParameters.context.digest.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const baseDigest = (await skopeoInspect(reg, 'library/busybox:latest')).Digest as string;
+    expect(prov.predicate.buildDefinition.resolvedDependencies).toContainEqual({ uri: `pkg:docker/${base}`, digest: { sha256: baseDigest.slice(7) } });
+    expect(prov.predicate.runDetails.metadata.startedOn <= prov.predicate.runDetails.metadata.finishedOn).toBe(true);
+
+    // the signature, as cosign stores it: payload naming the digest, base64 DER ECDSA in the annotation; openssl agrees
+    const sigManifest = await raw(`test/app:sha256-${hex}.sig`);
+    const layer0 = sigManifest.layers[0];
+    expect(layer0.mediaType).toBe('application/vnd.dev.cosign.simplesigning.v1+json');
+    const payload = await blob('test/app', layer0.digest);
+    expect(JSON.parse(payload.toString('utf8')).critical.image['docker-manifest-digest']).toBe(digest);
+    await writeFile(ws.path('payload'), payload);
+    await writeFile(ws.path('sig.der'), Buffer.from(layer0.annotations['dev.cosignproject.cosign/signature'], 'base64'));
+    const ok = await run('openssl', ['dgst', '-sha256', '-verify', ws.path('key.pub'), '-signature', ws.path('sig.der'), ws.path('payload')]);
+    expect(ok.stdout).toContain('Verified OK');
+    const bad = await run('openssl', ['dgst', '-sha256', '-verify', ws.path('other.pub'), '-signature', ws.path('sig.der'), ws.path('payload')]).then(() => 0, (e) => e.exitCode);
+    expect(bad).not.toBe(0);
+    // the same signature is a referrer too
+    expect(byType.get('application/vnd.dev.cosign.artifact.sig.v1+json').layers[0].annotations['dev.cosignproject.cosign/signature'])
+      .toBe(layer0.annotations['dev.cosignproject.cosign/signature']);
+
+    // the OCI layout holds the image and its three artifacts
+    const layout = JSON.parse(await import('node:fs/promises').then((f) => f.readFile(ws.path('layout', 'index.json'), 'utf8')));
+    expect(layout.manifests.map((m: Desc) => m.digest)).toEqual(expect.arrayContaining([digest, ...referrers.map((r) => r.digest)]));
+
+    // builder verify / attestations
+    expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/app:1`])).code).toBe(0);
+    const wrong = await ws.cli(['verify', '--key', ws.path('other.pub'), `${reg.host}/test/app:1`]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('VERIFY_FAILED');
+    expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/plain:1`])).code).toBe(1); // same digest, other repo: unsigned there
+    const listed = await ws.cli(['attestations', '--json', `${reg.host}/test/app:1`]);
+    expect(JSON.parse(listed.stdout).referrers).toHaveLength(3);
+    const printed = await ws.cli(['attestations', '--type', 'provenance', `${reg.host}/test/app@${digest}`]);
+    expect(JSON.parse(printed.stdout.trim()).predicateType).toBe('https://slsa.dev/provenance/v1');
+
+    // copy carries the referrers and the .sig tag; --no-referrers does not
+    const copied = await ws.cli(['copy', `${reg.host}/test/app:1`, `${reg.host}/test/copy:1`]);
+    expect(copied.code).toBe(0);
+    expect((await raw(`test/copy:sha256-${hex}`)).manifests).toHaveLength(3);
+    expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/copy:1`])).code).toBe(0);
+    expect((await ws.cli(['copy', '--no-referrers', `${reg.host}/test/app:1`, `${reg.host}/test/bare:1`])).code).toBe(0);
+    expect(await registryTags(reg, 'test/bare')).toEqual(['1']);
+  });
+});
