@@ -102,7 +102,11 @@ async function scanLayer(layer: Layer, files: Map<string, FileState>, skipped: s
     const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
     if (base === '.wh..wh..opq') { removeUnder(files, dir, false); continue; }
     if (base.startsWith('.wh.')) { removeUnder(files, dir ? `${dir}/${base.slice(4)}` : base.slice(4), true); continue; }
-    // a file replaced by anything (a directory, a symlink) no longer holds its packages
+    // directories merge with what lies below; anything else replaces the path (and a directory that was there)
+    if (e.header.type === 'directory') {
+      files.delete(p);
+      continue;
+    }
     removeUnder(files, p, true);
     if (e.header.type !== 'file') continue;
     const kind = classify(p);
