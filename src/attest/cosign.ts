@@ -51,7 +51,7 @@ export async function pushCosignSignature(client: RegistryClient, repo: ImageRef
     await client.pushBlob(repo, { digest: sha256(config), size: config.length }, () => bufferStream(config));
     await client.putManifest(ref, manifest, MediaType.OciManifest);
     // no conditional PUT on distribution: read back after a pause; a concurrent signer that dropped ours -> append again
-    await sleep(50 + Math.floor(Math.random() * 200));
+    await sleep(150 + Math.floor(Math.random() * 250));
     current = await readSigManifest(client, ref);
   }
   if (!current?.layers.some((l) => sameSig(l, desc))) {

@@ -82,7 +82,7 @@ export async function mergeIndexTag(client: RegistryClient, repo: ImageRef, tag:
     if (add.length === 0) return;
     const index: Index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...(current?.index.manifests ?? []), ...add] };
     await client.putManifest(ref, Buffer.from(JSON.stringify(index)), MediaType.OciIndex);
-    await sleep(50 + Math.floor(Math.random() * 200));
+    await sleep(150 + Math.floor(Math.random() * 250));
     current = await readIndexTag(client, ref);
   }
   if (missing(current?.index).length > 0) {

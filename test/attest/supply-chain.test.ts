@@ -2,7 +2,12 @@
 // checked with skopeo (manifests) and openssl (the signature); verify, attestations and copy through the CLI.
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { artifactManifest, listReferrers, mergeIndexTag, pushArtifact, referrersTag } from '../../src/attest/index.js';
+import { parseReference } from '../../src/reference/index.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect } from '../support/tools.js';
@@ -125,7 +130,7 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
       .toBe(layer0.annotations['dev.cosignproject.cosign/signature']);
 
     // the OCI layout holds the image and its three artifacts
-    const layout = JSON.parse(await import('node:fs/promises').then((f) => f.readFile(ws.path('layout', 'index.json'), 'utf8')));
+    const layout = JSON.parse(await readFile(ws.path('layout', 'index.json'), 'utf8'));
     expect(layout.manifests.map((m: Desc) => m.digest)).toEqual(expect.arrayContaining([digest, ...referrers.map((r) => r.digest)]));
 
     // builder verify / attestations
@@ -146,5 +151,69 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/copy:1`])).code).toBe(0);
     expect((await ws.cli(['copy', '--no-referrers', `${reg.host}/test/app:1`, `${reg.host}/test/bare:1`])).code).toBe(0);
     expect(await registryTags(reg, 'test/bare')).toEqual(['1']);
+  });
+
+  it('fails fast on a key of another curve, an unreadable key or an unset variable: nothing built, nothing pushed', async () => {
+    const cases: Array<[string[], string, NodeJS.ProcessEnv]> = [
+      [['--sign-key', ws.path('p384.pem')], 'SIGN_KEY_UNSUPPORTED', {}],
+      [['--sign-key', ws.path('missing.pem')], 'SIGN_KEY_UNREADABLE', {}],
+      [['--sign-key', 'env://BUILDER_TEST_NO_SUCH_KEY'], 'SIGN_KEY_UNREADABLE', {}],
+      [['--sign-key', 'env://KEYTEXT'], 'SIGN_KEY_UNREADABLE', { KEYTEXT: 'not a key' }],
+      [['--sign-key', ws.path('key.pub')], 'SIGN_KEY_UNREADABLE', {}],
+      [['--provenance=maximum'], 'FLAG_INVALID', {}],
+    ];
+    for (const [flags, code, env] of cases) {
+      const r = await ws.build(ctx, ['--destination', `${reg.host}/test/nokey:1`, ...flags], { env });
+      expect(r.code, `${flags.join(' ')}: ${r.stderr}`).not.toBe(0);
+      expect(r.stderr).toContain(code);
+      expect(r.stderr).not.toContain('FROM'); // failed before the first step
+    }
+    expect(await registryTags(reg, 'test/nokey')).toEqual([]);
+  });
+
+  it('a registry refusing artifact manifests: a clear error, and the image stays pushed', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      proxy.add({ method: 'PUT', path: /\/manifests\/sha256:/, fault: 'manifest-invalid', times: Infinity });
+      const r = await ws.build(ctx, ['--destination', `${proxy.host}/test/refused:1`, '--digest-file', ws.path('refused-digest'), '--sign-key', 'env://SIGNKEY'],
+        { env: { SIGNKEY: await readFile(ws.path('key.pem'), 'utf8') } });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('ATTEST_PUSH_REFUSED');
+      expect(r.stderr).toContain('the image itself is pushed');
+      const digest = (await readFile(ws.path('refused-digest'), 'utf8')).trim();
+      expect((await skopeoInspect(reg, 'test/refused:1')).Digest).toBe(digest);
+      expect(await registryTags(reg, 'test/refused')).toEqual(['1']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('the referrers tag keeps other tools\' entries and both of two writers updating it at once', async () => {
+    await pushBusybox(reg, 'test/race', 'img', 'oci');
+    const repo = parseReference(`${reg.host}/test/race`);
+    const clients = [new RegistryClient(), new RegistryClient(), new RegistryClient()];
+    try {
+      const img = await clients[0]!.getManifest(parseReference(`${reg.host}/test/race:img`));
+      const subjectDigest = img.digest;
+      expect(subjectDigest).toBe((await skopeoInspect(reg, 'test/race:img')).Digest);
+      const subject = { mediaType: img.mediaType, digest: subjectDigest, size: img.bytes.length };
+      const make = (type: string, n: number) => artifactManifest(subject, type, [{ mediaType: 'application/json', bytes: Buffer.from(JSON.stringify({ n })) }]);
+      const foreign = make('application/vnd.example.other+json', 0);
+      const a = [make('application/vnd.example.a+json', 1), make('application/vnd.example.a+json', 2)];
+      const b = [make('application/vnd.example.b+json', 3), make('application/vnd.example.b+json', 4)];
+      for (const x of [foreign, ...a, ...b]) await pushArtifact(clients[0]!, repo, x);
+      await mergeIndexTag(clients[0]!, repo, referrersTag(subjectDigest), [foreign.descriptor]);
+      await Promise.all([
+        mergeIndexTag(clients[1]!, repo, referrersTag(subjectDigest), a.map((x) => x.descriptor)),
+        mergeIndexTag(clients[2]!, repo, referrersTag(subjectDigest), b.map((x) => x.descriptor)),
+      ]);
+      const index = await raw(`test/race:${referrersTag(subjectDigest)}`);
+      expect(new Set(index.manifests.map((m: Desc) => m.digest))).toEqual(new Set([foreign, ...a, ...b].map((x) => x.descriptor.digest)));
+      const listed = await listReferrers(clients[0]!, repo, subjectDigest);
+      expect(listed.via).toBe('tag');
+      expect(listed.manifests.find((m) => m.digest === foreign.descriptor.digest)).toMatchObject({ artifactType: 'application/vnd.example.other+json' });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
   });
 });
