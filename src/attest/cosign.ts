@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BuilderError } from '../errors.js';
 import { digestHex, sha256, type Digest } from '../digest/index.js';
-import { bufferStream, MediaType, type Descriptor, type Manifest } from '../image/index.js';
+import { bufferStream, MediaType, parseManifest, type Descriptor, type Manifest } from '../image/index.js';
 import { withTag, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { ArtifactBlob } from './referrers.js';
@@ -17,7 +17,7 @@ export function signatureTag(subject: Digest): string {
 export async function readSigManifest(client: RegistryClient, ref: ImageRef): Promise<Manifest | undefined> {
   try {
     const m = await client.getManifest(ref);
-    return JSON.parse(m.bytes.toString('utf8')) as Manifest;
+    return parseManifest(m.bytes, `signature manifest ${ref}`);
   } catch (err) {
     if (err instanceof BuilderError && (err.code === 'REGISTRY_MANIFEST_UNKNOWN' || err.code === 'REGISTRY_NOT_FOUND')) return undefined;
     throw err;

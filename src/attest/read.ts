@@ -3,7 +3,7 @@
 import type { KeyObject } from 'node:crypto';
 import { BuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
-import { MediaType, parseManifest, type Descriptor, type Manifest } from '../image/index.js';
+import { bufferStream, MediaType, OciLayout, parseManifest, type Descriptor, type Manifest } from '../image/index.js';
 import { withDigest, withTag, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { cosignSignatures, pushCosignSignature, readSigManifest, signatureTag, signaturesIn, type FoundSignature } from './cosign.js';
@@ -95,4 +95,34 @@ export async function copyReferrers(client: RegistryClient, src: ImageRef, dst: 
     await pushCosignSignature(client, dst, subject, { mediaType: l.mediaType, bytes, ...(l.annotations ? { annotations: l.annotations } : {}) });
   }
   return manifests.length + (sigManifest ? 1 : 0);
+}
+
+/** The artifacts of an OCI layout (index.json entries) whose subject is `subject`. */
+async function layoutReferrers(layout: OciLayout, subject: Digest): Promise<Array<{ descriptor: Descriptor; bytes: Buffer; manifest: Manifest & { subject?: Descriptor } }>> {
+  const out = [];
+  for (const d of (await layout.readIndex()).manifests) {
+    if (d.mediaType !== MediaType.OciManifest || d.digest === subject) continue;
+    const bytes = await layout.readBlob(d);
+    const manifest = parseManifest(bytes, `${layout.dir} ${d.digest}`) as Manifest & { subject?: Descriptor; artifactType?: string };
+    if (manifest.subject?.digest !== subject) continue;
+    out.push({ descriptor: { ...d, ...(manifest.artifactType ? { artifactType: manifest.artifactType } : {}) } as Descriptor, bytes, manifest });
+  }
+  return out;
+}
+
+/** Pushes the referrers an OCI layout holds for `subject` (what --oci-layout-path wrote) to a registry repository. */
+export async function copyLayoutReferrers(client: RegistryClient, dir: string, dst: ImageRef, subject: Digest): Promise<number> {
+  const layout = await OciLayout.open(dir);
+  const found = await layoutReferrers(layout, subject);
+  const pushed = [];
+  for (const r of found) {
+    for (const b of [r.manifest.config, ...r.manifest.layers]) await client.pushBlob(dst, b, async () => bufferStream(await layout.readBlob(b)));
+    pushed.push({ descriptor: r.descriptor, said: (await client.pushManifest(withDigest(dst, r.descriptor.digest), r.bytes, MediaType.OciManifest)).subject });
+  }
+  if (pushed.length > 0) await registerReferrers(client, dst, subject, pushed);
+  // a signature found here also goes where cosign looks by default
+  for (const r of found.filter((x) => (x.manifest as { artifactType?: string }).artifactType === SIGNATURE_ARTIFACT_TYPE)) {
+    for (const l of r.manifest.layers) await pushCosignSignature(client, dst, subject, { mediaType: l.mediaType, bytes: await layout.readBlob(l), ...(l.annotations ? { annotations: l.annotations } : {}) });
+  }
+  return found.length;
 }

@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BuilderError } from '../errors.js';
 import { digestHex, sha256, type Digest } from '../digest/index.js';
-import { bufferStream, MediaType, type Descriptor, type Index } from '../image/index.js';
+import { bufferStream, MediaType, parseIndex, type Descriptor, type Index } from '../image/index.js';
 import { withDigest, withTag, type ImageRef } from '../reference/index.js';
 import { isImmutableTagError, type RegistryClient } from '../registry/index.js';
 
@@ -61,7 +61,7 @@ function refused(what: string, repo: ImageRef, err: unknown): BuilderError {
 async function readIndexTag(client: RegistryClient, ref: ImageRef): Promise<{ index: Index; digest: Digest } | undefined> {
   try {
     const m = await client.getManifest(ref, [MediaType.OciIndex]);
-    return { index: JSON.parse(m.bytes.toString('utf8')) as Index, digest: m.digest };
+    return { index: parseIndex(m.bytes, `referrers index ${ref}`), digest: m.digest };
   } catch (err) {
     if (err instanceof BuilderError && (err.code === 'REGISTRY_MANIFEST_UNKNOWN' || err.code === 'REGISTRY_NOT_FOUND')) return undefined;
     throw err;

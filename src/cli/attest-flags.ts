@@ -67,10 +67,11 @@ export function attestRequest(flags: AttestFlags, env: CliEnv, version: string):
   })() : undefined;
   if (flags.sbom !== true && provenance === undefined && signKey === undefined) return undefined;
   const e = env.env;
+  const bare = version.split(' ')[1] ?? 'unknown'; // "builder 0.1.0 (node ...)" -> "0.1.0"
   const ci: Record<string, string | undefined> = Object.fromEntries(Object.entries(e).filter(([k]) => k === 'GITLAB_CI' || k.startsWith('CI_')).filter(([k]) => !/TOKEN|PASSWORD|SECRET|KEY/.test(k)));
   // GitLab's own SLSA provenance names the runner as the builder
   const builderId = e.CI_SERVER_URL && e.CI_PROJECT_PATH && e.CI_RUNNER_ID
     ? `${e.CI_SERVER_URL}/${e.CI_PROJECT_PATH}/-/runners/${e.CI_RUNNER_ID}`
-    : `pkg:npm/daemonless-builder@${version.split(' ')[1] ?? 'unknown'}`;
-  return { sbom: flags.sbom === true, ...(provenance ? { provenance } : {}), ...(signKey ? { signKey } : {}), builderId, version, ci };
+    : `pkg:npm/daemonless-builder@${bare}`;
+  return { sbom: flags.sbom === true, ...(provenance ? { provenance } : {}), ...(signKey ? { signKey } : {}), builderId, version: bare, ci };
 }

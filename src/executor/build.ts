@@ -313,7 +313,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
       const statements = opts.attest ? await makeStatements({ descriptor: imageDescriptor(image), image }, opts.destinations.map((d) => parseReference(d).name), {
-        sbom: opts.attest.sbom, tool: opts.attest.version, created, emit,
+        sbom: opts.attest.sbom, tool: `builder-${opts.attest.version}`, created, emit,
         ...(opts.attest.provenance ? { provenance: await provenanceOf(opts.attest.provenance, opts, ex, text, df.file, new Date(t0).toISOString()) } : {}),
       }) : [];
       const tPush = Date.now();
@@ -364,7 +364,10 @@ async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex:
     buildArgs: mode === 'max' ? opts.buildArgs : {},
     ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
     dependencies: [
-      ...[...ex.scheduling.resolved].map(([ref, digest]) => ({ uri: `pkg:docker/${ref}`, digest })),
+      // purl-type docker, as BuildKit's provenance names its sources
+      ...[...ex.scheduling.resolved.values()].map(({ ref, digest }) => ({
+        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(opts.platform))}`, digest,
+      })),
       ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
     ],
     ci: a.ci,

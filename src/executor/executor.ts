@@ -39,7 +39,7 @@ export interface Scheduling {
   /** ADD URL downloads by URL and checksum: the cache key (computed ahead) and the step share one download. */
   downloads: Map<string, Promise<import('./remote.js').Download>>;
   /** Images resolved by reference (FROM, COPY --from, RUN --mount from=): reference -> manifest digest, for the provenance. */
-  resolved: Map<string, import('../digest/index.js').Digest>;
+  resolved: Map<string, { ref: import('../reference/index.js').ImageRef; digest: import('../digest/index.js').Digest }>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
   /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */

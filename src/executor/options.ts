@@ -90,7 +90,7 @@ export interface AttestRequest {
   provenance?: 'min' | 'max';
   /** A parsed ECDSA P-256 private key (the CLI reads and checks it before the build starts). */
   signKey?: import('node:crypto').KeyObject;
-  /** The provenance's runDetails.builder.id and version. */
+  /** The provenance's runDetails.builder.id, and builder's version ("0.1.0"). */
   builderId: string;
   version: string;
   /** CI_* variables of the job (GitLab), for the provenance's metadata. */

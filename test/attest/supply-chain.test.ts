@@ -110,7 +110,11 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     expect(prov.predicate.buildDefinition.externalParameters.buildArgs).toEqual({ GREETING: 'hello' });
     expect(prov.predicate.buildDefinition.externalParameters.context.digest.sha256).toMatch(/^[0-9a-f]{64}$/);
     const baseDigest = (await skopeoInspect(reg, 'library/busybox:latest')).Digest as string;
-    expect(prov.predicate.buildDefinition.resolvedDependencies).toContainEqual({ uri: `pkg:docker/${base}`, digest: { sha256: baseDigest.slice(7) } });
+    expect(prov.predicate.buildDefinition.resolvedDependencies).toContainEqual({
+      uri: `pkg:docker/library/busybox@latest?repository_url=${encodeURIComponent(reg.host)}&platform=${encodeURIComponent(prov.predicate.buildDefinition.externalParameters.platform)}`,
+      digest: { sha256: baseDigest.slice(7) },
+    });
+    expect(prov.predicate.buildDefinition.externalParameters.dockerfile.digest.sha256).toBe(createHash('sha256').update(await readFile(`${ctx}/Dockerfile`)).digest('hex'));
     expect(prov.predicate.runDetails.metadata.startedOn <= prov.predicate.runDetails.metadata.finishedOn).toBe(true);
 
     // the signature, as cosign stores it: payload naming the digest, base64 DER ECDSA in the annotation; openssl agrees

@@ -1,6 +1,6 @@
 // `builder copy SRC DST`: registry <-> registry, registry -> oci:DIR / docker-archive:, oci:DIR -> registry.
 import type { Command } from 'commander';
-import { copyReferrers } from '../../attest/index.js';
+import { copyLayoutReferrers, copyReferrers } from '../../attest/index.js';
 import { isIndexMediaType, parseIndex } from '../../image/index.js';
 import { withDigest } from '../../reference/index.js';
 import { copyImage, parseLocation, RegistryClient } from '../../registry/index.js';
@@ -15,7 +15,7 @@ export function register(program: Command, env: CliEnv): void {
       .argument('<src>', 'source image')
       .argument('<dst>', 'destination image')
       .option('--all-platforms', 'copy every image of a multi-platform index, and the index itself')
-      .option('--no-referrers', 'registry to registry: leave the image\'s referrers (SBOM, provenance, signatures) behind'),
+      .option('--no-referrers', 'to a registry: leave the image\'s referrers (SBOM, provenance, signatures; from a registry or an OCI layout) behind'),
   ).action(async (src: string, dst: string, flags: RegistryFlags & { allPlatforms?: boolean; referrers?: boolean }) => {
     const renderer = commandRenderer(flags, env);
     const client = new RegistryClient(registryOptions(flags, env, renderer.logger, renderer.emit));
@@ -23,11 +23,11 @@ export function register(program: Command, env: CliEnv): void {
       const from = parseLocation(src);
       const to = parseLocation(dst);
       const r = await copyImage(client, from, to, { allPlatforms: flags.allPlatforms === true, emit: renderer.emit });
-      if (flags.referrers !== false && from.kind === 'registry' && to.kind === 'registry') {
+      if (flags.referrers !== false && from.kind !== 'docker-archive' && to.kind === 'registry') {
         // the copied manifests keep their digests: their referrers (and cosign's .sig tags) apply unchanged
         const children = isIndexMediaType(r.mediaType) ? parseIndex((await client.getManifest(withDigest(to.ref, r.digest))).bytes).manifests.map((m) => m.digest) : [];
         let n = 0;
-        for (const d of [r.digest, ...children]) n += await copyReferrers(client, from.ref, to.ref, d);
+        for (const d of [r.digest, ...children]) n += from.kind === 'registry' ? await copyReferrers(client, from.ref, to.ref, d) : await copyLayoutReferrers(client, from.dir, to.ref, d);
         if (n > 0) renderer.logger.log('info', `copied ${n} referrer${n === 1 ? '' : 's'} (attestations, signatures)`);
       }
       env.stdout.write(`${r.digest}\n`);
