@@ -59,7 +59,7 @@ export interface AttestationInfo {
   statement?: unknown;
 }
 
-/** The referrers of `ref`'s digest; in-toto ones with their statement read when `withStatements`. */
+/** The referrers of `ref`'s digest; with `predicateType` only those, each with its in-toto statement read. */
 export async function readAttestations(client: RegistryClient, ref: ImageRef, predicateType?: string): Promise<{ digest: Digest; via: 'api' | 'tag'; items: AttestationInfo[] }> {
   const digest = await resolveDigest(client, ref);
   const { via, manifests } = await listReferrers(client, ref, digest);

@@ -68,8 +68,13 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
   it('pushes the image unchanged, with SBOM, provenance and a signature openssl verifies, under the referrers tag', async () => {
     const args = ['--reproducible', '--build-arg', 'GREETING=hello', '--image-format', 'oci'];
     const plain = await ws.buildOk(ctx, [...args, '--destination', `${reg.host}/test/plain:1`]);
-    const digest = await ws.buildOk(ctx, [...args, '--destination', `${reg.host}/test/app:1`,
-      '--sbom', '--provenance=max', '--sign-key', ws.path('key.pem'), '--oci-layout-path', ws.path('layout')]);
+    const gitlab = {
+      GITLAB_CI: 'true', CI_SERVER_URL: 'https://gitlab.example', CI_PROJECT_PATH: 'g/app', CI_RUNNER_ID: '42',
+      CI_JOB_URL: 'https://gitlab.example/g/app/-/jobs/7', CI_PIPELINE_URL: 'https://gitlab.example/g/app/-/pipelines/3', CI_COMMIT_SHA: 'c0ffee',
+      CI_JOB_TOKEN: 'job-token-never-recorded', NPM_TOKEN: 'secret-never-recorded',
+    };
+    const digest = await ws.buildOk(ctx, [...args, '--destination', `${reg.host}/test/app:1`, '--secret', 'id=npm,env=NPM_TOKEN',
+      '--sbom', '--provenance=max', '--sign-key', ws.path('key.pem'), '--oci-layout-path', ws.path('layout')], { env: gitlab });
     // attestations never change the image
     expect(digest).toBe(plain);
     expect((await skopeoInspect(reg, 'test/app:1')).Digest).toBe(digest);
@@ -116,6 +121,11 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     });
     expect(prov.predicate.buildDefinition.externalParameters.dockerfile.digest.sha256).toBe(createHash('sha256').update(await readFile(`${ctx}/Dockerfile`)).digest('hex'));
     expect(prov.predicate.runDetails.metadata.startedOn <= prov.predicate.runDetails.metadata.finishedOn).toBe(true);
+    // GitLab's job: the runner as builder id, job and pipeline URLs, the commit; no token or secret value anywhere
+    expect(prov.predicate.runDetails.builder.id).toBe('https://gitlab.example/g/app/-/runners/42');
+    expect(prov.predicate.runDetails.metadata.invocationId).toBe(gitlab.CI_JOB_URL);
+    expect(prov.predicate.runDetails.metadata.gitlab).toMatchObject({ CI_PIPELINE_URL: gitlab.CI_PIPELINE_URL, CI_COMMIT_SHA: 'c0ffee' });
+    expect(JSON.stringify(prov)).not.toMatch(/never-recorded/);
 
     // the signature, as cosign stores it: payload naming the digest, base64 DER ECDSA in the annotation; openssl agrees
     const sigManifest = await raw(`test/app:sha256-${hex}.sig`);
