@@ -6,7 +6,7 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
 import { FileHashCache, hashSources, openContext, resolveSources } from '../context/index.js';
-import { imageDescriptor, makeStatements, type ProvenanceInput } from '../attest/index.js';
+import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
 import { isDigest, sha256 } from '../digest/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
@@ -18,7 +18,7 @@ import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
-import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
+import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
 
@@ -312,10 +312,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
-      const statements = opts.attest ? await makeStatements({ descriptor: imageDescriptor(image), image }, opts.destinations.map((d) => parseReference(d).name), {
-        sbom: opts.attest.sbom, tool: `builder-${opts.attest.version}`, created, emit,
-        ...(opts.attest.provenance ? { provenance: await provenanceOf(opts.attest.provenance, opts, ex, text, df.file, new Date(t0).toISOString()) } : {}),
-      }) : [];
+      // made while the image is pushed (writeOutputs awaits them before it attaches them)
+      const statements = opts.attest ? attestations(opts.attest, { descriptor: imageDescriptor(image), image }, opts, ex, { text, file: df.file }, created, t0) : undefined;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, image, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
@@ -347,6 +345,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */
+async function attestations(a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, ex: Executor, dockerfile: { text: string; file: string }, created: string, t0: number): Promise<Artifact[]> {
+  return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
+    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, ex, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
+  });
 }
 
 /** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */

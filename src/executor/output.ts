@@ -9,8 +9,20 @@ import type { BuildOptions } from './options.js';
 export type OutputOptions = Pick<BuildOptions,
   'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal' | 'attest'>;
 
-/** `statements`: the image's SBOM/provenance artifacts, attached (with a signature when opts.attest has a key) after the push. */
-export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions, statements: readonly Artifact[] = []): Promise<Array<{ destination: string; digest: string }>> {
+/**
+ * `statements`: the image's SBOM/provenance artifacts, attached (with a signature when opts.attest has a key) after the
+ * push. Still being made while the image is pushed (the SBOM scan is CPU, the push network); never left running after.
+ */
+export async function writeOutputs(client: RegistryClient, image: Image, opts: OutputOptions, statements: Promise<readonly Artifact[]> = Promise.resolve([])): Promise<Array<{ destination: string; digest: string }>> {
+  statements.catch(() => undefined); // observed below, or after a failure
+  try {
+    return await writeAll(client, image, opts, statements);
+  } finally {
+    await statements.catch(() => undefined);
+  }
+}
+
+async function writeAll(client: RegistryClient, image: Image, opts: OutputOptions, statements: Promise<readonly Artifact[]>): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const open = imageBlobOpener(image);
   const subject = imageDescriptor(image);
@@ -19,7 +31,7 @@ export async function writeOutputs(client: RegistryClient, image: Image, opts: O
   const signatures = opts.attest?.signKey ? signImage(opts.attest.signKey, repos, subject) : [];
   if (opts.ociLayoutPath) {
     await writeOciLayout(opts.ociLayoutPath, image, open, refs[0]?.tag ? { tag: refs[0].tag } : {});
-    await attachToLayout(opts.ociLayoutPath, [...statements, ...signatures.slice(0, 1).map((s) => s.artifact)]);
+    await attachToLayout(opts.ociLayoutPath, [...(await statements), ...signatures.slice(0, 1).map((s) => s.artifact)]);
     opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
   }
   if (opts.tarPath) {
@@ -35,6 +47,7 @@ export async function writeOutputs(client: RegistryClient, image: Image, opts: O
     await writeFile(opts.imageNameTagWithDigestFile, refs.map((r) => `${r.name}:${r.tag ?? 'latest'}@${image.manifestDigest}\n`).join(''));
   }
   // after the digest files: a registry refusing artifacts fails the build with the image pushed and recorded
-  if ((statements.length > 0 || signatures.length > 0) && !opts.noPush) await attachToRegistry(client, repos, subject, statements, signatures, opts.emit);
+  const made = await statements;
+  if ((made.length > 0 || signatures.length > 0) && !opts.noPush) await attachToRegistry(client, repos, subject, made, signatures, opts.emit);
   return pushed;
 }
