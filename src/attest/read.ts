@@ -126,3 +126,16 @@ export async function copyLayoutReferrers(client: RegistryClient, dir: string, d
   }
   return found.length;
 }
+
+/** Writes the referrers of `subject` in a registry repository into an OCI layout (untagged index.json entries). */
+export async function copyReferrersToLayout(client: RegistryClient, src: ImageRef, dir: string, subject: Digest): Promise<number> {
+  const { manifests } = await listReferrers(client, src, subject);
+  const layout = await OciLayout.create(dir);
+  for (const d of manifests) {
+    const m = await client.getManifest(withDigest(src, d.digest));
+    const doc = parseManifest(m.bytes, `referrer ${d.digest}`);
+    for (const b of [doc.config, ...doc.layers]) if (!(await layout.hasBlob(b.digest))) await layout.writeBlob(b, await client.openBlob(src, b));
+    await layout.setRef(await layout.writeBytes(m.bytes, m.mediaType));
+  }
+  return manifests.length;
+}

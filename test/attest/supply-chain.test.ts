@@ -165,6 +165,14 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/copy:1`])).code).toBe(0);
     expect((await ws.cli(['copy', '--no-referrers', `${reg.host}/test/app:1`, `${reg.host}/test/bare:1`])).code).toBe(0);
     expect(await registryTags(reg, 'test/bare')).toEqual(['1']);
+    // through an OCI layout and back: the referrers travel both ways, the signature still verifies
+    expect((await ws.cli(['copy', `${reg.host}/test/app:1`, `oci:${ws.path('copied-layout')}:app`])).code).toBe(0);
+    const copiedIndex = JSON.parse(await readFile(ws.path('copied-layout', 'index.json'), 'utf8'));
+    expect(copiedIndex.manifests.map((m: Desc) => m.digest)).toEqual(expect.arrayContaining(referrers.map((r) => r.digest)));
+    expect((await ws.cli(['copy', `oci:${ws.path('copied-layout')}:app`, `${reg.host}/test/back:1`])).code).toBe(0);
+    expect((await raw(`test/back:sha256-${hex}`)).manifests).toHaveLength(3);
+    expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/back:1`])).code).toBe(0); // the digest is what is signed (as cosign checks)
+    expect((await ws.cli(['attestations', '--type', 'sbom', `${reg.host}/test/back:1`])).code).toBe(0);
   });
 
   it('fails fast on a key of another curve, an unreadable key or an unset variable: nothing built, nothing pushed', async () => {
