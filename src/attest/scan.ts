@@ -6,6 +6,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Digest } from '../digest/index.js';
 import { layerCompression, type Layer } from '../image/index.js';
 import { readTar } from '../rootfs/index.js';
+import { runPool } from '../util/pool.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import {
   classify, GO_BUILDINFO_MAGIC, parseApkInstalled, parseDpkgStatus, parseGoBuildInfo, parseNpmLock, parseNpmPackageJson,
@@ -89,57 +90,127 @@ function tarStream(layer: Layer, blob: Readable): Readable {
   return out;
 }
 
-function removeUnder(files: Map<string, FileState>, dir: string, self: boolean): void {
-  for (const p of [...files.keys()]) if ((self && p === dir) || p.startsWith(`${dir}/`)) files.delete(p);
+/** A 53-bit string hash (cyrb53-style): a layer remembers every path it replaces in 8 bytes, not the path itself. */
+function pathHash(p: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
-/** Applies one layer's entries to the tracked files: whiteouts remove, package databases are (re)read. */
-async function scanLayer(layer: Layer, files: Map<string, FileState>, skipped: string[]): Promise<void> {
+/** What one layer does to the files below it, found without them (layers are read in parallel, applied in order). */
+interface LayerChanges {
+  /** Hashes of every non-directory path in the layer, sorted: each replaces whatever was at that path or below it. */
+  replaced: Float64Array;
+  whiteouts: string[];
+  opaque: string[];
+  /** Package databases and Go binaries in this layer. */
+  found: Map<string, FileState>;
+  skipped: string[];
+}
+
+/** The package files in one layer's entries, with what the layer removes or replaces. */
+async function readLayer(layer: Layer): Promise<LayerChanges> {
   const digest = layer.descriptor.digest;
+  const out: LayerChanges = { replaced: new Float64Array(0), whiteouts: [], opaque: [], found: new Map(), skipped: [] };
+  const replaced: number[] = [];
   for await (const e of readTar(tarStream(layer, await layer.open()))) {
     const p = e.header.name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
     const base = p.slice(p.lastIndexOf('/') + 1);
     const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
-    if (base === '.wh..wh..opq') { removeUnder(files, dir, false); continue; }
-    if (base.startsWith('.wh.')) { removeUnder(files, dir ? `${dir}/${base.slice(4)}` : base.slice(4), true); continue; }
+    if (base === '.wh..wh..opq') { out.opaque.push(dir); continue; }
+    if (base.startsWith('.wh.')) { out.whiteouts.push(dir ? `${dir}/${base.slice(4)}` : base.slice(4)); continue; }
     // directories merge with what lies below; anything else replaces the path (and a directory that was there)
-    if (e.header.type === 'directory') {
-      files.delete(p);
-      continue;
-    }
-    removeUnder(files, p, true);
+    if (e.header.type === 'directory') continue;
+    replaced.push(pathHash(p));
     if (e.header.type !== 'file') continue;
-    const kind = classify(p);
-    if (kind === 'rpm-db') {
-      skipped.push(`RPM database /${p} (layer ${digest}): not read, it needs rpm itself`);
-      files.set(p, { kind, packages: [] });
-      continue;
-    }
-    let found: FoundPackage[] = [];
-    if (kind !== undefined) {
-      const text = await readBody(e.body, e.header.size);
-      if (text === undefined) { skipped.push(`/${p} (layer ${digest}): larger than ${MAX_DB} bytes, not read`); continue; }
-      if (kind === 'os-release') { files.set(p, { kind, packages: [], osId: parseOsReleaseId(text) ?? '' }); continue; }
-      found = parse(kind, text);
-    } else if ((e.header.mode & 0o111) !== 0 && e.header.size > 1024) {
-      const section = await goSection(e.body);
-      if (!section) continue;
-      const mods = parseGoBuildInfo(section);
-      if (!mods) { skipped.push(`Go binary /${p}: build info of Go < 1.18 not read`); continue; }
-      found = mods;
-    } else continue;
-    files.set(p, { kind: kind ?? 'go', packages: found.map((f) => ({ ...f, path: p, layer: digest })) });
+    const state = await packageFile(p, e.header, e.body, digest, out.skipped);
+    if (state) out.found.set(p, state);
   }
+  out.replaced = Float64Array.from(replaced).sort();
+  return out;
 }
 
-/** Packages of the image whose layers these are (bottom first); each layer is read once, streaming. */
+function hasHash(sorted: Float64Array, h: number): boolean {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] === h) return true;
+    if (sorted[mid]! < h) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+/** The packages a file holds (a database or a Go binary), or undefined; consumes what it reads of the body. */
+async function packageFile(p: string, header: { size: number; mode: number }, body: AsyncIterable<Buffer>, digest: Digest, skipped: string[]): Promise<FileState | undefined> {
+  const kind = classify(p);
+  if (kind === 'rpm-db') {
+    skipped.push(`RPM database /${p} (layer ${digest}): not read, it needs rpm itself`);
+    return { kind, packages: [] };
+  }
+  let found: FoundPackage[];
+  if (kind !== undefined) {
+    const text = await readBody(body, header.size);
+    if (text === undefined) {
+      skipped.push(`/${p} (layer ${digest}): larger than ${MAX_DB} bytes, not read`);
+      return undefined;
+    }
+    if (kind === 'os-release') return { kind, packages: [], osId: parseOsReleaseId(text) ?? '' };
+    found = parse(kind, text);
+  } else if ((header.mode & 0o111) !== 0 && header.size > 1024) {
+    const section = await goSection(body);
+    if (!section) return undefined;
+    const mods = parseGoBuildInfo(section);
+    if (!mods) {
+      skipped.push(`Go binary /${p}: build info of Go < 1.18 not read`);
+      return undefined;
+    }
+    found = mods;
+  } else return undefined;
+  return { kind: kind ?? 'go', packages: found.map((f) => ({ ...f, path: p, layer: digest })) };
+}
+
+/** Applies a layer's changes to the files tracked so far: removals first (whiteouts, replaced paths), then its own files. */
+function applyLayer(files: Map<string, FileState>, c: LayerChanges): void {
+  const replaced = (p: string): boolean => {
+    for (let q = p; q !== ''; q = q.includes('/') ? q.slice(0, q.lastIndexOf('/')) : '') if (hasHash(c.replaced, pathHash(q))) return true;
+    return false;
+  };
+  for (const p of [...files.keys()]) {
+    const gone = replaced(p)
+      || c.whiteouts.some((w) => p === w || p.startsWith(`${w}/`))
+      || c.opaque.some((d) => d === '' || p.startsWith(`${d}/`));
+    if (gone) files.delete(p);
+  }
+  for (const [p, state] of c.found) files.set(p, state);
+}
+
+/** Packages of the image whose layers these are (bottom first); two layers read at a time, streaming, applied in order. */
 export async function scanImage(layers: readonly Layer[]): Promise<ScanResult> {
   const files = new Map<string, FileState>();
   const skipped: string[] = [];
   // earliest layer each package (by purl and path) was seen in, while its file keeps listing it
   const firstSeen = new Map<string, Digest>();
-  for (const layer of layers) {
-    await scanLayer(layer, files, skipped);
+  const changes: Array<Promise<LayerChanges>> = [];
+  // gunzip runs on libuv's pool: two layers decompress on two cores; a layer's changes are small (8 bytes a path)
+  await runPool(layers.map((l, i) => [l, i] as const), 2, async ([l, i]) => {
+    const p = readLayer(l);
+    p.catch(() => undefined);
+    changes[i] = p;
+    await p;
+  });
+  for (const c of changes) {
+    const layer = await c;
+    applyLayer(files, layer);
+    skipped.push(...layer.skipped);
     const present = new Set<string>();
     for (const f of files.values()) for (const p of f.packages) present.add(`${p.purl} ${p.path}`);
     for (const k of [...firstSeen.keys()]) if (!present.has(k)) firstSeen.delete(k);

@@ -96,6 +96,20 @@ describe('scanImage', () => {
     expect(skipped.join('\n')).toMatch(/RPM database \/var\/lib\/rpm\/rpmdb\.sqlite/);
   });
 
+  it('a later layer replacing a binary or a directory (no whiteout) drops what was there', async () => {
+    const l1 = await layer(dir, 'r1', {
+      'usr/local/bin/modtool': { copy: goBinary, mode: 0o755 },
+      'srv/node_modules/@types/node/package.json': '{"name":"@types/node","version":"20.1.0"}',
+      'srv/node_modules/ms/package.json': '{"name":"ms","version":"2.1.3"}',
+    });
+    expect((await scanImage([l1])).packages.map((p) => p.name)).toEqual(expect.arrayContaining(['example.com/tool', '@types/node', 'ms']));
+    // chmod -x leaves a plain file; @types becomes a file where the directory was
+    const l2 = await layer(dir, 'r2', { 'usr/local/bin/modtool': { copy: goBinary, mode: 0o644 }, 'srv/node_modules/@types': 'now a file' });
+    const after = await scanImage([l1, l2]);
+    expect(after.packages.map((p) => p.purl)).toEqual(['pkg:npm/ms@2.1.3']);
+    expect(after.packages[0]!.layer).toBe(l1.descriptor.digest);
+  });
+
   it('reads a v1 lock file (nested dependencies)', async () => {
     const l = await layer(dir, 'lock1', { 'srv/package-lock.json': JSON.stringify({ lockfileVersion: 1, dependencies: { express: { version: '4.18.2', dependencies: { ms: { version: '2.0.0' } } }, local: { version: 'file:../local' } } }) });
     const { packages } = await scanImage([l]);
