@@ -58,10 +58,10 @@ function refused(what: string, repo: ImageRef, err: unknown): BuilderError {
 }
 
 /** Reads an index by tag, or undefined when the tag does not exist. */
-async function readIndexTag(client: RegistryClient, ref: ImageRef): Promise<{ index: Index; digest: Digest } | undefined> {
+async function readIndexTag(client: RegistryClient, ref: ImageRef): Promise<{ index: Index } | undefined> {
   try {
     const m = await client.getManifest(ref, [MediaType.OciIndex]);
-    return { index: parseIndex(m.bytes, `referrers index ${ref}`), digest: m.digest };
+    return { index: parseIndex(m.bytes, `referrers index ${ref}`) };
   } catch (err) {
     if (err instanceof BuilderError && (err.code === 'REGISTRY_MANIFEST_UNKNOWN' || err.code === 'REGISTRY_NOT_FOUND')) return undefined;
     throw err;

@@ -173,7 +173,7 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     expect((await raw(`test/back:sha256-${hex}`)).manifests).toHaveLength(3);
     expect((await ws.cli(['verify', '--key', ws.path('key.pub'), `${reg.host}/test/back:1`])).code).toBe(0); // the digest is what is signed (as cosign checks)
     expect((await ws.cli(['attestations', '--type', 'sbom', `${reg.host}/test/back:1`])).code).toBe(0);
-  });
+  }, 400_000); // two builds and some twenty CLI runs: minutes when the machine is busy
 
   it('fails fast on a key of another curve, an unreadable key or an unset variable: nothing built, nothing pushed', async () => {
     const cases: Array<[string[], string, NodeJS.ProcessEnv]> = [
