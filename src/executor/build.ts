@@ -21,6 +21,8 @@ import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
+import type { EventSink } from '../util/events.js';
+import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -162,7 +164,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
-  const work = await mkdtemp(path.join(opts.workDir, 'build-'));
+  reportLeftovers(await removeLeftovers(opts.workDir), emit);
+  const work = await mkdtemp(await buildDirPrefix(opts.workDir));
+  if (opts.keepWorkDir) await markKept(work);
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -379,6 +383,19 @@ async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex:
     ci: a.ci,
     startedOn,
   };
+}
+
+/** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */
+function reportLeftovers(left: Leftovers, emit: EventSink): void {
+  const mounts = left.mounts > 0 ? `unmounted ${left.mounts} stage root${left.mounts === 1 ? '' : 's'}` : '';
+  if (left.dirs.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${mounts ? `${mounts} and ` : ''}removed what ${left.dirs.length === 1 ? 'a killed build' : `${left.dirs.length} killed builds`} left (${left.dirs.join(', ')})` });
+  } else if (mounts) {
+    emit({ type: 'warning', msg: `work dir: ${mounts} a killed build left (its dir was kept: --cleanup=false)` });
+  }
+  if (left.kept.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go; left as it is (unmount it, then remove the dir)` });
+  }
 }
 
 /** One hash cache file per context directory (an extracted tar context is new every build: nothing to remember). */
