@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import { killProcessTree } from '../run/index.js';
 import type { CliEnv } from './env.js';
+import * as attestCommands from './commands/attest.js';
 import * as buildCommand from './commands/build.js';
 import * as cacheCommand from './commands/cache.js';
 import * as copyCommand from './commands/copy.js';
@@ -52,6 +53,7 @@ export async function main(argv: string[]): Promise<void> {
     .version(builderVersion(), '--version', 'print the version of builder');
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
     buildCommand,
+    attestCommands,
     cacheCommand,
     copyCommand,
     inspectCommand,

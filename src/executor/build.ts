@@ -5,7 +5,9 @@ import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
-import { FileHashCache, openContext } from '../context/index.js';
+import { FileHashCache, hashSources, openContext, resolveSources } from '../context/index.js';
+import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
+import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
@@ -18,7 +20,7 @@ import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
-import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
+import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
 import type { EventSink } from '../util/events.js';
@@ -238,7 +240,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
@@ -263,8 +265,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      // made while the image is pushed (writeOutputs awaits them before it attaches them)
+      const attest = opts.attest;
+      const statements = attest ? images.map((image, k) => attestations(attest, { descriptor: imageDescriptor(image), image }, opts, executors[k]!, { text, file: df.file }, created, t0)) : [];
       const tPush = Date.now();
-      const pushed = await writeOutputs(client, built, opts);
+      const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
       const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
       const summary = tally.summary({
@@ -302,6 +307,40 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */
+async function attestations(a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, ex: Executor, dockerfile: { text: string; file: string }, created: string, t0: number): Promise<Artifact[]> {
+  return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
+    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, ex, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
+  });
+}
+
+/** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */
+async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex: Executor, dockerfile: string, file: string, startedOn: string): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
+  const a = opts.attest!;
+  const downloads = await Promise.allSettled([...ex.scheduling.downloads.values()]);
+  const ctx = ex.services.ctx;
+  return {
+    mode,
+    builder: { id: a.builderId, version: a.version },
+    dockerfile: { path: file, digest: sha256(dockerfile) },
+    ...(opts.target ? { target: opts.target } : {}),
+    platform: formatPlatform(ex.settings.platform),
+    // build args as given (what the Dockerfile declares decides their use); --secret values never reach them
+    buildArgs: mode === 'max' ? opts.buildArgs : {},
+    ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
+    dependencies: [
+      // purl-type docker, as BuildKit's provenance names its sources
+      ...[...ex.scheduling.resolved.values()].map(({ ref, digest }) => ({
+        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(ex.settings.platform))}`, digest,
+      })),
+      ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
+    ],
+    ci: a.ci,
+    startedOn,
+  };
 }
 
 /** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */

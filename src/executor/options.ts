@@ -74,6 +74,8 @@ export interface BuildOptions {
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** Current time, injectable for tests. */
   now?: () => Date;
+  /** --sbom, --provenance, --sign-key: attached to the pushed image as OCI referrers (the image digest stays the same). */
+  attest?: AttestRequest;
   /** Cancels the build (the CLI's SIGINT/SIGTERM): RUN processes killed, nothing more pushed, work dir removed. */
   signal?: AbortSignal;
 }
@@ -84,6 +86,18 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
   throw signal.reason instanceof BuilderError
     ? signal.reason
     : new BuilderError('BUILD_CANCELLED', 'the build was cancelled', { hint: 'rerun the build', exitCode: 130 });
+}
+
+export interface AttestRequest {
+  sbom: boolean;
+  provenance?: 'min' | 'max';
+  /** A parsed ECDSA P-256 private key (the CLI reads and checks it before the build starts). */
+  signKey?: import('node:crypto').KeyObject;
+  /** The provenance's runDetails.builder.id, and builder's version ("0.1.0"). */
+  builderId: string;
+  version: string;
+  /** CI_* variables of the job (GitLab), for the provenance's metadata. */
+  ci: Record<string, string | undefined>;
 }
 
 export interface CacheOptions {

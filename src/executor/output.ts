@@ -1,20 +1,47 @@
 // Outputs of a build: push to every destination (all blobs first, manifests last), OCI layout, docker-archive, digest files.
 import { writeFile } from 'node:fs/promises';
+import { attachToLayout, attachToRegistry, imageDescriptor, signImage, type Artifact, type RepoSignature } from '../attest/index.js';
 import {
-  imageBlobOpener, writeDockerArchive, writeMultiPlatformArchive, writeOciLayout, writeOciLayoutIndex, type Image, type ImageIndex,
+  imageBlobOpener, type Descriptor, writeDockerArchive, writeMultiPlatformArchive, writeOciLayout, writeOciLayoutIndex, type Image, type ImageIndex,
 } from '../image/index.js';
-import { parseReference } from '../reference/index.js';
+import { parseReference, type ImageRef } from '../reference/index.js';
 import { writeImage, writeIndex, type RegistryClient } from '../registry/index.js';
 import type { BuildOptions } from './options.js';
 
 export type OutputOptions = Pick<BuildOptions,
-  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal'>;
+  'destinations' | 'noPush' | 'tarPath' | 'ociLayoutPath' | 'digestFile' | 'imageNameWithDigestFile' | 'imageNameTagWithDigestFile' | 'emit' | 'signal' | 'attest'>;
 
-/** Writes one image, or a multi-platform index of several (--platform a,b): every output gets the index then. */
-export async function writeOutputs(client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions): Promise<Array<{ destination: string; digest: string }>> {
+/** What is attached to one pushed manifest: its statements (still being made) and its signatures. */
+interface Attachment {
+  subject: Descriptor;
+  statements: Promise<readonly Artifact[]>;
+  signatures: RepoSignature[];
+}
+
+/**
+ * Writes one image, or a multi-platform index of several (--platform a,b: every output gets the index then).
+ * `statements[k]`: image k's SBOM/provenance artifacts, attached (with a signature when opts.attest has a key) after
+ * the push. Still being made while the image is pushed (the SBOM scan is CPU, the push network); never left running after.
+ */
+export async function writeOutputs(
+  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>> = [],
+): Promise<Array<{ destination: string; digest: string }>> {
+  for (const s of statements) s.catch(() => undefined); // observed below, or after a failure
+  try {
+    return await writeAll(client, built, opts, statements);
+  } finally {
+    await Promise.allSettled(statements);
+  }
+}
+
+async function writeAll(
+  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>>,
+): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const tag = refs[0]?.tag ? { tag: refs[0].tag } : {};
   const signal = opts.signal ? { signal: opts.signal } : {};
+  const repos = [...new Map(refs.map((r) => [r.name, r])).values()];
+  const attachments = attachmentsOf(built, opts, statements, repos);
   let digest: string;
   let pushed: Array<{ destination: string; digest: string }> = [];
   if ('images' in built) {
@@ -30,7 +57,10 @@ export async function writeOutputs(client: RegistryClient, built: Image | ImageI
     if (opts.tarPath) await writeDockerArchive(opts.tarPath, built, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
     if (!opts.noPush) pushed = (await writeImage(client, built, refs, { emit: opts.emit, ...signal })).pushed;
   }
-  if (opts.ociLayoutPath) opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
+  if (opts.ociLayoutPath) {
+    for (const a of attachments) await attachToLayout(opts.ociLayoutPath, [...(await a.statements), ...a.signatures.slice(0, 1).map((s) => s.artifact)]);
+    opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
+  }
   if (opts.tarPath) opts.emit({ type: 'message', level: 'info', msg: `wrote ${'images' in built ? 'OCI + docker-archive' : 'docker-archive'} ${opts.tarPath}` });
   if (opts.digestFile) await writeFile(opts.digestFile, digest);
   if (opts.imageNameWithDigestFile) {
@@ -39,5 +69,24 @@ export async function writeOutputs(client: RegistryClient, built: Image | ImageI
   if (opts.imageNameTagWithDigestFile) {
     await writeFile(opts.imageNameTagWithDigestFile, refs.map((r) => `${r.name}:${r.tag ?? 'latest'}@${digest}\n`).join(''));
   }
+  // after the digest files: a registry refusing artifacts fails the build with the image pushed and recorded
+  for (const a of attachments) {
+    const made = await a.statements;
+    if ((made.length > 0 || a.signatures.length > 0) && !opts.noPush) await attachToRegistry(client, repos, a.subject, made, a.signatures, opts.emit);
+  }
   return pushed;
+}
+
+/**
+ * One attachment per platform image (its statements and signature) and, for an index, the index's own signature, so
+ * `builder verify REF` / `cosign verify` of the tag check what the tag names.
+ */
+function attachmentsOf(
+  built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>>, repoRefs: readonly ImageRef[],
+): Attachment[] {
+  const key = opts.attest?.signKey;
+  const images = 'images' in built ? built.images : [built];
+  const subjects = images.map((image, k) => ({ subject: imageDescriptor(image), statements: statements[k] ?? Promise.resolve([]) }));
+  if ('images' in built) subjects.push({ subject: { mediaType: built.mediaType, digest: built.digest, size: built.bytes.length }, statements: Promise.resolve([]) });
+  return subjects.map((s) => ({ ...s, signatures: key ? signImage(key, repoRefs, s.subject) : [] }));
 }

@@ -15,12 +15,13 @@ import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
 import type { Renderer } from '../render.js';
-import { installDir } from '../version.js';
+import { builderVersion, installDir } from '../version.js';
+import { addAttestFlags, attestRequest, type AttestFlags } from '../attest-flags.js';
 import { addRegistryFlags, commandRenderer, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
-export interface BuildFlags extends RegistryFlags {
+export interface BuildFlags extends RegistryFlags, AttestFlags {
   context?: string;
   contextSubPath?: string;
   dockerfile: string;
@@ -121,6 +122,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
   // The build turns transfers into progress events itself (build.ts), with snapshots and extraction beside them.
   const registry = registryOptions(flags, env, logger);
+  // a missing or wrong signing key fails here, before any work
+  const attest = attestRequest(flags, env, builderVersion());
   return {
     context,
     ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
@@ -172,6 +175,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath],
+    ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
     output: renderer.output,
@@ -244,7 +248,7 @@ function addBuildFlags(cmd: Command): Command {
 
 /** The build command's flags: ours, the shared registry/log flags, then kaniko's accepted-with-warning and deprecated ones. */
 export function defineBuildFlags(cmd: Command, deprecated: string[]): Command {
-  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addBuildFlags(cmd), true)), deprecated);
+  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addAttestFlags(addBuildFlags(cmd)), true)), deprecated);
 }
 
 export function register(program: Command, env: CliEnv): void {
