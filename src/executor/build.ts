@@ -18,6 +18,7 @@ import {
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
+import type { ResolvedImage } from './base.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
@@ -267,7 +268,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       // made while the image is pushed (writeOutputs awaits them before it attaches them)
       const attest = opts.attest;
-      const statements = attest ? images.map((image, k) => attestations(attest, { descriptor: imageDescriptor(image), image }, opts, executors[k]!, { text, file: df.file }, created, t0)) : [];
+      const statements = attest ? images.map((image, k) => {
+        // its own bases, and those of the shared stages it builds on (resolved for their pinned platform)
+        const usesShared = sharedEx !== executors[k] && neededStages(plans[k]!).some((s) => shared.has(s.index));
+        const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
+        return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
+      }) : [];
       const tPush = Date.now();
       const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
@@ -310,15 +316,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 }
 
 /** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */
-async function attestations(a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, ex: Executor, dockerfile: { text: string; file: string }, created: string, t0: number): Promise<Artifact[]> {
+async function attestations(
+  a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
+): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
     sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
-    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, ex, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
+    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }
 
 /** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */
-async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex: Executor, dockerfile: string, file: string, startedOn: string): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
+async function provenanceOf(
+  mode: 'min' | 'max', opts: ResolvedBuildOptions, { ex, resolved }: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: string, file: string, startedOn: string,
+): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
   const a = opts.attest!;
   const downloads = await Promise.allSettled([...ex.scheduling.downloads.values()]);
   const ctx = ex.services.ctx;
@@ -333,8 +343,8 @@ async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex:
     ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
     dependencies: [
       // purl-type docker, as BuildKit's provenance names its sources
-      ...[...ex.scheduling.resolved.values()].map(({ ref, digest }) => ({
-        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(ex.settings.platform))}`, digest,
+      ...resolved.map(({ ref, digest, platform }) => ({
+        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(platform))}`, digest,
       })),
       ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
     ],
@@ -399,7 +409,7 @@ function forTarget(common: Executor, t: { plan: BuildPlan; platform: Platform; s
   const { stagesDir, dir } = t;
   return {
     services: { ...common.services, plan: t.plan },
-    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
+    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), resolved: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
     settings: {
       ...common.settings,
       platform: t.platform,
