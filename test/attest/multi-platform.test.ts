@@ -2,12 +2,12 @@
 // its own SBOM, provenance (its platform, its base) and signature (openssl verifies it); the index is signed too; the
 // index digest is what a build without the flags pushes; `builder attestations` lists per platform; the OCI layout
 // holds every artifact.
-import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostArch, pushCrossPlatform } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect } from '../support/tools.js';
+import { ecKeyPair, registryBlob } from './helpers.js';
 import { compileIfStale, Workspace } from '../executor/helpers.js';
 
 interface Desc { mediaType: string; digest: string; size: number; artifactType?: string; platform?: { os: string; architecture: string }; annotations?: Record<string, string> }
@@ -24,13 +24,7 @@ describe('supply chain of a multi-platform build', () => {
   const host = hostArch();
   const platforms = `linux/${host},linux/arm64`;
 
-  const blob = async (repo: string, digest: string): Promise<Buffer> => {
-    const res = await fetch(`${reg.url}/v2/${repo}/blobs/${digest}`);
-    expect(res.status).toBe(200);
-    const b = Buffer.from(await res.arrayBuffer());
-    expect(`sha256:${createHash('sha256').update(b).digest('hex')}`).toBe(digest);
-    return b;
-  };
+  const blob = (repo: string, digest: string): Promise<Buffer> => registryBlob(reg, repo, digest);
   const raw = (ref: string): Promise<any> => skopeoInspect(reg, ref, { raw: true });
 
   beforeAll(async () => {
@@ -52,10 +46,8 @@ describe('supply chain of a multi-platform build', () => {
       [`arch/${host}/var/lib/dpkg/status`]: `Package: tool-${host}\nStatus: install ok installed\nArchitecture: ${host}\nVersion: 1.0-${host}\n`,
       'arch/arm64/var/lib/dpkg/status': 'Package: tool-arm64\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.0-arm64\n',
     });
-    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('key.pem')]);
-    await run('openssl', ['pkey', '-in', ws.path('key.pem'), '-pubout', '-out', ws.path('key.pub')]);
-    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('other.pem')]);
-    await run('openssl', ['pkey', '-in', ws.path('other.pem'), '-pubout', '-out', ws.path('other.pub')]);
+    await ecKeyPair(ws.path('key.pem'), ws.path('key.pub'));
+    await ecKeyPair(ws.path('other.pem'), ws.path('other.pub'));
   });
   afterAll(async () => {
     await reg?.stop();
