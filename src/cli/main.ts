@@ -3,6 +3,7 @@ import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import { killProcessTree } from '../run/index.js';
+import { checkCommandName, pflagShortForms, targetCommand } from './argv.js';
 import type { CliEnv } from './env.js';
 import * as buildCommand from './commands/build.js';
 import * as cacheCommand from './commands/cache.js';
@@ -63,7 +64,10 @@ export async function main(argv: string[]): Promise<void> {
   ];
   for (const c of commands) c.register(program, env);
   try {
-    await program.parseAsync(argv);
+    const user = argv.slice(2);
+    checkCommandName(program, user);
+    const { cmd, depth } = targetCommand(program, user, 'build');
+    await program.parseAsync([...user.slice(0, depth), ...pflagShortForms(user.slice(depth), cmd)], { from: 'user' });
   } catch (err) {
     // Once interrupted, the interruption is the outcome, not whichever operation it cut short.
     if (!interrupt.signal.aborted) process.exitCode = reportError(err, env);
