@@ -88,14 +88,16 @@ function reportError(err: unknown, env: CliEnv): number {
     return err.exitCode === 0 ? 0 : 2;
   }
   if (err instanceof BuilderError && env.logger?.format === 'json') {
-    env.logger.log('error', err.message, { code: err.code, ...(err.hint ? { hint: err.hint } : {}) });
+    env.logger.log('error', err.message, {
+      code: err.code, exitCode: err.exitCode, ...(err.file !== undefined ? { file: err.file, line: err.line } : {}), ...(err.hint ? { hint: err.hint } : {}),
+    });
     return err.exitCode;
   }
   if (err instanceof BuilderError) {
     env.stderr.write(`builder: error ${err.format()}\n`);
     return err.exitCode;
   }
-  if (env.logger?.format === 'json') env.logger.log('error', `internal error: ${err instanceof Error ? err.message : String(err)}`, { code: 'INTERNAL', ...(err instanceof Error && err.stack ? { stack: err.stack } : {}) });
+  if (env.logger?.format === 'json') env.logger.log('error', `internal error: ${err instanceof Error ? err.message : String(err)}`, { code: 'INTERNAL', exitCode: 70, ...(err instanceof Error && err.stack ? { stack: err.stack } : {}) });
   else env.stderr.write(`builder: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return 70;
 }

@@ -156,7 +156,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     onWarning: (line: string) => log.log('warn', line),
     ...(emit ? { onProgress: (p: TransferProgress) => emit(transferEvent(p)) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
-    // retries are worth seeing without --verbose: they explain a slow push on a flaky network
-    onRetry: (line: string) => log.log('info', line),
+    // retries are worth seeing without --verbose: they explain a slow push on a flaky network (JSON: with their numbers)
+    onRetry: (line, retry) => log.log('warn', line, log.format === 'json' ? { event: 'retry', ...retry } : {}),
   };
 }
