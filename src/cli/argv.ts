@@ -1,5 +1,5 @@
 // argv before commander sees it: the command it is for, Go pflag's `-c=DIR` short form, and a mistyped command name.
-import type { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 
 /** The (sub)command argv is for: leading words naming commands, else the default command (build). */
@@ -15,8 +15,6 @@ export function targetCommand(program: Command, args: readonly string[], default
   if (cmd === program) cmd = program.commands.find((c) => c.name() === defaultName) ?? program;
   return { cmd, depth };
 }
-
-const takesValue = (o: Option | undefined): boolean => o !== undefined && (o.required || o.optional);
 
 /**
  * pflag reads `-c=DIR` as `-c DIR` (commander would read the value `=DIR`): rewritten as `--context=DIR`, for every

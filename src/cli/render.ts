@@ -63,7 +63,7 @@ function heldOutput(logger: Logger): { add(text: string, stream: 'stdout' | 'std
       if (status === 'started') running++;
       if (status !== 'finished' && status !== 'failed') return;
       running = Math.max(0, running - 1);
-      if (status === 'failed') {
+      if (status === 'failed' && chunks.length > 0) {
         logger.log('error', `${what} failed; its output (hidden by the log level)${dropped ? `, the last ${HELD_MAX >> 20} MiB` : ''}:`);
         for (const c of chunks) logger.output(c.text, c.stream, true);
         logger.flush(true);
