@@ -19,6 +19,8 @@ import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
+import type { EventSink } from '../util/events.js';
+import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -160,7 +162,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
-  const work = await mkdtemp(path.join(opts.workDir, 'build-'));
+  reportLeftovers(await removeLeftovers(opts.workDir), emit);
+  const work = await mkdtemp(await buildDirPrefix(opts.workDir));
+  if (opts.keepWorkDir) await markKept(work);
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -340,6 +344,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(cleanup);
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */
+function reportLeftovers(left: Leftovers, emit: EventSink): void {
+  const mounts = left.mounts > 0 ? `unmounted ${left.mounts} stage root${left.mounts === 1 ? '' : 's'}` : '';
+  if (left.dirs.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${mounts ? `${mounts} and ` : ''}removed what ${left.dirs.length === 1 ? 'a killed build' : `${left.dirs.length} killed builds`} left (${left.dirs.join(', ')})` });
+  } else if (mounts) {
+    emit({ type: 'warning', msg: `work dir: ${mounts} a killed build left (its dir was kept: --cleanup=false)` });
+  }
+  if (left.kept.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go; left as it is (unmount it, then remove the dir)` });
   }
 }
 
