@@ -1,9 +1,11 @@
 // Shared registry and logging flags (kaniko names) and their translation to RegistryClientOptions and a Logger.
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 import { parsePlatform, platformFromNode, type Platform } from '../image/index.js';
 import { credentialProvider, transferEvent, type RegistryClientOptions, type TransferProgress } from '../registry/index.js';
+import { EXECUTOR_IMAGE_MARKER } from '../run/index.js';
 import type { EventSink } from '../util/events.js';
 import type { CliEnv } from './env.js';
 import { collect, parseBool } from './flag-values.js';
@@ -137,6 +139,18 @@ function retryOptions(flags: RegistryFlags, env: NodeJS.ProcessEnv): Partial<Reg
   };
 }
 
+/** Where kaniko keeps it: a GitLab job copied from kaniko writes /kaniko/.docker/config.json. */
+export const KANIKO_DOCKER_CONFIG = '/kaniko/.docker/config.json';
+
+/** In the executor image, kaniko's config.json when DOCKER_CONFIG has none (so copied kaniko jobs log in unchanged), said once. */
+function kanikoConfigFallback(env: CliEnv, log: Logger): { fallbackConfig?: string; onFallback?: (p: string) => void } {
+  if (!existsSync(EXECUTOR_IMAGE_MARKER)) return {};
+  return {
+    fallbackConfig: KANIKO_DOCKER_CONFIG,
+    onFallback: (p) => log.log('info', `registry credentials from ${p} (kaniko's place): ${env.env.DOCKER_CONFIG ?? '~/.docker'}/config.json does not exist`),
+  };
+}
+
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
 /** With emit, transfers become progress events (rendered live on a terminal, as periodic lines otherwise). */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger, emit?: EventSink): RegistryClientOptions {
@@ -163,13 +177,13 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     registryCertificates: certs,
     ...(Object.keys(clientCerts).length > 0 ? { clientCertificates: clientCerts } : {}),
     platform: platformFromFlags(flags),
-    credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
+    credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir(), ...kanikoConfigFallback(env, log) }),
     ...retryOptions(flags, env.env),
     ...(env.signal ? { signal: env.signal } : {}),
     onWarning: (line: string) => log.log('warn', line),
     ...(emit ? { onProgress: (p: TransferProgress) => emit(transferEvent(p)) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
-    // retries are worth seeing without --verbose: they explain a slow push on a flaky network
-    onRetry: (line: string) => log.log('info', line),
+    // retries are worth seeing without --verbose: they explain a slow push on a flaky network (JSON: with their numbers)
+    onRetry: (line, retry) => log.log('warn', line, log.format === 'json' ? { event: 'retry', ...retry } : {}),
   };
 }

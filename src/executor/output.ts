@@ -1,5 +1,6 @@
 // Outputs of a build: push to every destination (all blobs first, manifests last), OCI layout, docker-archive, digest files.
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { attachToLayout, attachToRegistry, imageDescriptor, signImage, type Artifact, type RepoSignature } from '../attest/index.js';
 import {
   imageBlobOpener, type Descriptor, writeDockerArchive, writeMultiPlatformArchive, writeOciLayout, writeOciLayoutIndex, type Image, type ImageIndex,
@@ -62,12 +63,12 @@ async function writeAll(
     opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
   }
   if (opts.tarPath) opts.emit({ type: 'message', level: 'info', msg: `wrote ${'images' in built ? 'OCI + docker-archive' : 'docker-archive'} ${opts.tarPath}` });
-  if (opts.digestFile) await writeFile(opts.digestFile, digest);
-  if (opts.imageNameWithDigestFile) {
-    await writeFile(opts.imageNameWithDigestFile, refs.map((r) => `${r.name}@${digest}\n`).join(''));
-  }
-  if (opts.imageNameTagWithDigestFile) {
-    await writeFile(opts.imageNameTagWithDigestFile, refs.map((r) => `${r.name}:${r.tag ?? 'latest'}@${digest}\n`).join(''));
+  const names = imageNameDigestLines(refs, digest, opts.imageNameTagWithDigestFile !== undefined);
+  for (const [file, text] of [[opts.digestFile, digest], [opts.imageNameWithDigestFile, names], [opts.imageNameTagWithDigestFile, names]] as const) {
+    if (!file) continue;
+    // kaniko creates the file's directory (0700) before writing
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await writeFile(file, text);
   }
   // after the digest files: a registry refusing artifacts fails the build with the image pushed and recorded
   for (const a of attachments) {
@@ -89,4 +90,13 @@ function attachmentsOf(
   const subjects = images.map((image, k) => ({ subject: imageDescriptor(image), statements: statements[k] ?? Promise.resolve([]) }));
   if ('images' in built) subjects.push({ subject: { mediaType: built.mediaType, digest: built.digest, size: built.bytes.length }, statements: Promise.resolve([]) });
   return subjects.map((s) => ({ ...s, signatures: key ? signImage(key, repoRefs, s.subject) : [] }));
+}
+
+/**
+ * kaniko v1.24.0's digest-file text (pkg/executor/push.go DoPush): one `REPO@DIGEST` line per destination, or
+ * `REPO:TAG@DIGEST` (TAG latest when the destination has none) as soon as --image-name-tag-with-digest-file is given;
+ * kaniko writes that same text to both files, and scripts parse it.
+ */
+export function imageNameDigestLines(refs: readonly ImageRef[], digest: string, withTag: boolean): string {
+  return refs.map((r) => `${r.name}${withTag ? `:${r.tag ?? 'latest'}` : ''}@${digest}\n`).join('');
 }

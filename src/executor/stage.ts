@@ -1,5 +1,5 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
-import { BuilderError } from '../errors.js';
+import { BuilderError, locateError } from '../errors.js';
 import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
@@ -13,7 +13,6 @@ import { chownNeedsRoot } from './steps/user.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
-import { at } from './where.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { formatBytes } from '../util/bytes.js';
@@ -23,8 +22,10 @@ export interface Step {
   total: number;
   /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
   label: string;
-  /** file:line of the instruction, for errors. */
+  /** file:line of the instruction, for errors; file and line apart for the error's fields. */
   where: string;
+  file: string;
+  line: number;
   /** The history's created_by. */
   by: string;
 }
@@ -192,7 +193,7 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
       await root.checkBase();
       const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
-      if (!cache || key === undefined) throw err;
+      if (!cache || key === undefined) throw locateError(err, step.file, step.line, false);
       cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
       cache.hits -= counted.hits;
       cache.misses -= counted.misses;
@@ -244,6 +245,8 @@ async function prepareSteps(
       total: instructions.length,
       label: `[${settings.platformTag ? `${settings.platformTag} ` : ''}${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
       where: `${raw.file}:${raw.line}`,
+      file: raw.file,
+      line: raw.line,
       by: createdBy(inst, cfg.config.Shell),
     };
     if (inst.kind === 'from') {
@@ -329,7 +332,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch(at(`${stage.from.file}:${stage.from.line}`));
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
   services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0

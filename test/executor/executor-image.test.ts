@@ -292,4 +292,23 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(await readFile(path.join(rootfs, 'sentinel'), 'utf8')).toBe('still here\n');
     await rm(path.join(rootfs, 'sentinel'));
   });
+
+  it('a kaniko GitLab job writing /kaniko/.docker/config.json pushes unchanged: read when $DOCKER_CONFIG has none, said in one line', async () => {
+    const authJson = JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } });
+    const r = await job('kaniko-config', [
+      'set -e',
+      'rm -f "$DOCKER_CONFIG/config.json"',
+      // kaniko's GitLab recipe, as copied
+      'mkdir -p /kaniko/.docker',
+      `echo '${authJson}' > /kaniko/.docker/config.json`,
+      `builder --context /workspace/ctx3 --dockerfile /workspace/ctx3/Dockerfile --destination ${auth.host}/exe/kaniko-config:v1`,
+    ].join('\n'));
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    expect(r.stderr.split('\n').filter((l) => l.includes('/kaniko/.docker/config.json'))).toEqual([
+      'builder: registry credentials from /kaniko/.docker/config.json (kaniko\'s place): /builder/.docker/config.json does not exist',
+    ]);
+    const root = await ws.unpack(auth, 'exe/kaniko-config:v1', 'kaniko-config');
+    expect(await readFile(path.join(root, 'again.txt'), 'utf8')).toBe('again\n');
+    for (const entry of (await layerEntries(ws, auth, 'exe/kaniko-config:v1', 'kc')).slice(1).flat()) expect(entry).not.toMatch(/^(\.\/)?kaniko(\/|$)/);
+  });
 });

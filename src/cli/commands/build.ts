@@ -210,7 +210,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--tar-path <file>', 'also write the image as a docker-archive tarball (several --platform: the index, as an OCI archive that is a docker-archive too)')
     .option('--oci-layout-path <dir>', 'also write the image (several --platform: the index) into an OCI image layout')
     .option('--digest-file <file>', 'write the image manifest digest (several --platform: the index digest) to this file')
-    .option('--image-name-with-digest-file <file>', 'write REGISTRY/REPO@DIGEST per destination to this file')
+    .option('--image-name-with-digest-file <file>', 'write REGISTRY/REPO@DIGEST per destination to this file (REGISTRY/REPO:TAG@DIGEST when --image-name-tag-with-digest-file is given too, as kaniko)')
     .option('--image-name-tag-with-digest-file <file>', 'write REGISTRY/REPO:TAG@DIGEST per destination to this file')
     .option('--image-format <oci|docker>', 'manifest and config media types (default: those of the base image; docker for scratch)')
     .option('--reproducible [bool]', 'zero timestamps (or SOURCE_DATE_EPOCH) so equal inputs give equal digests', parseBool)
