@@ -238,7 +238,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           warnOnce,
           ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1,
+          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
         settings: {
           runMode: opts.runMode,
           platform: opts.platform,
@@ -310,6 +311,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      if (!opts.noPush) await opts.pushCheck;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, image, opts);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);

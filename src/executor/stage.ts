@@ -157,6 +157,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
       state.appendCached(hit.layer, step);
       continue;
     }
+    await scheduling.pushCheck;
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
