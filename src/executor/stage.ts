@@ -157,7 +157,11 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
       state.appendCached(hit.layer, step);
       continue;
     }
-    await scheduling.pushCheck;
+    if (scheduling.pushCheck) {
+      // a RUN needs the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
+      if (inst.kind === 'run' && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
+      await scheduling.pushCheck;
+    }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
