@@ -158,8 +158,9 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
       continue;
     }
     if (scheduling.pushCheck) {
-      // a RUN needs the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
-      if (inst.kind === 'run' && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
+      // the step will need the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
+      const needsRoot = inst.kind === 'copy' || inst.kind === 'add' ? !linkApplies(inst) : true;
+      if (needsRoot && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
       await scheduling.pushCheck;
     }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });

@@ -35,8 +35,8 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
   for (const repo of repos.values()) {
     const counts: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
     const seen = new Set<string>();
-    // The config goes beside the layers (the manifest waits for all of them); blobs up to SMALL_BLOB cost round trips,
-    // not bandwidth, so they go all at once beside the big ones' bounded pool.
+    // The config goes beside the layers (the manifest waits for all of them); blobs up to SMALL_BLOB, and those a
+    // mount should bring, cost round trips, not bandwidth: they go all at once beside the big uploads' bounded pool.
     const todo = [
       ...layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)),
       { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined },
@@ -46,9 +46,10 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
       const from = b.mountFrom ?? opts.mountFrom;
       counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
     };
+    const cheap = (b: (typeof todo)[number]): boolean => b.descriptor.size <= SMALL_BLOB || (b.mountFrom ?? opts.mountFrom)?.registry === repo.registry;
     const failed = (await Promise.allSettled([
-      runPool(todo.filter((b) => b.descriptor.size > SMALL_BLOB), opts.concurrency ?? 2, push),
-      runPool(todo.filter((b) => b.descriptor.size <= SMALL_BLOB), SMALL_BLOB_CONCURRENCY, push),
+      runPool(todo.filter((b) => !cheap(b)), opts.concurrency ?? 2, push),
+      runPool(todo.filter(cheap), SMALL_BLOB_CONCURRENCY, push),
     ])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
