@@ -6,7 +6,8 @@
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
-// --only W,... workloads to run; start-up (each tool's version command, 5 runs) is one of them and runs first
+// --only W,... workloads to run; start-up and start-up-help (each tool's version and help commands, 5 runs) are
+//              among them and run first
 // --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
 //              BENCH_QUICK=1 in the environment: --quick --only small (cold, warm and cached rebuild: a few minutes)
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
@@ -77,7 +78,7 @@ function parseArgs(argv: string[]): Args {
     a.only ??= ['small'];
   }
   if (a.runs !== undefined && !(a.runs >= 1)) throw new Error('--runs must be >= 1');
-  for (const w of a.only ?? []) if (w !== START_UP && !WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
+  for (const w of a.only ?? []) if (!START_UP_ROWS.some((r) => r.name === w) && !WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
   return a;
 }
 
@@ -89,6 +90,11 @@ function readFileSyncHead(): string {
 /** Pseudo-workload: each tool's version command, timed (module loading and process start, no build). */
 const START_UP = 'start-up';
 const START_UP_RUNS = 5;
+/** Rows with no build: process start and what a command loads (each tool's version and help commands). */
+const START_UP_ROWS: Array<{ name: string; argv: (t: Tool) => string[] | undefined; summary: string }> = [
+  { name: START_UP, argv: (t) => t.versionArgv, summary: 'each tool\'s version command (`builder --version`, kaniko\'s `executor version`, `buildah --version`)' },
+  { name: `${START_UP}-help`, argv: (t) => t.helpArgv, summary: 'each tool\'s help (`builder --help`, `executor --help`, `buildah --help`)' },
+];
 
 const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
 
@@ -201,17 +207,19 @@ async function main(): Promise<void> {
     for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
     const usable = tools.filter((t) => !t.unavailable);
 
-    if (!args.only || args.only.includes(START_UP)) {
+    for (const row of START_UP_ROWS) {
+      if (args.only && !args.only.includes(row.name)) continue;
       for (let i = 0; i < START_UP_RUNS; i++) {
         for (const tool of i % 2 === 0 ? usable : [...usable].reverse()) {
-          if (!tool.versionArgv) continue;
-          const logFile = path.join(work, 'logs', `${START_UP}-${tool.name}-${i}.log`);
+          const argv = row.argv(tool);
+          if (!argv) continue;
+          const logFile = path.join(work, 'logs', `${row.name}-${tool.name}-${i}.log`);
           await mkdir(path.dirname(logFile), { recursive: true });
-          const m = await measure(tool.versionArgv, { logFile, timeoutMs: 60_000 });
+          const m = await measure(argv, { logFile, timeoutMs: 60_000 });
           const ok = m.exitCode === 0;
-          records.push({ workload: START_UP, mode: 'cold', tool: tool.name, iteration: i, ok, error: ok ? undefined : `exit ${m.exitCode}: ${await lastError(logFile)}`,
+          records.push({ workload: row.name, mode: 'cold', tool: tool.name, iteration: i, ok, error: ok ? undefined : `exit ${m.exitCode}: ${await lastError(logFile)}`,
             wall: m.wall, user: m.user, sys: m.sys, peakRssTree: m.peakRssTree, maxRssProcess: m.maxRssProcess, sent: 0, received: 0 });
-          log(`${START_UP} #${i + 1}/${START_UP_RUNS} ${tool.name}: ${ok ? `${m.wall.toFixed(3)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU, max RSS ${(m.maxRssProcess / 1048576).toFixed(0)} MB` : `FAILED exit ${m.exitCode}`}`);
+          log(`${row.name} #${i + 1}/${START_UP_RUNS} ${tool.name}: ${ok ? `${m.wall.toFixed(3)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU, max RSS ${(m.maxRssProcess / 1048576).toFixed(0)} MB` : `FAILED exit ${m.exitCode}`}`);
         }
       }
     }
@@ -318,9 +326,8 @@ async function main(): Promise<void> {
     const result = {
       date: started.toISOString(), elapsedSeconds: elapsed, machine, versions, buildahStorageDriver: buildahDriver,
       args: { ...args, bigBytes }, workloads: [
-        ...(!args.only || args.only.includes(START_UP)
-          ? [{ name: START_UP, summary: `each tool's version command (\`builder --version\`, kaniko's \`executor version\`, \`buildah --version\`): process start and module loading, no build; ${START_UP_RUNS} runs`, runs: START_UP_RUNS, warm: false, warmRuns: 0, cachedRuns: 0 }]
-          : []),
+        ...START_UP_ROWS.filter((r) => !args.only || args.only.includes(r.name)).map((r) => (
+          { name: r.name, summary: `${r.summary}: process start and module loading, no build; ${START_UP_RUNS} runs`, runs: START_UP_RUNS, warm: false, warmRuns: 0, cachedRuns: 0 })),
         ...workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm,
           warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)), cachedRuns: cachedRunsFor(w) })),
       ],
@@ -394,7 +401,7 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
   for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
   md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar, and gzip (level 1 = the builder's default, and level 6 = buildah's) written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
-  md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.filter((w) => w.name !== START_UP).map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
+  md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.filter((w) => !w.name.startsWith(START_UP)).map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
   md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
   md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
@@ -402,7 +409,7 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   md += targetsTable(sums);
   const analysis = await readFile(path.join(srcBench, 'ANALYSIS.md'), 'utf8').catch(() => '');
   if (analysis) md += `\n${analysis.trim()}\n`;
-  md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name === START_UP ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
+  md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name.startsWith(START_UP) ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
   md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nBENCH_QUICK=1 npm run bench            # small only, 1 run: cold, warm, cached rebuild (a few minutes)\nnode dist/bench/check-meter.js         # self-check of the blob meter against a real registry\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
   md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
   return md;
