@@ -1,8 +1,9 @@
 // `npm run bench`: builder vs kaniko v1.24.0 (../shared/anchors, when present) vs buildah vs the machine's
 // tar+sha256+gzip limit, side by side in one run, A/B alternating: cold, warm, and a rebuild from the registry layer
-// cache with the bytes each moved. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
+// cache with the bytes each moved; and builder's executor image vs kaniko each in its own unprivileged crun container
+// (tools builder-crun and kaniko-crun, small and multi-stage). Writes bench/results/<timestamp>.json and BENCHMARKS.md.
 //
-//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah]
+//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah,kaniko,builder-crun,kaniko-crun]
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
@@ -24,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { measure, runCmd } from './support/measure.js';
 import { startBlobMeter, startProxy, startRegistry } from './support/registry.js';
 import { baselineTable, summarize, targetsTable, toolTables, type RunRecord } from './support/report.js';
-import { buildahTool, builderTool, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
+import { buildahTool, builderTool, kanikoAnchor, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
+import { builderCrunTool, kanikoCrunTool } from './support/crun.js';
 import { WORKLOADS, type BaseImage, type Workload } from './workloads/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -203,6 +205,10 @@ async function main(): Promise<void> {
 
     const profDir = args.cpuProf ? path.join(srcBench, 'results/profiles', started.toISOString().replace(/[:.]/g, '-')) : undefined;
     const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool(repoRoot, work)];
+    // The unprivileged-container rows: each tool in its own crun job container, as CI runs them (issue 23).
+    const shared = process.env.BUILDER_SHARED ?? path.resolve(repoRoot, '../shared');
+    allTools.push(await builderCrunTool(repoRoot, work, shared, allTools[0]!.version),
+      await kanikoCrunTool(process.env.KANIKO_EXECUTOR ?? kanikoAnchor(repoRoot, 'executor'), shared, allTools[2]!.version));
     const tools = allTools.filter((t) => !args.tools || args.tools.includes(t.name));
     for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
     const usable = tools.filter((t) => !t.unavailable);
@@ -239,7 +245,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < runs; i++) {
         const order = i % 2 === 0 ? usable : [...usable].reverse();
         for (const tool of order) {
-          if (failed.has(tool.name)) continue;
+          if (failed.has(tool.name) || (tool.workloads && !tool.workloads.includes(w.name))) continue;
           const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
           await mkdir(stateDir, { recursive: true });
           const modes = (['cold', 'warm', 'cache-fill', 'cached'] as const).filter((m) => m === 'cold'
@@ -331,7 +337,8 @@ async function main(): Promise<void> {
         ...workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm,
           warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)), cachedRuns: cachedRunsFor(w) })),
       ],
-      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, cacheUnavailable: t.cacheUnavailable, how: t.how })),
+      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, cacheUnavailable: t.cacheUnavailable, how: t.how,
+        ...(t.workloads ? { workloads: t.workloads } : {}), ...(t.warm ? {} : { noWarm: true }) })),
       summary: sums, records,
     };
     const resultsDir = path.join(srcBench, 'results');

@@ -128,7 +128,18 @@ const causeCell = (tool: string, mode: string, e?: string): string => {
   return c ? ` — ${c}` : '';
 };
 
-export interface ToolInfo { name: string; unavailable?: string; cacheUnavailable?: string }
+export interface ToolInfo { name: string; unavailable?: string; cacheUnavailable?: string; workloads?: string[]; noWarm?: boolean }
+
+/** Which tool's row a ratio compares with which: builder with each host peer, builder-crun with kaniko-crun. */
+function ratioPairs(tools: ToolInfo[]): Array<{ b: string; p: string }> {
+  const host = tools.filter((t) => t.name !== 'builder' && !t.name.endsWith('-crun')).map((t) => ({ b: 'builder', p: t.name }));
+  const crun = tools.some((t) => t.name === 'builder-crun') && tools.some((t) => t.name === 'kaniko-crun') ? [{ b: 'builder-crun', p: 'kaniko-crun' }] : [];
+  return [...host, ...crun];
+}
+const pairHeader = (pairs: Array<{ b: string; p: string }>): string =>
+  `| workload | ${pairs.map((x) => (x.b === 'builder' ? `vs ${x.p}` : `${x.b} vs ${x.p}`)).join(' | ')} |\n|---|${pairs.map(() => '---').join('|')}|\n`;
+/** A tool that never runs this workload (or this mode) gets no row. */
+const skipRow = (t: ToolInfo, w: string, mode: string): boolean => (t.workloads !== undefined && !t.workloads.includes(w)) || (mode === 'warm' && t.noWarm === true);
 
 export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Array<{ name: string; warm: boolean; cachedRuns?: number }>): string {
   // The start-up rows (version and help commands) belong in the cold table only.
@@ -147,6 +158,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Arr
         continue;
       }
       for (const t of tools) {
+        if (skipRow(t, w.name, mode)) continue;
         const s = find(w.name, mode, t.name);
         if (!s) {
           md += `| ${w.name} | ${t.name} | – | ${t.unavailable ?? 'not run'} | | | | | | | |\n`;
@@ -159,13 +171,13 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Arr
       }
     }
     // Ratios builder/peer.
-    const peers = tools.filter((t) => t.name !== 'builder').map((t) => t.name);
+    const pairs = ratioPairs(tools);
     md += `\nRatios builder / peer (median wall, median CPU${mode === 'cold' ? ', median peak RSS tree' : ''}):\n\n`;
-    md += `| workload | ${peers.map((p) => `vs ${p}`).join(' | ')} |\n|---|${peers.map(() => '---').join('|')}|\n`;
+    md += pairHeader(pairs);
     for (const w of mode === 'cold' ? allWorkloads : builds) {
       if (mode === 'warm' && !w.warm) continue;
-      const b = find(w.name, mode, 'builder');
-      const cells = peers.map((p) => {
+      const cells = pairs.map(({ b: bt, p }) => {
+        const b = find(w.name, mode, bt);
         const s = find(w.name, mode, p);
         if (!b?.wall || !s?.wall) return '–';
         return `wall ${ratio(b.wall, s.wall)}, CPU ${ratio(b.cpu, s.cpu)}${mode === 'cold' ? `, RSS ${ratio(b.peakRssTree, s.peakRssTree)}` : ''}`;
@@ -180,6 +192,7 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Arr
   md += '|---|---|---|---|---|---|---|---|---|---|---|\n';
   for (const w of builds) {
     for (const t of tools) {
+      if (skipRow(t, w.name, 'cached')) continue;
       const fill = find(w.name, 'cache-fill', t.name);
       const s = find(w.name, 'cached', t.name);
       if (!fill && !s) {
@@ -193,12 +206,12 @@ export function toolTables(sums: Summary[], tools: ToolInfo[], allWorkloads: Arr
         ` | ${mbMax(s?.peakRssTree)} | ${s?.layers ?? '–'} |\n`;
     }
   }
-  const peers = tools.filter((t) => t.name !== 'builder').map((t) => t.name);
+  const pairs = ratioPairs(tools);
   md += `\nRatios builder / peer, cached rebuild (median wall, median CPU):\n\n`;
-  md += `| workload | ${peers.map((p) => `vs ${p}`).join(' | ')} |\n|---|${peers.map(() => '---').join('|')}|\n`;
+  md += pairHeader(pairs);
   for (const w of builds) {
-    const b = find(w.name, 'cached', 'builder');
-    md += `| ${w.name} | ${peers.map((p) => {
+    md += `| ${w.name} | ${pairs.map(({ b: bt, p }) => {
+      const b = find(w.name, 'cached', bt);
       const s = find(w.name, 'cached', p);
       return b?.wall && s?.wall ? `wall ${ratio(b.wall, s.wall)}, CPU ${ratio(b.cpu, s.cpu)}` : '–';
     }).join(' | ')} |\n`;
@@ -270,6 +283,12 @@ export function targetsTable(sums: Summary[]): string {
   rows.push(ratioRow('big-layer cold wall ≤ 0.9× buildah (issue 13)', g('big-layer', 'cold', 'builder'), g('big-layer', 'cold', 'buildah'), 0.9));
   for (const w of workloads) {
     if (g(w, 'warm', 'builder')) rows.push(ratioRow(`${w} warm rebuild wall ≤ buildah (issue 13)`, g(w, 'warm', 'builder'), g(w, 'warm', 'buildah'), 1));
+  }
+  // Issue 23: in an unprivileged CI container (crun), builder's executor image against kaniko's, cold and all-cached.
+  for (const w of [...new Set(sums.filter((s) => s.tool === 'builder-crun').map((s) => s.workload))]) {
+    for (const mode of ['cold', 'cached'] as const) {
+      rows.push(ratioRow(`${w} unprivileged ${mode} wall ≤ kaniko (issue 23)`, g(w, mode, 'builder-crun'), g(w, mode, 'kaniko-crun'), 1));
+    }
   }
   // Issue 8: a cached rebuild costs ≤ 1 s and moves no layer bytes (worst run of every workload counts).
   for (const s of sums.filter((x) => x.mode === 'cached' && x.tool === 'builder')) {

@@ -6,7 +6,7 @@ import { chmod, copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from '
 import path from 'node:path';
 import { addMeasured, measure, runCmd, type Measured } from './measure.js';
 
-export type ToolName = 'builder' | 'buildah' | 'kaniko';
+export type ToolName = 'builder' | 'buildah' | 'kaniko' | 'builder-crun' | 'kaniko-crun';
 
 export interface BuildJob {
   workload: string;
@@ -47,6 +47,8 @@ export interface Tool {
   versionArgv?: string[];
   /** The command that prints the tool's help: the start-up-help row times it. */
   helpArgv?: string[];
+  /** Only these workloads (default: all). */
+  workloads?: string[];
 }
 
 /** Sums the seconds in builder log lines like "snapshot ... in 1.23s" (or "... in 850ms"). */
