@@ -7,7 +7,7 @@ import path from 'node:path';
 import { measure, runCmd } from './measure.js';
 import type { BuildJob, Tool, ToolRun } from './tools.js';
 
-const DOCKER_CAPS = [
+export const DOCKER_CAPS = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
@@ -20,17 +20,32 @@ interface Container {
   argv(job: BuildJob): string[];
 }
 
-/** The OCI runtime config of a job container (what test/support/crun.ts writes for the executor-image tests). */
-async function writeSpec(bundle: string, root: string, argv: string[], env: string[], seccomp: object): Promise<void> {
+export interface JobSpec {
+  rootfs: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** Host directories bind-mounted into the container (a runner's builds volume). */
+  binds?: Array<{ source: string; destination: string }>;
+}
+
+/** Docker's default seccomp profile (from SHARED/tools/unprivileged) resolved for DOCKER_CAPS, in the OCI runtime form. */
+export async function dockerSeccomp(shared: string): Promise<object> {
+  const dir = path.join(shared, 'tools/unprivileged');
+  return JSON.parse(await runCmd('node', [path.join(dir, 'convert-seccomp.mjs'), path.join(dir, 'docker-seccomp.json'), DOCKER_CAPS.join(',')])) as object;
+}
+
+/** Writes BUNDLE/config.json for a job container (also what the executor-image tests run, test/support/crun.ts). */
+export async function writeJobSpec(bundle: string, spec: JobSpec, seccomp: object): Promise<void> {
   await mkdir(path.join(bundle, 'etc'), { recursive: true });
   await writeFile(path.join(bundle, 'etc/hosts'), '127.0.0.1 localhost\n');
   await writeFile(path.join(bundle, 'etc/resolv.conf'), 'nameserver 127.0.0.53\n');
-  await runCmd('crun', ['spec', '--bundle', bundle]);
+  await runCmd('crun', ['spec', '--bundle', bundle]).catch(() => undefined); // already there: rewritten below
   const config = JSON.parse(await readFile(path.join(bundle, 'config.json'), 'utf8')) as Record<string, any>;
-  config.root = { path: root, readonly: false };
+  config.root = { path: spec.rootfs, readonly: false };
   config.hostname = 'job';
   config.process = {
-    ...config.process, terminal: false, args: argv, cwd: '/workspace', env, noNewPrivileges: false,
+    ...config.process, terminal: false, args: spec.args, cwd: spec.cwd, env: spec.env, noNewPrivileges: false,
     capabilities: { bounding: DOCKER_CAPS, effective: DOCKER_CAPS, permitted: DOCKER_CAPS, inheritable: [], ambient: [] },
   };
   config.linux.namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
@@ -39,22 +54,22 @@ async function writeSpec(bundle: string, root: string, argv: string[], env: stri
   config.mounts.push(
     { destination: '/etc/resolv.conf', type: 'bind', source: path.join(bundle, 'etc/resolv.conf'), options: ['rbind', 'rprivate'] },
     { destination: '/etc/hosts', type: 'bind', source: path.join(bundle, 'etc/hosts'), options: ['rbind', 'rprivate'] },
+    ...(spec.binds ?? []).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'rprivate'] })),
   );
-  await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config));
+  await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config, null, 2));
 }
 
 /** One tool in a fresh container per run: the image's root copied (untimed), the context copied to /workspace. */
 function crunTool(name: 'builder-crun' | 'kaniko-crun', version: string, how: string, shared: string, c: Container): Tool {
   let seccomp: Promise<object> | undefined;
   const run = async (job: BuildJob): Promise<ToolRun> => {
-    seccomp ??= runCmd('node', [path.join(shared, 'tools/unprivileged/convert-seccomp.mjs'), path.join(shared, 'tools/unprivileged/docker-seccomp.json'), DOCKER_CAPS.join(',')])
-      .then((out) => JSON.parse(out) as object);
+    seccomp ??= dockerSeccomp(shared);
     const bundle = path.join(job.stateDir, 'bundle');
     const root = path.join(bundle, 'rootfs');
     await mkdir(root, { recursive: true });
     const env = await c.makeRoot(root);
     await runCmd('cp', ['-a', `${job.ctxDir}/.`, path.join(root, 'workspace')]);
-    await writeSpec(bundle, root, c.argv(job), env, await seccomp);
+    await writeJobSpec(bundle, { rootfs: root, args: c.argv(job), env, cwd: '/workspace' }, await seccomp);
     // crun 1.8 refuses this host's hybrid cgroup layout: its v2 mount is hidden in a private mount namespace of the runtime
     const script = 'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --cgroup-manager=disabled --root "$1" run --bundle "$2" "$0"';
     return measure(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, `bench-${path.basename(job.stateDir)}-${process.pid}`, path.join(bundle, 'state'), bundle],
