@@ -106,7 +106,7 @@ describe('bin/builder entry point', () => {
     execFileSync('node', [path.join(repo, 'scripts/bundle.mjs')]);
     const preload = `data:text/javascript,${encodeURIComponent("process.stderr.write('js ran')")}`;
     const env = { ...process.env, NODE_OPTIONS: `--import ${preload}` };
-    for (const arg of ['--help', '--version']) {
+    for (const arg of ['--help', '-h', '--version', 'version']) {
       const fast = spawnSync(path.join(repo, 'bin/builder'), [arg], { encoding: 'utf8', env });
       expect(fast.stderr).toBe(''); // no JavaScript started
       const cli = spawnSync('node', [path.join(repo, 'bin/builder'), arg], { encoding: 'utf8', env });
