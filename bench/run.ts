@@ -377,7 +377,7 @@ interface ResultFile {
   sources?: Array<{ file: string; date: string; minutes: number; quick: boolean; workloads: string; load: string }>;
   date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>;
   workloads: Array<{ name: string; summary: string; runs: number; warm: boolean; warmRuns: number; cachedRuns?: number }>;
-  tools: Array<{ name: string; version: string; unavailable?: string; cacheUnavailable?: string; how: string }>;
+  tools: Array<{ name: string; version: string; unavailable?: string; cacheUnavailable?: string; how: string; workloads?: string[]; noWarm?: boolean }>;
   records: RunRecord[];
 }
 
@@ -411,14 +411,14 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.filter((w) => !w.name.startsWith(START_UP)).map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
   md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
-  md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
+  md += toolTables(sums, tools, workloads);
   md += baselineTable(sums);
   md += targetsTable(sums);
   const analysis = await readFile(path.join(srcBench, 'ANALYSIS.md'), 'utf8').catch(() => '');
   if (analysis) md += `\n${analysis.trim()}\n`;
   md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name.startsWith(START_UP) ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
   md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nBENCH_QUICK=1 npm run bench            # small only, 1 run: cold, warm, cached rebuild (a few minutes)\nnode dist/bench/check-meter.js         # self-check of the blob meter against a real registry\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
-  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
+  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". The builder-crun and kaniko-crun rows run each build in a fresh crun container (crun, umoci, and Docker's seccomp profile from ../shared/tools/unprivileged; builder's executor image is built once per run). \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
   return md;
 }
 
