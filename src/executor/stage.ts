@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
-import { BuilderError } from '../errors.js';
-import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { BuilderError, locateError } from '../errors.js';
+import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -12,8 +12,7 @@ import { linkApplies } from './steps/copy.js';
 import { chownNeedsRoot } from './steps/user.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
-import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
-import { at } from './where.js';
+import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { formatBytes } from '../util/bytes.js';
@@ -23,8 +22,10 @@ export interface Step {
   total: number;
   /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
   label: string;
-  /** file:line of the instruction, for errors. */
+  /** file:line of the instruction, for errors; file and line apart for the error's fields. */
   where: string;
+  file: string;
+  line: number;
   /** The history's created_by. */
   by: string;
 }
@@ -41,6 +42,10 @@ export class StageState {
     readonly format: ImageFormat,
     readonly root: StageRoot,
     public vars: StageVars,
+    /** The platform the stage's binaries are for (its FROM --platform, else the target). */
+    readonly platform: Platform,
+    /** "stage 1 (build)", for errors. */
+    readonly label: string,
   ) {
     this.cfg = { config: { ...(base.config.config ?? {}) }, cmdSet: false, ...(base.config.author ? { author: base.config.author } : {}) };
     this.layers = [...base.layers];
@@ -65,6 +70,7 @@ export class StageState {
         hint: 'rename the file (or remove it in the same step)',
       });
     }
+    if (opts.from === undefined) await this.root.checkBase();
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
@@ -109,9 +115,26 @@ interface PreparedStep {
   lookup?: Promise<CacheEntry | undefined>;
 }
 
+/** Thrown inside one run of a stage when a cached layer proved corrupt: the stage runs again without that entry. */
+class CachedLayerCorrupt extends Error {}
+
+/**
+ * Runs a stage; when extracting a layer that came from a cache hit finds its content is not what the entry records,
+ * the entry is distrusted (a warning, then a miss that rewrites it) and the stage starts again on a clean root.
+ */
 export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
+  for (;;) {
+    try {
+      return await runStageOnce(ex, stage);
+    } catch (err) {
+      if (!(err instanceof CachedLayerCorrupt)) throw err;
+    }
+  }
+}
+
+async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageResult> {
   const { services, settings, scheduling } = ex;
-  const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
+  const label = `${settings.platformTag ? `${settings.platformTag} ` : ''}stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
   services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
 
@@ -124,7 +147,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),
     onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
-  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
+  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars, platform, label);
 
   // ONBUILD triggers of the base (an image, or an earlier stage's ONBUILD lines) run first; the stage does not inherit them.
   const triggers = stage.baseName !== 'scratch'
@@ -134,6 +157,9 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const { steps, key } = await prepareSteps(ex, stage, [...triggers, ...stage.instructions], state, baseKey);
 
   const cache = services.cache;
+  // Layers this run took from cache hits, by the key of their entry; and what the run counted, to take back on a restart.
+  const fromCache = new Map<Layer, string>();
+  const counted = { hits: 0, misses: 0 };
   for (const p of steps) {
     if (scheduling.signal.aborted) {
       if (scheduling.signal.reason instanceof BuilderError) throw scheduling.signal.reason; // the build was cancelled (a signal)
@@ -153,8 +179,10 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     const below = cache && p.key && !p.linked ? chainId(state.layers) : undefined;
     if (cache && hit && cache.fits(hit, below)) {
       cache.hits++;
+      counted.hits++;
       services.emit({ type: 'step', status: 'cached', step: step.label, instruction: step.by, ...(hit.layer ? { layer: { digest: hit.layer.descriptor.digest, size: hit.layer.descriptor.size } } : {}) });
       state.appendCached(hit.layer, step);
+      if (hit.layer) fromCache.set(hit.layer, hit.key);
       continue;
     }
     if (scheduling.pushCheck) {
@@ -166,14 +194,23 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    await handler.execute({ ex, stage: state, inst, step }).catch((err: unknown) => {
+    await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
-      throw err;
+      // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
+      await root.checkBase();
+      const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
+      if (!cache || key === undefined) throw locateError(err, step.file, step.line, false);
+      cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
+      cache.hits -= counted.hits;
+      cache.misses -= counted.misses;
+      await root.discard();
+      throw new CachedLayerCorrupt();
     });
     const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
     services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
     if (cache && p.key) {
       cache.misses++;
+      counted.misses++;
       cache.write(p.key, step.by, added, below, platform);
     }
   }
@@ -212,8 +249,10 @@ async function prepareSteps(
     const step: Step = {
       number: i + 1,
       total: instructions.length,
-      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      label: `[${settings.platformTag ? `${settings.platformTag} ` : ''}${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
       where: `${raw.file}:${raw.line}`,
+      file: raw.file,
+      line: raw.line,
       by: createdBy(inst, cfg.config.Shell),
     };
     if (inst.kind === 'from') {
@@ -299,7 +338,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
   services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0

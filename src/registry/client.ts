@@ -4,10 +4,10 @@ import { BuilderError } from '../errors.js';
 import { isDigest, sha256, verified, type Digest } from '../digest/index.js';
 import { identifier, parseReference, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
 import {
-  checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
+  checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, MediaType, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
-import { header, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
+import { header, readAll, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
 import { interruptedError, RegistryError } from './errors.js';
 
@@ -35,23 +35,6 @@ export interface PushBlobOptions {
 
 const pullScope = (ref: ImageRef): string => `repository:${ref.repository}:pull`;
 const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,push`;
-
-/** The whole body, at most `max` bytes; a body shorter than its Content-Length is an interruption, not a result. */
-async function readAll(res: RegResponse, max: number, what: string, registry: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of res.body) {
-    n += (c as Buffer).length;
-    if (n > max) {
-      res.body.destroy();
-      throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint: 'this does not look like a manifest; check the reference' });
-    }
-    chunks.push(c as Buffer);
-  }
-  const declared = Number(header(res, 'content-length') ?? NaN);
-  if (Number.isFinite(declared) && n < declared) throw interruptedError(registry, what, undefined, n, declared);
-  return Buffer.concat(chunks);
-}
 
 /** Registry X (ECR, Harbor, GAR, Artifactory, GitLab protected tags...) refusing to overwrite a tag, as kaniko recognises it. */
 export function isImmutableTagError(err: unknown): boolean {
@@ -292,7 +275,7 @@ export class RegistryClient {
         // the source failing (a corrupt local blob, a download that gave up) is not the registry's fault: no retry
         if (err instanceof UploadSourceError) throw err.error;
         location = undefined;
-        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
+        if (!this.t.policy.shouldRetry(err, attempt, budget, 'session')) throw err;
         await this.t.backoff(`upload of ${desc.digest} to ${ref.name} (new session)`, err, attempt, budget);
         // the upload may have completed with only its response lost
         if (await this.hasBlob(ref, desc.digest, 'push')) return 'uploaded';
@@ -418,7 +401,7 @@ export class RegistryClient {
           if (resumes >= budget) throw new RegistryError('REGISTRY_RANGE_INVALID', `${what}: registry ${ref.registry} keeps holding a different number of bytes than were sent`, { hint: 'retry the push' });
         } catch (err) {
           if (src.error) throw new UploadSourceError(src.error);
-          if (!this.t.policy.shouldRetry(err, resumes, budget)) throw err;
+          if (!this.t.policy.shouldRetry(err, resumes, budget, 'session')) throw err;
           await this.t.backoff(what, err, resumes, budget);
         }
         // out of sync (failed PATCH, short write): ask the registry and restart the source there
@@ -455,23 +438,50 @@ export class RegistryClient {
 
   /** PUTs a manifest (after its blobs); returns its digest, checked against what the registry reports. */
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
+    return (await this.pushManifest(ref, bytes, mediaType)).digest;
+  }
+
+  /**
+   * putManifest, also returning the OCI-Subject header: a registry with the referrers API sets it when it indexed the
+   * manifest's `subject` (OCI distribution 1.1); without it the client keeps the referrers tag itself.
+   */
+  async pushManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<{ digest: Digest; subject?: string }> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
     const what = `PUT manifest ${ref}`;
     try {
-      await this.put(ref, bytes, mediaType, digest, what);
+      const subject = await this.put(ref, bytes, mediaType, digest, what);
+      return { digest, ...(subject ? { subject } : {}) };
     } catch (err) {
       if (this.opts.ignoreImmutableTagErrors && isImmutableTagError(err)) {
         this.opts.onWarning?.(`${ref} was not overwritten: the registry keeps the tag immutable (${(err as BuilderError).message}); ignored (--push-ignore-immutable-tag-errors)`);
-        return digest;
+        return { digest };
       }
       throw err;
     }
-    return digest;
   }
 
-  private async put(ref: ImageRef, bytes: Buffer, mediaType: string, digest: Digest, what: string): Promise<void> {
-    await this.t.exchange({
+  /** GET /v2/<name>/referrers/<digest>: the referrers index, or undefined where the registry has no referrers API (404). */
+  async getReferrers(ref: ImageRef, digest: Digest): Promise<Index | undefined> {
+    const what = `GET referrers of ${ref.name}@${digest}`;
+    return this.t.exchange({
+      registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/referrers/${digest}`,
+      headers: { accept: MediaType.OciIndex }, scopes: [pullScope(ref)], what, ok: [200, 404],
+    }, async (res) => {
+      if (res.status === 404) {
+        await res.body.dump();
+        return undefined;
+      }
+      const bytes = await readAll(res, MAX_MANIFEST, what, ref.registry);
+      const ct = (header(res, 'content-type') ?? '').split(';')[0]!.trim();
+      // a registry without the API may answer 200 with something else (an HTML page, a proxy's answer): not an index
+      if (ct !== MediaType.OciIndex) return undefined;
+      return parseIndex(bytes, what);
+    });
+  }
+
+  private async put(ref: ImageRef, bytes: Buffer, mediaType: string, digest: Digest, what: string): Promise<string | undefined> {
+    return this.t.exchange({
       registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what, ok: [201, 200, 202],
     }, async (res) => {
@@ -484,6 +494,7 @@ export class RegistryClient {
           hint: 'the tag may now point at that manifest; the registry rewrites manifests (check it supports this media type) or the network damages them',
         });
       }
+      return header(res, 'oci-subject');
     });
   }
 
