@@ -1,12 +1,14 @@
 // `npm run bench`: builder vs kaniko v1.24.0 (../shared/anchors, when present) vs buildah vs the machine's
 // tar+sha256+gzip limit, side by side in one run, A/B alternating: cold, warm, and a rebuild from the registry layer
-// cache with the bytes each moved. Writes bench/results/<timestamp>.json and BENCHMARKS.md.
+// cache with the bytes each moved; and builder's executor image vs kaniko each in its own unprivileged crun container
+// (tools builder-crun and kaniko-crun, small and multi-stage). Writes bench/results/<timestamp>.json and BENCHMARKS.md.
 //
-//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah]
+//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah,kaniko,builder-crun,kaniko-crun]
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
-// --only W,... workloads to run; start-up (each tool's version command, 5 runs) is one of them and runs first
+// --only W,... workloads to run; start-up and start-up-help (each tool's version and help commands, 5 runs) are
+//              among them and run first
 // --quick      1 iteration of everything, big-layer 256 MiB: a smoke test (does not overwrite BENCHMARKS.md)
 //              BENCH_QUICK=1 in the environment: --quick --only small (cold, warm and cached rebuild: a few minutes)
 // --write      write BENCHMARKS.md even with --only/--quick/--runs (default: only for a full default run)
@@ -23,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { measure, runCmd } from './support/measure.js';
 import { startBlobMeter, startProxy, startRegistry } from './support/registry.js';
 import { baselineTable, summarize, targetsTable, toolTables, type RunRecord } from './support/report.js';
-import { buildahTool, builderTool, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
+import { buildahTool, builderTool, kanikoAnchor, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
+import { builderCrunTool, kanikoCrunTool } from './support/crun.js';
 import { WORKLOADS, type BaseImage, type Workload } from './workloads/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -77,7 +80,7 @@ function parseArgs(argv: string[]): Args {
     a.only ??= ['small'];
   }
   if (a.runs !== undefined && !(a.runs >= 1)) throw new Error('--runs must be >= 1');
-  for (const w of a.only ?? []) if (w !== START_UP && !WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
+  for (const w of a.only ?? []) if (!START_UP_ROWS.some((r) => r.name === w) && !WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}; have ${WORKLOADS.map((x) => x.name).join(', ')}`);
   return a;
 }
 
@@ -89,6 +92,11 @@ function readFileSyncHead(): string {
 /** Pseudo-workload: each tool's version command, timed (module loading and process start, no build). */
 const START_UP = 'start-up';
 const START_UP_RUNS = 5;
+/** Rows with no build: process start and what a command loads (each tool's version and help commands). */
+const START_UP_ROWS: Array<{ name: string; argv: (t: Tool) => string[] | undefined; summary: string }> = [
+  { name: START_UP, argv: (t) => t.versionArgv, summary: 'each tool\'s version command (`builder --version`, kaniko\'s `executor version`, `buildah --version`)' },
+  { name: `${START_UP}-help`, argv: (t) => t.helpArgv, summary: 'each tool\'s help (`builder --help`, `executor --help`, `buildah --help`)' },
+];
 
 const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
 
@@ -229,21 +237,27 @@ async function main(): Promise<void> {
 
     const profDir = args.cpuProf ? path.join(srcBench, 'results/profiles', started.toISOString().replace(/[:.]/g, '-')) : undefined;
     const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool(repoRoot, work)];
+    // The unprivileged-container rows: each tool in its own crun job container, as CI runs them (issue 23).
+    const shared = process.env.BUILDER_SHARED ?? path.resolve(repoRoot, '../shared');
+    allTools.push(await builderCrunTool(repoRoot, work, shared, allTools[0]!.version),
+      await kanikoCrunTool(process.env.KANIKO_EXECUTOR ?? kanikoAnchor(repoRoot, 'executor'), shared, allTools[2]!.version));
     const tools = allTools.filter((t) => !args.tools || args.tools.includes(t.name));
     for (const t of tools) log(`${t.name} ${t.version}: ${t.unavailable ?? 'ok'}`);
     const usable = tools.filter((t) => !t.unavailable);
 
-    if (!args.only || args.only.includes(START_UP)) {
+    for (const row of START_UP_ROWS) {
+      if (args.only && !args.only.includes(row.name)) continue;
       for (let i = 0; i < START_UP_RUNS; i++) {
         for (const tool of i % 2 === 0 ? usable : [...usable].reverse()) {
-          if (!tool.versionArgv) continue;
-          const logFile = path.join(work, 'logs', `${START_UP}-${tool.name}-${i}.log`);
+          const argv = row.argv(tool);
+          if (!argv) continue;
+          const logFile = path.join(work, 'logs', `${row.name}-${tool.name}-${i}.log`);
           await mkdir(path.dirname(logFile), { recursive: true });
-          const m = await measure(tool.versionArgv, { logFile, timeoutMs: 60_000 });
+          const m = await measure(argv, { logFile, timeoutMs: 60_000 });
           const ok = m.exitCode === 0;
-          records.push({ workload: START_UP, mode: 'cold', tool: tool.name, iteration: i, ok, error: ok ? undefined : `exit ${m.exitCode}: ${await lastError(logFile)}`,
+          records.push({ workload: row.name, mode: 'cold', tool: tool.name, iteration: i, ok, error: ok ? undefined : `exit ${m.exitCode}: ${await lastError(logFile)}`,
             wall: m.wall, user: m.user, sys: m.sys, peakRssTree: m.peakRssTree, maxRssProcess: m.maxRssProcess, sent: 0, received: 0 });
-          log(`${START_UP} #${i + 1}/${START_UP_RUNS} ${tool.name}: ${ok ? `${m.wall.toFixed(3)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU, max RSS ${(m.maxRssProcess / 1048576).toFixed(0)} MB` : `FAILED exit ${m.exitCode}`}`);
+          log(`${row.name} #${i + 1}/${START_UP_RUNS} ${tool.name}: ${ok ? `${m.wall.toFixed(3)}s wall, ${(m.user + m.sys).toFixed(2)}s CPU, max RSS ${(m.maxRssProcess / 1048576).toFixed(0)} MB` : `FAILED exit ${m.exitCode}`}`);
         }
       }
     }
@@ -261,10 +275,10 @@ async function main(): Promise<void> {
       const failed = new Set<string>();
       const runs = runsFor(w);
       for (let i = 0; i < runs; i++) {
-        const runners = usable.filter((t) => !w.tools || w.tools.includes(t.name));
+        const runners = usable.filter((t) => !w.tools || (w.tools as readonly string[]).includes(t.name));
         const order = i % 2 === 0 ? runners : [...runners].reverse();
         for (const tool of order) {
-          if (failed.has(tool.name)) continue;
+          if (failed.has(tool.name) || (tool.workloads && !tool.workloads.includes(w.name))) continue;
           const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
           await mkdir(stateDir, { recursive: true });
           const modes = (['cold', 'warm', 'cache-fill', 'cached'] as const).filter((m) => m === 'cold'
@@ -351,13 +365,13 @@ async function main(): Promise<void> {
     const result = {
       date: started.toISOString(), elapsedSeconds: elapsed, machine, versions, buildahStorageDriver: buildahDriver,
       args: { ...args, bigBytes }, workloads: [
-        ...(!args.only || args.only.includes(START_UP)
-          ? [{ name: START_UP, summary: `each tool's version command (\`builder --version\`, kaniko's \`executor version\`, \`buildah --version\`): process start and module loading, no build; ${START_UP_RUNS} runs`, runs: START_UP_RUNS, warm: false, warmRuns: 0, cachedRuns: 0 }]
-          : []),
+        ...START_UP_ROWS.filter((r) => !args.only || args.only.includes(r.name)).map((r) => (
+          { name: r.name, summary: `${r.summary}: process start and module loading, no build; ${START_UP_RUNS} runs`, runs: START_UP_RUNS, warm: false, warmRuns: 0, cachedRuns: 0 })),
         ...workloads.map((w) => ({ name: w.name, summary: w.summary, runs: runsFor(w), warm: w.warm,
           warmRuns: Math.min(w.warmRuns ?? runsFor(w), runsFor(w)), cachedRuns: cachedRunsFor(w) })),
       ],
-      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, cacheUnavailable: t.cacheUnavailable, how: t.how })),
+      tools: allTools.map((t) => ({ name: t.name, version: t.version, unavailable: t.unavailable, cacheUnavailable: t.cacheUnavailable, how: t.how,
+        ...(t.workloads ? { workloads: t.workloads } : {}), ...(t.warm ? {} : { noWarm: true }) })),
       summary: sums, records,
     };
     const resultsDir = path.join(srcBench, 'results');
@@ -396,7 +410,7 @@ interface ResultFile {
   sources?: Array<{ file: string; date: string; minutes: number; quick: boolean; workloads: string; load: string }>;
   date: string; elapsedSeconds: number; machine: Record<string, unknown>; versions: Record<string, string>;
   workloads: Array<{ name: string; summary: string; runs: number; warm: boolean; warmRuns: number; cachedRuns?: number }>;
-  tools: Array<{ name: string; version: string; unavailable?: string; cacheUnavailable?: string; how: string }>;
+  tools: Array<{ name: string; version: string; unavailable?: string; cacheUnavailable?: string; how: string; workloads?: string[]; noWarm?: boolean }>;
   records: RunRecord[];
 }
 
@@ -427,17 +441,17 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   md += `- snapshot: seconds summed from builder log lines matching \`/snapshot .* in ([0-9.]+)s/\`; n/a when the tool prints none.\n`;
   for (const t of tools) md += `- ${t.name}: ${t.unavailable ?? t.how}\n`;
   md += `- Machine baseline: the same bytes (many-files: a host tree of the same shape and random content; node-app: the context; big-layer: one random file) through tar, sha256 of the tar, and gzip (level 1 = the builder's default, and level 6 = buildah's) written to a file with its sha256 — the floor for a snapshot (tar + diffID + compress + digest). Measured in the same run, once per iteration.\n`;
-  md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.filter((w) => w.name !== START_UP).map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
+  md += `- Time budget: big-layer runs once per tool, no warm rebuild (a 2 GiB layer costs minutes); warm rebuilds are measured in the first iterations only: ${workloads.filter((w) => w.warm).map((w) => `${w.name} ${w.warmRuns}`).join(', ')}; cached rebuilds (a fill and a rebuild each) in the first ${workloads.filter((w) => !w.name.startsWith(START_UP)).map((w) => `${w.name} ${w.cachedRuns ?? 0}`).join(', ')}.\n`;
   md += `- Compression is not equal: the builder writes gzip level 1 by default, buildah gzip level 6 (pgzip, parallel). Both are measured as users run them.\n`;
   md += `\n## Results\n`;
-  md += toolTables(sums, tools.map((t) => ({ name: t.name, unavailable: t.unavailable })), workloads);
+  md += toolTables(sums, tools, workloads);
   md += baselineTable(sums);
   md += targetsTable(sums);
   const analysis = await readFile(path.join(srcBench, 'ANALYSIS.md'), 'utf8').catch(() => '');
   if (analysis) md += `\n${analysis.trim()}\n`;
-  md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name === START_UP ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
+  md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name.startsWith(START_UP) ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
   md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nBENCH_QUICK=1 npm run bench            # small only, 1 run: cold, warm, cached rebuild (a few minutes)\nnode dist/bench/check-meter.js         # self-check of the blob meter against a real registry\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
-  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
+  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". The builder-crun and kaniko-crun rows run each build in a fresh crun container (crun, umoci, and Docker's seccomp profile from ../shared/tools/unprivileged; builder's executor image is built once per run). \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
   return md;
 }
 

@@ -6,7 +6,7 @@ import { chmod, copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from '
 import path from 'node:path';
 import { addMeasured, measure, runCmd, type Measured } from './measure.js';
 
-export type ToolName = 'builder' | 'buildah' | 'kaniko';
+export type ToolName = 'builder' | 'buildah' | 'kaniko' | 'builder-crun' | 'kaniko-crun';
 
 export interface BuildJob {
   workload: string;
@@ -47,6 +47,10 @@ export interface Tool {
   cleanup(stateDir: string): Promise<void>;
   /** The command that prints the tool's version: the start-up row times it (no build, no registry). */
   versionArgv?: string[];
+  /** The command that prints the tool's help: the start-up-help row times it. */
+  helpArgv?: string[];
+  /** Only these workloads (default: all). */
+  workloads?: string[];
 }
 
 /** Sums the seconds in builder log lines like "snapshot ... in 1.23s" (or "... in 850ms"). */
@@ -116,6 +120,7 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
   return {
     name: 'builder',
     versionArgv: [bin, '--version'],
+    helpArgv: [bin, '--help'],
     unavailable: missing.length > 0
       ? `build command not available (bin/builder build --help lacks ${missing.join(' ')}${helpError ? `; ${helpError.slice(0, 200)}` : ''})` : undefined,
     version, how,
@@ -207,6 +212,7 @@ export async function buildahTool(workDir: string): Promise<Tool> {
   return {
     name: 'buildah', version,
     versionArgv: ['buildah', '--version'],
+    helpArgv: ['buildah', '--help'],
     how: `buildah --root/--runroot STATE --storage-driver ${driver} bud --isolation chroot --layers --tls-verify=false -t REG/bench/W:T CTX,` +
       ` then buildah push --tls-verify=false (times summed)${privateCache ? `, each in a private mount namespace with its own ${BLOB_INFO_CACHE} (blob-info cache) from STATE` : ''}.` +
       ` Cold: empty storage; warm: same storage, bud --layers --no-cache` +
@@ -307,6 +313,7 @@ export async function kanikoTool(repoRoot: string, workDir: string): Promise<Too
     name: 'kaniko', version,
     // A static Go binary that only prints: run as is, outside the throwaway root the builds use.
     versionArgv: [exe, 'version'],
+    helpArgv: [exe, '--help'],
     how: 'a fresh throwaway root per run (private mount namespace: executor at /kaniko, context bound read-only at /workspace, fresh /proc,' +
       ' tmpfs /dev), chroot, /kaniko/executor --force --context dir:///workspace --destination REG/bench/W:T --insecure --insecure-pull' +
       ' --skip-tls-verify --skip-tls-verify-pull. Cold: nothing cached;' +

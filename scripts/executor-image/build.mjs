@@ -58,9 +58,20 @@ try {
     banner: { js: "#!/builder/bin/node --max-semi-space-size=4\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
   await chmod(bundle, 0o755);
+  // `--version` and `--help` alone into a pipe: answered by sh from what this bundle prints (node, the same binary as
+  // /builder/bin/node, would take ≈ 0.1 s to start); on a terminal commander wraps help to its width, so node answers
+  const answer = (arg) => sh(process.execPath, [bundle, arg]);
+  await writeFile(path.join(B, 'lib/help.txt'), answer('--help'));
+  const versionLine = answer('--version').trim();
   // Through busybox's sh, as bin/builder does: a shebang passes one argument, and these flags keep peak RSS near 130 MB
   await writeFile(path.join(B, 'bin/builder'), [
     '#!/busybox/sh',
+    'if [ "$#" = 1 ] && [ ! -t 1 ]; then',
+    '  case "$1" in',
+    '    --help|-h) exec /busybox/cat /builder/lib/help.txt;;',
+    `    --version|version) echo ${JSON.stringify(versionLine)}; exit 0;;`,
+    '  esac',
+    'fi',
     'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"',
     'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size /builder/lib/builder.mjs "$@"',
     '',

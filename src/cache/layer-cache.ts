@@ -139,8 +139,13 @@ export function registryLayerCache(client: RegistryClient, repo: ImageRef, ttlMs
     },
     async store(entry, platform) {
       const img = entryImage(entry, platform);
-      if (entry.layer) await client.pushBlob(repo, entry.layer.descriptor, () => entry.layer!.open(), entry.layer.mountFrom ? { mountFrom: [entry.layer.mountFrom] } : {});
-      await client.pushBlob(repo, img.manifest.config, async () => bufferStream(img.configBytes));
+      // layer and config at once; the entry's manifest only once both are there
+      const pushed = await Promise.allSettled([
+        entry.layer ? client.pushBlob(repo, entry.layer.descriptor, () => entry.layer!.open(), entry.layer.mountFrom ? { mountFrom: [entry.layer.mountFrom] } : {}) : undefined,
+        client.pushBlob(repo, img.manifest.config, async () => bufferStream(img.configBytes)),
+      ]);
+      const failed = pushed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       await client.putManifest(withTag(repo, entry.key), img.manifestBytes, MediaType.OciManifest);
     },
     async list() {

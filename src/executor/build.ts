@@ -241,7 +241,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
+          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
@@ -274,6 +275,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
         return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
       }) : [];
+      if (!opts.noPush) await opts.pushCheck;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);

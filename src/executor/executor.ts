@@ -51,6 +51,8 @@ export interface Scheduling {
   signal: AbortSignal;
   /** More than one stage runs: log lines name the stage. */
   multiStage: boolean;
+  /** The push permission check, run beside the base pulls: a step runs only once it passed. */
+  pushCheck?: Promise<void>;
 }
 
 export interface Settings {

@@ -78,6 +78,8 @@ export interface BuildOptions {
   attest?: AttestRequest;
   /** Cancels the build (the CLI's SIGINT/SIGTERM): RUN processes killed, nothing more pushed, work dir removed. */
   signal?: AbortSignal;
+  /** The CLI's push permission check, run beside the base pulls: no step runs and nothing is pushed before it passed. */
+  pushCheck?: Promise<void>;
 }
 
 /** Throws the cancellation (the signal's reason when it is a BuilderError) once `signal` is aborted. */

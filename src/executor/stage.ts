@@ -185,6 +185,12 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       if (hit.layer) fromCache.set(hit.layer, hit.key);
       continue;
     }
+    if (scheduling.pushCheck) {
+      // the step will need the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
+      const needsRoot = inst.kind === 'copy' || inst.kind === 'add' ? !linkApplies(inst) : true;
+      if (needsRoot && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
+      await scheduling.pushCheck;
+    }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();

@@ -22,6 +22,9 @@ export interface WriteImageResult {
   blobs: Record<PushBlobResult, number>;
 }
 
+const SMALL_BLOB = 1 << 20;
+const SMALL_BLOB_CONCURRENCY = 8;
+
 /** Pushes the image's blobs to each destination repository, then its manifest to each reference (tag or digest). */
 export async function writeImage(client: RegistryClient, image: Image, destinations: readonly ImageRef[], opts: WriteImageOptions = {}): Promise<WriteImageResult> {
   const repos = new Map<string, ImageRef>();
@@ -32,12 +35,23 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
   for (const repo of repos.values()) {
     const counts: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
     const seen = new Set<string>();
-    await runPool(layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)), opts.concurrency ?? 2, async (l) => {
+    // The config goes beside the layers (the manifest waits for all of them); blobs up to SMALL_BLOB, and those a
+    // mount should bring, cost round trips, not bandwidth: they go all at once beside the big uploads' bounded pool.
+    const todo = [
+      ...layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)),
+      { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined },
+    ];
+    const push = async (b: (typeof todo)[number]): Promise<void> => {
       opts.signal?.throwIfAborted();
-      const from = l.mountFrom ?? opts.mountFrom;
-      counts[await client.pushBlob(repo, l.descriptor, () => l.open(), from ? { mountFrom: [from] } : {})]++;
-    });
-    counts[await client.pushBlob(repo, image.manifest.config, async () => bufferStream(image.configBytes), opts.mountFrom ? { mountFrom: [opts.mountFrom] } : {})]++;
+      const from = b.mountFrom ?? opts.mountFrom;
+      counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
+    };
+    const cheap = (b: (typeof todo)[number]): boolean => b.descriptor.size <= SMALL_BLOB || (b.mountFrom ?? opts.mountFrom)?.registry === repo.registry;
+    const failed = (await Promise.allSettled([
+      runPool(todo.filter((b) => !cheap(b)), opts.concurrency ?? 2, push),
+      runPool(todo.filter(cheap), SMALL_BLOB_CONCURRENCY, push),
+    ])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
     opts.emit?.({ type: 'message', level: 'info', msg: `pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there` });
   }

@@ -1,6 +1,10 @@
-// Extended attributes (security.capability, user.*) without a native addon: builder-xattr (the executor image's static helper), python3 or setfattr, batched.
+// Extended attributes (security.capability, user.*) without a native addon: builder-xattr (the static helper `npm run
+// build` and the executor image compile), python3 or setfattr, batched.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+declare const __BUILDER_VERSION__: string | undefined;
 
 export interface XattrOp {
   /** Host path; symlinks are not followed. */
@@ -54,6 +58,16 @@ function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
   });
 }
 
+let helperPath: string | undefined;
+/** dist/bin/builder-xattr beside the bundle or tsc's modules (scripts/bundle.mjs), else one on PATH (the executor image's). */
+function helperCommand(): string {
+  if (helperPath === undefined) {
+    const own = fileURLToPath(new URL(typeof __BUILDER_VERSION__ === 'string' ? './bin/builder-xattr' : '../../bin/builder-xattr', import.meta.url));
+    helperPath = existsSync(own) ? own : 'builder-xattr';
+  }
+  return helperPath;
+}
+
 // Debian's own python3 when present: a version manager's shim on PATH (pyenv) costs ~0.1 s per RUN step; -I -S: the
 // stdlib only (no site, no PYTHON* variables), which is all these scripts use, and ten times faster to start.
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
@@ -62,7 +76,7 @@ const python = (script: string, input: string): Promise<RunResult> => run(PYTHON
 /** Applies the attributes in order: builder-xattr or python3 in one process when present, else setfattr per attribute. */
 export async function setXattrs(ops: XattrOp[]): Promise<XattrResult> {
   if (ops.length === 0) return { failed: [] };
-  const helper = await run('builder-xattr', ['set'], records(ops.flatMap((o) => [o.path, o.name, o.value.toString('hex')])));
+  const helper = await run(helperCommand(), ['set'], records(ops.flatMap((o) => [o.path, o.name, o.value.toString('hex')])));
   if (!helper.missing && helper.code === 0) {
     const f = fieldsOf(helper.stdout);
     const failed: XattrResult['failed'] = [];
@@ -113,7 +127,7 @@ json.dump(out, sys.stdout)
 export async function readXattrs(paths: string[]): Promise<{ attrs: Map<string, Record<string, Buffer>>; unavailable?: string }> {
   const attrs = new Map<string, Record<string, Buffer>>();
   if (paths.length === 0) return { attrs };
-  const helper = await run('builder-xattr', ['get'], records(paths));
+  const helper = await run(helperCommand(), ['get'], records(paths));
   if (!helper.missing && helper.code === 0) {
     const f = fieldsOf(helper.stdout);
     for (let i = 0; i + 2 < f.length; i += 3) {

@@ -1,6 +1,6 @@
 // bin/builder picks the one-file bundle only when it is at least as new as tsc's output: a stale bundle would run old code.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,18 @@ function install(bundleAge: number, modulesAge: number): string {
 }
 
 const run = (root: string): string => execFileSync('node', [path.join(root, 'bin/builder')], { encoding: 'utf8' });
+const runProgram = (root: string, args: string[]): string => execFileSync(path.join(root, 'bin/builder'), args, { encoding: 'utf8' });
+
+/** install() plus the answers bin/builder's sh line prints, `answersAge` seconds old. */
+function installWithAnswers(answersAge: number, bundleAge: number, modulesAge: number): string {
+  const root = install(bundleAge, modulesAge);
+  const t = Date.now() / 1000 - answersAge;
+  for (const [name, text] of [['version.txt', 'builder 9.9.9\n'], ['help.txt', 'Usage: from help.txt\n']] as const) {
+    writeFileSync(path.join(root, 'dist', name), text);
+    utimesSync(path.join(root, 'dist', name), t, t);
+  }
+  return root;
+}
 
 describe('bin/builder entry point', () => {
   it('a bundle older than tsc output is stale: the modules run', () => {
@@ -42,13 +54,14 @@ describe('bin/builder entry point', () => {
     const preload = `data:text/javascript,${encodeURIComponent('process.stderr.write(JSON.stringify([process.execArgv, process.env.MALLOC_MMAP_THRESHOLD_ ?? null]))')}`;
     const env = { ...process.env, NODE_OPTIONS: `--import ${preload}` };
     delete env.MALLOC_MMAP_THRESHOLD_;
-    const r = spawnSync(path.join(repo, 'bin/builder'), ['--version'], { encoding: 'utf8', env });
+    // `build --help`: `--version` alone may be answered by the sh line without node (next tests)
+    const r = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '131072']);
     // a threshold the user set is kept
-    const own = spawnSync(path.join(repo, 'bin/builder'), ['--version'], { encoding: 'utf8', env: { ...env, MALLOC_MMAP_THRESHOLD_: '65536' } });
+    const own = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env: { ...env, MALLOC_MMAP_THRESHOLD_: '65536' } });
     expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '65536']);
-    const direct = spawnSync('node', [path.join(repo, 'bin/builder'), '--version'], { encoding: 'utf8', env });
+    const direct = spawnSync('node', [path.join(repo, 'bin/builder'), 'build', '--help'], { encoding: 'utf8', env });
     expect(JSON.parse(direct.stderr)).toEqual([[], null]);
     expect(direct.stdout).toBe(r.stdout);
   });
@@ -62,4 +75,44 @@ describe('bin/builder entry point', () => {
     expect(viaBundle(['--version'])).toContain(`builder ${version} `);
     expect(viaBundle(['build', '--help'])).toContain('--destination');
   });
+
+  it('--help and --version alone into a pipe are answered by sh from the answer files, node printing only its version', () => {
+    const root = installWithAnswers(1, 60, 60);
+    expect(runProgram(root, ['--help'])).toBe('Usage: from help.txt\n');
+    expect(runProgram(root, ['-h'])).toBe('Usage: from help.txt\n');
+    expect(runProgram(root, ['--version'])).toBe(`builder 9.9.9 (node ${process.version})\n`);
+    expect(runProgram(root, ['version'])).toBe(`builder 9.9.9 (node ${process.version})\n`);
+    // anything else is the CLI's: more arguments, other commands
+    expect(runProgram(root, ['--help', 'build'])).toBe('bundle');
+    expect(runProgram(root, ['build'])).toBe('bundle');
+    // through a symlink (npm's node_modules/.bin/builder), the answers are found beside the real file
+    const link = path.join(root, 'link-to-builder');
+    symlinkSync(path.join(root, 'bin/builder'), link);
+    expect(execFileSync(link, ['--help'], { encoding: 'utf8' })).toBe('Usage: from help.txt\n');
+  });
+
+  it('answers older than the bundle or than tsc output are stale: the CLI answers', () => {
+    expect(runProgram(installWithAnswers(120, 60, 1), ['--help'])).toBe('modules');
+    expect(runProgram(installWithAnswers(30, 1, 60), ['--version'])).toBe('bundle');
+  });
+
+  it('on a terminal the CLI answers (commander wraps help to its width)', () => {
+    const root = installWithAnswers(1, 60, 60);
+    const out = execFileSync('script', ['-qec', `${path.join(root, 'bin/builder')} --help`, '/dev/null'], { encoding: 'utf8' });
+    expect(out.trim()).toBe('bundle');
+  });
+
+  it('the real answer files print what the CLI prints', () => {
+    execFileSync('node', [path.join(repo, 'scripts/bundle.mjs')]);
+    const preload = `data:text/javascript,${encodeURIComponent("process.stderr.write('js ran')")}`;
+    const env = { ...process.env, NODE_OPTIONS: `--import ${preload}` };
+    for (const arg of ['--help', '-h', '--version', 'version']) {
+      const fast = spawnSync(path.join(repo, 'bin/builder'), [arg], { encoding: 'utf8', env });
+      expect(fast.stderr).toBe(''); // no JavaScript started
+      const cli = spawnSync('node', [path.join(repo, 'bin/builder'), arg], { encoding: 'utf8', env });
+      expect(cli.stderr).toBe('js ran');
+      expect(fast.stdout).toBe(cli.stdout);
+    }
+  });
 });
+

@@ -124,6 +124,13 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version as string;
     const r = await job('version', 'builder --version');
     expect(r.stdout).toContain(`builder ${version} (node `);
+    // into a pipe, the launcher answers --version and --help itself; node running the bundle prints the same
+    const both = await job('answers', 'for a in --version --help; do builder "$a"; /builder/bin/node /builder/lib/builder.mjs "$a"; done');
+    const [fastVersion, nodeVersion] = [r.stdout, (await job('node-version', '/builder/bin/node /builder/lib/builder.mjs --version')).stdout];
+    expect(fastVersion).toBe(nodeVersion);
+    const help = both.stdout.slice(2 * fastVersion.length);
+    expect(help.slice(0, help.length / 2)).toBe(help.slice(help.length / 2));
+    expect(help).toContain('Usage: builder [options] [command]');
   });
 
   it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then once more through a credential helper in /builder/bin', async () => {

@@ -78,4 +78,21 @@ describe('builder-xattr: extended attributes where there is no python3 (the exec
       process.env.PATH = saved;
     }
   });
+
+  it('npm run build compiles the helper into dist/bin, where builder finds it with nothing on PATH (no python3 per RUN step)', async () => {
+    execFileSync('node', [path.join(REPO_ROOT, 'scripts/bundle.mjs')]);
+    const file = path.join(work, 'g');
+    await writeFile(file, 'x');
+    execFileSync(path.join(REPO_ROOT, 'dist/bin/builder-xattr'), ['set'], { input: `${file}\0user.c\0${Buffer.from('from-c').toString('hex')}\0` });
+    // tsc's modules, as bin/builder runs them when no bundle is fresh, in a process whose PATH has no tool at all
+    // (every program it starts recorded: /usr/bin/python3 is found without PATH, so the answer alone proves nothing)
+    const script = `import cp from 'node:child_process'; import { syncBuiltinESMExports } from 'node:module';
+      const started = []; const spawn = cp.spawn; cp.spawn = (cmd, ...rest) => (started.push(cmd), spawn(cmd, ...rest)); syncBuiltinESMExports();
+      const m = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/rootfs/xattr.js'))});
+      const r = await m.readXattrs([${JSON.stringify(file)}]);
+      process.stdout.write(JSON.stringify([r.unavailable ?? null, r.attrs.get(${JSON.stringify(file)})?.['user.c']?.toString() ?? null, started]));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: path.join(work, 'empty') } });
+    expect(JSON.parse(out)).toEqual([null, 'from-c', [path.join(REPO_ROOT, 'dist/bin/builder-xattr')]]);
+  });
 });
+

@@ -258,13 +258,14 @@ export function register(program: Command, env: CliEnv): void {
     const renderer = commandRenderer(flags, env);
     const logger = renderer.logger;
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
-    const opts = buildOptions(flags, env, renderer);
-    if (!opts.noPush && flags.skipPushPermissionCheck !== true) await checkPush(opts, logger);
+    const plain = buildOptions(flags, env, renderer);
+    const opts = plain.noPush || flags.skipPushPermissionCheck === true ? plain : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
       const r = await build(opts);
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
+      await opts.pushCheck?.catch(() => undefined); // a build that failed first still lets the check cancel its upload session
       renderer.close();
     }
   });
@@ -273,7 +274,18 @@ export function register(program: Command, env: CliEnv): void {
 }
 
 /**
- * Before any work: every destination repository accepts a push (a wrong host, password or scope fails in seconds).
+ * The build with the push check running beside it (its round trips overlap the base pulls): a refused check cancels
+ * the build with the check's error; no step runs and nothing is pushed before the check has passed.
+ */
+function besidePushCheck(opts: BuildOptions, logger: Logger): BuildOptions {
+  const refused = new AbortController();
+  const check = checkPush(opts, logger);
+  check.catch((err: unknown) => refused.abort(err));
+  return { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check };
+}
+
+/**
+ * Every destination repository accepts a push (a wrong host, password or scope fails in seconds).
  * The cache repository is checked too, but as everywhere else a cache that cannot be written costs a warning, never the build.
  */
 async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
