@@ -19,7 +19,8 @@ import { builderVersion } from './version.js';
 export async function main(argv: string[]): Promise<void> {
   const interrupt = new AbortController();
   const env: CliEnv = {
-    env: process.env,
+    // a copy: the build command blanks credentials in the live environment (environ.ts) once read
+    env: { ...process.env },
     cwd: process.cwd(),
     stdout: process.stdout,
     stderr: process.stderr,
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     const say = (msg: string): void => (env.logger ? env.logger.log('warn', msg) : void env.stderr.write(`builder: ${msg}\n`));
     if (interrupt.signal.aborted) {
       say(`${sig} again: exiting before cleanup has finished`);
-      killProcessTree(process.pid, { spareRoot: true });
+      killProcessTree(process.pid, { spareRoot: true, spareNamed: 'builder-run' });
       process.exit(code);
     }
     say(`${sig} received: stopping and cleaning up (send it again to exit at once)`);

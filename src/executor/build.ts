@@ -9,7 +9,7 @@ import { FileHashCache, openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
-import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { detectContainer, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
@@ -54,7 +54,8 @@ async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[
   selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  const always = IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run');
+  // A container runtime's own marker files stay too (detectContainer reads them; a later `exec` may as well).
+  const always = [...IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run'), '/.dockerenv', '/run/.containerenv'];
   return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
@@ -98,6 +99,17 @@ export async function chooseRunMode(
     });
   }
   return 'in-place';
+}
+
+/** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
+async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void> }> {
+  const pid = opts.inPlace?.pid;
+  const start = pid === undefined ? undefined : (await readOptional(`/proc/${pid}/stat`))?.split(') ')[1]?.split(' ')[19];
+  const held = pid === undefined || start === undefined ? { release: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, start, work });
+  if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
+  const warning = await launcherWarning(opts.inPlace?.launcher);
+  if (warning) opts.emit({ type: 'warning', msg: warning });
+  return held;
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -161,6 +173,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.workDir, 'build-'));
+  const held = opts.runMode === 'in-place' ? await guardInPlace(opts, work).catch(async (err: unknown) => {
+    await rm(work, { recursive: true, force: true });
+    throw err;
+  }) : undefined;
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -254,6 +270,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           excludePrefixes: prefixes,
           cacheDir: path.resolve(opts.cacheDir),
           secrets: opts.secrets ?? {},
+          ...(opts.runMode === 'in-place' && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: opts.inPlace.hide } } : {}),
           stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
           scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
         },
@@ -340,6 +357,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(cleanup);
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
+    await held?.release();
   }
 }
 

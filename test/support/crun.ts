@@ -17,6 +17,8 @@ export interface JobSpec {
   cwd: string;
   /** Host directories bind-mounted into the container (a runner's builds volume). */
   binds?: Array<{ source: string; destination: string }>;
+  /** Syscalls answered with this errno instead of running (e.g. Landlock's with ENOSYS: a kernel without it). */
+  refuse?: { names: string[]; errno: number };
 }
 
 /** Writes BUNDLE/config.json for the job (Docker's seccomp profile from ../shared, resolved for these capabilities). */
@@ -26,7 +28,12 @@ export async function writeJobSpec(bundle: string, spec: JobSpec): Promise<void>
   await writeFile(path.join(bundle, 'etc/resolv.conf'), 'nameserver 127.0.0.53\n');
   const seccomp = JSON.parse((await run('node', [
     path.join(SHARED, 'tools/unprivileged/convert-seccomp.mjs'), path.join(SHARED, 'tools/unprivileged/docker-seccomp.json'), DOCKER_CAPS.join(','),
-  ])).stdout) as object;
+  ])).stdout) as { syscalls: Array<{ names: string[]; action: string; errnoRet?: number }> };
+  if (spec.refuse) {
+    const refused = spec.refuse.names;
+    seccomp.syscalls = seccomp.syscalls.map((s) => ({ ...s, names: s.names.filter((n) => !refused.includes(n)) })).filter((s) => s.names.length > 0);
+    seccomp.syscalls.push({ names: refused, action: 'SCMP_ACT_ERRNO', errnoRet: spec.refuse.errno });
+  }
   await run('crun', ['spec'], { cwd: bundle }).catch(() => undefined);
   const config = JSON.parse(await readFile(path.join(bundle, 'config.json'), 'utf8')) as Record<string, any>;
   config.root = { path: spec.rootfs, readonly: false };
@@ -50,10 +57,11 @@ export async function writeJobSpec(bundle: string, spec: JobSpec): Promise<void>
  * Runs the bundle to completion. crun 1.8 refuses this host's hybrid cgroup layout, so its v2 mount is hidden in a
  * private mount namespace of the runtime (../shared/tools/unprivileged/crun-run.sh); never throws for a non-zero exit.
  */
-export async function runJob(bundle: string, name: string, timeoutMs = 170_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runJob(bundle: string, name: string, timeoutMs = 170_000, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const script = 'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --cgroup-manager=disabled --root "$1" run "$0"';
   try {
-    const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, name, path.join(bundle, 'crun-state')], { cwd: bundle, timeoutMs });
+    // input: the job's stdin (a GitLab runner pipes the job script to the shell this way, never in its argv)
+    const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, name, path.join(bundle, 'crun-state')], { cwd: bundle, timeoutMs, ...(input !== undefined ? { input } : {}) });
     return { code: 0, ...r };
   } catch (err) {
     if (err instanceof RunError) return { code: err.exitCode, stdout: err.stdout, stderr: err.stderr };

@@ -107,7 +107,13 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       signal: scheduling.signal,
       ...(mounts.length > 0 ? { mounts } : {}),
       ...(secretEnv.length > 0 ? { secretEnv } : {}),
-      ...(mounts.length > 0 && settings.runMode === 'in-place' ? { inPlace: { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } } : {}),
+      ...(settings.runMode === 'in-place' ? {
+        inPlace: {
+          ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),
+          hide: settings.inPlace?.hide ?? [],
+          ...(mounts.length > 0 ? { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } : {}),
+        },
+      } : {}),
     });
     out.flush();
     return r.exitCode;
