@@ -9,7 +9,7 @@ import { FileHashCache, openContext } from '../context/index.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
-import { detectContainer, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
@@ -102,14 +102,18 @@ export async function chooseRunMode(
 }
 
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
-async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void> }> {
+async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
   const start = pid === undefined ? undefined : (await readOptional(`/proc/${pid}/stat`))?.split(') ')[1]?.split(' ')[19];
   const held = pid === undefined || start === undefined ? { release: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, start, work });
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
-  return held;
+  const { hide, exposed } = await hideable(opts.inPlace?.hide ?? [], mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? ''));
+  if (exposed.length > 0 && opts.inPlace?.launcher) {
+    opts.emit({ type: 'warning', msg: `${exposed.join(', ')} cannot be taken out of "/" while RUN steps run (a read-only mount, a mount point or a symlink): RUN steps can read it; give builder its docker config in a writable directory` });
+  }
+  return { release: held.release, hide };
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -270,7 +274,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           excludePrefixes: prefixes,
           cacheDir: path.resolve(opts.cacheDir),
           secrets: opts.secrets ?? {},
-          ...(opts.runMode === 'in-place' && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: opts.inPlace.hide } } : {}),
+          ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide } } : {}),
           stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
           scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
         },

@@ -2,7 +2,7 @@
 // step must not read, and one build per root (a lock that also tells the next build what a killed one left).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, readFile, readdir, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, constants, lstat, readFile, readdir, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { readProcStat } from './common.js';
@@ -20,6 +20,22 @@ export async function launcherWarning(launcher: string | undefined): Promise<str
   if (abi === 0) return 'this kernel has no Landlock (or seccomp refuses it): RUN steps can read builder\'s memory and signal it (its credential files and environment stay hidden); use a kernel with Landlock (5.13+, signal scope 6.12+)';
   if (abi < SCOPE_ABI) return `this kernel's Landlock (ABI ${abi}) has no signal scope: RUN steps can signal builder (its memory, files and environment stay hidden); a kernel 6.12+ closes it`;
   return undefined;
+}
+
+/**
+ * The credential files that can be taken out of "/" for a step (regular files in a writable directory, not mount
+ * points), and those that cannot (a read-only secret volume, a symlink into one): those stay readable.
+ */
+export async function hideable(paths: readonly string[], mountPoints: readonly string[]): Promise<{ hide: string[]; exposed: string[] }> {
+  const hide: string[] = [];
+  const exposed: string[] = [];
+  for (const p of paths) {
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) continue;
+    const writable = await access(path.dirname(p), constants.W_OK).then(() => true, () => false);
+    (st.isFile() && writable && !mountPoints.includes(p) ? hide : exposed).push(p);
+  }
+  return { hide, exposed };
 }
 
 /** A credential file as builder saw it before a step: what putBack writes again if the step's end did not. */

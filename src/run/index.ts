@@ -21,7 +21,7 @@ export {
   unescapeMountPath,
   type Credentials,
 } from './in-place.js';
-export { holdRoot, launcherWarning, LAUNCHER } from './in-place-guard.js';
+export { hideable, holdRoot, launcherWarning, LAUNCHER } from './in-place-guard.js';
 export {
   parseGroup,
   parsePasswd,

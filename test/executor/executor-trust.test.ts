@@ -21,10 +21,10 @@ const rev = (s: string): string => [...s].reverse().join('');
 // process of its own in another session, holding a control needle in memory, proves the memory scan works.
 const HOSTILE = String.raw`
 set -u
-out=/builds/res/hostile; mkdir -p $out /run/hostile /var/run/hostile
+out=/builds/res/$1; mkdir -p $out /run/hostile /var/run/hostile
 rev /needles.rev > /run/hostile/needles
 rev /control.rev > /run/hostile/control
-setsid sh -c 'c=$(cat /run/hostile/control); echo "$c" > /dev/null; touch /run/hostile/control-up; sleep 1000' &
+setsid sh -c 'c=$(cat /run/hostile/control); echo $$ > /run/hostile/control-sid; touch /run/hostile/control-up; while :; do sleep 1; done' &
 while [ ! -e /run/hostile/control-up ]; do sleep 0.1; done
 sid=$(awk '{print $6}' /proc/$$/stat)
 : > $out/env-hits; : > $out/env-read; : > $out/mem-open; : > $out/mem-hits; : > $out/control-hits; : > $out/signalled; : > $out/signal-tried
@@ -42,16 +42,18 @@ for p in /proc/[0-9]*; do
       case $perms in rw*) ;; *) continue ;; esac
       s=$((0x@{range%-*})); e=$((0x@{range#*-}))
       dd if=$p/mem bs=4096 skip=$((s / 4096)) count=$(((e - s) / 4096)) 2>/dev/null > /run/hostile/region
-      grep -q -F -f /run/hostile/needles /run/hostile/region && echo "$pid $comm $range" >> $out/mem-hits
-      grep -q -F -f /run/hostile/control /run/hostile/region && echo "$pid $comm" >> $out/control-hits
+      tr '\0' '\n' < /run/hostile/region > /run/hostile/lines
+      grep -q -F -f /run/hostile/needles /run/hostile/lines && echo "$pid $comm $range" >> $out/mem-hits
+      grep -q -F -f /run/hostile/control /run/hostile/lines && echo "$pid $comm" >> $out/control-hits
     done < $p/maps
   fi
+  [ "$(awk '{print $6}' $p/stat 2>/dev/null)" = "$(cat /run/hostile/control-sid)" ] && continue
   case $comm in node|builder-run|sh)
     echo "$pid $comm" >> $out/signal-tried
     kill -0 $pid 2>/dev/null && echo "$pid $comm" >> $out/signalled ;;
   esac
 done
-rm -f /run/hostile/region /run/hostile/env
+rm -f /run/hostile/region /run/hostile/lines /run/hostile/env
 for d in /*; do
   case $d in /proc|/sys|/dev) ;; *) grep -r -l -F -f /run/hostile/needles "$d" 2>/dev/null ;; esac
 done | grep -v '^/run/hostile/' > $out/files
@@ -85,6 +87,11 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
   const jobToken = `jobtok-${randomBytes(12).toString('hex')}`;
   const control = `control-${randomBytes(12).toString('hex')}`;
 
+  const authString = (): string => Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+  const hostileContext = (from: string, out: string, needles: string[]): Record<string, string> => ({
+    Dockerfile: `${from}\nCOPY . /\nRUN sh /hostile.sh ${out}\n`, 'hostile.sh': HOSTILE, 'needles.rev': `${needles.map(rev).join('\n')}\n`, 'control.rev': `${rev(control)}\n`,
+  });
+
   beforeAll(async () => {
     [auth, ws] = await Promise.all([startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-trust-'), compileIfStale()]);
     base = await pushBusybox(auth, 'library/busybox', 'latest');
@@ -99,11 +106,10 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
   });
 
   it('RUN steps find no credential (files, environ, memory), cannot signal builder; builds never mix, a killed one is cleaned, the job\'s files survive', async () => {
-    const authString = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
-    const needles = [auth.password, jobToken, authString];
-    const configJson = `${JSON.stringify({ auths: { [auth.host]: { auth: authString } } })}\n`;
+    const needles = [auth.password, jobToken, authString()];
+    const configJson = `${JSON.stringify({ auths: { [auth.host]: { auth: authString() } } })}\n`;
     const from = `FROM ${base}\n`;
-    await ws.context('jobws/hostile', { Dockerfile: `${from}COPY . /\nRUN sh /hostile.sh\n`, 'hostile.sh': HOSTILE, 'needles.rev': `${needles.map(rev).join('\n')}\n`, 'control.rev': `${rev(control)}\n` });
+    await ws.context('jobws/hostile', hostileContext(`FROM ${base}`, 'hostile', needles));
     await ws.context('jobws/a', { Dockerfile: `${from}RUN touch /builds/res/a-started && while [ ! -e /builds/res/go ]; do sleep 0.1; done && echo a > /a.txt\n` });
     await ws.context('jobws/b', { Dockerfile: `${from}RUN echo b > /b.txt\n` });
     await ws.context('jobws/k', { Dockerfile: `${from}COPY k.sh /k.sh\nRUN --mount=type=secret,id=tok,target=/etc/tok sh /k.sh\n`, 'k.sh': KILLED });
@@ -119,7 +125,7 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     // GitLab's docker executor pipes the job script to the shell: the variables are exported, in no argv or initial environ
     const script = [
       `export CI_REGISTRY=${auth.host} CI_REGISTRY_USER=${auth.username} CI_REGISTRY_PASSWORD=${auth.password} CI_JOB_TOKEN=${jobToken}`,
-      `export CI_REGISTRY_IMAGE=${auth.host}/trust/app DOCKER_AUTH_CONFIG='${JSON.stringify({ auths: { [auth.host]: { auth: authString } } })}'`,
+      `export CI_REGISTRY_IMAGE=${auth.host}/trust/app DOCKER_AUTH_CONFIG='${JSON.stringify({ auths: { [auth.host]: { auth: authString() } } })}'`,
       'export DOCKER_CONFIG=/root/.docker NODE_EXTRA_CA_CERTS=/etc/job-ca.pem',
       'mkdir -p /root/.docker && cp /builder/certs/ca-certificates.crt /etc/job-ca.pem',
       `printf '%s\\n' '${configJson.trim()}' > /root/.docker/config.json`,
@@ -143,19 +149,20 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     const res = (f: string): Promise<string> => readFile(ws.path('jobws/res', f), 'utf8').catch(() => '');
     const show = async (n: string): Promise<string> => `${n}: rc ${await res(`${n}.rc`)}\n${await res(`${n}.out`)}`;
     const context = `job exit ${r.code}\n${r.stdout}\n${r.stderr}\n${await show('hostile')}\n${await show('a')}\n${await show('b')}\n${await show('n')}`;
+    const found = async (n: string): Promise<string> => (await Promise.all(['env-read', 'env-hits', 'mem-open', 'mem-hits', 'control-hits', 'signal-tried', 'signalled', 'files'].map(async (f) => `${f}: ${await res(`${n}/${f}`)}`))).join('\n');
     expect(r.stdout, context).toContain('JOB-DONE');
 
     // the hostile build ran to its end and pushed (so builder had the credentials)
     expect((await res('hostile.rc')).trim(), context).toBe('0');
     expect(await res('hostile/finished')).toBe('done\n');
-    expect(await res('hostile/env-read'), 'environ of builder and the job shell is readable (Landlock does not cover it)').toMatch(/ node\n/);
-    expect(await res('hostile/env-hits')).toBe('');
-    expect(await res('hostile/files')).toBe('');
-    expect(await res('hostile/mem-hits')).toBe('');
-    expect(await res('hostile/control-hits'), 'the memory scan finds the control needle in the step\'s own process').toMatch(/ sh\n/);
-    expect(await res('hostile/mem-open')).not.toMatch(/ (node|builder-run)\n/);
-    expect(await res('hostile/signal-tried')).toMatch(/ node\n/);
-    expect(await res('hostile/signalled')).toBe('');
+    const seen = await found('hostile');
+    expect(await res('hostile/env-hits'), seen).toBe('');
+    expect(await res('hostile/files'), seen).toBe('');
+    expect(await res('hostile/mem-hits'), seen).toBe('');
+    expect(await res('hostile/control-hits'), `the memory scan finds the control needle in the step's own process\n${seen}`).toMatch(/ sh\n/);
+    expect(await res('hostile/mem-open'), seen).not.toMatch(/ (node|builder-run)\n/);
+    expect(await res('hostile/signal-tried'), seen).toMatch(/ node\n/);
+    expect(await res('hostile/signalled'), seen).toBe('');
 
     // two builds at once: the second refused at once, saying why; the first one unharmed
     expect((await res('b.rc')).trim()).toBe('1');
@@ -177,20 +184,28 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     expect((await stat(path.join(rootfs, 'etc/job-ca.pem'))).size).toBe((await stat(path.join(rootfs, 'builder/certs/ca-certificates.crt'))).size);
   }, 420_000);
 
-  it('without Landlock (seccomp answers ENOSYS) the build says so in one warning at start, and still builds', async () => {
-    await ws.context('jobws/plain', { Dockerfile: `FROM ${base}\nRUN echo plain > /plain.txt\n` });
-    const authJson = JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } });
+  it('without Landlock (seccomp answers ENOSYS) the build says so in one warning at start; builder\'s environ and the hidden files still hold no credential', async () => {
+    await ws.context('jobws/plain', hostileContext(`FROM ${base}`, 'nolandlock', [auth.password, jobToken, authString()]));
+    const authJson = JSON.stringify({ auths: { [auth.host]: { auth: authString() } } });
     const bundle = ws.path('job-nolandlock');
     await mkdir(bundle, { recursive: true });
     await writeJobSpec(bundle, {
       rootfs, args: ['/busybox/sh', '-s'], env: imageEnv, cwd: '/workspace', binds: [{ source: ws.path('jobws'), destination: '/builds' }],
       refuse: { names: ['landlock_create_ruleset', 'landlock_add_rule', 'landlock_restrict_self'], errno: 38 },
     });
-    const script = `echo '${authJson}' > "$DOCKER_CONFIG/config.json"\nbuilder --context /builds/plain --dockerfile /builds/plain/Dockerfile --destination ${auth.host}/trust/plain:1\n`;
+    const script = `export CI_REGISTRY_PASSWORD=${auth.password} CI_JOB_TOKEN=${jobToken}\necho '${authJson}' > "$DOCKER_CONFIG/config.json"\nbuilder --context /builds/plain --dockerfile /builds/plain/Dockerfile --destination ${auth.host}/trust/plain:1\n`;
     const r = await runJob(bundle, `builder-test-nolandlock-${process.pid}`, 170_000, script);
     if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
     const lines = r.stderr.split('\n').filter((l) => l.includes('no Landlock'));
     expect(lines, r.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(/RUN steps can read builder's memory and signal it/);
+    const res = (f: string): Promise<string> => readFile(ws.path('jobws/res/nolandlock', f), 'utf8').catch(() => '');
+    expect(await res('finished')).toBe('done\n');
+    // without Landlock builder's environ is open to the step: it holds no credential any more
+    expect(await res('env-read')).toMatch(/ node\n/);
+    expect(await res('env-hits')).toBe('');
+    expect(await res('files')).toBe('');
+    // what the warning says: its memory is open to the step now
+    expect(await res('mem-open')).toMatch(/ node\n/);
   }, 200_000);
 });
