@@ -57,7 +57,7 @@ rm -f /run/hostile/region /run/hostile/lines /run/hostile/env
 for d in /*; do
   case $d in /proc|/sys|/dev) ;; *) grep -r -l -F -f /run/hostile/needles "$d" 2>/dev/null ;; esac
 done | grep -v '^/run/hostile/' > $out/files
-ls -la /root/.docker /builder/.docker > $out/docker-dirs 2>&1
+ls -A /root/.docker > $out/root-docker 2>&1
 echo done > $out/finished
 `.replace(/@\{/g, '${');
 
@@ -112,6 +112,8 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     await ws.context('jobws/hostile', hostileContext(`FROM ${base}`, 'hostile', needles));
     await ws.context('jobws/a', { Dockerfile: `${from}RUN touch /builds/res/a-started && while [ ! -e /builds/res/go ]; do sleep 0.1; done && echo a > /a.txt\n` });
     await ws.context('jobws/b', { Dockerfile: `${from}RUN echo b > /b.txt\n` });
+    await ws.context('jobws/f', { Dockerfile: `${from}RUN ls -A /root/.docker > /builds/res/f-ls; exit 3\n` });
+    await ws.context('jobws/t', { Dockerfile: `${from}RUN touch /builds/res/t-started && sleep 600\n` });
     await ws.context('jobws/k', { Dockerfile: `${from}COPY k.sh /k.sh\nRUN --mount=type=secret,id=tok,target=/etc/tok sh /k.sh\n`, 'k.sh': KILLED });
     await ws.context('jobws/n', { Dockerfile: `${from}COPY n.sh /n.sh\nRUN sh /n.sh\n`, 'n.sh': NEXT });
     await writeFile(ws.path('jobws/secret.txt'), 'build-secret-value\n');
@@ -129,7 +131,14 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
       'export DOCKER_CONFIG=/root/.docker NODE_EXTRA_CA_CERTS=/etc/job-ca.pem',
       'mkdir -p /root/.docker && cp /builder/certs/ca-certificates.crt /etc/job-ca.pem',
       `printf '%s\\n' '${configJson.trim()}' > /root/.docker/config.json`,
+      'md5sum /root/.docker/config.json > /builds/res/config.md5',
       `${b('hostile', 'hostile:1')} > /builds/res/hostile.out 2>&1; echo $? > /builds/res/hostile.rc`,
+      // a failing build and one stopped by SIGTERM mid-RUN
+      `${b('f', 'f:1')} > /builds/res/f.out 2>&1; echo $? > /builds/res/f.rc`,
+      `${b('t', 't:1')} > /builds/res/t.out 2>&1 & tpid=$!`,
+      wait('/builds/res/t-started'),
+      'kill -TERM $tpid; wait $tpid; echo $? > /builds/res/t.rc',
+      'md5sum -c /builds/res/config.md5 && echo CONFIG-KEPT-FT',
       // two builds at once: the second one starts while the first one's RUN runs
       `${b('a', 'a:1')} > /builds/res/a.out 2>&1 & apid=$!`,
       wait('/builds/res/a-started'),
@@ -163,6 +172,13 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     expect(await res('hostile/mem-open'), seen).not.toMatch(/ (node|builder-run)\n/);
     expect(await res('hostile/signal-tried'), seen).toMatch(/ node\n/);
     expect(await res('hostile/signalled'), seen).toBe('');
+
+    // while a step runs the config is out of "/"; after a failed and a SIGTERMed build it is back
+    expect(await res('hostile/root-docker')).toBe('');
+    expect(await res('f-ls')).toBe('');
+    expect((await res('f.rc')).trim()).toBe('3');
+    expect((await res('t.rc')).trim()).toBe('143');
+    expect(r.stdout).toContain('CONFIG-KEPT-FT');
 
     // two builds at once: the second refused at once, saying why; the first one unharmed
     expect((await res('b.rc')).trim()).toBe('1');
