@@ -104,8 +104,7 @@ export async function chooseRunMode(
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
 async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
-  const start = pid === undefined ? undefined : (await readOptional(`/proc/${pid}/stat`))?.split(') ')[1]?.split(' ')[19];
-  const held = pid === undefined || start === undefined ? { release: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, start, work });
+  const held = pid === undefined ? { release: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, work });
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });

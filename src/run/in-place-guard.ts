@@ -117,7 +117,10 @@ async function cleanAfter(dead: Holder): Promise<string> {
  * Takes the root for this build: fails at once while another live build holds it; cleans after a dead holder first.
  * Returns the line saying what was cleaned (if anything) and the release function.
  */
-export async function holdRoot(lockFile: string, me: Holder): Promise<{ cleaned?: string; release: () => Promise<void> }> {
+export async function holdRoot(lockFile: string, who: { pid: number; work: string }): Promise<{ cleaned?: string; release: () => Promise<void> }> {
+  const start = readProcStat(who.pid)?.start;
+  if (start === undefined) throw new BuilderError('BUILD_IN_PLACE_LOCK', `cannot read /proc/${who.pid}/stat to take the in-place lock`, { hint: 'in-place builds need /proc mounted' });
+  const me: Holder = { ...who, start };
   let cleaned: string | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

@@ -104,14 +104,15 @@ describe('holdRoot: one in-place build per root', () => {
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
-  const startOf = async (pid: number): Promise<string> => (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[19]!;
 
   it('refuses a second build while the first one lives, at once and saying so', async () => {
     const lock = path.join(dir, 'live.lock');
-    const held = await holdRoot(lock, { pid: process.pid, start: await startOf(process.pid), work: path.join(dir, 'w1') });
-    await expect(holdRoot(lock, { pid: process.pid, start: 'other', work: path.join(dir, 'w2') })).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
+    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w1') });
+    const other = spawn('sleep', ['30']);
+    await expect(holdRoot(lock, { pid: other.pid!, work: path.join(dir, 'w2') })).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
+    other.kill('SIGKILL');
     await held.release();
-    const again = await holdRoot(lock, { pid: process.pid, start: await startOf(process.pid), work: path.join(dir, 'w3') });
+    const again = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w3') });
     await again.release();
   });
 
@@ -124,7 +125,7 @@ describe('holdRoot: one in-place build per root', () => {
     const pid = child.pid!;
     await new Promise((r) => child.once('exit', r));
     await writeFile(lock, JSON.stringify({ pid, start: '1', work }));
-    const held = await holdRoot(lock, { pid: process.pid, start: await startOf(process.pid), work: path.join(dir, 'w4') });
+    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w4') });
     expect(held.cleaned).toMatch(new RegExp(`a killed in-place build \\(pid ${pid}\\) left this container: .*work dir ${work}`));
     expect(await lstat(work).catch(() => 'gone')).toBe('gone');
     await held.release();
