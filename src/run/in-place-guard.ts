@@ -1,10 +1,10 @@
 // Trust in place: the RUN launcher (builder-run) and its Landlock probe, builder's own copies of the credential files a
 // step must not read, and one build per root (a lock that also tells the next build what a killed one left).
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { access, chmod, chown, constants, lstat, readFile, readdir, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, constants, lstat, mkdir, readFile, readdir, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { readProcStat } from './common.js';
 
 /** The launcher's name: also its comm, which the CLI's last-resort kill spares. */
@@ -66,12 +66,11 @@ export async function putBack(copies: readonly FileCopy[]): Promise<string[]> {
   for (const c of copies) {
     const now = await readFile(c.path).catch(() => undefined);
     if (now?.equals(c.data)) continue;
-    const tmp = `${c.path}.builder-restore-${randomBytes(6).toString('hex')}`;
-    await writeFile(tmp, c.data, { mode: 0o600, flag: 'w' });
-    await chown(tmp, c.uid, c.gid);
-    await chmod(tmp, c.mode);
-    await utimes(tmp, c.atime, c.mtime);
-    await rename(tmp, c.path);
+    await mkdir(path.dirname(c.path), { recursive: true });
+    await writeFileAtomic(c.path, c.data, { mode: 0o600 });
+    await chown(c.path, c.uid, c.gid);
+    await chmod(c.path, c.mode);
+    await utimes(c.path, c.atime, c.mtime);
     wrote.push(c.path);
   }
   return wrote;

@@ -78,6 +78,17 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     expect(await readFile(cfg, 'utf8')).toBe(content);
   });
 
+  it('a launcher killed with SIGKILL (only the job could): builder writes the file back from its own copy and says so', async () => {
+    await writeCfg();
+    const { out, p } = run('echo $PPID > "$D/launcher.pid"; exec sleep 300');
+    await waitFor('the step', async () => (await readFile(path.join(dir, 'launcher.pid'), 'utf8').catch(() => '')).trim() !== '');
+    process.kill(Number(await readFile(path.join(dir, 'launcher.pid'), 'utf8')), 'SIGKILL');
+    expect(await p).toEqual({ exitCode: 137, signal: 'SIGKILL' });
+    expect(await readFile(cfg, 'utf8')).toBe(content);
+    expect((await stat(cfg)).mode & 0o7777).toBe(0o640);
+    expect(out.stderr()).toContain(`builder: ${cfg} was not back after the step: restored from builder's copy`);
+  });
+
   it('builder killed with SIGKILL mid-step: the launcher kills the step, puts the file back and removes the secret put in "/"', async () => {
     await writeCfg();
     const secret = path.join(dir, 'secret-target');
