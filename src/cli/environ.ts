@@ -1,5 +1,6 @@
 // Keeps credentials out of builder's /proc/PID/environ, which any root process of the container can read (a RUN step
-// in place too: Landlock does not cover environ). The values are copied first; the CLI hands the copy to the library.
+// in place too where Landlock is missing, and ../shared/DESIGN.md measured it readable even under Landlock). The values
+// are copied first; the CLI hands the copy to the library.
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 
 /** Variables that carry (or may carry) a credential: never left in builder's environment once read. */

@@ -2,7 +2,7 @@
 import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
-import { killProcessTree } from '../run/index.js';
+import { killProcessTree, LAUNCHER } from '../run/index.js';
 import type { CliEnv } from './env.js';
 import * as buildCommand from './commands/build.js';
 import * as cacheCommand from './commands/cache.js';
@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     const say = (msg: string): void => (env.logger ? env.logger.log('warn', msg) : void env.stderr.write(`builder: ${msg}\n`));
     if (interrupt.signal.aborted) {
       say(`${sig} again: exiting before cleanup has finished`);
-      killProcessTree(process.pid, { spareRoot: true, spareNamed: 'builder-run' });
+      killProcessTree(process.pid, { spareRoot: true, spareNamed: LAUNCHER });
       process.exit(code);
     }
     say(`${sig} received: stopping and cleaning up (send it again to exit at once)`);
