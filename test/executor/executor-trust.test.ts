@@ -38,6 +38,7 @@ for p in /proc/[0-9]*; do
   fi
   if dd if=$p/mem of=/dev/null bs=1 count=0 2>/dev/null; then
     echo "$pid $comm" >> $out/mem-open
+    [ "@{2:-}" = open-only ] && continue
     while read range perms rest; do
       case $perms in rw*) ;; *) continue ;; esac
       s=$((0x@{range%-*})); e=$((0x@{range#*-}))
@@ -88,8 +89,8 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
   const control = `control-${randomBytes(12).toString('hex')}`;
 
   const authString = (): string => Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
-  const hostileContext = (from: string, out: string, needles: string[]): Record<string, string> => ({
-    Dockerfile: `${from}\nCOPY . /\nRUN sh /hostile.sh ${out}\n`, 'hostile.sh': HOSTILE, 'needles.rev': `${needles.map(rev).join('\n')}\n`, 'control.rev': `${rev(control)}\n`,
+  const hostileContext = (from: string, out: string, needles: string[], mode = ''): Record<string, string> => ({
+    Dockerfile: `${from}\nCOPY . /\nRUN sh /hostile.sh ${out} ${mode}\n`, 'hostile.sh': HOSTILE, 'needles.rev': `${needles.map(rev).join('\n')}\n`, 'control.rev': `${rev(control)}\n`,
   });
 
   beforeAll(async () => {
@@ -201,7 +202,8 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
   }, 420_000);
 
   it('without Landlock (seccomp answers ENOSYS) the build says so in one warning at start; builder\'s environ and the hidden files still hold no credential', async () => {
-    await ws.context('jobws/plain', hostileContext(`FROM ${base}`, 'nolandlock', [auth.password, jobToken, authString()]));
+    // memory is open here (the warning says so): only which processes, not a scan of builder's heap
+    await ws.context('jobws/plain', hostileContext(`FROM ${base}`, 'nolandlock', [auth.password, jobToken, authString()], 'open-only'));
     const authJson = JSON.stringify({ auths: { [auth.host]: { auth: authString() } } });
     const bundle = ws.path('job-nolandlock');
     await mkdir(bundle, { recursive: true });
