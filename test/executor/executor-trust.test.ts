@@ -27,7 +27,7 @@ rev /control.rev > /run/hostile/control
 setsid sh -c 'c=$(cat /run/hostile/control); echo $$ > /run/hostile/control-sid; touch /run/hostile/control-up; while :; do sleep 1; done' &
 while [ ! -e /run/hostile/control-up ]; do sleep 0.1; done
 sid=$(awk '{print $6}' /proc/$$/stat)
-: > $out/env-hits; : > $out/env-read; : > $out/mem-open; : > $out/mem-hits; : > $out/control-hits; : > $out/signalled; : > $out/signal-tried
+: > $out/fd-open; : > $out/env-hits; : > $out/env-read; : > $out/mem-open; : > $out/mem-hits; : > $out/control-hits; : > $out/signalled; : > $out/signal-tried
 for p in /proc/[0-9]*; do
   pid=@{p#/proc/}
   [ "$(awk '{print $6}' $p/stat 2>/dev/null)" = "$sid" ] && continue
@@ -36,6 +36,7 @@ for p in /proc/[0-9]*; do
     echo "$pid $comm" >> $out/env-read
     tr '\0' '\n' < /run/hostile/env | grep -q -F -f /run/hostile/needles && echo "$pid $comm" >> $out/env-hits
   fi
+  for f in $p/fd/*; do readlink $f > /dev/null 2>&1 && { echo "$pid $comm" >> $out/fd-open; break; }; done
   if dd if=$p/mem of=/dev/null bs=1 count=0 2>/dev/null; then
     echo "$pid $comm" >> $out/mem-open
     [ "@{2:-}" = open-only ] && continue
@@ -159,7 +160,7 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     const res = (f: string): Promise<string> => readFile(ws.path('jobws/res', f), 'utf8').catch(() => '');
     const show = async (n: string): Promise<string> => `${n}: rc ${await res(`${n}.rc`)}\n${await res(`${n}.out`)}`;
     const context = `job exit ${r.code}\n${r.stdout}\n${r.stderr}\n${await show('hostile')}\n${await show('a')}\n${await show('b')}\n${await show('n')}`;
-    const found = async (n: string): Promise<string> => (await Promise.all(['env-read', 'env-hits', 'mem-open', 'mem-hits', 'control-hits', 'signal-tried', 'signalled', 'files'].map(async (f) => `${f}: ${await res(`${n}/${f}`)}`))).join('\n');
+    const found = async (n: string): Promise<string> => (await Promise.all(['env-read', 'env-hits', 'fd-open', 'mem-open', 'mem-hits', 'control-hits', 'signal-tried', 'signalled', 'files'].map(async (f) => `${f}: ${await res(`${n}/${f}`)}`))).join('\n');
     expect(r.stdout, context).toContain('JOB-DONE');
 
     // the hostile build ran to its end and pushed (so builder had the credentials)
@@ -171,6 +172,8 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     expect(await res('hostile/mem-hits'), seen).toBe('');
     expect(await res('hostile/control-hits'), `the memory scan finds the control needle in the step's own process\n${seen}`).toMatch(/ sh\n/);
     expect(await res('hostile/mem-open'), seen).not.toMatch(/ (node|builder-run)\n/);
+    expect(await res('hostile/fd-open'), seen).not.toMatch(/ (node|builder-run)\n/);
+    expect(await res('hostile/fd-open'), 'the fd listing works where it may').toMatch(/ sh\n/);
     expect(await res('hostile/signal-tried'), seen).toMatch(/ node\n/);
     expect(await res('hostile/signalled'), seen).toBe('');
 
