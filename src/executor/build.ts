@@ -102,9 +102,9 @@ export async function chooseRunMode(
 }
 
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
-async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void>; hide: string[] }> {
+async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
-  const held = pid === undefined ? { release: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, work });
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, work });
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
@@ -112,7 +112,7 @@ async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{
   if (exposed.length > 0 && opts.inPlace?.launcher) {
     opts.emit({ type: 'warning', msg: `${exposed.join(', ')} cannot be taken out of "/" while RUN steps run (a read-only mount, a mount point or a symlink): RUN steps can read it; give builder its docker config in a writable directory` });
   }
-  return { release: held.release, hide };
+  return { release: held.release, note: held.note, hide };
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -273,7 +273,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           excludePrefixes: prefixes,
           cacheDir: path.resolve(opts.cacheDir),
           secrets: opts.secrets ?? {},
-          ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide } } : {}),
+          ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
           stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
           scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
         },

@@ -106,6 +106,8 @@ export interface SpawnSpec {
   signal?: AbortSignal;
   /** On abort, SIGTERM the spawned process only and wait for it: a launcher that stops its own tree (builder-run). */
   abortByTerm?: boolean;
+  /** Told the spawned pid (also its process group: it is detached), e.g. to record it for the next build. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface SpawnOutcome extends RunResult {
@@ -132,6 +134,7 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       ...(spec.uid === undefined ? {} : { uid: spec.uid }),
       ...(spec.gid === undefined ? {} : { gid: spec.gid }),
     });
+    if (child.pid !== undefined) spec.onSpawn?.(child.pid);
     const extra: string[] = [];
     const pending: Promise<void>[] = [];
     const drain = (r: Readable | null, onChunk: (c: Buffer) => void): void => {

@@ -5,7 +5,7 @@ import { access, chmod, chown, constants, lstat, mkdir, readFile, readdir, rm, u
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { readProcStat } from './common.js';
+import { killProcessTree, readProcStat, waitGone } from './common.js';
 
 /** The launcher's name: also its comm, which the CLI's last-resort kill spares. */
 export const LAUNCHER = 'builder-run';
@@ -83,6 +83,8 @@ interface Holder {
   start: string;
   /** The build's own work dir, removed by the next build if this one was killed. */
   work: string;
+  /** The RUN step running without builder-run (its pid is its process group), killed by the next build. */
+  step?: { pid: number; start: string };
 }
 
 const alive = (h: Holder): boolean => readProcStat(h.pid)?.start === h.start;
@@ -101,6 +103,11 @@ async function orphanLaunchers(): Promise<number[]> {
 /** Cleans what a killed build left (launchers still stopping its steps, its work dir) and says what it did. */
 async function cleanAfter(dead: Holder): Promise<string> {
   const done: string[] = [];
+  const step = dead.step;
+  if (step && readProcStat(step.pid)?.start === step.start) {
+    await waitGone(killProcessTree(step.pid), 10_000);
+    done.push(`its RUN step's processes (pid ${step.pid} and below) killed`);
+  }
   const launchers = await orphanLaunchers();
   // A launcher left behind ends its step and restores the hidden files on its own: wait, never kill it mid-write.
   for (let i = 0; i < 200 && launchers.some((pid) => readProcStat(pid) !== undefined); i++) await new Promise((r) => setTimeout(r, 50));
@@ -116,7 +123,9 @@ async function cleanAfter(dead: Holder): Promise<string> {
  * Takes the root for this build: fails at once while another live build holds it; cleans after a dead holder first.
  * Returns the line saying what was cleaned (if anything) and the release function.
  */
-export async function holdRoot(lockFile: string, who: { pid: number; work: string }): Promise<{ cleaned?: string; release: () => Promise<void> }> {
+export async function holdRoot(lockFile: string, who: { pid: number; work: string }): Promise<{
+  cleaned?: string; release: () => Promise<void>; note: (stepPid: number | undefined) => Promise<void>;
+}> {
   const start = readProcStat(who.pid)?.start;
   if (start === undefined) throw new BuilderError('BUILD_IN_PLACE_LOCK', `cannot read /proc/${who.pid}/stat to take the in-place lock`, { hint: 'in-place builds need /proc mounted' });
   const me: Holder = { ...who, start };
@@ -124,8 +133,15 @@ export async function holdRoot(lockFile: string, who: { pid: number; work: strin
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(lockFile, `${JSON.stringify(me)}\n`, { flag: 'wx', mode: 0o600 });
-      const release = (): Promise<void> => unlink(lockFile).catch(() => undefined);
-      return cleaned ? { cleaned, release } : { release };
+      // Record writes and the release run in order: a late write must never bring a released lock back.
+      let chain: Promise<void> = Promise.resolve();
+      const release = (): Promise<void> => (chain = chain.then(() => unlink(lockFile)).catch(() => undefined));
+      const note = (stepPid: number | undefined): Promise<void> => {
+        const start = stepPid === undefined ? undefined : readProcStat(stepPid)?.start;
+        const record = stepPid !== undefined && start !== undefined ? { ...me, step: { pid: stepPid, start } } : me;
+        return (chain = chain.then(() => writeFileAtomic(lockFile, `${JSON.stringify(record)}\n`, { mode: 0o600 })).catch(() => undefined));
+      };
+      return { ...(cleaned ? { cleaned } : {}), release, note };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }

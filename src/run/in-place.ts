@@ -48,6 +48,8 @@ export interface InPlaceOptions {
   hide?: readonly string[];
   /** Files builder put in "/" for the step (secrets): the launcher removes them if builder dies mid-step. */
   orphanUnlink?: readonly string[];
+  /** Without a launcher: told the step's pid when it starts and undefined when it ended (the lock records it). */
+  onStep?: (pid: number | undefined) => void;
 }
 
 /** The builder's own credentials, passed in so this module never reads process state at import. */
@@ -119,11 +121,14 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
     ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
+  // Without builder-run nothing kills a step if builder is SIGKILLed: its pid goes on record for the next build.
+  const recorded = opts.launcher || !opts.onStep ? {} : { onSpawn: opts.onStep };
   const out = opts.launcher
     ? await launch(opts, opts.launcher, strategy === 'inherit' ? undefined : opts.user, env, common)
     : strategy === 'helper'
       ? await spawnStreaming({
           ...common,
+          ...recorded,
           file: nodePath,
           args: ['-e', CREDENTIAL_HELPER],
           env: { BUILDER_RUN_PAYLOAD: JSON.stringify({ ...opts.user, groups: groupList(opts.user), argv: opts.argv, env, cwd: opts.cwd }) },
@@ -131,12 +136,14 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
         })
       : await spawnStreaming({
           ...common,
+          ...recorded,
           file: opts.argv[0]!,
           args: opts.argv.slice(1),
           env,
           cwd: opts.cwd,
           ...(strategy === 'spawn-ids' ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
         });
+  if (!opts.launcher) opts.onStep?.(undefined);
   if (out.spawnError) {
     if (opts.launcher) {
       throw new BuilderError('RUN_SPAWN_FAILED', `cannot start ${opts.launcher} for RUN ${what}: ${out.spawnError.message}`, {

@@ -47,6 +47,8 @@ export interface RunStepOptions extends SandboxOptions {
     credentials?: Credentials; nodePath?: string; protect?: readonly string[]; stashDir?: string;
     /** builder-run and the credential files it hides for the step (src/run/in-place-guard.ts). */
     launcher?: string; hide?: readonly string[];
+    /** Without builder-run: the step's pid while it runs, for the in-place lock (holdRoot's note). */
+    onStep?: (pid: number | undefined) => void;
   };
 }
 
@@ -75,6 +77,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
       const guard = {
         ...(opts.inPlace?.launcher ? { launcher: opts.inPlace.launcher } : {}),
         hide: opts.inPlace?.hide ?? [],
+        ...(opts.inPlace?.onStep ? { onStep: opts.inPlace.onStep } : {}),
         // per-run copies and secrets put in "/": the launcher removes them if builder dies mid-step
         orphanUnlink: mounts.filter((m) => m.owned).map((m) => m.target),
       };

@@ -141,4 +141,25 @@ describe('holdRoot: one in-place build per root', () => {
     expect(await lstat(work).catch(() => 'gone')).toBe('gone');
     await held.release();
   });
+
+  it('without builder-run the running step is on record: the next build kills it and what it started (setsid too)', async () => {
+    const lock = path.join(dir, 'step.lock');
+    const step = spawn('sh', ['-c', `setsid sleep 300 & echo $! > ${dir}/grandchild.pid; wait`], { detached: true, stdio: 'ignore' });
+    await waitFor('the grandchild', async () => (await readFile(path.join(dir, 'grandchild.pid'), 'utf8').catch(() => '')).trim() !== '');
+    const grandchild = Number(await readFile(path.join(dir, 'grandchild.pid'), 'utf8'));
+    // a holder that died mid-step: its record names the step (written by note, as the build does)
+    const dead = spawn('true');
+    await new Promise((r) => dead.once('exit', r));
+    const first = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w5') });
+    await first.note(step.pid!);
+    const record = JSON.parse(await readFile(lock, 'utf8')) as { step?: { pid: number } };
+    expect(record.step?.pid).toBe(step.pid);
+    await writeFile(lock, JSON.stringify({ ...record, pid: dead.pid, start: '1' }));
+    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w6') });
+    expect(held.cleaned).toContain(`its RUN step's processes (pid ${step.pid} and below) killed`);
+    expect(await lstat(`/proc/${step.pid}`).catch(() => 'gone')).toBe('gone');
+    await waitFor('the grandchild to go', async () => (await lstat(`/proc/${grandchild}`).catch(() => 'gone')) === 'gone');
+    await held.release();
+    expect(await lstat(lock).catch(() => 'gone')).toBe('gone');
+  });
 });

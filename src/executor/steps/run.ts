@@ -111,6 +111,7 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
         inPlace: {
           ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),
           hide: settings.inPlace?.hide ?? [],
+          ...(settings.inPlace?.onStep ? { onStep: settings.inPlace.onStep } : {}),
           ...(mounts.length > 0 ? { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } : {}),
         },
       } : {}),
