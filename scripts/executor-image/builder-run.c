@@ -30,7 +30,7 @@
 #endif
 
 struct ruleset_attr { unsigned long long fs, net, scoped; };
-struct hidden { const char *path; char *data; size_t len; struct stat st; };
+struct hidden { const char *path; char dir[4096]; const char *name; char *data; size_t len; struct stat st; };
 
 static int landlock_abi(void) {
   long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
@@ -64,6 +64,14 @@ static int parse_groups(char *s, gid_t *out, int max) {
 }
 
 static int hide(struct hidden *h) {
+  /* where it goes back: its directory resolved now, before a step could plant a symlink on the way */
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", h->path);
+  char *slash = strrchr(tmp, '/');
+  if (!slash || !slash[1]) return 1;
+  *slash = 0;
+  if (!realpath(tmp[0] ? tmp : "/", h->dir)) return -1;
+  h->name = h->path + (slash - tmp) + 1;
   int fd = open(h->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? 1 : -1;
   if (fstat(fd, &h->st) || !S_ISREG(h->st.st_mode)) { close(fd); return 1; }
@@ -76,18 +84,33 @@ static int hide(struct hidden *h) {
   return unlink(h->path) ? -1 : 0;
 }
 
-/* Temp file beside the path, then rename over whatever the step left there: the user's bytes come back whole. */
+/* The directory as resolved at hide time, walked from "/" without following symlinks: a component the step turned
+ * into a symlink or a file is removed and made again (root-owned 0755), so the bytes never land where it points. */
+static int open_dir_safely(const char *dir) {
+  char buf[4096], *save = NULL;
+  snprintf(buf, sizeof buf, "%s", dir);
+  int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  for (char *name = strtok_r(buf, "/", &save); fd >= 0 && name; name = strtok_r(NULL, "/", &save)) {
+    int next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno != ENOENT) unlinkat(fd, name, 0);
+    if (next < 0) {
+      mkdirat(fd, name, 0755);
+      next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    close(fd);
+    fd = next;
+  }
+  return fd;
+}
+
+/* Temp file beside it, then rename over whatever the step left there: the user's bytes come back whole. */
 static int restore(struct hidden *h) {
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.builder-restore-%d", h->path, getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0 && errno == ENOENT) { /* the step removed the directory: make it again */
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", h->path);
-    for (char *p = dir + 1; (p = strchr(p, '/')); *p++ = '/') { *p = 0; mkdir(dir, 0755); }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  }
-  if (fd < 0) return -1;
+  snprintf(tmp, sizeof tmp, ".%s.builder-restore-%d", h->name, getpid());
+  int dfd = open_dir_safely(h->dir);
+  if (dfd < 0) return -1;
+  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) { close(dfd); return -1; }
   size_t off = 0;
   ssize_t w;
   while (off < h->len && (w = write(fd, h->data + off, h->len - off)) > 0) off += w;
@@ -95,7 +118,8 @@ static int restore(struct hidden *h) {
   int bad = off != h->len || fchown(fd, h->st.st_uid, h->st.st_gid) || fchmod(fd, h->st.st_mode & 07777) || fsync(fd);
   bad |= futimens(fd, t);
   close(fd);
-  if (bad || rename(tmp, h->path)) { unlink(tmp); return -1; }
+  if (bad || renameat(dfd, tmp, dfd, h->name)) { unlinkat(dfd, tmp, 0); close(dfd); return -1; }
+  close(dfd);
   return 0;
 }
 

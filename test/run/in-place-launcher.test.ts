@@ -62,6 +62,16 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     expect(await lstat(`/proc/${pid}`).catch(() => 'gone')).toBe('gone');
   });
 
+  it('a step that turns the file\'s directory into a symlink does not get the file written where it points', async () => {
+    await writeCfg();
+    await mkdir(path.join(dir, 'loot'), { recursive: true });
+    const { p } = run('rm -rf "$D/docker" && ln -s "$D/loot" "$D/docker"');
+    expect(await p).toEqual({ exitCode: 0 });
+    expect((await lstat(path.join(dir, 'docker'))).isDirectory()).toBe(true);
+    expect(await readFile(cfg, 'utf8')).toBe(content);
+    expect(await lstat(path.join(dir, 'loot/config.json')).catch(() => 'gone')).toBe('gone');
+  });
+
   it('the step cannot signal builder nor read its memory (Landlock scopes)', async () => {
     const { out, p } = run(`kill -0 ${process.pid} 2>/dev/null && echo signalled; dd if=/proc/${process.pid}/mem of=/dev/null bs=1 count=0 2>/dev/null && echo mem-open; kill -0 $$ && echo own`);
     expect(await p).toEqual({ exitCode: 0 });
