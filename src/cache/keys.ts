@@ -1,8 +1,11 @@
 // Layer-cache keys: sha256 over a versioned, length-prefixed encoding, so no two different inputs can share a key by concatenation.
 import { createHash } from 'node:crypto';
 
-/** Bump when what goes into a key or an entry changes: every older entry stops matching (v2: entries record their parent chain). */
-export const CACHE_KEY_VERSION = 'builder-layer-cache-key-v2';
+/**
+ * Bump when what goes into a key or an entry changes: every older entry stops matching (v2: entries record their parent
+ * chain; v3: entries record their layer's digest beside its diff-id).
+ */
+export const CACHE_KEY_VERSION = 'builder-layer-cache-key-v3';
 
 export interface StepKeyInput {
   /** The previous step's key; the chain starts at the base (manifest digest, "scratch" and platform, or the parent stage's key). */

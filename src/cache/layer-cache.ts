@@ -18,6 +18,8 @@ export const ANNOTATION = {
   step: 'dev.builder.cache.step',
   created: 'dev.builder.cache.created',
   diffId: 'dev.builder.cache.diff-id',
+  /** The layer's own (compressed) digest beside its diff-id: a descriptor swapped for another blob is caught without a download. */
+  layer: 'dev.builder.cache.layer',
   parent: 'dev.builder.cache.parent-chain',
 } as const;
 
@@ -75,7 +77,7 @@ export function entryImage(entry: CacheEntry, platform: Platform): { manifest: M
     mediaType: MediaType.OciManifest,
     config: { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length },
     layers: entry.layer ? [{ mediaType: layerCompression(entry.layer.descriptor.mediaType) === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayerGzip, digest: entry.layer.descriptor.digest, size: entry.layer.descriptor.size }] : [],
-    annotations: { ...labels, ...(entry.layer ? { [ANNOTATION.diffId]: entry.layer.diffId } : {}) },
+    annotations: { ...labels, ...(entry.layer ? { [ANNOTATION.diffId]: entry.layer.diffId, [ANNOTATION.layer]: entry.layer.descriptor.digest } : {}) },
   };
   return { manifest, manifestBytes: Buffer.from(JSON.stringify(manifest)), configBytes };
 }
@@ -101,7 +103,11 @@ export function readEntry(bytes: Buffer, key: string, now: Date, ttlMs: number):
   if (m.layers.length === 0) return found;
   const diffId = a[ANNOTATION.diffId];
   if (!diffId || !/^sha256:[0-9a-f]{64}$/.test(diffId)) return { ok: false, reason: 'its layer has no diff-id' };
-  return { ...found, layer: { descriptor: m.layers[0]!, diffId: diffId as Digest } };
+  const descriptor = m.layers[0]!;
+  if (a[ANNOTATION.layer] !== descriptor.digest) {
+    return { ok: false, reason: `its layer descriptor points at ${descriptor.digest}, not at the layer the entry recorded (${a[ANNOTATION.layer] ?? 'none'})` };
+  }
+  return { ...found, layer: { descriptor, diffId: diffId as Digest } };
 }
 
 const isNotFound = (err: unknown): boolean =>

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { digestHex, type Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
 import { chainId as chainOf } from '../image/index.js';
+import { Leases } from './lease.js';
 
 // Bump when extraction changes what lands on disk, so entries made by an older builder are never cloned.
 const FORMAT = 'v1';
@@ -45,10 +46,31 @@ export class RootfsStore {
   private readonly filling = new Map<string, Promise<string>>();
 
   private readonly maxBytes: number;
+  /** What this build uses (entries it mounts or copies, temp dirs it fills): prune and eviction leave them alone. */
+  private readonly leases: Leases;
 
   constructor(dir: string, opts: { maxBytes?: number } = {}) {
     this.dir = path.join(path.resolve(dir), FORMAT);
     this.maxBytes = opts.maxBytes ?? ROOTFS_STORE_MAX_BYTES;
+    // beside the format's dir: listing entries never meets a lease, and a lease on a ChainID holds in every format
+    this.leases = new Leases(path.join(path.dirname(this.dir), 'leases'));
+  }
+
+  /** Leases the entry of these layers for the rest of the build (until unmountAll): taken before it is looked up. */
+  async lease(diffIds: readonly Digest[]): Promise<void> {
+    await this.leases.take(digestHex(chainId(diffIds))).catch((err: unknown) => {
+      throw storeError(`cannot write a lease in ${this.leases.dir}`, err);
+    });
+  }
+
+  /** A lower layer of the overlay at `root` that is no longer in the store (removed while this build ran), if any. */
+  async vanished(root: string): Promise<string | undefined> {
+    for (const lower of this.mounts.get(root)?.lowers ?? []) {
+      if (!lower.startsWith(`${this.dir}/`)) continue;
+      const ok = await Promise.all([lstat(lower), lstat(path.join(path.dirname(lower), MARKER))]).then(() => true, () => false);
+      if (!ok) return lower;
+    }
+    return undefined;
   }
 
   entryDir(id: Digest): string {
@@ -84,7 +106,7 @@ export class RootfsStore {
     if (found) return found;
     const final = this.entryDir(id);
     const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
-    await mkdir(path.join(tmp, 'root'), { recursive: true }).catch((err: unknown) => {
+    await mkdir(this.dir, { recursive: true }).then(() => this.leases.take(path.basename(tmp))).then(() => mkdir(path.join(tmp, 'root'), { recursive: true })).catch((err: unknown) => {
       throw storeError(`cannot create ${tmp}`, err);
     });
     try {
@@ -103,6 +125,8 @@ export class RootfsStore {
     } catch (err) {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       throw err;
+    } finally {
+      await this.leases.release(path.basename(tmp));
     }
     await this.evict(id).catch(() => undefined); // over the cap costs disk, never the build
     return path.join(final, 'root');
@@ -113,10 +137,11 @@ export class RootfsStore {
     const all = await this.list();
     let total = all.reduce((n, e) => n + (e.bytes ?? 0), 0);
     const removed: RootfsStoreEntry[] = [];
+    const leased = total > this.maxBytes ? await this.leases.live(now) : new Set<string>();
     for (const e of all.sort((a, b) => a.used.getTime() - b.used.getTime())) {
       if (total <= this.maxBytes) break;
-      if (e.chainId === keep || now - e.used.getTime() < IN_USE_MS) continue;
-      await this.remove(e.dir);
+      if (e.chainId === keep || now - e.used.getTime() < IN_USE_MS || leased.has(path.basename(e.dir))) continue;
+      if (!(await this.remove(e.dir))) continue;
       total -= e.bytes ?? 0;
       removed.push(e);
     }
@@ -178,10 +203,11 @@ export class RootfsStore {
     await runTool('umount', [root]).catch(() => runTool('umount', ['-l', root]));
   }
 
-  /** Every overlay this build mounted: before the stage roots are removed, and on every way out of a build. */
+  /** Every overlay this build mounted, and every lease it holds: before the stage roots are removed, and on every way out of a build. */
   async unmountAll(): Promise<void> {
     for (const root of [...this.mounts.keys()].reverse()) await this.unmount(root).catch(() => undefined);
     process.off('exit', this.detachAll);
+    await this.leases.release();
   }
 
   private readonly detachAll = (): void => {
@@ -206,39 +232,52 @@ export class RootfsStore {
   }
 
   /**
-   * Removes entries not used for olderThanMs, and temp dirs older than that (a crashed build's). An entry is renamed
-   * away before it is deleted: a build that finds it mid-delete fails its clone and extracts instead.
+   * Removes entries not used for olderThanMs and temp dirs of builds that are gone, never what a running build holds
+   * a lease on (an entry it mounted or copied, a temp dir it is filling). An entry is renamed away, its leases checked
+   * again (a build may have just taken one) and only then deleted; a build finding it mid-delete extracts instead.
    */
   async prune(olderThanMs: number, now: Date, opts: { dryRun?: boolean; onDelete?: (e: RootfsStoreEntry) => void } = {}): Promise<{ deleted: RootfsStoreEntry[]; kept: number; temps: number }> {
     const result = { deleted: [] as RootfsStoreEntry[], kept: 0, temps: 0 };
+    const leased = await this.leases.live(now.getTime());
     for (const e of await this.list()) {
-      if (now.getTime() - e.used.getTime() <= olderThanMs) {
+      if (now.getTime() - e.used.getTime() <= olderThanMs || leased.has(path.basename(e.dir)) || (!opts.dryRun && !(await this.remove(e.dir)))) {
         result.kept++;
         continue;
       }
-      if (!opts.dryRun) await this.remove(e.dir);
       opts.onDelete?.(e);
       result.deleted.push(e);
     }
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    for (const name of names.filter((n) => n.startsWith('.tmp-'))) {
-      const st = await lstat(path.join(this.dir, name)).catch(() => undefined);
-      if (!st || now.getTime() - st.mtimeMs <= olderThanMs) continue; // a build may still be filling it
-      if (!opts.dryRun) await rm(path.join(this.dir, name), { recursive: true, force: true });
+    for (const name of names.filter((n) => n.startsWith('.tmp-') && !leased.has(n))) {
+      // another prune may be removing it too: what it leaves is gone either way
+      if (!opts.dryRun && !(await rm(path.join(this.dir, name), { recursive: true, force: true }).then(() => true, () => false))) continue;
       result.temps++;
     }
     return result;
   }
 
-  private async remove(dir: string): Promise<void> {
-    const away = path.join(this.dir, `.tmp-delete-${path.basename(dir).slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+  /** Renames an entry away and deletes it unless a build leased it meanwhile (then it is put back): whether it went. */
+  private async remove(dir: string): Promise<boolean> {
+    const name = path.basename(dir);
+    const away = path.join(this.dir, `.tmp-delete-${name.slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+    await this.leases.take(path.basename(away)).catch(() => undefined); // no other prune deletes it while we decide
     try {
-      await rename(dir, away);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw storeError(`cannot remove ${dir}`, err);
+      try {
+        await rename(dir, away);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+        throw storeError(`cannot remove ${dir}`, err);
+      }
+      if ((await this.leases.live()).has(name)) {
+        // a build took a lease between our check and the rename: it gets the entry back (or the one made meanwhile)
+        await rename(away, dir).catch(() => rm(away, { recursive: true, force: true }));
+        return false;
+      }
+      await rm(away, { recursive: true, force: true }).catch(() => undefined);
+      return true;
+    } finally {
+      await this.leases.release(path.basename(away));
     }
-    await rm(away, { recursive: true, force: true });
   }
 }
 

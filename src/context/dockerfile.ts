@@ -22,13 +22,26 @@ function unreadable(what: string, p: string, err: unknown): BuilderError {
   });
 }
 
+/** The directories whose content comes from the change being built: the context (real path) and the working directory. */
+export interface Areas {
+  context: string;
+  cwd: string;
+}
+
+/** The area a symlink at `link` must resolve inside: the context for a link in it (from any working directory), else the working directory holding it. */
+function areaOf(link: string, areas: Areas): { dir: string; name: string } | undefined {
+  if (inside(link, areas.context)) return { dir: areas.context, name: `the build context ${areas.context}` };
+  if (inside(link, areas.cwd)) return { dir: areas.cwd, name: `the working directory ${areas.cwd}` };
+  return undefined;
+}
+
 /**
- * Resolves `p` component by component. A symlink that lives inside one of `areas` (directories whose content comes
- * from the change being built: the context, the working directory) must resolve inside that same area, as BuildKit
- * reads the Dockerfile through the context; symlinks elsewhere (e.g. /tmp -> /private/tmp) are followed freely.
- * Returns the real path, or undefined when it does not exist.
+ * Resolves `p` component by component. A symlink that lives inside the context must resolve inside the context, as
+ * BuildKit reads the Dockerfile through the context, whatever the working directory (`/` and $HOME hold every
+ * secret); one in the working directory outside the context must stay in the working directory; symlinks elsewhere
+ * (e.g. /tmp -> /private/tmp) are followed freely. Returns the real path, or undefined when it does not exist.
  */
-export async function resolveInside(p: string, areas: readonly string[], what: string): Promise<string | undefined> {
+export async function resolveInside(p: string, areas: Areas, what: string): Promise<string | undefined> {
   const parts = path.resolve(p).split('/').filter(Boolean);
   let cur = '/';
   for (let i = 0; i < parts.length; i++) {
@@ -51,11 +64,10 @@ export async function resolveInside(p: string, areas: readonly string[], what: s
       if (isErrno(err, 'ENOENT', 'ENOTDIR', 'ELOOP')) return undefined;
       throw unreadable(what, p, err);
     }
-    const holders = areas.filter((a) => inside(next, a));
-    if (holders.length > 0 && !holders.some((a) => inside(target, a))) {
-      const area = holders.join(' and ');
+    const area = areaOf(next, areas);
+    if (area && !inside(target, area.dir)) {
       // The link text is the user's own content; the resolved path names a file, never its content.
-      throw new BuilderError('DOCKERFILE_OUTSIDE_CONTEXT', `${what} ${p}: ${next} is a symlink (to "${await readlink(next).catch(() => '?')}") that leads to ${target}, outside ${area}`, {
+      throw new BuilderError('DOCKERFILE_OUTSIDE_CONTEXT', `${what} ${p}: ${next} is a symlink (to "${await readlink(next).catch(() => '?')}") that leads to ${target}, outside ${area.name}`, {
         hint: 'a Dockerfile or ignore file in the build context may link only to files inside it (BuildKit reads it through the context); copy the file into the context, or pass its real path with --dockerfile',
       });
     }
@@ -66,12 +78,12 @@ export async function resolveInside(p: string, areas: readonly string[], what: s
 
 /**
  * The Dockerfile to read: --dockerfile against the working directory first, then the context (kaniko's order).
- * Refuses one reached through a symlink out of the context or working directory, one that is not a regular file,
+ * Refuses one reached through a symlink out of the context (or out of the working directory, for a link there), one that is not a regular file,
  * and one that is not text, naming the file and never quoting it (it could be a host secret on its way to CI logs).
  */
 export async function locateDockerfile(dockerfile: string, opts: { cwd: string; contextDir: string }): Promise<string | undefined> {
   const candidates = path.isAbsolute(dockerfile) ? [dockerfile] : [path.resolve(opts.cwd, dockerfile), path.join(opts.contextDir, dockerfile)];
-  const areas = [opts.contextDir, await realpath(opts.cwd).catch(() => path.resolve(opts.cwd))];
+  const areas = { context: opts.contextDir, cwd: await realpath(opts.cwd).catch(() => path.resolve(opts.cwd)) };
   for (const c of candidates) {
     const real = await resolveInside(c, areas, 'Dockerfile');
     if (real === undefined) continue;

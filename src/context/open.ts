@@ -190,7 +190,7 @@ async function findIgnoreFile(dockerfilePath: string | undefined, dir: string, c
     ...(dockerfilePath ? [path.join(path.dirname(dockerfilePath), `${path.basename(dockerfilePath)}.dockerignore`)] : []),
     path.join(dir, '.dockerignore'),
   ];
-  const areas = [dir, await realpath(cwd).catch(() => path.resolve(cwd))];
+  const areas = { context: dir, cwd: await realpath(cwd).catch(() => path.resolve(cwd)) };
   for (const c of candidates) {
     const real = await resolveInside(c, areas, 'ignore file');
     if (real === undefined) continue;

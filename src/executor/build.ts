@@ -19,6 +19,8 @@ import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
+import type { EventSink } from '../util/events.js';
+import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -102,9 +104,9 @@ export async function chooseRunMode(
 }
 
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
-async function guardInPlace(opts: ResolvedBuildOptions, work: string): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
+async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
-  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid, work });
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
@@ -175,8 +177,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
-  const work = await mkdtemp(path.join(opts.workDir, 'build-'));
-  const held = opts.runMode === 'in-place' ? await guardInPlace(opts, work).catch(async (err: unknown) => {
+  reportLeftovers(await removeLeftovers(opts.workDir), emit);
+  const work = await mkdtemp(await buildDirPrefix(opts.workDir));
+  if (opts.keepWorkDir) await markKept(work);
+  const held = opts.runMode === 'in-place' ? await guardInPlace(opts).catch(async (err: unknown) => {
     await rm(work, { recursive: true, force: true });
     throw err;
   }) : undefined;
@@ -361,6 +365,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
     await held?.release();
+  }
+}
+
+/** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */
+function reportLeftovers(left: Leftovers, emit: EventSink): void {
+  const mounts = left.mounts > 0 ? `unmounted ${left.mounts} stage root${left.mounts === 1 ? '' : 's'}` : '';
+  if (left.dirs.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${mounts ? `${mounts} and ` : ''}removed what ${left.dirs.length === 1 ? 'a killed build' : `${left.dirs.length} killed builds`} left (${left.dirs.join(', ')})` });
+  } else if (mounts) {
+    emit({ type: 'warning', msg: `work dir: ${mounts} a killed build left (its dir was kept: --cleanup=false)` });
+  }
+  if (left.kept.length > 0) {
+    emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go; left as it is (unmount it, then remove the dir)` });
   }
 }
 

@@ -28,6 +28,8 @@ export class BuildCache {
   private readonly pending: Promise<void>[] = [];
   /** Set by the first failure that every later request would repeat (a circuit breaker): why the cache is skipped. */
   private down?: string;
+  /** Keys whose entry's layer turned out not to hold what it claims: missed for the rest of the build, and rewritten. */
+  private readonly distrusted = new Set<string>();
 
   constructor(
     readonly layers: LayerCache,
@@ -45,7 +47,7 @@ export class BuildCache {
 
   /** The entry for key, or undefined; a broken entry or an unreachable cache is a warning and a miss. */
   async lookup(key: string): Promise<CacheEntry | undefined> {
-    if (this.down) return undefined;
+    if (this.down || this.distrusted.has(key)) return undefined;
     try {
       const r = await this.layers.lookup(key, this.now());
       if (r.kind === 'hit') return r.entry;
@@ -57,6 +59,12 @@ export class BuildCache {
       this.warn(`cache lookup in ${this.layers.describe} failed (${code}: ${(err as Error).message}); rebuilding the step${this.down ? '; the cache is skipped for the rest of this build' : ''}`);
     }
     return undefined;
+  }
+
+  /** An entry whose layer's content is not what it records (caught while extracting it): warned about, then a miss, so its step is rebuilt and the entry rewritten. */
+  distrust(key: string, why: string): void {
+    this.distrusted.add(key);
+    this.warn(`cache entry ${key.slice(0, 12)} in ${this.layers.describe} ignored: its layer is not what the entry records (${why}); rebuilding the stage from that step`);
   }
 
   /**

@@ -27,6 +27,16 @@ export interface StageRootOptions extends ExtractOptions {
   onCopyInstead?: (reason: string) => void;
 }
 
+/** Codes saying a layer's bytes are not what its descriptor and diff-id promise. */
+const CONTENT_CODES = new Set(['ROOTFS_LAYER_DIFF_ID_MISMATCH', 'DIGEST_MISMATCH', 'SIZE_MISMATCH']);
+
+/** A layer whose content is not what it claims, naming the layer so a stage can tell a cached one (and rebuild its step). */
+export class LayerContentError extends BuilderError {
+  constructor(readonly layer: Layer, cause: BuilderError) {
+    super(cause.code, cause.message, { ...(cause.hint !== undefined ? { hint: cause.hint } : {}), cause, exitCode: cause.exitCode });
+  }
+}
+
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
 export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions = {}): Promise<RootFs> {
   await mkdir(root, { recursive: true });
@@ -54,10 +64,19 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    }).catch((err: unknown) => {
+      throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
     opts.onApplied?.(r.bytes);
   }
   return rootfs;
+}
+
+/** ENOSPC or EDQUOT, raw or as the cause of a BuilderError. */
+function isDiskFull(err: unknown): boolean {
+  const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
+  const c = code(err) ?? code((err as Error | undefined)?.cause);
+  return c === 'ENOSPC' || c === 'EDQUOT' || /\b(ENOSPC|EDQUOT)\b/.test((err as Error | undefined)?.message ?? '');
 }
 
 /** How a stage's root starts before its layers are applied. */
@@ -133,6 +152,8 @@ export class StageRoot {
     const diffIds = base.map((l) => l.diffId);
     const t0 = Date.now();
     try {
+      // leased before it is looked up: a prune running now leaves it alone (or hands it back) from here on
+      await s.rootfs.lease(diffIds);
       let made = false;
       let entry = await s.rootfs.lookup(diffIds);
       if (!entry) {
@@ -143,6 +164,13 @@ export class StageRoot {
             await extractLayers(dir, base, { ...this.opts, onApplied: (b) => void (bytes += b) });
             return bytes;
           } catch (err) {
+            // The cache dir's disk is full: the store steps aside and the base is extracted into the root instead.
+            if (isDiskFull(err)) {
+              throw new BuilderError('ROOTFS_STORE_FULL', `the extracted-base store in ${s.rootfs.dir} ran out of space (${(err as Error).message})`, {
+                hint: 'free space on the --cache-dir volume (builder cache prune --cache-dir DIR --older-than 0s removes unused bases) or use a larger one',
+                cause: err,
+              });
+            }
             // A kept work dir shows what was extracted before the failure, as without the store.
             await rm(this.path, { recursive: true, force: true }).catch(() => undefined);
             await mkdir(path.dirname(this.path), { recursive: true }).catch(() => undefined);
@@ -165,6 +193,29 @@ export class StageRoot {
       await rm(this.path, { recursive: true, force: true });
       return 0;
     }
+  }
+
+  /** Forgets what is on disk, for a stage that starts again: an overlay is unmounted, a sandbox root removed (in place, the next get() wipes "/"). */
+  async discard(): Promise<void> {
+    await this.pending?.catch(() => undefined);
+    if (this.mountedBy) await this.mountedBy.unmount(this.path);
+    this.mountedBy = undefined;
+    this.rootfs = undefined;
+    this.index = undefined;
+    this.applied = 0;
+    if (path.resolve(this.path) !== '/') await rm(this.path, { recursive: true, force: true });
+  }
+
+  /**
+   * Fails when the extracted base under this root's overlay was removed while the build ran (by hand, or a prune of an
+   * older builder): a step's diff would then delete the base's files, and its layer whiteout bin, etc, usr.
+   */
+  async checkBase(): Promise<void> {
+    const gone = this.mountedBy ? await this.mountedBy.vanished(this.path) : undefined;
+    if (!gone) return;
+    throw new BuilderError('ROOTFS_STORE_ENTRY_VANISHED', `the extracted base ${gone}, the lower layer of the stage root ${this.path}, was removed while the build ran`, {
+      hint: 'something deleted it from --cache-dir (by hand, or `cache prune` of an older builder version; this one leaves bases in use alone); run the build again',
+    });
   }
 
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */

@@ -12,7 +12,7 @@ import { linkApplies } from './steps/copy.js';
 import { chownNeedsRoot } from './steps/user.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
-import { StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
+import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
 import { at } from './where.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
@@ -65,6 +65,7 @@ export class StageState {
         hint: 'rename the file (or remove it in the same step)',
       });
     }
+    if (opts.from === undefined) await this.root.checkBase();
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
@@ -109,7 +110,24 @@ interface PreparedStep {
   lookup?: Promise<CacheEntry | undefined>;
 }
 
+/** Thrown inside one run of a stage when a cached layer proved corrupt: the stage runs again without that entry. */
+class CachedLayerCorrupt extends Error {}
+
+/**
+ * Runs a stage; when extracting a layer that came from a cache hit finds its content is not what the entry records,
+ * the entry is distrusted (a warning, then a miss that rewrites it) and the stage starts again on a clean root.
+ */
 export async function runStage(ex: Executor, stage: PlannedStage): Promise<StageResult> {
+  for (;;) {
+    try {
+      return await runStageOnce(ex, stage);
+    } catch (err) {
+      if (!(err instanceof CachedLayerCorrupt)) throw err;
+    }
+  }
+}
+
+async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageResult> {
   const { services, settings, scheduling } = ex;
   const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
@@ -134,6 +152,9 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
   const { steps, key } = await prepareSteps(ex, stage, [...triggers, ...stage.instructions], state, baseKey);
 
   const cache = services.cache;
+  // Layers this run took from cache hits, by the key of their entry; and what the run counted, to take back on a restart.
+  const fromCache = new Map<Layer, string>();
+  const counted = { hits: 0, misses: 0 };
   for (const p of steps) {
     if (scheduling.signal.aborted) {
       if (scheduling.signal.reason instanceof BuilderError) throw scheduling.signal.reason; // the build was cancelled (a signal)
@@ -153,21 +174,32 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
     const below = cache && p.key && !p.linked ? chainId(state.layers) : undefined;
     if (cache && hit && cache.fits(hit, below)) {
       cache.hits++;
+      counted.hits++;
       services.emit({ type: 'step', status: 'cached', step: step.label, instruction: step.by, ...(hit.layer ? { layer: { digest: hit.layer.descriptor.digest, size: hit.layer.descriptor.size } } : {}) });
       state.appendCached(hit.layer, step);
+      if (hit.layer) fromCache.set(hit.layer, hit.key);
       continue;
     }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    await handler.execute({ ex, stage: state, inst, step }).catch((err: unknown) => {
+    await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
-      throw err;
+      // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
+      await root.checkBase();
+      const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
+      if (!cache || key === undefined) throw err;
+      cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
+      cache.hits -= counted.hits;
+      cache.misses -= counted.misses;
+      await root.discard();
+      throw new CachedLayerCorrupt();
     });
     const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
     services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
     if (cache && p.key) {
       cache.misses++;
+      counted.misses++;
       cache.write(p.key, step.by, added, below, platform);
     }
   }

@@ -82,6 +82,38 @@ export function parseIndex(bytes: Buffer, what = 'index'): Index {
   return j as unknown as Index;
 }
 
+/**
+ * A config's own size, checked before parsing (JSON.parse takes about 6x the text): real configs take kilobytes, a
+ * few hundred history entries included.
+ */
+const CONFIG_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * What a config's Env may hold. Every RUN gets it through execve, whose kernel limit is about 2 MiB for argv and
+ * environment together (128 KiB per entry): a bigger Env could never run a step, and 1e6 entries once took 19 s and
+ * 850 MB before exec refused them. Docker's own images hold a few dozen.
+ */
+const CONFIG_ENV_LIMITS = { entries: 4096, bytes: 1024 * 1024 } as const;
+
 export function parseConfig(bytes: Buffer, what = 'image config'): ImageConfig {
-  return parseJson(bytes, what) as unknown as ImageConfig;
+  if (bytes.length > CONFIG_MAX_BYTES) {
+    throw new BuilderError('IMAGE_CONFIG_TOO_LARGE', `${what}: ${bytes.length} bytes, more than builder reads (${CONFIG_MAX_BYTES}); an Env of that size could not run a step anyway`, {
+      hint: 'the base image config is oversized (a huge Env, labels or history); rebuild the base image with a smaller config',
+    });
+  }
+  const config = parseJson(bytes, what) as unknown as ImageConfig;
+  checkConfigEnv(config.config?.Env, what);
+  return config;
+}
+
+function checkConfigEnv(env: unknown, what: string): void {
+  if (env === undefined || env === null) return;
+  if (!Array.isArray(env) || env.some((e) => typeof e !== 'string')) throw bad(what, 'config.Env is not a list of strings');
+  let bytes = 0;
+  for (const e of env as string[]) bytes += Buffer.byteLength(e) + 1;
+  if (env.length > CONFIG_ENV_LIMITS.entries || bytes > CONFIG_ENV_LIMITS.bytes) {
+    throw new BuilderError('IMAGE_CONFIG_ENV_TOO_LARGE', `${what}: its Env holds ${env.length} entries (${bytes} bytes), more than builder accepts (${CONFIG_ENV_LIMITS.entries} entries, ${CONFIG_ENV_LIMITS.bytes} bytes)`, {
+      hint: 'no RUN step could start with that environment (the kernel refuses it at exec); rebuild the base image with a smaller ENV',
+    });
+  }
 }

@@ -7,7 +7,7 @@ import {
   checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
-import { header, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
+import { header, readAll, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
 import { interruptedError, RegistryError } from './errors.js';
 
@@ -35,23 +35,6 @@ export interface PushBlobOptions {
 
 const pullScope = (ref: ImageRef): string => `repository:${ref.repository}:pull`;
 const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,push`;
-
-/** The whole body, at most `max` bytes; a body shorter than its Content-Length is an interruption, not a result. */
-async function readAll(res: RegResponse, max: number, what: string, registry: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of res.body) {
-    n += (c as Buffer).length;
-    if (n > max) {
-      res.body.destroy();
-      throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint: 'this does not look like a manifest; check the reference' });
-    }
-    chunks.push(c as Buffer);
-  }
-  const declared = Number(header(res, 'content-length') ?? NaN);
-  if (Number.isFinite(declared) && n < declared) throw interruptedError(registry, what, undefined, n, declared);
-  return Buffer.concat(chunks);
-}
 
 /** Registry X (ECR, Harbor, GAR, Artifactory, GitLab protected tags...) refusing to overwrite a tag, as kaniko recognises it. */
 export function isImmutableTagError(err: unknown): boolean {
@@ -292,7 +275,7 @@ export class RegistryClient {
         // the source failing (a corrupt local blob, a download that gave up) is not the registry's fault: no retry
         if (err instanceof UploadSourceError) throw err.error;
         location = undefined;
-        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
+        if (!this.t.policy.shouldRetry(err, attempt, budget, 'session')) throw err;
         await this.t.backoff(`upload of ${desc.digest} to ${ref.name} (new session)`, err, attempt, budget);
         // the upload may have completed with only its response lost
         if (await this.hasBlob(ref, desc.digest, 'push')) return 'uploaded';
@@ -418,7 +401,7 @@ export class RegistryClient {
           if (resumes >= budget) throw new RegistryError('REGISTRY_RANGE_INVALID', `${what}: registry ${ref.registry} keeps holding a different number of bytes than were sent`, { hint: 'retry the push' });
         } catch (err) {
           if (src.error) throw new UploadSourceError(src.error);
-          if (!this.t.policy.shouldRetry(err, resumes, budget)) throw err;
+          if (!this.t.policy.shouldRetry(err, resumes, budget, 'session')) throw err;
           await this.t.backoff(what, err, resumes, budget);
         }
         // out of sync (failed PATCH, short write): ask the registry and restart the source there

@@ -1,48 +1,57 @@
-// Registry error codes (one typed union, each with its retryable flag) and the mapping HTTP status + distribution error JSON -> RegistryError.
+// Registry error codes (one typed union, each with how the retry policy treats it) and the mapping HTTP status + distribution error JSON -> RegistryError.
 import { BuilderError, type BuilderErrorOptions } from '../errors.js';
 import { DIGEST_ERROR_CODES } from '../digest/index.js';
 
 /**
- * Every code a registry operation throws. `retryable`: the same request (or, for uploads, a fresh upload
- * session) may succeed if tried again; the retry policy reads this flag and nothing else.
+ * How the retry policy treats an error:
+ * - transient: may pass by itself (resets, timeouts, 408/429/5xx, bytes damaged in flight): retried while the budget lasts;
+ * - once: a refused connection or an unknown host: retrying rarely helps, so one quick retry at most (a registry restarting);
+ * - session: an upload the registry rejected or lost: the same request would fail again, a new upload session may not;
+ * - never: a deterministic answer (any 4xx but 408/429, TLS, configuration, content).
  */
+export type RetryKind = 'transient' | 'once' | 'session' | 'never';
+
+/** Every code a registry operation throws, with how the retry policy treats it (the policy reads this and nothing else). */
 export const REGISTRY_ERROR_CODES = {
   // distribution spec error codes, mapped one-to-one to REGISTRY_<code>
-  REGISTRY_MANIFEST_UNKNOWN: { retryable: false },
-  REGISTRY_BLOB_UNKNOWN: { retryable: false },
-  REGISTRY_NAME_UNKNOWN: { retryable: false },
-  REGISTRY_NAME_INVALID: { retryable: false },
-  REGISTRY_TAG_INVALID: { retryable: false },
-  REGISTRY_DENIED: { retryable: false },
-  REGISTRY_UNAUTHORIZED: { retryable: false },
-  REGISTRY_MANIFEST_INVALID: { retryable: false },
-  REGISTRY_MANIFEST_BLOB_UNKNOWN: { retryable: false },
-  REGISTRY_UNSUPPORTED: { retryable: false },
-  // an upload the registry rejected or lost: a new session may succeed (bytes damaged in flight, session expired)
-  REGISTRY_DIGEST_INVALID: { retryable: true },
-  REGISTRY_SIZE_INVALID: { retryable: true },
-  REGISTRY_BLOB_UPLOAD_UNKNOWN: { retryable: true },
-  REGISTRY_BLOB_UPLOAD_INVALID: { retryable: true },
-  REGISTRY_RANGE_INVALID: { retryable: true },
+  REGISTRY_MANIFEST_UNKNOWN: { retry: 'never' },
+  REGISTRY_BLOB_UNKNOWN: { retry: 'never' },
+  REGISTRY_NAME_UNKNOWN: { retry: 'never' },
+  REGISTRY_NAME_INVALID: { retry: 'never' },
+  REGISTRY_TAG_INVALID: { retry: 'never' },
+  REGISTRY_DENIED: { retry: 'never' },
+  REGISTRY_UNAUTHORIZED: { retry: 'never' },
+  REGISTRY_MANIFEST_INVALID: { retry: 'never' },
+  REGISTRY_MANIFEST_BLOB_UNKNOWN: { retry: 'never' },
+  REGISTRY_UNSUPPORTED: { retry: 'never' },
+  // an upload the registry rejected or lost: a new session may succeed (bytes damaged in flight, session expired);
+  // any other request answered so (a DELETE by tag gets 400 DIGEST_INVALID) gets the same answer again
+  REGISTRY_DIGEST_INVALID: { retry: 'session' },
+  REGISTRY_SIZE_INVALID: { retry: 'session' },
+  REGISTRY_BLOB_UPLOAD_UNKNOWN: { retry: 'session' },
+  REGISTRY_BLOB_UPLOAD_INVALID: { retry: 'session' },
+  REGISTRY_RANGE_INVALID: { retry: 'session' },
   // transient by nature
-  REGISTRY_TOO_MANY_REQUESTS: { retryable: true },
-  REGISTRY_SERVER_ERROR: { retryable: true },
-  REGISTRY_TIMEOUT: { retryable: true },
-  REGISTRY_UNREACHABLE: { retryable: true },
-  REGISTRY_INTERRUPTED: { retryable: true },
+  REGISTRY_TOO_MANY_REQUESTS: { retry: 'transient' },
+  REGISTRY_SERVER_ERROR: { retry: 'transient' },
+  REGISTRY_TIMEOUT: { retry: 'transient' },
+  REGISTRY_INTERRUPTED: { retry: 'transient' },
+  // refused, unknown host, no route: one quick retry
+  REGISTRY_UNREACHABLE: { retry: 'once' },
   // permanent: configuration, protocol or content problems
-  REGISTRY_NOT_FOUND: { retryable: false },
-  REGISTRY_HTTP_ERROR: { retryable: false },
-  REGISTRY_TLS: { retryable: false },
-  REGISTRY_CERTIFICATE_UNREADABLE: { retryable: false },
-  REGISTRY_AUTH_INVALID: { retryable: false },
-  REGISTRY_PROTOCOL: { retryable: false },
-  REGISTRY_RESPONSE_TOO_LARGE: { retryable: false },
+  REGISTRY_NOT_FOUND: { retry: 'never' },
+  REGISTRY_HTTP_ERROR: { retry: 'never' },
+  REGISTRY_TLS: { retry: 'never' },
+  REGISTRY_CERTIFICATE_UNREADABLE: { retry: 'never' },
+  REGISTRY_AUTH_INVALID: { retry: 'never' },
+  REGISTRY_PROTOCOL: { retry: 'never' },
+  REGISTRY_RESPONSE_TOO_LARGE: { retry: 'never' },
+  REGISTRY_TOO_MANY_REDIRECTS: { retry: 'never' },
   // authenticated, but the token lacks the scope (push); a server demanding mutual TLS; every pull mirror failed
-  REGISTRY_INSUFFICIENT_SCOPE: { retryable: false },
-  REGISTRY_CLIENT_CERT_REQUIRED: { retryable: false },
-  REGISTRY_MIRRORS_FAILED: { retryable: false },
-} as const satisfies Record<string, { retryable: boolean }>;
+  REGISTRY_INSUFFICIENT_SCOPE: { retry: 'never' },
+  REGISTRY_CLIENT_CERT_REQUIRED: { retry: 'never' },
+  REGISTRY_MIRRORS_FAILED: { retry: 'never' },
+} as const satisfies Record<string, { retry: RetryKind }>;
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERROR_CODES;
 
@@ -65,16 +74,18 @@ export class RegistryError extends BuilderError {
     this.retryAfterMs = opts.retryAfterMs;
   }
 
-  get retryable(): boolean {
-    return REGISTRY_ERROR_CODES[this.code].retryable;
+  get retry(): RetryKind {
+    return REGISTRY_ERROR_CODES[this.code].retry;
   }
 }
 
-/** Whether an error's code says trying again may help (registry and digest codes; anything else: no). */
-export function isRetryable(err: unknown): boolean {
-  if (!(err instanceof BuilderError)) return false;
-  const table: Record<string, { retryable: boolean }> = { ...REGISTRY_ERROR_CODES, ...DIGEST_ERROR_CODES };
-  return table[err.code]?.retryable ?? false;
+/** How the retry policy treats an error, by its code (registry and digest codes; errors of other folders: never). */
+export function retryKind(err: unknown): RetryKind {
+  if (!(err instanceof BuilderError)) return 'never';
+  const reg = (REGISTRY_ERROR_CODES as Record<string, { retry: RetryKind }>)[err.code];
+  if (reg) return reg.retry;
+  // bytes that came over a network may be right the next time
+  return (DIGEST_ERROR_CODES as Record<string, { retryable: boolean }>)[err.code]?.retryable ? 'transient' : 'never';
 }
 
 const HINTS: Record<string, string> = {
@@ -134,7 +145,9 @@ export function registryError(registry: string, what: string, status: number, bo
   const detail = first?.message ? `: ${first.message}` : '';
   const ra = parseRetryAfter(retryAfter);
   const extra: RegistryErrorOptions = { status, ...(ra !== undefined ? { retryAfterMs: ra } : {}) };
-  if (rcode && HINTS[rcode] !== undefined) {
+  // a 408, 429 or 5xx is transient whatever its body says: the status decides how it is retried
+  const byStatus = status === 408 || status === 429 || status >= 500;
+  if (rcode && HINTS[rcode] !== undefined && (!byStatus || rcode === 'TOOMANYREQUESTS')) {
     const code = (rcode === 'TOOMANYREQUESTS' ? 'REGISTRY_TOO_MANY_REQUESTS' : `REGISTRY_${rcode}`) as RegistryErrorCode;
     return new RegistryError(code, `${what} on registry ${registry} failed with ${status} ${rcode}${detail}`, { hint: HINTS[rcode], ...extra });
   }

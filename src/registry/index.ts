@@ -8,7 +8,7 @@ export {
 } from './credentials.js';
 export { parseChallenge, type Challenge } from './challenge.js';
 export {
-  registryError, RegistryError, isRetryable, REGISTRY_ERROR_CODES, type RegistryErrorCode,
+  registryError, RegistryError, retryKind, REGISTRY_ERROR_CODES, type RegistryErrorCode, type RetryKind,
 } from './errors.js';
 export { RetryPolicy, DEFAULT_RETRIES, type RetrySettings } from './retry.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';

@@ -128,6 +128,28 @@ export function header(res: { headers: Record<string, string | string[] | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The whole body, at most `max` bytes; a body shorter than its Content-Length is an interruption, not a result. */
+export async function readAll(res: RegResponse, max: number, what: string, registry: string, hint = 'this does not look like a manifest; check the reference'): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      res.body.destroy();
+      throw new RegistryError('REGISTRY_RESPONSE_TOO_LARGE', `${what}: response larger than ${max} bytes`, { hint });
+    }
+    chunks.push(c as Buffer);
+  }
+  const declared = Number(header(res, 'content-length') ?? NaN);
+  if (Number.isFinite(declared) && n < declared) throw interruptedError(registry, what, undefined, n, declared);
+  return Buffer.concat(chunks);
+}
+
+/** Redirects followed for one request (a blob GET goes to storage once, maybe via a CDN). */
+const MAX_REDIRECTS = 5;
+/** A token server's answer is capped like a manifest. */
+const MAX_TOKEN_ANSWER = 8 * 1024 * 1024;
+
 function isLoopback(registry: string): boolean {
   const h = registryHostname(registry).toLowerCase();
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
@@ -175,7 +197,7 @@ export class Transport {
   async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
     const wait = this.policy.delay(attempt, err);
     const code = (err as RegistryError)?.code ?? 'error';
-    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${budget})`;
+    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${Math.max(attempt + 1, this.policy.budgetFor(err, budget, 'session'))})`;
     if (this.opts.onRetry) this.opts.onRetry(line);
     else this.log(line);
     const cut = signal ?? this.opts.signal;
@@ -265,7 +287,7 @@ export class Transport {
     return b;
   }
 
-  /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE is retryable) and the caller's retry loop pings again. */
+  /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE gets one quick retry) and the caller's retry loop pings again. */
   private async ping(registry: string, what: string): Promise<string> {
     const httpOk = this.httpAllowed(registry);
     let httpsError: unknown;
@@ -350,9 +372,15 @@ export class Transport {
       res.body.on('error', () => undefined);
       this.log(`${init.method} ${cur.origin}${cur.pathname} -> ${res.statusCode}`);
       const location = header({ headers: res.headers }, 'location');
-      if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && hop < 5 && init.body === undefined) {
+      if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && init.body === undefined) {
         await res.body.dump().catch(() => undefined);
         const next = new URL(location, cur);
+        if (hop >= MAX_REDIRECTS) {
+          // origin and path only: a storage redirect's query may carry a signature
+          throw new RegistryError('REGISTRY_TOO_MANY_REDIRECTS', `${init.method} ${url.origin}${url.pathname}: too many redirects (more than ${MAX_REDIRECTS}, the last to ${next.origin}${next.pathname})`, {
+            hint: 'the registry (or a proxy in front of it) redirects in a loop; check its storage/redirect configuration',
+          });
+        }
         if (next.host !== cur.host) {
           const { authorization: _drop, ...rest } = headers;
           headers = rest;
@@ -427,9 +455,10 @@ export class Transport {
       throw networkError(server, what, err);
     }
     try {
-      text = await res.body.text();
+      // a token is a few KiB: a server answering without end must not fill memory
+      text = (await readAll(res, MAX_TOKEN_ANSWER, `${what}: token response of ${server}`, server, 'the token server is broken or hostile; check the registry\'s auth configuration')).toString('utf8');
     } catch (err) {
-      throw interruptedError(server, `${what}: token response`, err);
+      throw err instanceof BuilderError ? err : interruptedError(server, `${what}: token response`, err);
     }
     if (res.status === 401 || res.status === 403) throw unauthorized(registry, what, cred ? 'the token server rejected the credentials' : 'no credentials were found for it');
     if (res.status !== 200) throw registryError(server, `${what}: token request`, res.status, text, header(res, 'retry-after'));
@@ -500,7 +529,7 @@ export class Transport {
 
   /**
    * A registry API call whose response `consume` reads (e.g. a manifest): a failure anywhere, from connecting to
-   * the last body byte, is retried as one unit while its code is retryable and the request's budget lasts.
+   * the last body byte, is retried as one unit while its code's retry kind and the request's budget allow.
    */
   async exchange<T>(req: RegRequest, consume: (res: RegResponse) => Promise<T>): Promise<T> {
     const budget = req.retry === false ? 0 : this.retries(req.budget ?? (req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'push'));

@@ -566,6 +566,8 @@ async function writeFile(st: State, host: string, entry: TarEntry, fin: Finish):
       inflight = writeAll(fh, bufs, at).finally(() => {
         busy = false;
       });
+      // a write failing (disk full) while the next chunks are read is awaited below, never an unhandled rejection
+      inflight.catch(() => undefined);
     };
     for await (const chunk of entry.body) {
       batch.push(chunk);

@@ -57,7 +57,33 @@ export function stepEnv(env: string[], home: string | undefined, argv0 = ''): st
     order.push('HOME');
     values.set('HOME', home ?? '/');
   }
-  return order.map((k) => `${k}=${values.get(k) ?? ''}`);
+  const out = order.map((k) => `${k}=${values.get(k) ?? ''}`);
+  checkEnvSize(out, argv0);
+  return out;
+}
+
+/**
+ * execve's limits (128 KiB per string, about 2 MiB for argv and environment together), with room for the sandbox's
+ * BUILDER_ENV_n names and its env -S string (one argument naming every entry): past them spawn fails with E2BIG.
+ */
+const ENV_LIMITS = { entries: 4096, entryBytes: 128 * 1024 - 64, bytes: 1536 * 1024 } as const;
+
+function checkEnvSize(env: readonly string[], argv0: string): void {
+  let bytes = 0;
+  for (const kv of env) {
+    const n = Buffer.byteLength(kv) + 1;
+    bytes += n;
+    if (n > ENV_LIMITS.entryBytes) {
+      throw new BuilderError('RUN_ENV_TOO_LARGE', `environment variable ${kv.slice(0, Math.min(kv.indexOf('='), 64))} for RUN ${argv0} is ${n} bytes, more than exec accepts (${ENV_LIMITS.entryBytes})`.trim(), {
+        hint: 'pass large values as a file (COPY, or RUN --mount=type=secret / bind) instead of ENV or ARG',
+      });
+    }
+  }
+  if (env.length > ENV_LIMITS.entries || bytes > ENV_LIMITS.bytes) {
+    throw new BuilderError('RUN_ENV_TOO_LARGE', `the environment for RUN ${argv0} holds ${env.length} entries (${bytes} bytes), more than exec accepts (${ENV_LIMITS.entries} entries, ${ENV_LIMITS.bytes} bytes)`, {
+      hint: 'drop ENV and ARG values the step does not need, or pass large values as files',
+    });
+  }
 }
 
 /** "K=V" list -> object for spawn. */
@@ -98,6 +124,8 @@ export interface SpawnSpec {
   cwd?: string;
   uid?: number;
   gid?: number;
+  /** fd 0 is a pipe this process holds open and never writes (else /dev/null): its EOF tells the child we died. */
+  holdStdin?: boolean;
   /** Extra pipe fds after stdio (fd 3...); their text is returned. */
   extraPipes?: number;
   /** What the user asked to run, for messages. */
@@ -118,12 +146,12 @@ export interface SpawnOutcome extends RunResult {
 }
 
 /**
- * Spawns in its own process group (so an abort kills every descendant), stdin from /dev/null,
+ * Spawns in its own process group (so an abort kills every descendant), stdin from /dev/null (or held, see holdStdin),
  * stdout/stderr streamed chunk by chunk to onOutput.
  */
 export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
   if (spec.signal?.aborted) return Promise.reject(aborted(spec.what));
-  const stdio: StdioOptions = ['ignore', 'pipe', 'pipe'];
+  const stdio: StdioOptions = [spec.holdStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'];
   for (let i = 0; i < (spec.extraPipes ?? 0); i++) stdio.push('pipe');
   return new Promise((resolve, reject) => {
     const child = spawn(spec.file, spec.args, {
@@ -148,6 +176,7 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
         }),
       );
     };
+    child.stdin?.on('error', () => undefined); // never written: only its EOF matters, to the child
     drain(child.stdout, (c) => spec.onOutput?.(c, 'stdout'));
     drain(child.stderr, (c) => spec.onOutput?.(c, 'stderr'));
     for (let i = 0; i < (spec.extraPipes ?? 0); i++) {

@@ -1,7 +1,7 @@
 // Trust in place: the RUN launcher (builder-run) and its Landlock probe, builder's own copies of the credential files a
 // step must not read, and one build per root (a lock that also tells the next build what a killed one left).
 import { execFile } from 'node:child_process';
-import { access, chmod, chown, constants, lstat, mkdir, readFile, readdir, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, constants, lstat, mkdir, readFile, readdir, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -81,8 +81,6 @@ interface Holder {
   pid: number;
   /** /proc/PID/stat start time: a later process reusing the pid is not the holder. */
   start: string;
-  /** The build's own work dir, removed by the next build if this one was killed. */
-  work: string;
   /** The RUN step running without builder-run (its pid is its process group), killed by the next build. */
   step?: { pid: number; start: string };
 }
@@ -100,8 +98,11 @@ async function orphanLaunchers(): Promise<number[]> {
   return out;
 }
 
-/** Cleans what a killed build left (launchers still stopping its steps, its work dir) and says what it did. */
-async function cleanAfter(dead: Holder): Promise<string> {
+/**
+ * Cleans what a killed build left in "/" (its step, launchers still stopping theirs) and says what it did; its work
+ * dir (secret copies, stashes) goes with every dead build's (src/executor/leftovers.ts).
+ */
+async function cleanAfter(dead: Holder): Promise<string | undefined> {
   const done: string[] = [];
   const step = dead.step;
   if (step && readProcStat(step.pid)?.start === step.start) {
@@ -112,18 +113,14 @@ async function cleanAfter(dead: Holder): Promise<string> {
   // A launcher left behind ends its step and restores the hidden files on its own: wait, never kill it mid-write.
   for (let i = 0; i < 200 && launchers.some((pid) => readProcStat(pid) !== undefined); i++) await new Promise((r) => setTimeout(r, 50));
   if (launchers.length > 0) done.push(`${launchers.length} RUN step(s) stopped and their hidden files put back`);
-  if (await lstat(dead.work).then(() => true, () => false)) {
-    await rm(dead.work, { recursive: true, force: true });
-    done.push(`work dir ${dead.work} (secrets and temp files) removed`);
-  }
-  return `a killed in-place build (pid ${dead.pid}) left this container: ${done.length > 0 ? done.join('; ') : 'nothing to clean'}`;
+  return done.length > 0 ? `a killed in-place build (pid ${dead.pid}) left this container: ${done.join('; ')}` : undefined;
 }
 
 /**
  * Takes the root for this build: fails at once while another live build holds it; cleans after a dead holder first.
  * Returns the line saying what was cleaned (if anything) and the release function.
  */
-export async function holdRoot(lockFile: string, who: { pid: number; work: string }): Promise<{
+export async function holdRoot(lockFile: string, who: { pid: number }): Promise<{
   cleaned?: string; release: () => Promise<void>; note: (stepPid: number | undefined) => Promise<void>;
 }> {
   const start = readProcStat(who.pid)?.start;

@@ -2,8 +2,9 @@
 // ipc, uts [net] namespaces, pivot_root into the build root (host root detached), Docker's 14 capabilities
 // (bounding set too), no no_new_privs, read-only/masked /proc paths, nodev; /proc, /dev, /sys,
 // resolv.conf and hosts exist only for the run. Built from util-linux + coreutils, no helper of our own:
-//   unshare (namespaces) -> sh stage 1 (mounts, host tool view, pivot helper) -> nsenter --root=view
-//   -> sh stage 2 (pivot done, old root detached) -> setpriv (gid, groups, caps) -> env -i -> unshare --root=. --setuid
+//   sh stage 0 (forks the watcher that kills the step if the builder dies) -> unshare (namespaces) -> sh stage 1
+//   (mounts, host tool view, pivot helper) -> nsenter --root=view -> sh stage 2 (pivot done, old root detached)
+//   -> setpriv (gid, groups, caps) -> env -i -S (the step's env, from env's own environment) -> unshare --root=. --setuid
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
@@ -62,6 +63,11 @@ export interface SandboxOptions {
    * with env=. They travel in process environments only (readable by root and their owner, unlike /proc/PID/cmdline).
    */
   secretEnv?: string[];
+  /**
+   * A path for the per-run dir (created 0700, removed after the run); default a fresh builder-run-* in the OS temp dir.
+   * The executor names one in its work dir, so what a killed build left is found and removed with that dir.
+   */
+  runtimeDir?: string;
 }
 
 /** One RUN --mount as the sandbox sees it: host sources are prepared by the executor (src/executor/steps/run-mounts.ts). */
@@ -121,6 +127,28 @@ export const DOCKER_CAPS: readonly string[] = [
 /** Top-level host entries the host tools need after the pivot (binaries, libraries, the loader). */
 const HOST_VIEW_ENTRIES = ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32', 'usr'];
 
+// Stage 0, in the host's namespaces: ties the step to the builder's life, then becomes the outer unshare. A SIGKILL
+// (or the OOM killer) of the builder closes its end of fd 0; the watcher forked here then SIGKILLs the step's pid 1
+// (its death empties the PID namespace) and the unshare. PR_SET_PDEATHSIG alone cannot do it: setpriv --regid and
+// unshare --setuid clear it on pid 1 for any non-root USER, and pid 1 must stay the step's command (as in Docker).
+// The watcher only acts while the unshare it was forked for lives (pid and start time unchanged).
+const WATCH_SCRIPT = `
+U=$$
+read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ S _ < /proc/$U/stat
+# fd 5: a background list's stdin is /dev/null in a shell without job control.
+exec 5<&0
+(
+  exec 1>/dev/null 2>&1 3>&-
+  read -r W _ < /proc/self/stat
+  read -r _ <&5 && exit 0
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ T _ < /proc/$U/stat && [ "$T" = "$S" ] || exit 0
+  read -r K < /proc/$U/task/$U/children
+  for k in $K; do [ "$k" = "$W" ] || kill -KILL "$k"; done
+  kill -KILL "$U"
+) &
+exec "$@" </dev/null 5<&-
+`;
+
 // Stage 1, in the new namespaces with the host root: the mounts (batched in fstab files written by
 // runSandboxed, one mount(8) process each), the host tool view, the pivot helper. Fixed text, every
 // variable part is a positional arg. Errors go to fd 3 so they are never mistaken for the command's
@@ -129,7 +157,10 @@ const SETUP_SCRIPT = `
 R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; BASH=$8; shift 8
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
-mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the build root or the host tool view"
+# Explicit, not in root.fstab: mount -a skips a line whose target is already mounted (an overlay root), and nodev
+# (Docker's device cgroup in our hands) would be lost with it.
+mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root"
+mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the host tool view"
 exec 6<"$V" || fail "cannot open the host tool view"
 mount -a -T "$T/proc-dev.fstab" 2>&3 || fail "cannot mount /proc or /dev"
 if has dev; then cp -a "$T/dev/." "$R/dev/" 2>&3 || fail "cannot populate /dev"; fi
@@ -137,8 +168,7 @@ if has sys; then
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys" 2>/dev/null ||
     mount --bind -o ro,nosuid,nodev,noexec /sys "$R/sys" 2>&3 || fail "cannot mount /sys"
 fi
-mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf or /etc/hosts"
-mount -a -T "$T/user.fstab" 2>&3 || fail "cannot mount the RUN --mount targets"
+mount -a -T "$T/runtime.fstab" 2>&3 || fail "cannot provide /dev, /sys, /etc/resolv.conf, /etc/hosts or the RUN --mount targets"
 if has lo && [ -n "$IP" ]; then "$IP" link set lo up 2>/dev/null; fi
 mkfifo -m 600 "$T/go" "$T/done" 2>&3 || fail "cannot create the pivot handshake"
 # The helper pivots once this shell sits in the host tool view, whose root the pivot leaves alone.
@@ -169,30 +199,41 @@ echo ready >&3; exec 3>&-
 exec "$@"
 `;
 
-/** secretEnv entries checked: a shell identifier (it goes into an `env -S` string), no NUL. */
-function secretEntries(entries: readonly string[], what: string): { name: string; value: string }[] {
-  return entries.map((kv) => {
+/** secretEnv entries checked without ever quoting one: a secret's value may not reach a message. */
+function checkSecretEntries(entries: readonly string[], what: string): void {
+  for (const kv of entries) {
     const i = kv.indexOf('=');
-    const name = kv.slice(0, Math.max(i, 0));
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || kv.includes('\0')) {
-      throw new BuilderError('RUN_ENV_INVALID', `invalid secret environment entry for RUN ${what} (variable "${name}")`, {
-        hint: 'A secret env= name is letters, digits and _; its value may not hold a NUL byte.',
+    if (i <= 0 || kv.includes('\0')) {
+      throw new BuilderError('RUN_ENV_INVALID', `invalid secret environment entry for RUN ${what} (variable "${kv.slice(0, Math.max(i, 0))}")`, {
+        hint: 'A secret env= entry is NAME=VALUE with a non-empty NAME and no NUL byte.',
       });
     }
-    return { name, value: kv.slice(i + 1) };
-  });
+  }
 }
 
-/** GNU env's -S with ${VAR} expansion carries secret values past argv; busybox's env has no -S. */
-async function checkEnvSplitString(envTool: string, what: string): Promise<void> {
+/**
+ * The step's environment reaches the last `env -i` through its own environment (BUILDER_ENV_n="K=V", expanded by
+ * GNU env's -S), never through argv, where any local user could read it with ps; busybox's env has no -S.
+ */
+async function checkEnvSplitString(envTool: string): Promise<void> {
   const ok = await new Promise<boolean>((resolve) => {
-    execFile(envTool, ['-i', '-S', 'A=${B}', envTool], { env: { B: 'probe' }, timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'A=probe\n'));
+    execFile(envTool, ['-i', '-S', '-- ${B}', envTool], { env: { B: 'A=probe' }, timeout: 10_000 }, (err, stdout) => resolve(!err && stdout === 'A=probe\n'));
   });
   if (!ok) {
-    throw new BuilderError('RUN_SECRET_ENV_UNSUPPORTED', `RUN ${what}: --mount=type=secret,env= needs GNU env with -S on this host (${envTool} has none)`, {
-      hint: 'install GNU coreutils, or mount the secret as a file (drop env=) and read it: $(cat /run/secrets/ID)',
+    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox needs GNU env with -S on this host (${envTool} has none)`, {
+      hint: 'install GNU coreutils (its env carries the step\'s environment without putting it on a command line), or use --run-mode in-place inside a container',
     });
   }
+}
+
+/** The environment of the spawned chain: the host tools' own, plus each step entry under a name env -S expands. */
+function chainEnv(entries: readonly string[]): { env: Record<string, string>; split: string } {
+  const env: Record<string, string> = { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C' };
+  entries.forEach((kv, i) => {
+    env[`BUILDER_ENV_${i}`] = kv;
+  });
+  // "--" first: an entry whose key starts with "-" is an assignment, not an option of env.
+  return { env, split: ['--', ...entries.map((_, i) => `\${BUILDER_ENV_${i}}`)].join(' ') };
 }
 
 /** Finds the host tools the sandbox needs, or says which one is missing. */
@@ -356,7 +397,7 @@ const DEV_LINKS: readonly [string, string][] = [
 const RUNTIME_ENTRIES: readonly string[] = [
   ...HOST_VIEW_ENTRIES.map((e) => `view/${e}`), 'view/etc/ld.so.cache', 'view/etc', 'view/proc', 'view',
   ...[...DEV_NODES, ...DEV_LINKS.map(([n]) => n), 'shm', 'pts'].map((e) => `dev/${e}`), 'dev',
-  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'user.fstab', 'resolv.conf', 'hosts', 'go', 'done',
+  'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'resolv.conf', 'hosts', 'go', 'done',
 ];
 
 /** An fstab field: libmount unescapes \ooo octal, so spaces and friends in paths survive. */
@@ -372,10 +413,10 @@ const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
 /**
  * Writes the per-run files stage 1 needs into dir: the host tool view's skeleton (top-level symlinks
  * copied for merged /usr, mount points for the system dirs and ld.so.cache), the /dev template, and
- * the three fstab files it mounts in order. Returns where the view is mounted: under the root's /dev
+ * the three fstab files it mounts in order (the RUN --mount lines last in the third). Returns where the view is mounted: under the root's /dev
  * (or /proc), so the runtime mount there covers it once stage 2 holds it as its root.
  */
-async function writeSetupFiles(root: string, dir: string, flags: string[]): Promise<string> {
+async function writeSetupFiles(root: string, dir: string, flags: string[], userTab: string): Promise<string> {
   const has = (f: string): boolean => flags.includes(f);
   if (!has('dev') && !has('proc')) {
     throw new BuilderError('RUN_SANDBOX_SETUP', `the build root ${root} has neither a /dev nor a /proc directory`, {
@@ -388,8 +429,9 @@ async function writeSetupFiles(root: string, dir: string, flags: string[]): Prom
   await mkdir(path.join(view, 'proc'), { mode: 0o755 });
   const line = (src: string, dst: string, type: string, options: string): string =>
     `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
-  // pivot_root needs the root to be a mount point; nodev stands in for Docker's device cgroup.
-  let rootTab = line(root, root, 'none', 'bind,nodev') + line(view, viewAt, 'none', 'bind,ro');
+  // The root's own nodev bind comes first, in the setup script (pivot_root needs a mount point; nodev stands in for
+  // Docker's device cgroup); the view is mounted on top of it.
+  let rootTab = line(view, viewAt, 'none', 'bind,ro');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
     if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));
@@ -442,7 +484,8 @@ async function writeSetupFiles(root: string, dir: string, flags: string[]): Prom
   if (has('hosts')) runtimeTab += line(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
   await writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 });
   await writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 });
-  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab, { mode: 0o600 });
+  // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
+  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 });
   return viewAt;
 }
 
@@ -482,8 +525,9 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
     });
   }
   checkUser(opts.user, what);
-  const secrets = secretEntries(opts.secretEnv ?? [], what);
-  const env = stepEnv(opts.env, opts.user.home, what).filter((kv) => !secrets.some((e) => kv.startsWith(`${e.name}=`)));
+  checkSecretEntries(opts.secretEnv ?? [], what);
+  // Secrets come last and win; stepEnv never quotes an entry that is valid.
+  const env = chainEnv(stepEnv([...opts.env, ...(opts.secretEnv ?? [])], opts.user.home, what));
   const found = tools ?? (await findSandboxTools());
   if ('missing' in found) {
     throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot run ${what} in a sandbox: host tool "${found.missing}" not found`, {
@@ -501,34 +545,35 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       hint: 'Use --run-mode in-place to build into "/".',
     });
   }
-  if (secrets.length > 0) await checkEnvSplitString(found.env, what);
   const network = opts.network ?? 'default';
   const prepared = await prepareMountPoints(root);
-  const runtimeDir = await mkdtemp(path.join(tmpdir(), 'builder-run-'));
+  const runtimeDir = opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-')));
+  if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
     const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
-    await writeFile(path.join(runtimeDir, 'user.fstab'), userTab, { mode: 0o600 });
     await writeRuntimeFiles(runtimeDir, network);
-    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags);
+    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags, userTab);
     const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
     const args = [
+      '-c', WATCH_SCRIPT, 'builder-sandbox-watch', found.unshare,
       ...namespaceArgs(network),
       '--',
       found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.sh, found.bash ?? '',
       // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
       found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
       `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
-      // The step's env is applied here and nowhere earlier; unshare passes it to the command unchanged.
-      // Secrets with env= are not written here: `env -S` expands ${BUILDER_SECRET_ENV_n} from its own environment.
-      found.env, '-i', ...(secrets.length > 0 ? ['-S', secrets.map((e, i) => `${e.name}=\${BUILDER_SECRET_ENV_${i}}`).join(' ')] : ['--']), ...env,
+      // The step's env is applied here and nowhere earlier (expanded from BUILDER_ENV_n, never on a command line);
+      // unshare passes it to the command unchanged.
+      found.env, '-i', '-S', env.split,
       // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
       found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
       ...opts.argv,
     ];
     const out = await spawnStreaming({
-      file: found.unshare,
+      file: found.sh,
       args,
-      env: { PATH: HOST_TOOL_DIRS.join(':'), LC_ALL: 'C', ...Object.fromEntries(secrets.map((e, i) => [`BUILDER_SECRET_ENV_${i}`, e.value])) },
+      env: env.env,
+      holdStdin: true,
       extraPipes: 1,
       what,
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
@@ -548,11 +593,18 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       });
     }
     if (!report.includes('ready') && !out.signal) {
+      if (out.exitCode === 126 || out.exitCode === 127) {
+        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${found.unshare} could not be executed`, {
+          hint: 'Check that util-linux unshare runs here, or use --run-mode in-place inside a container.',
+        });
+      }
       // The outer unshare failed before our script ran: its own message went to stderr.
       throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (unshare exited ${out.exitCode})`, {
         hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
       });
     }
+    // An env without -S fails every step (GNU env with 125, busybox's with 1): checked only then, never on success.
+    if (out.exitCode === 125 || out.exitCode === 1) await checkEnvSplitString(found.env);
     return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
   } finally {
     await removeRuntimeDir(runtimeDir);

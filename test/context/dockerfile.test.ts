@@ -103,3 +103,37 @@ describe('Dockerfile symlinks and odd files', () => {
     await refused('Dockerfile', 'DOCKERFILE_OUTSIDE_CONTEXT', '.dockerignore');
   });
 });
+
+describe('Dockerfile symlinks, whatever the working directory (issue 18 item 6)', () => {
+  async function openAt(cwd: string, dockerfile: string): Promise<BuildContext> {
+    const ctx = await openContext(path.join(work, 'ctx'), { cwd, tmpDir: path.join(work, 'tmp'), dockerfile });
+    opened.push(ctx);
+    return ctx;
+  }
+
+  it.each(['/', 'home'])('from cwd %s, a context Dockerfile linked to a file beside the context is refused', async (where) => {
+    // "home" holds the context and the secret, as $HOME holds a checkout and ~/.docker/config.json
+    const cwd = where === '/' ? '/' : work;
+    await writeFile(path.join(work, 'config.json'), `${SECRET}\n`);
+    await symlink('../config.json', path.join(work, 'ctx/Dockerfile'));
+    const err = await errorOf(openAt(cwd, 'Dockerfile'));
+    expect(err).toMatchObject({ code: 'DOCKERFILE_OUTSIDE_CONTEXT' });
+    expect(err.message).toContain(path.join(work, 'config.json'));
+    expect(err.message).toContain('outside the build context');
+    expect(`${err.message}\n${(err as { hint?: string }).hint}`).not.toContain('SECRET');
+  });
+
+  it('named through the working directory (cwd /, --dockerfile path/to/ctx/Dockerfile) it is refused the same way', async () => {
+    await writeFile(path.join(work, 'config.json'), `${SECRET}\n`);
+    await symlink('../config.json', path.join(work, 'ctx/Dockerfile'));
+    const err = await errorOf(openAt('/', path.relative('/', path.join(work, 'ctx/Dockerfile'))));
+    expect(err).toMatchObject({ code: 'DOCKERFILE_OUTSIDE_CONTEXT' });
+  });
+
+  it('from a working directory inside the context, a link to another file of the context is followed', async () => {
+    await writeTree(work, { 'ctx/Dockerfile.base': 'FROM scratch\n', 'ctx/sub/x': 'x' });
+    await symlink('../Dockerfile.base', path.join(work, 'ctx/sub/Dockerfile'));
+    const ctx = await openAt(path.join(work, 'ctx/sub'), 'Dockerfile');
+    expect(ctx.dockerfilePath).toBe(path.join(work, 'ctx/sub/Dockerfile'));
+  });
+});

@@ -48,6 +48,13 @@ describe('registry layer cache (--cache)', () => {
     return { digest: r.stdout.trim().split('\n').pop()!, stderr: r.stderr, log: (await reg.accessLog()).slice(before) };
   };
 
+  /** The annotations of a cache entry's manifest, read from the registry. */
+  const entryAnnotations = async (repo: string, tag: string): Promise<Record<string, string>> => {
+    const res = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    if (!res.ok) throw new Error(`GET manifest ${repo}:${tag}: ${res.status}`);
+    return ((await res.json()) as { annotations?: Record<string, string> }).annotations ?? {};
+  };
+
   it('a rebuild on a clean machine hits every step: same digest, no layer bytes down, no blob uploads', async () => {
     const files = { 'a.txt': 'a\n', 'b.txt': 'b\n' };
     const first = await fresh('full-1', files, ['--destination', `${reg.host}/cache/app:one`]);
@@ -128,8 +135,12 @@ describe('registry layer cache (--cache)', () => {
     const files = { 'a.txt': 'mismatch\n', 'b.txt': 'b\n' };
     await fresh('mis-1', files, ['--destination', `${reg.host}/cache/mis:one`]);
     const tags = await registryTags(reg, 'cache/mis/cache');
-    // put entry 0's manifest under every other key
-    for (const t of tags.slice(1)) await skopeoCopy(`docker://${reg.host}/cache/mis/cache:${tags[0]}`, `docker://${reg.host}/cache/mis/cache:${t}`, { reg, extraArgs: ['--preserve-digests'] });
+    // the first step's entry, chosen by the step it records (the tags' sort order is the keys' hash order)
+    const first = (await Promise.all(tags.map(async (t) => ({ t, step: (await entryAnnotations('cache/mis/cache', t))['dev.builder.cache.step'] ?? '' }))))
+      .filter((e) => e.step.includes('COPY a.txt'));
+    expect(first).toHaveLength(1);
+    // put the first step's manifest under every other key: that step hits, each later one records another key
+    for (const t of tags.filter((x) => x !== first[0]!.t)) await skopeoCopy(`docker://${reg.host}/cache/mis/cache:${first[0]!.t}`, `docker://${reg.host}/cache/mis/cache:${t}`, { reg, extraArgs: ['--preserve-digests'] });
     const again = await fresh('mis-2', files, ['--destination', `${reg.host}/cache/mis:two`, '--no-push-cache']);
     expect(again.stderr).toMatch(/ignored: it records key [0-9a-f]{64}/);
     expect(again.stderr).toContain('1 hit, 5 misses');

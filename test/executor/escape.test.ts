@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import { commandLinesDuring, compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
 const exists = (p: string) => lstat(p).then(() => true, () => false);
@@ -50,5 +50,18 @@ describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {
     await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--destination', `${reg.host}/test/escape-ok:v1`]);
     expect(await exists(marker)).toBe(false);
     expect(await registryTags(reg, 'test/escape-ok')).toEqual(['v1']);
+  });
+
+  it('a build argument\'s value and an ENV value are on no process\'s command line while the step runs', async () => {
+    const arg = `arg-value-${process.pid}-${Date.now()}`;
+    const env = `env-value-${process.pid}-${Date.now()}`;
+    const argCtx = await ws.context('ctx-argv', {
+      Dockerfile: [`FROM ${base}`, 'ARG TOKEN', `ENV OTHER=${env}`, 'RUN test "$TOKEN" = "$(cat /proc/1/environ | tr "\\0" "\\n" | sed -n "s/^TOKEN=//p")" && echo same > /same && sleep 2'].join('\n'),
+    });
+    // Bare --build-arg TOKEN: the value comes from builder's environment, so not even builder's own argv holds it.
+    const build = ws.buildOk(argCtx, ['--run-mode', 'sandbox', '--build-arg', 'TOKEN', '--no-push'], { env: { TOKEN: arg } });
+    const lines = await commandLinesDuring([arg, env], 'builder-sandbox', build);
+    expect(lines.running).toBeGreaterThan(0); // the scan saw the step's chain running
+    expect(lines.seen).toEqual([]);
   });
 });

@@ -192,7 +192,7 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     // SIGKILL mid-RUN: nothing of it runs on, its secret is gone, /run and /var/run hold nothing of earlier builds
     expect((await res('k.rc')).trim()).toBe('137');
     expect((await res('n.rc')).trim(), context).toBe('0');
-    expect(await res('n.out')).toMatch(/a killed in-place build \(pid \d+\) left this container: .*work dir/);
+    expect(await res('n.out')).toMatch(/work dir: removed what a killed build left/);
     expect(await res('n-orphan')).toBe('gone\n');
     expect(await res('n-tok')).toContain('unreadable');
     expect(await res('n-run')).not.toMatch(/hostile|leak|orphan/);

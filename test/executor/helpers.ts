@@ -1,5 +1,5 @@
 // Shared helpers for the executor's end-to-end tests: the compiled CLI as a child process, contexts, unpacking.
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -123,4 +123,31 @@ export async function registryTags(reg: TestRegistry, repo: string): Promise<str
   if (res.status === 404) return [];
   if (!res.ok) throw new Error(`tags/list ${repo}: HTTP ${res.status}`);
   return ((await res.json()) as { tags?: string[] | null }).tags ?? [];
+}
+
+/**
+ * Reads every /proc/PID/cmdline (what `ps` shows any local user) every 50 ms while `during` runs: the command lines
+ * holding any of `values`, and how many held `running` (proof the scan saw what it was meant to watch).
+ */
+export async function commandLinesDuring<T>(values: string[], running: string, during: Promise<T>): Promise<{ seen: string[]; running: number }> {
+  let done = false;
+  const out = { seen: [] as string[], running: 0 };
+  const scan = (async () => {
+    while (!done) {
+      for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+        if (!/^\d+$/.test(pid)) continue;
+        const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+        if (cmd.includes(running)) out.running++;
+        if (values.some((v) => cmd.includes(v))) out.seen.push(cmd.toString('utf8').replace(/\0/g, ' '));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  try {
+    await during;
+  } finally {
+    done = true;
+    await scan;
+  }
+  return out;
 }

@@ -1,4 +1,5 @@
 // Hostile base images pushed to the real registry, built FROM in the sandbox: refused with a typed error, nothing outside the build root touched.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,7 +9,7 @@ import { RegistryClient } from '../../src/registry/index.js';
 import { makeTar } from '../rootfs/tar-helpers.js';
 import { pushRawImage } from '../support/raw-image.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
 
 describe('a hostile base image cannot reach outside the build root', () => {
   let reg: TestRegistry;
@@ -87,5 +88,26 @@ describe('a hostile base image cannot reach outside the build root', () => {
     expect(r.stderr).toContain('ROOTFS_LAYER_MEDIA_TYPE_UNSUPPORTED');
     expect(r.stderr).toContain('helm.chart');
     expect(await registryTags(reg, 'hostile/chart-out')).toEqual([]);
+  });
+
+  it.each([
+    // 12 MB of config: refused before it is parsed; 5000 entries (60 KB) are parsed, then refused for what Env holds.
+    [1_000_000, 'IMAGE_CONFIG_TOO_LARGE', /config of .*: \d+ bytes, more than builder reads/],
+    [5_000, 'IMAGE_CONFIG_ENV_TOO_LARGE', /its Env holds 5000 entries/],
+  ])('a base config whose Env holds %i entries fails early with %s, in bounded memory', async (n, code, message) => {
+    const env = Array.from({ length: n }, (_, i) => `V${i}=x`);
+    const base = `${reg.host}/hostile/env:${n}`;
+    await pushRawImage(client, base, [{ tar: await makeTar([{ name: 'f', content: 'x' }]) }], 'docker', { Env: env });
+    const ctx = await ws.context('ctx-env', { Dockerfile: `FROM ${base}\nRUN true\n` });
+    const args = ['--context', ctx, '--cache-dir', ws.path('cache'), '--work-dir', ws.path(`work-env-${n}`), '--run-mode', 'sandbox', '--destination', `${reg.host}/hostile/env-out:v1`];
+    // GNU time prints the builder's peak RSS (KiB) as the last stderr line.
+    const r = spawnSync('/usr/bin/time', ['-f', '%M', 'node', path.join(ROOT, 'bin/builder'), ...args], { cwd: ws.dir, env: ws.env, encoding: 'utf8', timeout: 110_000 });
+    expect(r.status, r.stderr).toBe(1);
+    expect(Number(r.stderr.trim().split('\n').at(-1)) / 1024).toBeLessThan(150);
+    expect(r.stderr).toContain(code);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(/hint: /);
+    expect(r.stderr).not.toMatch(/internal error|E2BIG/);
+    expect(await registryTags(reg, 'hostile/env-out')).toEqual([]);
   });
 });

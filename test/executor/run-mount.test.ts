@@ -5,7 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { commandLinesDuring, compileIfStale, Workspace } from './helpers.js';
 
 const SECRET = 'S3cr3t-value-4f9a1c7e-never-in-the-image';
 
@@ -129,25 +129,7 @@ describe('builder build: RUN --mount (sandbox)', () => {
     });
     const layout = ws.path('secret-env-layout');
     const build = ws.buildOk(ctx, [...sandbox, '--secret', 'id=tok,env=MY_TOKEN', '--oci-layout-path', layout], { env: { MY_TOKEN: value } });
-    let done = false;
-    const seen: string[] = [];
-    const scan = (async () => {
-      while (!done) {
-        for (const pid of await readdir('/proc').catch(() => [] as string[])) {
-          if (!/^\d+$/.test(pid)) continue;
-          const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
-          if (cmd.includes(value)) seen.push(cmd.toString('utf8').replace(/\0/g, ' '));
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
-    try {
-      await build;
-    } finally {
-      done = true;
-      await scan;
-    }
-    expect(seen).toEqual([]);
+    expect((await commandLinesDuring([value], 'builder-sandbox', build)).seen).toEqual([]);
     const blobs = await layoutBlobs(layout);
     for (const b of blobs) expect(b.includes(value)).toBe(false);
     const { createHash } = await import('node:crypto');

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { unmountBelow } from '../support/tools.js';
 import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
@@ -255,6 +256,68 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
       expect(await mountsUnder(work)).toEqual([]);
     } finally {
       await killLeftovers(cli, mark, work);
+    }
+  });
+
+  it('SIGKILL mid-RUN: no step process 2 s later; the next build removes its mounts and dirs, never a running build\'s', async () => {
+    const mark = randomBytes(8).toString('hex');
+    const other = randomBytes(8).toString('hex');
+    const { work, tmp } = await dirs('kill9');
+    const loops = 'RUN (while :; do echo bg >> /bg.log; sleep 0.1; done) & setsid sh -c \'while :; do sleep 0.1; done\' & echo step-started; while :; do sleep 0.1; done';
+    const ctx = await ws.context('ctx-kill9', { Dockerfile: [`FROM ${base}`, `ENV SIGNAL_TEST_MARK=${mark}`, loops].join('\n') });
+    const ctxRunning = await ws.context('ctx-kill9-running', { Dockerfile: [`FROM ${base}`, `ENV SIGNAL_TEST_MARK=${other}`, loops].join('\n') });
+    const ctxNext = await ws.context('ctx-kill9-next', { Dockerfile: [`FROM ${base}`, 'RUN echo next > /next'].join('\n') });
+    const killed = startCli(ws, ctx, work, tmp, ['--no-push']);
+    let running: Cli | undefined;
+    try {
+      await until('the RUN step to start', () => /\] step-started$/m.test(killed.stderr()), killed);
+      let seen: Proc[] = [];
+      await until('the step processes', async () => (seen = await processesOf(mark, work)).filter((p) => p.why.includes('marker')).length >= 3, killed, 10_000);
+      killed.child.kill('SIGKILL');
+      const deadline = Date.now() + 2000;
+      let alive = seen;
+      while (alive.length > 0 && Date.now() < deadline) {
+        await sleep(50);
+        const now = [];
+        for (const p of alive) if ((await procStart(p.pid)) === p.start) now.push(p);
+        alive = now;
+      }
+      expect(alive).toEqual([]);
+      expect(await processesOf(mark, work)).toEqual([]);
+      // What the killed build could not clean: its stage root (an overlay mount) and its build dir; nothing in $TMPDIR.
+      const killedDirs = await readdir(work);
+      expect(killedDirs).toHaveLength(1);
+      expect(await mountsUnder(path.join(work, killedDirs[0]!))).not.toEqual([]);
+      expect(await readdir(tmp)).toEqual([]);
+
+      // The next build in this work dir removes them, and says so in one line.
+      running = startCli(ws, ctxRunning, work, tmp, ['--no-push']);
+      await until('the next build\'s step', () => /\] step-started$/m.test(running!.stderr()), running);
+      const report = running.stderr().split('\n').filter((l) => l.includes('killed build'));
+      expect(report).toHaveLength(1);
+      expect(report[0]).toContain(`unmounted 1 stage root and removed what a killed build left (${killedDirs[0]})`);
+      expect(await mountsUnder(path.join(work, killedDirs[0]!))).toEqual([]);
+      const runningDir = await readdir(work);
+      expect(runningDir).toHaveLength(1);
+      expect(runningDir[0]).not.toBe(killedDirs[0]);
+      const runningMounts = await mountsUnder(path.join(work, runningDir[0]!));
+      expect(runningMounts).not.toEqual([]);
+
+      // A build still running in the same work dir: a later build leaves its dir and mounts alone.
+      const next = await ws.build(ctxNext, ['--run-mode', 'sandbox', '--no-push'], { work, env: { TMPDIR: tmp } });
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).not.toContain('killed build');
+      expect(await readdir(work)).toEqual(runningDir);
+      expect(await mountsUnder(path.join(work, runningDir[0]!))).toEqual(runningMounts);
+      expect(running.child.exitCode).toBe(null);
+      expect((await processesOf(other, work)).length).toBeGreaterThanOrEqual(3);
+
+      running.child.kill('SIGTERM');
+      await expectCleanExit(running, 'SIGTERM', other, work, tmp, []);
+    } finally {
+      await killLeftovers(killed, mark, work);
+      if (running) await killLeftovers(running, other, work);
+      await unmountBelow(work);
     }
   });
 

@@ -7,6 +7,7 @@ import { digestHex } from '../../src/digest/index.js';
 import { isBuilderError, type BuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
 import { copyImage, RegistryClient } from '../../src/registry/index.js';
+import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { copyLayout, pushBusybox, busyboxLayout } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { clientFor, drain } from './helpers.js';
@@ -110,18 +111,32 @@ describe('TLS', () => {
 });
 
 describe('connection errors', () => {
-  it('retries with backoff, then reports REGISTRY_UNREACHABLE naming the registry', async () => {
+  it('retries a refused connection once, quickly, then reports REGISTRY_UNREACHABLE naming the registry', async () => {
     const { freePort } = await import('../support/registry.js');
     const port = await freePort();
     const logs: string[] = [];
-    const c = track(new RegistryClient({ retries: 2, retryBaseMs: 100, logger: (l) => logs.push(l) }));
-    const t0 = Date.now();
+    const c = track(new RegistryClient({ retries: 4, retryBaseMs: 1000, logger: (l) => logs.push(l) }));
     const err = await caught(c.getManifest(parseReference(`127.0.0.1:${port}/app:v1`)));
     expect(err.code).toBe('REGISTRY_UNREACHABLE');
     expect(err.message).toContain(`127.0.0.1:${port}`);
+    expect(err.message).toContain('ECONNREFUSED');
     expect(err.hint).toBeTruthy();
-    expect(logs.filter((l) => l.startsWith('retrying'))).toHaveLength(2);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    // the policy's promise: one retry of a refusal, its delay the quick one whatever the backoff base
+    const asked = logs.filter((l) => l.startsWith('retrying')).map((l) => Number(/ in (\d+)ms /.exec(l)?.[1]));
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toBeGreaterThanOrEqual(QUICK_RETRY_MS / 2);
+    expect(asked[0]).toBeLessThanOrEqual(QUICK_RETRY_MS);
+  });
+
+  it('an unknown host name gets one quick retry at most', async () => {
+    const logs: string[] = [];
+    const c = track(new RegistryClient({ retries: 4, logger: (l) => logs.push(l) }));
+    const err = await caught(c.getManifest(parseReference('no-such-host.invalid/app:v1')));
+    expect(err.code).toBe('REGISTRY_UNREACHABLE');
+    expect(err.message).toMatch(/ENOTFOUND|EAI_AGAIN/);
+    const asked = logs.filter((l) => l.startsWith('retrying')).map((l) => Number(/ in (\d+)ms /.exec(l)?.[1]));
+    expect(asked.length).toBeLessThanOrEqual(1);
+    for (const d of asked) expect(d).toBeLessThanOrEqual(QUICK_RETRY_MS);
   });
 });
 

@@ -2,36 +2,43 @@
 import { describe, expect, it } from 'vitest';
 import { BuilderError } from '../../src/errors.js';
 import { DIGEST_ERROR_CODES } from '../../src/digest/index.js';
-import { isRetryable, parseRetryAfter, registryError, REGISTRY_ERROR_CODES, RegistryError } from '../../src/registry/errors.js';
-import { RetryPolicy } from '../../src/registry/retry.js';
+import { parseRetryAfter, registryError, REGISTRY_ERROR_CODES, RegistryError, retryKind } from '../../src/registry/errors.js';
+import { QUICK_RETRY_MS, RetryPolicy } from '../../src/registry/retry.js';
 
-describe('retryable is a property of the error code', () => {
+describe('how an error is retried is a property of its code', () => {
   it.each([
-    [408, '', 'REGISTRY_TIMEOUT', true],
-    [429, '', 'REGISTRY_TOO_MANY_REQUESTS', true],
-    [500, '', 'REGISTRY_SERVER_ERROR', true],
-    [502, '<html>bad gateway</html>', 'REGISTRY_SERVER_ERROR', true],
-    [503, '', 'REGISTRY_SERVER_ERROR', true],
-    [501, '', 'REGISTRY_UNSUPPORTED', false],
-    [505, '', 'REGISTRY_HTTP_ERROR', false],
-    [400, '{"errors":[{"code":"DIGEST_INVALID"}]}', 'REGISTRY_DIGEST_INVALID', true],
-    [404, '{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN"}]}', 'REGISTRY_BLOB_UPLOAD_UNKNOWN', true],
-    [404, '{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', 'REGISTRY_MANIFEST_UNKNOWN', false],
-    [403, '', 'REGISTRY_DENIED', false],
-    [401, '', 'REGISTRY_UNAUTHORIZED', false],
-  ])('status %i %s -> %s (retryable: %s)', (status, body, code, retryable) => {
+    [408, '', 'REGISTRY_TIMEOUT', 'transient'],
+    [429, '', 'REGISTRY_TOO_MANY_REQUESTS', 'transient'],
+    [500, '', 'REGISTRY_SERVER_ERROR', 'transient'],
+    [502, '<html>bad gateway</html>', 'REGISTRY_SERVER_ERROR', 'transient'],
+    [503, '', 'REGISTRY_SERVER_ERROR', 'transient'],
+    [501, '', 'REGISTRY_UNSUPPORTED', 'never'],
+    [505, '', 'REGISTRY_HTTP_ERROR', 'never'],
+    [400, '', 'REGISTRY_HTTP_ERROR', 'never'],
+    [405, '', 'REGISTRY_HTTP_ERROR', 'never'],
+    [400, '{"errors":[{"code":"DIGEST_INVALID"}]}', 'REGISTRY_DIGEST_INVALID', 'session'],
+    [404, '{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN"}]}', 'REGISTRY_BLOB_UPLOAD_UNKNOWN', 'session'],
+    [404, '{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', 'REGISTRY_MANIFEST_UNKNOWN', 'never'],
+    [403, '', 'REGISTRY_DENIED', 'never'],
+    [401, '', 'REGISTRY_UNAUTHORIZED', 'never'],
+  ])('status %i %s -> %s (%s)', (status, body, code, kind) => {
     const e = registryError('r.example', 'GET x', status, body);
     expect(e.code).toBe(code);
-    expect(e.retryable).toBe(retryable);
-    expect(isRetryable(e)).toBe(retryable);
+    expect(e.retry).toBe(kind);
+    expect(retryKind(e)).toBe(kind);
   });
 
-  it('every registry and digest code has a flag; errors of other folders are never retried', () => {
-    for (const [code, { retryable }] of Object.entries({ ...REGISTRY_ERROR_CODES, ...DIGEST_ERROR_CODES })) {
-      expect(isRetryable(new BuilderError(code, 'x'))).toBe(retryable);
+  it('every registry and digest code has a kind; no 4xx but 408/429 is retried as a request; errors of other folders are never retried', () => {
+    for (const [code, { retry }] of Object.entries(REGISTRY_ERROR_CODES)) expect(retryKind(new BuilderError(code, 'x'))).toBe(retry);
+    for (const [code, { retryable }] of Object.entries(DIGEST_ERROR_CODES)) expect(retryKind(new BuilderError(code, 'x'))).toBe(retryable ? 'transient' : 'never');
+    const p = new RetryPolicy();
+    for (let status = 400; status < 500; status++) {
+      for (const body of ['', '{"errors":[{"code":"DIGEST_INVALID"}]}', '{"errors":[{"code":"BLOB_UPLOAD_INVALID"}]}']) {
+        expect(p.shouldRetry(registryError('r.example', 'DELETE x', status, body), 0, 4)).toBe(status === 408 || status === 429);
+      }
     }
-    expect(isRetryable(new BuilderError('BLOB_STORE_WRITE_FAILED', 'disk full'))).toBe(false);
-    expect(isRetryable(new Error('ECONNRESET'))).toBe(false); // untyped errors are typed before the policy sees them
+    expect(retryKind(new BuilderError('BLOB_STORE_WRITE_FAILED', 'disk full'))).toBe('never');
+    expect(retryKind(new Error('ECONNRESET'))).toBe('never'); // untyped errors are typed before the policy sees them
   });
 });
 
@@ -71,5 +78,17 @@ describe('backoff', () => {
     expect(p.shouldRetry(busy, 3, 3)).toBe(false);
     expect(p.shouldRetry(busy, 0, 0)).toBe(false);
     expect(p.shouldRetry(new RegistryError('REGISTRY_DENIED', 'x'), 0, 3)).toBe(false);
+  });
+
+  it('an unreachable registry gets one quick retry; a rejected upload is retried only with a new session', () => {
+    const lo = new RetryPolicy({ baseMs: 500 }, () => 0);
+    const hi = new RetryPolicy({ baseMs: 500 }, () => 1);
+    const refused = new RegistryError('REGISTRY_UNREACHABLE', 'x');
+    expect([0, 1, 2].map((a) => hi.shouldRetry(refused, a, 4))).toEqual([true, false, false]);
+    expect(hi.shouldRetry(refused, 0, 0)).toBe(false);
+    expect([lo.delay(0, refused), hi.delay(0, refused)]).toEqual([QUICK_RETRY_MS / 2, QUICK_RETRY_MS]);
+    const rejected = new RegistryError('REGISTRY_DIGEST_INVALID', 'x');
+    expect(hi.shouldRetry(rejected, 0, 4)).toBe(false);
+    expect([0, 3, 4].map((a) => hi.shouldRetry(rejected, a, 4, 'session'))).toEqual([true, true, false]);
   });
 });

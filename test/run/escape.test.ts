@@ -135,6 +135,34 @@ describe.skipIf(!probe.ok)('sandbox against hostile RUN steps', () => {
     await rm(path.join(root, 'tmp/mem'), { force: true });
   });
 
+  it('on an overlay root (a base from the extracted-base store) device nodes a RUN creates cannot be opened; /dev still works', async () => {
+    // The build root is already a mount point here: the nodev bind must not be skipped as "already mounted".
+    const layers = await mkdtemp(path.join(tmpdir(), 'escape-overlay-'));
+    const merged = path.join(layers, 'merged');
+    execFileSync('mkdir', ['-p', `${layers}/upper`, `${layers}/work`, merged]);
+    execFileSync('chmod', ['755', layers, merged]);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${root},upperdir=${layers}/upper,workdir=${layers}/work`, merged]);
+    try {
+      // kvm, fuse, loop-control and the block device behind /dev/loop0: made (MKNOD is Docker's too), never opened.
+      const nodes = [['kvm', 'c 10 232'], ['fuse', 'c 10 229'], ['loopctl', 'c 10 237'], ['mem', 'c 1 1'], ['loop0', 'b 7 0']];
+      const script = nodes.map(([n, spec]) => `mknod /tmp/${n} ${spec} && echo made-${n}; (exec 3<> /tmp/${n}) 2>/dev/null && echo OPENED-${n};`).join(' ') +
+        ' mknod /dev/kvm2 c 10 232 && (exec 3<> /dev/kvm2) 2>/dev/null && echo OPENED-dev;' +
+        ' head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; head -c 4 /dev/random | wc -c; echo x > /dev/null && echo null-ok;' +
+        ' { echo x > /dev/full; } 2>&1 | grep -q "No space" && echo full-ok; echo s > /dev/shm/s && cat /dev/shm/s; test -c /dev/ptmx && test -d /dev/pts && echo pts-ok;' +
+        ' grep " / / " /proc/self/mountinfo';
+      const res = await run(['/bin/sh', '-c', script], { root: merged });
+      expect(res.stdout).not.toContain('OPENED');
+      const lines = res.stdout.trim().split('\n');
+      expect(lines.slice(0, nodes.length)).toEqual(nodes.map(([n]) => `made-${n}`));
+      expect(lines.slice(nodes.length, -1)).toEqual(['4', '4', '4', 'null-ok', 'full-ok', 's', 'pts-ok']);
+      expect(lines.at(-1)!.split(' ')[5]).toContain('nodev');
+      expect(res.exitCode).toBe(0);
+    } finally {
+      execFileSync('umount', [merged]);
+      await rm(layers, { recursive: true, force: true });
+    }
+  });
+
   it('sysctls, sysrq-trigger and /sys are read-only; kcore, keys and timer_list are masked', async () => {
     // kernel.hostname is per uts namespace: harmless even if the write went through.
     const res = await sh('echo probe > /proc/sys/kernel/hostname 2>/dev/null || echo sysctl-ro; ' +

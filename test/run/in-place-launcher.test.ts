@@ -128,27 +128,24 @@ describe('holdRoot: one in-place build per root', () => {
 
   it('refuses a second build while the first one lives, at once and saying so', async () => {
     const lock = path.join(dir, 'live.lock');
-    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w1') });
+    const held = await holdRoot(lock, { pid: process.pid });
     const other = spawn('sleep', ['30']);
-    await expect(holdRoot(lock, { pid: other.pid!, work: path.join(dir, 'w2') })).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
+    await expect(holdRoot(lock, { pid: other.pid! })).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
     other.kill('SIGKILL');
     await held.release();
-    const again = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w3') });
+    const again = await holdRoot(lock, { pid: process.pid });
     await again.release();
   });
 
-  it('takes over from a dead holder, removing its work dir and saying what it cleaned', async () => {
+  it('takes over from a dead holder at once (its work dir is leftovers.ts\'s to remove)', async () => {
     const lock = path.join(dir, 'dead.lock');
-    const work = path.join(dir, 'dead-work');
-    await mkdir(path.join(work, 'scratch'), { recursive: true });
-    await writeFile(path.join(work, 'scratch/secret'), 'tok');
     const child = spawn('true');
     const pid = child.pid!;
     await new Promise((r) => child.once('exit', r));
-    await writeFile(lock, JSON.stringify({ pid, start: '1', work }));
-    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w4') });
-    expect(held.cleaned).toMatch(new RegExp(`a killed in-place build \\(pid ${pid}\\) left this container: .*work dir ${work}`));
-    expect(await lstat(work).catch(() => 'gone')).toBe('gone');
+    await writeFile(lock, JSON.stringify({ pid, start: '1' }));
+    const held = await holdRoot(lock, { pid: process.pid });
+    expect(held.cleaned).toBeUndefined();
+    expect(JSON.parse(await readFile(lock, 'utf8'))).toMatchObject({ pid: process.pid });
     await held.release();
   });
 
@@ -160,12 +157,12 @@ describe('holdRoot: one in-place build per root', () => {
     // a holder that died mid-step: its record names the step (written by note, as the build does)
     const dead = spawn('true');
     await new Promise((r) => dead.once('exit', r));
-    const first = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w5') });
+    const first = await holdRoot(lock, { pid: process.pid });
     await first.note(step.pid!);
     const record = JSON.parse(await readFile(lock, 'utf8')) as { step?: { pid: number } };
     expect(record.step?.pid).toBe(step.pid);
     await writeFile(lock, JSON.stringify({ ...record, pid: dead.pid, start: '1' }));
-    const held = await holdRoot(lock, { pid: process.pid, work: path.join(dir, 'w6') });
+    const held = await holdRoot(lock, { pid: process.pid });
     expect(held.cleaned).toContain(`its RUN step's processes (pid ${step.pid} and below) killed`);
     expect(await lstat(`/proc/${step.pid}`).catch(() => 'gone')).toBe('gone');
     await waitFor('the grandchild to go', async () => (await lstat(`/proc/${grandchild}`).catch(() => 'gone')) === 'gone');

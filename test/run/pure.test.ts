@@ -23,6 +23,16 @@ describe('stepEnv', () => {
   it.each(['NOEQUALS', '=value', 'A=b\0c'])('rejects %j', (kv) => {
     expect(() => stepEnv([kv], '/')).toThrow(expect.objectContaining({ code: 'RUN_ENV_INVALID' }));
   });
+
+  it('refuses what exec would refuse with E2BIG (one 128 KiB entry, 5000 entries, 2 MiB), naming no value', () => {
+    const big = `BIG=${'v'.repeat(128 * 1024)}`;
+    expect(() => stepEnv([big], '/', 'true')).toThrow(expect.objectContaining({ code: 'RUN_ENV_TOO_LARGE', message: expect.stringMatching(/^environment variable BIG for RUN true is \d+ bytes/) }));
+    const many = Array.from({ length: 5000 }, (_, i) => `V${i}=x`);
+    expect(() => stepEnv(many, '/')).toThrow(expect.objectContaining({ code: 'RUN_ENV_TOO_LARGE', message: expect.stringContaining('5002 entries') }));
+    const heavy = Array.from({ length: 20 }, (_, i) => `V${i}=${'v'.repeat(100_000)}`);
+    expect(() => stepEnv(heavy, '/')).toThrow(expect.objectContaining({ code: 'RUN_ENV_TOO_LARGE', message: expect.not.stringContaining('vvv') }));
+    expect(stepEnv(Array.from({ length: 4000 }, (_, i) => `V${i}=x`), '/')).toHaveLength(4002);
+  });
 });
 
 describe('shellArgv', () => {

@@ -1,10 +1,12 @@
 // Sandbox mode against a real busybox root in a temp dir: exit codes, output, env, cwd, users, /proc /dev /sys, network, leftovers.
 
-import { lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, resolveUser, runStep, sandboxAvailable, type RunStepOptions } from '../../src/run/index.js';
 import { runSandboxed } from '../../src/run/sandbox.js';
+import { compileIfStale, ROOT } from '../executor/helpers.js';
 import { collect, listTree, makeBusyboxRoot, processesInRoot, procStart, waitFor } from './helpers.js';
 
 const probe = await sandboxAvailable();
@@ -46,6 +48,26 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
     const { out, p } = run(['/bin/env'], { env: ['FOO=bar baz', 'EMPTY='] });
     expect((await p).exitCode).toBe(0);
     expect(out.stdout().trim().split('\n').sort()).toEqual(['EMPTY=', 'FOO=bar baz', 'HOME=/root', `PATH=${DEFAULT_PATH}`].sort());
+  });
+
+  it('the env reaches the step without being on any process command line (ps shows argv to every user)', async () => {
+    const value = `env-value-${process.pid}-${Date.now()}`;
+    const secret = `secret-value-${process.pid}-${Date.now()}`;
+    const marker = path.join(root, 'tmp/env-running');
+    await rm(marker, { force: true });
+    // A key starting with "-" stays an assignment, and one expansion is not expanded again.
+    const { out, p } = run(['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep -E "^(-odd|VAL|SEC|REF)=" | sort; touch /tmp/env-running; sleep 2'], {
+      env: [`VAL=${value}`, '-odd=x y', 'REF=${VAL}', 'SEC=overridden'], secretEnv: [`SEC=${secret}`],
+    });
+    await waitFor('the step to start', () => lstat(marker).then(() => true, () => false));
+    const cmdlines: string[] = [];
+    for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+      cmdlines.push(await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => ''));
+    }
+    expect(cmdlines.some((c) => c.includes('sleep'))).toBe(true); // the step is running while we look
+    expect(cmdlines.filter((c) => c.includes(value) || c.includes(secret))).toEqual([]);
+    expect((await p).exitCode).toBe(0);
+    expect(out.stdout()).toBe(`-odd=x y\nREF=\${VAL}\nSEC=${secret}\nVAL=${value}\n`);
   });
 
   it('keeps an explicit PATH and HOME and runs in cwd', async () => {
@@ -160,6 +182,37 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
     for (const s of seen) if ((await procStart(s.pid)) === s.start) alive.push(s);
     expect(alive).toEqual([]);
     expect(await processesInRoot(root)).toEqual([]);
+  });
+
+  it.each([
+    ['root', ROOT_USER],
+    // setpriv --regid and unshare --setuid clear PR_SET_PDEATHSIG on pid 1: the case a pdeathsig alone would miss
+    ['a non-root user', { uid: 1000, gid: 1000, groups: [], home: '/' }],
+  ])('SIGKILL of the builder mid-RUN (as %s) leaves no process of the step 2 s later', async (_, user) => {
+    await compileIfStale();
+    const opts = { mode: 'sandbox', root, env: [], user, cwd: '/', argv: ['/bin/sh', '-c', '(while :; do sleep 0.05; done) & setsid sh -c "while :; do sleep 0.05; done" & echo started; while :; do sleep 0.05; done'] };
+    const script = `import(${JSON.stringify(path.join(ROOT, 'dist/src/run/index.js'))}).then((m) => m.runStep({ ...${JSON.stringify(opts)}, onOutput: (c) => process.stdout.write(c) }))`;
+    const builder = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    builder.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    let seen: Array<{ pid: number; start: string }> = [];
+    try {
+      await waitFor('the step processes', async () => stdout.includes('started') && (seen = await processesInRoot(root)).length >= 4, 30_000);
+      builder.kill('SIGKILL');
+      const deadline = Date.now() + 2000;
+      let alive = seen;
+      while (alive.length > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        const now = [];
+        for (const s of alive) if ((await procStart(s.pid)) === s.start) now.push(s);
+        alive = now;
+      }
+      expect(alive).toEqual([]);
+      expect(await processesInRoot(root)).toEqual([]);
+    } finally {
+      builder.kill('SIGKILL');
+      for (const s of await processesInRoot(root)) process.kill(s.pid, 'SIGKILL');
+    }
   });
 
   it('throws RUN_ROOT_MISSING for a missing root and RUN_CWD_INVALID for a relative cwd', async () => {

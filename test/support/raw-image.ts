@@ -19,8 +19,11 @@ export interface RawLayer {
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** Pushes config, layers and a manifest (Docker schema2 or OCI) to `ref` ("host/repo:tag"); returns the manifest digest. */
-export async function pushRawImage(client: RegistryClient, ref: string, layers: RawLayer[], format: 'docker' | 'oci' = 'docker'): Promise<string> {
+/**
+ * Pushes config, layers and a manifest (Docker schema2 or OCI) to `ref` ("host/repo:tag"); returns the manifest digest.
+ * `runConfig` is the config's "config" object (default empty).
+ */
+export async function pushRawImage(client: RegistryClient, ref: string, layers: RawLayer[], format: 'docker' | 'oci' = 'docker', runConfig: Record<string, unknown> = {}): Promise<string> {
   const r = parseReference(ref);
   const docker = format === 'docker';
   const descs = [];
@@ -33,7 +36,7 @@ export async function pushRawImage(client: RegistryClient, ref: string, layers: 
     descs.push(desc);
   }
   const config = Buffer.from(JSON.stringify({
-    architecture: hostArch(), os: 'linux', config: {},
+    architecture: hostArch(), os: 'linux', config: runConfig,
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId ?? sha(l.tar)) },
     history: layers.map(() => ({ created_by: 'test' })),
   }));

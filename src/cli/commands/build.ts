@@ -249,7 +249,7 @@ function addBuildFlags(cmd: Command): Command {
     .option('--compression <gzip|zstd>', 'layer compression: gzip (default; large layers use every core) or zstd (OCI manifest; needs the zstd program)')
     .option('--compression-level <n>', 'level of new layers: gzip 0-9 (default 1), zstd 1-19 (default 3)')
     .option('--cache-dir <dir>', 'local store of base images (manifests, configs, layers), verified on read, shared by concurrent builds; fill it with `builder warm` (default ~/.cache/builder)')
-    .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder)')
+    .option('--work-dir <dir>', 'scratch space for stage roots and layer files (default $TMPDIR/builder); what killed builds left there is removed')
     .option('--cleanup [bool]', 'remove the work dir after the build (default true)', parseBool)
     .option('--cache [bool]', 'reuse and store step layers in a cache repository, keyed by the step and everything it reads', parseBool)
     .option('--cache-repo <repo|oci:dir>', 'layer cache location (default: $CI_REGISTRY_IMAGE/cache in GitLab, else the first destination\'s repository + /cache)')

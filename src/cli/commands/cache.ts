@@ -22,7 +22,7 @@ export function register(program: Command, env: CliEnv): void {
     cache.command('prune')
       .description('delete layer-cache entries older than --older-than (tags that are not cache keys are left alone), and with --cache-dir the extracted bases not used for that long; prints each deleted key')
       .option('--cache-repo <repo|oci:dir>', 'the cache repository, as given to the build')
-      .option('--cache-dir <dir>', "the build's --cache-dir: remove extracted bases (rootfs-store/) unused for --older-than")
+      .option('--cache-dir <dir>', "the build's --cache-dir: remove extracted bases (rootfs-store/) unused for --older-than and not in use by a running build (safe during builds)")
       .option('--older-than <duration>', 'delete entries created longer ago than this (Go duration, e.g. 336h)', '336h')
       .option('--dry-run', 'list what would be deleted, delete nothing'),
   ).action(async (flags: PruneFlags) => {

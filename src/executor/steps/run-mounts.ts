@@ -1,8 +1,7 @@
 // RUN --mount: parsing (BuildKit's instructions/runmount.go rules) and the host side of each mount (sources, caches,
 // secret files), handed to the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
 import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, chown, lstat, mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
@@ -358,10 +357,11 @@ async function secretValue(ex: Executor, spec: Extract<MountSpec, { type: 'secre
   return value;
 }
 
-/** A secret is a 0400 (or mode=) file in a fresh 0700 temp dir outside the root, bound read-only and removed after the run. */
+/** A secret is a 0400 (or mode=) file in a fresh 0700 dir outside the root, bound read-only and removed after the run. */
 async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }> & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
-  // In place the host's temp dir is in the root being snapshotted: the secret waits in the scratch dir, outside it.
-  const dir = ex.settings.runMode === 'in-place' ? ex.settings.scratchPath('secret') : await mkdtemp(path.join(tmpdir(), 'builder-secret-'));
+  // In the build's scratch dir: outside the root (in place the host's temp dir is the root being snapshotted), and
+  // removed with the work dir by the next build when this one is killed.
+  const dir = ex.settings.scratchPath('secret');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'secret');

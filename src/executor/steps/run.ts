@@ -107,6 +107,7 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       signal: scheduling.signal,
       ...(mounts.length > 0 ? { mounts } : {}),
       ...(secretEnv.length > 0 ? { secretEnv } : {}),
+      ...(settings.runMode === 'sandbox' ? { runtimeDir: settings.scratchPath('run') } : {}),
       ...(settings.runMode === 'in-place' ? {
         inPlace: {
           ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),

@@ -1,0 +1,89 @@
+// Owns the build dirs in --work-dir: named for the process that made them, and removed (mounts first) by the next
+// build when that process is gone (a SIGKILL or the OOM killer gave it no chance to clean up).
+
+import { execFile } from 'node:child_process';
+import { lstat, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { unescapeMountPath } from '../run/index.js';
+
+/** A build dir's owner: pid, its start time (clock ticks since boot) and its PID namespace. */
+interface Owner {
+  pid: number;
+  start: string;
+  pidNs: string;
+}
+
+const BUILD_DIR = /^build-(\d+)\.(\d+)\.(\d+)-[A-Za-z0-9]{6}$/;
+
+async function procStart(pid: number | 'self'): Promise<string | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // "pid (comm) state ppid ... starttime": the 20th field after the comm
+  return text?.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+async function self(): Promise<Owner> {
+  const [stat, ns] = await Promise.all([readFile('/proc/self/stat', 'utf8'), readlink('/proc/self/ns/pid').catch(() => 'pid:[0]')]);
+  return { pid: Number(stat.slice(0, stat.indexOf(' '))), start: (await procStart('self')) ?? '0', pidNs: ns.replace(/\D/g, '') || '0' };
+}
+
+/** In a build dir made with --cleanup=false: the dir is the user's to look at, so only its mounts are undone. */
+const KEEP = 'keep';
+
+export async function markKept(dir: string): Promise<void> {
+  await writeFile(path.join(dir, KEEP), '--cleanup=false: kept for inspection, never removed by a later build\n');
+}
+
+/** The mkdtemp prefix of this process's build dir: the owner record is in the name, so it exists as soon as the dir. */
+export async function buildDirPrefix(workDir: string): Promise<string> {
+  const me = await self();
+  return path.join(workDir, `build-${me.pid}.${me.start}.${me.pidNs}-`);
+}
+
+/** Mount points at or below `dir`, topmost (last mounted) first, from this mount namespace's mountinfo. */
+async function mountsBelow(dir: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = info.split('\n').map((l) => unescapeMountPath(l.split(' ')[4] ?? '')).filter((mp) => mp === dir || mp.startsWith(`${dir}/`));
+  return points.reverse();
+}
+
+function umount(args: string[]): Promise<boolean> {
+  return new Promise((resolve) => execFile('umount', args, (err) => resolve(!err)));
+}
+
+export interface Leftovers {
+  /** Build dirs removed (their names). */
+  dirs: string[];
+  mounts: number;
+  /** Build dirs of dead builds that still hold a mount that would not go: left alone (a recursive rm would cross it). */
+  kept: string[];
+}
+
+/**
+ * Removes the build dirs of builds that are no longer running: their mounts (stage root overlays) first, then the
+ * dir. A dir whose owner still runs, lives in another PID namespace (cannot be judged) or has no owner in its name
+ * is never touched; one made with --cleanup=false only loses its mounts.
+ */
+export async function removeLeftovers(workDir: string): Promise<Leftovers> {
+  const out: Leftovers = { dirs: [], mounts: 0, kept: [] };
+  const names = await readdir(workDir).catch(() => [] as string[]);
+  const me = await self();
+  const real = await realpath(workDir).catch(() => workDir);
+  for (const name of names) {
+    const m = BUILD_DIR.exec(name);
+    if (!m || m[3] !== me.pidNs) continue;
+    const owner: Owner = { pid: Number(m[1]), start: m[2]!, pidNs: m[3] };
+    if (owner.pid === me.pid || (await procStart(owner.pid)) === owner.start) continue;
+    const dir = path.join(real, name);
+    for (const mp of await mountsBelow(dir)) {
+      if ((await umount([mp])) || (await umount(['-l', mp]))) out.mounts++;
+    }
+    if ((await mountsBelow(dir)).length > 0) {
+      out.kept.push(name);
+      continue;
+    }
+    if (await lstat(path.join(dir, KEEP)).then(() => true, () => false)) continue;
+    await rm(dir, { recursive: true, force: true });
+    out.dirs.push(name);
+  }
+  return out;
+}
