@@ -87,13 +87,13 @@ interface Holder {
 
 const alive = (h: Holder): boolean => readProcStat(h.pid)?.start === h.start;
 
-/** Launchers alive while no build holds the root: a killed build's, stopping its step and putting its hidden files back. */
+/** Launchers whose builder (node) is gone: a killed build's, stopping its step and putting its hidden files back. */
 async function orphanLaunchers(): Promise<number[]> {
   const out: number[] = [];
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
     const e = readProcStat(name);
-    if (e?.comm === LAUNCHER) out.push(e.pid);
+    if (e?.comm === LAUNCHER && e.state !== 'Z' && readProcStat(e.ppid)?.comm !== 'node') out.push(e.pid);
   }
   return out;
 }
