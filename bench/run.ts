@@ -95,12 +95,39 @@ const log = (msg: string): void => { process.stderr.write(`[bench ${new Date().t
 async function pushBases(bases: Set<BaseImage>, registry: string, cacheDir: string): Promise<void> {
   for (const b of bases) {
     const t0 = Date.now();
+    if (b === 'busybox-multi') {
+      await pushMultiBusybox(registry, cacheDir);
+      log(`base ${b}: ${registry}/library/busybox-multi:latest (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
+      continue;
+    }
     const layout = (await runCmd('bash', [path.join(repoRoot, 'scripts/bench-base-images.sh'), cacheDir, b])).trim().split('\n').pop()!;
     const dest = b === 'busybox' ? 'library/busybox:latest' : 'library/debian:bookworm-slim';
     await runCmd('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${b}`, `docker://${registry}/${dest}`]);
     await addManifestMediaType(registry, dest);
     log(`base ${b}: ${layout} -> ${registry}/${dest} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
   }
+}
+
+/** A real two-platform base: the host's busybox and Debian's aarch64 one, pushed by tag, then an OCI index of both. */
+async function pushMultiBusybox(registry: string, cacheDir: string): Promise<void> {
+  const manifests = [];
+  for (const image of ['busybox', 'busybox-arm64']) {
+    const layout = (await runCmd('bash', [path.join(repoRoot, 'scripts/bench-base-images.sh'), cacheDir, image])).trim().split('\n').pop()!;
+    const tag = image === 'busybox' ? 'host' : 'arm64';
+    await runCmd('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--format', 'oci', `oci:${layout}:busybox`, `docker://${registry}/library/busybox-multi:${tag}`]);
+    await addManifestMediaType(registry, `library/busybox-multi:${tag}`);
+    const res = await fetch(`http://${registry}/v2/library/busybox-multi/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const m = JSON.parse(bytes.toString('utf8')) as { config: { digest: string } };
+    const config = await (await fetch(`http://${registry}/v2/library/busybox-multi/blobs/${m.config.digest}`)).json() as { os: string; architecture: string };
+    manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: res.headers.get('docker-content-digest'), size: bytes.length,
+      platform: { os: config.os, architecture: config.architecture } });
+  }
+  const index = 'application/vnd.oci.image.index.v1+json';
+  const put = await fetch(`http://${registry}/v2/library/busybox-multi/manifests/latest`, {
+    method: 'PUT', headers: { 'content-type': index }, body: JSON.stringify({ schemaVersion: 2, mediaType: index, manifests }),
+  });
+  if (!put.ok) throw new Error(`pushing the busybox-multi index: HTTP ${put.status} ${await put.text()}`);
 }
 
 /**
@@ -134,9 +161,14 @@ async function lastError(logFile: string): Promise<string> {
 
 async function pushedLayers(registryHost: string, repoTag: string): Promise<number | undefined> {
   try {
-    const raw = await runCmd('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryHost}/${repoTag}`]);
-    const m = JSON.parse(raw) as { layers?: unknown[] };
-    return m.layers?.length;
+    const raw = (ref: string): Promise<string> => runCmd('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryHost}/${ref}`]);
+    const m = JSON.parse(await raw(repoTag)) as { layers?: unknown[]; manifests?: Array<{ digest: string }> };
+    if (!m.manifests) return m.layers?.length;
+    // an index (--platform a,b): the layers of every platform's image
+    const repo = repoTag.slice(0, repoTag.lastIndexOf(':'));
+    let n = 0;
+    for (const d of m.manifests) n += (JSON.parse(await raw(`${repo}@${d.digest}`)) as { layers?: unknown[] }).layers?.length ?? 0;
+    return n;
   } catch {
     return undefined;
   }
@@ -229,7 +261,8 @@ async function main(): Promise<void> {
       const failed = new Set<string>();
       const runs = runsFor(w);
       for (let i = 0; i < runs; i++) {
-        const order = i % 2 === 0 ? usable : [...usable].reverse();
+        const runners = usable.filter((t) => !w.tools || w.tools.includes(t.name));
+        const order = i % 2 === 0 ? runners : [...runners].reverse();
         for (const tool of order) {
           if (failed.has(tool.name)) continue;
           const stateDir = path.join(work, 'state', `${tool.name}-${w.name}-${i}`);
@@ -252,7 +285,7 @@ async function main(): Promise<void> {
             // Cache runs start from nothing local (their own state dir each) and share only the cache repository.
             const job = { workload: w.name, ctxDir: ctx, registry: proxy.host, destination: `${proxy.host}/${repoTag}`,
               stateDir: cached ? path.join(stateDir, mode) : stateDir, logFile, timeoutMs: w.name === 'big-layer' ? 15 * 60_000 : 6 * 60_000,
-              cacheRepo: cached ? `${proxy.host}/bench/cache/${w.name}-${tool.name}-${i}` : undefined };
+              cacheRepo: cached ? `${proxy.host}/bench/cache/${w.name}-${tool.name}-${i}` : undefined, ...(w.builderArgs ? { builderArgs: w.builderArgs } : {}) };
             await mkdir(job.stateDir, { recursive: true });
             let r: ToolRun;
             try {

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # bench-base-images.sh - make the benchmark's base images as OCI layouts, cached (no push; the bench pushes them).
 #
-#   bench-base-images.sh CACHE_DIR busybox|debian
+#   bench-base-images.sh CACHE_DIR busybox|busybox-arm64|debian
 #
 # Prints the OCI layout directory on stdout (tag = the image name). Reuses CACHE_DIR/<image>-<recipe> when complete.
 #   busybox  /bin/busybox (busybox-static) + applet symlinks, /etc/passwd (root, nobody, app), /tmp 1777; Cmd ["sh"]
+#   busybox-arm64  the same with Debian's aarch64 busybox-static (scripts/arm64-busybox.sh; never run here), arm64 config
 #   debian   debootstrap --variant=minbase bookworm from $BENCH_DEBIAN_MIRROR (default http://deb.debian.org/debian),
 #            slimmed like the official -slim images; Cmd ["bash"]. Takes a few minutes the first time.
 # Adapted from /work/shared/tools/base-images.sh and test/support/images.ts. Needs root (debootstrap, chroot, owners).
 set -euo pipefail
 die() { echo "bench-base-images: $*" >&2; exit 1; }
-[[ $# -eq 2 ]] || die "usage: $0 CACHE_DIR busybox|debian"
+[[ $# -eq 2 ]] || die "usage: $0 CACHE_DIR busybox|busybox-arm64|debian"
 CACHE="$1"; IMG="$2"
 MIRROR="${BENCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"; SUITE=bookworm
 [[ $EUID -eq 0 ]] || die "run as root (debootstrap and file ownership need it)"
 for c in umoci; do command -v $c >/dev/null || die "$c missing (scripts/install-deps.sh)"; done
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+BB=/bin/busybox
 case "$IMG" in
   busybox) RECIPE="busybox-v1-$(sha256sum /bin/busybox | cut -c1-12)";;
+  busybox-arm64)
+    BB=$(bash "$(dirname "$0")/arm64-busybox.sh" "$CACHE/arm64-busybox/busybox") || die "no aarch64 busybox (scripts/arm64-busybox.sh)"
+    ARCH=arm64; RECIPE="busybox-arm64-v1-$(sha256sum "$BB" | cut -c1-12)";;
   debian)  RECIPE="debian-$SUITE-minbase-v1";;
   *) die "unknown image $IMG";;
 esac
@@ -28,13 +33,15 @@ TMP="$(mktemp -d "$CACHE/.tmp-$IMG-XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 L="$TMP/oci"; B="$TMP/bundle"; R="$B/rootfs"
 umoci init --layout "$L" >&2
-umoci new --image "$L:$IMG" >&2
-umoci unpack --image "$L:$IMG" "$B" >/dev/null
+TAG=${IMG%-arm64}
+umoci new --image "$L:$TAG" >&2
+umoci unpack --image "$L:$TAG" "$B" >/dev/null
 
-if [[ $IMG == busybox ]]; then
+if [[ $TAG == busybox ]]; then
   [[ -x /bin/busybox ]] || die "busybox-static missing"
   mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,root,home/app,tmp,var,dev,proc,sys}
-  install -m 0755 /bin/busybox "$R/bin/busybox"
+  # the host's busybox lists the applets (Debian ships the same version for every architecture)
+  install -m 0755 "$BB" "$R/bin/busybox"
   for rel in $(/bin/busybox --list-full); do
     [[ $rel == bin/busybox || $rel != */* ]] && continue
     mkdir -p "$R/$(dirname "$rel")"
@@ -73,8 +80,8 @@ EOF
   : > "$R/etc/resolv.conf"; echo localhost > "$R/etc/hostname"; : > "$R/etc/machine-id"
   CMD=bash; BY="debootstrap --variant=minbase $SUITE (+slim cleanup)"
 fi
-umoci repack --image "$L:$IMG" --history.created_by "$BY" "$B" >&2
-umoci config --image "$L:$IMG" --config.cmd "$CMD" \
+umoci repack --image "$L:$TAG" --history.created_by "$BY" "$B" >&2
+umoci config --image "$L:$TAG" --config.cmd "$CMD" \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --os linux --architecture "$ARCH" --history.created_by "CMD [\"$CMD\"]" >&2
 umoci gc --layout "$L" >&2

@@ -6,12 +6,17 @@ export interface BuilderErrorOptions {
   cause?: unknown;
   /** Process exit code when this error ends the CLI (default 1). */
   exitCode?: number;
+  /** The Dockerfile (as the user named it) and 1-based line the error is about, when it is about one. */
+  file?: string;
+  line?: number;
 }
 
 export class BuilderError extends Error {
   readonly code: string;
   readonly hint: string | undefined;
   readonly exitCode: number;
+  readonly file: string | undefined;
+  readonly line: number | undefined;
 
   constructor(code: string, message: string, opts: BuilderErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -19,6 +24,8 @@ export class BuilderError extends Error {
     this.code = code;
     this.hint = opts.hint;
     this.exitCode = opts.exitCode ?? 1;
+    this.file = opts.file;
+    this.line = opts.line;
   }
 
   /** One line for humans: "CODE: message (hint)". */
@@ -29,4 +36,14 @@ export class BuilderError extends Error {
 
 export function isBuilderError(err: unknown, code?: string): err is BuilderError {
   return err instanceof BuilderError && (code === undefined || err.code === code);
+}
+
+/**
+ * The error located at file:line (fields for JSON logs), with "file:line: " in front of its message once (prefix false:
+ * the message is kept as it is). An error already located, or not a BuilderError, is returned as it is.
+ */
+export function locateError(err: unknown, file: string, line: number, prefix = true): unknown {
+  if (!(err instanceof BuilderError) || err.file !== undefined) return err;
+  const message = !prefix || err.message.startsWith(`${file}:`) ? err.message : `${file}:${line}: ${err.message}`;
+  return new BuilderError(err.code, message, { ...(err.hint ? { hint: err.hint } : {}), cause: err, exitCode: err.exitCode, file, line });
 }

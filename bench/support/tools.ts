@@ -21,6 +21,8 @@ export interface BuildJob {
   timeoutMs: number;
   /** "HOST/repo": build with the tool's registry layer cache in this repository. */
   cacheRepo?: string;
+  /** The workload's extra builder flags (--platform). */
+  builderArgs?: string[];
 }
 
 export interface ToolRun extends Measured {
@@ -101,6 +103,7 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
       '--work-dir', path.join(job.stateDir, 'work'), '--run-mode', 'sandbox'];
     if (verbosity) argv.push('--verbosity', 'debug');
     if (job.cacheRepo) argv.push('--cache', '--cache-repo', job.cacheRepo);
+    argv.push(...(job.builderArgs ?? []));
     const m = await measure(argv, {
       logFile: job.logFile, timeoutMs: job.timeoutMs,
       env: {

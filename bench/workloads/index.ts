@@ -7,7 +7,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 
-export type BaseImage = 'busybox' | 'debian';
+export type BaseImage = 'busybox' | 'debian' | 'busybox-multi';
 
 export interface WorkloadParams {
   /** "127.0.0.1:PORT" the Dockerfiles pull their bases from (the counting proxy). */
@@ -28,6 +28,10 @@ export interface Workload {
   cachedRuns?: number;
   /** gzip levels of the machine baseline (1 = the builder's default level, 6 = buildah's / gzip's default). */
   baselineLevels?: number[];
+  /** Only these tools run it (default: every tool). */
+  tools?: Array<'builder' | 'buildah' | 'kaniko'>;
+  /** Extra flags for builder (e.g. --platform). */
+  builderArgs?: string[];
   /** Generated part of the context is cached under BENCH_CACHE_DIR (big, deterministic). */
   cachedContext?: boolean;
   /** Fill ctxDir: the workload's static files with placeholders substituted, plus generated files. */
@@ -114,6 +118,8 @@ async function writeRandomFile(file: string, bytes: number): Promise<void> {
   await pipeline(src, createWriteStream(file));
 }
 
+const HOST_PLATFORM = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
+
 export const WORKLOADS: Workload[] = [
   {
     name: 'small',
@@ -187,6 +193,28 @@ export const WORKLOADS: Workload[] = [
     },
     // The COPY layer's content is the context itself.
     baselineTree: async (_scratch, _p, ctx) => ctx,
+  },
+  {
+    name: 'cross-two',
+    summary: 'two-platform cross build (builder only): a $BUILDPLATFORM busybox stage "compiles" (RUN, ~40 MB hashed), a final stage per target COPYs its $TARGETARCH output; --platform host,linux/arm64 pushes one index (compare with cross-one: ≤ 1.3x is the aim)',
+    bases: ['busybox-multi'],
+    defaultRuns: 3,
+    warm: true,
+    warmRuns: 1,
+    tools: ['builder'],
+    builderArgs: ['--platform', [...new Set([HOST_PLATFORM, 'linux/arm64'])].join(',')],
+    prepare: (src, ctx, p) => copyStatic(src, ctx, p),
+  },
+  {
+    name: 'cross-one',
+    summary: 'cross-two\'s Dockerfile for the host platform alone (builder only): the one-platform reference of the cross build',
+    bases: ['busybox-multi'],
+    defaultRuns: 3,
+    warm: true,
+    warmRuns: 1,
+    tools: ['builder'],
+    builderArgs: ['--platform', HOST_PLATFORM],
+    prepare: (src, ctx, p) => copyStatic(path.join(src, '../cross-two'), ctx, p),
   },
   {
     name: 'big-layer',

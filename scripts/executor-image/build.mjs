@@ -9,13 +9,17 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const args = process.argv.slice(2);
+const argv = process.argv.slice(2);
+// --sign-key FILE|env://NAME: the image is signed (cosign-compatible) besides its SBOM and provenance
+const keyIndex = argv.indexOf('--sign-key');
+const signKey = keyIndex >= 0 ? argv[keyIndex + 1] : undefined;
+const args = keyIndex >= 0 ? [...argv.slice(0, keyIndex), ...argv.slice(keyIndex + 2)] : argv;
 const out = args.find((a) => !a.startsWith('--'));
 const destIndex = args.indexOf('--destination');
 const destination = destIndex >= 0 ? args[destIndex + 1] : undefined;
 const pushFlags = destIndex >= 0 ? args.slice(destIndex + 2) : [];
 if (!out) {
-  console.error('usage: npm run executor-image -- DIR [--destination REF [registry flags...]]');
+  console.error('usage: npm run executor-image -- DIR [--sign-key FILE|env://NAME] [--destination REF [registry flags...]]');
   process.exit(2);
 }
 const sh = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...opts });
@@ -93,14 +97,19 @@ try {
 
   const layout = path.resolve(out);
   const cli = path.join(ROOT, 'bin/builder');
+  // named after the destination (not pushed yet): the signature's payload names the repository it will live in
+  const name = destination ?? 'builder-executor:latest';
+  const tag = /:([^/:@]+)$/.exec(name.split('@')[0])?.[1] ?? 'latest';
   sh('node', [cli, '--run-mode', 'sandbox', '--context', ctx, '--dockerfile', path.join(ctx, 'Dockerfile'), '--reproducible',
-    '--image-format', 'oci', '--no-push', '--destination', 'builder-executor:latest', '--oci-layout-path', layout], { stdio: ['ignore', 'inherit', 'inherit'] });
+    '--image-format', 'oci', '--no-push', '--destination', name, '--oci-layout-path', layout,
+    '--sbom', '--provenance=max', ...(signKey ? ['--sign-key', signKey] : [])], { stdio: ['ignore', 'inherit', 'inherit'] });
   const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
-  const top = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'latest');
+  const top = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
   const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', top.digest.slice(7)), 'utf8'));
   const size = manifest.layers.reduce((n, l) => n + l.size, 0);
-  console.error(`executor image: oci:${layout}:latest ${top.digest}, ${(size / 1e6).toFixed(1)} MB compressed`);
-  if (destination) sh('node', [cli, 'copy', ...pushFlags, `oci:${layout}:latest`, destination], { stdio: ['ignore', 'inherit', 'inherit'] });
+  console.error(`executor image: oci:${layout}:${tag} ${top.digest}, ${(size / 1e6).toFixed(1)} MB compressed, with its SBOM and provenance${signKey ? ' and signature' : ''}`);
+  // copy carries the layout's referrers (SBOM, provenance, signature) to the registry
+  if (destination) sh('node', [cli, 'copy', ...pushFlags, `oci:${layout}:${tag}`, destination], { stdio: ['ignore', 'inherit', 'inherit'] });
 } finally {
   await rm(ctx, { recursive: true, force: true });
 }

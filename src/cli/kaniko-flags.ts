@@ -24,11 +24,13 @@ export const ACCEPTED_WITH_WARNING: readonly Accepted[] = [
   { flags: '--image-fs-extract-retry <n>', why: 'layer extraction reads verified local blobs; a failed download is retried instead' },
 ];
 
-/** Deprecated camelCase spellings kaniko still accepts: each sets the same value as the current flag. */
-export const DEPRECATED_ALIASES: ReadonlyArray<{ flags: string; current: string }> = [
+/** Deprecated spellings kaniko still accepts (hidden from its --help too): each sets the value of the current flag. */
+export const DEPRECATED_ALIASES: ReadonlyArray<{ flags: string; current: string; bool?: boolean }> = [
   { flags: '--customPlatform <platform>', current: '--custom-platform' },
   { flags: '--snapshotMode <mode>', current: '--snapshot-mode' },
   { flags: '--tarPath <file>', current: '--tar-path' },
+  // kaniko: BoolVarP(&opts.IgnoreVarRun, "whitelist-var-run", ...) + MarkDeprecated("Please use ignore-var-run instead.")
+  { flags: '--whitelist-var-run [bool]', current: '--ignore-var-run', bool: true },
 ];
 
 const attr = (flags: string): string => flags.split(/[ ,]/)[0]!.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -60,13 +62,19 @@ export function ignoredFlagWarnings(cmd: Command): string[] {
 
 /**
  * Adds the deprecated aliases as hidden options: commander stores `--tarPath` under the same name as `--tar-path`
- * (both camel-case to tarPath); the listener records the one warning line.
+ * (both camel-case to tarPath); a differently named alias copies its value over. The listener records the warning line.
  */
 export function addDeprecatedAliases(cmd: Command, used: string[]): Command {
   for (const a of DEPRECATED_ALIASES) {
     const o = new Option(a.flags).hideHelp();
+    if (a.bool) o.argParser(parseBool);
     cmd.addOption(o);
-    cmd.on(`option:${o.name()}`, () => void used.push(`${o.long} is deprecated (in kaniko too): use ${a.current}`));
+    const target = attr(a.current);
+    cmd.on(`option:${o.name()}`, () => {
+      // commander's own listener (added first) has parsed and stored the alias's value
+      if (target !== o.attributeName()) cmd.setOptionValueWithSource(target, cmd.getOptionValue(o.attributeName()), 'cli');
+      used.push(`${o.long} is deprecated (in kaniko too): use ${a.current}`);
+    });
   }
   return cmd;
 }

@@ -22,10 +22,13 @@ export interface Logger {
   readonly format: LogFormat;
   enabled(level: Level): boolean;
   log(level: Level, msg: string, fields?: Record<string, unknown>): void;
-  /** Adapter for RUN output chunks: split into lines; JSON mode wraps each in an event so every line parses. */
-  output(text: string, stream: 'stdout' | 'stderr'): void;
-  /** Writes a half line of RUN output kept by output(). */
-  flush(): void;
+  /**
+   * Adapter for RUN output chunks: split into lines; JSON mode wraps each in an event so every line parses. Shown at
+   * info, or whatever the level with always (the output of a step that failed).
+   */
+  output(text: string, stream: 'stdout' | 'stderr', always?: boolean): void;
+  /** Writes a half line of RUN output kept by output() (always: as output's). */
+  flush(always?: boolean): void;
 }
 
 export function parseLevel(v: string | undefined, flag = '--verbosity'): Level {
@@ -66,9 +69,9 @@ export function createLogger(opts: LoggerOptions): Logger {
   const log = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (enabled(level)) write(level, msg, fields);
   };
-  const emitRun = (line: string, stream: 'stdout' | 'stderr'): void => {
+  const emitRun = (line: string, stream: 'stdout' | 'stderr', always = false): void => {
     // RUN output is the build's own output: shown at info, never filtered by its content
-    if (!enabled('info')) return;
+    if (!always && !enabled('info')) return;
     if (opts.format === 'json') write('info', line, { source: 'run', stream });
     else opts.stream.write(`${opts.timestamp ? `${now().toISOString()} ` : ''}${line}\n`);
   };
@@ -76,15 +79,15 @@ export function createLogger(opts: LoggerOptions): Logger {
     format: opts.format,
     enabled,
     log,
-    output(text, stream) {
+    output(text, stream, always) {
       const all = pending[stream] + text;
       const lines = all.split('\n');
       pending[stream] = lines.pop() ?? '';
-      for (const l of lines) emitRun(l, stream);
+      for (const l of lines) emitRun(l, stream, always);
     },
-    flush() {
+    flush(always) {
       for (const s of ['stdout', 'stderr'] as const) {
-        if (pending[s]) emitRun(pending[s], s);
+        if (pending[s]) emitRun(pending[s], s, always);
         pending[s] = '';
       }
     },

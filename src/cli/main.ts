@@ -3,7 +3,9 @@ import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
 import { killProcessTree, LAUNCHER } from '../run/index.js';
+import { checkCommandName, pflagShortForms, targetCommand } from './argv.js';
 import type { CliEnv } from './env.js';
+import * as attestCommands from './commands/attest.js';
 import * as buildCommand from './commands/build.js';
 import * as cacheCommand from './commands/cache.js';
 import * as copyCommand from './commands/copy.js';
@@ -53,6 +55,7 @@ export async function main(argv: string[]): Promise<void> {
     .version(builderVersion(), '--version', 'print the version of builder');
   const commands: Array<{ register(p: Command, e: CliEnv): void }> = [
     buildCommand,
+    attestCommands,
     cacheCommand,
     copyCommand,
     inspectCommand,
@@ -64,7 +67,10 @@ export async function main(argv: string[]): Promise<void> {
   ];
   for (const c of commands) c.register(program, env);
   try {
-    await program.parseAsync(argv);
+    const user = argv.slice(2);
+    checkCommandName(program, user);
+    const { cmd, depth } = targetCommand(program, user, 'build');
+    await program.parseAsync([...user.slice(0, depth), ...pflagShortForms(user.slice(depth), cmd)], { from: 'user' });
   } catch (err) {
     // Once interrupted, the interruption is the outcome, not whichever operation it cut short.
     if (!interrupt.signal.aborted) process.exitCode = reportError(err, env);
@@ -85,14 +91,16 @@ function reportError(err: unknown, env: CliEnv): number {
     return err.exitCode === 0 ? 0 : 2;
   }
   if (err instanceof BuilderError && env.logger?.format === 'json') {
-    env.logger.log('error', err.message, { code: err.code, ...(err.hint ? { hint: err.hint } : {}) });
+    env.logger.log('error', err.message, {
+      code: err.code, exitCode: err.exitCode, ...(err.file !== undefined ? { file: err.file, line: err.line } : {}), ...(err.hint ? { hint: err.hint } : {}),
+    });
     return err.exitCode;
   }
   if (err instanceof BuilderError) {
     env.stderr.write(`builder: error ${err.format()}\n`);
     return err.exitCode;
   }
-  if (env.logger?.format === 'json') env.logger.log('error', `internal error: ${err instanceof Error ? err.message : String(err)}`, { code: 'INTERNAL', ...(err instanceof Error && err.stack ? { stack: err.stack } : {}) });
+  if (env.logger?.format === 'json') env.logger.log('error', `internal error: ${err instanceof Error ? err.message : String(err)}`, { code: 'INTERNAL', exitCode: 70, ...(err instanceof Error && err.stack ? { stack: err.stack } : {}) });
   else env.stderr.write(`builder: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return 70;
 }

@@ -1,9 +1,11 @@
 // Shared registry and logging flags (kaniko names) and their translation to RegistryClientOptions and a Logger.
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 import { parsePlatform, platformFromNode, type Platform } from '../image/index.js';
 import { credentialProvider, transferEvent, type RegistryClientOptions, type TransferProgress } from '../registry/index.js';
+import { EXECUTOR_IMAGE_MARKER } from '../run/index.js';
 import type { EventSink } from '../util/events.js';
 import type { CliEnv } from './env.js';
 import { collect, parseBool } from './flag-values.js';
@@ -52,6 +54,19 @@ export function addRegistryFlags(cmd: Command, pflagBools = false): Command {
 /** The platform for --custom-platform, else this host's. */
 export function platformFromFlags(flags: RegistryFlags): Platform {
   return flags.customPlatform ? parsePlatform(flags.customPlatform) : platformFromNode(process.arch);
+}
+
+/** --platform (BuildKit's comma-separated list of target platforms), else --custom-platform or this host's, as a list. */
+export function platformsFromFlags(flags: RegistryFlags & { platform?: string }): Platform[] {
+  if (flags.platform === undefined) return [platformFromFlags(flags)];
+  if (flags.customPlatform) {
+    throw new BuilderError('FLAG_CONFLICT', '--platform and --custom-platform both name target platforms', {
+      hint: 'use --platform a,b for several platforms (or one), --custom-platform for kaniko\'s one platform; not both',
+    });
+  }
+  const list = flags.platform.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (list.length === 0) throw new BuilderError('PLATFORM_INVALID', '--platform is empty', { hint: 'e.g. --platform linux/amd64,linux/arm64' });
+  return list.map(parsePlatform);
 }
 
 /** The command's log stream on stderr (stdout is for what a script captures). */
@@ -124,6 +139,18 @@ function retryOptions(flags: RegistryFlags, env: NodeJS.ProcessEnv): Partial<Reg
   };
 }
 
+/** Where kaniko keeps it: a GitLab job copied from kaniko writes /kaniko/.docker/config.json. */
+export const KANIKO_DOCKER_CONFIG = '/kaniko/.docker/config.json';
+
+/** In the executor image, kaniko's config.json when DOCKER_CONFIG has none (so copied kaniko jobs log in unchanged), said once. */
+function kanikoConfigFallback(env: CliEnv, log: Logger): { fallbackConfig?: string; onFallback?: (p: string) => void } {
+  if (!existsSync(EXECUTOR_IMAGE_MARKER)) return {};
+  return {
+    fallbackConfig: KANIKO_DOCKER_CONFIG,
+    onFallback: (p) => log.log('info', `registry credentials from ${p} (kaniko's place): ${env.env.DOCKER_CONFIG ?? '~/.docker'}/config.json does not exist`),
+  };
+}
+
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
 /** With emit, transfers become progress events (rendered live on a terminal, as periodic lines otherwise). */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger, emit?: EventSink): RegistryClientOptions {
@@ -150,13 +177,13 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     registryCertificates: certs,
     ...(Object.keys(clientCerts).length > 0 ? { clientCertificates: clientCerts } : {}),
     platform: platformFromFlags(flags),
-    credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir() }),
+    credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir(), ...kanikoConfigFallback(env, log) }),
     ...retryOptions(flags, env.env),
     ...(env.signal ? { signal: env.signal } : {}),
     onWarning: (line: string) => log.log('warn', line),
     ...(emit ? { onProgress: (p: TransferProgress) => emit(transferEvent(p)) } : {}),
     ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
-    // retries are worth seeing without --verbose: they explain a slow push on a flaky network
-    onRetry: (line: string) => log.log('info', line),
+    // retries are worth seeing without --verbose: they explain a slow push on a flaky network (JSON: with their numbers)
+    onRetry: (line, retry) => log.log('warn', line, log.format === 'json' ? { event: 'retry', ...retry } : {}),
   };
 }

@@ -30,9 +30,52 @@ const seconds = (s: number): string => `${s.toFixed(1)}s`;
 export function summaryLine(s: BuildSummary): string {
   const p = s.phases;
   return `done in ${seconds(s.seconds)}: ${s.digest}, ${s.layers} layers (${s.layersBuilt} built, ${s.layersCached} from the cache), ${formatBytes(s.size)}`
+    + (s.images ? ` in ${s.images.length} images (${s.images.map((i) => `${i.platform} ${i.digest}, ${i.layers} layers`).join('; ')})` : '')
     + `; down ${formatBytes(s.bytesDown)}, up ${formatBytes(s.bytesUp)}`
     + `; pull ${seconds(p.pull)}, steps ${seconds(p.steps)}, snapshot ${seconds(p.snapshot)}, push ${seconds(p.push)}`
     + (s.pushed.length ? `; pushed to ${s.pushed.join(', ')}` : '');
+}
+
+/** The most RUN output held back per build while the level hides it (the tail is what explains a failure). */
+const HELD_MAX = 1 << 20;
+
+/**
+ * When the level hides RUN output (--verbosity warn or above): hold it while steps run, and show it if a step fails
+ * (the error then points at it, as kaniko, which always shows RUN output). Parallel stages share the one buffer,
+ * cleared whenever no step is running.
+ */
+function heldOutput(logger: Logger): { add(text: string, stream: 'stdout' | 'stderr'): void; step(status: string, what: string): void } | undefined {
+  if (logger.enabled('info')) return undefined;
+  let chunks: Array<{ text: string; stream: 'stdout' | 'stderr' }> = [];
+  let bytes = 0;
+  let dropped = 0;
+  let running = 0;
+  return {
+    add(text, stream) {
+      chunks.push({ text, stream });
+      bytes += text.length;
+      while (bytes > HELD_MAX && chunks.length > 1) {
+        const c = chunks.shift()!;
+        bytes -= c.text.length;
+        dropped += c.text.length;
+      }
+    },
+    step(status, what) {
+      if (status === 'started') running++;
+      if (status !== 'finished' && status !== 'failed') return;
+      running = Math.max(0, running - 1);
+      if (status === 'failed' && chunks.length > 0) {
+        logger.log('error', `${what} failed; its output (hidden by the log level)${dropped ? `, the last ${HELD_MAX >> 20} MiB` : ''}:`);
+        for (const c of chunks) logger.output(c.text, c.stream, true);
+        logger.flush(true);
+      }
+      if (running === 0 || status === 'failed') {
+        chunks = [];
+        bytes = 0;
+        dropped = 0;
+      }
+    },
+  };
 }
 
 export function createRenderer(logger: Logger, opts: RendererOptions = {}): Renderer {
@@ -46,12 +89,14 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
     live?.clear();
     logger.log(level, msg, f);
   };
+  const held = heldOutput(logger);
   const wrapped: Logger = {
     ...logger,
     log,
     output: (text, stream) => {
       live?.clear();
-      logger.output(text, stream);
+      if (held) held.add(text, stream);
+      else logger.output(text, stream);
     },
   };
   const emit = (e: BuildEvent): void => {
@@ -63,6 +108,7 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
         log('warn', e.msg);
         return;
       case 'step': {
+        held?.step(e.status, `${e.step} ${e.instruction}`);
         const { type: _t, ...f } = e;
         if (e.status === 'started') log('info', `${e.step} ${e.instruction}`, fields({ event: 'step', ...f }));
         else if (e.status === 'cached') log('info', `${e.step} ${e.instruction} (cached ${e.layer ? `layer ${e.layer.digest.slice(7, 19)}` : 'no change'})`, fields({ event: 'step', ...f }));

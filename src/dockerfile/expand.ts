@@ -1,5 +1,5 @@
 // Shell-word lexer and variable expansion with BuildKit's shell/lex.go semantics (quotes, escapes, ${VAR...} forms).
-import { BuilderError } from '../errors.js';
+import { BuilderError, locateError } from '../errors.js';
 
 /** Variables visible to an expansion; a Record entry whose value is undefined counts as unset. */
 export type ExpandEnv = ReadonlyMap<string, string> | Readonly<Record<string, string | undefined>>;
@@ -579,13 +579,7 @@ export function expandWords(word: string, env: ExpandEnv, opts: ExpandOptions = 
 
 /** Re-throws an expansion error with "file:line: " in front of its message (code and hint kept). */
 export function withLocation(err: unknown, file: string, line: number): unknown {
-  if (!(err instanceof BuilderError)) return err;
-  if (err.message.startsWith(`${file}:`)) return err;
-  return new BuilderError(err.code, `${file}:${line}: ${err.message}`, {
-    hint: err.hint,
-    cause: err,
-    exitCode: err.exitCode,
-  });
+  return locateError(err, file, line);
 }
 
 /** Turns Docker's ["K=V", ...] env list into a Map (later entries win; "K" alone is K=""). */

@@ -5,3 +5,4 @@ export * from './expand.js';
 export * from './platform.js';
 export * from './stages.js';
 export * from './plan.js';
+export * from './targets.js';

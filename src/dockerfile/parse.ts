@@ -72,7 +72,7 @@ const HEREDOC_INSTRUCTIONS = new Set(['run', 'copy', 'add']);
 
 /** Line numbers are 1-based; `endLine` defaults to `line`. */
 function syntaxError(st: ParseState, line: number, code: string, msg: string, hint: string): BuilderError {
-  return new BuilderError(code, `${st.file}:${Math.max(line, 1)}: ${msg}`, { hint });
+  return new BuilderError(code, `${st.file}:${Math.max(line, 1)}: ${msg}`, { hint, file: st.file, line: Math.max(line, 1) });
 }
 
 function continuationRegex(escape: string): RegExp {

@@ -288,7 +288,7 @@ export interface PlannedStage {
   baseName: string;
   /** Set when FROM names an earlier stage. */
   baseStage?: number;
-  /** Expanded FROM --platform, if given. */
+  /** Expanded FROM --platform, if given; else that of the stage it is built FROM, if that has one. */
   platform?: PlatformSpec;
   /** Instructions after FROM, words raw (the executor expands them with expandInstruction as the env evolves). */
   instructions: Instruction[];
@@ -378,6 +378,8 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
         throw withLocation(err, d.from.file, d.from.line);
       }
     }
+    // A stage built FROM another stage runs on that stage's platform (BuildKit: the base's platform carries over).
+    if (platform === undefined && baseStage !== undefined) platform = stages[baseStage]?.platform;
     stages.push({
       index: d.index,
       name: d.name,
@@ -592,7 +594,8 @@ export function onbuildInstructions(
 }
 
 /** One line per stage and step, for `builder plan`. */
-export function formatPlan(plan: BuildPlan): string {
+/** `shared`: with --platform a,b, the stages every platform shares (they run once). */
+export function formatPlan(plan: BuildPlan, shared: ReadonlySet<number> = new Set()): string {
   const lines: string[] = [];
   lines.push(`Dockerfile: ${plan.file}`);
   lines.push(`platform: ${formatPlatform(plan.targetPlatform)} (build platform ${formatPlatform(plan.buildPlatform)})`);
@@ -609,8 +612,8 @@ export function formatPlan(plan: BuildPlan): string {
       st.imageRefs.length ? `images ${st.imageRefs.join(', ')}` : '',
     ].filter(Boolean);
     lines.push('');
-    lines.push(`${label}: FROM ${base}${extra.length ? ` [${extra.join('; ')}]` : ''} — ${st.needed ? 'runs' : 'skipped'}`);
-    lines.push(`  ${st.from.line}: ${renderInstruction({ ...st.from, image: st.baseName, platform: st.platform ? formatPlatform(st.platform) : undefined })}`);
+    lines.push(`${label}: FROM ${base}${extra.length ? ` [${extra.join('; ')}]` : ''} — ${!st.needed ? 'skipped' : shared.has(st.index) ? 'runs once, shared by every platform' : 'runs'}`);
+    lines.push(`  ${st.from.line}: ${renderInstruction({ ...st.from, image: st.baseName, platform: st.from.platform !== undefined && st.platform ? formatPlatform(st.platform) : undefined })}`);
     for (const step of st.steps) {
       const note = step.expansion === 'static' || step.expansion === 'none' ? '' : `  (${step.expansion === 'shell' ? 'runtime: shell' : 'runtime'})`;
       lines.push(`  ${step.line}: ${step.text}${note}`);

@@ -1,7 +1,7 @@
 // Base images for FROM and COPY --from: resolving fetches only the manifest and config; layers download when a root needs them.
 import type { Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
-import { formatOfManifest, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
+import { formatOfManifest, formatPlatform, normalizePlatform, platformOf, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
@@ -28,10 +28,12 @@ export function scratchConfig(platform: Platform): ImageConfig {
 }
 
 /** Resolves an image reference to its manifest and config; its layers are remote until fetched. */
-export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void): Promise<BaseImage> {
+export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, { ref: ImageRef; digest: Digest }>): Promise<BaseImage> {
   const ref = parseReference(name);
   // By digest with a warm store: no registry request; by tag: one manifest GET.
   const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
+  checkBasePlatform(ref, img.config, platform, img.index !== undefined);
+  resolved?.set(ref.toString(), { ref, digest: img.manifestDigest }); // the provenance's resolvedDependencies
   const diffIds = img.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== img.manifest.layers.length) {
     throw new BuilderError('IMAGE_INVALID', `${ref}: manifest has ${img.manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`, {
@@ -49,4 +51,18 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
     config,
     layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, onWarning)),
   };
+}
+
+/**
+ * An image of another os/architecture than the stage's would run the wrong binaries (or none): BuildKit only warns,
+ * builder stops. Variants are not compared for a single image (arm64 == arm64/v8; an index entry was already matched).
+ */
+function checkBasePlatform(ref: ImageRef, config: ImageConfig, want: Platform, fromIndex: boolean): void {
+  if (!config.architecture || !config.os) return; // nothing to compare (a hand-made config)
+  const have = normalizePlatform(platformOf(config));
+  const w = normalizePlatform(want);
+  if (have.os === w.os && have.architecture === w.architecture) return;
+  throw new BuilderError('BASE_PLATFORM_MISMATCH', `${ref} is a ${formatPlatform(have)} image${fromIndex ? ' (picked from its index)' : ''}, but this stage builds for ${formatPlatform(w)}`, {
+    hint: `use a multi-platform base (an index with ${formatPlatform(w)}), a base image for ${formatPlatform(w)}, or FROM --platform=${formatPlatform(have)} if the stage is meant to run there`,
+  });
 }

@@ -5,18 +5,22 @@ import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
-import { FileHashCache, openContext } from '../context/index.js';
-import { planBuild, readDockerfile } from '../dockerfile/index.js';
+import { FileHashCache, hashSources, openContext, resolveSources } from '../context/index.js';
+import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
+import { isDigest, sha256 } from '../digest/index.js';
+import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
 import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
-import { assembleImage, fileLayer, layerCompression, MediaType, type HistoryEntry, type Image, type Layer } from '../image/index.js';
+import {
+  assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
+} from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
-import { throwIfCancelled, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
+import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
 import type { EventSink } from '../util/events.js';
@@ -170,6 +174,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   for (const d of options.destinations) parseReference(d); // bad references fail before any work
   checkCompression(options);
+  const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : [options.platform];
+  checkPlatforms(platforms);
+  const multi = platforms.length > 1;
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const t0 = Date.now();
   const tally = new Tally();
@@ -216,24 +223,22 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       const text = await readFile(ctx.dockerfilePath, 'utf8');
       const df = readDockerfile(text, path.relative(opts.cwd, ctx.dockerfilePath) || ctx.dockerfilePath);
-      const plan = planBuild(df, {
+      const plans = platforms.map((platform) => planBuild(df, {
         buildArgs: opts.buildArgs,
         env: opts.env,
         ...(opts.target ? { target: opts.target } : {}),
-        platform: opts.platform,
+        platform,
         buildPlatform: opts.buildPlatform,
         skipUnusedStages: opts.skipUnusedStages,
-      });
-      for (const w of plan.warnings) emit({ type: 'warning', msg: w });
+      }));
+      for (const w of plans[0]!.warnings) emit({ type: 'warning', msg: w });
+      const shared = sharedStages(plans);
+      if (multi) checkTargetNotPinned(plans[0]!);
 
       // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
       const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
       const scratch = path.join(work, 'scratch');
       await mkdir(scratch, { recursive: true });
-      let scratchN = 0;
-      const needed = plan.stages.filter((s) => s.needed && s.index <= plan.target);
-      const usesLeft = new Map<number, number>();
-      for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + 1);
       const now = opts.now?.() ?? new Date();
       const warned = new Set<string>();
       const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
@@ -248,110 +253,66 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         opts.cache, warnOnce, opts.now,
       ) : undefined;
       if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
-      const ex: Executor = {
+      const common: Executor = {
         services: {
-          client,
-          store,
-          ...(rootfs ? { rootfs } : {}),
-          ctx,
+          client, store, ...(rootfs ? { rootfs } : {}), ctx,
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
-          plan,
-          emit,
-          output: opts.output,
-          warnOnce,
-          ...(cache ? { cache } : {}),
+          plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), cacheMounts: new Map(), usesLeft, signal: abort.signal, multiStage: needed.length > 1 },
-        settings: {
-          runMode: opts.runMode,
-          platform: opts.platform,
-          // zstd layers need OCI media types, whatever the base's format
-          ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
-          created,
-          // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
-          ...(opts.reproducible ? { mtime: new Date(created) } : {}),
-          ...(opts.compression ? { compression: opts.compression } : {}),
-          ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
-          hashContents: opts.snapshotMode === 'full',
-          exclude: prefixFilter(prefixes),
-          excludePrefixes: prefixes,
-          cacheDir: path.resolve(opts.cacheDir),
-          secrets: opts.secrets ?? {},
-          ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
-          stageRoot: (i) => (opts.runMode === 'in-place' ? '/' : path.join(work, 'stages', String(i))),
-          scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
-        },
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi },
+        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
-      // Sandbox stages run concurrently, each awaiting only what it reads; in place there is one "/", so one at a time.
-      const settle = async (stage: (typeof needed)[number]): Promise<StageResult> => {
-        const r = await runStage(ex, stage).catch((err: unknown) => {
-          abort.abort(); // the other stages stop at their next step or RUN
-          throw err;
-        });
-        for (const d of stage.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 1) - 1);
-        return r;
-      };
-      let chain: Promise<unknown> = Promise.resolve();
-      for (const stage of needed) {
-        const p = opts.runMode === 'in-place' ? chain.then(() => settle(stage)) : settle(stage);
-        p.catch(() => undefined); // observed below; unhandled until then
-        chain = p;
-        ex.scheduling.done.set(stage.index, p);
-      }
-      const results = await Promise.allSettled([...ex.scheduling.done.values()]);
-      if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
+      const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
+      const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
+      const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
+      // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
+      const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
+      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort);
       throwIfCancelled(opts.signal);
-      const last = needed.length > 0 ? await ex.scheduling.done.get(needed[needed.length - 1]!.index) : undefined;
-      if (!last) throw new BuilderError('BUILD_EMPTY', `${df.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
 
-      // New layers go to the cache repository once; the destination mounts them from there.
-      let layers = last.layers;
       if (cache) {
         await cache.settle();
         emit({ type: 'message', level: 'info', msg: cache.summary() });
-        const { written, layers: { mountFrom: from } } = cache;
-        if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
       }
-      let history = last.history;
-      if (opts.singleSnapshot) ({ layers, history } = await singleSnapshot(layers, history, last.base.layers.length, path.join(scratch, 'single-snapshot.tar.gz'), opts, created));
-      const config = { ...last.config };
-      if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
-      const image = assembleImage({
-        format: last.base.format,
-        base: last.base.config,
-        config,
-        layers,
-        history,
-        created,
-        ...(last.author !== undefined ? { author: last.author } : {}),
-        architecture: last.platform.architecture,
-        os: last.platform.os,
-        ...(last.platform.variant ? { variant: last.platform.variant } : {}),
-      });
-      checkZstdLayers(image);
-      emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers)` });
+      const images: Image[] = [];
+      for (const [k, last] of lasts.entries()) {
+        images.push(await finishImage(last, opts, { cache, created, snapshotFile: path.join(scratch, `single-snapshot-${k}.tar.gz`) }));
+      }
+      const built = multi ? assembleIndex(images) : images[0]!;
+      if ('images' in built) emit({ type: 'message', level: 'info', msg: `index ${built.digest} (${built.mediaType}, ${images.length} platforms)` });
       // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      // made while the image is pushed (writeOutputs awaits them before it attaches them)
+      const attest = opts.attest;
+      const statements = attest ? images.map((image, k) => attestations(attest, { descriptor: imageDescriptor(image), image }, opts, executors[k]!, { text, file: df.file }, created, t0)) : [];
       const tPush = Date.now();
-      const pushed = await writeOutputs(client, image, opts);
+      const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
+      const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
       const summary = tally.summary({
-        digest: image.manifestDigest,
-        mediaType: image.mediaType,
-        size: image.manifest.config.size + image.layers.reduce((n, l) => n + l.descriptor.size, 0),
-        layers: image.layers.length,
+        digest: 'images' in built ? built.digest : built.manifestDigest,
+        mediaType: built.mediaType,
+        size: images.reduce((n, i) => n + imageSize(i), 0),
+        layers: images.reduce((n, i) => n + i.layers.length, 0),
+        ...(multi ? { images: images.map((i) => ({ platform: formatPlatform(platformOf(i.config)), digest: i.manifestDigest, size: imageSize(i), layers: i.layers.length })) } : {}),
         pushed: pushed.map((p) => p.destination),
         seconds: Math.round(Date.now() - t0) / 1000,
       });
       emit({ type: 'summary', summary });
       return {
-        manifestDigest: image.manifestDigest,
-        configDigest: image.manifest.config.digest,
-        mediaType: image.mediaType,
+        manifestDigest: summary.digest,
+        ...(multi ? {} : { configDigest: images[0]!.manifest.config.digest }),
+        mediaType: built.mediaType,
         pushed,
-        layers: image.layers.length,
+        layers: images[0]!.layers.length,
+        images: images.map((i) => ({
+          platform: platformOf(i.config),
+          descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },
+          configDigest: i.manifest.config.digest,
+          layers: i.layers.length,
+        })),
         summary,
       };
     } finally {
@@ -366,6 +327,40 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
     await held?.release();
   }
+}
+
+/** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */
+async function attestations(a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, ex: Executor, dockerfile: { text: string; file: string }, created: string, t0: number): Promise<Artifact[]> {
+  return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
+    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, ex, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
+  });
+}
+
+/** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */
+async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex: Executor, dockerfile: string, file: string, startedOn: string): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
+  const a = opts.attest!;
+  const downloads = await Promise.allSettled([...ex.scheduling.downloads.values()]);
+  const ctx = ex.services.ctx;
+  return {
+    mode,
+    builder: { id: a.builderId, version: a.version },
+    dockerfile: { path: file, digest: sha256(dockerfile) },
+    ...(opts.target ? { target: opts.target } : {}),
+    platform: formatPlatform(ex.settings.platform),
+    // build args as given (what the Dockerfile declares decides their use); --secret values never reach them
+    buildArgs: mode === 'max' ? opts.buildArgs : {},
+    ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
+    dependencies: [
+      // purl-type docker, as BuildKit's provenance names its sources
+      ...[...ex.scheduling.resolved.values()].map(({ ref, digest }) => ({
+        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(ex.settings.platform))}`, digest,
+      })),
+      ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
+    ],
+    ci: a.ci,
+    startedOn,
+  };
 }
 
 /** One line for what killed builds left in the work dir (their processes died with them: see src/run/sandbox.ts). */
@@ -386,4 +381,136 @@ function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileH
   let p: Promise<FileHashCache> | undefined;
   const name = createHash('sha256').update(contextDir).digest('hex').slice(0, 32);
   return () => (p ??= FileHashCache.open(path.join(path.resolve(cacheDir), 'file-hashes', `${name}.json`)));
+}
+
+/** The settings every target shares; forTarget() sets the platform and the stage roots. */
+function baseSettings(
+  opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string, held?: Awaited<ReturnType<typeof guardInPlace>>,
+): Executor['settings'] {
+  let scratchN = 0;
+  return {
+    runMode: opts.runMode,
+    platform,
+    buildPlatform: opts.buildPlatform,
+    // zstd layers need OCI media types, whatever the base's format
+    ...(opts.compression === 'zstd' ? { imageFormat: 'oci' as const } : opts.imageFormat ? { imageFormat: opts.imageFormat } : {}),
+    created,
+    // --reproducible: layer entries get the image's created time (0 or SOURCE_DATE_EPOCH).
+    ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+    ...(opts.compression ? { compression: opts.compression } : {}),
+    ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+    hashContents: opts.snapshotMode === 'full',
+    exclude: prefixFilter(prefixes),
+    excludePrefixes: prefixes,
+    cacheDir: path.resolve(opts.cacheDir),
+    secrets: opts.secrets ?? {},
+    ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
+    stageRoot: () => '/',
+    scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
+  };
+}
+
+/**
+ * One target's executor (--platform a,b: one per platform, and one for the shared stages) over what every target shares
+ * (client, stores, cache, downloads, RUN cache mounts, the abort signal): its plan, platform, stage roots and labels.
+ */
+function forTarget(common: Executor, t: { plan: BuildPlan; platform: Platform; shared: ReadonlySet<number>; stagesDir: string | undefined; dir: string; tag?: string }): Executor {
+  const needed = neededStages(t.plan);
+  const usesLeft = new Map<number, number>();
+  // a shared stage's root is never moved away: another platform may still read it
+  for (const s of needed) for (const d of s.dependsOn) usesLeft.set(d, (usesLeft.get(d) ?? 0) + (t.shared.has(d) ? 2 : 1));
+  const { stagesDir, dir } = t;
+  return {
+    services: { ...common.services, plan: t.plan },
+    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
+    settings: {
+      ...common.settings,
+      platform: t.platform,
+      ...(t.tag ? { platformTag: t.tag } : {}),
+      stageRoot: (i) => (stagesDir === undefined ? '/' : path.join(stagesDir, dir ? `${dir}-${i}` : String(i))),
+    },
+  };
+}
+
+/** The stages a plan runs, in order. */
+function neededStages(plan: BuildPlan): PlannedStage[] {
+  return plan.stages.filter((s) => s.needed && s.index <= plan.target);
+}
+
+/** --platform a,b: a target stage pinned to one platform would make the same image for every target. */
+function checkTargetNotPinned(plan: BuildPlan): void {
+  const st = plan.stages[plan.target];
+  if (st?.platform === undefined) return;
+  throw new BuilderError('BUILD_TARGET_PINNED', `${st.from.file}:${st.from.line}: the target stage is FROM --platform=${formatPlatform(st.platform)}, so every platform of --platform would get the same ${formatPlatform(st.platform)} image`, {
+    hint: 'drop --platform from the final stage\'s FROM (keep it on the build stages), or build one platform',
+  });
+}
+
+/**
+ * Runs every platform's stages; a shared stage once, in `sharedEx`, its result seen by every platform. Sandbox stages
+ * run concurrently, each awaiting only what it reads; in place there is one "/", so one at a time. Returns each
+ * platform's target stage result.
+ */
+async function runStages(executors: readonly Executor[], sharedEx: Executor, shared: ReadonlySet<number>, runMode: RunMode, abort: AbortController): Promise<StageResult[]> {
+  const settle = async (ex: Executor, stage: PlannedStage): Promise<StageResult> => {
+    const r = await runStage(ex, stage).catch((err: unknown) => {
+      abort.abort(); // the other stages stop at their next step or RUN
+      throw err;
+    });
+    for (const d of stage.dependsOn) ex.scheduling.usesLeft.set(d, (ex.scheduling.usesLeft.get(d) ?? 1) - 1);
+    return r;
+  };
+  let chain: Promise<unknown> = Promise.resolve();
+  const all: Promise<StageResult>[] = [];
+  const start = (ex: Executor, stage: PlannedStage): Promise<StageResult> => {
+    const p = runMode === 'in-place' ? chain.then(() => settle(ex, stage)) : settle(ex, stage);
+    p.catch(() => undefined); // observed below; unhandled until then
+    chain = p;
+    all.push(p);
+    ex.scheduling.done.set(stage.index, p);
+    return p;
+  };
+  for (const ex of executors) {
+    for (const stage of neededStages(ex.services.plan)) {
+      const p = shared.has(stage.index) ? (sharedEx.scheduling.done.get(stage.index) ?? start(sharedEx, stage)) : start(ex, stage);
+      ex.scheduling.done.set(stage.index, p);
+    }
+  }
+  const results = await Promise.allSettled(all);
+  if (results.some((r) => r.status === 'rejected')) throw firstCause(results);
+  return Promise.all(executors.map(async (ex) => {
+    const plan = ex.services.plan;
+    const last = neededStages(plan).length > 0 ? await ex.scheduling.done.get(plan.target) : undefined;
+    if (!last) throw new BuilderError('BUILD_EMPTY', `${plan.file}: nothing to build`, { hint: 'the Dockerfile needs a FROM line' });
+    return last;
+  }));
+}
+
+/** The target stage's result as an image: cache mounts, --single-snapshot, --label, the config's platform. */
+async function finishImage(last: StageResult, opts: ResolvedBuildOptions, o: { cache: BuildCache | undefined; created: string; snapshotFile: string }): Promise<Image> {
+  // New layers go to the cache repository once; the destination mounts them from there.
+  let layers = last.layers;
+  if (o.cache) {
+    const { written, layers: { mountFrom: from } } = o.cache;
+    if (from) layers = layers.map((l) => (written.has(l.descriptor.digest) && !l.mountFrom ? { ...l, mountFrom: from } : l));
+  }
+  let history = last.history;
+  if (opts.singleSnapshot) ({ layers, history } = await singleSnapshot(layers, history, last.base.layers.length, o.snapshotFile, opts, o.created));
+  const config = { ...last.config };
+  if (Object.keys(opts.labels).length > 0) config.Labels = { ...(config.Labels ?? {}), ...opts.labels };
+  const image = assembleImage({
+    format: last.base.format,
+    base: last.base.config,
+    config,
+    layers,
+    history,
+    created: o.created,
+    ...(last.author !== undefined ? { author: last.author } : {}),
+    architecture: last.platform.architecture,
+    os: last.platform.os,
+    ...(last.platform.variant ? { variant: last.platform.variant } : {}),
+  });
+  checkZstdLayers(image);
+  opts.emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers${opts.platforms && opts.platforms.length > 1 ? `, ${formatPlatform(last.platform)}` : ''})` });
+  return image;
 }

@@ -30,7 +30,10 @@ export function setEnv(list: readonly string[] | undefined, key: string, value: 
 
 /** WORKDIR semantics: relative paths resolve against the current working dir. */
 export function resolveWorkdir(current: string | undefined, p: string): string {
-  return path.posix.resolve(current || '/', p);
+  // BuildKit (util/system NormalizeWorkdir on Linux) keeps an absolute path as written ("/tmp/" stays "/tmp/"), and
+  // joins and cleans a relative one onto the current directory
+  if (p.startsWith('/')) return p;
+  return path.posix.resolve('/', current || '/', p);
 }
 
 /** EXPOSE words -> "port/proto" keys; ranges expanded, protocol defaulting to tcp. */

@@ -38,6 +38,8 @@ export interface Scheduling {
   images: Map<string, Promise<RootFs>>;
   /** ADD URL downloads by URL and checksum: the cache key (computed ahead) and the step share one download. */
   downloads: Map<string, Promise<import('./remote.js').Download>>;
+  /** Images resolved by reference (FROM, COPY --from, RUN --mount from=): reference -> manifest digest, for the provenance. */
+  resolved: Map<string, { ref: import('../reference/index.js').ImageRef; digest: import('../digest/index.js').Digest }>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
   /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */
@@ -50,7 +52,12 @@ export interface Scheduling {
 
 export interface Settings {
   runMode: RunMode;
+  /** The target platform (a stage's FROM --platform overrides it for that stage). */
   platform: Platform;
+  /** The platform builder runs on: RUN for any other needs an emulator. */
+  buildPlatform: Platform;
+  /** --platform a,b: the target's name, in stage and step labels. */
+  platformTag?: string;
   /** --image-format; default: that of the base image. */
   imageFormat?: ImageFormat;
   /** The image's created time (and every history entry's). */

@@ -1,7 +1,7 @@
 // Everything one build needs, as one typed value scoped to the call (the CLI fills it from flags and the environment).
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
-import type { ImageFormat, Platform } from '../image/index.js';
+import type { Descriptor, ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
 import type { BuildSummary, EventSink } from '../util/events.js';
@@ -31,7 +31,10 @@ export interface BuildOptions {
   reproducible: boolean;
   /** SOURCE_DATE_EPOCH, seconds. */
   sourceDateEpoch?: number;
+  /** The target platform of a one-platform build (--custom-platform, or --platform with one value). */
   platform: Platform;
+  /** --platform a,b: every target platform, built in one run and output as one index; absent or one: `platform` only. */
+  platforms?: Platform[];
   buildPlatform: Platform;
   buildArgs: Record<string, string | undefined>;
   /** Process environment for bare --build-arg KEY. */
@@ -76,6 +79,8 @@ export interface BuildOptions {
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** Current time, injectable for tests. */
   now?: () => Date;
+  /** --sbom, --provenance, --sign-key: attached to the pushed image as OCI referrers (the image digest stays the same). */
+  attest?: AttestRequest;
   /** Cancels the build (the CLI's SIGINT/SIGTERM): RUN processes killed, nothing more pushed, work dir removed. */
   signal?: AbortSignal;
 }
@@ -86,6 +91,18 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
   throw signal.reason instanceof BuilderError
     ? signal.reason
     : new BuilderError('BUILD_CANCELLED', 'the build was cancelled', { hint: 'rerun the build', exitCode: 130 });
+}
+
+export interface AttestRequest {
+  sbom: boolean;
+  provenance?: 'min' | 'max';
+  /** A parsed ECDSA P-256 private key (the CLI reads and checks it before the build starts). */
+  signKey?: import('node:crypto').KeyObject;
+  /** The provenance's runDetails.builder.id, and builder's version ("0.1.0"). */
+  builderId: string;
+  version: string;
+  /** CI_* variables of the job (GitLab), for the provenance's metadata. */
+  ci: Record<string, string | undefined>;
 }
 
 export interface CacheOptions {
@@ -103,9 +120,13 @@ export interface CacheOptions {
 export type ResolvedBuildOptions = BuildOptions & { runMode: RunMode };
 
 export interface BuildResult {
+  /** The image's manifest digest, or the index's with several platforms. */
   manifestDigest: string;
-  configDigest: string;
+  /** The image's config (one platform only: an index has none). */
+  configDigest?: string;
   mediaType: string;
+  /** Each platform's image (one for a one-platform build): what an attestation or signature per pushed image names. */
+  images: Array<{ platform: Platform; descriptor: Descriptor & { platform: Platform }; configDigest: string; layers: number }>;
   /** Each destination with the digest the registry reported. */
   pushed: Array<{ destination: string; digest: string }>;
   layers: number;

@@ -1,6 +1,6 @@
 // The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
-import { BuilderError } from '../errors.js';
-import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer } from '../image/index.js';
+import { BuilderError, locateError } from '../errors.js';
+import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import { writeLayer, type LayerEntry } from '../snapshot/index.js';
 import {
@@ -13,7 +13,6 @@ import { chownNeedsRoot } from './steps/user.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
-import { at } from './where.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
 import { formatBytes } from '../util/bytes.js';
@@ -23,8 +22,10 @@ export interface Step {
   total: number;
   /** "[3/7] " or "[stage-name 3/7] " when several stages run. */
   label: string;
-  /** file:line of the instruction, for errors. */
+  /** file:line of the instruction, for errors; file and line apart for the error's fields. */
   where: string;
+  file: string;
+  line: number;
   /** The history's created_by. */
   by: string;
 }
@@ -41,6 +42,10 @@ export class StageState {
     readonly format: ImageFormat,
     readonly root: StageRoot,
     public vars: StageVars,
+    /** The platform the stage's binaries are for (its FROM --platform, else the target). */
+    readonly platform: Platform,
+    /** "stage 1 (build)", for errors. */
+    readonly label: string,
   ) {
     this.cfg = { config: { ...(base.config.config ?? {}) }, cmdSet: false, ...(base.config.author ? { author: base.config.author } : {}) };
     this.layers = [...base.layers];
@@ -129,7 +134,7 @@ export async function runStage(ex: Executor, stage: PlannedStage): Promise<Stage
 
 async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageResult> {
   const { services, settings, scheduling } = ex;
-  const label = `stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
+  const label = `${settings.platformTag ? `${settings.platformTag} ` : ''}stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
   services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
 
@@ -142,7 +147,7 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
     onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),
     onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
-  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars);
+  const state = new StageState(ex, base, settings.imageFormat ?? base.format, root, vars, platform, label);
 
   // ONBUILD triggers of the base (an image, or an earlier stage's ONBUILD lines) run first; the stage does not inherit them.
   const triggers = stage.baseName !== 'scratch'
@@ -188,7 +193,7 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
       await root.checkBase();
       const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
-      if (!cache || key === undefined) throw err;
+      if (!cache || key === undefined) throw locateError(err, step.file, step.line, false);
       cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
       cache.hits -= counted.hits;
       cache.misses -= counted.misses;
@@ -238,8 +243,10 @@ async function prepareSteps(
     const step: Step = {
       number: i + 1,
       total: instructions.length,
-      label: `[${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
+      label: `[${settings.platformTag ? `${settings.platformTag} ` : ''}${scheduling.multiStage ? `${stage.name ?? stage.index} ` : ''}${i + 1}/${instructions.length}]`,
       where: `${raw.file}:${raw.line}`,
+      file: raw.file,
+      line: raw.line,
       by: createdBy(inst, cfg.config.Shell),
     };
     if (inst.kind === 'from') {
@@ -325,7 +332,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce).catch(at(`${stage.from.file}:${stage.from.line}`));
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
   services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0

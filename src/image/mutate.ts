@@ -3,7 +3,9 @@ import { BuilderError } from '../errors.js';
 import { sha256 } from '../digest/index.js';
 import { layerMediaType, type Layer } from './layer.js';
 import { bufferStream } from './oci-layout.js';
-import { MediaType, type BlobOpener, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageData, type ImageFormat, type Manifest } from './types.js';
+import { platformOf } from './platform.js';
+import type { Digest } from '../digest/index.js';
+import { MediaType, type BlobOpener, type Descriptor, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageData, type ImageFormat, type Manifest } from './types.js';
 
 export interface AssembleInput {
   format: ImageFormat;
@@ -74,4 +76,28 @@ export function imageBlobOpener(image: Image): BlobOpener {
     if (!l) throw new BuilderError('IMAGE_BLOB_UNKNOWN', `image ${image.manifestDigest} has no blob ${desc.digest}`, { hint: 'this is a bug; please report it' });
     return l.open();
   };
+}
+
+/** A multi-platform image: its index document and one single-platform image per entry, in the same order. */
+export interface ImageIndex {
+  mediaType: string;
+  bytes: Buffer;
+  digest: Digest;
+  /** The index's entries: each image's manifest descriptor with its platform. */
+  manifests: Descriptor[];
+  images: Image[];
+}
+
+/** Docker manifests only make a Docker manifest list (what --image-format docker asks for); any OCI manifest an OCI index. */
+export function assembleIndex(images: readonly Image[]): ImageIndex {
+  const docker = images.every((i) => i.mediaType === MediaType.DockerManifest);
+  const mediaType = docker ? MediaType.DockerManifestList : MediaType.OciIndex;
+  const manifests: Descriptor[] = images.map((i) => ({
+    mediaType: i.mediaType,
+    digest: i.manifestDigest,
+    size: i.manifestBytes.length,
+    platform: platformOf(i.config),
+  }));
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, manifests }));
+  return { mediaType, bytes, digest: sha256(bytes), manifests, images: [...images] };
 }

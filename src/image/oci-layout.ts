@@ -194,13 +194,28 @@ export async function loadLayoutImage(doc: LayoutDocument, platform: Platform): 
 /** Writes one image (config, layers from `openBlob`, manifest) into the layout at dir and names it `tag`. */
 export async function writeOciLayout(dir: string, image: ImageData, openBlob: BlobOpener, opts: { tag?: string } = {}): Promise<Descriptor> {
   const layout = await OciLayout.create(dir);
+  const desc = await writeImageBlobs(layout, image, openBlob);
+  await layout.setRef(desc, opts.tag);
+  return desc;
+}
+
+/** Writes every image of a multi-platform index, then the index itself, named `tag`: index.json points at the index. */
+export async function writeOciLayoutIndex(
+  dir: string, index: { bytes: Buffer; mediaType: string; images: ReadonlyArray<{ image: ImageData; openBlob: BlobOpener }> }, opts: { tag?: string } = {},
+): Promise<Descriptor> {
+  const layout = await OciLayout.create(dir);
+  for (const { image, openBlob } of index.images) await writeImageBlobs(layout, image, openBlob);
+  const desc = await layout.writeBytes(index.bytes, index.mediaType);
+  await layout.setRef(desc, opts.tag);
+  return desc;
+}
+
+async function writeImageBlobs(layout: OciLayout, image: ImageData, openBlob: BlobOpener): Promise<Descriptor> {
   for (const l of image.manifest.layers) {
     if (!(await layout.hasBlob(l.digest))) await layout.writeBlob(l, await openBlob(l));
   }
   await layout.writeBlob(image.manifest.config, bufferStream(image.configBytes));
-  const desc = await layout.writeBytes(image.manifestBytes, image.mediaType);
-  await layout.setRef(desc, opts.tag);
-  return desc;
+  return layout.writeBytes(image.manifestBytes, image.mediaType);
 }
 
 /** A stream of an in-memory document (manifests and configs are small). */

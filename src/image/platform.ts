@@ -1,6 +1,6 @@
 // Platforms: parsing "os/arch[/variant]", mapping Node's process.arch, and matching index entries.
 import { BuilderError } from '../errors.js';
-import type { Descriptor, Platform } from './types.js';
+import type { Descriptor, ImageConfig, Platform } from './types.js';
 
 // Common spellings users pass, mapped to the OCI names (as containerd's platforms.Normalize does).
 const ARCH_ALIASES: Record<string, { architecture: string; variant?: string }> = {
@@ -37,6 +37,11 @@ export function normalizePlatform(p: Platform): Platform {
   if (architecture === 'arm64' && variant === 'v8') variant = undefined;
   if (architecture === 'arm' && !variant) variant = 'v7';
   return variant ? { os: p.os, architecture, variant } : { os: p.os, architecture };
+}
+
+/** The platform an image config names (os, architecture, variant). */
+export function platformOf(config: Pick<ImageConfig, 'os' | 'architecture' | 'variant'>): Platform {
+  return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
 }
 
 export function formatPlatform(p: Platform): string {

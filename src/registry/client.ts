@@ -4,7 +4,7 @@ import { BuilderError } from '../errors.js';
 import { isDigest, sha256, verified, type Digest } from '../digest/index.js';
 import { identifier, parseReference, sameRepository, withDigest, type ImageRef } from '../reference/index.js';
 import {
-  checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, parseConfig, parseIndex, parseManifest, selectPlatform,
+  checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, MediaType, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
 import { header, readAll, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
@@ -438,23 +438,50 @@ export class RegistryClient {
 
   /** PUTs a manifest (after its blobs); returns its digest, checked against what the registry reports. */
   async putManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<Digest> {
+    return (await this.pushManifest(ref, bytes, mediaType)).digest;
+  }
+
+  /**
+   * putManifest, also returning the OCI-Subject header: a registry with the referrers API sets it when it indexed the
+   * manifest's `subject` (OCI distribution 1.1); without it the client keeps the referrers tag itself.
+   */
+  async pushManifest(ref: ImageRef, bytes: Buffer, mediaType: string): Promise<{ digest: Digest; subject?: string }> {
     const digest = sha256(bytes);
     if (ref.digest && ref.digest !== digest) throw digestMismatch(`PUT manifest ${ref}`, digest, ref.digest);
     const what = `PUT manifest ${ref}`;
     try {
-      await this.put(ref, bytes, mediaType, digest, what);
+      const subject = await this.put(ref, bytes, mediaType, digest, what);
+      return { digest, ...(subject ? { subject } : {}) };
     } catch (err) {
       if (this.opts.ignoreImmutableTagErrors && isImmutableTagError(err)) {
         this.opts.onWarning?.(`${ref} was not overwritten: the registry keeps the tag immutable (${(err as BuilderError).message}); ignored (--push-ignore-immutable-tag-errors)`);
-        return digest;
+        return { digest };
       }
       throw err;
     }
-    return digest;
   }
 
-  private async put(ref: ImageRef, bytes: Buffer, mediaType: string, digest: Digest, what: string): Promise<void> {
-    await this.t.exchange({
+  /** GET /v2/<name>/referrers/<digest>: the referrers index, or undefined where the registry has no referrers API (404). */
+  async getReferrers(ref: ImageRef, digest: Digest): Promise<Index | undefined> {
+    const what = `GET referrers of ${ref.name}@${digest}`;
+    return this.t.exchange({
+      registry: ref.registry, method: 'GET', path: `/v2/${ref.repository}/referrers/${digest}`,
+      headers: { accept: MediaType.OciIndex }, scopes: [pullScope(ref)], what, ok: [200, 404],
+    }, async (res) => {
+      if (res.status === 404) {
+        await res.body.dump();
+        return undefined;
+      }
+      const bytes = await readAll(res, MAX_MANIFEST, what, ref.registry);
+      const ct = (header(res, 'content-type') ?? '').split(';')[0]!.trim();
+      // a registry without the API may answer 200 with something else (an HTML page, a proxy's answer): not an index
+      if (ct !== MediaType.OciIndex) return undefined;
+      return parseIndex(bytes, what);
+    });
+  }
+
+  private async put(ref: ImageRef, bytes: Buffer, mediaType: string, digest: Digest, what: string): Promise<string | undefined> {
+    return this.t.exchange({
       registry: ref.registry, method: 'PUT', path: `/v2/${ref.repository}/manifests/${identifier(ref)}`,
       headers: { 'content-type': mediaType }, body: bytes, scopes: [pushScope(ref)], what, ok: [201, 200, 202],
     }, async (res) => {
@@ -467,6 +494,7 @@ export class RegistryClient {
           hint: 'the tag may now point at that manifest; the registry rewrites manifests (check it supports this media type) or the network damages them',
         });
       }
+      return header(res, 'oci-subject');
     });
   }
 

@@ -26,6 +26,10 @@ export interface CredentialSources {
   homeDir?: string;
   /** Override for tests; default executes docker-credential-<name> on env.PATH. */
   runHelper?: HelperRunner;
+  /** A config.json read when the DOCKER_CONFIG (or home) one does not exist: kaniko's /kaniko/.docker in the executor image. */
+  fallbackConfig?: string;
+  /** Told when fallbackConfig is the config read. */
+  onFallback?: (path: string) => void;
 }
 
 interface AuthEntry {
@@ -134,18 +138,17 @@ function parseConfig(text: string, where: string): DockerConfig {
   }
 }
 
-/** Reads $DOCKER_CONFIG/config.json, else ~/.docker/config.json; undefined when neither exists. */
+/** Reads $DOCKER_CONFIG/config.json, else ~/.docker/config.json, else src.fallbackConfig; undefined when none exists. */
 export async function readDockerConfig(src: CredentialSources): Promise<{ config: DockerConfig; path: string } | undefined> {
   const dir = src.env.DOCKER_CONFIG ?? (src.homeDir ? join(src.homeDir, '.docker') : undefined);
   if (!dir) return undefined;
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-  return { config: parseConfig(text, path), path };
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  if (text !== undefined) return { config: parseConfig(text, path), path };
+  const fallback = src.fallbackConfig ? await readFile(src.fallbackConfig, 'utf8').catch(() => undefined) : undefined;
+  if (fallback === undefined || !src.fallbackConfig) return undefined;
+  src.onFallback?.(src.fallbackConfig);
+  return { config: parseConfig(fallback, src.fallbackConfig), path: src.fallbackConfig };
 }
 
 /** GitLab CI: CI_REGISTRY with CI_REGISTRY_USER/PASSWORD, or CI_JOB_TOKEN as gitlab-ci-token. */

@@ -12,7 +12,7 @@ export {
 } from './errors.js';
 export { RetryPolicy, DEFAULT_RETRIES, type RetrySettings } from './retry.js';
 export { copyImage, parseLocation, formatLocation, type ImageLocation, type CopyOptions, type CopyResult } from './copy.js';
-export { writeImage, type WriteImageOptions, type WriteImageResult } from './write.js';
+export { writeImage, writeIndex, type WriteImageOptions, type WriteImageResult } from './write.js';
 export {
   parseRegistryMap, checkPushAccess, tagImage, describeTags, planCleanup, cleanupRepository, deleteImage, createIndex,
   type TagInfo, type CleanupPolicy, type CleanupPlan, type CleanupResult,

@@ -1,4 +1,5 @@
 // Registry operations behind the CLI's thin commands: push check, tag, describe tags, delete, cleanup policy, multi-platform index.
+import { randomBytes } from 'node:crypto';
 import { BuilderError, isBuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
 import { normalizeRegistry, parseReference, repositoryOf, sameRepository, withDigest, withTag, type ImageRef } from '../reference/index.js';
@@ -175,63 +176,145 @@ export function planCleanup(tags: readonly TagInfo[], policy: CleanupPolicy, now
 }
 
 export interface CleanupResult extends CleanupPlan {
-  /** Tags not deleted because the registry cannot delete a tag alone and a kept tag shares the manifest. */
+  /** Tags the policy selects that this registry cannot delete (a kept tag shares the manifest, or no deletes at all). */
   skipped: Array<TagInfo & { reason: string }>;
 }
 
+/** What a registry lets a client delete, found without deleting anything. */
+export interface DeleteSupport {
+  /** A tag alone (DELETE /manifests/TAG): distribution 3, GitLab, Harbor; not distribution 2.x. */
+  tags: boolean;
+  /** A manifest by digest; false with why when the registry refuses deletes. */
+  manifests: boolean;
+  why?: string;
+}
+
+const status = (err: unknown): number | undefined => (err as { status?: number }).status;
+
 /**
- * Applies planCleanup: each tag deleted alone where the registry can; where it cannot, by manifest digest, but only
- * when every tag on that manifest is being deleted (a kept tag is never lost through a shared digest).
+ * Asks the registry what it deletes, with DELETEs of a tag and a digest that do not exist: 404 means the operation is
+ * there (and found nothing); distribution 2.x answers a tag with 400 DIGEST_INVALID, and 405 UNSUPPORTED to both
+ * when deletes are off. Other failures (no permission) are thrown: the real run would meet them too.
+ */
+export async function probeDeletes(client: RegistryClient, repo: ImageRef): Promise<DeleteSupport> {
+  const probeTag = `builder-delete-probe-${randomBytes(8).toString('hex')}`;
+  const tags = await client.deleteTag(withTag(repo, probeTag)).then(
+    (r) => r === 'deleted',
+    (err: unknown) => {
+      if (status(err) === 404) return true;
+      throw err;
+    },
+  );
+  try {
+    await client.deleteManifest(withDigest(repo, `sha256:${'0'.repeat(64)}` as Digest));
+    return { tags, manifests: true };
+  } catch (err) {
+    if (status(err) === 404) return { tags, manifests: true };
+    if (status(err) === 405 || isBuilderError(err, 'REGISTRY_UNSUPPORTED')) {
+      return { tags: false, manifests: false, why: `registry ${repo.registry} does not allow deletes (405: its storage delete setting is off)` };
+    }
+    throw err;
+  }
+}
+
+/** One deletion of a schedule: a tag alone, its manifest (the first tag of it), or a tag that goes with that manifest. */
+export interface ScheduledDelete {
+  tag: TagInfo;
+  by: 'tag' | 'manifest' | 'with-manifest';
+}
+
+/**
+ * What the real run does with a plan on a registry: each tag alone where it can; else by manifest, but only when no
+ * kept tag shares it (a kept tag is never lost through a shared digest). Pure, so a dry run says exactly this.
+ */
+export function scheduleDeletes(plan: CleanupPlan, support: DeleteSupport): { deletes: ScheduledDelete[]; skipped: CleanupResult['skipped'] } {
+  const kept = new Map<string, string>();
+  for (const k of plan.keep) if (!kept.has(k.digest)) kept.set(k.digest, k.tag);
+  const manifests = new Set<string>();
+  const deletes: ScheduledDelete[] = [];
+  const skipped: CleanupResult['skipped'] = [];
+  for (const t of plan.delete) {
+    const keeper = kept.get(t.digest);
+    if (!support.manifests && !support.tags) skipped.push({ ...t, reason: support.why ?? 'the registry does not allow deletes' });
+    else if (support.tags) deletes.push({ tag: t, by: 'tag' });
+    else if (keeper !== undefined) skipped.push({ ...t, reason: `shares its manifest with the kept tag ${keeper}, and this registry cannot delete a tag alone` });
+    else {
+      deletes.push({ tag: t, by: manifests.has(t.digest) ? 'with-manifest' : 'manifest' });
+      manifests.add(t.digest);
+    }
+  }
+  return { deletes, skipped };
+}
+
+/**
+ * Applies planCleanup as scheduleDeletes says (after probing what the registry deletes); a dry run stops before
+ * deleting and returns the same result. A deletion failing midway throws CLEANUP_FAILED naming what was deleted.
  */
 export async function cleanupRepository(
   client: RegistryClient, repo: ImageRef, policy: CleanupPolicy, opts: { now?: Date; dryRun?: boolean; onDelete?: (t: TagInfo) => void } = {},
 ): Promise<CleanupResult> {
   const tags = await describeTags(client, repo);
   const plan = planCleanup(tags, policy, opts.now ?? new Date());
-  const skipped: CleanupResult['skipped'] = [];
-  if (opts.dryRun) return { ...plan, skipped };
-  const keptDigests = new Map<string, string>();
-  for (const k of plan.keep) keptDigests.set(k.digest, k.tag);
-  const deletedDigests = new Set<string>();
-  let tagDelete: boolean | undefined;
-  const deleted: TagInfo[] = [];
-  for (const t of plan.delete) {
-    if (deletedDigests.has(t.digest)) {
-      deleted.push(t); // went with an earlier tag of the same manifest
-      opts.onDelete?.(t);
-      continue;
-    }
-    if (tagDelete !== false) {
-      const r = await client.deleteTag(withTag(repo, t.tag));
-      tagDelete = r === 'deleted';
-      if (tagDelete) {
-        deleted.push(t);
-        opts.onDelete?.(t);
-        continue;
+  if (plan.delete.length === 0) return { ...plan, skipped: [] };
+  const { deletes, skipped } = scheduleDeletes(plan, await probeDeletes(client, repo));
+  const result = { delete: deletes.map((d) => d.tag), keep: plan.keep, skipped };
+  if (opts.dryRun) return result;
+  const done: string[] = [];
+  for (const d of deletes) {
+    try {
+      if (d.by === 'tag' && (await client.deleteTag(withTag(repo, d.tag.tag))) !== 'deleted') {
+        throw new BuilderError('REGISTRY_UNSUPPORTED', `registry ${repo.registry} refused to delete the tag alone, although it answered the probe as if it could`, { hint: 'report this registry' });
       }
+      else if (d.by === 'manifest') await client.deleteManifest(withDigest(repo, d.tag.digest));
+    } catch (err) {
+      throw new BuilderError('CLEANUP_FAILED', `cleanup of ${repo.name} stopped at ${d.tag.tag} after deleting ${done.length ? done.join(', ') : 'nothing'}: ${(err as Error).message}`, {
+        hint: 'fix the cause and run the cleanup again (tags already deleted are not listed again)', cause: err,
+      });
     }
-    const keeper = keptDigests.get(t.digest);
-    if (keeper !== undefined) {
-      skipped.push({ ...t, reason: `shares its manifest with the kept tag ${keeper}, and this registry cannot delete a tag alone` });
-      continue;
-    }
-    await client.deleteManifest(withDigest(repo, t.digest));
-    deletedDigests.add(t.digest);
-    deleted.push(t);
-    opts.onDelete?.(t);
+    done.push(d.tag.tag);
+    opts.onDelete?.(d.tag);
   }
-  return { delete: deleted, keep: plan.keep, skipped };
+  return result;
 }
 
-/** Deletes REF: a tag alone where the registry can, else (or for REF@digest) the manifest with every tag on it. */
-export async function deleteImage(client: RegistryClient, ref: ImageRef): Promise<{ digest?: Digest; how: 'tag' | 'manifest' }> {
+/** The tags of repo whose manifest is digest, sorted (one HEAD per tag, 8 at a time). */
+export async function tagsOnManifest(client: RegistryClient, repo: ImageRef, digest: Digest): Promise<string[]> {
+  const tags = await client.listTags(repo);
+  const on = new Set<string>();
+  await runPool(tags, 8, async (tag) => {
+    if ((await client.headManifest(withTag(repo, tag)))?.digest === digest) on.add(tag);
+  });
+  return tags.filter((t) => on.has(t)).sort();
+}
+
+export interface DeleteResult {
+  digest?: Digest;
+  /** tag: the tag alone went; manifest: the manifest went, and with it `removedTags`. */
+  how: 'tag' | 'manifest';
+  removedTags: string[];
+}
+
+/**
+ * Deletes REF: a tag alone where the registry can. Where it cannot (distribution 2.x), only by deleting its manifest,
+ * which removes every tag on it: refused, naming them, when other tags share it, unless allTags. REF@digest deletes
+ * the manifest (the tags on it are reported).
+ */
+export async function deleteImage(client: RegistryClient, ref: ImageRef, opts: { allTags?: boolean } = {}): Promise<DeleteResult> {
   if (ref.tag && !ref.digest) {
-    if ((await client.deleteTag(ref)) === 'deleted') return { how: 'tag' };
+    if ((await client.deleteTag(ref)) === 'deleted') return { how: 'tag', removedTags: [ref.tag] };
   }
   const digest = ref.digest ?? (await client.headManifest(ref))?.digest;
   if (!digest) throw new BuilderError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag (builder ls REPO)' });
+  const removedTags = await tagsOnManifest(client, repositoryOf(ref), digest);
+  const others = removedTags.filter((t) => t !== ref.tag);
+  if (ref.tag && !ref.digest && others.length > 0 && !opts.allTags) {
+    throw new BuilderError('DELETE_SHARED_MANIFEST', `${ref} shares its manifest ${digest} with ${others.map((t) => `${ref.name}:${t}`).join(', ')}; `
+      + `registry ${ref.registry} cannot delete a tag alone, and deleting the manifest would remove ${others.length === 1 ? 'that tag' : 'those tags'} too. Nothing was deleted`, {
+      hint: `pass --all-tags to delete the manifest with all ${removedTags.length} tags, or leave ${ref.tag} in place`,
+    });
+  }
   await client.deleteManifest(withDigest(ref, digest));
-  return { digest, how: 'manifest' };
+  return { digest, how: 'manifest', removedTags };
 }
 
 /**

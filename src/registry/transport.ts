@@ -18,6 +18,15 @@ const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('u
 import { insufficientScope, interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
 import { DEFAULT_RETRIES, RetryPolicy } from './retry.js';
 
+/** A retry about to happen: what is retried after which error code, the attempt (1-based) of how many, the wait. */
+export interface RetryNotice {
+  what: string;
+  code: string;
+  attempt: number;
+  of: number;
+  waitMs: number;
+}
+
 export interface RegistryClientOptions {
   /** Allow plain HTTP (after trying HTTPS without verification) for every registry (kaniko --insecure). */
   insecure?: boolean;
@@ -52,8 +61,8 @@ export interface RegistryClientOptions {
   onProgress?: (e: TransferProgress) => void;
   /** Debug lines (method, URL, status); never receives secrets. */
   logger?: (line: string) => void;
-  /** One line per retry (what failed, its code, the wait); defaults to `logger`. */
-  onRetry?: (line: string) => void;
+  /** One line per retry (what failed, its code, the wait), with the same as fields; defaults to `logger`. */
+  onRetry?: (line: string, retry: RetryNotice) => void;
   /** Retry budget of every request when the two below are not set (default 4). */
   retries?: number;
   /** Retries per request while pushing (uploads, mounts, manifest PUT), and new upload sessions per blob (--push-retry). */
@@ -197,8 +206,9 @@ export class Transport {
   async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
     const wait = this.policy.delay(attempt, err);
     const code = (err as RegistryError)?.code ?? 'error';
-    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${Math.max(attempt + 1, this.policy.budgetFor(err, budget, 'session'))})`;
-    if (this.opts.onRetry) this.opts.onRetry(line);
+    const of = Math.max(attempt + 1, this.policy.budgetFor(err, budget, 'session'));
+    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${of})`;
+    if (this.opts.onRetry) this.opts.onRetry(line, { what, code, attempt: attempt + 1, of, waitMs: Math.round(wait) });
     else this.log(line);
     const cut = signal ?? this.opts.signal;
     await sleep(wait, undefined, cut ? { signal: cut } : {}).catch((e: unknown) => {

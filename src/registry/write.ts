@@ -1,7 +1,7 @@
 // Pushing one image (go-containerregistry's remote.Write): every blob to every repository first (mounts where possible), manifests last.
 import type { Digest } from '../digest/index.js';
 import { bufferStream, MediaType, type Image } from '../image/index.js';
-import type { ImageRef } from '../reference/index.js';
+import { withDigest, type ImageRef } from '../reference/index.js';
 import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 import type { PushBlobResult, RegistryClient } from './client.js';
@@ -47,6 +47,30 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     // putManifest checks the registry's digest and a digest reference against the bytes.
     const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
     opts.emit?.({ type: 'message', level: 'info', msg: `pushed ${d}@${digest}` });
+    pushed.push({ destination: d.toString(), digest });
+  }
+  return { pushed, blobs };
+}
+
+/**
+ * Pushes a multi-platform image: each platform's image by digest to every destination repository (blobs first), then
+ * the index to each reference, so no tag ever names an index whose manifests are not all there.
+ */
+export async function writeIndex(
+  client: RegistryClient, index: { bytes: Buffer; mediaType: string; images: readonly Image[] }, destinations: readonly ImageRef[], opts: WriteImageOptions = {},
+): Promise<WriteImageResult> {
+  const repos = new Map<string, ImageRef>();
+  for (const d of destinations) repos.set(d.name, d);
+  const blobs: Record<PushBlobResult, number> = { exists: 0, mounted: 0, uploaded: 0 };
+  for (const image of index.images) {
+    const r = await writeImage(client, image, [...repos.values()].map((d) => withDigest(d, image.manifestDigest)), opts);
+    for (const k of Object.keys(blobs) as PushBlobResult[]) blobs[k] += r.blobs[k];
+  }
+  const pushed: WriteImageResult['pushed'] = [];
+  for (const d of destinations) {
+    opts.signal?.throwIfAborted();
+    const digest = await client.putManifest(d, index.bytes, index.mediaType);
+    opts.emit?.({ type: 'message', level: 'info', msg: `pushed ${d}@${digest} (index of ${index.images.length} images)` });
     pushed.push({ destination: d.toString(), digest });
   }
   return { pushed, blobs };

@@ -12,6 +12,7 @@ import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.j
 
 export { DEFAULT_PATH, killProcessTree, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts, type RunMount } from './sandbox.js';
+export { elfHeader, findEmulator, runsNatively, type Emulator } from './binfmt.js';
 export {
   EXECUTOR_IMAGE_MARKER,
   IN_PLACE_IGNORED_PATHS,

@@ -18,7 +18,7 @@
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { RootFs } from '../rootfs/index.js';
@@ -153,10 +153,15 @@ exec "$@" </dev/null 5<&-
 // runSandboxed, one mount(8) process each), the host tool view, the pivot helper. Fixed text, every
 // variable part is a positional arg. Errors go to fd 3 so they are never mistaken for the command's
 // own output or exit code.
+/** The hostname a sandboxed step gets (BuildKit's defaultHostname). */
+export const SANDBOX_HOSTNAME = 'buildkitsandbox';
+
 const SETUP_SCRIPT = `
 R=$1; T=$2; F=" $3 "; V=$4; IP=$5; STAGE2=$6; SH=$7; BASH=$8; shift 8
 fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
+# The step's own hostname, as BuildKit's (its UTS namespace is ours alone): a step never sees or records the host's.
+echo ${SANDBOX_HOSTNAME} 2>/dev/null >/proc/sys/kernel/hostname
 # Explicit, not in root.fstab: mount -a skips a line whose target is already mounted (an overlay root), and nodev
 # (Docker's device cgroup in our hands) would be lost with it.
 mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root"
@@ -505,10 +510,8 @@ async function removeRuntimeDir(dir: string): Promise<void> {
 /** resolv.conf and hosts copies the step may read (or even write) without touching the host's. */
 async function writeRuntimeFiles(dir: string, network: NetworkMode): Promise<void> {
   const resolv = network === 'none' ? '' : await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 8.8.8.8\n');
-  const name = hostname();
-  const hosts =
-    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n` +
-    (name && name !== 'localhost' ? `127.0.1.1\t${name}\n` : '');
+  // BuildKit's hosts file (executor/oci initHostsFile): the step's hostname, never the host's
+  const hosts = `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
   await writeFile(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 });
   await writeFile(path.join(dir, 'hosts'), hosts, { mode: 0o644 });
 }

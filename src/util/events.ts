@@ -25,6 +25,8 @@ export interface BuildSummary {
   /** Blob bytes downloaded from and uploaded to registries. */
   bytesDown: number;
   bytesUp: number;
+  /** --platform a,b: each platform's image in the index (digest, size and layers above are the index's and the sums). */
+  images?: Array<{ platform: string; digest: string; size: number; layers: number }>;
   pushed: string[];
   seconds: number;
   phases: PhaseTimes;

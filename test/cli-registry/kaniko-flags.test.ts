@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineBuildFlags } from '../../src/cli/commands/build.js';
+import { pflagShortForms } from '../../src/cli/argv.js';
 import { ACCEPTED_WITH_WARNING } from '../../src/cli/kaniko-flags.js';
 import { compileIfStale, ROOT, Workspace } from '../executor/helpers.js';
 import { run } from '../support/tools.js';
@@ -51,7 +52,7 @@ function parse(args: string[]): { cmd: Command; deprecated: string[]; error?: Co
   const cmd = program.command('build', { isDefault: true }).exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
   defineBuildFlags(cmd, deprecated).action(() => undefined);
   try {
-    program.parse(args, { from: 'user' });
+    program.parse(pflagShortForms(args, cmd), { from: 'user' });
     return { cmd, deprecated };
   } catch (err) {
     if (err instanceof CommanderError) return { cmd, deprecated, error: err };
@@ -73,7 +74,9 @@ describe.skipIf(!existsSync(KANIKO))('kaniko v1.24.0 executor flags', () => {
   for (const f of parseKanikoHelp(help).filter((x) => x.long !== '--help')) {
     const forms: string[][] = f.type === undefined
       ? [[f.long], [`${f.long}=true`], [`${f.long}=false`], [`${f.long}=True`]]
-      : [[`${f.long}=${VALUES[f.long] ?? 'x'}`], [f.long, VALUES[f.long] ?? 'x'], ...(f.short ? [[f.short, VALUES[f.long] ?? 'x']] : [])];
+      : [[`${f.long}=${VALUES[f.long] ?? 'x'}`], [f.long, VALUES[f.long] ?? 'x'],
+        // pflag's short forms: `-c DIR`, `-c=DIR`, `-cDIR`
+        ...(f.short ? [[f.short, VALUES[f.long] ?? 'x'], [`${f.short}=${VALUES[f.long] ?? 'x'}`], [`${f.short}${VALUES[f.long] ?? 'x'}`]] : [])];
     it(`${f.long} is accepted in kaniko's spelling (${forms.map((a) => a.join(' ')).join(' | ')})`, () => {
       expect(VALUES[f.long] !== undefined || f.type === undefined, `no sample value for ${f.long} (${f.type})`).toBe(true);
       for (const args of forms) {
@@ -100,6 +103,27 @@ describe.skipIf(!existsSync(KANIKO))('kaniko v1.24.0 executor flags', () => {
     expect(r.cmd.opts().tarPath).toBe('/tmp/x.tar');
     expect(r.cmd.opts().customPlatform).toBe('linux/arm64');
     expect(r.deprecated).toEqual(['--tarPath is deprecated (in kaniko too): use --tar-path', '--customPlatform is deprecated (in kaniko too): use --custom-platform']);
+  });
+
+  it('--whitelist-var-run (kaniko\'s deprecated, hidden spelling of --ignore-var-run) sets it, with one deprecation line', async () => {
+    // kaniko itself still accepts it, printing its deprecation line
+    const k = await run(KANIKO, ['--whitelist-var-run=false', '--help']);
+    expect(k.stdout + k.stderr).toContain('Flag --whitelist-var-run has been deprecated, Please use ignore-var-run instead.');
+    for (const [args, want] of [[['--whitelist-var-run=false'], false], [['--whitelist-var-run'], true], [['--whitelist-var-run=true'], true]] as const) {
+      const r = parse([...args]);
+      expect(r.error, args.join(' ')).toBeUndefined();
+      expect(r.cmd.opts().ignoreVarRun, args.join(' ')).toBe(want);
+      expect(r.deprecated).toEqual(['--whitelist-var-run is deprecated (in kaniko too): use --ignore-var-run']);
+    }
+    expect(parse(['--ignore-var-run=false']).deprecated).toEqual([]);
+  });
+
+  it('a value that is itself `-x=…` stays the value of the option before it, and `--` ends the rewriting', () => {
+    const r = parse(['--label', '-c=x', '-f=Dockerfile.k', '--', '-c=y']);
+    expect(r.cmd.opts().label).toEqual(['-c=x']);
+    expect(r.cmd.opts().dockerfile).toBe('Dockerfile.k');
+    expect(r.cmd.opts().context).toBeUndefined();
+    expect(pflagShortForms(['-c=a', '--', '-c=b'], r.cmd)).toEqual(['--context=a', '--', '-c=b']);
   });
 
   it('an unknown flag is still a usage error (the table above cannot pass by accepting everything)', () => {
@@ -132,9 +156,9 @@ describe.skipIf(!existsSync(KANIKO))('a kaniko command line with every flag runs
         // booleans that would change what this build is: given explicitly false
         args.push(['--no-push', '--force', '--skip-push-permission-check', '--cleanup', '--skip-unused-stages', '--reproducible'].includes(f.long)
           ? `${f.long}=${f.long === '--no-push' || f.long === '--reproducible'}` : f.long);
-      } else if (f.long !== '--destination') args.push(`${f.long}=${values[f.long]}`);
+      } else if (f.long !== '--destination') args.push(`${f.short ?? f.long}=${values[f.long]}`); // pflag's `-c=DIR` where there is a short form
     }
-    const r = await ws.cli([...args, '--destination', '127.0.0.1:9/never/pushed:1', '--run-mode', 'sandbox', '--work-dir', ws.path('work')]);
+    const r = await ws.cli([...args, '--whitelist-var-run', '--destination', '127.0.0.1:9/never/pushed:1', '--run-mode', 'sandbox', '--work-dir', ws.path('work')]);
     expect(r.stderr).not.toMatch(/unknown option/i);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/);
@@ -148,6 +172,7 @@ describe.skipIf(!existsSync(KANIKO))('a kaniko command line with every flag runs
       expect(r.stderr.split('\n').filter((l) => l.includes(`${long} has no effect here`)), long).toHaveLength(1);
     }
     expect(r.stderr).toContain('--tarPath is deprecated');
+    expect(r.stderr).toContain('--whitelist-var-run is deprecated');
     if (process.env.SHOW_STDERR) console.log(r.stderr);
   });
 });

@@ -30,7 +30,8 @@ describe('registry commands', () => {
       env: { SOURCE_DATE_EPOCH: String(now - daysAgo * DAY) },
     });
   }
-  const cli = (args: string[]) => ws.cli(args);
+  // short retry waits: distribution 2.8 answers a tag DELETE with 400, which the transport still retries (branch store)
+  const cli = (args: string[]) => ws.cli(args, { BUILDER_RETRY_BASE_MS: '5', BUILDER_RETRY_MAX_MS: '10' });
 
   it('tag: new tags point at the same manifest with one manifest read and one write each, and no blob request', async () => {
     const d = await image('tags/app', 'build-1', 1);
@@ -60,17 +61,35 @@ describe('registry commands', () => {
     expect((await cli(['ls', `${plain.host}/ls/app`])).stdout.split('\n').filter(Boolean).sort()).toEqual(['new', 'old']);
   });
 
-  it('delete: a tag goes (with the manifest, on a registry that cannot delete a tag alone, which the output says)', async () => {
+  it('delete: a tag goes (with its manifest, on a registry that cannot delete a tag alone, which the output says)', async () => {
     await image('del/app', 'a', 1);
     await image('del/app', 'b', 2);
     const r = await cli(['delete', `${plain.host}/del/app:a`]);
     expect(r.code, r.stderr).toBe(0);
-    // distribution 2.8 has no tag delete: the manifest goes, and the output says every tag on it went too
-    expect(r.stderr).toMatch(/deleted manifest .*del\/app@sha256:[0-9a-f]{64} \(with every tag pointing to it/);
+    // distribution 2.8 has no tag delete: the manifest goes, and the output says which tags went with it
+    expect(r.stderr).toMatch(/deleted manifest .*del\/app@sha256:[0-9a-f]{64} with its tag a \(this registry cannot delete a tag alone\)/);
     expect(await registryTags(plain, 'del/app')).toEqual(['b']);
     const missing = await cli(['delete', `${plain.host}/del/app:nope`]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/MANIFEST_UNKNOWN|NOT_FOUND/);
+  });
+
+  it('delete: a tag sharing its manifest with other tags is refused, naming them, and no tag is lost; --all-tags deletes them all', async () => {
+    const d = await image('shared/app', '1', 1);
+    await cli(['tag', `${plain.host}/shared/app:1`, 'latest', 'stable']);
+    await image('shared/app', 'other', 2);
+    const r = await cli(['delete', `${plain.host}/shared/app:1`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('DELETE_SHARED_MANIFEST');
+    expect(r.stderr).toMatch(/shares its manifest sha256:[0-9a-f]{64} with \S+shared\/app:latest, \S+shared\/app:stable/);
+    expect(r.stderr).toContain('--all-tags');
+    // no tag was lost, and nothing was attempted beyond the probe of a tag delete
+    expect((await registryTags(plain, 'shared/app')).sort()).toEqual(['1', 'latest', 'other', 'stable']);
+    expect((await skopeoInspect(plain, 'shared/app:latest')).Digest).toBe(d);
+    const all = await cli(['delete', `${plain.host}/shared/app:1`, '--all-tags']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stderr).toMatch(/with its tags 1, latest, stable/);
+    expect(await registryTags(plain, 'shared/app')).toEqual(['other']);
   });
 
   describe('cleanup (GitLab cleanup-policy semantics)', () => {
@@ -91,34 +110,41 @@ describe('registry commands', () => {
       expect(r.stderr).toContain('FLAG_MISSING');
     });
 
-    it('--dry-run lists what would go and deletes nothing: keep rules win, regexes anchored, keep-n newest, older-than from the config', async () => {
+    it('--dry-run lists exactly what the real run deletes (the registry asked what it can delete), names what it cannot, and deletes nothing', async () => {
       const r = await cli(['cleanup', `${plain.host}/${repo}`, ...policy, '--dry-run', '--json']);
-      expect(r.code, r.stderr).toBe(0);
+      // distribution 2.8 cannot delete a tag alone: v1 shares its manifest with the kept latest, so the run would leave it
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/CLEANUP_INCOMPLETE: the cleanup would leave 1 tag the policy selects: v1/);
       const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { tag: string; fate: string; reason?: string });
       const fate = Object.fromEntries(rows.map((x) => [x.tag, x.fate]));
-      expect(fate).toEqual({ v1: 'delete', v2: 'delete', v3: 'delete', v4: 'keep', v5: 'keep', 'keep-me': 'keep', main: 'keep', xv1: 'keep', latest: 'keep' });
+      expect(fate).toEqual({ v1: 'skipped', v2: 'delete', v3: 'delete', v4: 'keep', v5: 'keep', 'keep-me': 'keep', main: 'keep', xv1: 'keep', latest: 'keep' });
       const why = Object.fromEntries(rows.map((x) => [x.tag, x.reason]));
       expect(why.latest).toMatch(/never/);
       expect(why.xv1).toMatch(/does not match/); // "v.+" is anchored: xv1 is not a v-tag
       expect(why['keep-me']).toMatch(/--name-regex-keep/);
       expect(why.v5).toMatch(/--keep-n/);
       expect(why.v4).toMatch(/--older-than/);
+      expect(why.v1).toMatch(/shares its manifest with the kept tag latest/);
       expect((await registryTags(plain, repo)).length).toBe(9);
+      // the plain listing: the tags that would go, one a line
+      const plainList = await cli(['cleanup', `${plain.host}/${repo}`, ...policy, '--dry-run']);
+      expect(plainList.stdout.split('\n').filter(Boolean).sort()).toEqual(['v2', 'v3']);
     });
 
-    it('deletes only the planned tags, and never a kept tag through a shared manifest', async () => {
+    it('the real run does what the dry run said: deletes exactly those tags, never a kept tag through a shared manifest, exit 1 naming v1', async () => {
+      const dry = (await cli(['cleanup', `${plain.host}/${repo}`, ...policy, '--dry-run'])).stdout;
       const r = await cli(['cleanup', `${plain.host}/${repo}`, ...policy]);
-      expect(r.code, r.stderr).toBe(0);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe(dry);
       const tags = (await registryTags(plain, repo)).sort();
-      expect(tags).toContain('latest');
-      expect(tags).not.toContain('v2');
-      expect(tags).not.toContain('v3');
-      for (const t of ['v4', 'v5', 'keep-me', 'main', 'xv1']) expect(tags).toContain(t);
-      // distribution 2.8 cannot delete a tag alone (only a manifest): v1 stays, with a warning naming the kept tag
-      expect(tags).toContain('v1');
+      expect(tags).toEqual(['keep-me', 'latest', 'main', 'v1', 'v4', 'v5', 'xv1']);
       expect(r.stderr).toMatch(/v1 not deleted: shares its manifest with the kept tag latest/);
       expect(r.stderr).toMatch(/deleted 2, kept 6, skipped 1/);
+      expect(r.stderr).toMatch(/CLEANUP_INCOMPLETE: the cleanup left 1 tag the policy selects: v1/);
       expect((await skopeoInspect(plain, `${repo}:latest`)).Digest).toBe(digests.v1);
+      // nothing left to do but v1: the same answer again, and nothing deleted
+      const again = await cli(['cleanup', `${plain.host}/${repo}`, ...policy]);
+      expect([again.code, again.stdout]).toEqual([1, '']);
     });
   });
 

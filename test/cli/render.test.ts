@@ -155,3 +155,32 @@ describe('event renderer', () => {
     );
   });
 });
+
+describe('RUN output above info (--verbosity warn/error)', () => {
+  const step = (status: 'started' | 'finished' | 'failed', n: number): BuildEvent => ({ type: 'step', status, step: `[${n}/3]`, instruction: `RUN step${n}` });
+
+  it('is held while steps run, dropped when they pass, and shown (with a half line) when one fails', () => {
+    const term = new FakeTerminal(false);
+    const logger = createLogger({ format: 'text', level: 'error', timestamp: false, stream: term });
+    const r = createRenderer(logger);
+    r.emit(step('started', 1));
+    r.output('passing output\n', 'stdout');
+    r.emit(step('finished', 1));
+    r.emit(step('started', 2));
+    r.output('line one\nhalf', 'stdout');
+    r.output('to stderr\n', 'stderr');
+    r.emit(step('failed', 2));
+    r.close();
+    expect(term.screen()).toEqual(['builder: error: [2/3] RUN step2 failed; its output (hidden by the log level):', 'line one', 'to stderr', 'half']);
+  });
+
+  it('shows nothing extra at info: the output went through as it came', () => {
+    const term = new FakeTerminal(false);
+    const r = createRenderer(createLogger({ format: 'text', level: 'info', timestamp: false, stream: term }));
+    r.emit(step('started', 1));
+    r.output('live\n', 'stdout');
+    r.emit(step('failed', 1));
+    r.close();
+    expect(term.screen().filter((l) => l.includes('live') || l.includes('its output'))).toEqual(['live']);
+  });
+});

@@ -42,7 +42,9 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     [anon, auth, ws] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-exe-'), compileIfStale()]);
     base = await pushBusybox(anon, 'library/busybox', 'latest');
     const layout = ws.path('executor-layout');
-    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout, '--destination', `${anon.host}/tools/builder:latest`], { timeoutMs: 170_000 });
+    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('sign.pem')]);
+    await run('openssl', ['pkey', '-in', ws.path('sign.pem'), '-pubout', '-out', ws.path('sign.pub')]);
+    await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout, '--sign-key', ws.path('sign.pem'), '--destination', `${anon.host}/tools/builder:latest`], { timeoutMs: 170_000 });
     rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
     imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
 
@@ -114,6 +116,11 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(cfg.config.Entrypoint).toEqual(['/builder/bin/builder']);
     expect(cfg.config.WorkingDir).toBe('/workspace');
     expect(cfg.config.Env).toContain('DOCKER_CONFIG=/builder/.docker');
+    // its SBOM, provenance and signature came along from the layout (referrers tag), and the signature verifies
+    const referrers = await skopeoInspect(anon, `tools/builder:sha256-${latest!.digest.slice(7)}`, { raw: true });
+    expect(referrers.manifests.map((m: { artifactType: string }) => m.artifactType).sort())
+      .toEqual(['application/vnd.dev.cosign.artifact.sig.v1+json', 'application/vnd.in-toto+json', 'application/vnd.in-toto+json']);
+    expect((await ws.cli(['verify', '--key', ws.path('sign.pub'), `${anon.host}/tools/builder:latest`])).code).toBe(0);
     const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version as string;
     const r = await job('version', 'builder --version');
     expect(r.stdout).toContain(`builder ${version} (node `);
@@ -284,5 +291,24 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     expect(r.stderr).toMatch(/RUN_SANDBOX_UNAVAILABLE: the sandbox cannot start here/);
     expect(await readFile(path.join(rootfs, 'sentinel'), 'utf8')).toBe('still here\n');
     await rm(path.join(rootfs, 'sentinel'));
+  });
+
+  it('a kaniko GitLab job writing /kaniko/.docker/config.json pushes unchanged: read when $DOCKER_CONFIG has none, said in one line', async () => {
+    const authJson = JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } });
+    const r = await job('kaniko-config', [
+      'set -e',
+      'rm -f "$DOCKER_CONFIG/config.json"',
+      // kaniko's GitLab recipe, as copied
+      'mkdir -p /kaniko/.docker',
+      `echo '${authJson}' > /kaniko/.docker/config.json`,
+      `builder --context /workspace/ctx3 --dockerfile /workspace/ctx3/Dockerfile --destination ${auth.host}/exe/kaniko-config:v1`,
+    ].join('\n'));
+    if (r.code !== 0) throw new Error(`job exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    expect(r.stderr.split('\n').filter((l) => l.includes('/kaniko/.docker/config.json'))).toEqual([
+      'builder: registry credentials from /kaniko/.docker/config.json (kaniko\'s place): /builder/.docker/config.json does not exist',
+    ]);
+    const root = await ws.unpack(auth, 'exe/kaniko-config:v1', 'kaniko-config');
+    expect(await readFile(path.join(root, 'again.txt'), 'utf8')).toBe('again\n');
+    for (const entry of (await layerEntries(ws, auth, 'exe/kaniko-config:v1', 'kc')).slice(1).flat()) expect(entry).not.toMatch(/^(\.\/)?kaniko(\/|$)/);
   });
 });

@@ -47,9 +47,8 @@ describe('builder build: outputs, reproducibility, base-layer cache', () => {
     expect(new Set(digests)).toEqual(new Set([printed]));
     expect((await readFile(ws.path('digest'), 'utf8')).trim()).toBe(printed);
     const lines = (f: string): Promise<string[]> => readFile(ws.path(f), 'utf8').then((t) => t.split('\n').filter(Boolean));
-    expect(await lines('name-digest')).toEqual([
-      `${reg.host}/test/out@${printed}`, `${reg.host}/test/out@${printed}`, `${reg.host}/test/other@${printed}`,
-    ]);
+    // as kaniko v1.24.0 (push.go): with --image-name-tag-with-digest-file given, both files hold REPO:TAG@DIGEST
+    expect(await lines('name-digest')).toEqual(dests.map((d) => `${d}@${printed}`));
     expect(await lines('name-tag-digest')).toEqual(dests.map((d) => `${d}@${printed}`));
 
     // --image-format oci on a Docker v2s2 base: manifest and every layer (base ones too) in OCI media types
@@ -73,6 +72,14 @@ describe('builder build: outputs, reproducibility, base-layer cache', () => {
     const rootfs = await umociUnpack(ws.path('layout'), 'a', ws.path('layout-bundle'));
     expect(await readFile(path.join(rootfs, 'hello.txt'), 'utf8')).toBe('hello\n');
     expect(await readFile(path.join(rootfs, 'ran.txt'), 'utf8')).toBe('ran\n');
+  });
+
+  it('--image-name-with-digest-file alone: REPO@DIGEST per destination, as kaniko v1.24.0, into a directory it creates', async () => {
+    const dests = [`${reg.host}/test/alone`, `${reg.host}/test/alone:v2`];
+    const file = ws.path('deep/er/name-digest');
+    const printed = await ws.buildOk(ctx, [...dests.flatMap((d) => ['-d', d]), '--image-name-with-digest-file', file]);
+    expect(await readFile(file, 'utf8')).toBe(`${reg.host}/test/alone@${printed}\n${reg.host}/test/alone@${printed}\n`);
+    expect((await skopeoInspect(reg, 'test/alone:latest')).Digest).toBe(printed);
   });
 
   it('--reproducible: the same digest twice (fresh work and cache dirs), different digests without it', async () => {

@@ -142,3 +142,29 @@ describe('credential helpers (real processes)', () => {
     }
   });
 });
+
+describe('fallbackConfig (kaniko\'s /kaniko/.docker/config.json in the executor image)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'builder-cred-fallback-'));
+    await mkdir(path.join(dir, 'empty'));
+    await mkdir(path.join(dir, 'full'));
+    await writeFile(path.join(dir, 'full/config.json'), JSON.stringify({ auths: { 'r.example': { auth: b64('primary:pw') } } }));
+    await writeFile(path.join(dir, 'kaniko.json'), JSON.stringify({ auths: { 'r.example': { auth: b64('kaniko:pw') } } }));
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it('is read, and said once, only when $DOCKER_CONFIG has no config.json', async () => {
+    const said: string[] = [];
+    const fallback = { fallbackConfig: path.join(dir, 'kaniko.json'), onFallback: (p: string) => void said.push(p) };
+    const viaFallback = credentialProvider({ env: { DOCKER_CONFIG: path.join(dir, 'empty') }, ...fallback });
+    expect(await viaFallback('r.example')).toEqual({ username: 'kaniko', password: 'pw' });
+    expect(await viaFallback('r.example')).toEqual({ username: 'kaniko', password: 'pw' });
+    expect(said).toEqual([path.join(dir, 'kaniko.json')]);
+    const primary = credentialProvider({ env: { DOCKER_CONFIG: path.join(dir, 'full') }, ...fallback });
+    expect(await primary('r.example')).toEqual({ username: 'primary', password: 'pw' });
+    expect(said).toHaveLength(1);
+    // without the option (outside the executor image) the file is never looked at
+    expect(await credentialProvider({ env: { DOCKER_CONFIG: path.join(dir, 'empty') } })('r.example')).toBeUndefined();
+  });
+});

@@ -150,7 +150,7 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
       if (o.tags.join() !== 'v1') return `exit 0 but tags are [${o.tags.join()}]`;
       if (o.corrupt) return `CORRUPT image: ${o.corrupt}`;
       // the fault was met by the retry policy (each retry is one stderr line), not slipped past
-      if (!/^builder: retrying .* after [A-Z_]+ in \d+ms \(retry \d+ of \d+\)$/m.test(stderr)) return `recovered without a logged retry: ${stderr.slice(-400)}`;
+      if (!/^builder: warning: retrying .* after [A-Z_]+ in \d+ms \(retry \d+ of \d+\)$/m.test(stderr)) return `recovered without a logged retry: ${stderr.slice(-400)}`;
       return undefined;
     }
     if (o.tags.length > 0) return `exit ${code} but the tag was pushed${o.corrupt ? ` (and is corrupt: ${o.corrupt})` : ''}`;

@@ -14,12 +14,14 @@ import type { AddressInfo, Socket } from 'node:net';
  * - truncate: the response ends (FIN) halfway through a body whose Content-Length promised all of it
  * - short-length: the response claims (and sends) half the body's length, then closes
  * - wrong-bytes: one byte in the middle flipped: of the request body when it has one, else of the response body
+ * - manifest-invalid: answer 400 MANIFEST_INVALID without forwarding (a registry refusing a manifest kind, e.g. OCI
+ *   artifacts with a subject)
  * - alter-body: the request body arrives as other content that is still valid JSON (a space appended), as from a
  *   middlebox or registry that rewrites what it gets
  */
 export type FaultKind =
   | 'reset-body' | 'reset-request' | 'status-500' | 'status-502' | 'status-503' | '429-seconds' | '429-date'
-  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes' | 'alter-body';
+  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes' | 'alter-body' | 'manifest-invalid';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'reset-body', 'reset-request', 'status-500', 'status-502', 'status-503', '429-seconds', '429-date',
@@ -174,6 +176,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       const status = Number(fault.slice(7));
       const text = status === 500 ? JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'injected fault' }] }) : `<html><body><h1>${status}</h1>injected fault</body></html>`;
       respond(res, status, { 'content-type': status === 500 ? 'application/json' : 'text/html' }, Buffer.from(text));
+      return;
+    }
+    if (fault === 'manifest-invalid') {
+      respond(res, 400, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ errors: [{ code: 'MANIFEST_INVALID', message: 'manifest invalid', detail: 'injected fault' }] })));
       return;
     }
     if (fault === '429-seconds' || fault === '429-date') {

@@ -103,31 +103,37 @@ export async function busyboxLayout(): Promise<{ layout: string; tag: 'busybox' 
 }
 
 async function buildBusybox(layout: string): Promise<void> {
+  await buildBusyboxFrom(layout, HOST_BUSYBOX, hostArch());
+}
+
+/** A one-layer busybox image of `binary` (an ELF of `arch`) in a new layout, tag `busybox`; nothing of it is run. */
+async function buildBusyboxFrom(layout: string, binary: string, arch: string): Promise<void> {
   const image = `${layout}:busybox`;
   const bundle = `${layout}.bundle`;
   try {
     await run('umoci', ['init', '--layout', layout]);
     await run('umoci', ['new', '--image', image]);
     const root = await umociUnpack(layout, 'busybox', bundle);
-    await populateBusyboxRoot(root);
+    await populateBusyboxRoot(root, binary);
     await run('umoci', ['repack', ...umociRootless(), '--image', image,
       '--history.created_by', 'busybox-static + applet symlinks + /etc/passwd,group', bundle]);
     await run('umoci', ['config', '--image', image, '--config.cmd', 'sh',
       '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      '--os', 'linux', '--architecture', hostArch(), '--history.created_by', 'CMD ["sh"]']);
+      '--os', 'linux', '--architecture', arch, '--history.created_by', 'CMD ["sh"]']);
     await run('umoci', ['gc', '--layout', layout]);
   } finally {
     await rm(bundle, { recursive: true, force: true });
   }
 }
 
-async function populateBusyboxRoot(root: string): Promise<void> {
+async function populateBusyboxRoot(root: string, binary: string): Promise<void> {
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'root', 'home/app', 'tmp', 'var', 'dev', 'proc', 'sys']) {
     await mkdir(path.join(root, d), { recursive: true });
   }
-  await copyFile(HOST_BUSYBOX, path.join(root, 'bin/busybox'));
+  await copyFile(binary, path.join(root, 'bin/busybox'));
   await chmod(path.join(root, 'bin/busybox'), 0o755);
-  // Same links `busybox --install -s` makes, but relative, and without running anything in the host root.
+  // Same links `busybox --install -s` makes, but relative, and without running anything in the host root
+  // (the host's busybox lists them: Debian ships the same version for every architecture).
   const { stdout } = await run(HOST_BUSYBOX, ['--list-full']);
   for (const rel of stdout.split('\n').map((l) => l.trim())) {
     if (!rel || !rel.includes('/') || rel === 'bin/busybox') continue;
@@ -210,5 +216,63 @@ export async function pushMultiPlatform(reg: TestRegistry, repo = 'library/multi
   const { layout } = await multiPlatformLayout();
   const ref = `${reg.host}/${repo}:${tag}`;
   await skopeoCopy(`oci:${layout}:multi`, `docker://${ref}`, { reg, all: true });
+  return ref;
+}
+
+/** Debian's aarch64 busybox-static binary, fetched once into the test cache by scripts/arm64-busybox.sh (never run here). */
+export async function arm64Busybox(): Promise<string> {
+  const script = path.join(path.dirname(new URL(import.meta.url).pathname), '../../scripts/arm64-busybox.sh');
+  const { stdout } = await run('bash', [script, path.join(testCacheDir(), 'arm64-busybox', 'busybox')]);
+  return stdout.trim();
+}
+
+/** An OCI layout (READ-ONLY, cached) whose tag `busybox` is a busybox image for linux/arm64 holding Debian's aarch64 busybox. */
+export async function arm64BusyboxLayout(): Promise<{ layout: string; tag: 'busybox' }> {
+  const bin = await arm64Busybox();
+  const key = createHash('sha256').update(`busybox-arm64-v1\0${await fileSha256(bin)}`).digest('hex').slice(0, 16);
+  const layout = await cachedDir(path.join(testCacheDir(), `busybox-arm64-${key}`), (out) => buildBusyboxFrom(out, bin, 'arm64'));
+  return { layout, tag: 'busybox' };
+}
+
+/**
+ * An OCI layout (READ-ONLY, cached) whose tag `cross` is an OCI index of two real platforms: linux/<host arch> (the
+ * host's busybox) and linux/arm64 (Debian's aarch64 busybox), each manifest with its own layer and config.
+ */
+export async function crossPlatformLayout(): Promise<{ layout: string; tag: 'cross' }> {
+  const host = await busyboxLayout();
+  const arm = await arm64BusyboxLayout();
+  const layout = await cachedDir(`${arm.layout}-cross-${path.basename(host.layout)}`, async (out) => {
+    await cp(host.layout, out, { recursive: true });
+    await cp(path.join(arm.layout, 'blobs/sha256'), path.join(out, 'blobs/sha256'), { recursive: true });
+    const entry = async (dir: string): Promise<Desc> => {
+      const top = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: Desc[] };
+      const d = top.manifests.find((m) => m.annotations?.[REF_NAME] === 'busybox');
+      if (!d) throw new Error(`${dir}: no busybox tag in index.json`);
+      const manifest = JSON.parse((await readBlob(dir, d.digest)).toString('utf8'));
+      const config = JSON.parse((await readBlob(dir, manifest.config.digest)).toString('utf8'));
+      return { mediaType: OCI_MANIFEST, digest: d.digest, size: d.size, platform: { architecture: config.architecture, os: config.os } };
+    };
+    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [await entry(host.layout), await entry(arm.layout)] };
+    const indexDesc = await writeBlob(out, Buffer.from(JSON.stringify(index)), OCI_INDEX);
+    const top = JSON.parse(await readFile(path.join(out, 'index.json'), 'utf8')) as { manifests: Desc[] };
+    top.manifests.push({ ...indexDesc, annotations: { [REF_NAME]: 'cross' } });
+    await writeFile(path.join(out, 'index.json'), JSON.stringify(top));
+  });
+  return { layout, tag: 'cross' };
+}
+
+/** Pushes the real two-platform index (host + arm64 busybox) with `skopeo copy --all`; returns "host/repo:tag". */
+export async function pushCrossPlatform(reg: TestRegistry, repo = 'library/cross', tag = 'latest'): Promise<string> {
+  const { layout } = await crossPlatformLayout();
+  const ref = `${reg.host}/${repo}:${tag}`;
+  await skopeoCopy(`oci:${layout}:cross`, `docker://${ref}`, { reg, all: true });
+  return ref;
+}
+
+/** Pushes the arm64-only busybox image; returns "host/repo:tag". */
+export async function pushArm64Busybox(reg: TestRegistry, repo = 'library/busybox-arm64', tag = 'latest'): Promise<string> {
+  const { layout } = await arm64BusyboxLayout();
+  const ref = `${reg.host}/${repo}:${tag}`;
+  await skopeoCopy(`oci:${layout}:busybox`, `docker://${ref}`, { reg, format: 'oci' });
   return ref;
 }

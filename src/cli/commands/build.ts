@@ -17,13 +17,14 @@ import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../
 import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
 import type { Renderer } from '../render.js';
-import { installDir } from '../version.js';
+import { builderVersion, installDir } from '../version.js';
 import { scrubEnvironment } from '../environ.js';
-import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addAttestFlags, attestRequest, type AttestFlags } from '../attest-flags.js';
+import { addRegistryFlags, commandRenderer, KANIKO_DOCKER_CONFIG, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
-export interface BuildFlags extends RegistryFlags {
+export interface BuildFlags extends RegistryFlags, AttestFlags {
   context?: string;
   contextSubPath?: string;
   dockerfile: string;
@@ -39,6 +40,8 @@ export interface BuildFlags extends RegistryFlags {
   reproducible?: boolean;
   buildArg?: string[];
   target?: string;
+  /** --platform: comma-separated target platforms. */
+  platform?: string;
   skipUnusedStages?: boolean;
   label?: string[];
   secret?: string[];
@@ -111,9 +114,10 @@ function dockerConfigDir(env: CliEnv): string {
 
 /** The job's own paths an in-place build keeps (never wiped, never in a layer): its docker config, its CA files. */
 function jobPaths(env: CliEnv): string[] {
-  const home = dockerConfigDir(env);
   const given = [env.env.DOCKER_CONFIG, env.env.SSL_CERT_FILE, env.env.NODE_EXTRA_CA_CERTS].filter((p): p is string => !!p).map((p) => path.resolve(env.cwd, p));
-  return existsSync(home) ? [...new Set([home, ...given])] : given;
+  // the default config dir and kaniko's, when there (builder reads them too)
+  const found = [dockerConfigDir(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p) => existsSync(p));
+  return [...new Set([...found, ...given])];
 }
 
 /** builder-run beside node (the executor image's /builder/bin): in place, RUN steps start through it. */
@@ -145,6 +149,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
   // The build turns transfers into progress events itself (build.ts), with snapshots and extraction beside them.
   const registry = registryOptions(flags, env, logger);
+  // a missing or wrong signing key fails here, before any work
+  const attest = attestRequest(flags, env, builderVersion());
   return {
     context,
     ...(flags.contextSubPath ? { contextSubPath: flags.contextSubPath } : {}),
@@ -161,7 +167,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(imageFormat ? { imageFormat } : {}),
     reproducible: flags.reproducible === true,
     ...(sde && /^\d+$/.test(sde) ? { sourceDateEpoch: Number(sde) } : {}),
-    platform: platformFromFlags(flags),
+    ...targetPlatforms(flags),
     buildPlatform: platformFromNode(process.arch),
     buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
     env: env.env,
@@ -196,7 +202,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
-    inPlace: { ...launcherBesideNode(), hide: [path.join(dockerConfigDir(env), 'config.json')], pid: process.pid },
+    inPlace: { ...launcherBesideNode(), hide: [path.join(dockerConfigDir(env), 'config.json'), KANIKO_DOCKER_CONFIG], pid: process.pid },
+    ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
     output: renderer.output,
@@ -228,15 +235,16 @@ function addBuildFlags(cmd: Command): Command {
     .option('-f, --dockerfile <path>', 'Dockerfile, relative to the working directory or the context', 'Dockerfile')
     .option('-d, --destination <ref>', 'push the image to REGISTRY/REPO:TAG (repeatable; default in a GitLab job: $CI_REGISTRY_IMAGE:$CI_COMMIT_SHA)', collect)
     .option('--no-push [bool]', 'build without pushing', (v?: string) => !parseBool(v))
-    .option('--tar-path <file>', 'also write the image as a docker-archive tarball')
-    .option('--oci-layout-path <dir>', 'also write the image into an OCI image layout')
-    .option('--digest-file <file>', 'write the image manifest digest to this file')
-    .option('--image-name-with-digest-file <file>', 'write REGISTRY/REPO@DIGEST per destination to this file')
+    .option('--tar-path <file>', 'also write the image as a docker-archive tarball (several --platform: the index, as an OCI archive that is a docker-archive too)')
+    .option('--oci-layout-path <dir>', 'also write the image (several --platform: the index) into an OCI image layout')
+    .option('--digest-file <file>', 'write the image manifest digest (several --platform: the index digest) to this file')
+    .option('--image-name-with-digest-file <file>', 'write REGISTRY/REPO@DIGEST per destination to this file (REGISTRY/REPO:TAG@DIGEST when --image-name-tag-with-digest-file is given too, as kaniko)')
     .option('--image-name-tag-with-digest-file <file>', 'write REGISTRY/REPO:TAG@DIGEST per destination to this file')
     .option('--image-format <oci|docker>', 'manifest and config media types (default: those of the base image; docker for scratch)')
     .option('--reproducible [bool]', 'zero timestamps (or SOURCE_DATE_EPOCH) so equal inputs give equal digests', parseBool)
     .option('--build-arg <KEY[=VALUE]>', 'build argument; bare KEY takes the value from the environment (repeatable)', collect)
     .option('--target <stage>', 'build up to this stage')
+    .option('--platform <os/arch[/variant],...>', 'target platforms, comma-separated (BuildKit\'s spelling): several build every one in this run and push one multi-platform index (--custom-platform: one)')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target, as kaniko)', parseBool)
     .option('--label <key=value>', 'add a label to the image (repeatable)', collect)
     .option('--secret <id=ID,src=FILE|id=ID,env=VAR>', 'a secret for RUN --mount=type=secret (repeatable); never in the image, its history or a cache key', collect)
@@ -268,7 +276,7 @@ function addBuildFlags(cmd: Command): Command {
 
 /** The build command's flags: ours, the shared registry/log flags, then kaniko's accepted-with-warning and deprecated ones. */
 export function defineBuildFlags(cmd: Command, deprecated: string[]): Command {
-  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addBuildFlags(cmd), true)), deprecated);
+  return addDeprecatedAliases(addAcceptedFlags(addRegistryFlags(addAttestFlags(addBuildFlags(cmd)), true)), deprecated);
 }
 
 export function register(program: Command, env: CliEnv): void {
@@ -317,4 +325,10 @@ async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
   } finally {
     await client.close();
   }
+}
+
+/** platform (the first) and, with several, platforms: a one-platform --platform is today's --custom-platform build. */
+function targetPlatforms(flags: BuildFlags): Pick<BuildOptions, 'platform' | 'platforms'> {
+  const list = platformsFromFlags(flags);
+  return list.length > 1 ? { platform: list[0]!, platforms: list } : { platform: list[0]! };
 }

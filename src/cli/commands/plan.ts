@@ -5,16 +5,19 @@ import type { Command } from 'commander';
 import { locateDockerfile as locate } from '../../context/index.js';
 import { BuilderError } from '../../errors.js';
 import {
+  checkPlatforms,
   formatPlan,
   parseBuildArgFlags,
   parseDockerfile,
   parsePlatform,
   planBuild,
+  sharedStages,
   toInstructions,
   type PlatformSpec,
 } from '../../dockerfile/index.js';
 import type { CliEnv } from '../env.js';
 import { parseBool } from './build.js';
+import { platformsFromFlags } from '../registry-flags.js';
 
 interface PlanFlags {
   dockerfile: string;
@@ -23,6 +26,7 @@ interface PlanFlags {
   target?: string;
   skipUnusedStages?: boolean;
   customPlatform?: string;
+  platform?: string;
 }
 
 // Node's process.arch names -> OCI architecture names.
@@ -46,21 +50,24 @@ export function register(program: Command, env: CliEnv): void {
     .option('--target <stage>', 'stage to build')
     .option('--skip-unused-stages [bool]', 'build only the stages the target needs (default true; false: every stage up to the target)', parseBool)
     .option('--custom-platform <os/arch[/variant]>', 'target platform (default: the platform builder runs on)')
+    .option('--platform <os/arch[/variant],...>', 'target platforms, comma-separated: one plan per platform, stages they share marked')
     .action(async (flags: PlanFlags) => {
       const buildPlatform = NODE_ARCH[process.arch] ?? { os: 'linux', architecture: process.arch };
-      const platform = flags.customPlatform ? parsePlatform(flags.customPlatform) : buildPlatform;
+      const platforms = flags.platform !== undefined ? platformsFromFlags(flags) : [flags.customPlatform ? parsePlatform(flags.customPlatform) : buildPlatform];
+      checkPlatforms(platforms);
       const path = await locateDockerfile(flags, env);
       const text = await readFile(path, 'utf8');
       const df = toInstructions(parseDockerfile(text, flags.dockerfile));
-      const plan = planBuild(df, {
+      const plans = platforms.map((platform) => planBuild(df, {
         buildArgs: parseBuildArgFlags(flags.buildArg),
         env: env.env,
         target: flags.target,
         platform,
         buildPlatform,
         skipUnusedStages: flags.skipUnusedStages !== false,
-      });
-      env.stdout.write(formatPlan(plan));
+      }));
+      const shared = sharedStages(plans);
+      env.stdout.write(plans.map((p) => formatPlan(p, shared)).join('\n'));
     });
 }
 

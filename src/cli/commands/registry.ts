@@ -58,26 +58,33 @@ export function register(program: Command, env: CliEnv): void {
 
   addRegistryFlags(
     program.command('delete')
-      .description('delete REF: a tag alone where the registry can, else the manifest (and every tag on it); REF@DIGEST deletes the manifest')
-      .argument('<ref>', 'REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST'),
-  ).action(async (refArg: string, flags: RegistryFlags) => {
+      .description('delete REF: a tag alone where the registry can; where it cannot (distribution 2.x), its manifest, which takes '
+        + 'every tag on it: refused when other tags share it, unless --all-tags. REF@DIGEST deletes the manifest')
+      .argument('<ref>', 'REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST')
+      .option('--all-tags', 'where only the manifest can be deleted, delete it even though other tags share it (they go too)'),
+  ).action(async (refArg: string, flags: RegistryFlags & { allTags?: boolean }) => {
     const log = loggerFromFlags(flags, env);
     const ref = parseReference(stripScheme(refArg));
-    const r = await withClient(flags, env, (c) => deleteImage(c, ref));
-    log.log('info', r.how === 'tag' ? `deleted tag ${ref}` : `deleted manifest ${ref.name}@${r.digest} (with every tag pointing to it: this registry cannot delete a tag alone)`);
+    const r = await withClient(flags, env, (c) => deleteImage(c, ref, { allTags: flags.allTags === true }));
+    if (r.how === 'tag') log.log('info', `deleted tag ${ref}`);
+    else {
+      const tags = r.removedTags.length ? ` with its tag${r.removedTags.length > 1 ? 's' : ''} ${r.removedTags.join(', ')}` : '';
+      log.log('info', `deleted manifest ${ref.name}@${r.digest}${tags}${ref.digest ? '' : ' (this registry cannot delete a tag alone)'}`);
+    }
   });
 
   addRegistryFlags(
     program.command('cleanup')
       .description('delete old tags with GitLab\'s cleanup-policy rules: latest never; only names fully matching --name-regex-delete; '
         + '--name-regex-keep wins; the --keep-n most recent kept; only tags older than --older-than (age from the image config\'s created time). '
-        + 'Prints each deleted (or, with --dry-run, deletable) tag')
+        + 'Prints each deleted (or, with --dry-run, deletable) tag; a selected tag the registry cannot delete (a kept tag shares its manifest '
+        + 'on a registry without tag deletion) is named and makes the exit status 1, with --dry-run too')
       .argument('<repo>', 'repository, e.g. registry.example.com/group/app')
       .option('--name-regex-delete <regex>', 'tags that may be deleted (required; anchored: ".*" for all, "v.+" for v-tags)')
       .option('--name-regex-keep <regex>', 'tags never deleted (anchored)')
       .option('--keep-n <n>', 'keep this many of the most recent deletable tags')
       .option('--older-than <age>', 'delete only tags created longer ago than this: 7d, 14d, 30d, 90d or a Go duration (e.g. 336h)')
-      .option('--dry-run', 'list what would be deleted; delete nothing')
+      .option('--dry-run', 'list exactly what the real run would delete (the registry is asked what it can delete); delete nothing')
       .option('--json', 'print one JSON object per tag with its fate (delete, keep, skipped) and why'),
   ).action(async (repoArg: string, flags: CleanupFlags) => {
     const log = loggerFromFlags(flags, env);
@@ -105,8 +112,14 @@ export function register(program: Command, env: CliEnv): void {
       for (const t of r.keep) env.stdout.write(line(t, 'keep', t.reason));
       for (const t of r.skipped) env.stdout.write(line(t, 'skipped', t.reason));
     }
-    for (const t of r.skipped) log.log('warn', `${repo.name}:${t.tag} not deleted: ${t.reason}`);
+    for (const t of r.skipped) log.log('warn', `${repo.name}:${t.tag} ${flags.dryRun ? 'would not be' : 'not'} deleted: ${t.reason}`);
     log.log('info', `cleanup ${repo.name}: ${flags.dryRun ? 'would delete' : 'deleted'} ${r.delete.length}, kept ${r.keep.length}${r.skipped.length ? `, skipped ${r.skipped.length}` : ''}`);
+    // The policy selected tags this registry cannot delete: the run did not do what it planned (a dry run says it would not)
+    if (r.skipped.length > 0) {
+      throw new BuilderError('CLEANUP_INCOMPLETE', `${flags.dryRun ? 'the cleanup would leave' : 'the cleanup left'} ${r.skipped.length} tag${r.skipped.length > 1 ? 's' : ''} the policy selects: ${r.skipped.map((t) => t.tag).join(', ')}`, {
+        hint: 'each is named above with the reason; on a registry that cannot delete a tag alone, retag or delete the kept tag sharing its manifest, or keep these tags with --name-regex-keep',
+      });
+    }
   });
 
   const manifest = program.command('manifest').description('multi-platform images');

@@ -9,7 +9,7 @@ import { BuilderError } from '../../errors.js';
 import { formatPlatform, platformFromNode } from '../../image/index.js';
 import { RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
-import { addRegistryFlags, commandRenderer, platformFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 interface WarmFlags extends RegistryFlags {
   image?: string[];
@@ -19,6 +19,8 @@ interface WarmFlags extends RegistryFlags {
   force?: boolean;
   cacheTtl?: string;
   verbosity?: string;
+  /** --platform: comma-separated platforms, each warmed. */
+  platform?: string;
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -57,6 +59,7 @@ export function register(program: Command, env: CliEnv): void {
   addRegistryFlags(cmd)
     // kaniko warmer's spellings of the registry flags, so its job definitions work unchanged.
     .option('--customPlatform <os/arch[/variant]>', 'same as --custom-platform (kaniko warmer\'s spelling)')
+    .option('--platform <os/arch[/variant],...>', 'warm every one of these platforms (comma-separated, as builder build --platform takes them)')
     .option('--insecure-pull', 'same as --insecure (kaniko warmer\'s spelling)')
     .option('--skip-tls-verify-pull', 'same as --skip-tls-verify (kaniko warmer\'s spelling)');
   cmd.action(async (raw: WarmFlags & { insecurePull?: boolean; skipTlsVerifyPull?: boolean }) => {
@@ -65,8 +68,8 @@ export function register(program: Command, env: CliEnv): void {
     const renderer = commandRenderer(flags, env);
     const opts = registryOptions(flags, env, renderer.logger, renderer.emit);
     const ttl = ttlMs(flags.cacheTtl);
-    const platform = platformFromFlags(flags);
-    const targets: WarmTarget[] = (flags.image ?? []).map((image) => ({ image, platform }));
+    const platforms = platformsFromFlags(flags);
+    const targets: WarmTarget[] = (flags.image ?? []).flatMap((image) => platforms.map((platform) => ({ image, platform })));
     if (flags.dockerfile) {
       const file = path.resolve(env.cwd, flags.dockerfile);
       const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -74,13 +77,16 @@ export function register(program: Command, env: CliEnv): void {
       });
       const key = (t: WarmTarget): string => `${t.image}\0${formatPlatform(t.platform)}`;
       const seen = new Set(targets.map(key));
-      for (const t of dockerfileTargets(text, path.relative(env.cwd, file) || file, {
-        buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
-        env: env.env,
-        platform,
-        buildPlatform: platformFromNode(process.arch),
-      })) {
-        if (!seen.has(key(t))) targets.push(t);
+      for (const platform of platforms) {
+        for (const t of dockerfileTargets(text, path.relative(env.cwd, file) || file, {
+          buildArgs: parseBuildArgFlags(flags.buildArg ?? []),
+          env: env.env,
+          platform,
+          buildPlatform: platformFromNode(process.arch),
+        })) {
+          if (!seen.has(key(t))) targets.push(t);
+          seen.add(key(t));
+        }
       }
     } else if (flags.buildArg?.length) {
       throw new BuilderError('FLAG_INVALID', '--build-arg is only used with --dockerfile', { hint: 'add --dockerfile F, or drop --build-arg' });

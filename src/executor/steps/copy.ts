@@ -42,7 +42,7 @@ export const copyStep: StepHandler<Copy> = {
     }
     const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
     if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
-    const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(step.where));
+    const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(step.where));
     return img.manifestDigest ? `image:${img.manifestDigest}` : null;
   },
 
@@ -241,7 +241,7 @@ async function sourceFor(ex: Executor, from: string | undefined, { file, line }:
     if (settings.runMode !== 'in-place') return rootSource(await done.root.get(done.layers), `stage ${from}`);
     return rootSource(await materialize(ex, `stage:${ref.index}`, async () => done.layers), `stage ${from}`);
   }
-  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where))).layers);
+  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where))).layers);
   return rootSource(await img, `image ${ref.ref}`);
 }
 

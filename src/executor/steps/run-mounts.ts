@@ -165,7 +165,7 @@ async function bindSource(ex: Executor, from: string | undefined, inst: Run, whe
     const root = settings.runMode === 'in-place' ? await materialize(ex, `stage:${ref.index}`, async () => done.layers) : await done.root.get(done.layers);
     return { source: rootSource(root, `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
   }
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce).catch(at(where));
+  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where));
   const rootfs = await materialize(ex, `image:${ref.ref}`, async () => img.layers);
   return { source: rootSource(rootfs, `image ${ref.ref}`), kind: 'root', key: async () => (img.manifestDigest ? `image:${img.manifestDigest}` : null) };
 }

@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { runEnvironment, type ExpandedInstruction } from '../../dockerfile/index.js';
-import { runStep as runCommand, shellArgv, type RunMount } from '../../run/index.js';
+import { findEmulator, runsNatively, runStep as runCommand, shellArgv, type RunMount } from '../../run/index.js';
+import { formatPlatform } from '../../image/index.js';
 import { diffIndexes, indexTree, toLayerEntries, withXattrs, type Change } from '../../snapshot/index.js';
 import type { StepContext, StepHandler } from './index.js';
 import { userFor } from './user.js';
@@ -25,6 +26,7 @@ export const runStep: StepHandler<Run> = {
         hint: 'a step never gets more than Docker\'s default capabilities here; drop --security=insecure',
       });
     }
+    await checkRunnable(c);
     const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
     const rootfs = await stage.fs();
     const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
@@ -161,4 +163,30 @@ function lineWriter(prefix: string, sink: (text: string, stream: 'stdout' | 'std
       }
     },
   };
+}
+
+/** A stage of another architecture runs only under a binfmt_misc emulator: without one, stop before the step, never guess. */
+async function checkRunnable(c: StepContext<Run>): Promise<void> {
+  const { ex: { settings, services }, stage, step } = c;
+  if (runsNatively(settings.buildPlatform, stage.platform)) return;
+  const want = formatPlatform(stage.platform);
+  const emulator = await findEmulator(stage.platform.architecture);
+  if (emulator.ok) {
+    services.warnOnce(`RUN steps for ${want} run under the emulator ${emulator.interpreter} (binfmt_misc ${emulator.name}): slower than a cross-compiling stage`);
+    return;
+  }
+  let reason = emulator.reason;
+  if (!emulator.mounted) {
+    // Inside a container binfmt_misc is rarely mounted, yet the host's kernel may have a handler: a no-op of the image's own shell tells.
+    const exit = await runCommandIn({ ...c, inst: { ...c.inst, shell: false, cmd: ['/bin/sh', '-c', 'true'], heredocs: [], mounts: [] } }, [], [])
+      .then((code) => `exit ${code}`, (err: unknown) => (err instanceof Error ? err.message : String(err)));
+    if (exit === 'exit 0') {
+      services.warnOnce(`RUN steps for ${want} run emulated: binfmt_misc is not visible here, but the kernel ran the image's /bin/sh`);
+      return;
+    }
+    reason += `, and the kernel could not run the image's /bin/sh (${exit})`;
+  }
+  throw new BuilderError('RUN_FOREIGN_PLATFORM', `${step.where}: ${stage.label}, step ${step.label} "${step.by}": the stage is ${want} and this host (${formatPlatform(settings.buildPlatform)}) cannot run its binaries: ${reason}`, {
+    hint: `build that stage FROM --platform=$BUILDPLATFORM and cross-compile for $TARGETOS/$TARGETARCH, or install qemu-user-static and register its binfmt_misc handlers with the F flag (e.g. docker run --privileged tonistiigi/binfmt --install ${stage.platform.architecture}) on the build host`,
+  });
 }

@@ -12,9 +12,14 @@ async function readOrUndefined(rootfs: RootFs, p: string): Promise<string | unde
   }
 }
 
+const ROOT: RunUser = { uid: 0, gid: 0, groups: [], home: '/root' };
+
 export async function userFor(rootfs: RootFs, spec: string | undefined, where: string): Promise<RunUser> {
-  if (!spec) return { uid: 0, gid: 0, groups: [], home: '/root' };
-  return resolveUser((p) => readOrUndefined(rootfs, p), spec).catch(at(where));
+  const read = (p: string): Promise<string | undefined> => readOrUndefined(rootfs, p);
+  // The default user is root with its groups from /etc/group, as BuildKit (executor/oci GetUser resolves uid 0 through
+  // /etc/passwd and /etc/group); tables that cannot be read leave plain 0:0 there too.
+  if (!spec) return resolveUser(read, 'root').then((u) => (u.uid === 0 ? u : ROOT), () => ROOT);
+  return resolveUser(read, spec).catch(at(where));
 }
 
 /** A decimal id (BuildKit's parseUID: "root" is 0 too), else undefined for a name. */

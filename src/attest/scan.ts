@@ -1,0 +1,229 @@
+// Streams an image's layers once, in order, and keeps the packages the final filesystem holds, each with the layer that
+// added it. Only package databases (small) are read into memory; executables are scanned chunk by chunk for Go build info.
+import { createGunzip } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import type { Digest } from '../digest/index.js';
+import { layerCompression, type Layer } from '../image/index.js';
+import { readTar } from '../rootfs/index.js';
+import { runPool } from '../util/pool.js';
+import { requireZstd, ZstdStream } from '../util/zstd.js';
+import {
+  classify, GO_BUILDINFO_MAGIC, parseApkInstalled, parseDpkgStatus, parseGoBuildInfo, parseNpmLock, parseNpmPackageJson,
+  parseOsReleaseId, parsePythonMetadata, type FileKind, type FoundPackage,
+} from './packages.js';
+
+/** A package of the final image: where it was found and the (compressed) layer that added it. */
+export interface ImagePackage extends FoundPackage {
+  path: string;
+  layer: Digest;
+}
+
+export interface ScanResult {
+  packages: ImagePackage[];
+  /** Databases seen but not read, and why (RPM without rpm, files too large, old Go binaries). */
+  skipped: string[];
+}
+
+/** Package databases larger than this are skipped (and said so): a dpkg status of 20 000 packages is ~ 30 MB. */
+const MAX_DB = 48 * 1024 * 1024;
+/** Bytes kept after the Go build info magic: its strings follow within a few KB. */
+const GO_INFO_BYTES = 64 * 1024;
+
+interface FileState { kind: FileKind | 'go'; packages: ImagePackage[]; osId?: string }
+
+async function readBody(body: AsyncIterable<Buffer>, size: number): Promise<string | undefined> {
+  if (size > MAX_DB) {
+    for await (const _ of body) void _;
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The Go build info section of an executable (the magic and what follows), or undefined; reads the body to its end. */
+async function goSection(body: AsyncIterable<Buffer>): Promise<Buffer | undefined> {
+  let tail = Buffer.alloc(0);
+  let found: Buffer | undefined;
+  let first = true;
+  for await (const c of body) {
+    if (first && !(c.length >= 4 && c[0] === 0x7f && c[1] === 0x45 && c[2] === 0x4c && c[3] === 0x46)) return drain(body);
+    first = false;
+    if (found) {
+      if (found.length < GO_INFO_BYTES) found = Buffer.concat([found, c.subarray(0, GO_INFO_BYTES - found.length)]);
+      continue;
+    }
+    const buf = tail.length > 0 ? Buffer.concat([tail, c]) : c;
+    const i = buf.indexOf(GO_BUILDINFO_MAGIC);
+    if (i >= 0) found = Buffer.from(buf.subarray(i, i + GO_INFO_BYTES));
+    else tail = Buffer.from(buf.subarray(Math.max(0, buf.length - GO_BUILDINFO_MAGIC.length + 1)));
+  }
+  return found;
+}
+
+async function drain(body: AsyncIterable<Buffer>): Promise<undefined> {
+  for await (const _ of body) void _;
+  return undefined;
+}
+
+function parse(kind: FileKind, text: string): FoundPackage[] {
+  switch (kind) {
+    case 'dpkg-status':
+    case 'dpkg-status-d': return parseDpkgStatus(text);
+    case 'apk-installed': return parseApkInstalled(text);
+    case 'npm-lock': return parseNpmLock(text);
+    case 'npm-package': return parseNpmPackageJson(text);
+    case 'python-metadata': return parsePythonMetadata(text);
+    case 'os-release':
+    case 'rpm-db': return [];
+  }
+}
+
+/** The uncompressed tar of a layer, by its media type's compression. */
+function tarStream(layer: Layer, blob: Readable): Readable {
+  const kind = layerCompression(layer.descriptor.mediaType) ?? 'gzip';
+  if (kind === 'none') return blob;
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const decompress = kind === 'zstd' ? new ZstdStream(requireZstd(`layer ${layer.descriptor.digest}`), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
+  pipeline(blob, decompress, out).catch((err: unknown) => out.destroy(err as Error));
+  return out;
+}
+
+/** A 53-bit string hash (cyrb53-style): a layer remembers every path it replaces in 8 bytes, not the path itself. */
+function pathHash(p: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+/** What one layer does to the files below it, found without them (layers are read in parallel, applied in order). */
+interface LayerChanges {
+  /** Hashes of every non-directory path in the layer, sorted: each replaces whatever was at that path or below it. */
+  replaced: Float64Array;
+  whiteouts: string[];
+  opaque: string[];
+  /** Package databases and Go binaries in this layer. */
+  found: Map<string, FileState>;
+  skipped: string[];
+}
+
+/** The package files in one layer's entries, with what the layer removes or replaces. */
+async function readLayer(layer: Layer): Promise<LayerChanges> {
+  const digest = layer.descriptor.digest;
+  const out: LayerChanges = { replaced: new Float64Array(0), whiteouts: [], opaque: [], found: new Map(), skipped: [] };
+  const replaced: number[] = [];
+  for await (const e of readTar(tarStream(layer, await layer.open()))) {
+    const p = e.header.name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+    const base = p.slice(p.lastIndexOf('/') + 1);
+    const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
+    if (base === '.wh..wh..opq') { out.opaque.push(dir); continue; }
+    if (base.startsWith('.wh.')) { out.whiteouts.push(dir ? `${dir}/${base.slice(4)}` : base.slice(4)); continue; }
+    // directories merge with what lies below; anything else replaces the path (and a directory that was there)
+    if (e.header.type === 'directory') continue;
+    replaced.push(pathHash(p));
+    if (e.header.type !== 'file') continue;
+    const state = await packageFile(p, e.header, e.body, digest, out.skipped);
+    if (state) out.found.set(p, state);
+  }
+  out.replaced = Float64Array.from(replaced).sort();
+  return out;
+}
+
+function hasHash(sorted: Float64Array, h: number): boolean {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] === h) return true;
+    if (sorted[mid]! < h) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+/** The packages a file holds (a database or a Go binary), or undefined; consumes what it reads of the body. */
+async function packageFile(p: string, header: { size: number; mode: number }, body: AsyncIterable<Buffer>, digest: Digest, skipped: string[]): Promise<FileState | undefined> {
+  const kind = classify(p);
+  if (kind === 'rpm-db') {
+    skipped.push(`RPM database /${p} (layer ${digest}): not read, it needs rpm itself`);
+    return { kind, packages: [] };
+  }
+  let found: FoundPackage[];
+  if (kind !== undefined) {
+    const text = await readBody(body, header.size);
+    if (text === undefined) {
+      skipped.push(`/${p} (layer ${digest}): larger than ${MAX_DB} bytes, not read`);
+      return undefined;
+    }
+    if (kind === 'os-release') return { kind, packages: [], osId: parseOsReleaseId(text) ?? '' };
+    found = parse(kind, text);
+  } else if ((header.mode & 0o111) !== 0 && header.size > 1024) {
+    const section = await goSection(body);
+    if (!section) return undefined;
+    const mods = parseGoBuildInfo(section);
+    if (!mods) {
+      skipped.push(`Go binary /${p}: build info of Go < 1.18 not read`);
+      return undefined;
+    }
+    found = mods;
+  } else return undefined;
+  return { kind: kind ?? 'go', packages: found.map((f) => ({ ...f, path: p, layer: digest })) };
+}
+
+/** Applies a layer's changes to the files tracked so far: removals first (whiteouts, replaced paths), then its own files. */
+function applyLayer(files: Map<string, FileState>, c: LayerChanges): void {
+  const replaced = (p: string): boolean => {
+    for (let q = p; q !== ''; q = q.includes('/') ? q.slice(0, q.lastIndexOf('/')) : '') if (hasHash(c.replaced, pathHash(q))) return true;
+    return false;
+  };
+  for (const p of [...files.keys()]) {
+    const gone = replaced(p)
+      || c.whiteouts.some((w) => p === w || p.startsWith(`${w}/`))
+      || c.opaque.some((d) => d === '' || p.startsWith(`${d}/`));
+    if (gone) files.delete(p);
+  }
+  for (const [p, state] of c.found) files.set(p, state);
+}
+
+/** Packages of the image whose layers these are (bottom first); two layers read at a time, streaming, applied in order. */
+export async function scanImage(layers: readonly Layer[]): Promise<ScanResult> {
+  const files = new Map<string, FileState>();
+  const skipped: string[] = [];
+  // earliest layer each package (by purl and path) was seen in, while its file keeps listing it
+  const firstSeen = new Map<string, Digest>();
+  const changes: Array<Promise<LayerChanges>> = [];
+  // gunzip runs on libuv's pool: two layers decompress on two cores; a layer's changes are small (8 bytes a path)
+  await runPool(layers.map((l, i) => [l, i] as const), 2, async ([l, i]) => {
+    const p = readLayer(l);
+    p.catch(() => undefined);
+    changes[i] = p;
+    await p;
+  });
+  for (const c of changes) {
+    const layer = await c;
+    applyLayer(files, layer);
+    skipped.push(...layer.skipped);
+    const present = new Set<string>();
+    for (const f of files.values()) for (const p of f.packages) present.add(`${p.purl} ${p.path}`);
+    for (const k of [...firstSeen.keys()]) if (!present.has(k)) firstSeen.delete(k);
+    for (const f of files.values()) for (const p of f.packages) if (!firstSeen.has(`${p.purl} ${p.path}`)) firstSeen.set(`${p.purl} ${p.path}`, p.layer);
+  }
+  const byPurl = new Map<string, ImagePackage>();
+  const all = [...files.values()].flatMap((f) => f.packages).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const p of all) {
+    if (!byPurl.has(p.purl)) byPurl.set(p.purl, { ...p, layer: firstSeen.get(`${p.purl} ${p.path}`) ?? p.layer });
+  }
+  // deb/apk purls are named for the distribution of the final image (its os-release ID)
+  const distro = files.get('etc/os-release')?.osId || files.get('usr/lib/os-release')?.osId;
+  const named = (p: ImagePackage): ImagePackage => (distro && (p.type === 'deb' || p.type === 'apk') ? { ...p, purl: p.purl.replace(/^(pkg:[a-z]+\/)[^/]+/, `$1${encodeURIComponent(distro)}`) } : p);
+  const packages = [...byPurl.values()].map(named).sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));
+  return { packages, skipped };
+}
