@@ -11,7 +11,7 @@ import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
-import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import {
   assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
 } from '../image/index.js';
@@ -61,7 +61,8 @@ async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[
   selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  const always = IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run');
+  // A container runtime's own marker files stay too (detectContainer reads them; a later `exec` may as well).
+  const always = [...IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run'), '/.dockerenv', '/run/.containerenv'];
   return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
@@ -105,6 +106,20 @@ export async function chooseRunMode(
     });
   }
   return 'in-place';
+}
+
+/** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
+async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
+  const pid = opts.inPlace?.pid;
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
+  if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
+  const warning = await launcherWarning(opts.inPlace?.launcher);
+  if (warning) opts.emit({ type: 'warning', msg: warning });
+  const { hide, exposed } = await hideable(opts.inPlace?.hide ?? [], mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? ''));
+  if (exposed.length > 0 && opts.inPlace?.launcher) {
+    opts.emit({ type: 'warning', msg: `${exposed.join(', ')} cannot be taken out of "/" while RUN steps run (a read-only mount, a mount point or a symlink): RUN steps can read it; give builder its docker config in a writable directory` });
+  }
+  return { release: held.release, note: held.note, hide };
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -173,6 +188,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   reportLeftovers(await removeLeftovers(opts.workDir), emit);
   const work = await mkdtemp(await buildDirPrefix(opts.workDir));
   if (opts.keepWorkDir) await markKept(work);
+  const held = opts.runMode === 'in-place' ? await guardInPlace(opts).catch(async (err: unknown) => {
+    await rm(work, { recursive: true, force: true });
+    throw err;
+  }) : undefined;
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -243,7 +262,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         },
         scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
           ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
-        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
+        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
       const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
@@ -314,6 +333,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(cleanup);
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
+    await held?.release();
   }
 }
 
@@ -376,7 +396,9 @@ function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileH
 }
 
 /** The settings every target shares; forTarget() sets the platform and the stage roots. */
-function baseSettings(opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string): Executor['settings'] {
+function baseSettings(
+  opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string, held?: Awaited<ReturnType<typeof guardInPlace>>,
+): Executor['settings'] {
   let scratchN = 0;
   return {
     runMode: opts.runMode,
@@ -394,6 +416,7 @@ function baseSettings(opts: ResolvedBuildOptions, platform: Platform, created: s
     excludePrefixes: prefixes,
     cacheDir: path.resolve(opts.cacheDir),
     secrets: opts.secrets ?? {},
+    ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
     stageRoot: () => '/',
     scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
   };

@@ -79,6 +79,8 @@ export interface Settings {
   excludePrefixes: readonly string[];
   /** --cache-dir: RUN --mount=type=cache directories live under <cacheDir>/run-cache. */
   cacheDir: string;
+  /** In place: the RUN launcher and the credential files hidden from steps (BuildOptions.inPlace). */
+  inPlace?: { launcher?: string; hide: readonly string[]; onStep?: (pid: number | undefined) => Promise<void> };
   /** --secret by id, for RUN --mount=type=secret. */
   secrets: Readonly<Record<string, import('./steps/run-mounts.js').SecretSource>>;
   stageRoot(index: number): string;
