@@ -185,16 +185,24 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       if (hit.layer) fromCache.set(hit.layer, hit.key);
       continue;
     }
+    let early: Promise<unknown> = Promise.resolve();
     if (scheduling.pushCheck) {
       // the step will need the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
-      const needsRoot = inst.kind === 'copy' || inst.kind === 'add' ? !linkApplies(inst) : true;
-      if (needsRoot && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
-      await scheduling.pushCheck;
+      const needsRoot = inst.kind === 'run' || ((inst.kind === 'copy' || inst.kind === 'add') && !linkApplies(inst))
+        || (inst.kind === 'workdir' && (state.cfg.config.WorkingDir ?? '/') !== '/'); // WORKDIR / never reads the root
+      if (needsRoot && ex.settings.runMode === 'sandbox') early = state.fs();
+      early.catch(() => undefined); // the step below reports its failure
+      // a refused check ends the build only once the root being made has settled (nothing left writing into the work dir)
+      await scheduling.pushCheck.catch(async (err: unknown) => {
+        await early.catch(() => undefined);
+        throw err;
+      });
     }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
+    // the step runs on the root made early, and fails with its failure (a second, silent download would hide it)
+    await early.then(() => handler.execute({ ex, stage: state, inst, step })).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
       // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
       await root.checkBase();
