@@ -42,24 +42,80 @@ async function readBody(body: AsyncIterable<Buffer>, size: number): Promise<stri
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The Go build info section of an executable (the magic and what follows), or undefined; reads the body to its end. */
+/** Where Go's build info can start in an ELF file: its first writable, non-executable PT_LOAD segment (Go's linker puts
+ * .go.buildinfo there; debug/buildinfo reads that segment too). 0: search from the start, -1: not ELF, undefined: read more. */
+export function goSearchStart(head: Buffer): number | undefined {
+  if (head.length >= 4 && !head.subarray(0, 4).equals(ELF_MAGIC)) return -1;
+  if (head.length < 64) return undefined;
+  const is64 = head[4] === 2;
+  const le = head[5] !== 2;
+  const u16 = (at: number): number => (le ? head.readUInt16LE(at) : head.readUInt16BE(at));
+  const u32 = (at: number): number => (le ? head.readUInt32LE(at) : head.readUInt32BE(at));
+  const word = (at: number): number => (is64 ? Number(le ? head.readBigUInt64LE(at) : head.readBigUInt64BE(at)) : u32(at));
+  const phoff = word(is64 ? 0x20 : 0x1c);
+  const phentsize = u16(is64 ? 0x36 : 0x2a);
+  const phnum = u16(is64 ? 0x38 : 0x2c);
+  const end = phoff + phentsize * phnum;
+  if (phentsize < (is64 ? 56 : 32) || end > GO_HEAD_MAX) return 0;
+  if (head.length < end) return undefined;
+  for (let i = 0; i < phnum; i++) {
+    const ph = phoff + i * phentsize;
+    const flags = u32(is64 ? ph + 4 : ph + 24);
+    if (u32(ph) === 1 && (flags & 3) === 2) return word(is64 ? ph + 8 : ph + 4);
+  }
+  return 0;
+}
+
+const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+/** The ELF header and program headers are read from at most this many first bytes. */
+const GO_HEAD_MAX = 64 * 1024;
+
+/**
+ * The Go build info section of an executable (the magic and what follows), or undefined. Only an ELF file's data segment
+ * on is searched (not its code), and reading stops once the info is in hand (the tar reader skips the rest).
+ */
 async function goSection(body: AsyncIterable<Buffer>): Promise<Buffer | undefined> {
+  let head = Buffer.alloc(0);
+  let start: number | undefined;
+  let pos = 0; // file offset of the chunk's first byte
   let tail = Buffer.alloc(0);
   let found: Buffer | undefined;
-  let first = true;
   for await (const c of body) {
-    if (first && !(c.length >= 4 && c[0] === 0x7f && c[1] === 0x45 && c[2] === 0x4c && c[3] === 0x46)) return drain(body);
-    first = false;
-    if (found) {
-      if (found.length < GO_INFO_BYTES) found = Buffer.concat([found, c.subarray(0, GO_INFO_BYTES - found.length)]);
-      continue;
-    }
-    const buf = tail.length > 0 ? Buffer.concat([tail, c]) : c;
-    const i = buf.indexOf(GO_BUILDINFO_MAGIC);
-    if (i >= 0) found = Buffer.from(buf.subarray(i, i + GO_INFO_BYTES));
-    else tail = Buffer.from(buf.subarray(Math.max(0, buf.length - GO_BUILDINFO_MAGIC.length + 1)));
+    const at = pos;
+    pos += c.length;
+    if (start === undefined) {
+      head = Buffer.concat([head, c]);
+      start = goSearchStart(head);
+      if (start === -1) return undefined;
+      if (start === undefined) {
+        if (head.length < GO_HEAD_MAX) continue;
+        start = 0;
+      }
+      if (!searchFrom(head, 0)) continue;
+    } else if (!searchFrom(c, at)) continue;
+    if (found!.length >= GO_INFO_BYTES) return found;
   }
+  // a short ELF file whose program headers were never complete: search all of it
+  if (start === undefined && head.subarray(0, 4).equals(ELF_MAGIC)) searchFrom(head, (start = 0));
   return found;
+
+  // true once the magic is found (found then fills up to GO_INFO_BYTES); buf starts at file offset `at`
+  function searchFrom(buf: Buffer, at: number): boolean {
+    if (found) {
+      found = Buffer.concat([found, buf.subarray(0, GO_INFO_BYTES - found.length)]);
+      return true;
+    }
+    if (at + buf.length <= start!) return false;
+    const own = buf.subarray(Math.max(0, start! - at));
+    const all = tail.length > 0 ? Buffer.concat([tail, own]) : own;
+    const i = all.indexOf(GO_BUILDINFO_MAGIC);
+    if (i >= 0) {
+      found = Buffer.from(all.subarray(i, i + GO_INFO_BYTES));
+      return true;
+    }
+    tail = Buffer.from(all.subarray(Math.max(0, all.length - GO_BUILDINFO_MAGIC.length + 1)));
+    return false;
+  }
 }
 
 async function drain(body: AsyncIterable<Buffer>): Promise<undefined> {

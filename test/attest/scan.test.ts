@@ -29,12 +29,35 @@ async function layer(dir: string, name: string, files: Record<string, string | {
   return fileLayer(out, { mediaType: MediaType.OciLayerGzip, digest: sha(bytes), size: (await stat(out)).size }, sha(bytes));
 }
 
+const str = (s: string): Buffer => Buffer.concat([Buffer.from([s.length & 0x7f | (s.length > 127 ? 0x80 : 0), ...(s.length > 127 ? [s.length >> 7] : [])]), Buffer.from(s)]);
+const GO_MAGIC = Buffer.from('\xff Go buildinf:', 'latin1');
+
+/** An ELF64 file: a code segment at 0 holding a stray build info magic (old pointer format), a data segment at 128 KiB
+ * holding the real build info, as the Go linker places .go.buildinfo. */
+function elfWithDataSegment(): Buffer {
+  const file = Buffer.alloc(256 * 1024);
+  file.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  file.writeBigUInt64LE(64n, 0x20); // e_phoff
+  file.writeUInt16LE(56, 0x36); // e_phentsize
+  file.writeUInt16LE(2, 0x38); // e_phnum
+  const phdr = (at: number, flags: number, offset: number): void => {
+    file.writeUInt32LE(1, at); // PT_LOAD
+    file.writeUInt32LE(flags, at + 4);
+    file.writeBigUInt64LE(BigInt(offset), at + 8);
+  };
+  phdr(64, 5, 0); // R+X
+  phdr(120, 6, 128 * 1024); // R+W
+  Buffer.concat([GO_MAGIC, Buffer.from([8, 0])]).copy(file, 4096);
+  const mod = `${'0'.repeat(16)}mod\texample.com/seg\tv2.0.0\th1:z=\n${'0'.repeat(16)}`;
+  Buffer.concat([GO_MAGIC, Buffer.from([8, 2]), Buffer.alloc(16), str('go1.23.0'), str(mod)]).copy(file, 128 * 1024);
+  return file;
+}
+
 /** An ELF-looking file with Go >= 1.18 build info (debug/buildinfo's layout) starting just before the 64 KiB mark. */
 function fakeGoBinary(): Buffer {
-  const str = (s: string): Buffer => Buffer.concat([Buffer.from([s.length & 0x7f | (s.length > 127 ? 0x80 : 0), ...(s.length > 127 ? [s.length >> 7] : [])]), Buffer.from(s)]);
   const sentinel = Buffer.alloc(16, 0x30);
   const mod = Buffer.concat([sentinel, Buffer.from('path\texample.com/tool/cmd/tool\nmod\texample.com/tool\tv0.4.0\th1:x=\ndep\texample.com/dep\tv1.2.3\th1:y=\nbuild\tGOOS=linux\n'), sentinel]);
-  const header = Buffer.concat([Buffer.from('\xff Go buildinf:', 'latin1'), Buffer.from([8, 2]), Buffer.alloc(16)]);
+  const header = Buffer.concat([GO_MAGIC, Buffer.from([8, 2]), Buffer.alloc(16)]);
   const pad = Buffer.alloc(65536 - 7);
   Buffer.from([0x7f, 0x45, 0x4c, 0x46]).copy(pad);
   return Buffer.concat([pad, header, str('go1.22.1'), str(mod.toString('latin1')), Buffer.alloc(4096)]);
@@ -114,5 +137,13 @@ describe('scanImage', () => {
     const l = await layer(dir, 'lock1', { 'srv/package-lock.json': JSON.stringify({ lockfileVersion: 1, dependencies: { express: { version: '4.18.2', dependencies: { ms: { version: '2.0.0' } } }, local: { version: 'file:../local' } } }) });
     const { packages } = await scanImage([l]);
     expect(packages.map((p) => p.purl)).toEqual(['pkg:npm/express@4.18.2', 'pkg:npm/ms@2.0.0']);
+  });
+
+  it('reads Go build info from the ELF data segment, not a stray magic in the code before it', async () => {
+    const bin = path.join(dir, 'segtool');
+    await writeFile(bin, elfWithDataSegment());
+    const { packages, skipped } = await scanImage([await layer(dir, 'seg', { 'usr/bin/segtool': { copy: bin, mode: 0o755 } })]);
+    expect(packages.map((p) => p.purl)).toEqual(['pkg:golang/example.com/seg@v2.0.0', 'pkg:golang/stdlib@go1.23.0']);
+    expect(skipped).toEqual([]);
   });
 });
