@@ -3,9 +3,13 @@
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough, type Readable } from 'node:stream';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import path from 'node:path';
 import type { Digest } from '../digest/index.js';
 import { layerCompression, type Layer } from '../image/index.js';
 import { readTar } from '../rootfs/index.js';
+import type { WrittenEntry } from '../snapshot/index.js';
 import { runPool } from '../util/pool.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import {
@@ -32,13 +36,10 @@ const GO_INFO_BYTES = 64 * 1024;
 
 interface FileState { kind: FileKind | 'go'; packages: ImagePackage[]; osId?: string }
 
-async function readBody(body: AsyncIterable<Buffer>, size: number): Promise<string | undefined> {
-  if (size > MAX_DB) {
-    for await (const _ of body) void _;
-    return undefined;
-  }
+async function readBody(read: () => AsyncIterable<Buffer>, size: number): Promise<string | undefined> {
+  if (size > MAX_DB) return undefined;
   const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c);
+  for await (const c of read()) chunks.push(c);
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -161,7 +162,7 @@ function pathHash(p: string): number {
 }
 
 /** What one layer does to the files below it, found without them (layers are read in parallel, applied in order). */
-interface LayerChanges {
+export interface LayerChanges {
   /** Hashes of every non-directory path in the layer, sorted: each replaces whatever was at that path or below it. */
   replaced: Float64Array;
   whiteouts: string[];
@@ -171,26 +172,70 @@ interface LayerChanges {
   skipped: string[];
 }
 
-/** The package files in one layer's entries, with what the layer removes or replaces. */
-async function readLayer(layer: Layer): Promise<LayerChanges> {
-  const digest = layer.descriptor.digest;
-  const out: LayerChanges = { replaced: new Float64Array(0), whiteouts: [], opaque: [], found: new Map(), skipped: [] };
-  const replaced: number[] = [];
-  for await (const e of readTar(tarStream(layer, await layer.open()))) {
-    const p = e.header.name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+/** An entry of a layer as the scan sees it: its path, and how to read its content (files only). */
+interface ScanEntry {
+  name: string;
+  type: 'file' | 'dir' | 'other';
+  mode: number;
+  size: number;
+}
+
+/** Collects what one layer does, entry by entry, in the layer's order. */
+class LayerReader {
+  readonly out: LayerChanges = { replaced: new Float64Array(0), whiteouts: [], opaque: [], found: new Map(), skipped: [] };
+  private readonly replaced: number[] = [];
+  constructor(private readonly digest: Digest) {}
+
+  async add(e: ScanEntry, body: () => AsyncIterable<Buffer>): Promise<void> {
+    const p = e.name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
     const base = p.slice(p.lastIndexOf('/') + 1);
     const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
-    if (base === '.wh..wh..opq') { out.opaque.push(dir); continue; }
-    if (base.startsWith('.wh.')) { out.whiteouts.push(dir ? `${dir}/${base.slice(4)}` : base.slice(4)); continue; }
+    if (base === '.wh..wh..opq') { this.out.opaque.push(dir); return; }
+    if (base.startsWith('.wh.')) { this.out.whiteouts.push(dir ? `${dir}/${base.slice(4)}` : base.slice(4)); return; }
     // directories merge with what lies below; anything else replaces the path (and a directory that was there)
-    if (e.header.type === 'directory') continue;
-    replaced.push(pathHash(p));
-    if (e.header.type !== 'file') continue;
-    const state = await packageFile(p, e.header, e.body, digest, out.skipped);
-    if (state) out.found.set(p, state);
+    if (e.type === 'dir') return;
+    this.replaced.push(pathHash(p));
+    if (e.type !== 'file') return;
+    const state = await packageFile(p, e, body, this.digest, this.out.skipped);
+    if (state) this.out.found.set(p, state);
   }
-  out.replaced = Float64Array.from(replaced).sort();
-  return out;
+
+  done(): LayerChanges {
+    this.out.replaced = Float64Array.from(this.replaced).sort();
+    return this.out;
+  }
+}
+
+/** The package files in one layer's entries, with what the layer removes or replaces. */
+async function readLayer(layer: Layer): Promise<LayerChanges> {
+  const r = new LayerReader(layer.descriptor.digest);
+  for await (const e of readTar(tarStream(layer, await layer.open()))) {
+    const type = e.header.type === 'file' ? 'file' : e.header.type === 'directory' ? 'dir' : 'other';
+    await r.add({ name: e.header.name, type, mode: e.header.mode, size: e.header.size }, () => e.body);
+  }
+  return r.done();
+}
+
+/**
+ * What a layer just written from `root` does, from its entries as written (no second decompression of its blob): only
+ * package databases and executables are read, from the root, which still holds what went into the layer.
+ */
+export async function layerChangesOf(root: string, entries: readonly WrittenEntry[], digest: Digest): Promise<LayerChanges> {
+  const r = new LayerReader(digest);
+  for (const e of entries) {
+    await r.add({ name: e.name, type: e.type === 'whiteout' ? 'other' : e.type, mode: e.mode, size: e.size }, () => readRootFile(root, e.name));
+  }
+  return r.done();
+}
+
+/** A file under the root, not following a symlink in its last component (the layer holds what lstat saw). */
+async function* readRootFile(root: string, name: string): AsyncIterable<Buffer> {
+  const fh = await open(path.join(root, name), constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    yield* fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false }) as AsyncIterable<Buffer>;
+  } finally {
+    await fh.close();
+  }
 }
 
 function hasHash(sorted: Float64Array, h: number): boolean {
@@ -206,7 +251,7 @@ function hasHash(sorted: Float64Array, h: number): boolean {
 }
 
 /** The packages a file holds (a database or a Go binary), or undefined; consumes what it reads of the body. */
-async function packageFile(p: string, header: { size: number; mode: number }, body: AsyncIterable<Buffer>, digest: Digest, skipped: string[]): Promise<FileState | undefined> {
+async function packageFile(p: string, header: { size: number; mode: number }, read: () => AsyncIterable<Buffer>, digest: Digest, skipped: string[]): Promise<FileState | undefined> {
   const kind = classify(p);
   if (kind === 'rpm-db') {
     skipped.push(`RPM database /${p} (layer ${digest}): not read, it needs rpm itself`);
@@ -214,7 +259,7 @@ async function packageFile(p: string, header: { size: number; mode: number }, bo
   }
   let found: FoundPackage[];
   if (kind !== undefined) {
-    const text = await readBody(body, header.size);
+    const text = await readBody(read, header.size);
     if (text === undefined) {
       skipped.push(`/${p} (layer ${digest}): larger than ${MAX_DB} bytes, not read`);
       return undefined;
@@ -222,7 +267,7 @@ async function packageFile(p: string, header: { size: number; mode: number }, bo
     if (kind === 'os-release') return { kind, packages: [], osId: parseOsReleaseId(text) ?? '' };
     found = parse(kind, text);
   } else if ((header.mode & 0o111) !== 0 && header.size > 1024) {
-    const section = await goSection(body);
+    const section = await goSection(read());
     if (!section) return undefined;
     const mods = parseGoBuildInfo(section);
     if (!mods) {
@@ -249,8 +294,11 @@ function applyLayer(files: Map<string, FileState>, c: LayerChanges): void {
   for (const [p, state] of c.found) files.set(p, state);
 }
 
-/** Packages of the image whose layers these are (bottom first); two layers read at a time, streaming, applied in order. */
-export async function scanImage(layers: readonly Layer[]): Promise<ScanResult> {
+/**
+ * Packages of the image whose layers these are (bottom first); two layers read at a time, streaming, applied in order.
+ * `known`: layers whose changes were taken while they were written (layerChangesOf), by digest; not read again.
+ */
+export async function scanImage(layers: readonly Layer[], known?: ReadonlyMap<Digest, LayerChanges>): Promise<ScanResult> {
   const files = new Map<string, FileState>();
   const skipped: string[] = [];
   // earliest layer each package (by purl and path) was seen in, while its file keeps listing it
@@ -258,7 +306,8 @@ export async function scanImage(layers: readonly Layer[]): Promise<ScanResult> {
   const changes: Array<Promise<LayerChanges>> = [];
   // gunzip runs on libuv's pool: two layers decompress on two cores; a layer's changes are small (8 bytes a path)
   await runPool(layers.map((l, i) => [l, i] as const), 2, async ([l, i]) => {
-    const p = readLayer(l);
+    const had = known?.get(l.descriptor.digest);
+    const p = had ? Promise.resolve(had) : readLayer(l);
     p.catch(() => undefined);
     changes[i] = p;
     await p;

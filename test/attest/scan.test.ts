@@ -5,7 +5,8 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scanImage } from '../../src/attest/index.js';
+import { layerChangesOf, scanImage, type LayerChanges } from '../../src/attest/index.js';
+import { entriesForPaths, writeLayer, type WrittenEntry } from '../../src/snapshot/index.js';
 import { fileLayer, MediaType, type Layer } from '../../src/image/index.js';
 import type { Digest } from '../../src/digest/index.js';
 import { run } from '../support/tools.js';
@@ -137,6 +138,39 @@ describe('scanImage', () => {
     const l = await layer(dir, 'lock1', { 'srv/package-lock.json': JSON.stringify({ lockfileVersion: 1, dependencies: { express: { version: '4.18.2', dependencies: { ms: { version: '2.0.0' } } }, local: { version: 'file:../local' } } }) });
     const { packages } = await scanImage([l]);
     expect(packages.map((p) => p.purl)).toEqual(['pkg:npm/express@4.18.2', 'pkg:npm/ms@2.0.0']);
+  });
+
+  it('a layer read from its entries as written (no blob) gives the same SBOM as its blob', async () => {
+    const l1 = await layer(dir, 'w1', {
+      'var/lib/dpkg/status': 'Package: hello\nStatus: install ok installed\nVersion: 2.10\n',
+      'srv/node_modules/ms/package.json': '{"name":"ms","version":"2.1.3"}',
+      'usr/bin/big': { copy: goBinary, mode: 0o644 },
+    });
+    const root = path.join(dir, 'w2');
+    const files: Record<string, string | Buffer> = {
+      'var/lib/dpkg/status': 'Package: hello\nStatus: install ok installed\nVersion: 2.11\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n',
+      'usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA': 'Name: six\nVersion: 1.16.0\n',
+      'usr/local/bin/modtool': await readFile(goBinary),
+      'usr/bin/segtool': elfWithDataSegment(),
+    };
+    for (const [rel, body] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+      await writeFile(path.join(root, rel), body, { mode: rel.includes('bin/') ? 0o755 : 0o644 });
+    }
+    await run('ln', [path.join(root, 'usr/bin/segtool'), path.join(root, 'usr/bin/segtool2')]);
+    await mkdir(path.join(root, 'srv/node_modules'), { recursive: true });
+    const entries = [...await entriesForPaths(root, ['usr', 'var', 'srv']), { kind: 'whiteout' as const, path: 'srv/node_modules/ms' }];
+    const written: WrittenEntry[] = [];
+    const file = path.join(dir, 'w2.tar.gz');
+    const r = await writeLayer(root, entries, file, { onEntry: (e) => written.push(e) });
+    const l2 = fileLayer(file, { mediaType: MediaType.OciLayerGzip, digest: r.digest, size: r.size }, r.diffId);
+    const fromBlob = await scanImage([l1, l2]);
+    expect(fromBlob.packages.map((p) => p.purl)).toEqual(expect.arrayContaining(['pkg:deb/debian/hello@2.11', 'pkg:pypi/six@1.16.0', 'pkg:golang/example.com/seg@v2.0.0', 'pkg:golang/example.com/tool@v0.4.0']));
+    expect(fromBlob.packages.some((p) => p.name === 'ms' || p.name === 'gone')).toBe(false);
+    // the blob is gone: only the changes taken from the entries can give the same answer
+    const known = new Map<Digest, LayerChanges>([[r.digest, await layerChangesOf(root, written, r.digest)]]);
+    await rm(file);
+    expect(await scanImage([l1, l2], known)).toEqual(fromBlob);
   });
 
   it('reads Go build info from the ELF data segment, not a stray magic in the code before it', async () => {
