@@ -45,7 +45,7 @@ async function readBody(read: () => AsyncIterable<Buffer>, size: number): Promis
 
 /** Where Go's build info can start in an ELF file: its first writable, non-executable PT_LOAD segment (Go's linker puts
  * .go.buildinfo there; debug/buildinfo reads that segment too). 0: search from the start, -1: not ELF, undefined: read more. */
-export function goSearchStart(head: Buffer): number | undefined {
+function goSearchStart(head: Buffer): number | undefined {
   if (head.length >= 4 && !head.subarray(0, 4).equals(ELF_MAGIC)) return -1;
   if (head.length < 64) return undefined;
   const is64 = head[4] === 2;
@@ -119,11 +119,6 @@ async function goSection(body: AsyncIterable<Buffer>): Promise<Buffer | undefine
   }
 }
 
-async function drain(body: AsyncIterable<Buffer>): Promise<undefined> {
-  for await (const _ of body) void _;
-  return undefined;
-}
-
 function parse(kind: FileKind, text: string): FoundPackage[] {
   switch (kind) {
     case 'dpkg-status':
@@ -172,7 +167,7 @@ export interface LayerChanges {
   skipped: string[];
 }
 
-/** An entry of a layer as the scan sees it: its path, and how to read its content (files only). */
+/** An entry of a layer as the scan sees it (a tar header's or a written entry's fields). */
 interface ScanEntry {
   name: string;
   type: 'file' | 'dir' | 'other';
