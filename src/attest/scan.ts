@@ -1,5 +1,6 @@
 // Streams an image's layers once, in order, and keeps the packages the final filesystem holds, each with the layer that
-// added it. Only package databases (small) are read into memory; executables are scanned chunk by chunk for Go build info.
+// added it; a layer built in this run comes from its entries as written instead (layerChangesOf). Only package databases
+// (small) are read into memory; executables are scanned chunk by chunk for Go build info.
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough, type Readable } from 'node:stream';
@@ -181,7 +182,7 @@ class LayerReader {
   private readonly replaced: number[] = [];
   constructor(private readonly digest: Digest) {}
 
-  async add(e: ScanEntry, body: () => AsyncIterable<Buffer>): Promise<void> {
+  async add(e: ScanEntry, read: () => AsyncIterable<Buffer>): Promise<void> {
     const p = e.name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
     const base = p.slice(p.lastIndexOf('/') + 1);
     const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
@@ -191,7 +192,7 @@ class LayerReader {
     if (e.type === 'dir') return;
     this.replaced.push(pathHash(p));
     if (e.type !== 'file') return;
-    const state = await packageFile(p, e, body, this.digest, this.out.skipped);
+    const state = await packageFile(p, e, read, this.digest, this.out.skipped);
     if (state) this.out.found.set(p, state);
   }
 
