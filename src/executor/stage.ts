@@ -2,7 +2,8 @@
 import { BuilderError, locateError } from '../errors.js';
 import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
-import { writeLayer, type LayerEntry } from '../snapshot/index.js';
+import { layerChangesOf } from '../attest/index.js';
+import { writeLayer, type LayerEntry, type WrittenEntry } from '../snapshot/index.js';
 import {
   applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
@@ -74,13 +75,17 @@ export class StageState {
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
+    const written: WrittenEntry[] | undefined = services.sbomLayers ? [] : undefined;
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
+      ...(written ? { onEntry: (e: WrittenEntry) => written.push(e) } : {}),
       signal: this.ex.scheduling.signal,
       ...(settings.compression ? { compression: settings.compression } : {}),
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
       onProgress: (bytes, total) => progress(bytes, total, false),
     }).finally(() => progress(0, 0, true));
+    // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)
+    if (written) await layerChangesOf(opts.from ?? this.root.path, written, r.digest).then((c) => services.sbomLayers!.set(r.digest, c), () => undefined);
     services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     this.layers.push(fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
