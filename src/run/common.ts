@@ -132,7 +132,7 @@ export interface SpawnSpec {
   what: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
-  /** On abort, SIGTERM the spawned process only and wait for it: a launcher that stops its own tree (builder-run). */
+  /** On abort, SIGTERM the spawned process only and wait for it (its tree killed if still there after STOP_TIMEOUT_MS): a launcher that stops its own tree (builder-run). */
   abortByTerm?: boolean;
   /** Told the spawned pid (also its process group: it is detached), e.g. to record it for the next build. */
   onSpawn?: (pid: number) => void;
@@ -192,8 +192,16 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       // exitCode/signalCode still null: not reaped yet, so child.pid (and its process group id) cannot have been reused.
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       if (spec.abortByTerm) {
-        stopped = new Promise((done) => child.once('exit', () => done()));
-        return void signal(child.pid, 'SIGTERM');
+        const pid = child.pid;
+        stopped = new Promise((done) => {
+          // A launcher that does not end on SIGTERM in time is killed like any step, so the build never hangs on it.
+          const late = setTimeout(() => void waitGone(killProcessTree(pid), STOP_TIMEOUT_MS).then(done), STOP_TIMEOUT_MS);
+          child.once('exit', () => {
+            clearTimeout(late);
+            done();
+          });
+        });
+        return void signal(pid, 'SIGTERM');
       }
       stopped = waitGone(killProcessTree(child.pid), STOP_TIMEOUT_MS);
     };
