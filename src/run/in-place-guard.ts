@@ -112,7 +112,10 @@ async function cleanAfter(dead: Holder): Promise<string | undefined> {
   const launchers = await orphanLaunchers();
   // A launcher left behind ends its step and restores the hidden files on its own: wait, never kill it mid-write.
   for (let i = 0; i < 200 && launchers.some((pid) => readProcStat(pid) !== undefined); i++) await new Promise((r) => setTimeout(r, 50));
-  if (launchers.length > 0) done.push(`${launchers.length} RUN step(s) stopped and their hidden files put back`);
+  const left = launchers.filter((pid) => readProcStat(pid) !== undefined);
+  const gone = launchers.length - left.length;
+  if (gone > 0) done.push(`${gone} RUN step(s) stopped and their hidden files put back`);
+  if (left.length > 0) done.push(`warning: ${left.length} RUN step launcher(s) (pid ${left.join(', ')}) still running after 10s: their hidden files may not be back yet`);
   return done.length > 0 ? `a killed in-place build (pid ${dead.pid}) left this container: ${done.join('; ')}` : undefined;
 }
 
