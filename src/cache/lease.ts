@@ -2,8 +2,9 @@
 // something real (the holder's pid and its start time, on this boot and in this pid namespace), never by mtimes of
 // what is being written.
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, readlink, rm, utimes, writeFile, mkdir, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, utimes, writeFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { isRunning, pidNamespace, readProcStat } from '../util/proc.js';
 
 /** A holder in another pid namespace or boot cannot be looked up: its lease counts while refreshed this recently. */
 export const LEASE_STALE_MS = 10 * 60 * 1000;
@@ -19,24 +20,12 @@ interface Holder {
   ns: string;
 }
 
-/** The start time of pid, or undefined when no such process is visible. */
-async function startTime(pid: number | 'self'): Promise<string | undefined> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (!text) return undefined;
-  // the command name may hold spaces and parentheses: fields are counted after its last ')' (state is field 3)
-  return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
-}
-
 async function me(): Promise<Holder | undefined> {
-  const [statText, boot, ns] = await Promise.all([
-    readFile('/proc/self/stat', 'utf8').catch(() => undefined),
-    readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined),
-    readlink('/proc/self/ns/pid').catch(() => undefined),
-  ]);
-  const start = await startTime('self');
-  const pid = Number(statText?.split(' ')[0]);
-  if (!statText || !boot || !ns || !start || !Number.isInteger(pid)) return undefined;
-  return { pid, start, boot: boot.trim(), ns };
+  const boot = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined);
+  const self = readProcStat('self');
+  const ns = pidNamespace();
+  if (!self?.start || !boot || !ns) return undefined;
+  return { pid: self.pid, start: self.start, boot: boot.trim(), ns };
 }
 
 /**
@@ -107,6 +96,6 @@ async function isLive(file: string, mine: Holder | undefined, now: number): Prom
     h = {};
   }
   // this boot, this pid namespace: the process is there with the same start time, or the lease is dead
-  if (mine && h.boot === mine.boot && h.ns === mine.ns && typeof h.pid === 'number') return (await startTime(h.pid)) === h.start;
+  if (mine && h.boot === mine.boot && h.ns === mine.ns && typeof h.pid === 'number' && typeof h.start === 'string') return isRunning(h.pid, h.start);
   return now - st.mtimeMs < LEASE_STALE_MS;
 }

@@ -2,9 +2,10 @@
 // build when that process is gone (a SIGKILL or the OOM killer gave it no chance to clean up).
 
 import { execFile } from 'node:child_process';
-import { lstat, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { unescapeMountPath } from '../run/index.js';
+import { isRunning, pidNamespace, readProcStat } from '../util/proc.js';
 
 /** A build dir's owner: pid, its start time (clock ticks since boot) and its PID namespace. */
 interface Owner {
@@ -15,15 +16,9 @@ interface Owner {
 
 const BUILD_DIR = /^build-(\d+)\.(\d+)\.(\d+)-[A-Za-z0-9]{6}$/;
 
-async function procStart(pid: number | 'self'): Promise<string | undefined> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  // "pid (comm) state ppid ... starttime": the 20th field after the comm
-  return text?.slice(text.lastIndexOf(')') + 2).split(' ')[19];
-}
-
-async function self(): Promise<Owner> {
-  const [stat, ns] = await Promise.all([readFile('/proc/self/stat', 'utf8'), readlink('/proc/self/ns/pid').catch(() => 'pid:[0]')]);
-  return { pid: Number(stat.slice(0, stat.indexOf(' '))), start: (await procStart('self')) ?? '0', pidNs: ns.replace(/\D/g, '') || '0' };
+function self(): Owner {
+  const me = readProcStat('self');
+  return { pid: me?.pid ?? 0, start: me?.start ?? '0', pidNs: pidNamespace()?.replace(/\D/g, '') || '0' };
 }
 
 /** In a build dir made with --cleanup=false: the dir is the user's to look at, so only its mounts are undone. */
@@ -35,7 +30,7 @@ export async function markKept(dir: string): Promise<void> {
 
 /** The mkdtemp prefix of this process's build dir: the owner record is in the name, so it exists as soon as the dir. */
 export async function buildDirPrefix(workDir: string): Promise<string> {
-  const me = await self();
+  const me = self();
   return path.join(workDir, `build-${me.pid}.${me.start}.${me.pidNs}-`);
 }
 
@@ -66,13 +61,13 @@ export interface Leftovers {
 export async function removeLeftovers(workDir: string): Promise<Leftovers> {
   const out: Leftovers = { dirs: [], mounts: 0, kept: [] };
   const names = await readdir(workDir).catch(() => [] as string[]);
-  const me = await self();
+  const me = self();
   const real = await realpath(workDir).catch(() => workDir);
   for (const name of names) {
     const m = BUILD_DIR.exec(name);
     if (!m || m[3] !== me.pidNs) continue;
     const owner: Owner = { pid: Number(m[1]), start: m[2]!, pidNs: m[3] };
-    if (owner.pid === me.pid || (await procStart(owner.pid)) === owner.start) continue;
+    if (owner.pid === me.pid || isRunning(owner.pid, owner.start)) continue;
     const dir = path.join(real, name);
     for (const mp of await mountsBelow(dir)) {
       if ((await umount([mp])) || (await umount(['-l', mp]))) out.mounts++;

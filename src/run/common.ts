@@ -1,11 +1,12 @@
 // Owns what both RUN modes share: the step's environment, spawning with live output, abort and exit-status mapping.
 
 import { spawn, type StdioOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
+import { readProcStat, type ProcEntry } from '../util/proc.js';
 
 export type NetworkMode = 'default' | 'none' | 'host';
 export type OutputStream = 'stdout' | 'stderr';
@@ -240,29 +241,6 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
 const STOP_TIMEOUT_MS = 10_000;
 /** How long after a step exits its output pipes may stay open (held by something it left running). */
 const PIPE_GRACE_MS = 2_000;
-
-export interface ProcEntry {
-  pid: number;
-  ppid: number;
-  pgrp: number;
-  /** Start time in clock ticks since boot: tells a process from a later one that reuses its pid. */
-  start: string;
-  state: string;
-  comm: string;
-}
-
-export function readProcStat(pid: number | string): ProcEntry | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads itreal starttime ..."
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
-  return { pid: Number(pid), state: f[0] ?? '', ppid: Number(f[1]), pgrp: Number(f[2]), start: f[19] ?? '', comm };
-}
 
 function processTable(): ProcEntry[] {
   const out: ProcEntry[] = [];

@@ -5,7 +5,8 @@ import { access, chmod, chown, constants, lstat, mkdir, readFile, readdir, unlin
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { killProcessTree, readProcStat, waitGone } from './common.js';
+import { isRunning, readProcStat } from '../util/proc.js';
+import { killProcessTree, waitGone } from './common.js';
 
 /** The launcher's name: also its comm, which the CLI's last-resort kill spares. */
 export const LAUNCHER = 'builder-run';
@@ -85,7 +86,7 @@ interface Holder {
   step?: { pid: number; start: string };
 }
 
-const alive = (h: Holder): boolean => readProcStat(h.pid)?.start === h.start;
+const alive = (h: Holder): boolean => isRunning(h.pid, h.start);
 
 /** Launchers whose builder (node) is gone: a killed build's, stopping its step and putting its hidden files back. */
 async function orphanLaunchers(): Promise<number[]> {
@@ -105,7 +106,7 @@ async function orphanLaunchers(): Promise<number[]> {
 async function cleanAfter(dead: Holder): Promise<string | undefined> {
   const done: string[] = [];
   const step = dead.step;
-  if (step && readProcStat(step.pid)?.start === step.start) {
+  if (step && isRunning(step.pid, step.start)) {
     await waitGone(killProcessTree(step.pid), 10_000);
     done.push(`its RUN step's processes (pid ${step.pid} and below) killed`);
   }
