@@ -49,7 +49,8 @@ export interface Leftovers {
   /** Build dirs removed (their names). */
   dirs: string[];
   mounts: number;
-  /** Build dirs of dead builds that still hold a mount that would not go: left alone (a recursive rm would cross it). */
+  /** Build dirs of dead builds that still hold a mount that would not go (a recursive rm would cross it), or that rm
+   * could not empty (ENOTEMPTY/EBUSY: something still writing in it): left alone, or what rm did not remove of them. */
   kept: string[];
 }
 
@@ -77,8 +78,15 @@ export async function removeLeftovers(workDir: string): Promise<Leftovers> {
       continue;
     }
     if (await lstat(path.join(dir, KEEP)).then(() => true, () => false)) continue;
-    await rm(dir, { recursive: true, force: true });
-    out.dirs.push(name);
+    // Something still writing in it (a killed step's escaped process) makes rm fail: leave the dir, never fail this build.
+    const removed = await rm(dir, { recursive: true, force: true }).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOTEMPTY' || err.code === 'EBUSY') return false;
+        throw err;
+      },
+    );
+    (removed ? out.dirs : out.kept).push(name);
   }
   return out;
 }
