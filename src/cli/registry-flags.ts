@@ -51,6 +51,12 @@ export function addRegistryFlags(cmd: Command, pflagBools = false): Command {
   return cmd.option('--verbose', 'log every registry request (same as --verbosity=trace)');
 }
 
+/** For commands that pick no image from an index by platform (verify, attestations): --custom-platform stays accepted (shared flag sets) but out of --help. */
+export function hideCustomPlatform(cmd: Command): Command {
+  cmd.options.find((o) => o.long === '--custom-platform')?.hideHelp();
+  return cmd;
+}
+
 /** The platform for --custom-platform, else this host's. */
 export function platformFromFlags(flags: RegistryFlags): Platform {
   return flags.customPlatform ? parsePlatform(flags.customPlatform) : platformFromNode(process.arch);

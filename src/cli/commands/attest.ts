@@ -7,18 +7,18 @@ import { parseReference } from '../../reference/index.js';
 import { RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { readPublicKey } from '../attest-flags.js';
-import { addRegistryFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, hideCustomPlatform, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 const TYPES = { sbom: SPDX_PREDICATE, provenance: SLSA_PREDICATE } as const;
 
 export function register(program: Command, env: CliEnv): void {
-  addRegistryFlags(
+  hideCustomPlatform(addRegistryFlags(
     program
       .command('verify')
       .description('check that REF\'s digest carries a valid cosign-compatible signature under a public key (exit 0 only then)')
       .argument('<ref>', 'image reference (tag or digest)')
       .requiredOption('--key <file|env://NAME>', 'PEM ECDSA P-256 public key (e.g. cosign.pub, or openssl pkey -pubout)'),
-  ).action(async (refArg: string, flags: RegistryFlags & { key: string }) => {
+  )).action(async (refArg: string, flags: RegistryFlags & { key: string }) => {
     const key = readPublicKey(flags.key, env); // before any request
     const ref = parseReference(refArg);
     const client = new RegistryClient(registryOptions(flags, env));
@@ -37,7 +37,7 @@ export function register(program: Command, env: CliEnv): void {
     }
   });
 
-  addRegistryFlags(
+  hideCustomPlatform(addRegistryFlags(
     program
       .command('attestations')
       .description('list the OCI referrers (SBOM, provenance, signatures) of REF, or print one type\'s in-toto statements')
@@ -45,7 +45,7 @@ export function register(program: Command, env: CliEnv): void {
       .option('--type <sbom|provenance>', 'print the statements of this type (one JSON document per line)')
       .option('--platform <os/arch[/variant]>', 'of a multi-platform index: only this platform\'s image')
       .option('--json', 'list as JSON'),
-  ).action(async (refArg: string, flags: RegistryFlags & { type?: string; platform?: string; json?: boolean }) => {
+  )).action(async (refArg: string, flags: RegistryFlags & { type?: string; platform?: string; json?: boolean }) => {
     if (flags.type !== undefined && !(flags.type in TYPES)) {
       throw new BuilderError('FLAG_INVALID', `--type ${flags.type} is not sbom or provenance`, { hint: 'use --type sbom or --type provenance' });
     }
