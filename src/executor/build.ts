@@ -70,40 +70,63 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
+type RunModeProbes = { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
+
+const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
+  sandbox: sandboxAvailable,
+  container: () => detectContainer(readOptional, opts.env),
+  executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
+});
+
 /**
  * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
  * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
  */
-export async function chooseRunMode(
-  opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>,
-  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> } = {
-    sandbox: sandboxAvailable,
-    container: () => detectContainer(readOptional, opts.env),
-    executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
-  },
-): Promise<RunMode> {
-  const sandbox = opts.runMode === 'in-place' ? undefined : await probe.sandbox();
-  if (sandbox?.ok) return 'sandbox';
-  if (opts.runMode === 'sandbox') {
-    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sandbox?.reason ?? 'unknown reason'}`, {
-      hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
-    });
-  }
-  if (opts.runMode === 'auto') {
-    if (!(await probe.executorImage())) {
-      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
-        hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
+  const choice = await startRunMode(opts, probe);
+  await choice.ready;
+  return choice.mode;
+}
+
+/**
+ * chooseRunMode without waiting for the sandbox probe where its answer cannot change the mode (--run-mode sandbox, or
+ * auto outside the executor image): `ready` then rejects with the very error chooseRunMode would throw. The build
+ * awaits it before its first RUN and before any output, so the probe's chain runs beside the base pull.
+ */
+export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; ready: Promise<void> }> {
+  if (opts.runMode === 'in-place') {
+    if (!opts.force && !(await probe.container())) {
+      throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
+        hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
       });
     }
-    opts.emit({ type: 'message', level: 'info', msg: `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does` });
-    return 'in-place';
+    return { mode: 'in-place', ready: Promise.resolve() };
   }
-  if (!opts.force && !(await probe.container())) {
-    throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
-      hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
-    });
+  const sandbox = probe.sandbox();
+  if (opts.runMode === 'sandbox') {
+    return { mode: 'sandbox', ready: later(sandbox.then((s) => {
+      if (!s.ok) {
+        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${s.reason ?? 'unknown reason'}`, {
+          hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
+        });
+      }
+    })) };
   }
-  return 'in-place';
+  const unavailable = (s: { reason?: string }): BuilderError => new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${s.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
+    hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+  });
+  // Outside the executor image auto means the sandbox or an error: the probe's answer is not needed to plan.
+  if (!(await probe.executorImage())) return { mode: 'sandbox', ready: later(sandbox.then((s) => { if (!s.ok) throw unavailable(s); })) };
+  const s = await sandbox;
+  if (s.ok) return { mode: 'sandbox', ready: Promise.resolve() };
+  opts.emit({ type: 'message', level: 'info', msg: `the sandbox cannot start here (${s.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does` });
+  return { mode: 'in-place', ready: Promise.resolve() };
+}
+
+/** A promise awaited later: its rejection is handled where it is awaited, never reported as unhandled meanwhile. */
+function later(p: Promise<void>): Promise<void> {
+  p.catch(() => undefined);
+  return p;
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -166,7 +189,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
   const tally = new Tally();
   const emit = tally.wrap(options.emit);
-  const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
+  const runMode = await startRunMode(options);
+  const opts: ResolvedBuildOptions = { ...options, emit, runMode: runMode.mode };
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   reportLeftovers(await removeLeftovers(opts.workDir), emit);
@@ -241,7 +265,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
         },
         scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
-          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
+          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), sandboxReady: runMode.ready },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
@@ -249,7 +273,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
       // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
       const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
-      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort);
+      // A sandbox that cannot start is the build's error, whichever stage failed first (and checked when no RUN ran).
+      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort).catch(async (e: unknown) => {
+        await runMode.ready;
+        throw e;
+      });
+      await runMode.ready;
       throwIfCancelled(opts.signal);
 
       if (cache) {

@@ -50,6 +50,8 @@ export interface Scheduling {
   multiStage: boolean;
   /** The push permission check, run beside the base pulls: a step runs only once it passed. */
   pushCheck?: Promise<void>;
+  /** The sandbox probe, run beside the base pulls (--run-mode sandbox, or auto outside the executor image): awaited before a RUN. */
+  sandboxReady?: Promise<void>;
 }
 
 export interface Settings {

@@ -26,6 +26,7 @@ export const runStep: StepHandler<Run> = {
         hint: 'a step never gets more than Docker\'s default capabilities here; drop --security=insecure',
       });
     }
+    await c.ex.scheduling.sandboxReady;
     await checkRunnable(c);
     const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
     const rootfs = await stage.fs();
