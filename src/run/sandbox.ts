@@ -188,7 +188,6 @@ exec nsenter --root=/proc/self/fd/6 --wd=/proc/self/fd/6 -- "$SH" -c "$STAGE2" b
 const STAGE2_SCRIPT = `
 exec 6<&-
 fail() { echo "$*" >&3; exit 125; }
-mount -t proc -o nosuid,nodev,noexec proc /proc 2>&3 || fail "cannot mount /proc in the host tool view"
 echo go >&8; read rc <&9; read _ <&9
 [ "$rc" = 0 ] || fail "pivot_root into the build root failed"
 cd -P /proc/self/fd/4 2>&- || fail "cannot enter the build root after pivot_root"
@@ -437,6 +436,8 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
   // The root's own nodev bind comes first, in the setup script (pivot_root needs a mount point; nodev stands in for
   // Docker's device cgroup); the view is mounted on top of it.
   let rootTab = line(view, viewAt, 'none', 'bind,ro');
+  // Stage 2 reads its fds and umount reads mountinfo here; a bind in this batch costs no mount(8) of its own.
+  rootTab += line('/proc', path.join(viewAt, 'proc'), 'none', 'bind,nosuid,nodev,noexec');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
     if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));
