@@ -1,6 +1,6 @@
 // How the run mode is chosen: table-driven over the three probes (no build runs, nothing touches "/").
 import { describe, expect, it } from 'vitest';
-import { chooseRunMode } from '../../src/executor/build.js';
+import { chooseRunMode, startRunMode } from '../../src/executor/build.js';
 import type { RunModeOption } from '../../src/executor/index.js';
 
 const cases: Array<{ asked: RunModeOption; sandbox: boolean; container: boolean; image?: boolean; force?: boolean; want: string }> = [
@@ -39,4 +39,26 @@ describe('chooseRunMode', () => {
       }
     });
   }
+});
+
+describe('startRunMode', () => {
+  const never = { container: async () => true, executorImage: async () => false };
+  for (const asked of ['sandbox', 'auto'] as const) {
+    it(`--run-mode ${asked} outside the executor image: the mode is known before the probe ends, its failure comes later as the same error`, async () => {
+      let fail: (r: { ok: boolean; reason?: string }) => void = () => undefined;
+      const probe = new Promise<{ ok: boolean; reason?: string }>((resolve) => { fail = resolve; });
+      const choice = await startRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, { ...never, sandbox: () => probe });
+      expect(choice.mode).toBe('sandbox');
+      fail({ ok: false, reason: 'unshare: Operation not permitted' });
+      await expect(choice.ready).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE', message: expect.stringContaining('Operation not permitted') });
+    });
+  }
+
+  it('auto in the executor image waits for the probe: its answer picks the mode', async () => {
+    const choice = await startRunMode({ runMode: 'auto', force: false, env: {}, emit: () => undefined }, {
+      ...never, executorImage: async () => true, sandbox: async () => ({ ok: false, reason: 'no namespaces' }),
+    });
+    expect(choice.mode).toBe('in-place');
+    await expect(choice.ready).resolves.toBeUndefined();
+  });
 });
