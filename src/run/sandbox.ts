@@ -13,7 +13,8 @@
 //   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
 //   this chain (pivot_root, Docker caps, masks)           min ~43 ms, median ~73 ms
 //   `unshare --mount --pid --fork true` alone             min ~3 ms,  median ~4 ms
-// Most of it is process starts (about 17 per run); it is still small next to a real RUN step and its snapshot.
+// Most of it is process starts (17 exec'd per run, the command included: docs/run.md); it is still small next to
+// a real RUN step and its snapshot.
 
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
