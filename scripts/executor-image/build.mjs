@@ -78,10 +78,12 @@ try {
   ].join('\n'), { mode: 0o755 });
 
   sh('gcc', ['-O2', '-static', '-o', path.join(B, 'bin/builder-xattr'), path.join(ROOT, 'scripts/executor-image/builder-xattr.c')]);
+  // the in-place RUN launcher (Landlock, hidden credential files, steps that die with builder): beside node, where builder looks
+  sh('gcc', ['-O2', '-static', '-o', path.join(B, 'bin/builder-run'), path.join(ROOT, 'scripts/executor-image/builder-run.c')]);
   await copyFile('/etc/ssl/certs/ca-certificates.crt', path.join(B, 'certs/ca-certificates.crt'));
   await writeFile(path.join(B, '.docker/config.json'), '{"auths":{}}\n');
-  // The marker: --run-mode auto may run in place here, and these paths survive every build
-  await writeFile(path.join(B, 'executor-image.json'), `${JSON.stringify({ keep: ['/builder', '/busybox'] })}\n`);
+  // The marker: --run-mode auto may run in place here, and these paths survive every build (/workspace: the WORKDIR)
+  await writeFile(path.join(B, 'executor-image.json'), `${JSON.stringify({ keep: ['/builder', '/busybox', '/workspace'] })}\n`);
 
   // a busybox shell at /busybox: GitLab runs the job's script: lines in the image (kaniko's :debug)
   const bb = path.join(ctx, 'busybox');

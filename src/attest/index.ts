@@ -8,4 +8,4 @@ export {
 export { scanImage, type ImagePackage, type ScanResult } from './scan.js';
 export * from './packages.js';
 export { IN_TOTO_MEDIA_TYPE, PREDICATE_ANNOTATION, SLSA_PREDICATE, SPDX_PREDICATE, BUILD_TYPE, type ProvenanceInput, type Statement } from './statements.js';
-export { verifyImage, readAttestations, copyReferrers, copyLayoutReferrers, copyReferrersToLayout, resolveDigest, type VerifiedSignature, type AttestationInfo } from './read.js';
+export { verifyImage, readAttestations, copyReferrers, copyLayoutReferrers, copyReferrersToLayout, resolveDigest, type VerifiedSignature, type AttestationInfo, type AttestationList, type PlatformAttestations } from './read.js';

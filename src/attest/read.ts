@@ -3,7 +3,9 @@
 import type { KeyObject } from 'node:crypto';
 import { BuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
-import { bufferStream, MediaType, OciLayout, parseManifest, type Descriptor, type Manifest } from '../image/index.js';
+import {
+  bufferStream, formatPlatform, isIndexMediaType, MediaType, OciLayout, parseIndex, parseManifest, platformMatches, type Descriptor, type Manifest, type Platform,
+} from '../image/index.js';
 import { withDigest, withTag, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { cosignSignatures, pushCosignSignature, readSigManifest, signatureTag, signaturesIn, type FoundSignature } from './cosign.js';
@@ -59,9 +61,19 @@ export interface AttestationInfo {
   statement?: unknown;
 }
 
-/** The referrers of `ref`'s digest; with `predicateType` only those, each with its in-toto statement read. */
-export async function readAttestations(client: RegistryClient, ref: ImageRef, predicateType?: string): Promise<{ digest: Digest; via: 'api' | 'tag'; items: AttestationInfo[] }> {
-  const digest = await resolveDigest(client, ref);
+/** The referrers of one manifest digest; with `predicateType` only those, each with its in-toto statement read. */
+export interface AttestationList {
+  digest: Digest;
+  via: 'api' | 'tag';
+  items: AttestationInfo[];
+}
+
+/** An index's platform image and its referrers. */
+export interface PlatformAttestations extends AttestationList {
+  platform: string;
+}
+
+async function attestationsOf(client: RegistryClient, ref: ImageRef, digest: Digest, predicateType?: string): Promise<AttestationList> {
   const { via, manifests } = await listReferrers(client, ref, digest);
   const items: AttestationInfo[] = [];
   for (const d of manifests) {
@@ -75,6 +87,33 @@ export async function readAttestations(client: RegistryClient, ref: ImageRef, pr
     items.push(info);
   }
   return { digest, via, items };
+}
+
+/**
+ * The referrers of `ref`'s digest and, when it is a multi-platform index, of each platform image it lists (a
+ * multi-platform build attaches the SBOM and provenance per image, the index gets only its signature). `platform`
+ * keeps one image of the index (PLATFORM_NOT_FOUND if it has none, FLAG_INVALID if `ref` is not an index); the index's
+ * own referrers are listed either way.
+ */
+export async function readAttestations(
+  client: RegistryClient, ref: ImageRef, predicateType?: string, platform?: Platform,
+): Promise<AttestationList & { platforms?: PlatformAttestations[] }> {
+  const digest = await resolveDigest(client, ref);
+  const top = await client.getManifest(withDigest(ref, digest));
+  if (!isIndexMediaType(top.mediaType)) {
+    if (platform) throw new BuilderError('FLAG_INVALID', `${ref.name}@${digest} is a single image, not a multi-platform index: --platform ${formatPlatform(platform)} has nothing to pick`, { hint: 'leave out --platform for a single image' });
+    return attestationsOf(client, ref, digest, predicateType);
+  }
+  // entries without a platform, or unknown/unknown (BuildKit's attestation manifests), are not images of a platform
+  let entries = parseIndex(top.bytes, `index ${digest}`).manifests.filter((m) => m.platform && m.platform.os !== 'unknown');
+  if (platform) {
+    entries = entries.filter((m) => platformMatches(platform, m.platform));
+    if (entries.length === 0) throw new BuilderError('PLATFORM_NOT_FOUND', `${ref.name}@${digest} has no image for ${formatPlatform(platform)}`, { hint: '`builder attestations REF` lists the platforms the index holds' });
+  }
+  const own = await attestationsOf(client, ref, digest, predicateType);
+  const platforms: PlatformAttestations[] = [];
+  for (const m of entries) platforms.push({ platform: formatPlatform(m.platform!), ...(await attestationsOf(client, ref, m.digest, predicateType)) });
+  return { ...own, digest, platforms };
 }
 
 /** Copies the referrers of `subject` (and cosign's .sig tag) from one repository to another; returns how many. */

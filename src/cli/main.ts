@@ -2,7 +2,7 @@
 import { constants as osConstants } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BuilderError } from '../errors.js';
-import { killProcessTree } from '../run/index.js';
+import { killProcessTree, LAUNCHER } from '../run/index.js';
 import { checkCommandName, pflagShortForms, targetCommand } from './argv.js';
 import type { CliEnv } from './env.js';
 import * as attestCommands from './commands/attest.js';
@@ -21,7 +21,8 @@ import { builderVersion } from './version.js';
 export async function main(argv: string[]): Promise<void> {
   const interrupt = new AbortController();
   const env: CliEnv = {
-    env: process.env,
+    // a copy: the build command blanks credentials in the live environment (environ.ts) once read
+    env: { ...process.env },
     cwd: process.cwd(),
     stdout: process.stdout,
     stderr: process.stderr,
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<void> {
     const say = (msg: string): void => (env.logger ? env.logger.log('warn', msg) : void env.stderr.write(`builder: ${msg}\n`));
     if (interrupt.signal.aborted) {
       say(`${sig} again: exiting before cleanup has finished`);
-      killProcessTree(process.pid, { spareRoot: true });
+      killProcessTree(process.pid, { spareRoot: true, spareNamed: LAUNCHER });
       process.exit(code);
     }
     say(`${sig} received: stopping and cleaning up (send it again to exit at once)`);

@@ -27,13 +27,20 @@ export function scratchConfig(platform: Platform): ImageConfig {
   };
 }
 
+/** An image reference as resolved for one platform (the provenance's resolvedDependencies). */
+export interface ResolvedImage {
+  ref: ImageRef;
+  digest: Digest;
+  platform: Platform;
+}
+
 /** Resolves an image reference to its manifest and config; its layers are remote until fetched. */
-export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, { ref: ImageRef; digest: Digest }>): Promise<BaseImage> {
+export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, ResolvedImage>): Promise<BaseImage> {
   const ref = parseReference(name);
   // By digest with a warm store: no registry request; by tag: one manifest GET.
   const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
   checkBasePlatform(ref, img.config, platform, img.index !== undefined);
-  resolved?.set(ref.toString(), { ref, digest: img.manifestDigest }); // the provenance's resolvedDependencies
+  resolved?.set(`${ref} ${formatPlatform(platform)}`, { ref, digest: img.manifestDigest, platform }); // the provenance's resolvedDependencies
   const diffIds = img.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== img.manifest.layers.length) {
     throw new BuilderError('IMAGE_INVALID', `${ref}: manifest has ${img.manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`, {

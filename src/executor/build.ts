@@ -11,13 +11,14 @@ import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
-import { detectContainer, IN_PLACE_IGNORED_PATHS, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
+import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import {
   assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
 import type { Executor, StageResult } from './executor.js';
+import type { ResolvedImage } from './base.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
@@ -60,7 +61,8 @@ async function exclusions(opts: ResolvedBuildOptions, selfDirs: readonly string[
   selfDirs = [...selfDirs, ...(image?.keep ?? [])];
   // A path given through a symlink (--work-dir /link/work) is kept under its real name too, or the wipe would delete it there.
   const real = await Promise.all(selfDirs.map(realpathLoose));
-  const always = IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run');
+  // A container runtime's own marker files stay too (detectContainer reads them; a later `exec` may as well).
+  const always = [...IN_PLACE_IGNORED_PATHS.filter((p) => p !== '/var/run'), '/.dockerenv', '/run/.containerenv'];
   return [...new Set([...always, ...ignored, ...mounts, ...selfDirs, ...real].map(rel).filter((p) => p !== ''))].sort();
 }
 
@@ -127,6 +129,20 @@ export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' 
 function later(p: Promise<void>): Promise<void> {
   p.catch(() => undefined);
   return p;
+}
+
+/** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
+async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
+  const pid = opts.inPlace?.pid;
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
+  if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
+  const warning = await launcherWarning(opts.inPlace?.launcher);
+  if (warning) opts.emit({ type: 'warning', msg: warning });
+  const { hide, exposed } = await hideable(opts.inPlace?.hide ?? [], mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? ''));
+  if (exposed.length > 0 && opts.inPlace?.launcher) {
+    opts.emit({ type: 'warning', msg: `${exposed.join(', ')} cannot be taken out of "/" while RUN steps run (a read-only mount, a mount point or a symlink): RUN steps can read it; give builder its docker config in a writable directory` });
+  }
+  return { release: held.release, note: held.note, hide };
 }
 
 /** --single-snapshot: the stage's own layers (after its base's) become one; their history entries become empty ones plus one for the snapshot. */
@@ -196,6 +212,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   reportLeftovers(await removeLeftovers(opts.workDir), emit);
   const work = await mkdtemp(await buildDirPrefix(opts.workDir));
   if (opts.keepWorkDir) await markKept(work);
+  const held = opts.runMode === 'in-place' ? await guardInPlace(opts).catch(async (err: unknown) => {
+    await rm(work, { recursive: true, force: true });
+    throw err;
+  }) : undefined;
   const reg = opts.registry.signal;
   const given = opts.registry.onProgress;
   // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
@@ -266,7 +286,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         },
         scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
           ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), sandboxReady: runMode.ready },
-        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch),
+        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
       const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
@@ -297,7 +317,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       // made while the image is pushed (writeOutputs awaits them before it attaches them)
       const attest = opts.attest;
-      const statements = attest ? images.map((image, k) => attestations(attest, { descriptor: imageDescriptor(image), image }, opts, executors[k]!, { text, file: df.file }, created, t0)) : [];
+      const statements = attest ? images.map((image, k) => {
+        // its own bases, and those of the shared stages it builds on (resolved for their pinned platform)
+        const usesShared = sharedEx !== executors[k] && neededStages(plans[k]!).some((s) => shared.has(s.index));
+        const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
+        return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
+      }) : [];
       if (!opts.noPush) await opts.pushCheck;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, built, opts, statements);
@@ -337,19 +362,24 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(cleanup);
     await rootfs?.unmountAll();
     if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
+    await held?.release();
   }
 }
 
 /** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */
-async function attestations(a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, ex: Executor, dockerfile: { text: string; file: string }, created: string, t0: number): Promise<Artifact[]> {
+async function attestations(
+  a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
+): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
     sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
-    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, ex, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
+    ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }
 
 /** What the provenance records of this build: inputs, resolved images and downloads by digest, the CI job. */
-async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex: Executor, dockerfile: string, file: string, startedOn: string): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
+async function provenanceOf(
+  mode: 'min' | 'max', opts: ResolvedBuildOptions, { ex, resolved }: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: string, file: string, startedOn: string,
+): Promise<Omit<ProvenanceInput, 'finishedOn'>> {
   const a = opts.attest!;
   const downloads = await Promise.allSettled([...ex.scheduling.downloads.values()]);
   const ctx = ex.services.ctx;
@@ -364,8 +394,8 @@ async function provenanceOf(mode: 'min' | 'max', opts: ResolvedBuildOptions, ex:
     ...(mode === 'max' ? { contextDigest: await hashSources(ctx, await resolveSources(ctx, ['.'])) } : {}),
     dependencies: [
       // purl-type docker, as BuildKit's provenance names its sources
-      ...[...ex.scheduling.resolved.values()].map(({ ref, digest }) => ({
-        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(ex.settings.platform))}`, digest,
+      ...resolved.map(({ ref, digest, platform }) => ({
+        uri: `pkg:docker/${ref.repository}@${ref.tag ?? ref.digest}?repository_url=${encodeURIComponent(ref.registry)}&platform=${encodeURIComponent(formatPlatform(platform))}`, digest,
       })),
       ...downloads.flatMap((d) => (d.status === 'fulfilled' && isDigest(d.value.digest) ? [{ uri: d.value.url, digest: d.value.digest }] : [])),
     ],
@@ -395,7 +425,9 @@ function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileH
 }
 
 /** The settings every target shares; forTarget() sets the platform and the stage roots. */
-function baseSettings(opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string): Executor['settings'] {
+function baseSettings(
+  opts: ResolvedBuildOptions, platform: Platform, created: string, prefixes: string[], scratch: string, held?: Awaited<ReturnType<typeof guardInPlace>>,
+): Executor['settings'] {
   let scratchN = 0;
   return {
     runMode: opts.runMode,
@@ -413,6 +445,7 @@ function baseSettings(opts: ResolvedBuildOptions, platform: Platform, created: s
     excludePrefixes: prefixes,
     cacheDir: path.resolve(opts.cacheDir),
     secrets: opts.secrets ?? {},
+    ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
     stageRoot: () => '/',
     scratchPath: (prefix) => path.join(scratch, `${prefix}-${++scratchN}`),
   };
@@ -430,7 +463,7 @@ function forTarget(common: Executor, t: { plan: BuildPlan; platform: Platform; s
   const { stagesDir, dir } = t;
   return {
     services: { ...common.services, plan: t.plan },
-    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
+    scheduling: { ...common.scheduling, done: new Map(), images: new Map(), resolved: new Map(), usesLeft, multiStage: common.scheduling.multiStage || needed.length > 1 },
     settings: {
       ...common.settings,
       platform: t.platform,

@@ -6,7 +6,7 @@ import type { ContainerConfig, HistoryEntry, ImageFormat, Layer, Platform } from
 import type { RegistryClient } from '../registry/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import type { RunMode } from '../run/index.js';
-import type { BaseImage } from './base.js';
+import type { BaseImage, ResolvedImage } from './base.js';
 import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
 import type { EventSink } from '../util/events.js';
@@ -38,8 +38,11 @@ export interface Scheduling {
   images: Map<string, Promise<RootFs>>;
   /** ADD URL downloads by URL and checksum: the cache key (computed ahead) and the step share one download. */
   downloads: Map<string, Promise<import('./remote.js').Download>>;
-  /** Images resolved by reference (FROM, COPY --from, RUN --mount from=): reference -> manifest digest, for the provenance. */
-  resolved: Map<string, { ref: import('../reference/index.js').ImageRef; digest: import('../digest/index.js').Digest }>;
+  /**
+   * Images this executor resolved by reference (FROM, COPY --from, RUN --mount from=), by reference and platform: the
+   * manifest digest picked for that platform, for the provenance. One map per executor: each platform has its own bases.
+   */
+  resolved: Map<string, ResolvedImage>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
   /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */
@@ -78,6 +81,8 @@ export interface Settings {
   excludePrefixes: readonly string[];
   /** --cache-dir: RUN --mount=type=cache directories live under <cacheDir>/run-cache. */
   cacheDir: string;
+  /** In place: the RUN launcher and the credential files hidden from steps (BuildOptions.inPlace). */
+  inPlace?: { launcher?: string; hide: readonly string[]; onStep?: (pid: number | undefined) => Promise<void> };
   /** --secret by id, for RUN --mount=type=secret. */
   secrets: Readonly<Record<string, import('./steps/run-mounts.js').SecretSource>>;
   stageRoot(index: number): string;

@@ -68,6 +68,11 @@ export interface BuildOptions {
   ignoreVarRun?: boolean;
   /** The builder's own install dir and node binary: never snapshotted or wiped in place. */
   selfPaths?: string[];
+  /**
+   * In place: builder-run (the RUN launcher beside node, when there), the credential files builder read (hidden from
+   * every RUN step), and the pid that holds the root (one build at a time per container).
+   */
+  inPlace?: { launcher?: string; hide: string[]; pid: number };
   /** Everything the build reports (steps, progress, warnings, the summary), as typed events for the caller to render. */
   emit: EventSink;
   /** RUN output, already prefixed. */

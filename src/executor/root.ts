@@ -263,9 +263,22 @@ export class StageRoot {
   }
 }
 
-/** In-place mode: remove everything under / except the ignored paths, before extracting a base (kaniko's model). */
+/**
+ * In-place mode: remove everything under / except the ignored paths, before extracting a base (kaniko's model). /run and
+ * /var/run, left out of snapshots, are emptied too (but for mount points and kept paths): nothing there crosses builds.
+ */
 export async function wipeRootForInPlace(root: string, exclude: (rel: string) => boolean, prefixes: readonly string[]): Promise<void> {
   if (path.resolve(root) !== '/') return;
+  await emptyExcept('', exclude, prefixes);
+  const kept = prefixes.filter((p) => p !== 'run' && p !== 'var/run');
+  for (const dir of ['run', 'var/run']) {
+    if ((await lstat(path.join('/', dir)).catch(() => undefined))?.isDirectory()) {
+      await emptyExcept(dir, (r) => kept.some((p) => r === p || r.startsWith(`${p}/`)), kept);
+    }
+  }
+}
+
+async function emptyExcept(from: string, exclude: (rel: string) => boolean, prefixes: readonly string[]): Promise<void> {
   const walk = async (rel: string): Promise<void> => {
     for (const name of await readdir(path.join('/', rel))) {
       const r = rel ? `${rel}/${name}` : name;
@@ -278,5 +291,5 @@ export async function wipeRootForInPlace(root: string, exclude: (rel: string) =>
       } else await rm(path.join('/', r), { recursive: true, force: true });
     }
   };
-  await walk('');
+  await walk(from);
 }

@@ -132,6 +132,10 @@ export interface SpawnSpec {
   what: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** On abort, SIGTERM the spawned process only and wait for it: a launcher that stops its own tree (builder-run). */
+  abortByTerm?: boolean;
+  /** Told the spawned pid (also its process group: it is detached), e.g. to record it for the next build. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface SpawnOutcome extends RunResult {
@@ -158,6 +162,7 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       ...(spec.uid === undefined ? {} : { uid: spec.uid }),
       ...(spec.gid === undefined ? {} : { gid: spec.gid }),
     });
+    if (child.pid !== undefined) spec.onSpawn?.(child.pid);
     const extra: string[] = [];
     const pending: Promise<void>[] = [];
     const drain = (r: Readable | null, onChunk: (c: Buffer) => void): void => {
@@ -186,6 +191,10 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       wasAborted = true;
       // exitCode/signalCode still null: not reaped yet, so child.pid (and its process group id) cannot have been reused.
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      if (spec.abortByTerm) {
+        stopped = new Promise((done) => child.once('exit', () => done()));
+        return void signal(child.pid, 'SIGTERM');
+      }
       stopped = waitGone(killProcessTree(child.pid), STOP_TIMEOUT_MS);
     };
     spec.signal?.addEventListener('abort', onAbort, { once: true });
@@ -224,16 +233,17 @@ const STOP_TIMEOUT_MS = 10_000;
 /** How long after a step exits its output pipes may stay open (held by something it left running). */
 const PIPE_GRACE_MS = 2_000;
 
-interface ProcEntry {
+export interface ProcEntry {
   pid: number;
   ppid: number;
   pgrp: number;
   /** Start time in clock ticks since boot: tells a process from a later one that reuses its pid. */
   start: string;
   state: string;
+  comm: string;
 }
 
-function readProcStat(pid: number | string): ProcEntry | undefined {
+export function readProcStat(pid: number | string): ProcEntry | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -242,7 +252,8 @@ function readProcStat(pid: number | string): ProcEntry | undefined {
   }
   // "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads itreal starttime ..."
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { pid: Number(pid), state: f[0] ?? '', ppid: Number(f[1]), pgrp: Number(f[2]), start: f[19] ?? '' };
+  const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+  return { pid: Number(pid), state: f[0] ?? '', ppid: Number(f[1]), pgrp: Number(f[2]), start: f[19] ?? '', comm };
 }
 
 function processTable(): ProcEntry[] {
@@ -269,11 +280,12 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * new, then everything gets SIGKILL. In the sandbox the descendants include the PID namespace's init, whose
  * death kills the whole namespace. Returns what was killed, for waitGone().
  */
-export function killProcessTree(rootPid: number, opts: { spareRoot?: boolean } = {}): ProcEntry[] {
+export function killProcessTree(rootPid: number, opts: { spareRoot?: boolean; spareNamed?: string } = {}): ProcEntry[] {
   const found = new Map<number, ProcEntry>();
   const root = readProcStat(rootPid);
   if (root) found.set(rootPid, root);
-  const spare = (pid: number): boolean => opts.spareRoot === true && pid === rootPid;
+  // A spared launcher (builder-run) outlives builder on purpose: it stops its step and puts hidden files back itself.
+  const spare = (pid: number): boolean => (opts.spareRoot === true && pid === rootPid) || (opts.spareNamed !== undefined && found.get(pid)?.comm === opts.spareNamed);
   for (let round = 0; round < 100; round++) {
     let fresh = 0;
     const table = processTable();

@@ -1,6 +1,7 @@
 // Owns the 'in-place' RUN mode (kaniko model: the build root is "/"), container detection and the mount points a snapshot must ignore.
 
 import { BuilderError } from '../errors.js';
+import { keepCopies, putBack } from './in-place-guard.js';
 import {
   checkUser,
   describeArgv,
@@ -11,6 +12,7 @@ import {
   type OutputStream,
   type RunResult,
   type RunUser,
+  type SpawnOutcome,
 } from './common.js';
 
 /** Paths an in-place snapshot always ignores, besides mountPointsToIgnore() and the builder's own directory. */
@@ -40,6 +42,14 @@ export interface InPlaceOptions {
   cwd: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** builder-run (src/run/in-place-guard.ts): the step runs through it, fenced off from builder (Landlock, own session). */
+  launcher?: string;
+  /** Credential files builder read: taken out of "/" for the step and put back byte for byte after it (launcher only). */
+  hide?: readonly string[];
+  /** Files builder put in "/" for the step (secrets): the launcher removes them if builder dies mid-step. */
+  orphanUnlink?: readonly string[];
+  /** Without a launcher: told the step's pid when it starts and undefined when it ended (the lock records it). */
+  onStep?: (pid: number | undefined) => void;
 }
 
 /** The builder's own credentials, passed in so this module never reads process state at import. */
@@ -111,10 +121,14 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
     ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
-  const out =
-    strategy === 'helper'
+  // Without builder-run nothing kills a step if builder is SIGKILLed: its pid goes on record for the next build.
+  const recorded = opts.launcher || !opts.onStep ? {} : { onSpawn: opts.onStep };
+  const out = opts.launcher
+    ? await launch(opts, opts.launcher, strategy === 'inherit' ? undefined : opts.user, env, common)
+    : strategy === 'helper'
       ? await spawnStreaming({
           ...common,
+          ...recorded,
           file: nodePath,
           args: ['-e', CREDENTIAL_HELPER],
           env: { BUILDER_RUN_PAYLOAD: JSON.stringify({ ...opts.user, groups: groupList(opts.user), argv: opts.argv, env, cwd: opts.cwd }) },
@@ -122,13 +136,21 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
         })
       : await spawnStreaming({
           ...common,
+          ...recorded,
           file: opts.argv[0]!,
           args: opts.argv.slice(1),
           env,
           cwd: opts.cwd,
           ...(strategy === 'spawn-ids' ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
         });
+  if (!opts.launcher) opts.onStep?.(undefined);
   if (out.spawnError) {
+    if (opts.launcher) {
+      throw new BuilderError('RUN_SPAWN_FAILED', `cannot start ${opts.launcher} for RUN ${what}: ${out.spawnError.message}`, {
+        hint: 'builder-run ships beside node in the executor image; rebuild the image (npm run executor-image)',
+        cause: out.spawnError,
+      });
+    }
     const code = out.spawnError.code;
     if (code !== 'ENOENT' && code !== 'EACCES') {
       throw new BuilderError('RUN_SPAWN_FAILED', `cannot start RUN ${what}: ${out.spawnError.message}`, {
@@ -141,6 +163,28 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
     opts.onOutput?.(Buffer.from(msg), 'stderr');
   }
   return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
+}
+
+/** Runs the step through builder-run; builder keeps its own copy of the hidden files and checks they came back. */
+async function launch(
+  opts: InPlaceOptions, launcher: string, user: RunUser | undefined, env: Record<string, string>,
+  common: { what: string; onOutput?: (chunk: Buffer, stream: OutputStream) => void; signal?: AbortSignal },
+): Promise<SpawnOutcome> {
+  const ids = user ? ['--uid', String(user.uid), '--gid', String(user.gid), '--groups', groupList(user).join(',')] : [];
+  const hide = opts.hide ?? [];
+  const copies = await keepCopies(hide);
+  try {
+    return await spawnStreaming({
+      ...common,
+      file: launcher,
+      args: [...ids, '--cwd', opts.cwd, ...hide.flatMap((p) => ['--hide', p]), ...(opts.orphanUnlink ?? []).flatMap((p) => ['--orphan-unlink', p]), '--', ...opts.argv],
+      env,
+      cwd: '/',
+      abortByTerm: true,
+    });
+  } finally {
+    for (const p of await putBack(copies)) opts.onOutput?.(Buffer.from(`builder: ${p} was not back after the step: restored from builder's copy\n`), 'stderr');
+  }
 }
 
 /**

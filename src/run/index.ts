@@ -22,6 +22,7 @@ export {
   unescapeMountPath,
   type Credentials,
 } from './in-place.js';
+export { hideable, holdRoot, launcherWarning, LAUNCHER } from './in-place-guard.js';
 export {
   parseGroup,
   parsePasswd,
@@ -43,7 +44,13 @@ export interface RunStepOptions extends SandboxOptions {
    * root-relative paths a mount target may not touch (the build's snapshot exclusions) and a fresh directory outside
    * the snapshot where a target's previous content waits during the step.
    */
-  inPlace?: { credentials?: Credentials; nodePath?: string; protect?: readonly string[]; stashDir?: string };
+  inPlace?: {
+    credentials?: Credentials; nodePath?: string; protect?: readonly string[]; stashDir?: string;
+    /** builder-run and the credential files it hides for the step (src/run/in-place-guard.ts). */
+    launcher?: string; hide?: readonly string[];
+    /** Without builder-run: the step's pid while it runs, for the in-place lock (holdRoot's note). */
+    onStep?: (pid: number | undefined) => void;
+  };
 }
 
 /** Runs one RUN step and resolves with its exit status; only infrastructure failures throw. */
@@ -68,7 +75,14 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
         groups: process.getgroups?.() ?? [],
       };
       const mounts = opts.mounts ?? [];
-      if (mounts.length === 0) return runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+      const guard = {
+        ...(opts.inPlace?.launcher ? { launcher: opts.inPlace.launcher } : {}),
+        hide: opts.inPlace?.hide ?? [],
+        ...(opts.inPlace?.onStep ? { onStep: opts.inPlace.onStep } : {}),
+        // per-run copies and secrets put in "/": the launcher removes them if builder dies mid-step
+        orphanUnlink: mounts.filter((m) => m.owned).map((m) => m.target),
+      };
+      if (mounts.length === 0) return runInPlace({ ...opts, ...guard }, credentials, opts.inPlace?.nodePath ?? process.execPath);
       const stashDir = opts.inPlace?.stashDir;
       if (stashDir === undefined) {
         throw new BuilderError('RUN_MOUNT_IN_PLACE', 'RUN --mount in place needs a stash directory outside the snapshot', {
@@ -83,7 +97,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
       });
       let result: RunResult;
       try {
-        result = await runInPlace(opts, credentials, opts.inPlace?.nodePath ?? process.execPath);
+        result = await runInPlace({ ...opts, ...guard }, credentials, opts.inPlace?.nodePath ?? process.execPath);
       } catch (err) {
         await undo().catch(() => undefined);
         throw err;

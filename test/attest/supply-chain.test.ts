@@ -11,6 +11,7 @@ import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect } from '../support/tools.js';
+import { ecKeyPair, registryBlob } from './helpers.js';
 import { compileIfStale, registryTags, Workspace } from '../executor/helpers.js';
 
 const STATUS = `Package: hello
@@ -37,13 +38,7 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
   let base: string;
   let ctx: string;
 
-  const blob = async (repo: string, digest: string): Promise<Buffer> => {
-    const res = await fetch(`${reg.url}/v2/${repo}/blobs/${digest}`);
-    expect(res.status).toBe(200);
-    const b = Buffer.from(await res.arrayBuffer());
-    expect(`sha256:${createHash('sha256').update(b).digest('hex')}`).toBe(digest);
-    return b;
-  };
+  const blob = (repo: string, digest: string): Promise<Buffer> => registryBlob(reg, repo, digest);
   const raw = (ref: string): Promise<any> => skopeoInspect(reg, ref, { raw: true });
 
   beforeAll(async () => {
@@ -54,10 +49,8 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
       status: STATUS,
       'package-lock.json': LOCK,
     });
-    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('key.pem')]);
-    await run('openssl', ['pkey', '-in', ws.path('key.pem'), '-pubout', '-out', ws.path('key.pub')]);
-    await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('other.pem')]);
-    await run('openssl', ['pkey', '-in', ws.path('other.pem'), '-pubout', '-out', ws.path('other.pub')]);
+    await ecKeyPair(ws.path('key.pem'), ws.path('key.pub'));
+    await ecKeyPair(ws.path('other.pem'), ws.path('other.pub'));
     await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', ws.path('p384.pem')]);
   });
   afterAll(async () => {

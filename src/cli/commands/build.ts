@@ -1,4 +1,5 @@
 // `builder [build] --context DIR --dockerfile F --destination REF`: kaniko's executor flags -> build().
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -7,6 +8,7 @@ import { build, cacheRepository, type BuildOptions } from '../../executor/index.
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
+import { LAUNCHER } from '../../run/index.js';
 import { checkPushAccess, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
@@ -16,8 +18,9 @@ import type { Logger } from '../logger.js';
 import { parseSecretFlags } from '../secrets.js';
 import type { Renderer } from '../render.js';
 import { builderVersion, installDir } from '../version.js';
+import { scrubEnvironment } from '../environ.js';
 import { addAttestFlags, attestRequest, type AttestFlags } from '../attest-flags.js';
-import { addRegistryFlags, commandRenderer, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
+import { addRegistryFlags, commandRenderer, KANIKO_DOCKER_CONFIG, platformsFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
 
 export { parseBool };
 
@@ -104,6 +107,30 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
   return { context, destinations };
 }
 
+/** Where builder reads the docker config: $DOCKER_CONFIG, else ~/.docker. */
+function dockerConfigDir(env: CliEnv): string {
+  return path.resolve(env.cwd, env.env.DOCKER_CONFIG || path.join(env.env.HOME || homedir(), '.docker'));
+}
+
+/** The job's own paths an in-place build keeps (never wiped, never in a layer): its docker config, its CA files. */
+function jobPaths(env: CliEnv): string[] {
+  const given = [env.env.DOCKER_CONFIG, env.env.SSL_CERT_FILE, env.env.NODE_EXTRA_CA_CERTS].filter((p): p is string => !!p).map((p) => path.resolve(env.cwd, p));
+  // the default config dir and kaniko's, when there (builder reads them too)
+  const found = [dockerConfigDir(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p) => existsSync(p));
+  return [...new Set([...found, ...given])];
+}
+
+/** builder-run beside node (the executor image's /builder/bin): in place, RUN steps start through it. */
+function launcherBesideNode(): { launcher?: string } {
+  const p = path.join(path.dirname(process.execPath), LAUNCHER);
+  try {
+    accessSync(p, fsConstants.X_OK);
+    return { launcher: p };
+  } catch {
+    return {};
+  }
+}
+
 export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer): BuildOptions {
   const logger = renderer.logger;
   const { context, destinations } = gitLabDefaults(flags, env, logger);
@@ -174,7 +201,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.ignorePath?.length ? { ignorePaths: flags.ignorePath } : {}),
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
-    selfPaths: [installDir(), process.execPath],
+    selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
+    inPlace: { ...launcherBesideNode(), hide: [path.join(dockerConfigDir(env), 'config.json'), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
@@ -259,6 +287,8 @@ export function register(program: Command, env: CliEnv): void {
     const logger = renderer.logger;
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
     const plain = buildOptions(flags, env, renderer);
+    // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now.
+    if (env.env !== process.env) scrubEnvironment(process.env, env.env);
     const opts = plain.noPush || flags.skipPushPermissionCheck === true ? plain : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.

@@ -111,7 +111,14 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       ...(mounts.length > 0 ? { mounts } : {}),
       ...(secretEnv.length > 0 ? { secretEnv } : {}),
       ...(settings.runMode === 'sandbox' ? { runtimeDir: settings.scratchPath('run') } : {}),
-      ...(mounts.length > 0 && settings.runMode === 'in-place' ? { inPlace: { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } } : {}),
+      ...(settings.runMode === 'in-place' ? {
+        inPlace: {
+          ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),
+          hide: settings.inPlace?.hide ?? [],
+          ...(settings.inPlace?.onStep ? { onStep: settings.inPlace.onStep } : {}),
+          ...(mounts.length > 0 ? { protect: settings.excludePrefixes, stashDir: settings.scratchPath('stash') } : {}),
+        },
+      } : {}),
     });
     out.flush();
     return r.exitCode;
