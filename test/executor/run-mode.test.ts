@@ -42,23 +42,27 @@ describe('chooseRunMode', () => {
 });
 
 describe('startRunMode', () => {
-  const never = { container: async () => true, executorImage: async () => false };
+  const outside = { container: async () => true, executorImage: async () => false };
   for (const asked of ['sandbox', 'auto'] as const) {
-    it(`--run-mode ${asked} outside the executor image: the mode is known before the probe ends, its failure comes later as the same error`, async () => {
-      let fail: (r: { ok: boolean; reason?: string }) => void = () => undefined;
-      const probe = new Promise<{ ok: boolean; reason?: string }>((resolve) => { fail = resolve; });
-      const choice = await startRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, { ...never, sandbox: () => probe });
+    it(`--run-mode ${asked} outside the executor image: the mode without probing; verify probes once and fails with the same error`, async () => {
+      let probes = 0;
+      const choice = await startRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, {
+        ...outside, sandbox: async () => { probes++; return { ok: false, reason: 'unshare: Operation not permitted' }; },
+      });
       expect(choice.mode).toBe('sandbox');
-      fail({ ok: false, reason: 'unshare: Operation not permitted' });
-      await expect(choice.ready).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE', message: expect.stringContaining('Operation not permitted') });
+      expect(probes).toBe(0);
+      const chosen = chooseRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, { ...outside, sandbox: async () => ({ ok: false, reason: 'unshare: Operation not permitted' }) });
+      const wanted = await chosen.catch((e: unknown) => e as Error);
+      await expect(choice.verify!()).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE', message: (wanted as Error).message });
+      expect(probes).toBe(1);
     });
   }
 
-  it('auto in the executor image waits for the probe: its answer picks the mode', async () => {
+  it('auto in the executor image probes first: its answer picks the mode, nothing is left to verify', async () => {
     const choice = await startRunMode({ runMode: 'auto', force: false, env: {}, emit: () => undefined }, {
-      ...never, executorImage: async () => true, sandbox: async () => ({ ok: false, reason: 'no namespaces' }),
+      ...outside, executorImage: async () => true, sandbox: async () => ({ ok: false, reason: 'no namespaces' }),
     });
     expect(choice.mode).toBe('in-place');
-    await expect(choice.ready).resolves.toBeUndefined();
+    expect(choice.verify).toBeUndefined();
   });
 });
