@@ -306,7 +306,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
       // A sandbox that cannot start is the build's error, whichever stage failed first (probed only if no RUN started it).
       const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort).catch(async (e: unknown) => {
-        if (!opts.signal?.aborted) await sandbox?.verify();
+        await sandbox?.verify();
         throw e;
       });
       await sandbox?.verify();
