@@ -307,6 +307,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // A sandbox that cannot start is the build's error, whichever stage failed first (probed only if no RUN started it).
       const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort).catch(async (e: unknown) => {
         await sandbox?.verify();
+        // a refused push check (or an interrupt) cancels the pulls: its reason is the error, not a cancelled GET
+        throwIfCancelled(opts.signal);
         throw e;
       });
       await sandbox?.verify();
