@@ -3,7 +3,7 @@
 // cache with the bytes each moved; and builder's executor image vs kaniko each in its own unprivileged crun container
 // (tools builder-crun and kaniko-crun, small and multi-stage). Writes bench/results/<timestamp>.json and BENCHMARKS.md.
 //
-//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,buildah,kaniko,builder-crun,kaniko-crun]
+//   node dist/bench/run.js [--runs N] [--only small,many-files] [--quick] [--big-mb N] [--tools builder,builder-sbom,buildah,kaniko,builder-crun,kaniko-crun]
 //                          [--no-baseline] [--write | --no-write] [--keep] [--cpu-prof]
 //
 // --runs N     iterations per workload (default: per workload, see bench/workloads/index.ts; big-layer stays 1)
@@ -237,6 +237,8 @@ async function main(): Promise<void> {
 
     const profDir = args.cpuProf ? path.join(srcBench, 'results/profiles', started.toISOString().replace(/[:.]/g, '-')) : undefined;
     const allTools: Tool[] = [await builderTool(repoRoot, profDir), await buildahTool(work), await kanikoTool(repoRoot, work)];
+    // the same big-layer build with --sbom, right after builder's: the SBOM's cost A/B (issue 20)
+    allTools.push(await builderTool(repoRoot, profDir, { name: 'builder-sbom', args: ['--sbom'], workloads: ['big-layer'] }));
     // The unprivileged-container rows: each tool in its own crun job container, as CI runs them (issue 23).
     const shared = process.env.BUILDER_SHARED ?? path.resolve(repoRoot, '../shared');
     allTools.push(await builderCrunTool(repoRoot, work, shared, allTools[0]!.version),

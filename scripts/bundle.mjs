@@ -12,12 +12,14 @@ const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8
 await stat(path.join(ROOT, 'dist/src/cli/main.js')); // tsc first
 await build({
   entryPoints: [path.join(ROOT, 'dist/src/cli/main.js')],
-  bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, 'dist/builder.mjs'), logLevel: 'warning',
+  bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/builder.mjs.${process.pid}`), logLevel: 'warning',
   external: ['undici'],
   define: { __BUILDER_VERSION__: JSON.stringify(version) },
   // CommonJS dependencies (commander, tar-stream) call require() for node builtins
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 });
+// renamed into place: a builder started meanwhile (tests run this script beside others) never reads half a bundle
+await rename(path.join(ROOT, `dist/builder.mjs.${process.pid}`), path.join(ROOT, 'dist/builder.mjs'));
 
 // What `builder --version` and `builder --help` print into a pipe, from the bundle itself: bin/builder's sh line answers
 // them from these files while they are not older than the bundle and tsc's output (help.txt last: it dates the pair).

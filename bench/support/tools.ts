@@ -6,7 +6,7 @@ import { chmod, copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from '
 import path from 'node:path';
 import { addMeasured, measure, runCmd, type Measured } from './measure.js';
 
-export type ToolName = 'builder' | 'buildah' | 'kaniko' | 'builder-crun' | 'kaniko-crun';
+export type ToolName = 'builder' | 'builder-sbom' | 'buildah' | 'kaniko' | 'builder-crun' | 'kaniko-crun';
 
 export interface BuildJob {
   workload: string;
@@ -66,8 +66,11 @@ export function parseSnapshotSeconds(log: string): number | undefined {
 
 // ---- builder ------------------------------------------------------------------------------------
 
+/** A builder row with extra flags on some workloads (builder-sbom: the same build with --sbom, issue 20's cost target). */
+export interface BuilderVariant { name: ToolName; args: string[]; workloads: string[] }
+
 /** cpuProfDir: when set, every builder run writes V8 CPU profiles under cpuProfDir/<log name>/ (node --cpu-prof). */
-export async function builderTool(repoRoot: string, cpuProfDir?: string): Promise<Tool> {
+export async function builderTool(repoRoot: string, cpuProfDir?: string, variant?: BuilderVariant): Promise<Tool> {
   const bin = path.join(repoRoot, 'bin/builder');
   const pkg = JSON.parse(await readFile(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
   let rev = '';
@@ -107,7 +110,7 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
       '--work-dir', path.join(job.stateDir, 'work'), '--run-mode', 'sandbox'];
     if (verbosity) argv.push('--verbosity', 'debug');
     if (job.cacheRepo) argv.push('--cache', '--cache-repo', job.cacheRepo);
-    argv.push(...(job.builderArgs ?? []));
+    argv.push(...(job.builderArgs ?? []), ...(variant?.args ?? []));
     const m = await measure(argv, {
       logFile: job.logFile, timeoutMs: job.timeoutMs,
       env: {
@@ -117,6 +120,12 @@ export async function builderTool(repoRoot: string, cpuProfDir?: string): Promis
     const log = await readFile(job.logFile, 'utf8').catch(() => '');
     return { ...m, snapshot: parseSnapshotSeconds(log) };
   };
+  if (variant) {
+    return { name: variant.name, version, how: `${how}, plus ${variant.args.join(' ')} (cold only)`, workloads: variant.workloads, cold: runOnce,
+      cacheUnavailable: 'cold builds only',
+      cleanup: (stateDir) => rm(stateDir, { recursive: true, force: true }),
+      unavailable: missing.length > 0 ? 'build command not available' : undefined };
+  }
   return {
     name: 'builder',
     versionArgv: [bin, '--version'],

@@ -1,13 +1,14 @@
 // Attestations and signatures of ONE pushed image (call once per platform image of an index): made before the push,
 // attached after it as referrers of the image's digest. The image itself is never changed or undone.
 import type { KeyObject } from 'node:crypto';
+import type { Digest } from '../digest/index.js';
 import { OciLayout, type Descriptor, type Image } from '../image/index.js';
 import type { ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { EventSink } from '../util/events.js';
 import { pushCosignSignature } from './cosign.js';
 import { artifactManifest, pushArtifact, referrersTag, registerReferrers, type Artifact, type ArtifactBlob } from './referrers.js';
-import { scanImage } from './scan.js';
+import { scanImage, type LayerChanges } from './scan.js';
 import { SIGNATURE_ANNOTATION, SIGNATURE_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, signPayload, simpleSigningPayload } from './sign.js';
 import {
   IN_TOTO_MEDIA_TYPE, PREDICATE_ANNOTATION, SLSA_PREDICATE, SPDX_PREDICATE, slsaProvenance, spdxDocument, statement, type ProvenanceInput,
@@ -17,6 +18,8 @@ export interface AttestOptions {
   sbom: boolean;
   /** Provenance of this build (finishedOn filled in here); absent: none. */
   provenance?: Omit<ProvenanceInput, 'finishedOn'>;
+  /** Layers built in this run, by digest: what they do, taken while they were written (their blobs are not read again). */
+  builtLayers?: ReadonlyMap<Digest, LayerChanges>;
   /** "builder 0.1.0", for the SBOM's creator. */
   tool: string;
   /** The SBOM's creation time (the image's created time: reproducible builds stay reproducible). */
@@ -45,7 +48,7 @@ export async function makeStatements(pushed: PushedImage, names: readonly string
   const out: Artifact[] = [];
   if (opts.sbom) {
     const t0 = Date.now();
-    const scan = await scanImage(image.layers);
+    const scan = await scanImage(image.layers, opts.builtLayers);
     for (const s of scan.skipped) opts.emit?.({ type: 'warning', msg: `SBOM: ${s}` });
     const doc = spdxDocument({ name: names[0] ?? subject.digest, digest: subject.digest, created: opts.created, tool: opts.tool, packages: scan.packages, skipped: scan.skipped });
     out.push(statementArtifact(subject, SPDX_PREDICATE, statement(names, subject.digest, SPDX_PREDICATE, doc)));

@@ -5,7 +5,7 @@ export { cosignSignatures, pushCosignSignature, signatureTag, signaturesIn, type
 export {
   parsePublicKey, parseSigningKey, signPayload, simpleSigningPayload, verifyPayload, SIGNATURE_ANNOTATION, SIGNATURE_ARTIFACT_TYPE, SIMPLE_SIGNING_MEDIA_TYPE,
 } from './sign.js';
-export { scanImage, type ImagePackage, type ScanResult } from './scan.js';
+export { layerChangesOf, scanImage, type ImagePackage, type LayerChanges, type ScanResult } from './scan.js';
 export * from './packages.js';
 export { IN_TOTO_MEDIA_TYPE, PREDICATE_ANNOTATION, SLSA_PREDICATE, SPDX_PREDICATE, BUILD_TYPE, type ProvenanceInput, type Statement } from './statements.js';
 export { verifyImage, readAttestations, copyReferrers, copyLayoutReferrers, copyReferrersToLayout, resolveDigest, type VerifiedSignature, type AttestationInfo, type AttestationList, type PlatformAttestations } from './read.js';

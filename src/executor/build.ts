@@ -293,7 +293,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         services: {
           client, store, ...(rootfs ? { rootfs } : {}), ctx,
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
-          plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}),
+          plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
         },
         scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
           ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
@@ -384,7 +384,7 @@ async function attestations(
   a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
 ): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
-    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit,
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
     ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }

@@ -1,5 +1,7 @@
 // What every stage and step handler shares, in three small parts: services (I/O), scheduling (between stages), settings (fixed per build).
+import type { LayerChanges } from '../attest/index.js';
 import type { BlobStore, RootfsStore } from '../cache/index.js';
+import type { Digest } from '../digest/index.js';
 import type { BuildContext, FileHashCache } from '../context/index.js';
 import type { BuildPlan, StageVars } from '../dockerfile/index.js';
 import type { ContainerConfig, HistoryEntry, ImageFormat, Layer, Platform } from '../image/index.js';
@@ -29,6 +31,8 @@ export interface Services {
   cache?: BuildCache;
   /** Logs a warning the first time it is seen in this build. */
   warnOnce: (message: string) => void;
+  /** With --sbom: what each layer built in this run does, by digest, taken as it was written (see src/attest/scan.ts). */
+  sbomLayers?: Map<Digest, LayerChanges>;
 }
 
 export interface Scheduling {

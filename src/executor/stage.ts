@@ -2,7 +2,8 @@
 import { BuilderError, locateError } from '../errors.js';
 import { chainId, fileLayer, layerMediaType, MediaType, type HistoryEntry, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import type { RootFs } from '../rootfs/index.js';
-import { writeLayer, type LayerEntry } from '../snapshot/index.js';
+import { layerChangesOf } from '../attest/index.js';
+import { writeLayer, type LayerEntry, type WrittenEntry } from '../snapshot/index.js';
 import {
   applyToStageVars, cloneStageVars, expandInstruction, expansionEnv, onbuildInstructions, stageVarsFromImage,
   type ExpandedInstruction, type Instruction, type PlannedStage, type StageVars,
@@ -74,13 +75,17 @@ export class StageState {
     const file = `${settings.scratchPath('layer')}.tar.gz`;
     const t0 = Date.now();
     const progress = (bytes: number, total: number, done: boolean): void => services.emit({ type: 'progress', phase: 'compress', id: step.label, bytes, total, done });
+    const written: WrittenEntry[] | undefined = services.sbomLayers ? [] : undefined;
     const r = await writeLayer(opts.from ?? this.root.path, entries, file, {
+      ...(written ? { onEntry: (e: WrittenEntry) => written.push(e) } : {}),
       signal: this.ex.scheduling.signal,
       ...(settings.compression ? { compression: settings.compression } : {}),
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
       onProgress: (bytes, total) => progress(bytes, total, false),
     }).finally(() => progress(0, 0, true));
+    // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)
+    if (written) await layerChangesOf(opts.from ?? this.root.path, written, r.digest).then((c) => services.sbomLayers!.set(r.digest, c), () => undefined);
     services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
     this.layers.push(fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
@@ -185,16 +190,24 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       if (hit.layer) fromCache.set(hit.layer, hit.key);
       continue;
     }
+    let early: Promise<unknown> = Promise.resolve();
     if (scheduling.pushCheck) {
       // the step will need the root: in the sandbox it is made (pulled, extracted into the store) while the check is out
-      const needsRoot = inst.kind === 'copy' || inst.kind === 'add' ? !linkApplies(inst) : true;
-      if (needsRoot && ex.settings.runMode === 'sandbox') state.fs().catch(() => undefined);
-      await scheduling.pushCheck;
+      const needsRoot = inst.kind === 'run' || ((inst.kind === 'copy' || inst.kind === 'add') && !linkApplies(inst))
+        || (inst.kind === 'workdir' && (state.cfg.config.WorkingDir ?? '/') !== '/'); // WORKDIR / never reads the root
+      if (needsRoot && ex.settings.runMode === 'sandbox') early = state.fs();
+      early.catch(() => undefined); // the step below reports its failure
+      // a refused check ends the build only once the root being made has settled (nothing left writing into the work dir)
+      await scheduling.pushCheck.catch(async (err: unknown) => {
+        await early.catch(() => undefined);
+        throw err;
+      });
     }
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
+    // the step runs on the root made early, and fails with its failure (a second, silent download would hide it)
+    await early.then(() => handler.execute({ ex, stage: state, inst, step })).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
       // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
       await root.checkBase();

@@ -20,6 +20,7 @@ export {
   writeLayer,
   type LayerResult,
   type WriteLayerOptions,
+  type WrittenEntry,
 } from './layer-writer.js';
 export { squashLayers } from './squash.js';
 export { createLayerCompressor, checkCompressionLevel, DEFAULT_ZSTD_LEVEL, ParallelGzip, type LayerCompression } from './compress.js';

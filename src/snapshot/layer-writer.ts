@@ -28,6 +28,16 @@ export interface WriteLayerOptions {
   signal?: AbortSignal;
   /** Uncompressed tar bytes written so far and the content bytes expected (file sizes), once per output chunk. */
   onProgress?: (bytes: number, total: number) => void;
+  /** Each entry as it goes into the layer, in order (the SBOM reads a built layer from these, not from its blob). */
+  onEntry?: (e: WrittenEntry) => void;
+}
+
+/** An entry of a written layer: its name in the tar (no trailing "/") and what it is there. */
+export interface WrittenEntry {
+  name: string;
+  type: 'file' | 'dir' | 'whiteout' | 'other';
+  mode: number;
+  size: number;
 }
 
 export interface LayerResult {
@@ -136,6 +146,7 @@ export async function writeLayer(
     for (const it of items) {
       if (opts.signal?.aborted) throw cancelled(opts.signal);
       if (it.kind === 'whiteout') {
+        opts.onEntry?.({ name: it.name, type: 'whiteout', mode: 0, size: 0 });
         await putHeader({ name: it.name, mode: 0, uid: 0, gid: 0, size: 0, mtime: fixedMtime ?? 0, type: TypeFlag.File });
         continue;
       }
@@ -172,6 +183,7 @@ export async function writeLayer(
           }
           break;
       }
+      opts.onEntry?.({ name: it.name, type: h.type === TypeFlag.File ? 'file' : h.type === TypeFlag.Dir ? 'dir' : 'other', mode: m.mode, size: h.size });
       await putHeader(h);
       if (h.size === 0) continue;
       if (m.size <= SMALL_FILE_MAX) {

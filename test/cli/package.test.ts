@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../executor/helpers.js';
+import { compileIfStale, ROOT } from '../executor/helpers.js';
 import { run } from '../support/tools.js';
 
 const DEV_ONLY = ['typescript', 'esbuild', 'vitest', '@types/node', '@types/tar-stream'];
@@ -19,8 +19,9 @@ describe('npm pack + npm install -g ./daemonless-builder-*.tgz', () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'builder-package-'));
     prefix = path.join(tmp, 'prefix');
     pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
-    // npm pack runs the prepare script (tsc + the bundle), so the package holds what the sources say now
-    const packed = await run('npm', ['pack', '--pack-destination', tmp], { cwd: ROOT, timeoutMs: 240_000 });
+    // dist as the sources say now (pretest compiled it); npm pack's prepare script would rewrite dist under other tests
+    await compileIfStale();
+    const packed = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', tmp], { cwd: ROOT, timeoutMs: 240_000 });
     const tgz = packed.stdout.trim().split('\n').pop()!;
     expect(tgz).toBe(`daemonless-builder-${pkg.version}.tgz`);
     // a machine with node and npm only: no PATH into the checkout, its own HOME; npm's download cache is the user's
