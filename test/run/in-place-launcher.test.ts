@@ -152,6 +152,26 @@ describe('holdRoot: one in-place build per root', () => {
     await held.release();
   });
 
+  it('a killed build\'s launcher still running after the wait is named in a warning, not counted as done', async () => {
+    const lock = path.join(dir, 'slow.lock');
+    // an orphan named builder-run (its parent is not node) that outlives the 10 s wait
+    const launcher = path.join(dir, 'builder-run');
+    await writeFile(launcher, await readFile(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim()));
+    await chmod(launcher, 0o755);
+    execFileSync('sh', ['-c', `${launcher} 120 </dev/null >/dev/null 2>&1 & echo $! > ${dir}/launcher.pid`]);
+    const pid = Number(await readFile(path.join(dir, 'launcher.pid'), 'utf8'));
+    try {
+      const dead = spawn('true');
+      await new Promise((r) => dead.once('exit', r));
+      await writeFile(lock, JSON.stringify({ pid: dead.pid, start: '1' }));
+      const held = await holdRoot(lock, { pid: process.pid });
+      expect(held.cleaned).toMatch(new RegExp(`warning: \\d+ RUN step launcher\\(s\\) \\(pid [\\d, ]*\\b${pid}\\b[\\d, ]*\\) still running`));
+      await held.release();
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+  }, 30_000);
+
   it('without builder-run the running step is on record: the next build kills it and what it started (setsid too)', async () => {
     const lock = path.join(dir, 'step.lock');
     const step = spawn('sh', ['-c', `setsid sleep 300 & echo $! > ${dir}/grandchild.pid; wait`], { detached: true, stdio: 'ignore' });
