@@ -88,6 +88,18 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     expect(await readFile(cfg, 'utf8')).toBe(content);
   });
 
+  it('an aborted step whose launcher ignores SIGTERM: killed after the stop timeout, the step reported aborted', async () => {
+    const stubborn = path.join(dir, 'stubborn-launcher');
+    await writeFile(stubborn, `#!/bin/sh\ntrap '' TERM\necho $$ > ${dir}/stubborn.pid\nexec sleep 300\n`, { mode: 0o755 });
+    const ac = new AbortController();
+    const { p } = run('true', { signal: ac.signal, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, launcher: stubborn, hide: [] } });
+    await waitFor('the launcher', async () => (await readFile(path.join(dir, 'stubborn.pid'), 'utf8').catch(() => '')).trim() !== '');
+    const pid = Number(await readFile(path.join(dir, 'stubborn.pid'), 'utf8'));
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: 'RUN_ABORTED' });
+    expect(await lstat(`/proc/${pid}`).catch(() => 'gone')).toBe('gone');
+  }, 60_000);
+
   it('a launcher killed with SIGKILL (only the job could): builder writes the file back from its own copy and says so', async () => {
     await writeCfg();
     const { out, p } = run('echo $PPID > "$D/launcher.pid"; exec sleep 300');
