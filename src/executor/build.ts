@@ -286,6 +286,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      // before the statements start: a refused check must not leave their scans reading a work dir being deleted
+      if (!opts.noPush) await opts.pushCheck;
       // made while the image is pushed (writeOutputs awaits them before it attaches them)
       const attest = opts.attest;
       const statements = attest ? images.map((image, k) => {
@@ -294,7 +296,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
         return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
       }) : [];
-      if (!opts.noPush) await opts.pushCheck;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
