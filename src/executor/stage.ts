@@ -351,7 +351,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved, true).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
   services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0
