@@ -260,7 +260,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: abort.signal, multiStage: multi,
           ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
