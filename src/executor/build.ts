@@ -232,7 +232,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         buildPlatform: opts.buildPlatform,
         skipUnusedStages: opts.skipUnusedStages,
       }));
-      for (const w of plans[0]!.warnings) emit({ type: 'warning', msg: w });
+      for (const w of new Set(plans.flatMap((p) => p.warnings))) emit({ type: 'warning', msg: w }); // a platform's own warnings too, each once
       const shared = sharedStages(plans);
       if (multi) checkTargetNotPinned(plans[0]!);
 
@@ -315,7 +315,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         ...(multi ? {} : { configDigest: images[0]!.manifest.config.digest }),
         mediaType: built.mediaType,
         pushed,
-        layers: images[0]!.layers.length,
+        layers: summary.layers,
         images: images.map((i) => ({
           platform: platformOf(i.config),
           descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },
