@@ -289,10 +289,13 @@ export function register(program: Command, env: CliEnv): void {
     const plain = buildOptions(flags, env, renderer);
     // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now.
     if (env.env !== process.env) scrubEnvironment(process.env, env.env);
-    const opts = plain.noPush || flags.skipPushPermissionCheck === true ? plain : besidePushCheck(plain, logger);
+    const { opts, stopCheck } = plain.noPush || flags.skipPushPermissionCheck === true ? { opts: plain, stopCheck: undefined } : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
-      const r = await build(opts);
+      const r = await build(opts).catch((err: unknown) => {
+        stopCheck?.(err); // a build failed first (a Dockerfile error) does not wait out a stalled check's timeouts and retries
+        throw err;
+      });
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
       await opts.pushCheck?.catch(() => undefined); // a build that failed first still lets the check cancel its upload session
@@ -307,21 +310,26 @@ export function register(program: Command, env: CliEnv): void {
  * The build with the push check running beside it (its round trips overlap the base pulls): a refused check cancels
  * the build with the check's error; no step runs and nothing is pushed before the check has passed.
  */
-function besidePushCheck(opts: BuildOptions, logger: Logger): BuildOptions {
+function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptions; stopCheck: (reason: unknown) => void } {
   const refused = new AbortController();
-  const check = checkPush(opts, logger);
+  const stop = new AbortController();
+  const check = checkPush(opts, logger, stop.signal);
   check.catch((err: unknown) => refused.abort(err));
-  return { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check };
+  return {
+    opts: { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check },
+    stopCheck: (reason) => stop.abort(reason),
+  };
 }
 
 /**
  * Every destination repository accepts a push (a wrong host, password or scope fails in seconds).
  * The cache repository is checked too, but as everywhere else a cache that cannot be written costs a warning, never the build.
  */
-async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
+async function checkPush(opts: BuildOptions, logger: Logger, stop: AbortSignal): Promise<void> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const cacheRepo = opts.cache?.push ? cacheRepository(opts.cache.repo, opts.destinations, opts.env) : undefined;
-  const client = new RegistryClient(opts.registry);
+  // stopped once the build has failed: a check already done has cancelled its upload session; one still waiting gives up
+  const client = new RegistryClient({ ...opts.registry, signal: opts.registry?.signal ? AbortSignal.any([stop, opts.registry.signal]) : stop });
   try {
     const t0 = Date.now();
     const [dest, cache] = await Promise.allSettled([
