@@ -9,7 +9,7 @@ import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
 import { LAUNCHER } from '../../run/index.js';
-import { checkPushAccess, parseRegistryMap, RegistryClient } from '../../registry/index.js';
+import { checkPushAccess, dockerConfigDir, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
 import { collect, parseBool } from '../flag-values.js';
@@ -107,16 +107,17 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
   return { context, destinations };
 }
 
-/** Where builder reads the docker config: $DOCKER_CONFIG, else ~/.docker. */
-function dockerConfigDir(env: CliEnv): string {
-  return path.resolve(env.cwd, env.env.DOCKER_CONFIG || path.join(env.env.HOME || homedir(), '.docker'));
+/** Where builder reads the docker config (as the credential provider does: registry-flags.ts), absolute. */
+function configDirOf(env: CliEnv): string | undefined {
+  const dir = dockerConfigDir(env.env, env.env.HOME ?? homedir());
+  return dir === undefined ? undefined : path.resolve(env.cwd, dir);
 }
 
 /** The job's own paths an in-place build keeps (never wiped, never in a layer): its docker config, its CA files. */
 function jobPaths(env: CliEnv): string[] {
   const given = [env.env.DOCKER_CONFIG, env.env.SSL_CERT_FILE, env.env.NODE_EXTRA_CA_CERTS].filter((p): p is string => !!p).map((p) => path.resolve(env.cwd, p));
   // the default config dir and kaniko's, when there (builder reads them too)
-  const found = [dockerConfigDir(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p) => existsSync(p));
+  const found = [configDirOf(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p): p is string => p !== undefined && existsSync(p));
   return [...new Set([...found, ...given])];
 }
 
@@ -202,7 +203,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
-    inPlace: { ...launcherBesideNode(), hide: [path.join(dockerConfigDir(env), 'config.json'), KANIKO_DOCKER_CONFIG], pid: process.pid },
+    inPlace: { ...launcherBesideNode(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
