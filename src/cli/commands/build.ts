@@ -288,8 +288,9 @@ export function register(program: Command, env: CliEnv): void {
     const logger = renderer.logger;
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
     const plain = buildOptions(flags, env, renderer);
-    // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now.
-    if (env.env !== process.env) scrubEnvironment(process.env, env.env);
+    // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now
+    // (env.env is main.ts's copy, so they stay readable to builder itself).
+    scrubEnvironment(process.env, env.env);
     const { opts, stopCheck } = plain.noPush || flags.skipPushPermissionCheck === true ? { opts: plain, stopCheck: undefined } : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
