@@ -17,7 +17,7 @@ import {
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
-import type { Executor, StageResult } from './executor.js';
+import type { Executor, SandboxCheck, StageResult } from './executor.js';
 import type { ResolvedImage } from './base.js';
 import { runStage } from './stage.js';
 import type { RunMode } from '../run/index.js';
@@ -72,40 +72,73 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
+type RunModeProbes = { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
+
+const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
+  sandbox: sandboxAvailable,
+  container: () => detectContainer(readOptional, opts.env),
+  executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
+});
+
 /**
  * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
  * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
  */
-export async function chooseRunMode(
-  opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>,
-  probe: { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> } = {
-    sandbox: sandboxAvailable,
-    container: () => detectContainer(readOptional, opts.env),
-    executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
-  },
-): Promise<RunMode> {
-  const sandbox = opts.runMode === 'in-place' ? undefined : await probe.sandbox();
-  if (sandbox?.ok) return 'sandbox';
-  if (opts.runMode === 'sandbox') {
-    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${sandbox?.reason ?? 'unknown reason'}`, {
-      hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
-    });
-  }
-  if (opts.runMode === 'auto') {
-    if (!(await probe.executorImage())) {
-      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
-        hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
+  const choice = await startRunMode(opts, probe);
+  await choice.verify?.();
+  return choice.mode;
+}
+
+/**
+ * chooseRunMode without the sandbox probe where its answer cannot change the mode (--run-mode sandbox, or auto outside
+ * the executor image): `verify` runs it then, and rejects with the very error chooseRunMode would throw. The build
+ * calls it only when no RUN showed that the sandbox starts (a build without RUN, or a failed one).
+ */
+export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; verify?: () => Promise<void> }> {
+  if (opts.runMode === 'in-place') {
+    if (!opts.force && !(await probe.container())) {
+      throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
+        hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
       });
     }
-    opts.emit({ type: 'message', level: 'info', msg: `the sandbox cannot start here (${sandbox?.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does` });
-    return 'in-place';
+    return { mode: 'in-place' };
   }
-  if (!opts.force && !(await probe.container())) {
-    throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
-      hint: 'run builder inside its own container (its executor image), or pass --force if you really mean it',
-    });
+  if (opts.runMode === 'sandbox') {
+    return { mode: 'sandbox', verify: async () => {
+      const s = await probe.sandbox();
+      if (!s.ok) {
+        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here: ${s.reason ?? 'unknown reason'}`, {
+          hint: 'inside an unprivileged CI container use builder\'s executor image (--run-mode auto runs in place there), or --run-mode in-place in a container you can throw away',
+        });
+      }
+    } };
   }
-  return 'in-place';
+  // Outside the executor image auto means the sandbox or an error: the probe's answer is not needed to plan.
+  if (!(await probe.executorImage())) {
+    return { mode: 'sandbox', verify: async () => {
+      const s = await probe.sandbox();
+      if (!s.ok) {
+        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `the sandbox cannot start here (${s.reason ?? 'unknown reason'}), and this is not builder's executor image, where running in place is safe`, {
+          hint: 'run builder in its executor image (npm run executor-image), allow namespaces for the sandbox, or pass --run-mode in-place if this container may be rewritten',
+        });
+      }
+    } };
+  }
+  const s = await probe.sandbox();
+  if (s.ok) return { mode: 'sandbox' };
+  opts.emit({ type: 'message', level: 'info', msg: `the sandbox cannot start here (${s.reason ?? 'unknown reason'}): running in place in the executor image, as kaniko does` });
+  return { mode: 'in-place' };
+}
+
+/** The deferred probe, run at most once and not at all once a RUN's own sandbox started. */
+function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
+  let worked = false;
+  let verdict: Promise<void> | undefined;
+  return {
+    worked: () => { worked = true; },
+    verify: () => (worked ? Promise.resolve() : (verdict ??= verify())),
+  };
 }
 
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
@@ -182,7 +215,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
   const tally = new Tally();
   const emit = tally.wrap(options.emit);
-  const opts: ResolvedBuildOptions = { ...options, emit, runMode: await chooseRunMode(options) };
+  const runMode = await startRunMode(options);
+  const opts: ResolvedBuildOptions = { ...options, emit, runMode: runMode.mode };
+  const sandbox = runMode.verify ? sandboxCheck(runMode.verify) : undefined;
   throwIfCancelled(opts.signal);
   await mkdir(opts.workDir, { recursive: true });
   reportLeftovers(await removeLeftovers(opts.workDir), emit);
@@ -261,7 +296,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
         },
         scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: abort.signal, multiStage: multi,
-          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}) },
+          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
       const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
@@ -269,7 +304,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
       // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
       const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
-      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort);
+      // A sandbox that cannot start is the build's error, whichever stage failed first (probed only if no RUN started it).
+      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort).catch(async (e: unknown) => {
+        await sandbox?.verify();
+        // a refused push check (or an interrupt) cancels the pulls: its reason is the error, not a cancelled GET
+        throwIfCancelled(opts.signal);
+        throw e;
+      });
+      await sandbox?.verify();
       throwIfCancelled(opts.signal);
 
       if (cache) {

@@ -59,6 +59,15 @@ export interface Scheduling {
   multiStage: boolean;
   /** The push permission check, run beside the base pulls: a step runs only once it passed. */
   pushCheck?: Promise<void>;
+  /** --run-mode sandbox, or auto outside the executor image: the run-mode probe, deferred (src/executor/build.ts). */
+  sandbox?: SandboxCheck;
+}
+
+export interface SandboxCheck {
+  /** A RUN's own sandbox started and its step succeeded: the probe is not needed. */
+  worked(): void;
+  /** Runs the probe once unless a RUN worked; rejects with the error choosing the run mode would have thrown. */
+  verify(): Promise<void>;
 }
 
 export interface Settings {

@@ -13,7 +13,8 @@
 //   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
 //   this chain (pivot_root, Docker caps, masks)           min ~43 ms, median ~73 ms
 //   `unshare --mount --pid --fork true` alone             min ~3 ms,  median ~4 ms
-// Most of it is process starts (about 17 per run); it is still small next to a real RUN step and its snapshot.
+// Most of it is process starts (17 exec'd per run, the command included: docs/run.md); it is still small next to
+// a real RUN step and its snapshot.
 
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
@@ -162,10 +163,9 @@ fail() { echo "$*" >&3; exit 125; }
 has() { case "$F" in *" $1 "*) return 0;; esac; return 1; }
 # The step's own hostname, as BuildKit's (its UTS namespace is ours alone): a step never sees or records the host's.
 echo ${SANDBOX_HOSTNAME} 2>/dev/null >/proc/sys/kernel/hostname
-# Explicit, not in root.fstab: mount -a skips a line whose target is already mounted (an overlay root), and nodev
-# (Docker's device cgroup in our hands) would be lost with it.
-mount --bind -o nodev "$R" "$R" 2>&3 || fail "cannot bind-mount the build root"
-mount -a -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the host tool view"
+# -c: the root's own nodev bind (first line, target spelled "R/.") is never skipped as already mounted (an overlay
+# root is a mount point), which mount -a does after canonicalising; nodev stands in for Docker's device cgroup.
+mount -a -c -T "$T/root.fstab" 2>&3 || fail "cannot bind-mount the build root or the host tool view"
 exec 6<"$V" || fail "cannot open the host tool view"
 mount -a -T "$T/proc-dev.fstab" 2>&3 || fail "cannot mount /proc or /dev"
 if has dev; then cp -a "$T/dev/." "$R/dev/" 2>&3 || fail "cannot populate /dev"; fi
@@ -188,7 +188,6 @@ exec nsenter --root=/proc/self/fd/6 --wd=/proc/self/fd/6 -- "$SH" -c "$STAGE2" b
 const STAGE2_SCRIPT = `
 exec 6<&-
 fail() { echo "$*" >&3; exit 125; }
-mount -t proc -o nosuid,nodev,noexec proc /proc 2>&3 || fail "cannot mount /proc in the host tool view"
 echo go >&8; read rc <&9; read _ <&9
 [ "$rc" = 0 ] || fail "pivot_root into the build root failed"
 cd -P /proc/self/fd/4 2>&- || fail "cannot enter the build root after pivot_root"
@@ -434,9 +433,12 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
   await mkdir(path.join(view, 'proc'), { mode: 0o755 });
   const line = (src: string, dst: string, type: string, options: string): string =>
     `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
-  // The root's own nodev bind comes first, in the setup script (pivot_root needs a mount point; nodev stands in for
-  // Docker's device cgroup); the view is mounted on top of it.
-  let rootTab = line(view, viewAt, 'none', 'bind,ro');
+  // The root's own nodev bind comes first (pivot_root needs a mount point; nodev stands in for Docker's device
+  // cgroup); the view is mounted on top of it.
+  let rootTab = line(root, `${root}/.`, 'none', 'bind,nodev');
+  rootTab += line(view, viewAt, 'none', 'bind,ro');
+  // Stage 2 reads its fds and umount reads mountinfo here; a bind in this batch costs no mount(8) of its own.
+  rootTab += line('/proc', path.join(viewAt, 'proc'), 'none', 'bind,nosuid,nodev,noexec');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
     if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));

@@ -1,6 +1,6 @@
 // How the run mode is chosen: table-driven over the three probes (no build runs, nothing touches "/").
 import { describe, expect, it } from 'vitest';
-import { chooseRunMode } from '../../src/executor/build.js';
+import { chooseRunMode, startRunMode } from '../../src/executor/build.js';
 import type { RunModeOption } from '../../src/executor/index.js';
 
 const cases: Array<{ asked: RunModeOption; sandbox: boolean; container: boolean; image?: boolean; force?: boolean; want: string }> = [
@@ -39,4 +39,30 @@ describe('chooseRunMode', () => {
       }
     });
   }
+});
+
+describe('startRunMode', () => {
+  const outside = { container: async () => true, executorImage: async () => false };
+  for (const asked of ['sandbox', 'auto'] as const) {
+    it(`--run-mode ${asked} outside the executor image: the mode without probing; verify probes once and fails with the same error`, async () => {
+      let probes = 0;
+      const choice = await startRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, {
+        ...outside, sandbox: async () => { probes++; return { ok: false, reason: 'unshare: Operation not permitted' }; },
+      });
+      expect(choice.mode).toBe('sandbox');
+      expect(probes).toBe(0);
+      const chosen = chooseRunMode({ runMode: asked, force: false, env: {}, emit: () => undefined }, { ...outside, sandbox: async () => ({ ok: false, reason: 'unshare: Operation not permitted' }) });
+      const wanted = await chosen.catch((e: unknown) => e as Error);
+      await expect(choice.verify!()).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE', message: (wanted as Error).message });
+      expect(probes).toBe(1);
+    });
+  }
+
+  it('auto in the executor image probes first: its answer picks the mode, nothing is left to verify', async () => {
+    const choice = await startRunMode({ runMode: 'auto', force: false, env: {}, emit: () => undefined }, {
+      ...outside, executorImage: async () => true, sandbox: async () => ({ ok: false, reason: 'no namespaces' }),
+    });
+    expect(choice.mode).toBe('in-place');
+    expect(choice.verify).toBeUndefined();
+  });
 });

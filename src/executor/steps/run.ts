@@ -2,7 +2,7 @@
 import { chmod, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { BuilderError } from '../../errors.js';
+import { BuilderError, isBuilderError } from '../../errors.js';
 import { runEnvironment, type ExpandedInstruction } from '../../dockerfile/index.js';
 import { findEmulator, runsNatively, runStep as runCommand, shellArgv, type RunMount } from '../../run/index.js';
 import { formatPlatform } from '../../image/index.js';
@@ -37,7 +37,12 @@ export const runStep: StepHandler<Run> = {
     let targets: string[] = [];
     try {
       targets = await Promise.all(prepared.mounts.map(async (m) => (await rootfs.resolveFull(m.target, { followFinal: true })).container.replace(/^\/+/, '')));
-      exit = await runCommandIn(c, prepared.mounts, prepared.secretEnv);
+      exit = await runCommandIn(c, prepared.mounts, prepared.secretEnv).catch(async (e: unknown) => {
+        // a sandbox that cannot start here is told as the run-mode probe tells it, as when the probe ran first
+        if (isBuilderError(e, 'RUN_SANDBOX_SETUP') || isBuilderError(e, 'RUN_SANDBOX_UNAVAILABLE')) await c.ex.scheduling.sandbox?.verify();
+        throw e;
+      });
+      if (exit === 0) c.ex.scheduling.sandbox?.worked();
     } finally {
       await prepared.release();
     }
