@@ -300,7 +300,7 @@ export function register(program: Command, env: CliEnv): void {
       });
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
-      await opts.pushCheck?.catch(() => undefined); // a build that failed first still lets the check cancel its upload session
+      await opts.pushCheck?.catch(() => undefined); // settled (stopped if the build failed first): its client is closed before exit
       renderer.close();
     }
   });
