@@ -7,6 +7,7 @@ import { BuilderError } from '../errors.js';
 import { parsePublicKey, parseSigningKey } from '../attest/index.js';
 import type { AttestRequest } from '../executor/index.js';
 import type { CliEnv } from './env.js';
+import { isCredentialName } from './environ.js';
 import { parseBool } from './flag-values.js';
 
 export interface AttestFlags {
@@ -68,7 +69,7 @@ export function attestRequest(flags: AttestFlags, env: CliEnv, version: string):
   if (flags.sbom !== true && provenance === undefined && signKey === undefined) return undefined;
   const e = env.env;
   const bare = version.split(' ')[1] ?? 'unknown'; // "builder 0.1.0 (node ...)" -> "0.1.0"
-  const ci: Record<string, string | undefined> = Object.fromEntries(Object.entries(e).filter(([k]) => k === 'GITLAB_CI' || k.startsWith('CI_')).filter(([k]) => !/TOKEN|PASSWORD|SECRET|KEY/.test(k)));
+  const ci: Record<string, string | undefined> = Object.fromEntries(Object.entries(e).filter(([k]) => k === 'GITLAB_CI' || k.startsWith('CI_')).filter(([k]) => !isCredentialName(k)));
   // GitLab's own SLSA provenance names the runner as the builder
   const builderId = e.CI_SERVER_URL && e.CI_PROJECT_PATH && e.CI_RUNNER_ID
     ? `${e.CI_SERVER_URL}/${e.CI_PROJECT_PATH}/-/runners/${e.CI_RUNNER_ID}`

@@ -34,12 +34,16 @@ export interface ResolvedImage {
   platform: Platform;
 }
 
-/** Resolves an image reference to its manifest and config; its layers are remote until fetched. */
-export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, ResolvedImage>): Promise<BaseImage> {
+/**
+ * Resolves an image reference to its manifest and config; its layers are remote until fetched.
+ * `forFrom`: a stage's base (another platform's image is an error); else only its files are used (COPY --from, RUN
+ * --mount=from: another platform's single image is a warning, as BuildKit, since arch-neutral files are common).
+ */
+export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, ResolvedImage>, forFrom = false): Promise<BaseImage> {
   const ref = parseReference(name);
   // By digest with a warm store: no registry request; by tag: one manifest GET.
   const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
-  checkBasePlatform(ref, img.config, platform, img.index !== undefined);
+  checkBasePlatform(ref, img.config, platform, img.index !== undefined, forFrom ? undefined : (m) => onWarning?.(m));
   resolved?.set(`${ref} ${formatPlatform(platform)}`, { ref, digest: img.manifestDigest, platform }); // the provenance's resolvedDependencies
   const diffIds = img.config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== img.manifest.layers.length) {
@@ -64,11 +68,15 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
  * An image of another os/architecture than the stage's would run the wrong binaries (or none): BuildKit only warns,
  * builder stops. Variants are not compared for a single image (arm64 == arm64/v8; an index entry was already matched).
  */
-function checkBasePlatform(ref: ImageRef, config: ImageConfig, want: Platform, fromIndex: boolean): void {
+function checkBasePlatform(ref: ImageRef, config: ImageConfig, want: Platform, fromIndex: boolean, warn?: (m: string) => void): void {
   if (!config.architecture || !config.os) return; // nothing to compare (a hand-made config)
   const have = normalizePlatform(platformOf(config));
   const w = normalizePlatform(want);
   if (have.os === w.os && have.architecture === w.architecture) return;
+  if (warn) {
+    warn(`${ref} is a ${formatPlatform(have)} image${fromIndex ? ' (picked from its index)' : ''}; its files are used in a stage that builds for ${formatPlatform(w)}`);
+    return;
+  }
   throw new BuilderError('BASE_PLATFORM_MISMATCH', `${ref} is a ${formatPlatform(have)} image${fromIndex ? ' (picked from its index)' : ''}, but this stage builds for ${formatPlatform(w)}`, {
     hint: `use a multi-platform base (an index with ${formatPlatform(w)}), a base image for ${formatPlatform(w)}, or FROM --platform=${formatPlatform(have)} if the stage is meant to run there`,
   });

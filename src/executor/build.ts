@@ -267,7 +267,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         buildPlatform: opts.buildPlatform,
         skipUnusedStages: opts.skipUnusedStages,
       }));
-      for (const w of plans[0]!.warnings) emit({ type: 'warning', msg: w });
+      for (const w of new Set(plans.flatMap((p) => p.warnings))) emit({ type: 'warning', msg: w }); // a platform's own warnings too, each once
       const shared = sharedStages(plans);
       if (multi) checkTargetNotPinned(plans[0]!);
 
@@ -295,7 +295,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
           plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
         },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), signal: abort.signal, multiStage: multi,
+        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: abort.signal, multiStage: multi,
           ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
         settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
       };
@@ -328,6 +328,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
       }
+      // before the statements start: a refused check must not leave their scans reading a work dir being deleted
+      if (!opts.noPush) await opts.pushCheck;
       // made while the image is pushed (writeOutputs awaits them before it attaches them)
       const attest = opts.attest;
       const statements = attest ? images.map((image, k) => {
@@ -336,7 +338,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
         return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
       }) : [];
-      if (!opts.noPush) await opts.pushCheck;
       const tPush = Date.now();
       const pushed = await writeOutputs(client, built, opts, statements);
       if (!opts.noPush) tally.add('push', Date.now() - tPush);
@@ -356,7 +357,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         ...(multi ? {} : { configDigest: images[0]!.manifest.config.digest }),
         mediaType: built.mediaType,
         pushed,
-        layers: images[0]!.layers.length,
+        layers: summary.layers,
         images: images.map((i) => ({
           platform: platformOf(i.config),
           descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },

@@ -51,6 +51,8 @@ export interface Scheduling {
   usesLeft: Map<number, number>;
   /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */
   cacheMounts: Map<string, { users: number; tail: Promise<void> }>;
+  /** Foreign platforms probed for RUN (emulator, or the image's /bin/sh ran): undefined = runnable, else why not. Shared by targets. */
+  runnable: Map<string, Promise<string | undefined>>;
   /** Aborted when any stage fails: the others stop at their next step. */
   signal: AbortSignal;
   /** More than one stage runs: log lines name the stage. */

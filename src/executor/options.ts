@@ -131,6 +131,7 @@ export interface BuildResult {
   images: Array<{ platform: Platform; descriptor: Descriptor & { platform: Platform }; configDigest: string; layers: number }>;
   /** Each destination with the digest the registry reported. */
   pushed: Array<{ destination: string; digest: string }>;
+  /** Layers of every platform's image (as the summary): each image's own count is in `images`. */
   layers: number;
   /** What the final summary event said. */
   summary: BuildSummary;

@@ -165,6 +165,17 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
   // Layers this run took from cache hits, by the key of their entry; and what the run counted, to take back on a restart.
   const fromCache = new Map<Layer, string>();
   const counted = { hits: 0, misses: 0 };
+  // The error to throw for a failure at file:line; a corrupt layer of a cache hit restarts the stage without that entry instead.
+  const failure = async (err: unknown, file: string, line: number, prefix: boolean): Promise<unknown> => {
+    await root.checkBase(); // a failure on a root whose base vanished (sh not found) is told as that, not blamed on the step
+    const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
+    if (!cache || key === undefined) return locateError(err, file, line, prefix);
+    cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
+    cache.hits -= counted.hits;
+    cache.misses -= counted.misses;
+    await root.discard();
+    return new CachedLayerCorrupt();
+  };
   for (const p of steps) {
     if (scheduling.signal.aborted) {
       if (scheduling.signal.reason instanceof BuilderError) throw scheduling.signal.reason; // the build was cancelled (a signal)
@@ -196,28 +207,21 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
       const needsRoot = inst.kind === 'run' || ((inst.kind === 'copy' || inst.kind === 'add') && !linkApplies(inst))
         || (inst.kind === 'workdir' && (state.cfg.config.WorkingDir ?? '/') !== '/'); // WORKDIR / never reads the root
       if (needsRoot && ex.settings.runMode === 'sandbox') early = state.fs();
-      early.catch(() => undefined); // the step below reports its failure
+      early.catch(() => undefined); // reported below, once the check has passed
       // a refused check ends the build only once the root being made has settled (nothing left writing into the work dir)
       await scheduling.pushCheck.catch(async (err: unknown) => {
         await early.catch(() => undefined);
         throw err;
       });
     }
+    // the root made early failing (a base pull) is the FROM line's failure, before the step starts (no second, silent download)
+    await early.catch(async (err: unknown) => { throw await failure(err, stage.from.file, stage.from.line, true); });
     services.emit({ type: 'step', status: 'started', step: step.label, instruction: step.by });
     const before = state.layers.length;
     const t0 = Date.now();
-    // the step runs on the root made early, and fails with its failure (a second, silent download would hide it)
-    await early.then(() => handler.execute({ ex, stage: state, inst, step })).catch(async (err: unknown) => {
+    await handler.execute({ ex, stage: state, inst, step }).catch(async (err: unknown) => {
       services.emit({ type: 'step', status: 'failed', step: step.label, instruction: step.by, ms: Date.now() - t0 });
-      // a step failing on a root whose base vanished (sh not found) is told as that, not blamed on the step
-      await root.checkBase();
-      const key = err instanceof LayerContentError ? fromCache.get(err.layer) : undefined;
-      if (!cache || key === undefined) throw locateError(err, step.file, step.line, false);
-      cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
-      cache.hits -= counted.hits;
-      cache.misses -= counted.misses;
-      await root.discard();
-      throw new CachedLayerCorrupt();
+      throw await failure(err, step.file, step.line, false);
     });
     const added = state.layers.length > before ? state.layers[state.layers.length - 1] : undefined;
     services.emit({ type: 'step', status: 'finished', step: step.label, instruction: step.by, ms: Date.now() - t0, ...(added ? { layer: { digest: added.descriptor.digest, size: added.descriptor.size } } : {}) });
@@ -351,7 +355,7 @@ async function resolveFrom(
     const config = scratchConfig(platform);
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
-  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
+  const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved, true).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
   services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0

@@ -138,9 +138,14 @@ function parseConfig(text: string, where: string): DockerConfig {
   }
 }
 
+/** The docker config's directory: $DOCKER_CONFIG (empty counts as unset, as docker), else HOME/.docker; undefined without either. */
+export function dockerConfigDir(env: Record<string, string | undefined>, home: string | undefined): string | undefined {
+  return env.DOCKER_CONFIG || (home ? join(home, '.docker') : undefined);
+}
+
 /** Reads $DOCKER_CONFIG/config.json, else ~/.docker/config.json, else src.fallbackConfig; undefined when none exists. */
 export async function readDockerConfig(src: CredentialSources): Promise<{ config: DockerConfig; path: string } | undefined> {
-  const dir = src.env.DOCKER_CONFIG ?? (src.homeDir ? join(src.homeDir, '.docker') : undefined);
+  const dir = dockerConfigDir(src.env, src.homeDir);
   if (!dir) return undefined;
   const path = join(dir, 'config.json');
   const text = await readFile(path, 'utf8').catch(() => undefined);
@@ -190,7 +195,7 @@ export function credentialProvider(src: CredentialSources): CredentialProvider {
 }
 
 function configPath(src: CredentialSources): string {
-  const dir = src.env.DOCKER_CONFIG ?? (src.homeDir ? join(src.homeDir, '.docker') : undefined);
+  const dir = dockerConfigDir(src.env, src.homeDir);
   if (!dir) throw new BuilderError('CREDENTIALS_NO_HOME', 'no place for the docker config: neither DOCKER_CONFIG nor a home directory is set', { hint: 'set DOCKER_CONFIG=/path/to/dir' });
   return join(dir, 'config.json');
 }

@@ -3,7 +3,7 @@ export { RegistryClient, type ManifestResult, type ResolvedImage, type PushBlobR
 export type { RegistryClientOptions, TransferProgress } from './transport.js';
 export { transferEvent } from './transport.js';
 export {
-  resolveCredential, credentialProvider, credentialFromConfig, saveLogin, removeLogin, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry,
+  resolveCredential, credentialProvider, credentialFromConfig, saveLogin, removeLogin, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry, dockerConfigDir,
   type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,
 } from './credentials.js';
 export { parseChallenge, type Challenge } from './challenge.js';

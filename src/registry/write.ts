@@ -41,17 +41,25 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
       ...layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)),
       { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined },
     ];
+    // the first failure stops both pools taking new blobs (a failed small one does not wait for every big one)
+    let failure: { reason: unknown } | undefined;
     const push = async (b: (typeof todo)[number]): Promise<void> => {
       opts.signal?.throwIfAborted();
+      if (failure) throw failure.reason;
       const from = b.mountFrom ?? opts.mountFrom;
-      counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
+      try {
+        counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
+      } catch (err) {
+        failure ??= { reason: err };
+        throw err;
+      }
     };
     const cheap = (b: (typeof todo)[number]): boolean => b.descriptor.size <= SMALL_BLOB || (b.mountFrom ?? opts.mountFrom)?.registry === repo.registry;
-    const failed = (await Promise.allSettled([
+    await Promise.allSettled([
       runPool(todo.filter((b) => !cheap(b)), opts.concurrency ?? 2, push),
       runPool(todo.filter(cheap), SMALL_BLOB_CONCURRENCY, push),
-    ])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    ]);
+    if (failure) throw failure.reason;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
     opts.emit?.({ type: 'message', level: 'info', msg: `pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there` });
   }

@@ -150,6 +150,21 @@ describe('build flags against real registries', () => {
     });
   });
 
+  it('a build that fails first (a Dockerfile error) stops a stalled check: no wait for its timeouts and retries', async () => {
+    const proxy = await startFaultProxy(plain.url);
+    try {
+      proxy.add({ method: 'POST', path: /^\/v2\/check\/early-fail\/blobs\/uploads\//, fault: 'stall', times: Infinity });
+      const ctx = await ws.context('ctx-early-fail', { Dockerfile: `FROM ${base}\nNOSUCHINSTRUCTION x\n` });
+      // before the fix this waited the 120 s header timeout per attempt (beyond the CLI run's own timeout)
+      const r = await build(ctx, ['--destination', `${proxy.host}/check/early-fail:1`]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Dockerfile:2/);
+      expect(proxy.log().filter((e) => e.method === 'POST').map((e) => e.fault)).toEqual(['stall']); // never retried
+    } finally {
+      await proxy.close();
+    }
+  });
+
   describe('mirrors', () => {
     it('--registry-map pulls the base (manifest and blobs) from the mirror only', async () => {
       await pushBusybox(mirror, 'lib/mapped', 'v1');

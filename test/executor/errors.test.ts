@@ -1,5 +1,6 @@
 // Failing builds through the CLI: non-zero exit, file:line in the message, nothing pushed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { skopeoInspect } from '../support/tools.js';
@@ -39,6 +40,23 @@ describe('builder build: failures', () => {
     // only the push permission check ran: an upload session opened and cancelled before the build
     const writes = (await reg.accessLog()).slice(before).filter((e) => e.path.startsWith('/v2/test/failed') && e.method !== 'GET' && e.method !== 'HEAD');
     expect(writes.map((e) => `${e.method} ${e.path.replace(/uploads\/.*/, 'uploads/')}`)).toEqual(['POST /v2/test/failed/blobs/uploads/', 'DELETE /v2/test/failed/blobs/uploads/']);
+  });
+
+  it('a base layer that fails to download while the push check is out is told at the FROM line, with no step started or failed', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      // the 1st blob GET is the config (resolved first); every later one, the layer, answers 500 (no retry)
+      proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: 'status-500', nth: 2, times: Infinity });
+      const ctx = await ws.context('ctx-from-pull-fails', { Dockerfile: `FROM ${proxy.host}/library/busybox:latest\nRUN true\n` });
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--verbosity', 'debug', '--image-download-retry', '0', '--destination', `${reg.host}/test/from-fails:1`], { cache: ws.path('cache-from-fails') });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Dockerfile:1: /);
+      expect(r.stderr).not.toMatch(/Dockerfile:2/);
+      expect(r.stderr).not.toMatch(/failed after \d/); // no step event: the step never started
+      expect(await registryTags(reg, 'test/from-fails')).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('a RUN creating a ".wh."-named file fails: in a layer it would be a whiteout deleting its sibling', async () => {

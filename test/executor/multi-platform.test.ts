@@ -209,6 +209,12 @@ describe('builder build --platform a,b', () => {
     const ok = await ws.build(c, ['--destination', `${reg.host}/multi/mismatch:2`, '--platform', 'linux/arm64/v8']);
     expect(ok.code, ok.stderr).toBe(0);
     expect((await skopeoInspect(reg, 'multi/mismatch:2', { config: true })).architecture).toBe('arm64');
+    // COPY --from that image (its files only, as BuildKit): a warning for the other platform, not an error
+    const files = await ws.context('mismatch-copy', { Dockerfile: `ARG BASE\nFROM $BASE\nCOPY --from=${arm} /bin/busybox /arm-busybox\n` });
+    const copied = await ws.build(files, ['--destination', `${reg.host}/multi/mismatch:3`, '--platform', platforms, '--build-arg', `BASE=${base}`]);
+    expect(copied.code, copied.stderr).toBe(0);
+    expect(copied.stderr).toContain(`is a linux/arm64 image; its files are used in a stage that builds for linux/${hostArch()}`);
+    expect(copied.stderr).not.toContain('BASE_PLATFORM_MISMATCH');
   });
 });
 

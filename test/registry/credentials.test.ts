@@ -43,6 +43,7 @@ describe('resolveCredential', () => {
     ['empty entry is anonymous', {}, 'empty.example.com', undefined],
     ['unknown registry is anonymous', {}, 'nope.example.com', undefined],
     ['DOCKER_CONFIG wins over ~/.docker', { DOCKER_CONFIG: '<dc>' }, 'registry.example.com:5000', { username: 'fromdc', password: 'pw' }],
+    ['an empty DOCKER_CONFIG is unset (as docker): ~/.docker', { DOCKER_CONFIG: '' }, 'registry.example.com:5000', { username: 'u1', password: 'p1' }],
     ['credsStore with <token> user', { DOCKER_CONFIG: '<dc>' }, 'index.docker.io', { identityToken: 'idt' }],
     ['DOCKER_AUTH_CONFIG first', { DOCKER_AUTH_CONFIG: JSON.stringify({ auths: { 'registry.example.com:5000': { auth: b64('env:pw') } } }) }, 'registry.example.com:5000', { username: 'env', password: 'pw' }],
     ['GitLab CI user/password', { CI_REGISTRY: 'gitlab.example.com:5050', CI_REGISTRY_USER: 'gitlab-ci-token', CI_REGISTRY_PASSWORD: 'jobpw' }, 'gitlab.example.com:5050', { username: 'gitlab-ci-token', password: 'jobpw' }],

@@ -9,7 +9,7 @@ import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
 import { LAUNCHER } from '../../run/index.js';
-import { checkPushAccess, parseRegistryMap, RegistryClient } from '../../registry/index.js';
+import { checkPushAccess, dockerConfigDir, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
 import { collect, parseBool } from '../flag-values.js';
@@ -107,16 +107,17 @@ function gitLabDefaults(flags: BuildFlags, env: CliEnv, log: Logger): { context:
   return { context, destinations };
 }
 
-/** Where builder reads the docker config: $DOCKER_CONFIG, else ~/.docker. */
-function dockerConfigDir(env: CliEnv): string {
-  return path.resolve(env.cwd, env.env.DOCKER_CONFIG || path.join(env.env.HOME || homedir(), '.docker'));
+/** Where builder reads the docker config (as the credential provider does: registry-flags.ts), absolute. */
+function configDirOf(env: CliEnv): string | undefined {
+  const dir = dockerConfigDir(env.env, env.env.HOME ?? homedir());
+  return dir === undefined ? undefined : path.resolve(env.cwd, dir);
 }
 
 /** The job's own paths an in-place build keeps (never wiped, never in a layer): its docker config, its CA files. */
 function jobPaths(env: CliEnv): string[] {
   const given = [env.env.DOCKER_CONFIG, env.env.SSL_CERT_FILE, env.env.NODE_EXTRA_CA_CERTS].filter((p): p is string => !!p).map((p) => path.resolve(env.cwd, p));
   // the default config dir and kaniko's, when there (builder reads them too)
-  const found = [dockerConfigDir(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p) => existsSync(p));
+  const found = [configDirOf(env), path.dirname(KANIKO_DOCKER_CONFIG)].filter((p): p is string => p !== undefined && existsSync(p));
   return [...new Set([...found, ...given])];
 }
 
@@ -202,7 +203,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
-    inPlace: { ...launcherBesideNode(), hide: [path.join(dockerConfigDir(env), 'config.json'), KANIKO_DOCKER_CONFIG], pid: process.pid },
+    inPlace: { ...launcherBesideNode(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
@@ -287,15 +288,19 @@ export function register(program: Command, env: CliEnv): void {
     const logger = renderer.logger;
     for (const w of [...deprecated, ...ignoredFlagWarnings(cmd)]) logger.log('warn', w);
     const plain = buildOptions(flags, env, renderer);
-    // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now.
-    if (env.env !== process.env) scrubEnvironment(process.env, env.env);
-    const opts = plain.noPush || flags.skipPushPermissionCheck === true ? plain : besidePushCheck(plain, logger);
+    // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now
+    // (env.env is main.ts's copy, so they stay readable to builder itself).
+    scrubEnvironment(process.env, env.env);
+    const { opts, stopCheck } = plain.noPush || flags.skipPushPermissionCheck === true ? { opts: plain, stopCheck: undefined } : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
-      const r = await build(opts);
+      const r = await build(opts).catch((err: unknown) => {
+        stopCheck?.(err); // a build failed first (a Dockerfile error) does not wait out a stalled check's timeouts and retries
+        throw err;
+      });
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
-      await opts.pushCheck?.catch(() => undefined); // a build that failed first still lets the check cancel its upload session
+      await opts.pushCheck?.catch(() => undefined); // settled (stopped if the build failed first): its client is closed before exit
       renderer.close();
     }
   });
@@ -307,21 +312,26 @@ export function register(program: Command, env: CliEnv): void {
  * The build with the push check running beside it (its round trips overlap the base pulls): a refused check cancels
  * the build with the check's error; no step runs and nothing is pushed before the check has passed.
  */
-function besidePushCheck(opts: BuildOptions, logger: Logger): BuildOptions {
+function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptions; stopCheck: (reason: unknown) => void } {
   const refused = new AbortController();
-  const check = checkPush(opts, logger);
+  const stop = new AbortController();
+  const check = checkPush(opts, logger, stop.signal);
   check.catch((err: unknown) => refused.abort(err));
-  return { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check };
+  return {
+    opts: { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check },
+    stopCheck: (reason) => stop.abort(reason),
+  };
 }
 
 /**
  * Every destination repository accepts a push (a wrong host, password or scope fails in seconds).
  * The cache repository is checked too, but as everywhere else a cache that cannot be written costs a warning, never the build.
  */
-async function checkPush(opts: BuildOptions, logger: Logger): Promise<void> {
+async function checkPush(opts: BuildOptions, logger: Logger, stop: AbortSignal): Promise<void> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const cacheRepo = opts.cache?.push ? cacheRepository(opts.cache.repo, opts.destinations, opts.env) : undefined;
-  const client = new RegistryClient(opts.registry);
+  // stopped once the build has failed: a check already done has cancelled its upload session; one still waiting gives up
+  const client = new RegistryClient({ ...opts.registry, signal: opts.registry?.signal ? AbortSignal.any([stop, opts.registry.signal]) : stop });
   try {
     const t0 = Date.now();
     const [dest, cache] = await Promise.allSettled([

@@ -172,26 +172,39 @@ function lineWriter(prefix: string, sink: (text: string, stream: 'stdout' | 'std
 
 /** A stage of another architecture runs only under a binfmt_misc emulator: without one, stop before the step, never guess. */
 async function checkRunnable(c: StepContext<Run>): Promise<void> {
-  const { ex: { settings, services }, stage, step } = c;
+  const { ex: { settings, scheduling }, stage, step } = c;
   if (runsNatively(settings.buildPlatform, stage.platform)) return;
+  const want = formatPlatform(stage.platform);
+  // probed once per platform for the build (a probe can be a whole /bin/sh step); a failure is probed again (another image's shell)
+  let probe = scheduling.runnable.get(want);
+  if (!probe) {
+    probe = probeRunnable(c);
+    scheduling.runnable.set(want, probe);
+  }
+  const reason = await probe;
+  if (reason === undefined) return;
+  if (scheduling.runnable.get(want) === probe) scheduling.runnable.delete(want);
+  throw new BuilderError('RUN_FOREIGN_PLATFORM', `${step.where}: ${stage.label}, step ${step.label} "${step.by}": the stage is ${want} and this host (${formatPlatform(settings.buildPlatform)}) cannot run its binaries: ${reason}`, {
+    hint: `build that stage FROM --platform=$BUILDPLATFORM and cross-compile for $TARGETOS/$TARGETARCH, or install qemu-user-static and register its binfmt_misc handlers with the F flag (e.g. docker run --privileged tonistiigi/binfmt --install ${stage.platform.architecture}) on the build host`,
+  });
+}
+
+/** Whether this stage's platform runs here: undefined if so (with a warning saying how), else why not. */
+async function probeRunnable(c: StepContext<Run>): Promise<string | undefined> {
+  const { ex: { services }, stage } = c;
   const want = formatPlatform(stage.platform);
   const emulator = await findEmulator(stage.platform.architecture);
   if (emulator.ok) {
     services.warnOnce(`RUN steps for ${want} run under the emulator ${emulator.interpreter} (binfmt_misc ${emulator.name}): slower than a cross-compiling stage`);
-    return;
+    return undefined;
   }
-  let reason = emulator.reason;
-  if (!emulator.mounted) {
-    // Inside a container binfmt_misc is rarely mounted, yet the host's kernel may have a handler: a no-op of the image's own shell tells.
-    const exit = await runCommandIn({ ...c, inst: { ...c.inst, shell: false, cmd: ['/bin/sh', '-c', 'true'], heredocs: [], mounts: [] } }, [], [])
-      .then((code) => `exit ${code}`, (err: unknown) => (err instanceof Error ? err.message : String(err)));
-    if (exit === 'exit 0') {
-      services.warnOnce(`RUN steps for ${want} run emulated: binfmt_misc is not visible here, but the kernel ran the image's /bin/sh`);
-      return;
-    }
-    reason += `, and the kernel could not run the image's /bin/sh (${exit})`;
+  if (emulator.mounted) return emulator.reason;
+  // Inside a container binfmt_misc is rarely mounted, yet the host's kernel may have a handler: a no-op of the image's own shell tells.
+  const exit = await runCommandIn({ ...c, inst: { ...c.inst, shell: false, cmd: ['/bin/sh', '-c', 'true'], heredocs: [], mounts: [] } }, [], [])
+    .then((code) => `exit ${code}`, (err: unknown) => (err instanceof Error ? err.message : String(err)));
+  if (exit === 'exit 0') {
+    services.warnOnce(`RUN steps for ${want} run emulated: binfmt_misc is not visible here, but the kernel ran the image's /bin/sh`);
+    return undefined;
   }
-  throw new BuilderError('RUN_FOREIGN_PLATFORM', `${step.where}: ${stage.label}, step ${step.label} "${step.by}": the stage is ${want} and this host (${formatPlatform(settings.buildPlatform)}) cannot run its binaries: ${reason}`, {
-    hint: `build that stage FROM --platform=$BUILDPLATFORM and cross-compile for $TARGETOS/$TARGETARCH, or install qemu-user-static and register its binfmt_misc handlers with the F flag (e.g. docker run --privileged tonistiigi/binfmt --install ${stage.platform.architecture}) on the build host`,
-  });
+  return `${emulator.reason}, and the kernel could not run the image's /bin/sh (${exit})`;
 }
