@@ -145,7 +145,7 @@ function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
 async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
   const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
-  if ('cleaned' in held && held.cleaned) opts.emit({ type: 'message', level: 'info', msg: held.cleaned });
+  if ('cleaned' in held && held.cleaned) opts.emit({ type: 'warning', msg: held.cleaned }); // as the sandbox's leftovers: a killed build is news
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
   const { hide, exposed } = await hideable(opts.inPlace?.hide ?? [], mountPointsToIgnore((await readOptional('/proc/self/mountinfo')) ?? ''));
@@ -427,7 +427,7 @@ function reportLeftovers(left: Leftovers, emit: EventSink): void {
     emit({ type: 'warning', msg: `work dir: ${mounts} a killed build left (its dir was kept: --cleanup=false)` });
   }
   if (left.kept.length > 0) {
-    emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go; left as it is (unmount it, then remove the dir)` });
+    emit({ type: 'warning', msg: `work dir: ${left.kept.join(', ')} of a killed build still holds a mount that would not go, or is still being written; left as it is (unmount it, then remove the dir)` });
   }
 }
 

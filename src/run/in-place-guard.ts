@@ -116,7 +116,7 @@ async function cleanAfter(dead: Holder): Promise<string | undefined> {
   const left = launchers.filter((pid) => readProcStat(pid) !== undefined);
   const gone = launchers.length - left.length;
   if (gone > 0) done.push(`${gone} RUN step(s) stopped and their hidden files put back`);
-  if (left.length > 0) done.push(`warning: ${left.length} RUN step launcher(s) (pid ${left.join(', ')}) still running after 10s: their hidden files may not be back yet`);
+  if (left.length > 0) done.push(`${left.length} RUN step launcher(s) (pid ${left.join(', ')}) still running after 10s: their hidden files may not be back yet`);
   return done.length > 0 ? `a killed in-place build (pid ${dead.pid}) left this container: ${done.join('; ')}` : undefined;
 }
 

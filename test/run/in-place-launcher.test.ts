@@ -177,7 +177,7 @@ describe('holdRoot: one in-place build per root', () => {
       await new Promise((r) => dead.once('exit', r));
       await writeFile(lock, JSON.stringify({ pid: dead.pid, start: '1' }));
       const held = await holdRoot(lock, { pid: process.pid });
-      expect(held.cleaned).toMatch(new RegExp(`warning: \\d+ RUN step launcher\\(s\\) \\(pid [\\d, ]*\\b${pid}\\b[\\d, ]*\\) still running`));
+      expect(held.cleaned).toMatch(new RegExp(`\\d+ RUN step launcher\\(s\\) \\(pid [\\d, ]*\\b${pid}\\b[\\d, ]*\\) still running`));
       await held.release();
     } finally {
       process.kill(pid, 'SIGKILL');
