@@ -159,7 +159,10 @@ describe('build flags against real registries', () => {
       const r = await build(ctx, ['--destination', `${proxy.host}/check/early-fail:1`]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/Dockerfile:2/);
-      expect(proxy.log().filter((e) => e.method === 'POST').map((e) => e.fault)).toEqual(['stall']); // never retried
+      // the check's POST is stalled if it left before the Dockerfile failed (the two race): never retried either way
+      const posts = proxy.log().filter((e) => e.method === 'POST').map((e) => e.fault);
+      expect(posts.length).toBeLessThanOrEqual(1);
+      expect(posts.every((f) => f === 'stall')).toBe(true);
     } finally {
       await proxy.close();
     }
