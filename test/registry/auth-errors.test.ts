@@ -4,13 +4,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { digestHex } from '../../src/digest/index.js';
-import { isBuilderError, type BuilderError } from '../../src/errors.js';
+import { isBuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
 import { copyImage, RegistryClient } from '../../src/registry/index.js';
 import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { copyLayout, pushBusybox, busyboxLayout } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { clientFor, drain } from './helpers.js';
+import { caught, clientFor, drain } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -24,14 +24,6 @@ async function registry(opts: Parameters<typeof startRegistry>[0]): Promise<Test
 function track(c: RegistryClient): RegistryClient {
   cleanups.push(() => c.close());
   return c;
-}
-async function caught(p: Promise<unknown>): Promise<BuilderError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as BuilderError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('authentication', () => {

@@ -2,14 +2,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
-import { clientFor } from './helpers.js';
+import { caught, clientFor } from './helpers.js';
 import { compileIfStale, Workspace } from '../executor/helpers.js';
 import { freePort } from '../support/registry.js';
 
@@ -17,14 +16,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
-async function caught(p: Promise<unknown>): Promise<BuilderError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as BuilderError;
-  }
-  throw new Error('expected a rejection');
-}
 /** A hostile HTTP server on 127.0.0.1; returns its host:port and a count of the requests it got per path. */
 async function hostile(handler: (req: http.IncomingMessage, res: http.ServerResponse, host: string) => void): Promise<{ host: string; hits: Map<string, number> }> {
   const hits = new Map<string, number>();

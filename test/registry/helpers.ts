@@ -1,4 +1,5 @@
 // Shared helpers for registry integration tests: a client configured for a TestRegistry.
+import type { BuilderError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
 import type { TestRegistry } from '../support/registry.js';
 
@@ -24,4 +25,14 @@ export async function drain(s: NodeJS.ReadableStream): Promise<number> {
   let n = 0;
   for await (const c of s) n += (c as Buffer).length;
   return n;
+}
+
+/** The error a promise rejects with (fails the test when it resolves). */
+export async function caught(p: Promise<unknown>): Promise<BuilderError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as BuilderError;
+  }
+  throw new Error('expected a rejection');
 }
