@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayout, hostArch, pushBusybox, pushMultiPlatform } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { compileIfStale } from '../executor/helpers.js';
 import { run, RunError, skopeoInspect } from '../support/tools.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -27,8 +28,8 @@ describe('builder copy / inspect / digest / ls', () => {
   };
 
   beforeAll(async () => {
-    // the CLI runs from dist/: compile (type errors elsewhere do not block emit)
-    await run('npx', ['tsc', '-p', root], { cwd: root, timeoutMs: 170_000 }).catch(() => undefined);
+    // the CLI runs from dist/: compiled when src is newer (never rewritten under another test's running builder)
+    await compileIfStale();
     [plain, token, tls] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'token' }), startRegistry({ mode: 'htpasswd', tls: true })]);
     tmp = await mkdtemp(path.join(os.tmpdir(), 'builder-cli-'));
     const dc = path.join(tmp, 'docker');

@@ -19,6 +19,7 @@ import { crc32Js, createLayerCompressor, GZIP_CHUNK } from '../../src/snapshot/c
 import { entriesForPaths, writeLayer } from '../../src/snapshot/index.js';
 import { REPO_ROOT } from '../support/paths.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { compileIfStale } from '../executor/helpers.js';
 import { run, skopeoCopy, skopeoInspect, umociUnpack, unmountBelow } from '../support/tools.js';
 
 const onPath = (t: string): boolean => (process.env.PATH ?? '').split(':').some((d) => existsSync(path.join(d, t)));
@@ -151,8 +152,8 @@ describe.skipIf(!canRun)('compressed layers builder pushes, read by other client
   let umociReadsZstd = false;
 
   beforeAll(async () => {
-    // the CLI runs from dist/: compile (type errors elsewhere do not block emit)
-    await run('npx', ['tsc', '-p', REPO_ROOT], { cwd: REPO_ROOT, timeoutMs: 170_000 }).catch(() => undefined);
+    // the CLI runs from dist/: compiled when src is newer (never rewritten under another test's running builder)
+    await compileIfStale();
     reg = await startRegistry({ mode: 'plain' });
     const [major, minor] = ((await run('umoci', ['--version'])).stdout.match(/(\d+)\.(\d+)/) ?? []).slice(1).map(Number);
     umociReadsZstd = major! > 0 || minor! >= 5;
