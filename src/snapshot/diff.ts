@@ -1,5 +1,5 @@
 // Owns comparing two tree indexes into changes, and turning changes into layer entries with their parents.
-import type { IndexEntry, TreeIndex } from './index-tree.js';
+import type { IndexEntry, TreeIndex } from './entry.js';
 import { parentOf } from './index-tree.js';
 import { EntryTable } from './entry-table.js';
 

@@ -1,7 +1,7 @@
 // Owns the compact storage of a tree index: one row of typed-array columns per entry instead of an object with BigInts.
 import type { BigIntStats } from 'node:fs';
 import type { Digest } from '../digest/index.js';
-import type { EntryType, IndexEntry } from './index-tree.js';
+import type { EntryType, IndexEntry } from './entry.js';
 
 const TYPES: readonly EntryType[] = ['file', 'dir', 'symlink', 'char', 'block', 'fifo', 'socket'];
 const TYPE_CODE = new Map(TYPES.map((t, i) => [t, i]));

@@ -3,45 +3,8 @@ import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
+import type { EntryType, IndexEntry, TreeIndex } from './entry.js';
 import { EntryTable } from './entry-table.js';
-
-/**
- * PATH CONVENTION (whole src/snapshot): entries are keyed by root-relative POSIX paths with no
- * leading "/" or "./" and no trailing "/", e.g. "etc/passwd" for the container path /etc/passwd.
- * The root itself is not an entry. These are also the tar entry names (directories get a "/").
- */
-export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
-
-export interface IndexEntry {
-  readonly path: string;
-  readonly type: EntryType;
-  /** Permission bits including setuid/setgid/sticky: st_mode & 0o7777. */
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeNs: bigint;
-  readonly ctimeNs: bigint;
-  readonly ino: bigint;
-  readonly dev: bigint;
-  readonly nlink: number;
-  /** Device number for char/block devices (0 otherwise). */
-  readonly rdev: number;
-  /** Symlink target as stored (not resolved). */
-  readonly linkTarget?: string;
-  /** sha256 of the content, regular files only, when indexed with hashContents. */
-  readonly contentHash?: Digest;
-  /** Extended attributes if a caller knows them (the walker cannot read xattrs: Node has no API). */
-  readonly xattrs?: Readonly<Record<string, Buffer>>;
-}
-
-export interface TreeIndex {
-  /** Host directory that was indexed. */
-  readonly root: string;
-  readonly entries: ReadonlyMap<string, IndexEntry>;
-  /** True when contentHash was computed for regular files (--snapshot-mode full). */
-  readonly hashContents: boolean;
-}
 
 export interface IndexOptions {
   /** Return true to skip an entry and its whole subtree (e.g. "proc", "sys", "dev", mount points). */
@@ -105,6 +68,7 @@ export type WalkMode = 'list' | 'stat' | 'stat-tree';
 // round trip per entry); the walk yields to the event loop after this many of them so timers, I/O and aborts still run.
 const YIELD_EVERY = 256;
 
+/** Walks `starts` under `root` into `into` (see WalkMode); rejects with the first error or the signal's reason. */
 export function walk(
   root: string,
   starts: readonly string[],
@@ -112,119 +76,151 @@ export function walk(
   into: Map<string, IndexEntry> | EntryTable,
   mode: WalkMode,
 ): Promise<void> {
-  const descend = mode !== 'stat';
-  const limit = Math.max(1, opts.concurrency ?? 64);
-  const exclude = opts.exclude;
-  const hash = opts.hashContents === true;
-  return new Promise<void>((resolve, reject) => {
-    // A task returns true when it finished synchronously, false when it will call done() later (hashing).
-    const queue: Array<() => boolean> = [];
-    let active = 0;
-    let failed = false;
-    let yielded = false;
+  return new Promise<void>((resolve, reject) => new Walker(root, starts, opts, into, mode, resolve, reject).start());
+}
 
-    const fail = (err: unknown): void => {
-      if (failed) return;
-      failed = true;
-      reject(err);
-    };
-    const done = (): void => {
-      active--;
-      pump();
-    };
-    const resume = (): void => {
-      yielded = false;
-      pump();
-    };
-    const pump = (): void => {
-      if (failed || yielded) return;
-      if (opts.signal?.aborted) return fail(cancelled(opts.signal));
-      let budget = YIELD_EVERY;
-      while (active < limit && queue.length > 0) {
-        if (budget-- === 0) {
-          yielded = true;
-          setImmediate(resume);
-          return;
-        }
-        active++;
-        if (queue.pop()!()) active--; // LIFO: O(1) and keeps the pending list short (depth-first)
-        if (failed) return;
-      }
-      if (active === 0 && queue.length === 0) resolve();
-    };
+/** One walk: a LIFO queue of lstat/readdir tasks run `concurrency` at a time, yielding every YIELD_EVERY tasks. */
+class Walker {
+  // A task returns true when it finished synchronously, false when it will call done() later (hashing).
+  private readonly queue: Array<() => boolean> = [];
+  private active = 0;
+  private failed = false;
+  private yielded = false;
+  private readonly descend: boolean;
+  private readonly limit: number;
+  private readonly hash: boolean;
 
-    const readDir = (rel: string): boolean => {
-      let names: string[];
-      try {
-        names = fs.readdirSync(hostPath(root, rel));
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        // A directory removed mid-walk is simply gone; a missing root would look like "delete everything".
-        if (mode === 'list' && starts.includes(rel)) fail(rootError(root, rel, err));
-        else if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') fail(walkError(root, rel, err));
-        return true;
-      }
-      for (const name of names) {
-        const child = rel === '' ? name : `${rel}/${name}`;
-        if (exclude !== undefined && exclude(child)) continue;
-        queue.push(() => statEntry(child));
-      }
-      return true;
-    };
+  constructor(
+    private readonly root: string,
+    private readonly starts: readonly string[],
+    private readonly opts: IndexOptions,
+    private readonly into: Map<string, IndexEntry> | EntryTable,
+    private readonly mode: WalkMode,
+    private readonly resolve: () => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    this.descend = mode !== 'stat';
+    this.limit = Math.max(1, opts.concurrency ?? 64);
+    this.hash = opts.hashContents === true;
+  }
 
-    const statEntry = (rel: string): boolean => {
-      const p = hostPath(root, rel);
-      let st: fs.BigIntStats | undefined;
-      try {
-        st = fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
-      } catch (e) {
-        fail(walkError(root, rel, e as NodeJS.ErrnoException));
-        return true;
-      }
-      if (st === undefined) return true; // removed mid-walk
-      const type = typeOf(st);
-      // A table stores the stat's fields directly; a Map gets an IndexEntry object.
-      const put = (extra?: { linkTarget?: string; contentHash?: Digest }): void => {
-        if (into instanceof EntryTable) into.setStat(rel, type, st, extra);
-        else into.set(rel, { ...entryOf(rel, type, st), ...extra });
-      };
-      if (type === 'dir') {
-        put();
-        if (descend) queue.push(() => readDir(rel));
-      } else if (type === 'symlink') {
-        let target: string;
-        try {
-          target = fs.readlinkSync(p);
-        } catch (e) {
-          const lerr = e as NodeJS.ErrnoException;
-          if (lerr.code !== 'ENOENT') fail(walkError(root, rel, lerr));
-          return true;
-        }
-        put({ linkTarget: target });
-      } else if (type === 'file' && hash) {
-        hashFile(p).then(
-          (contentHash) => {
-            put({ contentHash });
-            done();
-          },
-          (herr: NodeJS.ErrnoException) => {
-            if (herr.code !== 'ENOENT') fail(walkError(root, rel, herr));
-            done();
-          },
-        );
-        return false;
-      } else {
-        put();
-      }
-      return true;
-    };
-
-    for (const start of starts) {
-      if (mode === 'list') queue.push(() => readDir(start));
-      else queue.push(() => statEntry(start));
+  start(): void {
+    for (const start of this.starts) {
+      if (this.mode === 'list') this.queue.push(() => this.readDir(start));
+      else this.queue.push(() => this.statEntry(start));
     }
-    pump();
-  });
+    this.pump();
+  }
+
+  private fail(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.reject(err);
+  }
+
+  private done(): void {
+    this.active--;
+    this.pump();
+  }
+
+  private readonly resume = (): void => {
+    this.yielded = false;
+    this.pump();
+  };
+
+  private pump(): void {
+    if (this.failed || this.yielded) return;
+    if (this.opts.signal?.aborted) return this.fail(cancelled(this.opts.signal));
+    let budget = YIELD_EVERY;
+    while (this.active < this.limit && this.queue.length > 0) {
+      if (budget-- === 0) {
+        this.yielded = true;
+        setImmediate(this.resume);
+        return;
+      }
+      this.active++;
+      if (this.queue.pop()!()) this.active--; // LIFO: O(1) and keeps the pending list short (depth-first)
+      if (this.failed) return;
+    }
+    if (this.active === 0 && this.queue.length === 0) this.resolve();
+  }
+
+  private readDir(rel: string): boolean {
+    let names: string[];
+    try {
+      names = fs.readdirSync(hostPath(this.root, rel));
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      // A directory removed mid-walk is simply gone; a missing root would look like "delete everything".
+      if (this.mode === 'list' && this.starts.includes(rel)) this.fail(rootError(this.root, rel, err));
+      else if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') this.fail(walkError(this.root, rel, err));
+      return true;
+    }
+    const exclude = this.opts.exclude;
+    for (const name of names) {
+      const child = rel === '' ? name : `${rel}/${name}`;
+      if (exclude !== undefined && exclude(child)) continue;
+      this.queue.push(() => this.statEntry(child));
+    }
+    return true;
+  }
+
+  private statEntry(rel: string): boolean {
+    const p = hostPath(this.root, rel);
+    let st: fs.BigIntStats | undefined;
+    try {
+      st = fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+    } catch (e) {
+      this.fail(walkError(this.root, rel, e as NodeJS.ErrnoException));
+      return true;
+    }
+    if (st === undefined) return true; // removed mid-walk
+    const type = typeOf(st);
+    if (type === 'dir') {
+      this.put(rel, type, st);
+      if (this.descend) this.queue.push(() => this.readDir(rel));
+    } else if (type === 'symlink') {
+      this.putSymlink(p, rel, st);
+    } else if (type === 'file' && this.hash) {
+      this.putHashed(p, rel, st);
+      return false;
+    } else {
+      this.put(rel, type, st);
+    }
+    return true;
+  }
+
+  private putSymlink(p: string, rel: string, st: fs.BigIntStats): void {
+    let target: string;
+    try {
+      target = fs.readlinkSync(p);
+    } catch (e) {
+      const lerr = e as NodeJS.ErrnoException;
+      if (lerr.code !== 'ENOENT') this.fail(walkError(this.root, rel, lerr));
+      return;
+    }
+    this.put(rel, 'symlink', st, { linkTarget: target });
+  }
+
+  /** Hashes the file, then stores it and calls done() (the task finishes later). */
+  private putHashed(p: string, rel: string, st: fs.BigIntStats): void {
+    hashFile(p).then(
+      (contentHash) => {
+        this.put(rel, 'file', st, { contentHash });
+        this.done();
+      },
+      (herr: NodeJS.ErrnoException) => {
+        if (herr.code !== 'ENOENT') this.fail(walkError(this.root, rel, herr));
+        this.done();
+      },
+    );
+  }
+
+  // A table stores the stat's fields directly; a Map gets an IndexEntry object.
+  private put(rel: string, type: EntryType, st: fs.BigIntStats, extra?: { linkTarget?: string; contentHash?: Digest }): void {
+    if (this.into instanceof EntryTable) this.into.setStat(rel, type, st, extra);
+    else this.into.set(rel, { ...entryOf(rel, type, st), ...extra });
+  }
 }
 
 function entryOf(rel: string, type: EntryType, st: fs.BigIntStats): IndexEntry {

@@ -11,7 +11,8 @@
 // whiteouts (per-child whiteouts instead); xattrs are written only when a caller supplies them in
 // IndexEntry.xattrs (Node cannot read xattrs); whiteouts are mode 0, 0:0, mtime = opts.mtime or 0.
 export { EntryTable } from './entry-table.js';
-export { indexTree, normalizeRelPath, type EntryType, type IndexEntry, type IndexOptions, type TreeIndex } from './index-tree.js';
+export type { EntryType, IndexEntry, TreeIndex } from './entry.js';
+export { indexTree, normalizeRelPath, type IndexOptions } from './index-tree.js';
 export { comparePaths, diffIndexes, isEmpty, toLayerEntries, type Change, type LayerEntry } from './diff.js';
 export { withXattrs } from './xattrs.js';
 export {

@@ -1,14 +1,12 @@
-// Owns writing a layer: deterministic tar -> sha256 (diffID) -> gzip or zstd -> sha256 (digest) -> file, in one pass.
+// Owns writing a layer: deterministic tar entries from the root, in one pass through TarOutput (hashes, compression, file).
 import * as fs from 'node:fs';
-import { createHash } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import type { Writable } from 'node:stream';
-import { HashingStream, type Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { comparePaths, type LayerEntry } from './diff.js';
-import { cancelled, hostPath, normalizeRelPath, parentOf, walk, type IndexEntry, type IndexOptions } from './index-tree.js';
-import { checkCompressionLevel, createLayerCompressor, DEFAULT_COMPRESSION_LEVEL, DEFAULT_ZSTD_LEVEL, type LayerCompression } from './compress.js';
-import { BLOCK, TypeFlag, encodeHeaderInto, padding, planHeader, type TarHeader } from './tar-header.js';
+import type { IndexEntry } from './entry.js';
+import { cancelled, hostPath, normalizeRelPath, parentOf, walk, type IndexOptions } from './index-tree.js';
+import { checkCompressionLevel, DEFAULT_COMPRESSION_LEVEL, DEFAULT_ZSTD_LEVEL, type LayerCompression } from './compress.js';
+import { TypeFlag, padding, type TarHeader } from './tar-header.js';
+import { TarOutput, type LayerResult } from './tar-output.js';
 
 export interface WriteLayerOptions {
   /**
@@ -40,21 +38,9 @@ export interface WrittenEntry {
   size: number;
 }
 
-export interface LayerResult {
-  /** sha256 of the file as written (compressed when gzip). */
-  digest: Digest;
-  /** sha256 of the uncompressed tar. */
-  diffId: Digest;
-  /** Bytes in the file. */
-  size: number;
-  /** Bytes of the uncompressed tar. */
-  uncompressedSize: number;
-}
-
+export type { LayerResult };
 export { DEFAULT_COMPRESSION_LEVEL };
 
-// Output chunk: large enough that hashing and gzip see few, big writes.
-const CHUNK = 1 << 20;
 // Files up to this size are read ahead concurrently into their own buffers; bigger ones stream.
 const SMALL_FILE_MAX = 256 << 10;
 const READ_AHEAD_FILES = 64;
@@ -87,154 +73,93 @@ export async function writeLayer(
   const level = opts.compressionLevel ?? (compression === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_COMPRESSION_LEVEL);
   checkCompressionLevel(compression, level);
   const items = await planItems(root, entries);
-  const fixedMtime = opts.mtime === undefined ? undefined : Math.floor(opts.mtime.getTime() / 1000);
-  const clamp = opts.mtimeMode === 'clamp';
-  const useGzip = opts.gzip !== false;
   const expected = opts.onProgress ? items.reduce((n, it) => n + (isContentFile(it) ? it.meta!.size : 0), 0) : 0;
-
-  const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
-  const fileHash = new HashingStream();
-  const gz = useGzip ? createLayerCompressor(compression, level) : undefined;
-  const sink: Writable = gz ?? fileHash;
-  const finished = gz ? pipeline(gz, fileHash, file) : pipeline(fileHash, file);
-  let sinkError: unknown;
-  // Keep a rejection from going unhandled while the producer is busy; it is rethrown below.
-  finished.catch((e: unknown) => {
-    sinkError = e;
-  });
-
-  const tarHash = createHash('sha256');
-  let tarBytes = 0;
-  // Chunks the compressor has fully consumed come back here, so RSS stays at a handful of chunks instead of
-  // waiting for GC to notice external memory. Uncompressed output is not recycled: the file stream
-  // still holds the chunk after the hashing stream's write callback.
-  const spare: Buffer[] = [];
-  const takeChunk = (): Buffer => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
-  let buf = takeChunk();
-  let pos = 0;
-
-  const flush = async (): Promise<void> => {
-    if (pos === 0) return;
-    const whole = buf;
-    const chunk = buf.subarray(0, pos);
-    tarHash.update(chunk);
-    tarBytes += pos;
-    opts.onProgress?.(tarBytes, expected);
-    buf = takeChunk();
-    pos = 0;
-    const recycle = gz !== undefined && whole.length === CHUNK;
-    const ok = sink.write(chunk, recycle ? (err) => { if (!err) spare.push(whole); } : undefined);
-    if (!ok) await waitDrain(sink);
-    if (sinkError !== undefined) throw sinkError;
-  };
-  const reserve = async (n: number): Promise<void> => {
-    if (pos + n <= buf.length) return;
-    await flush();
-    if (n > buf.length) buf = Buffer.allocUnsafeSlow(n);
-  };
-  const putHeader = async (h: TarHeader): Promise<void> => {
-    const plan = planHeader(h);
-    await reserve(plan.length);
-    pos += encodeHeaderInto(buf, pos, h, plan);
-  };
-
-  const small = items.filter((it) => isContentFile(it) && it.meta!.size <= SMALL_FILE_MAX);
-  const readAhead = new ReadAhead(root, small);
-  let smallIndex = 0;
-
+  const out = new TarOutput(outFile, opts.gzip !== false ? { compression, level } : undefined, opts.onProgress, expected);
+  const readAhead = new ReadAhead(root, items.filter((it) => isContentFile(it) && it.meta!.size <= SMALL_FILE_MAX));
   try {
-    for (const it of items) {
-      if (opts.signal?.aborted) throw cancelled(opts.signal);
-      if (it.kind === 'whiteout') {
-        opts.onEntry?.({ name: it.name, type: 'whiteout', mode: 0, size: 0 });
-        await putHeader({ name: it.name, mode: 0, uid: 0, gid: 0, size: 0, mtime: fixedMtime ?? 0, type: TypeFlag.File });
-        continue;
-      }
-      const m = it.meta!;
-      if (m.type === 'socket') continue;
-      const own = Number(m.mtimeNs / 1_000_000_000n);
-      const mtime = fixedMtime === undefined ? own : clamp ? Math.min(own, fixedMtime) : fixedMtime;
-      const h: TarHeader = { name: it.name, mode: m.mode, uid: m.uid, gid: m.gid, size: 0, mtime, type: TypeFlag.File };
-      if (m.xattrs !== undefined) h.xattrs = m.xattrs;
-      switch (m.type) {
-        case 'dir':
-          h.name = `${it.name}/`;
-          h.type = TypeFlag.Dir;
-          break;
-        case 'symlink':
-          h.type = TypeFlag.Symlink;
-          h.linkname = m.linkTarget ?? '';
-          break;
-        case 'char':
-        case 'block':
-          h.type = m.type === 'char' ? TypeFlag.Char : TypeFlag.Block;
-          h.devmajor = devMajor(m.rdev);
-          h.devminor = devMinor(m.rdev);
-          break;
-        case 'fifo':
-          h.type = TypeFlag.Fifo;
-          break;
-        case 'file':
-          if (it.hardlinkTo !== undefined) {
-            h.type = TypeFlag.HardLink;
-            h.linkname = it.hardlinkTo;
-          } else {
-            h.size = m.size;
-          }
-          break;
-      }
-      opts.onEntry?.({ name: it.name, type: h.type === TypeFlag.File ? 'file' : h.type === TypeFlag.Dir ? 'dir' : 'other', mode: m.mode, size: h.size });
-      await putHeader(h);
-      if (h.size === 0) continue;
-      if (m.size <= SMALL_FILE_MAX) {
-        const content = await readAhead.take(smallIndex++);
-        const pad = padding(content.length);
-        await reserve(content.length + pad);
-        content.copy(buf, pos);
-        pos += content.length;
-        buf.fill(0, pos, pos + pad);
-        pos += pad;
-      } else {
-        await streamFile(root, it.name, m.size, () => buf.length - pos, async (fd, want) => {
-          if (want === 0) {
-            await flush();
-            return 0;
-          }
-          // Only the read itself is a read error; a failed flush is the output's error and passes through.
-          const n = await readInto(fd, buf, pos, want).catch((e: NodeJS.ErrnoException) => {
-            throw readError(root, it.name, e);
-          });
-          pos += n;
-          return n;
-        });
-        const pad = padding(m.size);
-        await reserve(pad);
-        buf.fill(0, pos, pos + pad);
-        pos += pad;
-      }
-    }
-    // End of archive: two zero blocks (no padding to a 10 KiB record, as Go and BuildKit do).
-    await reserve(BLOCK * 2);
-    buf.fill(0, pos, pos + BLOCK * 2);
-    pos += BLOCK * 2;
-    await flush();
-    sink.end();
-    await finished;
-    if (sinkError !== undefined) throw sinkError;
+    await writeItems(root, items, out, readAhead, opts);
+    return await out.end();
   } catch (err) {
     readAhead.abandon();
-    sink.destroy();
-    await finished.catch(() => undefined);
-    await fs.promises.rm(outFile, { force: true }).catch(() => undefined);
+    await out.abort();
     if (isBuilderError(err)) throw err;
     throw new BuilderError('SNAPSHOT_WRITE_FAILED', `writing layer ${outFile}: ${(err as Error).message}`, {
       hint: 'check free space and permissions of the layer directory',
       cause: err,
     });
   }
-  const diffId: Digest = `sha256:${tarHash.digest('hex')}`;
-  const written = fileHash.result();
-  return { digest: written.digest, diffId, size: written.size, uncompressedSize: tarBytes };
+}
+
+/** Puts each item's header and content into `out`, in order. */
+async function writeItems(root: string, items: readonly Item[], out: TarOutput, readAhead: ReadAhead, opts: WriteLayerOptions): Promise<void> {
+  const fixedMtime = opts.mtime === undefined ? undefined : Math.floor(opts.mtime.getTime() / 1000);
+  const clamp = opts.mtimeMode === 'clamp';
+  let smallIndex = 0;
+  for (const it of items) {
+    if (opts.signal?.aborted) throw cancelled(opts.signal);
+    const h = headerOf(it, fixedMtime, clamp);
+    if (h === undefined) continue;
+    opts.onEntry?.(writtenEntry(it, h));
+    await out.putHeader(h);
+    if (h.size === 0) continue;
+    const pad = padding(h.size);
+    if (h.size <= SMALL_FILE_MAX) {
+      const content = await readAhead.take(smallIndex++);
+      await out.reserve(content.length + pad);
+      out.put(content, pad);
+    } else {
+      await streamFile(root, it.name, h.size, out);
+      await out.reserve(pad);
+      out.zeros(pad);
+    }
+  }
+}
+
+function writtenEntry(it: Item, h: TarHeader): WrittenEntry {
+  const type = it.kind === 'whiteout' ? 'whiteout' : h.type === TypeFlag.File ? 'file' : h.type === TypeFlag.Dir ? 'dir' : 'other';
+  return { name: it.name, type, mode: h.mode, size: h.size };
+}
+
+/**
+ * The tar header of an item (size 0 unless its content follows), or undefined for what a layer skips (sockets).
+ * `fixedMtime` (--reproducible, seconds) replaces every mtime, or with `clamp` only lowers newer ones.
+ */
+function headerOf(it: Item, fixedMtime: number | undefined, clamp: boolean): TarHeader | undefined {
+  if (it.kind === 'whiteout') return { name: it.name, mode: 0, uid: 0, gid: 0, size: 0, mtime: fixedMtime ?? 0, type: TypeFlag.File };
+  const m = it.meta!;
+  if (m.type === 'socket') return undefined;
+  const own = Number(m.mtimeNs / 1_000_000_000n);
+  const mtime = fixedMtime === undefined ? own : clamp ? Math.min(own, fixedMtime) : fixedMtime;
+  const h: TarHeader = { name: it.name, mode: m.mode, uid: m.uid, gid: m.gid, size: 0, mtime, type: TypeFlag.File };
+  if (m.xattrs !== undefined) h.xattrs = m.xattrs;
+  switch (m.type) {
+    case 'dir':
+      h.name = `${it.name}/`;
+      h.type = TypeFlag.Dir;
+      break;
+    case 'symlink':
+      h.type = TypeFlag.Symlink;
+      h.linkname = m.linkTarget ?? '';
+      break;
+    case 'char':
+    case 'block':
+      h.type = m.type === 'char' ? TypeFlag.Char : TypeFlag.Block;
+      h.devmajor = devMajor(m.rdev);
+      h.devminor = devMinor(m.rdev);
+      break;
+    case 'fifo':
+      h.type = TypeFlag.Fifo;
+      break;
+    case 'file':
+      if (it.hardlinkTo !== undefined) {
+        h.type = TypeFlag.HardLink;
+        h.linkname = it.hardlinkTo;
+      } else {
+        h.size = m.size;
+      }
+      break;
+  }
+  return h;
 }
 
 /**
@@ -410,17 +335,8 @@ function readSmallFile(root: string, rel: string, size: number, into: Buffer): P
   }
 }
 
-/**
- * Streams exactly `size` bytes of a file through `read(fd, want)`, where want is the room left in
- * the output chunk (0 means "flush first"); never more than one chunk of the file is in memory.
- */
-async function streamFile(
-  root: string,
-  rel: string,
-  size: number,
-  room: () => number,
-  read: (fd: number, want: number) => Promise<number>,
-): Promise<void> {
+/** Streams exactly `size` bytes of a file into `out`, a chunk at a time (never more than one chunk of it in memory). */
+async function streamFile(root: string, rel: string, size: number, out: TarOutput): Promise<void> {
   let fd: number;
   try {
     fd = await new Promise<number>((res, rej) => fs.open(hostPath(root, rel), OPEN_FLAGS, (e, f) => (e ? rej(e) : res(f))));
@@ -430,48 +346,21 @@ async function streamFile(
   try {
     let done = 0;
     while (done < size) {
-      const want = Math.min(room(), size - done);
-      const n = await read(fd, want);
-      if (want > 0 && n === 0) throw changedError(root, rel, size, done);
+      const want = Math.min(out.room(), size - done);
+      if (want === 0) {
+        await out.flush();
+        continue;
+      }
+      // Only the read itself is a read error; a failed flush is the output's error and passes through.
+      const n = await out.readFrom(fd, want).catch((e: NodeJS.ErrnoException) => {
+        throw readError(root, rel, e);
+      });
+      if (n === 0) throw changedError(root, rel, size, done);
       done += n;
     }
   } finally {
     await new Promise<void>((res) => fs.close(fd, () => res()));
   }
-}
-
-/** Resolves on 'drain'; rejects if the stream errors or closes first (a destroyed stream never drains). */
-function waitDrain(s: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (s.destroyed) {
-      reject((s.errored as Error | null) ?? new Error('the layer output stream closed before the layer was written'));
-      return;
-    }
-    const cleanup = (): void => {
-      s.off('drain', onDrain);
-      s.off('error', onError);
-      s.off('close', onClose);
-    };
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onError = (e: Error): void => {
-      cleanup();
-      reject(e);
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new Error('the layer output stream closed before the layer was written'));
-    };
-    s.on('drain', onDrain);
-    s.on('error', onError);
-    s.on('close', onClose);
-  });
-}
-
-function readInto(fd: number, buf: Buffer, off: number, len: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, null, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
 /** Linux dev_t split (gnu_dev_major/minor), valid for the 32-bit values Node reports. */
