@@ -20,132 +20,168 @@ interface Frag {
  * groups, `*` and `?`, `^` and `$`) to an NFA; undefined for anything else, so the caller keeps its RegExp.
  */
 export function compileRegexNfa(source: string): ((s: string) => boolean) | undefined {
-  const src = Array.from(source);
-  const nodes: Node[] = [];
-  let i = 0;
-  const add = (n: Node): number => nodes.push(n) - 1;
-  const single = (test: (c: string) => boolean): Frag => {
-    const n = add({ kind: 'char', test, next: -1 });
-    return { start: n, outs: [(to) => void ((nodes[n] as { next: number }).next = to)] };
-  };
-  const patch = (f: Frag, to: number): void => f.outs.forEach((o) => o(to));
-
-  const atom = (): Frag | undefined => {
-    const c = src[i];
-    if (c === undefined) return undefined;
-    if (c === '\\') {
-      const n = src[i + 1];
-      if (n === undefined || /[A-Za-z0-9]/.test(n)) return undefined; // \d, \b, \u...: not emitted
-      i += 2;
-      return single((x) => x === n);
-    }
-    if (c === '.') {
-      i++;
-      return single((x) => x !== '\n' && x !== '\r' && x !== '\u2028' && x !== '\u2029'); // JS "." in u mode
-    }
-    if (c === '[') {
-      // The class as JS reads it: up to the first unescaped "]" (so "[]" is empty); tested one character at a time.
-      let j = i + 1;
-      if (src[j] === '^') j++;
-      while (j < src.length && src[j] !== ']') j += src[j] === '\\' ? 2 : 1;
-      if (j >= src.length) return undefined;
-      let re: RegExp;
-      try {
-        re = new RegExp(`^${src.slice(i, j + 1).join('')}$`, 'u');
-      } catch {
-        return undefined;
-      }
-      i = j + 1;
-      return single((x) => re.test(x));
-    }
-    if (c === '(') {
-      i++;
-      const inner = sequence();
-      if (inner === undefined || src[i] !== ')') return undefined;
-      i++;
-      return inner;
-    }
-    if (c === '^' || c === '$') {
-      i++;
-      const n = add({ kind: c === '^' ? 'start' : 'end', next: -1 });
-      return { start: n, outs: [(to) => void ((nodes[n] as { next: number }).next = to)] };
-    }
-    if ('*+?{}|)]'.includes(c)) return undefined;
-    i++;
-    return single((x) => x === c);
-  };
-
-  const quantified = (): Frag | undefined => {
-    const f = atom();
-    if (f === undefined) return undefined;
-    const q = src[i];
-    if (q === '*') {
-      i++;
-      const s = add({ kind: 'split', a: f.start, b: -1 });
-      patch(f, s);
-      return { start: s, outs: [(to) => void ((nodes[s] as { b: number }).b = to)] };
-    }
-    if (q === '?') {
-      i++;
-      const s = add({ kind: 'split', a: f.start, b: -1 });
-      return { start: s, outs: [...f.outs, (to) => void ((nodes[s] as { b: number }).b = to)] };
-    }
-    if (q === '+' || q === '{') return undefined;
-    return f;
-  };
-
-  const sequence = (): Frag | undefined => {
-    const j = add({ kind: 'jump', next: -1 });
-    let cur: Frag = { start: j, outs: [(to) => void ((nodes[j] as { next: number }).next = to)] };
-    while (i < src.length && src[i] !== ')') {
-      const f = quantified();
-      if (f === undefined) return undefined;
-      patch(cur, f.start);
-      cur = { start: cur.start, outs: f.outs };
-    }
-    return cur;
-  };
-
-  const whole = sequence();
-  if (whole === undefined || i !== src.length) return undefined;
-  patch(whole, add({ kind: 'match' }));
+  const parser = new Parser(source);
+  const whole = parser.sequence();
+  if (whole === undefined || !parser.atEnd()) return undefined;
+  const nodes = parser.nodes;
+  parser.patch(whole, parser.add({ kind: 'match' }));
   const entry = whole.start;
-
   return (s: string): boolean => {
     const chars = Array.from(s);
     const seen = new Int32Array(nodes.length).fill(-1);
-    // Follows jumps, splits and assertions from `pc` at position `pos`; collects the states that read a character.
-    const closure = (pc: number, pos: number, into: number[]): boolean => {
-      const stack = [pc];
-      let matched = false;
-      while (stack.length > 0) {
-        const p = stack.pop()!;
-        if (p < 0 || seen[p] === pos) continue;
-        seen[p] = pos;
-        const n = nodes[p]!;
-        switch (n.kind) {
-          case 'char': into.push(p); break;
-          case 'split': stack.push(n.b, n.a); break;
-          case 'jump': stack.push(n.next); break;
-          case 'start': if (pos === 0) stack.push(n.next); break;
-          case 'end': if (pos === chars.length) stack.push(n.next); break;
-          case 'match': if (pos === chars.length) matched = true; break;
-        }
-      }
-      return matched;
-    };
     let states: number[] = [];
-    let matched = closure(entry, 0, states);
+    let matched = closure(nodes, seen, chars.length, entry, 0, states);
     for (let pos = 0; pos < chars.length && states.length > 0; pos++) {
       const c = chars[pos]!;
       const next: number[] = [];
       matched = false;
       for (const p of states) {
         const n = nodes[p] as Extract<Node, { kind: 'char' }>;
-        if (n.test(c) && closure(n.next, pos + 1, next)) matched = true;
+        if (n.test(c) && closure(nodes, seen, chars.length, n.next, pos + 1, next)) matched = true;
       }
       states = next;
     }
     return matched;
   };
+}
+
+/**
+ * Follows jumps, splits and assertions from `pc` at position `pos` of an input `length` characters long; collects
+ * the states that read a character into `into`; true when the match state is reached at the end.
+ */
+function closure(nodes: readonly Node[], seen: Int32Array, length: number, pc: number, pos: number, into: number[]): boolean {
+  const stack = [pc];
+  let matched = false;
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    if (p < 0 || seen[p] === pos) continue;
+    seen[p] = pos;
+    const n = nodes[p]!;
+    switch (n.kind) {
+      case 'char': into.push(p); break;
+      case 'split': stack.push(n.b, n.a); break;
+      case 'jump': stack.push(n.next); break;
+      case 'start': if (pos === 0) stack.push(n.next); break;
+      case 'end': if (pos === length) stack.push(n.next); break;
+      case 'match': if (pos === length) matched = true; break;
+    }
+  }
+  return matched;
+}
+
+/** A recursive-descent parser of the pattern into NFA nodes (Thompson construction). */
+class Parser {
+  readonly nodes: Node[] = [];
+  private readonly src: string[];
+  private i = 0;
+
+  constructor(source: string) {
+    this.src = Array.from(source);
+  }
+
+  atEnd(): boolean {
+    return this.i === this.src.length;
+  }
+
+  add(n: Node): number {
+    return this.nodes.push(n) - 1;
+  }
+
+  patch(f: Frag, to: number): void {
+    f.outs.forEach((o) => o(to));
+  }
+
+  /** Atoms in a row, up to ")" or the end. */
+  sequence(): Frag | undefined {
+    const j = this.add({ kind: 'jump', next: -1 });
+    let cur: Frag = { start: j, outs: [this.setNext(j)] };
+    while (this.i < this.src.length && this.src[this.i] !== ')') {
+      const f = this.quantified();
+      if (f === undefined) return undefined;
+      this.patch(cur, f.start);
+      cur = { start: cur.start, outs: f.outs };
+    }
+    return cur;
+  }
+
+  /** An atom with an optional `*` or `?` (`+` and `{}` are never emitted). */
+  private quantified(): Frag | undefined {
+    const f = this.atom();
+    if (f === undefined) return undefined;
+    const q = this.src[this.i];
+    if (q === '*') {
+      this.i++;
+      const s = this.add({ kind: 'split', a: f.start, b: -1 });
+      this.patch(f, s);
+      return { start: s, outs: [this.setSplitB(s)] };
+    }
+    if (q === '?') {
+      this.i++;
+      const s = this.add({ kind: 'split', a: f.start, b: -1 });
+      return { start: s, outs: [...f.outs, this.setSplitB(s)] };
+    }
+    if (q === '+' || q === '{') return undefined;
+    return f;
+  }
+
+  private atom(): Frag | undefined {
+    const c = this.src[this.i];
+    if (c === undefined) return undefined;
+    if (c === '\\') {
+      const n = this.src[this.i + 1];
+      if (n === undefined || /[A-Za-z0-9]/.test(n)) return undefined; // \d, \b, \u...: not emitted
+      this.i += 2;
+      return this.single((x) => x === n);
+    }
+    if (c === '.') {
+      this.i++;
+      return this.single((x) => x !== '\n' && x !== '\r' && x !== '\u2028' && x !== '\u2029'); // JS "." in u mode
+    }
+    if (c === '[') return this.charClass();
+    if (c === '(') {
+      this.i++;
+      const inner = this.sequence();
+      if (inner === undefined || this.src[this.i] !== ')') return undefined;
+      this.i++;
+      return inner;
+    }
+    if (c === '^' || c === '$') {
+      this.i++;
+      const n = this.add({ kind: c === '^' ? 'start' : 'end', next: -1 });
+      return { start: n, outs: [this.setNext(n)] };
+    }
+    if ('*+?{}|)]'.includes(c)) return undefined;
+    this.i++;
+    return this.single((x) => x === c);
+  }
+
+  /** The class as JS reads it: up to the first unescaped "]" (so "[]" is empty); tested one character at a time. */
+  private charClass(): Frag | undefined {
+    const src = this.src;
+    let j = this.i + 1;
+    if (src[j] === '^') j++;
+    while (j < src.length && src[j] !== ']') j += src[j] === '\\' ? 2 : 1;
+    if (j >= src.length) return undefined;
+    let re: RegExp;
+    try {
+      re = new RegExp(`^${src.slice(this.i, j + 1).join('')}$`, 'u');
+    } catch {
+      return undefined;
+    }
+    this.i = j + 1;
+    return this.single((x) => re.test(x));
+  }
+
+  private single(test: (c: string) => boolean): Frag {
+    const n = this.add({ kind: 'char', test, next: -1 });
+    return { start: n, outs: [this.setNext(n)] };
+  }
+
+  private setNext(n: number): (to: number) => void {
+    return (to) => void ((this.nodes[n] as { next: number }).next = to);
+  }
+
+  private setSplitB(s: number): (to: number) => void {
+    return (to) => void ((this.nodes[s] as { b: number }).b = to);
+  }
 }

@@ -264,38 +264,18 @@ function isUnder(p: string, dir: string): boolean {
   return dir === '/' || p === dir || p.startsWith(dir + '/');
 }
 
+// Per-entry work stays in this one function (the small helpers below are synchronous): the hot path awaits only
+// what it must (parents, lstat, the write), with no extra async frame per entry.
 async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const h = entry.header;
-  const clean = cleanPath(h.name);
-  const rawParts = h.name.split('/');
-  if (h.name.startsWith('/') || rawParts.includes('..')) {
-    warn(st, `entry "${h.name}" is absolute or climbs with "..": contained as ${clean}`);
-  }
-  if (clean === '/') {
-    if (h.type !== 'directory') warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
-    else if (st.opts.rootMeta ?? true) setDirMeta(st, '/', st.rootfs.root, h);
-    return;
-  }
+  const clean = entryPath(st, h.name);
+  if (clean === '/') return applyRootEntry(st, h);
   const slash = clean.lastIndexOf('/');
   const dirPart = slash === 0 ? '/' : clean.slice(0, slash);
   const base = clean.slice(slash + 1);
   const whiteouts = st.opts.whiteouts ?? true;
   if (whiteouts) checkWhiteoutNames(clean);
-
-  if (whiteouts && base.startsWith(WH_PREFIX)) {
-    const parent = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
-    if (ignored(st, parent.container)) return;
-    if (base === WH_OPAQUE) {
-      await applyOpaque(st, parent.container);
-      return;
-    }
-    // checkWhiteoutNames made sure this is one child of parent, never parent itself or above it.
-    const victim = joinPath(parent.container, base.slice(WH_PREFIX.length));
-    // Whiteouts hide lower layers only; an entry of this same layer survives.
-    if (st.layerPaths.has(victim) || ignored(st, victim)) return;
-    await removePath(st, victim, undefined);
-    return;
-  }
+  if (whiteouts && base.startsWith(WH_PREFIX)) return applyWhiteout(st, dirPart, base);
 
   // Parents are resolved through symlinks re-rooted at the root; missing ones created like docker does (0755 root).
   if (st.opts.ignore) {
@@ -320,87 +300,130 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   // The final component is never followed: a symlink there is replaced, not written through.
   const existing = st.freshDirs.has(parent.container) && !again ? undefined : await lstatOrUndefined(host);
   switch (h.type) {
-    case 'directory': {
+    case 'directory':
       if (existing && !existing.isDirectory()) await removePath(st, target, existing);
       if (!existing || !existing.isDirectory()) {
         // Owner-only until the end: the real mode may forbid writing the contents.
         await mkdir(host, { mode: 0o700 });
         st.freshDirs.add(target);
       }
-      st.cache.set(target, true);
-      st.layerPaths.add(target);
-      setDirMeta(st, target, host, h);
-      addXattrs(st, target, host, h);
-      return;
-    }
+      return recordDir(st, target, host, h);
     case 'file': {
       if (existing) await removePath(st, target, existing);
       st.layerPaths.add(target);
-      // A fresh dir (created 0700 by us, no setgid yet) gives new files the process's ids: chown only if they differ.
-      const chown = st.owners && !(st.freshDirs.has(parent.container) && h.uid === st.uid && h.gid === st.gid);
-      // chown and (for non-root) writes clear setuid/setgid, so those modes are set again afterwards.
-      const special = (h.mode & 0o7000) !== 0 && (chown || st.uid !== 0);
-      const fin: Finish = { chown, chmod: (h.mode & st.umask) !== 0 || special };
+      const fin = fileFinish(st, h, parent.container);
       if (h.size <= SMALL_FILE) await writeSmallFile(st, host, entry, fin);
       else await writeFile(st, host, entry, fin);
-      addXattrs(st, target, host, h);
-      return;
+      return addXattrs(st, target, host, h);
     }
-    case 'symlink': {
+    case 'symlink':
       if (existing) await removePath(st, target, existing);
       st.layerPaths.add(target);
       // Stored verbatim: an absolute target is resolved against the container root when used.
       await symlink(h.linkname, host);
-      st.cache.set(target, h.linkname);
-      track(st, symlinkMeta(st, host, h));
-      addXattrs(st, target, host, h);
-      return;
-    }
-    case 'link': {
-      const src = await st.rootfs.resolveFull(cleanPath(h.linkname), { followFinal: false, cache: st.cache });
-      if (ignored(st, src.container)) {
-        warn(st, `hardlink "${h.name}" -> "${h.linkname}" points into an ignored path: skipped`);
-        return;
-      }
-      if (st.layerPaths.has(src.container)) await settle(st);
-      const srcStat = await lstatOrUndefined(src.host);
-      if (!srcStat) {
-        throw new BuilderError('ROOTFS_HARDLINK_TARGET_MISSING', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} does not exist in this or an earlier layer`, {
-          hint: 'the layer is inconsistent or its base layers were not extracted first; extract all layers in order',
-        });
-      }
-      if (srcStat.isDirectory()) {
-        throw new BuilderError('ROOTFS_HARDLINK_TO_DIRECTORY', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} is a directory`, {
-          hint: 'hard links to directories are not allowed; the layer is malformed',
-        });
-      }
-      if (src.host === host) return;
-      if (existing) await removePath(st, target, existing);
-      st.layerPaths.add(target);
-      await link(src.host, host);
-      return;
-    }
+      return recordSymlink(st, target, host, h);
+    case 'link':
+      return applyHardlink(st, h, target, host, existing);
     case 'char':
     case 'block':
-    case 'fifo': {
-      if (!st.devices) {
-        warn(st, `${h.type} "${h.name}" skipped: creating device nodes and fifos needs root`);
-        return;
-      }
-      if (existing) await removePath(st, target, existing);
-      st.layerPaths.add(target);
-      await makeNode(st, host, h);
-      addXattrs(st, target, host, h);
-      return;
-    }
+    case 'fifo':
+      return applyNode(st, h, target, host, existing);
     case 'unsupported':
-      warn(st, `entry "${h.name}" has unsupported type '${h.typeflag}' (sparse, socket or vendor extension): skipped`);
-      return;
+      return warn(st, `entry "${h.name}" has unsupported type '${h.typeflag}' (sparse, socket or vendor extension): skipped`);
     default: {
       const never: never = h.type;
       throw new Error(`unreachable entry type ${String(never)}`);
     }
   }
+}
+
+/** The entry's canonical container path; an absolute or climbing name is contained, with a warning. */
+function entryPath(st: State, name: string): string {
+  const clean = cleanPath(name);
+  if (name.startsWith('/') || name.split('/').includes('..')) {
+    warn(st, `entry "${name}" is absolute or climbs with "..": contained as ${clean}`);
+  }
+  return clean;
+}
+
+/** A "./" entry: its metadata goes to the root (unless rootMeta is false); anything but a directory is skipped. */
+function applyRootEntry(st: State, h: TarHeader): void {
+  if (h.type !== 'directory') warn(st, `entry "${h.name}" names the root but is a ${h.type}: skipped`);
+  else if (st.opts.rootMeta ?? true) setDirMeta(st, '/', st.rootfs.root, h);
+}
+
+/** A ".wh.NAME" entry deletes NAME from lower layers; ".wh..wh..opq" empties its directory of them. */
+async function applyWhiteout(st: State, dirPart: string, base: string): Promise<void> {
+  const parent = await st.rootfs.resolveFull(dirPart, { followFinal: true, cache: st.cache });
+  if (ignored(st, parent.container)) return;
+  if (base === WH_OPAQUE) {
+    await applyOpaque(st, parent.container);
+    return;
+  }
+  // checkWhiteoutNames made sure this is one child of parent, never parent itself or above it.
+  const victim = joinPath(parent.container, base.slice(WH_PREFIX.length));
+  // Whiteouts hide lower layers only; an entry of this same layer survives.
+  if (st.layerPaths.has(victim) || ignored(st, victim)) return;
+  await removePath(st, victim, undefined);
+}
+
+function recordDir(st: State, target: string, host: string, h: TarHeader): void {
+  st.cache.set(target, true);
+  st.layerPaths.add(target);
+  setDirMeta(st, target, host, h);
+  addXattrs(st, target, host, h);
+}
+
+function recordSymlink(st: State, target: string, host: string, h: TarHeader): void {
+  st.cache.set(target, h.linkname);
+  track(st, symlinkMeta(st, host, h));
+  addXattrs(st, target, host, h);
+}
+
+/** Which metadata calls a new file in `parentDir` needs after open(mode). */
+function fileFinish(st: State, h: TarHeader, parentDir: string): Finish {
+  // A fresh dir (created 0700 by us, no setgid yet) gives new files the process's ids: chown only if they differ.
+  const chown = st.owners && !(st.freshDirs.has(parentDir) && h.uid === st.uid && h.gid === st.gid);
+  // chown and (for non-root) writes clear setuid/setgid, so those modes are set again afterwards.
+  const special = (h.mode & 0o7000) !== 0 && (chown || st.uid !== 0);
+  return { chown, chmod: (h.mode & st.umask) !== 0 || special };
+}
+
+/** A hard link to a path of this or an earlier layer (never a directory, never into an ignored path). */
+async function applyHardlink(st: State, h: TarHeader, target: string, host: string, existing: Stats | undefined): Promise<void> {
+  const src = await st.rootfs.resolveFull(cleanPath(h.linkname), { followFinal: false, cache: st.cache });
+  if (ignored(st, src.container)) {
+    warn(st, `hardlink "${h.name}" -> "${h.linkname}" points into an ignored path: skipped`);
+    return;
+  }
+  if (st.layerPaths.has(src.container)) await settle(st);
+  const srcStat = await lstatOrUndefined(src.host);
+  if (!srcStat) {
+    throw new BuilderError('ROOTFS_HARDLINK_TARGET_MISSING', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} does not exist in this or an earlier layer`, {
+      hint: 'the layer is inconsistent or its base layers were not extracted first; extract all layers in order',
+    });
+  }
+  if (srcStat.isDirectory()) {
+    throw new BuilderError('ROOTFS_HARDLINK_TO_DIRECTORY', `hardlink "${h.name}" -> "${h.linkname}": target ${src.container} is a directory`, {
+      hint: 'hard links to directories are not allowed; the layer is malformed',
+    });
+  }
+  if (src.host === host) return;
+  if (existing) await removePath(st, target, existing);
+  st.layerPaths.add(target);
+  await link(src.host, host);
+}
+
+/** A device node or fifo: created when allowed (root), else skipped with a warning. */
+async function applyNode(st: State, h: TarHeader, target: string, host: string, existing: Stats | undefined): Promise<void> {
+  if (!st.devices) {
+    warn(st, `${h.type} "${h.name}" skipped: creating device nodes and fifos needs root`);
+    return;
+  }
+  if (existing) await removePath(st, target, existing);
+  st.layerPaths.add(target);
+  await makeNode(st, host, h);
+  addXattrs(st, target, host, h);
 }
 
 /** The one place the ignore list is consulted: always with the canonical form of a path. */
@@ -536,7 +559,6 @@ async function applyOpaque(st: State, dir: string): Promise<void> {
   await prune(dir);
 }
 
-/** Streams the body into a fresh file (O_EXCL|O_NOFOLLOW: never through a symlink or an old hardlink). */
 /** Which metadata calls a new file still needs after open(mode). */
 interface Finish {
   chown: boolean;
@@ -546,6 +568,7 @@ interface Finish {
 
 const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
+/** Streams the body into a fresh file (O_EXCL|O_NOFOLLOW: never through a symlink or an old hardlink). */
 async function writeFile(st: State, host: string, entry: TarEntry, fin: Finish): Promise<void> {
   const h = entry.header;
   const fh = await open(host, CREATE, h.mode & 0o7777);

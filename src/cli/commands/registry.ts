@@ -42,7 +42,18 @@ interface CleanupFlags extends RegistryFlags {
   json?: boolean;
 }
 
+/** The registry commands, in the order `--help` lists them. */
 export function register(program: Command, env: CliEnv): void {
+  registerTag(program, env);
+  registerDelete(program, env);
+  registerCleanup(program, env);
+  registerManifest(program, env);
+  registerLogin(program, env);
+  registerVersion(program, env);
+  registerLogout(program, env);
+}
+
+function registerTag(program: Command, env: CliEnv): void {
   addRegistryFlags(
     program.command('tag')
       .description('point more tags at REF\'s manifest (one manifest read, one write per tag; no blob is moved); prints the digest')
@@ -55,7 +66,9 @@ export function register(program: Command, env: CliEnv): void {
     for (const t of r.tagged) log.log('info', `tagged ${t} -> ${r.digest}`);
     env.stdout.write(`${r.digest}\n`);
   });
+}
 
+function registerDelete(program: Command, env: CliEnv): void {
   addRegistryFlags(
     program.command('delete')
       .description('delete REF: a tag alone where the registry can; where it cannot (distribution 2.x), its manifest, which takes '
@@ -72,7 +85,9 @@ export function register(program: Command, env: CliEnv): void {
       log.log('info', `deleted manifest ${ref.name}@${r.digest}${tags}${ref.digest ? '' : ' (this registry cannot delete a tag alone)'}`);
     }
   });
+}
 
+function registerCleanup(program: Command, env: CliEnv): void {
   addRegistryFlags(
     program.command('cleanup')
       .description('delete old tags with GitLab\'s cleanup-policy rules: latest never; only names fully matching --name-regex-delete; '
@@ -121,7 +136,9 @@ export function register(program: Command, env: CliEnv): void {
       });
     }
   });
+}
 
+function registerManifest(program: Command, env: CliEnv): void {
   const manifest = program.command('manifest').description('multi-platform images');
   addRegistryFlags(
     manifest.command('create')
@@ -140,7 +157,9 @@ export function register(program: Command, env: CliEnv): void {
     renderer.logger.log('info', `pushed ${dst} (${r.manifests.map((m) => `${m.platform!.os}/${m.platform!.architecture}${m.platform!.variant ? `/${m.platform!.variant}` : ''}`).join(', ')})`);
     env.stdout.write(`${r.digest}\n`);
   });
+}
 
+function registerLogin(program: Command, env: CliEnv): void {
   addRegistryFlags(
     program.command('login')
       .description('check credentials against REGISTRY and store them in the docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json)')
@@ -164,10 +183,14 @@ export function register(program: Command, env: CliEnv): void {
     const file = await saveLogin({ env: env.env, homeDir: env.env.HOME ?? homedir() }, registry, flags.username, password);
     log.log('info', `logged in to ${registry}; credentials stored in ${file}`);
   });
+}
 
+function registerVersion(program: Command, env: CliEnv): void {
   // kaniko's `executor version`
   program.command('version').description('print the version of builder (as --version)').action(() => void env.stdout.write(`${builderVersion()}\n`));
+}
 
+function registerLogout(program: Command, env: CliEnv): void {
   program.command('logout')
     .description('remove REGISTRY\'s credentials from the docker config')
     .argument('<registry>', 'registry host[:port]')
