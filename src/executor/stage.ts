@@ -261,7 +261,7 @@ async function prepareSteps(
   const steps: PreparedStep[] = [];
   for (let i = 0; i < instructions.length; i++) {
     const raw = instructions[i]!;
-    const inst = expandInstruction(raw, expansionEnv(vars), services.plan);
+    const inst = expandInstruction(raw, expansionEnv(vars), services.plan, cfg.config.WorkingDir || '/');
     applyToStageVars(vars, inst);
     const step: Step = {
       number: i + 1,

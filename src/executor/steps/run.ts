@@ -9,7 +9,7 @@ import { formatPlatform } from '../../image/index.js';
 import { diffIndexes, indexTree, toLayerEntries, withXattrs, type Change } from '../../snapshot/index.js';
 import type { StepContext, StepHandler } from './index.js';
 import { userFor } from './user.js';
-import { mountsKey, parseMounts, prepareMounts } from './run-mounts.js';
+import { mountsKey, prepareMounts } from './run-mounts.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
@@ -27,11 +27,10 @@ export const runStep: StepHandler<Run> = {
       });
     }
     await checkRunnable(c);
-    const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
     const rootfs = await stage.fs();
     const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
-    const prepared = await prepareMounts(c.ex, inst, specs, step.where);
+    const prepared = await prepareMounts(c.ex, inst, inst.mounts, step.where);
     let exit: number;
     // Where the sandbox will put each target (symlinks resolved inside the root, as it does), before the step can change them.
     let targets: string[] = [];
