@@ -108,7 +108,7 @@ function keyValue(field: string): { key: string; value: string | true; unq: stri
 }
 
 /** Splits a --mount CSV value on commas outside double quotes (fields keep their quotes). */
-export function splitCsv(spec: string): string[] {
+function splitCsv(spec: string): string[] {
   const out: string[] = [];
   let cur = '';
   let quoted = false;
