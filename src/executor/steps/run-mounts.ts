@@ -17,6 +17,9 @@ import { materialize } from './copy.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
+/** A RUN's typed mount, read with the instruction by src/dockerfile (mount.ts). */
+export type MountSpec = Mount;
+
 /** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
 export type SecretSource = { file: string } | { value: string };
 
@@ -67,7 +70,7 @@ export interface PreparedMounts {
 }
 
 /** Makes the host side of every mount ready; the caller must call release() after the run, whatever happens. */
-export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mount[], where: string): Promise<PreparedMounts> {
+export async function prepareMounts(ex: Executor, inst: Run, specs: readonly MountSpec[], where: string): Promise<PreparedMounts> {
   const mounts: RunMount[] = [];
   const secretEnv: string[] = [];
   const cleanup: Array<() => Promise<void>> = [];
@@ -102,7 +105,7 @@ export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mou
   return { mounts, secretEnv, release };
 }
 
-async function prepareBind(ex: Executor, inst: Run, spec: Extract<Mount, { type: 'bind' }>, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { type: 'bind' }>, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   const { source, kind } = await bindSource(ex, spec.from, inst, where);
   const matches = await source.resolve([spec.source]).catch(at(where));
   if (matches.length !== 1) {
@@ -121,7 +124,7 @@ async function prepareBind(ex: Executor, inst: Run, spec: Extract<Mount, { type:
 }
 
 /** Cache mounts live under <cache-dir>/run-cache/<sha256(id)> and are kept between builds on this machine. */
-async function prepareCache(ex: Executor, spec: Extract<Mount, { type: 'cache' }>, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cache' }>, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   const base = path.join(ex.settings.cacheDir, 'run-cache');
   await mkdir(base, { recursive: true, mode: 0o700 });
   const dir = path.join(base, createHash('sha256').update(spec.id).digest('hex'));
@@ -175,7 +178,7 @@ const LOCK_REFRESH_MS = 5_000;
  * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
  * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
  */
-export async function lockCache(lock: string, spec: Pick<Extract<Mount, { type: 'cache' }>, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal): Promise<(() => Promise<void>) | 'busy'> {
+export async function lockCache(lock: string, spec: Pick<Extract<MountSpec, { type: 'cache' }>, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal): Promise<(() => Promise<void>) | 'busy'> {
   let told = false;
   for (;;) {
     try {
@@ -205,7 +208,7 @@ export async function lockCache(lock: string, spec: Pick<Extract<Mount, { type: 
 }
 
 /** The secret's bytes; undefined for an optional secret that was not given. */
-async function secretValue(ex: Executor, spec: Extract<Mount, { type: 'secret' }>, where: string): Promise<Buffer | undefined> {
+async function secretValue(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }>, where: string): Promise<Buffer | undefined> {
   const src = ex.settings.secrets[spec.id];
   if (src === undefined) {
     if (!spec.required) return undefined;
@@ -225,7 +228,7 @@ async function secretValue(ex: Executor, spec: Extract<Mount, { type: 'secret' }
 }
 
 /** A secret is a 0400 (or mode=) file in a fresh 0700 dir outside the root, bound read-only and removed after the run. */
-async function prepareSecret(ex: Executor, spec: Extract<Mount, { type: 'secret' }> & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }> & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   // In the build's scratch dir: outside the root (in place the host's temp dir is the root being snapshotted), and
   // removed with the work dir by the next build when this one is killed.
   const dir = ex.settings.scratchPath('secret');
