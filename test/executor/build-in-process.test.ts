@@ -11,7 +11,7 @@ import { sandboxAvailable } from '../../src/run/index.js';
 import type { BuildEvent } from '../../src/util/events.js';
 import { HOST_BUSYBOX } from '../support/images.js';
 import { layoutImage, listTree, unpackLayers, verifyLayoutBlobs, type LayoutImage } from '../support/oci-layout.js';
-import { umociUnpack } from '../support/tools.js';
+import { run, umociUnpack } from '../support/tools.js';
 import { Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
@@ -146,6 +146,80 @@ describe.skipIf(!probe.ok)('build() in process (sandbox, no registry)', () => {
     // an ARG is in the key of the steps after it only (those that can read it)
     expect(steps(flavoured.events, 'cached')).toEqual(built.slice(0, 2));
     expect(flavoured.image.manifest.layers[2]!.digest).not.toBe(first.image.manifest.layers[2]!.digest);
+  });
+
+  // The handlers (RUN, COPY/ADD, WORKDIR) through one-step Dockerfiles: what they add, whatever their signature.
+  const USERS = { 'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n', 'etc/group': 'root:x:0:\napp:x:1000:\n' };
+  const BASE = [...PREFIX, 'COPY etc /etc/'];
+  const layersOf = (r: InProcess): string[] => r.image.manifest.layers.map((l) => l.digest);
+
+  it('a RUN that changes nothing and a WORKDIR that exists add no layer, only an empty history entry', async () => {
+    const plain = await buildIn(await context({ Dockerfile: `${BASE.join('\n')}\n`, ...USERS }));
+    const empty = await buildIn(await context({ Dockerfile: `${[...BASE, 'RUN true', 'WORKDIR /bin'].join('\n')}\n`, ...USERS }));
+    expect(layersOf(empty)).toEqual(layersOf(plain));
+    const emptyEntries = (r: InProcess): number => (r.image.config.history ?? []).filter((h) => h.empty_layer).length;
+    expect(emptyEntries(empty)).toBe(emptyEntries(plain) + 2);
+    expect(empty.image.config.config.WorkingDir).toBe('/bin');
+  });
+
+  it('USER: RUN runs as that user, WORKDIR is created owned by it, COPY --chown=name takes its primary group', async () => {
+    const r = await buildIn(await context({
+      Dockerfile: `${[...BASE, 'USER app', 'WORKDIR /made/by-app', 'RUN id -u > uid && id -g > gid', 'COPY --chown=app a.txt /owned.txt', 'USER 4242', 'WORKDIR /by-uid'].join('\n')}\n`,
+      ...USERS, 'a.txt': 'a\n',
+    }));
+    const [workdir, ran, copied, byUid] = (await unpackLayers(r.layout, r.image, ws.path(`layers-${n}`))).slice(BASE.length - 1);
+    const owner = async (p: string): Promise<number[]> => lstat(p).then((st) => [st.uid, st.gid]);
+    expect(await owner(path.join(workdir!, 'made/by-app'))).toEqual([1000, 1000]);
+    expect(await readFile(path.join(ran!, 'made/by-app/uid'), 'utf8')).toBe('1000\n');
+    expect(await readFile(path.join(ran!, 'made/by-app/gid'), 'utf8')).toBe('1000\n');
+    expect(await owner(path.join(copied!, 'owned.txt'))).toEqual([1000, 1000]);
+    expect(await owner(path.join(byUid!, 'by-uid'))).toEqual([4242, 4242]); // no passwd entry: uid:uid, as BuildKit
+  });
+
+  it('COPY --from a stage copies its files; ADD extracts a local tar; COPY --link holds only its files and parents', async () => {
+    const ctx = await context({
+      Dockerfile: `${['FROM scratch AS main', ...PREFIX.slice(1), 'RUN mkdir -p /out && echo built > /out/f', 'FROM scratch AS other', 'COPY a.txt /other.txt',
+        'FROM main', 'COPY --from=other /other.txt /from-stage/', 'ADD files.tar /unpacked/', 'RUN mkdir -p /opt/app && echo old > /opt/app/keep',
+        'COPY --link a.txt /opt/app/sub/'].join('\n')}\n`,
+      'a.txt': 'a\n',
+    });
+    await ws.context(`tar-src-${n}`, { 'in/x.txt': 'x\n' });
+    await run('tar', ['-cf', path.join(ctx, 'files.tar'), '-C', ws.path(`tar-src-${n}`), 'in']);
+    const r = await buildIn(ctx);
+    const [fromStage, unpacked, , linked] = (await unpackLayers(r.layout, r.image, ws.path(`layers-${n}`))).slice(PREFIX.length);
+    expect(await listTree(fromStage!)).toEqual(['from-stage/', 'from-stage/other.txt']);
+    expect(await readFile(path.join(unpacked!, 'unpacked/in/x.txt'), 'utf8')).toBe('x\n');
+    expect(await listTree(linked!)).toEqual(['opt/', 'opt/app/', 'opt/app/sub/', 'opt/app/sub/a.txt']);
+  });
+
+  it('with the step cache, COPY --link hits even when a step before it changed; the steps after it do not', async () => {
+    const cache = { repo: `oci:${ws.path('link-cache')}`, ttlMs: 3_600_000, runLayers: true, copyLayers: true, push: true };
+    const dockerfile = (before: string): string => `${[...PREFIX, `RUN echo ${before} > /before`, 'COPY --link a.txt /linked/', 'RUN cat /before /linked/a.txt > /after'].join('\n')}\n`;
+    const one = await buildIn(await context({ Dockerfile: dockerfile('one'), 'a.txt': 'a\n' }), { cache });
+    const two = await buildIn(await context({ Dockerfile: dockerfile('two'), 'a.txt': 'a\n' }), { cache });
+    const built = steps(one.events, 'finished');
+    expect(steps(two.events, 'cached')).toEqual([...built.slice(0, PREFIX.length - 1), built[PREFIX.length]]);
+    const last = (await unpackLayers(two.layout, two.image, ws.path(`layers-${n}`))).at(-1)!;
+    expect(await readFile(path.join(last, 'after'), 'utf8')).toBe('two\na\n');
+  });
+
+  it('RUN --mount: a cache mount outlives the build and stays out of the image; a secret is read, never written', async () => {
+    const secret = `s3cret-${n}-never-in-a-layer`;
+    const dockerfile = `${[...PREFIX, 'RUN --mount=type=cache,target=/c --mount=type=secret,id=tok echo x >> /c/log && wc -l < /c/log > /count && md5sum < /run/secrets/tok > /tok.md5'].join('\n')}\n`;
+    const ctx = await context({ Dockerfile: dockerfile });
+    const secrets = { tok: { value: secret } };
+    const first = await buildIn(ctx, { secrets });
+    const second = await buildIn(ctx, { secrets });
+    const lastLayer = async (r: InProcess): Promise<string> => (await unpackLayers(r.layout, r.image, ws.path(`layers-${++n}`))).at(-1)!;
+    const [a, b] = [await lastLayer(first), await lastLayer(second)];
+    expect((await readFile(path.join(a, 'count'), 'utf8')).trim()).toBe('1');
+    expect((await readFile(path.join(b, 'count'), 'utf8')).trim()).toBe('2');
+    expect(await readFile(path.join(a, 'tok.md5'), 'utf8')).toBe(`${createHash('md5').update(secret).digest('hex')}  -\n`);
+    expect(await listTree(a)).toEqual(['count', 'tok.md5']);
+    for (const blob of await readdir(path.join(first.layout, 'blobs/sha256'))) {
+      const bytes = await readFile(path.join(first.layout, 'blobs/sha256', blob));
+      expect(bytes.includes(secret)).toBe(false);
+    }
   });
 
   it('a failing RUN rejects with RUN_FAILED, writes no layout and leaves nothing in the work dir', async () => {
