@@ -135,6 +135,9 @@ describe.skipIf(!probe.ok)('build() in process (sandbox, no registry)', () => {
     const second = await buildIn(ctx, { cache });
     expect(steps(second.events, 'cached')).toHaveLength(first.image.manifest.layers.length);
     expect(second.result.manifestDigest).toBe(first.result.manifestDigest);
+    // where a line stands and files no step selects are in no key
+    const moved = await context({ Dockerfile: `# a comment\n\n${dockerfile}`, 'a.txt': 'one\n', 'unused.txt': 'x\n' });
+    expect(steps((await buildIn(moved, { cache })).events, 'cached')).toEqual(steps(second.events, 'cached'));
 
     await writeFile(path.join(ctx, 'a.txt'), 'two\n');
     const edited = await buildIn(ctx, { cache });
