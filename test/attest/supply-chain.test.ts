@@ -8,9 +8,9 @@ import { artifactManifest, listReferrers, mergeIndexTag, pushArtifact, referrers
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
+import { useFixture } from '../support/fixture.js';
 import { pushBusybox } from '../support/images.js';
 import type { TestRegistry } from '../support/registry.js';
-import { useFixture } from '../support/fixture.js';
 import { run, skopeoInspect } from '../support/tools.js';
 import { ecKeyPair, registryBlob } from './helpers.js';
 import { registryTags, Workspace } from '../executor/helpers.js';

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
 import { pushBusybox, pushMultiPlatform } from '../support/images.js';
 import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
-import { useFixture } from '../support/fixture.js';
 import { run, RunError, umociUnpack } from '../support/tools.js';
 import { ROOT, Workspace, type CliResult } from '../executor/helpers.js';
 

@@ -3,8 +3,8 @@ import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
 import { skopeoCopy } from '../support/tools.js';
 import { registryTags, Workspace } from './helpers.js';
 

@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { readLayoutImage } from '../../conformance/tree.js';
 import { BuilderError } from '../../src/errors.js';
 import { parseChmod, parseSymbolicMode } from '../../src/executor/chmod.js';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoCopy } from '../support/tools.js';
 import { Workspace } from './helpers.js';
 

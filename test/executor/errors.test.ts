@@ -1,8 +1,8 @@
 // Failing builds through the CLI: non-zero exit, file:line in the message, nothing pushed.
 import { describe, expect, it } from 'vitest';
 import { startFaultProxy } from '../support/fault-proxy.js';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoInspect } from '../support/tools.js';
 import { registryTags, Workspace } from './helpers.js';
 

@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run } from '../support/tools.js';
 import { ROOT, Workspace } from './helpers.js';
 

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { ROOT, Workspace } from './helpers.js';
 

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, umociUnpack } from '../support/tools.js';
 import { ROOT, Workspace } from './helpers.js';
 

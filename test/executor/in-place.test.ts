@@ -12,9 +12,9 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../src/registry/index.js';
 import { makeTar } from '../rootfs/tar-helpers.js';
+import { useFixture } from '../support/fixture.js';
 import { pushRawImage } from '../support/raw-image.js';
 import type { TestRegistry } from '../support/registry.js';
-import { useFixture } from '../support/fixture.js';
 import { run, RunError, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { ROOT, Workspace } from './helpers.js';
 

@@ -3,8 +3,8 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect, umociUnpack } from '../support/tools.js';
 import { registryTags, Workspace } from './helpers.js';
 

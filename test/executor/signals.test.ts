@@ -9,8 +9,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { unmountBelow } from '../support/tools.js';
 import { registryTags, ROOT, Workspace } from './helpers.js';
 

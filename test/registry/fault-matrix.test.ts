@@ -5,8 +5,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { registryTags, ROOT, Workspace, type CliResult } from '../executor/helpers.js';
 import { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultRule } from '../support/fault-proxy.js';
-import type { TestRegistry } from '../support/registry.js';
 import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, RunError, skopeoCopy, umociUnpack } from '../support/tools.js';
 
 type Operation = 'manifest-get' | 'config-get' | 'layer-get' | 'blob-put' | 'blob-patch' | 'manifest-put';
