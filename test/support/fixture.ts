@@ -1,4 +1,4 @@
-// The set-up most end-to-end test files share: a real registry, a scratch workspace, busybox pushed as the base.
+// The set-up most end-to-end test files share: a real registry, a scratch workspace, busybox (or another base) pushed.
 import { afterAll, beforeAll } from 'vitest';
 import { compileIfStale, Workspace } from '../executor/helpers.js';
 import { pushBusybox } from './images.js';
@@ -15,6 +15,8 @@ export interface FixtureOptions {
   repo?: string;
   tag?: string;
   format?: 'v2s2' | 'oci';
+  /** Pushes another base instead of busybox (returns its reference), or null: nothing is pushed, `base` is ''. */
+  push?: ((reg: TestRegistry) => Promise<string>) | null;
 }
 
 export interface Fixture {
@@ -37,7 +39,7 @@ export async function startFixture(o: FixtureOptions = {}): Promise<Fixture> {
     await ws.remove();
   };
   try {
-    const base = await pushBusybox(reg, o.repo ?? 'library/busybox', o.tag ?? 'latest', o.format ?? 'v2s2');
+    const base = o.push === null ? '' : o.push ? await o.push(reg) : await pushBusybox(reg, o.repo ?? 'library/busybox', o.tag ?? 'latest', o.format ?? 'v2s2');
     return { reg, ws, base, stop };
   } catch (err) {
     await stop();
