@@ -47,17 +47,43 @@ export async function verifyLayoutBlobs(layout: string): Promise<number> {
   return names.length;
 }
 
-/** Unpacks each layer into `into`/0, `into`/1, ... (whiteouts stay as .wh. files); returns those directories. */
+/** Unpacks each layer into `into`/0, `into`/1, ... (whiteouts stay as .wh. files; owners: see layerEntries); returns those directories. */
 export async function unpackLayers(layout: string, image: LayoutImage, into: string): Promise<string[]> {
   const dirs: string[] = [];
   for (const [k, l] of image.manifest.layers.entries()) {
     const dir = path.join(into, String(k));
     await mkdir(dir, { recursive: true });
     await layoutBlob(layout, l.digest);
-    await run('tar', ['-xzf', path.join(layout, 'blobs/sha256', l.digest.replace(/^sha256:/, '')), '-C', dir, '--numeric-owner', '--same-permissions']);
+    await run('tar', ['-xzf', path.join(layout, 'blobs/sha256', l.digest.replace(/^sha256:/, '')), '-C', dir]);
     dirs.push(dir);
   }
   return dirs;
+}
+
+export interface TarEntry { type: string; mode: number; uid: number; gid: number }
+
+/** Each entry of a layer as GNU tar lists it (type letter, permission bits, numeric owner): right whoever unpacks it. */
+export async function layerEntries(layout: string, layer: Descriptor): Promise<Map<string, TarEntry>> {
+  await layoutBlob(layout, layer.digest);
+  const { stdout } = await run('tar', ['--numeric-owner', '--quoting-style=literal', '-tvzf', path.join(layout, 'blobs/sha256', layer.digest.replace(/^sha256:/, ''))]);
+  const out = new Map<string, TarEntry>();
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    // "-rw-r----- 12/34 10 2026-12-07 17:00 app/a.txt" (symlinks end in " -> target", hard links in " link to target")
+    const m = /^(\S)(\S{9}) (\d+)\/(\d+) +\d+ \S+ \S+ (.*?)(?: -> .*| link to .*)?$/.exec(line);
+    if (!m) throw new Error(`tar listed a line this reader does not know: ${line}`);
+    out.set(m[5]!.replace(/\/$/, ''), { type: m[1]!, mode: permBits(m[2]!), uid: Number(m[3]), gid: Number(m[4]) });
+  }
+  return out;
+}
+
+/** "rwsr-x--T" as tar prints it -> 0o5754. */
+function permBits(p: string): number {
+  let mode = 0;
+  for (let i = 0; i < 9; i++) if (!'-ST'.includes(p[i]!)) mode |= 1 << (8 - i);
+  if ('sS'.includes(p[2]!)) mode |= 0o4000;
+  if ('sS'.includes(p[5]!)) mode |= 0o2000;
+  if ('tT'.includes(p[8]!)) mode |= 0o1000;
+  return mode;
 }
 
 /** Paths under dir, relative, sorted (directories with a trailing slash). */
