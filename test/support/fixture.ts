@@ -22,12 +22,12 @@ export interface FixtureOptions {
 export interface Fixture {
   reg: TestRegistry;
   ws: Workspace;
-  /** The pushed busybox as "HOST/repo:tag", ready for FROM. */
+  /** The pushed base as "HOST/repo:tag", ready for FROM ('' when `push` is null). */
   base: string;
   stop(): Promise<void>;
 }
 
-/** Starts the registry and the workspace (and compiles a stale CLI) at once, then pushes busybox. */
+/** Starts the registry and the workspace (and compiles a stale CLI) at once, then pushes the base. */
 export async function startFixture(o: FixtureOptions = {}): Promise<Fixture> {
   const [reg, ws] = await Promise.all([
     startRegistry({ mode: 'plain', ...o.registry }),
