@@ -5,15 +5,14 @@ import { chmod, chown, lstat, mkdir, readFile, rm, stat, utimes, writeFile } fro
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
-import { resolveStageRef, splitCsv, type ExpandedInstruction } from '../../dockerfile/index.js';
+import { splitCsv, type ExpandedInstruction } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import type { RunMount } from '../../run/index.js';
 import { copyMatches } from '../copy.js';
 import { contextSource, rootSource, type CopySource } from '../sources.js';
-import { resolveBase } from '../base.js';
+import { lookupSource, sourceKey, sourceRoot } from '../stage-sources.js';
 import { at } from '../where.js';
 import type { Executor } from '../executor.js';
-import { materialize } from './copy.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
@@ -25,9 +24,6 @@ export type MountSpec =
   | { type: 'tmpfs'; target: string; readonly: boolean; size?: number }
   /** A secret with env= and no target is an environment variable only (no file); with both, both. */
   | { type: 'secret'; target?: string; env?: string; id: string; required: boolean; mode: number; uid: number; gid: number };
-
-/** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
-export type SecretSource = { file: string } | { value: string };
 
 const KEYS = new Set(['type', 'source', 'src', 'target', 'dst', 'destination', 'readonly', 'ro', 'readwrite', 'rw', 'required',
   'id', 'sharing', 'from', 'mode', 'uid', 'gid', 'size', 'env']);
@@ -155,19 +151,9 @@ export function parseMounts(inst: Run, workdir: string, where: string): MountSpe
 
 /** The source of a bind mount: the context, a stage's root or an image's root. */
 async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root'; key: () => Promise<string | null> }> {
-  const { services, scheduling, settings } = ex;
-  if (from === undefined) return { source: contextSource(services.ctx), kind: 'context', key: async () => null };
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'RUN --mount from' });
-  if (ref.kind === 'stage') {
-    const done = await scheduling.done.get(ref.index);
-    if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    // In place, "/" has moved on: the stage is materialized from its layers once, in the work dir (as COPY --from does).
-    const root = settings.runMode === 'in-place' ? await materialize(ex, `stage:${ref.index}`, async () => done.layers) : await done.root.get(done.layers);
-    return { source: rootSource(root, `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
-  }
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where));
-  const rootfs = await materialize(ex, `image:${ref.ref}`, async () => img.layers);
-  return { source: rootSource(rootfs, `image ${ref.ref}`), kind: 'root', key: async () => (img.manifestDigest ? `image:${img.manifestDigest}` : null) };
+  if (from === undefined) return { source: contextSource(ex.services.ctx), kind: 'context', key: async () => null };
+  const src = lookupSource(ex, from, { file: inst.file, line: inst.line, what: 'RUN --mount from' });
+  return { source: rootSource(await sourceRoot(ex, src, where), src.label), kind: 'root', key: () => sourceKey(ex, src, where) };
 }
 
 /**
