@@ -87,7 +87,7 @@ function linkedKey(c: KeyContext<Copy>, sources: string | undefined): StepKey {
 }
 
 /** BuildKit links only without --chmod (dispatchCopy: `cfg.link && cfg.chmod == ""`); otherwise a plain copy. */
-export function linkApplies(inst: Copy): boolean {
+function linkApplies(inst: Copy): boolean {
   return inst.link && !inst.chmod;
 }
 
@@ -234,7 +234,7 @@ export function splitParents(src: string): { pivot: string; pattern: string } {
 }
 
 /** One download per URL and checksum per build: the cache key (computed ahead) and the step share it. */
-export function downloadOnce(ex: Executor, url: string, checksum: string | undefined, where: string): Promise<Download> {
+function downloadOnce(ex: Executor, url: string, checksum: string | undefined, where: string): Promise<Download> {
   const key = `${url}\0${checksum ?? ''}`;
   let p = ex.scheduling.downloads.get(key);
   if (!p) {
@@ -252,7 +252,7 @@ async function sourceFor(ex: Executor, from: string | undefined, { file, line }:
 }
 
 /** The sources of a COPY/ADD as selected (for the cache key): same resolution and filters as the step itself. */
-export async function selectedForKey(ex: Executor, inst: Copy, where: string): Promise<Array<{ name: string; entries: AsyncIterable<CopyEntry> }>> {
+async function selectedForKey(ex: Executor, inst: Copy, where: string): Promise<Array<{ name: string; entries: AsyncIterable<CopyEntry> }>> {
   checkInstruction(inst, where);
   // A download's name and Last-Modified (the file's mtime) are part of what is placed; its bytes are hashed like a file's.
   return (await selectedMatches(ex, inst, where)).map((m) => ({
