@@ -150,11 +150,13 @@ export function parseMounts(inst: Run, workdir: string, where: string): MountSpe
 }
 
 /** The source of a bind mount: the context, a stage's root or an image's root. */
-async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root'; key: () => Promise<string | null> }> {
-  if (from === undefined) return { source: contextSource(ex.services.ctx), kind: 'context', key: async () => null };
-  const src = lookupSource(ex, from, { file: inst.file, line: inst.line, what: 'RUN --mount from' });
-  return { source: rootSource(await sourceRoot(ex, src, where), src.label), kind: 'root', key: () => sourceKey(ex, src, where) };
+async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root' }> {
+  if (from === undefined) return { source: contextSource(ex.services.ctx), kind: 'context' };
+  const src = lookupSource(ex, from, mountPlace(inst));
+  return { source: rootSource(await sourceRoot(ex, src, where), src.label), kind: 'root' };
 }
+
+const mountPlace = (inst: Run): { file: string; line: number; what: string } => ({ file: inst.file, line: inst.line, what: 'RUN --mount from' });
 
 /**
  * What the mounts add to the step's cache key: each bind's content (context: the digest of what it exposes, .dockerignore
@@ -170,7 +172,7 @@ export async function mountsKey(ex: Executor, inst: Run, where: string): Promise
       parts.push(`bind:${await hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : m.name, entries: m.entries() })))}`);
       continue;
     }
-    const k = await (await bindSource(ex, spec.from, inst, where)).key();
+    const k = await sourceKey(ex, lookupSource(ex, spec.from, mountPlace(inst)), where); // the key needs no root
     if (k === null) return null;
     parts.push(`bind:${k}`);
   }
