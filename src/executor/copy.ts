@@ -82,13 +82,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
     opts.preserveOwner && !(e.type === 'dir' && e.path === '') ? { uid: e.stat.uid, gid: e.stat.gid } : own;
 
   for (const m of matches) {
-    let target: string;
-    if (m.type === 'dir') {
-      target = destPath;
-    } else {
-      const destIsDir = destSlash || count > 1 || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
-      target = destIsDir ? path.posix.join(destPath, m.name) : destPath;
-    }
+    const target = await targetOf(rootfs, m, destPath, destSlash || count > 1);
     // Parents of the target are created owned by the --chown user, with the --chmod mode, as BuildKit does.
     const parent = await rootfs.mkdirAll(path.posix.dirname(target), { ...own, mode: parentMode(opts.mode), cache });
     const targetContainer = path.posix.join(parent.container, path.posix.basename(target));
@@ -121,14 +115,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         return;
       }
       if (!(fresh.has(relDir) && e.path !== '')) await clearFor(host, e.type);
-      if (e.type === 'file') {
-        await placeFile(e, host, owner, opts, inodes);
-      } else {
-        await symlink(e.linkTarget ?? '', host);
-        // Created by the builder (root), so 0:0 needs no chown.
-        if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
-        await lutimes(host, e.stat.atime, e.stat.mtime);
-      }
+      await (e.type === 'file' ? placeFile(e, host, owner, opts, inodes) : placeSymlink(e, host, owner));
       written.push(container);
     };
 
@@ -139,6 +126,20 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   // Directory metadata last: writing their contents changed their mtimes.
   for (const { host, entry } of dirsMeta.reverse()) await setDirMeta(host, entry, ownerOf(entry), opts);
   return written;
+}
+
+/** Where a match lands: a directory's contents merge into DEST; a file goes to DEST/name when DEST is (or must be) a directory. */
+async function targetOf(rootfs: RootFs, m: CopySourceMatch, destPath: string, toDir: boolean): Promise<string> {
+  if (m.type === 'dir') return destPath;
+  const destIsDir = toDir || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
+  return destIsDir ? path.posix.join(destPath, m.name) : destPath;
+}
+
+async function placeSymlink(e: CopyEntry, host: string, owner: { uid: number; gid: number }): Promise<void> {
+  await symlink(e.linkTarget ?? '', host);
+  // Created by the builder (root), so 0:0 needs no chown.
+  if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+  await lutimes(host, e.stat.atime, e.stat.mtime);
 }
 
 /** More than one file needs a directory destination, else each would replace the last (Docker documents the trailing "/"). */
