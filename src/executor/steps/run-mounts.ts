@@ -5,40 +5,28 @@ import { chmod, chown, lstat, mkdir, readFile, rm, stat, utimes, writeFile } fro
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
-import { resolveStageRef, type ExpandedInstruction, type Mount } from '../../dockerfile/index.js';
+import { type ExpandedInstruction, type Mount } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import type { RunMount } from '../../run/index.js';
 import { copyMatches } from '../copy.js';
 import { contextSource, rootSource, type CopySource } from '../sources.js';
-import { resolveBase } from '../base.js';
+import { lookupSource, sourceKey, sourceRoot } from '../stage-sources.js';
 import { at } from '../where.js';
 import type { Executor } from '../executor.js';
-import { materialize } from './copy.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
 /** A RUN's typed mount, read with the instruction by src/dockerfile (mount.ts). */
 export type MountSpec = Mount;
 
-/** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
-export type SecretSource = { file: string } | { value: string };
-
 /** The source of a bind mount: the context, a stage's root or an image's root. */
-async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root'; key: () => Promise<string | null> }> {
-  const { services, scheduling, settings } = ex;
-  if (from === undefined) return { source: contextSource(services.ctx), kind: 'context', key: async () => null };
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'RUN --mount from' });
-  if (ref.kind === 'stage') {
-    const done = await scheduling.done.get(ref.index);
-    if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    // In place, "/" has moved on: the stage is materialized from its layers once, in the work dir (as COPY --from does).
-    const root = settings.runMode === 'in-place' ? await materialize(ex, `stage:${ref.index}`, async () => done.layers) : await done.root.get(done.layers);
-    return { source: rootSource(root, `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
-  }
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where));
-  const rootfs = await materialize(ex, `image:${ref.ref}`, async () => img.layers);
-  return { source: rootSource(rootfs, `image ${ref.ref}`), kind: 'root', key: async () => (img.manifestDigest ? `image:${img.manifestDigest}` : null) };
+async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root' }> {
+  if (from === undefined) return { source: contextSource(ex.services.ctx), kind: 'context' };
+  const src = lookupSource(ex, from, mountPlace(inst));
+  return { source: rootSource(await sourceRoot(ex, src, where), src.label), kind: 'root' };
 }
+
+const mountPlace = (inst: Run): { file: string; line: number; what: string } => ({ file: inst.file, line: inst.line, what: 'RUN --mount from' });
 
 /**
  * What the mounts add to the step's cache key: each bind's content (context: the digest of what it exposes, .dockerignore
@@ -54,7 +42,7 @@ export async function mountsKey(ex: Executor, inst: Run, where: string): Promise
       parts.push(`bind:${await hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : m.name, entries: m.entries() })))}`);
       continue;
     }
-    const k = await (await bindSource(ex, spec.from, inst, where)).key();
+    const k = await sourceKey(ex, lookupSource(ex, spec.from, mountPlace(inst)), where); // the key needs no root
     if (k === null) return null;
     parts.push(`bind:${k}`);
   }
