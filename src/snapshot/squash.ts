@@ -40,38 +40,7 @@ async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Pr
  * whited out and then created again gets an opaque marker so the base's old contents stay hidden.
  */
 export async function squashLayers(layers: readonly Layer[], outFile: string, opts: { compressionLevel?: number; compression?: LayerCompression; mtime?: Date } = {}): Promise<LayerResult> {
-  const winner = new Map<string, number>();
-  const whiteout = new Map<string, number>();
-  const opaque = new Set<string>();
-  for (const [k, layer] of layers.entries()) {
-    await eachEntry(layer, async (h) => {
-      const name = clean(h.name);
-      const base = path.posix.basename(name);
-      const dir = path.posix.dirname(name) === '.' ? '' : path.posix.dirname(name);
-      if (base === OPAQUE) {
-        for (const p of [...winner.keys()]) if (under(p, dir)) winner.delete(p);
-        for (const p of [...whiteout.keys()]) if (under(p, dir)) whiteout.delete(p);
-        opaque.add(dir);
-        return;
-      }
-      if (base.startsWith(WH)) {
-        const target = path.posix.join(dir, base.slice(WH.length));
-        for (const p of [...winner.keys()]) if (p === target || under(p, target)) winner.delete(p);
-        // whiteouts and opaque markers below it are covered by this one
-        for (const p of [...whiteout.keys()]) if (under(p, target)) whiteout.delete(p);
-        for (const p of [...opaque]) if (p === target || under(p, target)) opaque.delete(p);
-        whiteout.set(target, k);
-        return;
-      }
-      if (whiteout.has(name)) {
-        // created again after a whiteout: a directory must still hide what the base had in it
-        if (h.type === 'directory') opaque.add(name);
-        whiteout.delete(name);
-      }
-      winner.set(name, k);
-    });
-  }
-
+  const { winner, whiteout, opaque } = await planSquash(layers);
   const pack = tar.pack();
   const diff = new HashingStream();
   const digest = new HashingStream();
@@ -121,4 +90,46 @@ export async function squashLayers(layers: readonly Layer[], outFile: string, op
   const d = digest.result();
   const u = diff.result();
   return { digest: d.digest, size: d.size, diffId: u.digest, uncompressedSize: u.size };
+}
+
+/** Which layer's entry survives per path (pass one of squashLayers), the whiteouts kept, and the opaque directories. */
+interface SquashPlan {
+  winner: Map<string, number>;
+  whiteout: Map<string, number>;
+  opaque: Set<string>;
+}
+
+async function planSquash(layers: readonly Layer[]): Promise<SquashPlan> {
+  const winner = new Map<string, number>();
+  const whiteout = new Map<string, number>();
+  const opaque = new Set<string>();
+  for (const [k, layer] of layers.entries()) {
+    await eachEntry(layer, async (h) => {
+      const name = clean(h.name);
+      const base = path.posix.basename(name);
+      const dir = path.posix.dirname(name) === '.' ? '' : path.posix.dirname(name);
+      if (base === OPAQUE) {
+        for (const p of [...winner.keys()]) if (under(p, dir)) winner.delete(p);
+        for (const p of [...whiteout.keys()]) if (under(p, dir)) whiteout.delete(p);
+        opaque.add(dir);
+        return;
+      }
+      if (base.startsWith(WH)) {
+        const target = path.posix.join(dir, base.slice(WH.length));
+        for (const p of [...winner.keys()]) if (p === target || under(p, target)) winner.delete(p);
+        // whiteouts and opaque markers below it are covered by this one
+        for (const p of [...whiteout.keys()]) if (under(p, target)) whiteout.delete(p);
+        for (const p of [...opaque]) if (p === target || under(p, target)) opaque.delete(p);
+        whiteout.set(target, k);
+        return;
+      }
+      if (whiteout.has(name)) {
+        // created again after a whiteout: a directory must still hide what the base had in it
+        if (h.type === 'directory') opaque.add(name);
+        whiteout.delete(name);
+      }
+      winner.set(name, k);
+    });
+  }
+  return { winner, whiteout, opaque };
 }
