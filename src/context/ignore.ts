@@ -151,6 +151,21 @@ function compilePattern(text: string, exclusion: boolean, where: string): Patter
     if (err instanceof BadPatternError) throw bad(err);
     throw err;
   }
+  const { re, type } = translatePattern(text);
+  let regexp: RegExp | undefined;
+  if (type === 'regexp') {
+    try {
+      regexp = new RegExp(`${re}$`, 'u');
+    } catch (err) {
+      // Go's regexp rejects some patterns filepath.Match accepts (e.g. [z-a]); Docker fails the build then.
+      throw bad(err);
+    }
+  }
+  return { text, exclusion, type, regexp, nfa: regexp ? compileRegexNfa(`${re}$`) : undefined };
+}
+
+/** moby's translation of a pattern: its match type and the anchored regexp (without "$") it reads as. */
+function translatePattern(text: string): { re: string; type: MatchType } {
   const chars = Array.from(text);
   let re = '^';
   let type: MatchType = 'exact';
@@ -208,16 +223,7 @@ function compilePattern(text: string, exclusion: boolean, where: string): Patter
       re += ch;
     }
   }
-  let regexp: RegExp | undefined;
-  if (type === 'regexp') {
-    try {
-      regexp = new RegExp(`${re}$`, 'u');
-    } catch (err) {
-      // Go's regexp rejects some patterns filepath.Match accepts (e.g. [z-a]); Docker fails the build then.
-      throw bad(err);
-    }
-  }
-  return { text, exclusion, type, regexp, nfa: regexp ? compileRegexNfa(`${re}$`) : undefined };
+  return { re, type };
 }
 
 /** A pattern character escaped with `\\`, as a literal in the regexp being built. */
