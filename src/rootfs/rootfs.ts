@@ -152,40 +152,9 @@ export class RootFs {
       const canonical = '/' + resolved.join('/');
       let kind = cache?.get(canonical);
       if (kind === undefined) {
-        const host = this.hostPath(canonical);
-        let st: Stats | undefined;
-        try {
-          st = await lstat(host);
-        } catch (err) {
-          if (!isErrno(err, 'ENOENT')) {
-            if (isErrno(err, 'ENOTDIR')) {
-              missing = true;
-              continue;
-            }
-            throw fsError('ROOTFS_RESOLVE_FAILED', `cannot resolve ${containerPath} in root ${this.root} (at ${canonical})`, err);
-          }
-        }
-        if (st === undefined) {
-          if (!create) {
-            missing = true;
-            continue;
-          }
-          await this.makeDir(host, canonical, create);
-          kind = true;
-        } else if (st.isSymbolicLink()) {
-          kind = await readlink(host);
-        } else if (st.isDirectory()) {
-          kind = true;
-        } else {
-          if (!isFinal || create) {
-            if (create) {
-              throw new BuilderError('ROOTFS_NOT_A_DIRECTORY', `cannot create directory ${containerPath} in root ${this.root}: ${canonical} is not a directory`, {
-                hint: 'a file is in the way of a directory the build needs; remove it in an earlier step or change the path',
-              });
-            }
-            // Kernel would say ENOTDIR; the caller's operation will, and the path stays inside the root.
-            missing = true;
-          }
+        kind = await this.probe(containerPath, canonical, create);
+        if (kind === undefined) {
+          missing = true;
           continue;
         }
         cache?.set(canonical, kind);
@@ -205,6 +174,35 @@ export class RootFs {
     }
     const canonical = '/' + resolved.join('/');
     return { host: this.hostPath(canonical), container: canonical };
+  }
+
+  /**
+   * What is at `canonical` on disk: a directory (true; created when `create` is given and nothing is there), a
+   * symlink's target, or undefined when nothing can be below it (missing, or not a directory).
+   */
+  private async probe(containerPath: string, canonical: string, create: DirSpec | undefined): Promise<true | string | undefined> {
+    const host = this.hostPath(canonical);
+    let st: Stats | undefined;
+    try {
+      st = await lstat(host);
+    } catch (err) {
+      if (isErrno(err, 'ENOTDIR')) return undefined;
+      if (!isErrno(err, 'ENOENT')) throw fsError('ROOTFS_RESOLVE_FAILED', `cannot resolve ${containerPath} in root ${this.root} (at ${canonical})`, err);
+    }
+    if (st === undefined) {
+      if (!create) return undefined;
+      await this.makeDir(host, canonical, create);
+      return true;
+    }
+    if (st.isSymbolicLink()) return await readlink(host);
+    if (st.isDirectory()) return true;
+    if (create) {
+      throw new BuilderError('ROOTFS_NOT_A_DIRECTORY', `cannot create directory ${containerPath} in root ${this.root}: ${canonical} is not a directory`, {
+        hint: 'a file is in the way of a directory the build needs; remove it in an earlier step or change the path',
+      });
+    }
+    // Kernel would say ENOTDIR; the caller's operation will, and the path stays inside the root (a final file ends the walk anyway).
+    return undefined;
   }
 
   private async makeDir(host: string, canonical: string, create: DirSpec): Promise<void> {

@@ -236,6 +236,60 @@ function paxNumber(pax: Pax, key: string): number | undefined {
   return n;
 }
 
+/** The PAX records of one entry: the global ones (less those naming one entry) overridden by its own. */
+function entryPax(globalPax: Pax, localPax: Pax | undefined): Pax {
+  const pax: Pax = new Map(globalPax);
+  // A global header applies to every later entry: it may not rename them all, point them all at one link or resize them.
+  for (const k of PER_ENTRY_KEYS) pax.delete(k);
+  if (localPax) for (const [k, v] of localPax) pax.set(k, v);
+  return pax;
+}
+
+/** An entry's header from its ustar block, its PAX records and any GNU long name/link before it. */
+function headerOf(block: Buffer, flag: string, blockSize: number, pax: Pax, longName: string | undefined, longLink: string | undefined): TarHeader {
+  let name = readString(block, 0, 100);
+  const magic = block.toString('latin1', 257, 263);
+  // POSIX ustar splits long names into prefix + name; GNU's "ustar  " uses that area for other fields.
+  if (magic === 'ustar\0' && block[345] !== 0) name = readString(block, 345, 155) + '/' + name;
+  let linkname = readString(block, 157, 100);
+  if (longName !== undefined) name = longName;
+  if (longLink !== undefined) linkname = longLink;
+  const p = pax.get('path');
+  if (p) name = paxPath(p, 'path');
+  const lp = pax.get('linkpath');
+  if (lp) linkname = paxPath(lp, 'linkpath');
+  const size = paxNumber(pax, 'size') ?? blockSize;
+
+  let type = typeOf(flag);
+  // Pre-POSIX tars mark directories only by a trailing slash.
+  if (type === 'file' && flag !== '7' && name.endsWith('/')) type = 'directory';
+
+  const xattrs = new Map<string, Buffer>();
+  for (const [k, v] of pax) {
+    if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+    else if (k.startsWith('LIBARCHIVE.xattr.')) {
+      xattrs.set(decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(v.toString('latin1'), 'base64'));
+    }
+  }
+  return {
+    name,
+    type,
+    typeflag: flag,
+    mode: readNumber(block, 100, 8),
+    uid: paxNumber(pax, 'uid') ?? readNumber(block, 108, 8),
+    gid: paxNumber(pax, 'gid') ?? readNumber(block, 116, 8),
+    size,
+    mtime: paxNumber(pax, 'mtime') ?? readNumber(block, 136, 12),
+    atime: paxNumber(pax, 'atime'),
+    linkname,
+    uname: pax.get('uname')?.toString('utf8') ?? readString(block, 265, 32),
+    gname: pax.get('gname')?.toString('utf8') ?? readString(block, 297, 32),
+    devmajor: readNumber(block, 329, 8),
+    devminor: readNumber(block, 337, 8),
+    xattrs,
+  };
+}
+
 /**
  * Yields the entries of a tar stream in order. Reading the next entry skips whatever the consumer
  * left of the previous body; after the end-of-archive marker the source is drained.
@@ -255,7 +309,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     }
     if (!checksumOk(block)) throw invalid('header checksum mismatch (is it compressed with something other than gzip?)');
     const flag = String.fromCharCode(block[156]!);
-    let size = readNumber(block, 124, 12);
+    const size = readNumber(block, 124, 12);
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
       if (size > 64 * 1024 * 1024) throw invalid(`extended header of ${size} bytes`);
       const data = size === 0 ? Buffer.alloc(0) : (await src.readExact(size)) ?? Buffer.alloc(0);
@@ -271,56 +325,11 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       }
       continue;
     }
-    const pax: Pax = new Map(globalPax);
-    // A global header applies to every later entry: it may not rename them all, point them all at one link or resize them.
-    for (const k of PER_ENTRY_KEYS) pax.delete(k);
-    if (localPax) for (const [k, v] of localPax) pax.set(k, v);
+    const header = headerOf(block, flag, size, entryPax(globalPax, localPax), longName, longLink);
     localPax = undefined;
-
-    let name = readString(block, 0, 100);
-    const magic = block.toString('latin1', 257, 263);
-    // POSIX ustar splits long names into prefix + name; GNU's "ustar  " uses that area for other fields.
-    if (magic === 'ustar\0' && block[345] !== 0) name = readString(block, 345, 155) + '/' + name;
-    let linkname = readString(block, 157, 100);
-    if (longName !== undefined) name = longName;
-    if (longLink !== undefined) linkname = longLink;
     longName = longLink = undefined;
-    const p = pax.get('path');
-    if (p) name = paxPath(p, 'path');
-    const lp = pax.get('linkpath');
-    if (lp) linkname = paxPath(lp, 'linkpath');
-    size = paxNumber(pax, 'size') ?? size;
-
-    let type = typeOf(flag);
-    // Pre-POSIX tars mark directories only by a trailing slash.
-    if (type === 'file' && flag !== '7' && name.endsWith('/')) type = 'directory';
-
-    const xattrs = new Map<string, Buffer>();
-    for (const [k, v] of pax) {
-      if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
-      else if (k.startsWith('LIBARCHIVE.xattr.')) {
-        xattrs.set(decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(v.toString('latin1'), 'base64'));
-      }
-    }
-    const header: TarHeader = {
-      name,
-      type,
-      typeflag: flag,
-      mode: readNumber(block, 100, 8),
-      uid: paxNumber(pax, 'uid') ?? readNumber(block, 108, 8),
-      gid: paxNumber(pax, 'gid') ?? readNumber(block, 116, 8),
-      size,
-      mtime: paxNumber(pax, 'mtime') ?? readNumber(block, 136, 12),
-      atime: paxNumber(pax, 'atime'),
-      linkname,
-      uname: pax.get('uname')?.toString('utf8') ?? readString(block, 265, 32),
-      gname: pax.get('gname')?.toString('utf8') ?? readString(block, 297, 32),
-      devmajor: readNumber(block, 329, 8),
-      devminor: readNumber(block, 337, 8),
-      xattrs,
-    };
     // Link, device and directory entries carry no data whatever their size field says (as Go's archive/tar).
-    const dataSize = HEADER_ONLY.has(type) ? 0 : size;
+    const dataSize = HEADER_ONLY.has(header.type) ? 0 : header.size;
     const state = { remaining: dataSize };
     yield { header, body: src.slices(state) };
     await src.skip(state.remaining + ((BLOCK - (dataSize % BLOCK)) % BLOCK));
