@@ -51,6 +51,20 @@ export class BuilderError extends Error {
     this.line = opts.line;
   }
 
+  /**
+   * This error told with another message, at file:line or at no place: a copy of the same class (a RegistryError keeps
+   * its status and Retry-After), code, hint and exit code, with this error as its cause.
+   */
+  relocated(message: string, at: { file?: string; line?: number } = {}): this {
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(this) as object) as this, this, { file: at.file, line: at.line });
+    Object.defineProperties(copy, {
+      message: { value: message, writable: true, configurable: true },
+      cause: { value: this, writable: true, configurable: true },
+    });
+    Error.captureStackTrace(copy, BuilderError.prototype.relocated);
+    return copy;
+  }
+
   /** One line for humans: "CODE: message (hint)". */
   format(): string {
     return `${this.code}: ${this.message}${this.hint ? `\n  hint: ${this.hint}` : ''}`;
@@ -70,5 +84,5 @@ export function isBuilderError(err: unknown, code?: ErrorCode | readonly ErrorCo
 export function locateError(err: unknown, file: string, line: number, prefix = true): unknown {
   if (!(err instanceof BuilderError) || err.file !== undefined) return err;
   const message = !prefix || err.message.startsWith(`${file}:`) ? err.message : `${file}:${line}: ${err.message}`;
-  return new BuilderError(err.code, message, { ...(err.hint ? { hint: err.hint } : {}), cause: err, exitCode: err.exitCode, file, line });
+  return err.relocated(message, { file, line });
 }

@@ -3,6 +3,7 @@ import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { copyTree, type RootfsStore } from '../cache/index.js';
+import { ROOTFS_STORE_ERROR_CODES } from '../cache/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
@@ -188,7 +189,7 @@ export class StageRoot {
       this.opts.onClone?.(m.mounted ? 'overlay' : 'copy', base.length, (Date.now() - t0) / 1000, made);
       return base.length;
     } catch (err) {
-      if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
+      if (!isBuilderError(err, ROOTFS_STORE_ERROR_CODES)) throw err;
       this.opts.onWarning?.(`${err.message}; extracting the base instead`);
       await rm(this.path, { recursive: true, force: true });
       return 0;

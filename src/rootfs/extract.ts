@@ -6,6 +6,7 @@ import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink,
 import { Readable, pipeline, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
+import { ROOTFS_ERROR_CODES } from './codes.js';
 import { layerCompression } from '../image/index.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
@@ -174,7 +175,7 @@ function layerLabel(opts: ExtractOptions): string {
 function wrap(err: unknown, st: State, opts: ExtractOptions): BuilderError {
   const where = `${layerLabel(opts)}${st.entry ? `, entry "${st.entry}"` : ''}`;
   if (isBuilderError(err)) {
-    if (err.code.startsWith('ROOTFS_') && !err.message.startsWith(layerLabel(opts))) {
+    if (isBuilderError(err, ROOTFS_ERROR_CODES) && !err.message.startsWith(layerLabel(opts))) {
       return new BuilderError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: err.cause ?? err, exitCode: err.exitCode });
     }
     return err;
