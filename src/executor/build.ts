@@ -458,6 +458,7 @@ function baseSettings(
     exclude: prefixFilter(prefixes),
     excludePrefixes: prefixes,
     cacheDir: path.resolve(opts.cacheDir),
+    host: opts.host,
     secrets: opts.secrets ?? {},
     ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
     stageRoot: () => '/',

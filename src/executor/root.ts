@@ -7,12 +7,15 @@ import { ROOTFS_STORE_ERROR_CODES } from '../cache/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
+import type { Host } from '../util/host.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
+  /** Who extracts: its ids and umask (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
@@ -65,6 +68,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+      ...(opts.host ? { host: opts.host } : {}),
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));

@@ -8,6 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { ROOTFS_ERROR_CODES } from './codes.js';
 import { layerCompression } from '../image/index.js';
+import type { Host } from '../util/host.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
 import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
@@ -20,6 +21,11 @@ export interface ExtractOptions {
   owners?: boolean;
   /** Create device nodes and fifos (default: when the process is root); otherwise they are skipped with a warning. */
   devices?: boolean;
+  /**
+   * Who extracts (the CLI's Host): its ids and umask. Absent: an unprivileged process of unknown ids, so no owners or
+   * devices unless asked, and every mode set with fchmod.
+   */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask'>;
   /** Apply SCHILY.xattr.* attributes (default true). */
   xattrs?: boolean;
   /** Names the layer (e.g. its digest) in errors and warnings. */
@@ -100,15 +106,16 @@ interface State {
 
 /** Applies one layer tar (plain or gzip) to the root, in order. Never writes outside the root. */
 export async function extractLayer(rootfs: RootFs, input: Readable, opts: ExtractOptions = {}): Promise<ExtractResult> {
-  const isRoot = process.getuid?.() === 0;
+  const isRoot = opts.host?.uid === 0;
   const st: State = {
     rootfs,
     opts,
     owners: opts.chown ? true : opts.owners ?? isRoot,
     devices: opts.devices ?? isRoot,
-    uid: process.getuid?.() ?? -1,
-    gid: process.getgid?.() ?? -1,
-    umask: process.umask(),
+    uid: opts.host?.uid ?? -1,
+    gid: opts.host?.gid ?? -1,
+    // unknown: every mode bit may be stripped, so every mode is set with fchmod
+    umask: opts.host?.umask ?? 0o7777,
     cache: new Map(),
     layerPaths: new Set(),
     freshDirs: new Set(),

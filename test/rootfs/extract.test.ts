@@ -9,6 +9,10 @@ import * as tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BuilderError } from '../../src/errors.js';
 import { extractLayer, RootFs } from '../../src/rootfs/index.js';
+import { processHost } from '../../src/cli/host.js';
+
+// the CLI hands extraction the process's ids and umask; the tests extract as this process
+const host = processHost();
 import { type Ent, gz, makeTar, paxBlock, streamOf } from './tar-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -30,7 +34,7 @@ afterEach(() => {
 
 async function apply(entries: Ent[] | Buffer, opts: Parameters<typeof extractLayer>[2] = {}) {
   const buf = Buffer.isBuffer(entries) ? entries : await makeTar(entries);
-  return extractLayer(rootfs, streamOf(buf), { onWarning: () => undefined, ...opts });
+  return extractLayer(rootfs, streamOf(buf), { onWarning: () => undefined, host, ...opts });
 }
 
 const at = (p: string) => path.join(root, p);
