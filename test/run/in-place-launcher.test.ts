@@ -38,7 +38,7 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     const out = collect();
     const p = runStep({
       mode: 'in-place', root: '/', argv: ['/bin/sh', '-c', script], env: [`D=${dir}`, `CFG=${cfg}`], user: { uid: 0, gid: 0, groups: [], home: '/root' }, cwd: dir,
-      onOutput: out.onOutput, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, launcher, hide: [cfg] }, ...extra,
+      onOutput: out.onOutput, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, nodePath: process.execPath, launcher, hide: [cfg] }, ...extra,
     });
     return { out, p };
   };
@@ -92,7 +92,7 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     const stubborn = path.join(dir, 'stubborn-launcher');
     await writeFile(stubborn, `#!/bin/sh\ntrap '' TERM\necho $$ > ${dir}/stubborn.pid\nexec sleep 300\n`, { mode: 0o755 });
     const ac = new AbortController();
-    const { p } = run('true', { signal: ac.signal, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, launcher: stubborn, hide: [] } });
+    const { p } = run('true', { signal: ac.signal, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, nodePath: process.execPath, launcher: stubborn, hide: [] } });
     await waitFor('the launcher', async () => (await readFile(path.join(dir, 'stubborn.pid'), 'utf8').catch(() => '')).trim() !== '');
     const pid = Number(await readFile(path.join(dir, 'stubborn.pid'), 'utf8'));
     ac.abort();

@@ -22,11 +22,12 @@ describe('in-place runStep', () => {
 
   // Running as ourselves keeps in-place steps from needing privileges; the switch tests opt in.
   const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] as number[], home: '/root' };
-  const run = (argv: string[], extra: Partial<RunStepOptions> = {}) => {
+  const run = (argv: string[], { inPlace, ...extra }: Partial<RunStepOptions> = {}) => {
     const out = collect();
     const p = runStep({
       mode: 'in-place', root: '/', argv, env: [`OUT=${dir}`], user: self, cwd: dir, onOutput: out.onOutput,
-      inPlace: { credentials: { uid: self.uid, gid: self.gid, groups: [] } },
+      // the node binary for the credential helper: the CLI hands the library its own
+      inPlace: { nodePath: process.execPath, ...(inPlace ?? { credentials: { uid: self.uid, gid: self.gid, groups: [] } }) },
       ...extra,
     });
     return { out, p };

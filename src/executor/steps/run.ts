@@ -117,6 +117,8 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       ...(settings.runMode === 'sandbox' ? { runtimeDir: settings.scratchPath('run') } : {}),
       ...(settings.runMode === 'in-place' ? {
         inPlace: {
+          credentials: { uid: settings.host.uid, gid: settings.host.gid, groups: [...settings.host.groups] },
+          nodePath: settings.host.execPath,
           ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),
           hide: settings.inPlace?.hide ?? [],
           ...(settings.inPlace?.onStep ? { onStep: settings.inPlace.onStep } : {}),
