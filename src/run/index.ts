@@ -4,13 +4,13 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import type { RunResult } from './common.js';
+import type { Kill, RunResult } from './common.js';
 import { describeArgv } from './common.js';
 import { IN_PLACE_IGNORED_PATHS, runInPlace, type Credentials } from './in-place.js';
 import { placeMounts } from './in-place-mounts.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
-export { DEFAULT_PATH, killProcessTree, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+export { DEFAULT_PATH, killProcessTree, stepEnv, type Kill, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts, type RunMount } from './sandbox.js';
 export { elfHeader, findEmulator, runsNatively, type Emulator } from './binfmt.js';
 export {
@@ -121,14 +121,14 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
  * chain (namespaces, mounts, pivot_root, capability drop) on an empty temp root. The executor
  * defaults to sandbox when ok, otherwise in-place.
  */
-export async function sandboxAvailable(): Promise<{ ok: boolean; reason?: string }> {
+export async function sandboxAvailable(kill: Kill): Promise<{ ok: boolean; reason?: string }> {
   const tools = await findSandboxTools();
   if ('missing' in tools) return { ok: false, reason: `host tool "${tools.missing}" not found` };
   const dir = await mkdtemp(path.join(tmpdir(), 'builder-probe-'));
   try {
     await chmod(dir, 0o755);
     // The root is empty, so the command cannot exist: reaching its exec (127) proves the setup works.
-    await runSandboxed({ root: dir, argv: ['/builder-sandbox-probe'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/' }, tools);
+    await runSandboxed({ root: dir, argv: ['/builder-sandbox-probe'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/', kill }, tools);
     return { ok: true };
   } catch (e) {
     return { ok: false, reason: e instanceof Error ? e.message : String(e) };

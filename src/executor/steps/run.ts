@@ -112,6 +112,7 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       network: (inst.network as 'default' | 'none' | 'host' | undefined) ?? 'default',
       onOutput: out.write,
       signal: scheduling.signal,
+      kill: settings.host.kill,
       ...(mounts.length > 0 ? { mounts } : {}),
       ...(secretEnv.length > 0 ? { secretEnv } : {}),
       ...(settings.runMode === 'sandbox' ? { runtimeDir: settings.scratchPath('run') } : {}),
