@@ -1,5 +1,6 @@
 // The process facts the library asks for (src/util/host.ts), taken from `process` here, where the CLI reads it.
 import type { Host } from '../util/host.js';
+import { findZstd } from '../util/zstd.js';
 
 export function processHost(env: Readonly<Record<string, string | undefined>> = process.env): Host {
   return {
@@ -8,7 +9,7 @@ export function processHost(env: Readonly<Record<string, string | undefined>> = 
     groups: process.getgroups?.() ?? [],
     umask: process.umask(),
     execPath: process.execPath,
-    path: env.PATH,
+    zstd: findZstd({ execPath: process.execPath, path: env.PATH }),
     kill: (pid, signal) => process.kill(pid, signal),
   };
 }

@@ -113,8 +113,8 @@ export interface UnpackOptions {
   /** Container paths (relative to `dest`'s root) to leave alone. */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
-  /** Who extracts: its ids and umask (src/rootfs ExtractOptions.host). */
-  host?: Pick<Host, 'uid' | 'gid' | 'umask'>;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
 }
 
 /**

@@ -163,6 +163,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.compression ? { compression: opts.compression } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+    ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}),
   });
   opts.emit({ type: 'message', level: 'info', msg: `single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)` });
   let seen = 0;
@@ -186,7 +187,7 @@ function checkCompression(opts: BuildOptions): void {
       hint: 'drop --image-format docker (zstd builds write OCI manifests), or use --compression gzip',
     });
   }
-  requireZstd('--compression zstd');
+  requireZstd('--compression zstd', opts.host.zstd);
 }
 
 /** A zstd layer from the base (a gzip build FROM a zstd image) cannot go into a Docker manifest either. */
@@ -385,7 +386,7 @@ async function attestations(
   a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
 ): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
-    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}), ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
     ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }

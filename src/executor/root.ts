@@ -14,8 +14,8 @@ export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
-  /** Who extracts: its ids and umask (src/rootfs ExtractOptions.host). */
-  host?: Pick<Host, 'uid' | 'gid' | 'umask'>;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */

@@ -22,10 +22,10 @@ export interface ExtractOptions {
   /** Create device nodes and fifos (default: when the process is root); otherwise they are skipped with a warning. */
   devices?: boolean;
   /**
-   * Who extracts (the CLI's Host): its ids and umask. Absent: an unprivileged process of unknown ids, so no owners or
-   * devices unless asked, and every mode set with fchmod.
+   * Who extracts (the CLI's Host): its ids, umask and zstd program. Absent: an unprivileged process of unknown ids, so
+   * no owners or devices unless asked, every mode set with fchmod, and zstd from the standard dirs.
    */
-  host?: Pick<Host, 'uid' | 'gid' | 'umask'>;
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Apply SCHILY.xattr.* attributes (default true). */
   xattrs?: boolean;
   /** Names the layer (e.g. its digest) in errors and warnings. */
@@ -132,7 +132,7 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
   let done = false;
   try {
     const declared = opts.mediaType === undefined ? undefined : checkMediaType(opts.mediaType, layerLabel(opts));
-    const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts));
+    const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts), opts.host?.zstd);
     // Like containerd and docker the bytes decide the compression; a label that disagrees is only worth a warning.
     if (declared !== undefined && declared !== source.kind) {
       const say = (k: string): string => (k === 'none' ? 'uncompressed' : k);
@@ -224,7 +224,7 @@ async function* hashed(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<B
 }
 
 /** Sniffs the first bytes (re-emitting them) and sets up gunzip (or zstd -d) when asked or detected. */
-async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Transform; kind: 'gzip' | 'zstd' | 'none' }> {
+async function openSource(input: Readable, gzip: 'auto' | boolean, label: string, zstd: string | undefined): Promise<{ raw: Readable; gunzip?: Transform; kind: 'gzip' | 'zstd' | 'none' }> {
   const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let have = 0;
@@ -243,7 +243,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
   const isGzip = first[0] === 0x1f && first[1] === 0x8b;
   const isZstd = gzip === 'auto' && first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd;
   // Checked before any byte is consumed: without the program the layer cannot be read at all.
-  const zstdBin = isZstd ? requireZstd(`${label} is zstd-compressed and`) : undefined;
+  const zstdBin = isZstd ? requireZstd(`${label} is zstd-compressed and`, zstd) : undefined;
   async function* replay(): AsyncGenerator<Buffer> {
     for (const b of head) yield b;
     if (ended) return;

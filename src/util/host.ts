@@ -8,10 +8,10 @@ export interface Host {
   groups: readonly number[];
   /** The file mode creation mask: extraction skips an fchmod when it strips none of a file's mode bits. */
   umask: number;
-  /** The node binary: the credential helper of RUN in place; zstd is looked for beside it first (the executor image's /builder/bin). */
+  /** The node binary: the credential helper of RUN in place. */
   execPath: string;
-  /** $PATH, where zstd is looked for after beside node. */
-  path: string | undefined;
+  /** The zstd program: beside node first (the executor image's /builder/bin), then on $PATH (src/util/zstd.ts findZstd). */
+  zstd: string | undefined;
   /** Sends a signal to a pid (a process group when negative): an aborted RUN step's processes are stopped and killed through it. */
   kill(pid: number, signal: NodeJS.Signals): void;
 }
