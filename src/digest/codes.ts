@@ -1,7 +1,8 @@
 // The codes src/digest throws: BuilderError's code is the union of every folder's table (src/errors.ts).
 
 /**
- * Mismatches are retryable: bytes that came over a network may be right next time (a local copy that is corrupt fails the same way again, which the retry budget bounds).
+ * Mismatches are retryable: bytes that came over a network may be right next time (a local copy that is corrupt
+ * fails the same way again, which the retry budget bounds).
  */
 export const DIGEST_ERROR_CODES = {
   DIGEST_INVALID: { retryable: false },

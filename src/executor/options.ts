@@ -74,7 +74,7 @@ export interface BuildOptions {
    * every RUN step), and the pid that holds the root (one build at a time per container).
    */
   inPlace?: { launcher?: string; hide: string[]; pid: number };
-  /** What the build needs of this process (ids, umask, node binary, PATH, kill): the CLI takes it from `process`. */
+  /** What the build needs of this process (ids, umask, node binary, zstd, kill): the CLI takes it from `process`. */
   host: Host;
   /** Everything the build reports (steps, progress, warnings, the summary), as typed events for the caller to render. */
   emit: EventSink;
