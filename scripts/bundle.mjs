@@ -37,17 +37,24 @@ if (!versionLine.endsWith(nodeSuffix)) throw new Error(`unexpected --version out
 await writeAtomic(path.join(ROOT, 'dist/version.txt'), `${versionLine.slice(0, -nodeSuffix.length)}\n`);
 await writeAtomic(path.join(ROOT, 'dist/help.txt'), run('--help'));
 
-// builder-xattr beside the bundle (src/rootfs/xattr.ts looks there first): a RUN step's extended attributes read by a
-// static C helper (≈ 1 ms CPU) instead of python3 (≈ 15 ms); without a C compiler builder falls back to python3.
-const xattrHelper = path.join(ROOT, 'dist/bin/builder-xattr');
-await mkdir(path.dirname(xattrHelper), { recursive: true });
-const cc = (flags) => {
-  try {
-    execFileSync('cc', [...flags, '-O2', '-o', `${xattrHelper}.${process.pid}`, path.join(ROOT, 'scripts/executor-image/builder-xattr.c')], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+// The static C helpers beside the bundle, each renamed into place (a builder started meanwhile never runs half a file):
+// builder-xattr (src/rootfs/xattr.ts looks there first) reads a RUN step's extended attributes in ≈ 1 ms CPU instead of
+// python3's ≈ 15 ms; builder-run (src/cli/commands/build.ts) fences in-place RUN steps off from builder (Landlock,
+// hidden docker config) outside the executor image too. Without a C compiler builder falls back (python3; no fences).
+await mkdir(path.join(ROOT, 'dist/bin'), { recursive: true });
+const compile = async (name) => {
+  const out = path.join(ROOT, 'dist/bin', name);
+  const cc = (flags) => {
+    try {
+      execFileSync('cc', [...flags, '-O2', '-o', `${out}.${process.pid}`, path.join(ROOT, `scripts/executor-image/${name}.c`)], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!cc(['-static']) && !cc([])) return false;
+  await rename(`${out}.${process.pid}`, out);
+  return true;
 };
-if (cc(['-static']) || cc([])) await rename(`${xattrHelper}.${process.pid}`, xattrHelper);
-else console.warn('scripts/bundle.mjs: no C compiler: extended attributes will be read with python3 (slower per RUN step)');
+if (!(await compile('builder-xattr'))) console.warn('scripts/bundle.mjs: no C compiler: extended attributes will be read with python3 (slower per RUN step)');
+if (!(await compile('builder-run'))) console.warn('scripts/bundle.mjs: no C compiler: in-place RUN steps will start without builder-run (not fenced off from builder\'s credentials)');

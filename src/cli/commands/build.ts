@@ -121,15 +121,20 @@ function jobPaths(env: CliEnv): string[] {
   return [...new Set([...found, ...given])];
 }
 
-/** builder-run beside node (the executor image's /builder/bin): in place, RUN steps start through it. */
+/**
+ * builder-run, through which in-place RUN steps start: the one `npm run build` compiled (dist/bin, scripts/bundle.mjs),
+ * else one beside node (the executor image's /builder/bin).
+ */
 function launcherBesideNode(): { launcher?: string } {
-  const p = path.join(path.dirname(process.execPath), LAUNCHER);
-  try {
-    accessSync(p, fsConstants.X_OK);
-    return { launcher: p };
-  } catch {
-    return {};
+  for (const p of [path.join(installDir(), 'dist/bin', LAUNCHER), path.join(path.dirname(process.execPath), LAUNCHER)]) {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return { launcher: p };
+    } catch {
+      // next place
+    }
   }
+  return {};
 }
 
 export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer): BuildOptions {
