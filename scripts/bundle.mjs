@@ -1,7 +1,9 @@
 // `npm run build` / `prepare`, after tsc: the CLI as one file, dist/builder.mjs, which bin/builder runs when it is not
 // older than dist/src/cli/main.js (one file to read instead of ~110 modules: builder --version starts ≈ 2× faster).
-// undici stays external: only commands that talk to a registry load it (src/registry/transport.ts imports it lazily).
+// undici is bundled apart, into dist/undici.mjs, which the CLI imports lazily: only commands that talk to a registry load
+// it (src/registry/transport.ts), and one file loads in half the CPU of undici's ~60 CommonJS modules.
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,15 +12,24 @@ import { build } from 'esbuild';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version;
 await stat(path.join(ROOT, 'dist/src/cli/main.js')); // tsc first
+// CommonJS dependencies (commander, tar-stream, undici) call require() for node builtins
+const banner = { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" };
+// undici's exports as ESM names (a CommonJS entry would give esbuild's ESM output a default export only)
+const undiciNames = Object.keys(createRequire(import.meta.url)('undici')).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+await build({
+  stdin: { contents: `import u from 'undici';\nexport const { ${undiciNames.join(', ')} } = u;\nexport default u;\n`, resolveDir: ROOT, loader: 'js' },
+  bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/undici.mjs.${process.pid}`), logLevel: 'warning', banner,
+});
 await build({
   entryPoints: [path.join(ROOT, 'dist/src/cli/main.js')],
   bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/builder.mjs.${process.pid}`), logLevel: 'warning',
-  external: ['undici'],
+  plugins: [{ name: 'undici-beside', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: './undici.mjs', external: true })) }],
   define: { __BUILDER_VERSION__: JSON.stringify(version) },
-  // CommonJS dependencies (commander, tar-stream) call require() for node builtins
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  banner,
 });
-// renamed into place: a builder started meanwhile (tests run this script beside others) never reads half a bundle
+// renamed into place (undici first, which the new bundle imports): a builder started meanwhile (tests run this script
+// beside others) never reads half a file
+await rename(path.join(ROOT, `dist/undici.mjs.${process.pid}`), path.join(ROOT, 'dist/undici.mjs'));
 await rename(path.join(ROOT, `dist/builder.mjs.${process.pid}`), path.join(ROOT, 'dist/builder.mjs'));
 
 // What `builder --version` and `builder --help` print into a pipe, from the bundle itself: bin/builder's sh line answers
