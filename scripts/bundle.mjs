@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { undiciOwnHeaders } from './undici-plugin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version;
@@ -17,6 +18,7 @@ const banner = { js: "import { createRequire as __cr } from 'node:module'; const
 // undici's exports as ESM names (a CommonJS entry would give esbuild's ESM output a default export only)
 const undiciNames = Object.keys(createRequire(import.meta.url)('undici')).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
 await build({
+  plugins: [undiciOwnHeaders],
   stdin: { contents: `import u from 'undici';\nexport const { ${undiciNames.join(', ')} } = u;\nexport default u;\n`, resolveDir: ROOT, loader: 'js' },
   bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/undici.mjs.${process.pid}`), logLevel: 'warning', banner,
 });

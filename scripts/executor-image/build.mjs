@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { undiciOwnHeaders } from '../undici-plugin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const argv = process.argv.slice(2);
@@ -52,7 +53,7 @@ try {
   const bundle = path.join(B, 'lib/builder.mjs');
   await build({
     stdin: { contents: `import { main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nawait main(process.argv);\n`, resolveDir: ROOT, loader: 'js' },
-    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning',
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning', plugins: [undiciOwnHeaders],
     define: { __BUILDER_VERSION__: JSON.stringify(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version) },
     // CommonJS dependencies call require() for node builtins
     banner: { js: "#!/builder/bin/node --max-semi-space-size=4\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },

@@ -76,6 +76,15 @@ describe('bin/builder entry point', () => {
     expect(viaBundle(['build', '--help'])).toContain('--destination');
   });
 
+  it('the bundle\'s undici is one file beside it, with the names the CLI uses, and does not make node load its own undici', () => {
+    execFileSync('node', [path.join(repo, 'scripts/bundle.mjs')]);
+    expect(readFileSync(path.join(repo, 'dist/builder.mjs'), 'utf8')).toContain('import("./undici.mjs")');
+    const loaded = JSON.parse(execFileSync('node', ['--input-type=module', '-e',
+      `const u = await import(${JSON.stringify(path.join(repo, 'dist/undici.mjs'))}); console.log(JSON.stringify([typeof u.Agent, typeof u.request, process.moduleLoadList.filter((m) => m.includes('undici'))]));`],
+    { encoding: 'utf8' })) as unknown;
+    expect(loaded).toEqual(['function', 'function', []]);
+  });
+
   it('--help and --version alone into a pipe are answered by sh from the answer files, node printing only its version', () => {
     const root = installWithAnswers(1, 60, 60);
     expect(runProgram(root, ['--help'])).toBe('Usage: from help.txt\n');
