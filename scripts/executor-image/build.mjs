@@ -74,7 +74,7 @@ try {
     '  esac',
     'fi',
     'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"',
-    'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size --liftoff-only /builder/lib/builder.mjs "$@"',
+    'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size --liftoff-only --initial-old-space-size=32 /builder/lib/builder.mjs "$@"',
     '',
   ].join('\n'), { mode: 0o755 });
 

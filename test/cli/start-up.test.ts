@@ -57,10 +57,10 @@ describe('bin/builder entry point', () => {
     // `build --help`: `--version` alone may be answered by the sh line without node (next tests)
     const r = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only'], '131072']);
+    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only', '--initial-old-space-size=32'], '131072']);
     // a threshold the user set is kept
     const own = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env: { ...env, MALLOC_MMAP_THRESHOLD_: '65536' } });
-    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only'], '65536']);
+    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only', '--initial-old-space-size=32'], '65536']);
     const direct = spawnSync('node', [path.join(repo, 'bin/builder'), 'build', '--help'], { encoding: 'utf8', env });
     expect(JSON.parse(direct.stderr)).toEqual([[], null]);
     expect(direct.stdout).toBe(r.stdout);
