@@ -4,6 +4,7 @@ import { BuilderError } from '../errors.js';
 import type { Descriptor, ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
+import type { StoreHost } from '../store/index.js';
 import type { BuildSummary, EventSink } from '../util/events.js';
 
 /** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
@@ -54,6 +55,8 @@ export interface BuildOptions {
   cache?: CacheOptions;
   /** Local content-addressed store of base layers (kept between builds). */
   cacheDir: string;
+  /** What the CLI read from `process` for the stores: pid (temp dirs, locks), uid (overlays as root only), an exit hook. */
+  host?: StoreHost;
   /** --secret: RUN --mount=type=secret sources by id (never in a layer, the config, the history or a cache key). */
   secrets?: Record<string, import('./steps/run-mounts.js').SecretSource>;
   /** Scratch space for stage roots and layer files (removed at the end unless keepWorkDir). */

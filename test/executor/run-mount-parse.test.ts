@@ -1,6 +1,7 @@
 // RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret); the in-place cache lock.
 import { describe, expect, it } from 'vitest';
-import { LOCK_STALE_MS, lockCache, parseMount } from '../../src/executor/steps/run-mounts.js';
+import { LOCK_STALE_MS, lockCache } from '../../src/cache/run-cache.js';
+import { parseMount } from '../../src/executor/steps/run-mounts.js';
 import { parseSecretFlags } from '../../src/cli/secrets.js';
 
 const p = (s: string, workdir = '/work') => parseMount(s, workdir, 'Dockerfile:2');

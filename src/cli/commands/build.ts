@@ -4,13 +4,15 @@ import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
-import { build, cacheRepository, type BuildOptions } from '../../executor/index.js';
+import { cacheRepository } from '../../cache/index.js';
+import { build, type BuildOptions } from '../../executor/index.js';
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
 import { LAUNCHER } from '../../run/index.js';
 import { checkPushAccess, dockerConfigDir, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
+import { processHost } from '../host.js';
 import { parseDuration } from '../duration.js';
 import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
@@ -192,6 +194,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
       },
     } : {}),
     cacheDir: path.resolve(env.cwd, flags.cacheDir ?? path.join(cacheHome, 'builder')),
+    host: processHost(),
     workDir: path.resolve(env.cwd, flags.workDir ?? path.join(tmpdir(), 'builder')),
     keepWorkDir: flags.cleanup === false,
     registry: {

@@ -22,6 +22,16 @@ function chainId(diffIds: readonly Digest[]): Digest {
   return chainOf(diffIds.map((diffId) => ({ diffId }))) as Digest;
 }
 
+/** What the process tells the stores about itself: the CLI reads `process`, the library never does. */
+export interface StoreHost {
+  /** Named in the temp dirs this process fills (who left one is then plain to see). */
+  pid?: number;
+  /** Overlays are mounted only as root (uid 0); anything else copies. */
+  uid?: number;
+  /** Runs `hook` synchronously at process exit (a second signal's process.exit()) until the returned function is called. */
+  onExit?: (hook: () => void) => () => void;
+}
+
 export interface RootfsStoreEntry {
   chainId: string;
   /** The entry's directory (root/ and the completion marker inside). */
@@ -48,10 +58,14 @@ export class RootfsStore {
   private readonly maxBytes: number;
   /** What this build uses (entries it mounts or copies, temp dirs it fills): prune and eviction leave them alone. */
   private readonly leases: Leases;
+  private readonly host: StoreHost;
+  /** Removes the exit hook registered while this build has overlays mounted. */
+  private offExit: (() => void) | undefined;
 
-  constructor(dir: string, opts: { maxBytes?: number } = {}) {
+  constructor(dir: string, opts: { maxBytes?: number } & StoreHost = {}) {
     this.dir = path.join(path.resolve(dir), FORMAT);
     this.maxBytes = opts.maxBytes ?? ROOTFS_STORE_MAX_BYTES;
+    this.host = opts;
     // beside the format's dir: listing entries never meets a lease, and a lease on a ChainID holds in every format
     this.leases = new Leases(path.join(path.dirname(this.dir), 'leases'));
   }
@@ -105,7 +119,7 @@ export class RootfsStore {
     const found = await this.lookup(diffIds);
     if (found) return found;
     const final = this.entryDir(id);
-    const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${this.host.pid !== undefined ? `${this.host.pid}-` : ''}${randomBytes(4).toString('hex')}`);
     await mkdir(this.dir, { recursive: true }).then(() => this.leases.take(path.basename(tmp))).then(() => mkdir(path.join(tmp, 'root'), { recursive: true })).catch((err: unknown) => {
       throw storeError(`cannot create ${tmp}`, err);
     });
@@ -165,7 +179,7 @@ export class RootfsStore {
    */
   async mount(lowers: readonly string[], to: string): Promise<{ mounted: boolean; reason?: string }> {
     if (this.overlayFailed !== undefined) return { mounted: false, reason: this.overlayFailed };
-    if (process.getuid?.() !== 0) return { mounted: false, reason: (this.overlayFailed = 'not root') };
+    if (this.host.uid !== 0) return { mounted: false, reason: (this.overlayFailed = 'not root') };
     // A fresh upper every time: an earlier upper of this path may be a lower layer of a child stage's mount now.
     const upper = `${to}.upper-${randomBytes(4).toString('hex')}`;
     if ([...lowers, upper, to].some((p) => /[,:\\\s]/.test(p))) return { mounted: false, reason: 'a path mount options cannot hold' };
@@ -181,7 +195,7 @@ export class RootfsStore {
     }
     this.mounts.set(to, { upper: path.join(upper, 'diff'), lowers: [...lowers] });
     // A process.exit() before unmountAll (a second signal) must not leave mounts on the host: detach them synchronously.
-    if (this.mounts.size === 1) process.on('exit', this.detachAll);
+    this.offExit ??= this.host.onExit?.(this.detachAll);
     await touch(lowers[lowers.length - 1]!);
     return { mounted: true };
   }
@@ -206,11 +220,13 @@ export class RootfsStore {
   /** Every overlay this build mounted, and every lease it holds: before the stage roots are removed, and on every way out of a build. */
   async unmountAll(): Promise<void> {
     for (const root of [...this.mounts.keys()].reverse()) await this.unmount(root).catch(() => undefined);
-    process.off('exit', this.detachAll);
+    this.offExit?.();
+    this.offExit = undefined;
     await this.leases.release();
   }
 
-  private readonly detachAll = (): void => {
+  /** Lazily unmounts every overlay of this build, synchronously: for an exit hook (unmountAll cannot run there). */
+  readonly detachAll = (): void => {
     for (const root of [...this.mounts.keys()].reverse()) spawnSync('umount', ['-l', root], { stdio: 'ignore' });
   };
 
