@@ -17,7 +17,7 @@ export class CacheDir {
   readonly dir: string;
 
   /** `host`: what the CLI read from `process` (pid, uid, exit hook), handed to the stores that need it. */
-  constructor(dir: string, readonly host: StoreHost = {}) {
+  constructor(dir: string, private readonly host: StoreHost = {}) {
     this.dir = path.resolve(dir);
   }
 

@@ -6,4 +6,3 @@ export { remoteLayer } from './layers.js';
 export { resolveImageCached, type ImageDocument, type ResolveCachedOptions } from './image-store.js';
 export { dockerfileTargets, warmImage, warmImages, type DockerfileTargetsOptions, type WarmOptions, type WarmResult, type WarmTarget } from './warm.js';
 export { RootfsStore, copyTree, type RootfsStoreEntry, type StoreHost } from './rootfs-store.js';
-export { Leases } from './lease.js';
