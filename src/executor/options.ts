@@ -53,7 +53,7 @@ export interface BuildOptions {
   compressionLevel?: number;
   /** The registry layer cache (--cache); absent: off. */
   cache?: CacheOptions;
-  /** Local content-addressed store of base layers (kept between builds). */
+  /** --cache-dir: the local store of base images, RUN cache mounts and file hashes, kept between builds (src/store CacheDir). */
   cacheDir: string;
   /** What the CLI read from `process` for the stores: pid (temp dirs, locks), uid (overlays as root only), an exit hook. */
   host?: StoreHost;
