@@ -2,10 +2,10 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { commandLinesDuring, compileIfStale, Workspace } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { commandLinesDuring, Workspace } from './helpers.js';
 
 const SECRET = 'S3cr3t-value-4f9a1c7e-never-in-the-image';
 
@@ -68,14 +68,7 @@ describe('builder build: RUN --mount (sandbox)', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-mount-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-mount-', format: 'oci' }, (f) => ({ reg, ws, base } = f));
 
   const sandbox = ['--run-mode', 'sandbox', '--no-push'];
 
