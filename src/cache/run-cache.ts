@@ -4,15 +4,10 @@ import { createHash } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
+import type { CacheMount } from '../dockerfile/index.js';
 
-/** What a cache mount asks for (BuildKit's sharing modes; the directory's mode and owner when it is made). */
-export interface CacheMountSpec {
-  id: string;
-  sharing: 'shared' | 'private' | 'locked';
-  mode: number;
-  uid: number;
-  gid: number;
-}
+/** What a cache mount asks of the storage: its id, sharing= and the directory's mode and owner when it is made. */
+export type CacheMountSpec = Pick<CacheMount, 'id' | 'sharing' | 'mode' | 'uid' | 'gid'>;
 
 export interface CacheMountContext {
   /** In place the cache's content moves into "/" for the step: one user at a time across builds (a lock file). */

@@ -268,4 +268,18 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(await run('two', 'A\n', 'y')).toHaveLength(1);
     expect(await run('three', 'B\n', 'y')).toEqual([]);
   }, 240_000);
+
+  it('with --cache, a bind at a relative target (--mount=target=.) lands under WORKDIR and keys on the context, as without', async () => {
+    // the key once read the mount under "/" (not the step's WORKDIR): target=. was "/" and the build failed
+    const cacheRepo = ws.path('dot-cache');
+    const ctx = await ws.context('ctx-dot', { Dockerfile: `FROM ${base}\nWORKDIR /src\nRUN --mount=target=. cat in.txt > /out\n`, 'in.txt': 'dot\n' });
+    const layout = ws.path('dot-layout');
+    for (const n of ['one', 'two']) {
+      const r = await ws.build(ctx, [...sandbox, '--cache', '--cache-repo', `oci:${cacheRepo}`, ...(n === 'one' ? ['--oci-layout-path', layout] : [])],
+        { cache: ws.path(`cache-dot-${n}`), work: ws.path(`work-dot-${n}`) });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('\n').filter((l) => / \(cached /.test(l))).toHaveLength(n === 'one' ? 0 : 2); // WORKDIR and RUN
+    }
+    expect((await layerNames(layout)).at(-1)).toEqual(['out']);
+  }, 240_000);
 });
