@@ -12,6 +12,7 @@ import type { RegistryErrorCode, RegistryOperationErrorCode } from './registry/c
 import type { RootfsErrorCode } from './rootfs/codes.js';
 import type { RunErrorCode } from './run/codes.js';
 import type { SnapshotErrorCode } from './snapshot/codes.js';
+import type { StoreErrorCode } from './store/codes.js';
 import type { UtilErrorCode } from './util/codes.js';
 
 /** Codes any folder may throw: a flag's bad value or absence, a build aborted by a failure elsewhere, a broken invariant. */
@@ -21,7 +22,7 @@ export const COMMON_ERROR_CODES = ['FLAG_INVALID', 'FLAG_MISSING', 'BUILD_ABORTE
 export type ErrorCode =
   | (typeof COMMON_ERROR_CODES)[number] | UtilErrorCode | DigestErrorCode | ReferenceErrorCode | ImageErrorCode | RegistryErrorCode
   | RegistryOperationErrorCode | DockerfileErrorCode | ContextErrorCode | RootfsErrorCode | SnapshotErrorCode | RunErrorCode
-  | CacheErrorCode | AttestErrorCode | ExecutorErrorCode | CliErrorCode;
+  | StoreErrorCode | CacheErrorCode | AttestErrorCode | ExecutorErrorCode | CliErrorCode;
 
 export interface BuilderErrorOptions {
   /** What the user can do about it, one sentence. */

@@ -11,5 +11,10 @@ export function processHost(env: Readonly<Record<string, string | undefined>> = 
     execPath: process.execPath,
     zstd: findZstd({ execPath: process.execPath, path: env.PATH }),
     kill: (pid, signal) => process.kill(pid, signal),
+    pid: process.pid,
+    onExit: (hook) => {
+      process.on('exit', hook);
+      return () => void process.off('exit', hook);
+    },
   };
 }

@@ -1,10 +1,9 @@
 // One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
-import { BuildCache, cacheRepository } from './cache.js';
+import { BuildCache, cacheRepository, ociLayerCache, registryLayerCache, RunCache } from '../cache/index.js';
+import { CacheDir, type RootfsStore } from '../store/index.js';
 import { FileHashCache, hashSources, openContext, resolveSources, type BuildContext } from '../context/index.js';
 import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
 import { isDigest, sha256 } from '../digest/index.js';
@@ -213,6 +212,8 @@ interface OpenBuild {
   work: string;
   held: Awaited<ReturnType<typeof guardInPlace>> | undefined;
   client: RegistryClient;
+  /** --cache-dir: the stores of base images, RUN cache mounts and file hashes. */
+  cacheDir: CacheDir;
   rootfs: RootfsStore | undefined;
   /** Aborted when a stage fails or the build is cancelled: the other stages stop. */
   abort: AbortController;
@@ -292,12 +293,13 @@ async function openBuild(options: BuildOptions): Promise<OpenBuild> {
   } };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
-  const rootfs = opts.runMode === 'sandbox' ? new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) : undefined;
+  const cacheDir = new CacheDir(opts.cacheDir, opts.host);
+  const rootfs = opts.runMode === 'sandbox' ? cacheDir.rootfs() : undefined;
   // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
   const abort = new AbortController();
   const cancel = (): void => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', cancel, { once: true });
-  return { opts, platforms, multi: platforms.length > 1, t0, tally, sandbox, work, held, client, rootfs, abort, cancel, cleanup: [], ...(cacheRepo ? { cacheRepo } : {}) };
+  return { opts, platforms, multi: platforms.length > 1, t0, tally, sandbox, work, held, client, cacheDir, rootfs, abort, cancel, cleanup: [], ...(cacheRepo ? { cacheRepo } : {}) };
 }
 
 /** Whatever happened: cache entries of the steps that succeeded kept, client closed, mounts and the work dir gone, "/" released. */
@@ -326,7 +328,7 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
   const now = opts.now?.() ?? new Date();
   const warned = new Set<string>();
   const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
-  const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
+  const store = b.cacheDir.blobs();
   const warnOnce = (m: string): void => {
     if (warned.has(m)) return;
     warned.add(m);
@@ -340,11 +342,11 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
   if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
   const common: Executor = {
     services: {
-      client, store, ...(rootfs ? { rootfs } : {}), ctx,
-      ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
+      client, store, ...(rootfs ? { rootfs } : {}), ctx, runCache: new RunCache(b.cacheDir.runCache, opts.host.pid),
+      ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(b.cacheDir, ctx.dir) } : {}),
       plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
     },
-    scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: b.abort.signal, multiStage: multi,
+    scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), usesLeft: new Map(), runnable: new Map(), signal: b.abort.signal, multiStage: multi,
       ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
     settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, b.held),
   };
@@ -502,10 +504,9 @@ function reportLeftovers(left: Leftovers, emit: EventSink): void {
 }
 
 /** One hash cache file per context directory (an extracted tar context is new every build: nothing to remember). */
-function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileHashCache> {
+function fileHashesOf(cacheDir: CacheDir, contextDir: string): () => Promise<FileHashCache> {
   let p: Promise<FileHashCache> | undefined;
-  const name = createHash('sha256').update(contextDir).digest('hex').slice(0, 32);
-  return () => (p ??= FileHashCache.open(path.join(path.resolve(cacheDir), 'file-hashes', `${name}.json`)));
+  return () => (p ??= FileHashCache.open(cacheDir.fileHashes(contextDir)));
 }
 
 /** The settings every target shares; forTarget() sets the platform and the stage roots. */
@@ -527,7 +528,6 @@ function baseSettings(
     hashContents: opts.snapshotMode === 'full',
     exclude: prefixFilter(prefixes),
     excludePrefixes: prefixes,
-    cacheDir: path.resolve(opts.cacheDir),
     host: opts.host,
     secrets: opts.secrets ?? {},
     ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),

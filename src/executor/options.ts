@@ -56,7 +56,7 @@ export interface BuildOptions {
   compressionLevel?: number;
   /** The registry layer cache (--cache); absent: off. */
   cache?: CacheOptions;
-  /** Local content-addressed store of base layers (kept between builds). */
+  /** --cache-dir: the local store of base images, RUN cache mounts and file hashes, kept between builds (src/store CacheDir). */
   cacheDir: string;
   /** --secret: RUN --mount=type=secret sources by id (never in a layer, the config, the history or a cache key). */
   secrets?: Record<string, SecretSource>;

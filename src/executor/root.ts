@@ -2,8 +2,8 @@
 import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { copyTree, type RootfsStore } from '../cache/index.js';
-import { ROOTFS_STORE_ERROR_CODES } from '../cache/codes.js';
+import { copyTree, type RootfsStore } from '../store/index.js';
+import { ROOTFS_STORE_ERROR_CODES } from '../store/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';

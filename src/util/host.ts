@@ -2,6 +2,8 @@
 // down in options: below src/cli nothing reads process state, so a library caller (or a test) says what it is.
 
 export interface Host {
+  /** This process's pid: named in the temp dirs and locks it fills (who left one is then plain to see). */
+  pid: number;
   /** Real uid, gid and supplementary groups: RUN in place runs as them unless USER says otherwise; root extracts owners and devices. */
   uid: number;
   gid: number;
@@ -14,4 +16,6 @@ export interface Host {
   zstd: string | undefined;
   /** Sends a signal to a pid (a process group when negative): an aborted RUN step's processes are stopped and killed through it. */
   kill(pid: number, signal: NodeJS.Signals): void;
+  /** Runs `hook` synchronously at process exit (a second signal's process.exit()) until the returned function is called. */
+  onExit(hook: () => void): () => void;
 }
