@@ -1,12 +1,10 @@
-// Public surface of src/cache: the local content-addressed store of base images (documents and layers) and its warmer.
-export { BlobStore, type BlobStoreOptions, type PutFileOptions, type PutOptions, type VerifyResult } from './blob-store.js';
-export { remoteLayer } from './layers.js';
+// Public surface of src/cache: the --cache step cache (keys, entries in a registry repository or an OCI layout, the
+// build's view of it, prune) and the RUN --mount=type=cache directories. The --cache-dir store of bases is src/store.
 export { stepKey, instructionText, isCacheKey, CACHE_KEY_VERSION, type StepKeyInput } from './keys.js';
 export {
   registryLayerCache, ociLayerCache, entryImage, readEntry, ANNOTATION as CACHE_ANNOTATION,
   type LayerCache, type CacheEntry, type LookupResult,
 } from './layer-cache.js';
 export { pruneLayerCache, type PruneResult } from './prune.js';
-export { resolveImageCached, type ImageDocument, type ResolveCachedOptions } from './image-store.js';
-export { dockerfileTargets, imageStore, warmImage, warmImages, type DockerfileTargetsOptions, type WarmOptions, type WarmResult, type WarmTarget } from './warm.js';
-export { RootfsStore, copyTree, type RootfsStoreEntry } from './rootfs-store.js';
+export { BuildCache, cacheRepository, type BuildCacheOptions } from './build-cache.js';
+export { RunCache, lockCache, LOCK_STALE_MS, type CacheMountSpec } from './run-cache.js';

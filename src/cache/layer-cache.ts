@@ -1,16 +1,14 @@
 // The layer cache: one small image per step, tagged with the step's key, in a registry repository or an OCI layout.
-import { Readable } from 'node:stream';
 import { isBuilderError } from '../errors.js';
 import type { Digest } from '../digest/index.js';
 import {
-  bufferStream, layerCompression, MediaType, OciLayout, REF_NAME_ANNOTATION, parseManifest, type Descriptor, type ImageConfig, type Layer, type Manifest, type Platform,
+  assembleImage, imageBlobOpener, layerCompression, MediaType, OciLayout, REF_NAME_ANNOTATION, parseManifest, writeImageBlobs,
+  type Descriptor, type Image, type Layer, type Manifest, type Platform,
 } from '../image/index.js';
-import { sha256 } from '../digest/index.js';
 import { withDigest, withTag, type ImageRef } from '../reference/index.js';
-import type { RegistryClient } from '../registry/index.js';
-import type { BlobStore } from './blob-store.js';
+import { writeImage, type RegistryClient } from '../registry/index.js';
+import { remoteLayer, type BlobStore } from '../store/index.js';
 import { isCacheKey } from './keys.js';
-import { remoteLayer } from './layers.js';
 
 /** Annotations of an entry's manifest: a lookup needs only the manifest, never the config. */
 export const ANNOTATION = {
@@ -58,28 +56,24 @@ export interface LayerCache {
 }
 
 /** The entry as a one-layer (or empty) OCI image whose config and manifest record key, step and time. */
-export function entryImage(entry: CacheEntry, platform: Platform): { manifest: Manifest; manifestBytes: Buffer; configBytes: Buffer } {
+export function entryImage(entry: CacheEntry, platform: Platform): Image {
   const labels = {
     [ANNOTATION.key]: entry.key, [ANNOTATION.step]: entry.step, [ANNOTATION.created]: entry.created,
     ...(entry.parent !== undefined ? { [ANNOTATION.parent]: entry.parent } : {}),
   };
-  const config: ImageConfig = {
+  const layer = entry.layer;
+  // the descriptor as entries have always recorded it: OCI gzip or zstd, no other field
+  const mediaType = layer && layerCompression(layer.descriptor.mediaType) === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayerGzip;
+  return assembleImage({
+    format: 'oci',
     architecture: platform.architecture,
     os: platform.os,
     created: entry.created,
     config: { Labels: labels },
-    rootfs: { type: 'layers', diff_ids: entry.layer ? [entry.layer.diffId] : [] },
-    history: [{ created: entry.created, created_by: entry.step, ...(entry.layer ? {} : { empty_layer: true }) }],
-  };
-  const configBytes = Buffer.from(JSON.stringify(config));
-  const manifest: Manifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.OciManifest,
-    config: { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length },
-    layers: entry.layer ? [{ mediaType: layerCompression(entry.layer.descriptor.mediaType) === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayerGzip, digest: entry.layer.descriptor.digest, size: entry.layer.descriptor.size }] : [],
-    annotations: { ...labels, ...(entry.layer ? { [ANNOTATION.diffId]: entry.layer.diffId, [ANNOTATION.layer]: entry.layer.descriptor.digest } : {}) },
-  };
-  return { manifest, manifestBytes: Buffer.from(JSON.stringify(manifest)), configBytes };
+    layers: layer ? [{ ...layer, descriptor: { mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } }] : [],
+    history: [{ created: entry.created, created_by: entry.step, ...(layer ? {} : { empty_layer: true }) }],
+    annotations: { ...labels, ...(layer ? { [ANNOTATION.diffId]: layer.diffId, [ANNOTATION.layer]: layer.descriptor.digest } : {}) },
+  });
 }
 
 /** Checks a stored manifest against the key asked for and the TTL; returns the layer descriptor and diffId. */
@@ -138,15 +132,8 @@ export function registryLayerCache(client: RegistryClient, repo: ImageRef, ttlMs
       };
     },
     async store(entry, platform) {
-      const img = entryImage(entry, platform);
       // layer and config at once; the entry's manifest only once both are there
-      const pushed = await Promise.allSettled([
-        entry.layer ? client.pushBlob(repo, entry.layer.descriptor, () => entry.layer!.open(), entry.layer.mountFrom ? { mountFrom: [entry.layer.mountFrom] } : {}) : undefined,
-        client.pushBlob(repo, img.manifest.config, async () => bufferStream(img.configBytes)),
-      ]);
-      const failed = pushed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      await client.putManifest(withTag(repo, entry.key), img.manifestBytes, MediaType.OciManifest);
+      await writeImage(client, entryImage(entry, platform), [withTag(repo, entry.key)]);
     },
     async list() {
       let tags: string[];
@@ -205,9 +192,7 @@ export function ociLayerCache(dir: string, ttlMs: number): LayerCache {
     async store(entry, platform) {
       const l = await layout;
       const img = entryImage(entry, platform);
-      if (entry.layer) await l.writeBlob(entry.layer.descriptor, await entry.layer.open());
-      await l.writeBlob(img.manifest.config, Readable.from([img.configBytes]));
-      await setRef(l, await l.writeBytes(img.manifestBytes, MediaType.OciManifest), entry.key);
+      await setRef(l, await writeImageBlobs(l, img, imageBlobOpener(img)), entry.key);
     },
     async list() {
       const l = await layout;

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError } from '../errors.js';
 import { extractLayer, looksLikeTar, type RootFs } from '../rootfs/index.js';
+import type { Host } from '../util/host.js';
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
 
@@ -112,6 +113,8 @@ export interface UnpackOptions {
   /** Container paths (relative to `dest`'s root) to leave alone. */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
 }
 
 /**
@@ -130,6 +133,7 @@ export async function unpackArchive(dest: RootFs, file: string, kind: Compressio
     ...(opts.chown ? { chown: opts.chown } : {}),
     ...(opts.ignore ? { ignore: opts.ignore } : {}),
     ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    ...(opts.host ? { host: opts.host } : {}),
   });
   return written;
 }

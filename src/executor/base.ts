@@ -4,7 +4,7 @@ import { BuilderError } from '../errors.js';
 import { formatOfManifest, formatPlatform, normalizePlatform, platformOf, type ImageConfig, type ImageFormat, type Layer, type Platform } from '../image/index.js';
 import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
-import { remoteLayer, resolveImageCached, type BlobStore } from '../cache/index.js';
+import { remoteLayer, resolveImageCached, type BlobStore } from '../store/index.js';
 import { DEFAULT_PATH_ENV, withDefaultPath } from '../dockerfile/index.js';
 
 export interface BaseImage {

@@ -1,10 +1,9 @@
 // One build, end to end: context + Dockerfile -> plan -> stages -> assembled image -> outputs; work dir cleaned up.
 import { mkdir, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
-import { BuildCache, cacheRepository } from './cache.js';
+import { BuildCache, cacheRepository, ociLayerCache, registryLayerCache, RunCache } from '../cache/index.js';
+import { CacheDir, type RootfsStore } from '../store/index.js';
 import { FileHashCache, hashSources, openContext, resolveSources, type BuildContext } from '../context/index.js';
 import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
 import { isDigest, sha256 } from '../digest/index.js';
@@ -72,10 +71,10 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
-type RunModeProbes = { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
+type RunModeProbes = { sandbox: () => ReturnType<typeof sandboxAvailable>; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
 
-const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
-  sandbox: sandboxAvailable,
+const defaultProbes = (opts: Pick<BuildOptions, 'env' | 'host'>): RunModeProbes => ({
+  sandbox: () => sandboxAvailable(opts.host.kill),
   container: () => detectContainer(readOptional, opts.env),
   executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
 });
@@ -84,7 +83,7 @@ const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
  * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
  * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
  */
-export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
+export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit' | 'host'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
   const choice = await startRunMode(opts, probe);
   await choice.verify?.();
   return choice.mode;
@@ -95,7 +94,7 @@ export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force'
  * the executor image): `verify` runs it then, and rejects with the very error chooseRunMode would throw. The build
  * calls it only when no RUN showed that the sandbox starts (a build without RUN, or a failed one).
  */
-export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; verify?: () => Promise<void> }> {
+export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit' | 'host'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; verify?: () => Promise<void> }> {
   if (opts.runMode === 'in-place') {
     if (!opts.force && !(await probe.container())) {
       throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
@@ -144,7 +143,7 @@ function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
 async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
-  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid }, opts.host.kill);
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'warning', msg: held.cleaned }); // as the sandbox's leftovers: a killed build is news
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
@@ -163,6 +162,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.compression ? { compression: opts.compression } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+    ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}),
   });
   opts.emit({ type: 'message', level: 'info', msg: `single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)` });
   let seen = 0;
@@ -186,7 +186,7 @@ function checkCompression(opts: BuildOptions): void {
       hint: 'drop --image-format docker (zstd builds write OCI manifests), or use --compression gzip',
     });
   }
-  requireZstd('--compression zstd');
+  requireZstd('--compression zstd', opts.host.zstd);
 }
 
 /** A zstd layer from the base (a gzip build FROM a zstd image) cannot go into a Docker manifest either. */
@@ -212,6 +212,8 @@ interface OpenBuild {
   work: string;
   held: Awaited<ReturnType<typeof guardInPlace>> | undefined;
   client: RegistryClient;
+  /** --cache-dir: the stores of base images, RUN cache mounts and file hashes. */
+  cacheDir: CacheDir;
   rootfs: RootfsStore | undefined;
   /** Aborted when a stage fails or the build is cancelled: the other stages stop. */
   abort: AbortController;
@@ -291,12 +293,13 @@ async function openBuild(options: BuildOptions): Promise<OpenBuild> {
   } };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
-  const rootfs = opts.runMode === 'sandbox' ? new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) : undefined;
+  const cacheDir = new CacheDir(opts.cacheDir, opts.host);
+  const rootfs = opts.runMode === 'sandbox' ? cacheDir.rootfs() : undefined;
   // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
   const abort = new AbortController();
   const cancel = (): void => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', cancel, { once: true });
-  return { opts, platforms, multi: platforms.length > 1, t0, tally, sandbox, work, held, client, rootfs, abort, cancel, cleanup: [], ...(cacheRepo ? { cacheRepo } : {}) };
+  return { opts, platforms, multi: platforms.length > 1, t0, tally, sandbox, work, held, client, cacheDir, rootfs, abort, cancel, cleanup: [], ...(cacheRepo ? { cacheRepo } : {}) };
 }
 
 /** Whatever happened: cache entries of the steps that succeeded kept, client closed, mounts and the work dir gone, "/" released. */
@@ -325,7 +328,7 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
   const now = opts.now?.() ?? new Date();
   const warned = new Set<string>();
   const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
-  const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
+  const store = b.cacheDir.blobs();
   const warnOnce = (m: string): void => {
     if (warned.has(m)) return;
     warned.add(m);
@@ -339,11 +342,11 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
   if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
   const common: Executor = {
     services: {
-      client, store, ...(rootfs ? { rootfs } : {}), ctx,
-      ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
+      client, store, ...(rootfs ? { rootfs } : {}), ctx, runCache: new RunCache(b.cacheDir.runCache, opts.host.pid),
+      ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(b.cacheDir, ctx.dir) } : {}),
       plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
     },
-    scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: b.abort.signal, multiStage: multi,
+    scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), usesLeft: new Map(), runnable: new Map(), signal: b.abort.signal, multiStage: multi,
       ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
     settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, b.held),
   };
@@ -454,7 +457,7 @@ async function attestations(
   a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
 ): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
-    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}), ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
     ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }
@@ -501,10 +504,9 @@ function reportLeftovers(left: Leftovers, emit: EventSink): void {
 }
 
 /** One hash cache file per context directory (an extracted tar context is new every build: nothing to remember). */
-function fileHashesOf(cacheDir: string, contextDir: string): () => Promise<FileHashCache> {
+function fileHashesOf(cacheDir: CacheDir, contextDir: string): () => Promise<FileHashCache> {
   let p: Promise<FileHashCache> | undefined;
-  const name = createHash('sha256').update(contextDir).digest('hex').slice(0, 32);
-  return () => (p ??= FileHashCache.open(path.join(path.resolve(cacheDir), 'file-hashes', `${name}.json`)));
+  return () => (p ??= FileHashCache.open(cacheDir.fileHashes(contextDir)));
 }
 
 /** The settings every target shares; forTarget() sets the platform and the stage roots. */
@@ -526,7 +528,7 @@ function baseSettings(
     hashContents: opts.snapshotMode === 'full',
     exclude: prefixFilter(prefixes),
     excludePrefixes: prefixes,
-    cacheDir: path.resolve(opts.cacheDir),
+    host: opts.host,
     secrets: opts.secrets ?? {},
     ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
     stageRoot: () => '/',

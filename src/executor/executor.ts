@@ -1,6 +1,7 @@
 // What every stage and step handler shares, in three small parts: services (I/O), scheduling (between stages), settings (fixed per build).
 import type { LayerChanges } from '../attest/index.js';
-import type { BlobStore, RootfsStore } from '../cache/index.js';
+import type { BuildCache, RunCache } from '../cache/index.js';
+import type { BlobStore, RootfsStore } from '../store/index.js';
 import type { Digest } from '../digest/index.js';
 import type { BuildContext, FileHashCache } from '../context/index.js';
 import type { BuildPlan, StageVars } from '../dockerfile/index.js';
@@ -9,10 +10,10 @@ import type { RegistryClient } from '../registry/index.js';
 import type { RootFs } from '../rootfs/index.js';
 import type { RunMode } from '../run/index.js';
 import type { BaseImage, ResolvedImage } from './base.js';
-import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
 import type { SecretSource } from './options.js';
 import type { EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 
 export interface Services {
   client: RegistryClient;
@@ -30,6 +31,8 @@ export interface Services {
   output: (text: string, stream: 'stdout' | 'stderr') => void;
   /** The registry layer cache (--cache), when enabled. */
   cache?: BuildCache;
+  /** RUN --mount=type=cache directories under the cache dir, and who uses each now (shared by every target). */
+  runCache: RunCache;
   /** Logs a warning the first time it is seen in this build. */
   warnOnce: (message: string) => void;
   /** With --sbom: what each layer built in this run does, by digest, taken as it was written (see src/attest/scan.ts). */
@@ -50,8 +53,6 @@ export interface Scheduling {
   resolved: Map<string, ResolvedImage>;
   /** How many stages not yet finished (the running one included) depend on each stage. */
   usesLeft: Map<number, number>;
-  /** RUN --mount=type=cache by id: how many runs use it now, and the tail of its sharing=locked queue. */
-  cacheMounts: Map<string, { users: number; tail: Promise<void> }>;
   /** Foreign platforms probed for RUN (emulator, or the image's /bin/sh ran): undefined = runnable, else why not. Shared by targets. */
   runnable: Map<string, Promise<string | undefined>>;
   /** Aborted when any stage fails: the others stop at their next step. */
@@ -93,8 +94,8 @@ export interface Settings {
   exclude: (rel: string) => boolean;
   /** The same excludes as relative path prefixes (in-place wipe keeps their parents). */
   excludePrefixes: readonly string[];
-  /** --cache-dir: RUN --mount=type=cache directories live under <cacheDir>/run-cache. */
-  cacheDir: string;
+  /** What the build needs of this process (BuildOptions.host). */
+  host: Host;
   /** In place: the RUN launcher and the credential files hidden from steps (BuildOptions.inPlace). */
   inPlace?: { launcher?: string; hide: readonly string[]; onStep?: (pid: number | undefined) => Promise<void> };
   /** --secret by id, for RUN --mount=type=secret. */

@@ -1,4 +1,3 @@
 // Public surface of src/executor: build() and its options.
 export { build } from './build.js';
 export type { AttestRequest, BuildOptions, BuildResult, RunModeOption, SnapshotMode } from './options.js';
-export { cacheRepository } from './cache.js';

@@ -5,6 +5,7 @@ import type { Descriptor, ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
 import type { BuildSummary, EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 
 /** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
 export type RunModeOption = RunMode | 'auto';
@@ -55,7 +56,7 @@ export interface BuildOptions {
   compressionLevel?: number;
   /** The registry layer cache (--cache); absent: off. */
   cache?: CacheOptions;
-  /** Local content-addressed store of base layers (kept between builds). */
+  /** --cache-dir: the local store of base images, RUN cache mounts and file hashes, kept between builds (src/store CacheDir). */
   cacheDir: string;
   /** --secret: RUN --mount=type=secret sources by id (never in a layer, the config, the history or a cache key). */
   secrets?: Record<string, SecretSource>;
@@ -76,6 +77,8 @@ export interface BuildOptions {
    * every RUN step), and the pid that holds the root (one build at a time per container).
    */
   inPlace?: { launcher?: string; hide: string[]; pid: number };
+  /** What the build needs of this process (ids, umask, node binary, zstd, kill): the CLI takes it from `process`. */
+  host: Host;
   /** Everything the build reports (steps, progress, warnings, the summary), as typed events for the caller to render. */
   emit: EventSink;
   /** RUN output, already prefixed. */

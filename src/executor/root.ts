@@ -2,16 +2,20 @@
 import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
-import { copyTree, type RootfsStore } from '../cache/index.js';
+import { copyTree, type RootfsStore } from '../store/index.js';
+import { ROOTFS_STORE_ERROR_CODES } from '../store/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
+import type { Host } from '../util/host.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
   onWarning?: (m: string) => void;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
@@ -64,6 +68,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+      ...(opts.host ? { host: opts.host } : {}),
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
@@ -188,7 +193,7 @@ export class StageRoot {
       this.opts.onClone?.(m.mounted ? 'overlay' : 'copy', base.length, (Date.now() - t0) / 1000, made);
       return base.length;
     } catch (err) {
-      if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
+      if (!isBuilderError(err, ROOTFS_STORE_ERROR_CODES)) throw err;
       this.opts.onWarning?.(`${err.message}; extracting the base instead`);
       await rm(this.path, { recursive: true, force: true });
       return 0;

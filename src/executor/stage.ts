@@ -83,6 +83,7 @@ function stageRoot(ex: Executor, stage: PlannedStage, origin: RootOrigin, label:
   return new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
     onWarning: (m: string) => services.emit({ type: 'warning', msg: m }),
+    host: settings.host,
     onExtract: (downloaded, total) => services.emit({ type: 'message', level: 'info', msg: `${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)` }),
     onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
     onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),

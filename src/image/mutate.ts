@@ -9,8 +9,8 @@ import { MediaType, type BlobOpener, type Descriptor, type ContainerConfig, type
 
 export interface AssembleInput {
   format: ImageFormat;
-  /** Base config: unknown fields (os.version, variant...) are carried over. */
-  base: ImageConfig;
+  /** Base config: unknown fields (os.version, variant...) are carried over. None: an image of these layers alone. */
+  base?: ImageConfig;
   config: ContainerConfig;
   layers: readonly Layer[];
   history: readonly HistoryEntry[];
@@ -19,6 +19,8 @@ export interface AssembleInput {
   architecture: string;
   os: string;
   variant?: string;
+  /** The manifest's annotations (a layer-cache entry records its key there). */
+  annotations?: Record<string, string>;
 }
 
 /** A single-platform image whose blobs can all be opened: what every writer (registry, layout, archive) takes. */
@@ -27,7 +29,7 @@ export interface Image extends ImageData {
 }
 
 export function assembleImage(input: AssembleInput): Image {
-  const { container_config: _cc, docker_version: _dv, container: _c, ...baseRest } = input.base as ImageConfig & Record<string, unknown>;
+  const { container_config: _cc, docker_version: _dv, container: _c, ...baseRest } = (input.base ?? {}) as ImageConfig & Record<string, unknown>;
   const config: ImageConfig = {
     ...baseRest,
     architecture: input.architecture,
@@ -54,6 +56,7 @@ export function assembleImage(input: AssembleInput): Image {
       const { platform: _p, ...d } = l.descriptor;
       return d;
     }),
+    ...(input.annotations ? { annotations: input.annotations } : {}),
   };
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
   return {

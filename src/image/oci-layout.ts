@@ -210,7 +210,8 @@ export async function writeOciLayoutIndex(
   return desc;
 }
 
-async function writeImageBlobs(layout: OciLayout, image: ImageData, openBlob: BlobOpener): Promise<Descriptor> {
+/** Writes one image into an open layout (layers it lacks, config, manifest), naming it nowhere: the manifest's descriptor. */
+export async function writeImageBlobs(layout: OciLayout, image: ImageData, openBlob: BlobOpener): Promise<Descriptor> {
   for (const l of image.manifest.layers) {
     if (!(await layout.hasBlob(l.digest))) await layout.writeBlob(l, await openBlob(l));
   }

@@ -9,7 +9,7 @@ import {
 } from '../image/index.js';
 import { header, readAll, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
-import { interruptedError, RegistryError } from './errors.js';
+import { interruptedError, REGISTRY_ERROR_CODES, RegistryError } from './errors.js';
 
 const MAX_MANIFEST = 8 * 1024 * 1024;
 const MAX_CONFIG = 32 * 1024 * 1024;
@@ -38,7 +38,7 @@ const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,
 
 /** Registry X (ECR, Harbor, GAR, Artifactory, GitLab protected tags...) refusing to overwrite a tag, as kaniko recognises it. */
 export function isImmutableTagError(err: unknown): boolean {
-  if (!(err instanceof BuilderError) || !err.code.startsWith('REGISTRY_')) return false;
+  if (!(err instanceof BuilderError) || !(err.code in REGISTRY_ERROR_CODES)) return false;
   return /immutab|cannot be overwritten|already exists|protected tag|status 409\b/i.test(err.message);
 }
 

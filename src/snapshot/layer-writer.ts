@@ -18,6 +18,8 @@ export interface WriteLayerOptions {
   compression?: LayerCompression;
   /** false writes an uncompressed tar (digest === diffId), whatever `compression` says. Default true. */
   gzip?: boolean;
+  /** The zstd program (the CLI's Host.zstd); absent: one in the standard dirs. */
+  zstd?: string;
   /** --reproducible / SOURCE_DATE_EPOCH: timestamp applied to every entry (seconds precision). */
   mtime?: Date;
   /** 'override' (default, kaniko --reproducible) sets every mtime; 'clamp' (BuildKit) only lowers newer ones. */
@@ -74,7 +76,7 @@ export async function writeLayer(
   checkCompressionLevel(compression, level);
   const items = await planItems(root, entries);
   const expected = opts.onProgress ? items.reduce((n, it) => n + (isContentFile(it) ? it.meta!.size : 0), 0) : 0;
-  const out = new TarOutput(outFile, opts.gzip !== false ? { compression, level } : undefined, opts.onProgress, expected);
+  const out = new TarOutput(outFile, opts.gzip !== false ? { compression, level, zstd: opts.zstd } : undefined, opts.onProgress, expected);
   const readAhead = new ReadAhead(root, items.filter((it) => isContentFile(it) && it.meta!.size <= SMALL_FILE_MAX));
   try {
     await writeItems(root, items, out, readAhead, opts);

@@ -43,12 +43,12 @@ export class TarOutput {
 
   constructor(
     private readonly outFile: string,
-    compress: { compression: LayerCompression; level: number } | undefined,
+    compress: { compression: LayerCompression; level: number; zstd: string | undefined } | undefined,
     private readonly onProgress: ((bytes: number, total: number) => void) | undefined,
     private readonly expected: number,
   ) {
     const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
-    this.gz = compress ? createLayerCompressor(compress.compression, compress.level) : undefined;
+    this.gz = compress ? createLayerCompressor(compress.compression, compress.level, compress.zstd ? { zstd: compress.zstd } : {}) : undefined;
     this.sink = this.gz ?? this.fileHash;
     this.finished = this.gz ? pipeline(this.gz, this.fileHash, file) : pipeline(this.fileHash, file);
     // Keep a rejection from going unhandled while the producer is busy; it is rethrown by flush() and end().

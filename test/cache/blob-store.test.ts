@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlobStore } from '../../src/cache/index.js';
+import { BlobStore } from '../../src/store/index.js';
 import { sha256 } from '../../src/digest/index.js';
 
 let dir: string;

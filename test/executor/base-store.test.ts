@@ -2,7 +2,7 @@
 import { lstat, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RootfsStore } from '../../src/cache/index.js';
+import { RootfsStore } from '../../src/store/index.js';
 import { chainId as chainOf } from '../../src/image/index.js';
 import type { Digest } from '../../src/digest/index.js';
 import { useFixture } from '../support/fixture.js';

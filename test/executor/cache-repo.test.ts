@@ -1,6 +1,6 @@
 // Where the layer cache lives: kaniko's default, GitLab's, oci:DIR, and GitLab's depth limit refused before the build.
 import { describe, expect, it } from 'vitest';
-import { cacheRepository } from '../../src/executor/cache.js';
+import { cacheRepository } from '../../src/cache/index.js';
 import { isBuilderError } from '../../src/errors.js';
 
 const name = (r: ReturnType<typeof cacheRepository>): string => ('oci' in r ? `oci:${r.oci}` : r.name);

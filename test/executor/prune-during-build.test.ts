@@ -5,7 +5,7 @@ import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { Leases } from '../../src/cache/lease.js';
+import { Leases } from '../../src/store/lease.js';
 import { useFixture } from '../support/fixture.js';
 import type { TestRegistry } from '../support/registry.js';
 import { registryTags, Workspace } from './helpers.js';

@@ -1,6 +1,6 @@
 // RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret); the in-place cache lock.
 import { describe, expect, it } from 'vitest';
-import { LOCK_STALE_MS, lockCache } from '../../src/executor/steps/run-mounts.js';
+import { LOCK_STALE_MS, lockCache } from '../../src/cache/run-cache.js';
 import { parseMount } from '../../src/dockerfile/index.js';
 import { parseSecretFlags } from '../../src/cli/secrets.js';
 

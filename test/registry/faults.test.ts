@@ -152,7 +152,7 @@ it('--push-retry 0 (pushRetries: 0) makes the same 429 fatal, typed, while pulls
 it('a layer that arrives with wrong bytes is fetched again from the start by fetchBlob, and the store gets only good bytes', async () => {
   const { mkdtemp, rm } = await import('node:fs/promises');
   const os = await import('node:os');
-  const { BlobStore } = await import('../../src/cache/index.js');
+  const { BlobStore } = await import('../../src/store/index.js');
   const dir = await mkdtemp(`${os.tmpdir()}/builder-faults-store-`);
   try {
     const store = new BlobStore(dir);

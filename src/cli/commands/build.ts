@@ -4,13 +4,15 @@ import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BuilderError } from '../../errors.js';
-import { build, cacheRepository, type BuildOptions } from '../../executor/index.js';
+import { cacheRepository } from '../../cache/index.js';
+import { build, type BuildOptions } from '../../executor/index.js';
 import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
 import { LAUNCHER } from '../../run/index.js';
 import { checkPushAccess, dockerConfigDir, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
+import { processHost } from '../host.js';
 import { parseDuration } from '../duration.js';
 import { collect, parseBool } from '../flag-values.js';
 import { addAcceptedFlags, addDeprecatedAliases, ignoredFlagWarnings } from '../kaniko-flags.js';
@@ -121,15 +123,20 @@ function jobPaths(env: CliEnv): string[] {
   return [...new Set([...found, ...given])];
 }
 
-/** builder-run beside node (the executor image's /builder/bin): in place, RUN steps start through it. */
-function launcherBesideNode(): { launcher?: string } {
-  const p = path.join(path.dirname(process.execPath), LAUNCHER);
-  try {
-    accessSync(p, fsConstants.X_OK);
-    return { launcher: p };
-  } catch {
-    return {};
+/**
+ * builder-run, through which in-place RUN steps start: the one `npm run build` compiled (dist/bin, scripts/bundle.mjs),
+ * else one beside node (the executor image's /builder/bin).
+ */
+function inPlaceLauncher(): { launcher?: string } {
+  for (const p of [path.join(installDir(), 'dist/bin', LAUNCHER), path.join(path.dirname(process.execPath), LAUNCHER)]) {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return { launcher: p };
+    } catch {
+      // next place
+    }
   }
+  return {};
 }
 
 export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer): BuildOptions {
@@ -203,7 +210,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
-    inPlace: { ...launcherBesideNode(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
+    host: processHost(env.env),
+    inPlace: { ...inPlaceLauncher(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures

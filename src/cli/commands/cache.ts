@@ -1,10 +1,11 @@
 // `builder cache prune [--cache-repo REPO] [--cache-dir DIR] --older-than 336h [--dry-run]`: delete expired layer-cache entries and unused extracted bases.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ociLayerCache, pruneLayerCache, registryLayerCache, RootfsStore } from '../../cache/index.js';
+import { ociLayerCache, pruneLayerCache, registryLayerCache } from '../../cache/index.js';
 import { BuilderError } from '../../errors.js';
 import { parseRepository } from '../../reference/index.js';
 import { RegistryClient } from '../../registry/index.js';
+import { CacheDir } from '../../store/index.js';
 import { parseDuration } from '../duration.js';
 import type { CliEnv } from '../env.js';
 import { addRegistryFlags, loggerFromFlags, registryOptions, type RegistryFlags } from '../registry-flags.js';
@@ -32,7 +33,7 @@ export function register(program: Command, env: CliEnv): void {
     const olderThan = parseDuration(flags.olderThan, '--older-than');
     const log = loggerFromFlags(flags, env);
     if (flags.cacheDir) {
-      const store = new RootfsStore(path.join(path.resolve(env.cwd, flags.cacheDir), 'rootfs-store'));
+      const store = new CacheDir(path.resolve(env.cwd, flags.cacheDir)).rootfs();
       const r = await store.prune(olderThan, new Date(), {
         ...(flags.dryRun ? { dryRun: true } : {}),
         onDelete: (e) => void env.stdout.write(`${e.chainId} ${e.used.toISOString()}\n`),

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { dockerfileTargets, warmImages, type WarmTarget } from '../../cache/index.js';
+import { CacheDir, dockerfileTargets, warmImages, type WarmTarget } from '../../store/index.js';
 import { parseBuildArgFlags, parseGoDuration } from '../../dockerfile/index.js';
 import { BuilderError } from '../../errors.js';
 import { formatPlatform, platformFromNode } from '../../image/index.js';
@@ -100,7 +100,7 @@ export function register(program: Command, env: CliEnv): void {
     try {
       await warmImages(targets, {
         client,
-        cacheDir: path.resolve(env.cwd, flags.cacheDir ?? defaultCacheDir(env)),
+        cacheDir: new CacheDir(path.resolve(env.cwd, flags.cacheDir ?? defaultCacheDir(env))),
         force: flags.force === true,
         ttlMs: ttl,
         emit: renderer.emit,

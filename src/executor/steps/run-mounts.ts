@@ -1,7 +1,6 @@
 // RUN --mount (typed by src/dockerfile/mount.ts): the host side of each mount (sources, caches, secret files), handed to
 // the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
-import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
@@ -111,88 +110,16 @@ async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { t
   return { target: spec.target, type: 'bind', source: m.type === 'dir' ? dir : path.join(dir, m.name), readonly: spec.readonly, owned: true };
 }
 
-/** Cache mounts live under <cache-dir>/run-cache/<sha256(id)> and are kept between builds on this machine. */
+/** Cache mounts are directories of the build's RunCache (src/cache/run-cache.ts), kept between builds on this machine. */
 async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cache' }>, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
-  const base = path.join(ex.settings.cacheDir, 'run-cache');
-  await mkdir(base, { recursive: true, mode: 0o700 });
-  const dir = path.join(base, createHash('sha256').update(spec.id).digest('hex'));
-  const users = ex.scheduling.cacheMounts;
-  let state = users.get(spec.id);
-  if (!state) users.set(spec.id, (state = { users: 0, tail: Promise.resolve() }));
-  // A cache instance for this run only, removed after the step.
-  const throwaway = async (): Promise<RunMount> => {
-    const tmp = ex.settings.scratchPath('cache');
-    await mkdir(tmp, { recursive: true, mode: spec.mode });
-    await chown(tmp, spec.uid, spec.gid);
-    await chmod(tmp, spec.mode);
-    cleanup.push(() => rm(tmp, { recursive: true, force: true }));
-    return { target: spec.target, type: 'bind', source: tmp, readonly: spec.readonly, keep: true };
-  };
-  // BuildKit gives a concurrent private user a fresh cache instance.
-  if (spec.sharing === 'private' && state.users > 0) return throwaway();
-  if (ex.settings.runMode === 'in-place') {
-    // In place the cache's content moves into "/" for the step: one user at a time across builds sharing the cache dir.
-    const got = await lockCache(`${dir}.lock`, spec, (msg) => ex.services.emit({ type: 'message', level: 'info', msg }), ex.scheduling.signal);
-    if (got === 'busy') return throwaway();
-    cleanup.push(got);
-  }
-  if (spec.sharing === 'locked') {
-    // One locked user at a time within this build; the next one waits for this run's release().
-    const prev = state.tail;
-    let unlock!: () => void;
-    state.tail = new Promise<void>((r) => (unlock = r));
-    await prev;
-    cleanup.push(async () => unlock());
-  }
-  state.users++;
-  const s = state;
-  cleanup.push(async () => void s.users--);
-  const st = await lstat(dir).catch(() => undefined);
-  if (st === undefined) {
-    await mkdir(dir, { mode: spec.mode }).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
-    await chown(dir, spec.uid, spec.gid);
-    await chmod(dir, spec.mode);
-  } else if (!st.isDirectory()) {
-    throw new BuilderError('RUN_MOUNT_CACHE_INVALID', `cache mount ${spec.id}: ${dir} is not a directory`, { hint: `remove ${dir}` });
-  }
-  return { target: spec.target, type: 'bind', source: dir, readonly: spec.readonly, keep: true };
-}
-
-/** A lock older than this without a refresh was left by a build that died (its holder refreshes it every LOCK_REFRESH_MS). */
-export const LOCK_STALE_MS = 30_000;
-const LOCK_REFRESH_MS = 5_000;
-
-/**
- * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
- * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
- */
-export async function lockCache(lock: string, spec: Pick<Extract<MountSpec, { type: 'cache' }>, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal): Promise<(() => Promise<void>) | 'busy'> {
-  let told = false;
-  for (;;) {
-    try {
-      await writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      const timer = setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
-      timer.unref();
-      return async () => {
-        clearInterval(timer);
-        await rm(lock, { force: true });
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    if (spec.sharing === 'private') return 'busy';
-    const st = await stat(lock).catch(() => undefined);
-    if (st !== undefined && Date.now() - st.mtimeMs > LOCK_STALE_MS) {
-      await rm(lock, { force: true });
-      continue;
-    }
-    if (!told) log(`cache mount ${spec.id}: in use by another build, waiting for it`);
-    told = true;
-    if (signal.aborted) {
-      throw new BuilderError('BUILD_ABORTED', `cache mount ${spec.id}: the build was stopped while waiting for the cache`, { hint: 'rerun the build' });
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const got = await ex.services.runCache.open(spec, {
+    inPlace: ex.settings.runMode === 'in-place',
+    scratchPath: () => ex.settings.scratchPath('cache'),
+    log: (msg) => ex.services.emit({ type: 'message', level: 'info', msg }),
+    signal: ex.scheduling.signal,
+  });
+  cleanup.push(got.release);
+  return { target: spec.target, type: 'bind', source: got.dir, readonly: spec.readonly, keep: true };
 }
 
 /** The secret's bytes; undefined for an optional secret that was not given. */

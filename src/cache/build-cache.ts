@@ -1,9 +1,9 @@
-// The registry layer cache as the executor sees it: lookups that never fail a build, background writes counted for the summary.
+// The layer cache as a build sees it: lookups that never fail a build, background writes counted for the summary.
 import { BuilderError, isBuilderError } from '../errors.js';
 import { parseReference, parseRepository, type ImageRef } from '../reference/index.js';
 import type { Digest } from '../digest/index.js';
 import type { Layer, Platform } from '../image/index.js';
-import type { CacheEntry, LayerCache } from '../cache/index.js';
+import type { CacheEntry, LayerCache } from './layer-cache.js';
 import type { Instruction } from '../dockerfile/index.js';
 
 export interface BuildCacheOptions {

@@ -1,7 +1,7 @@
 // The warmer: fills the local store with base images (documents and every layer) ahead of builds, e.g. from a scheduled job.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isDigest, sha256, type Digest } from '../digest/index.js';
+import { isDigest, type Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { planBuild, readDockerfile } from '../dockerfile/index.js';
 import { formatPlatform, type Platform } from '../image/index.js';
@@ -9,19 +9,15 @@ import { parseReference, withDigest, type ImageRef } from '../reference/index.js
 import type { RegistryClient } from '../registry/index.js';
 import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
-import { BlobStore } from './blob-store.js';
+import type { CacheDir } from './cache-dir.js';
 import { resolveImageCached } from './image-store.js';
 import { formatBytes } from '../util/bytes.js';
 import { writeFileAtomic } from '../util/fs.js';
 
-/** The store under a --cache-dir (the build keeps its base layers in the same place). */
-export function imageStore(cacheDir: string): BlobStore {
-  return new BlobStore(path.join(cacheDir, 'blobs-store'));
-}
-
 export interface WarmOptions {
   client: RegistryClient;
-  cacheDir: string;
+  /** The --cache-dir whose store (and tag records) this fills. */
+  cacheDir: CacheDir;
   /** Download and replace every document and layer even when stored (and ask the registry about tags). */
   force: boolean;
   /** A tag this warmer resolved less than ttlMs ago is taken from the store without asking the registry; 0: always ask. */
@@ -65,7 +61,7 @@ const info = (opts: WarmOptions, msg: string): void => opts.emit({ type: 'messag
 /** Warms one image: manifest(s) and config through the store, then every layer (verified if present, else downloaded). */
 export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<WarmResult> {
   const ref = parseReference(target.image);
-  const store = imageStore(opts.cacheDir);
+  const store = opts.cacheDir.blobs();
   const now = opts.now ?? Date.now;
   const label = `${ref} (${formatPlatform(target.platform)})`;
   info(opts, `warming ${label}`);
@@ -135,7 +131,7 @@ export async function warmImages(targets: readonly WarmTarget[], opts: WarmOptio
       hint: 'give at least one registry image reference',
     });
   }
-  const removed = await imageStore(opts.cacheDir).removeStaleTemp(24 * 3600_000, (opts.now ?? Date.now)());
+  const removed = await opts.cacheDir.blobs().removeStaleTemp(24 * 3600_000, (opts.now ?? Date.now)());
   if (removed > 0) info(opts, `removed ${removed} temp files left by interrupted downloads`);
   const results: WarmResult[] = [];
   const failures: Array<{ target: WarmTarget; err: unknown }> = [];
@@ -176,13 +172,9 @@ export function dockerfileTargets(text: string, file: string, opts: DockerfileTa
   return [...out.values()];
 }
 
-function tagRecordPath(cacheDir: string, ref: ImageRef): string {
-  return path.join(cacheDir, 'tags', `${sha256(ref.toString()).slice('sha256:'.length)}.json`);
-}
-
-async function readTagRecord(cacheDir: string, ref: ImageRef): Promise<TagRecord | undefined> {
+async function readTagRecord(dir: CacheDir, ref: ImageRef): Promise<TagRecord | undefined> {
   try {
-    const j = JSON.parse(await readFile(tagRecordPath(cacheDir, ref), 'utf8')) as Partial<TagRecord>;
+    const j = JSON.parse(await readFile(dir.tagRecord(ref.toString()), 'utf8')) as Partial<TagRecord>;
     // A record for another reference (hash collision) or a damaged one is the same as none.
     if (j.ref !== ref.toString() || typeof j.digest !== 'string' || !isDigest(j.digest) || typeof j.resolvedAt !== 'string') return undefined;
     return j as TagRecord;
@@ -192,8 +184,8 @@ async function readTagRecord(cacheDir: string, ref: ImageRef): Promise<TagRecord
 }
 
 /** Temp file + rename: a concurrent warmer reads the old record or the new one, never half of one. */
-async function writeTagRecord(cacheDir: string, rec: TagRecord): Promise<void> {
-  const file = tagRecordPath(cacheDir, parseReference(rec.ref));
+async function writeTagRecord(dir: CacheDir, rec: TagRecord): Promise<void> {
+  const file = dir.tagRecord(parseReference(rec.ref).toString());
   try {
     await mkdir(path.dirname(file), { recursive: true });
     await writeFileAtomic(file, JSON.stringify(rec));

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { digestHex, type Digest } from '../digest/index.js';
 import { BuilderError } from '../errors.js';
 import { chainId as chainOf } from '../image/index.js';
+import type { Host } from '../util/host.js';
 import { Leases } from './lease.js';
 
 // Bump when extraction changes what lands on disk, so entries made by an older builder are never cloned.
@@ -21,6 +22,9 @@ function chainId(diffIds: readonly Digest[]): Digest {
   if (diffIds.length === 0) throw new BuilderError('BUILD_INTERNAL', 'chainId of no layers', { hint: 'this is a bug; please report it' });
   return chainOf(diffIds.map((diffId) => ({ diffId }))) as Digest;
 }
+
+/** What the stores need of the process (src/util/host.ts): overlays only as uid 0, temp dirs named by pid, an exit hook. */
+export type StoreHost = Partial<Pick<Host, 'pid' | 'uid' | 'onExit'>>;
 
 export interface RootfsStoreEntry {
   chainId: string;
@@ -48,10 +52,14 @@ export class RootfsStore {
   private readonly maxBytes: number;
   /** What this build uses (entries it mounts or copies, temp dirs it fills): prune and eviction leave them alone. */
   private readonly leases: Leases;
+  private readonly host: StoreHost;
+  /** Removes the exit hook registered while this build has overlays mounted. */
+  private offExit: (() => void) | undefined;
 
-  constructor(dir: string, opts: { maxBytes?: number } = {}) {
+  constructor(dir: string, opts: { maxBytes?: number } & StoreHost = {}) {
     this.dir = path.join(path.resolve(dir), FORMAT);
     this.maxBytes = opts.maxBytes ?? ROOTFS_STORE_MAX_BYTES;
+    this.host = opts;
     // beside the format's dir: listing entries never meets a lease, and a lease on a ChainID holds in every format
     this.leases = new Leases(path.join(path.dirname(this.dir), 'leases'));
   }
@@ -105,7 +113,7 @@ export class RootfsStore {
     const found = await this.lookup(diffIds);
     if (found) return found;
     const final = this.entryDir(id);
-    const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(this.dir, `.tmp-${digestHex(id).slice(0, 16)}-${this.host.pid !== undefined ? `${this.host.pid}-` : ''}${randomBytes(4).toString('hex')}`);
     await mkdir(this.dir, { recursive: true }).then(() => this.leases.take(path.basename(tmp))).then(() => mkdir(path.join(tmp, 'root'), { recursive: true })).catch((err: unknown) => {
       throw storeError(`cannot create ${tmp}`, err);
     });
@@ -165,7 +173,7 @@ export class RootfsStore {
    */
   async mount(lowers: readonly string[], to: string): Promise<{ mounted: boolean; reason?: string }> {
     if (this.overlayFailed !== undefined) return { mounted: false, reason: this.overlayFailed };
-    if (process.getuid?.() !== 0) return { mounted: false, reason: (this.overlayFailed = 'not root') };
+    if (this.host.uid !== 0) return { mounted: false, reason: (this.overlayFailed = 'not root') };
     // A fresh upper every time: an earlier upper of this path may be a lower layer of a child stage's mount now.
     const upper = `${to}.upper-${randomBytes(4).toString('hex')}`;
     if ([...lowers, upper, to].some((p) => /[,:\\\s]/.test(p))) return { mounted: false, reason: 'a path mount options cannot hold' };
@@ -181,7 +189,7 @@ export class RootfsStore {
     }
     this.mounts.set(to, { upper: path.join(upper, 'diff'), lowers: [...lowers] });
     // A process.exit() before unmountAll (a second signal) must not leave mounts on the host: detach them synchronously.
-    if (this.mounts.size === 1) process.on('exit', this.detachAll);
+    this.offExit ??= this.host.onExit?.(this.detachAll);
     await touch(lowers[lowers.length - 1]!);
     return { mounted: true };
   }
@@ -206,11 +214,13 @@ export class RootfsStore {
   /** Every overlay this build mounted, and every lease it holds: before the stage roots are removed, and on every way out of a build. */
   async unmountAll(): Promise<void> {
     for (const root of [...this.mounts.keys()].reverse()) await this.unmount(root).catch(() => undefined);
-    process.off('exit', this.detachAll);
+    this.offExit?.();
+    this.offExit = undefined;
     await this.leases.release();
   }
 
-  private readonly detachAll = (): void => {
+  /** Lazily unmounts every overlay of this build, synchronously: for an exit hook (unmountAll cannot run there). */
+  readonly detachAll = (): void => {
     for (const root of [...this.mounts.keys()].reverse()) spawnSync('umount', ['-l', root], { stdio: 'ignore' });
   };
 
