@@ -80,22 +80,10 @@ async function extractEntry(entry: TarEntry, dest: string, what: string, dirMode
         await symlink(header.linkname ?? '', abs);
         return;
       }
-      case 'link': {
+      case 'link':
         entry.resume();
-        const targetRel = safeRel(header.linkname ?? '', what, header.name);
-        await assertNoSymlinkParents(dest, targetRel, header.name, what);
-        const target = path.join(dest, targetRel);
-        const st = await lstat(target).catch(() => undefined);
-        if (!st || st.isDirectory()) {
-          throw new BuilderError('CONTEXT_TAR_INVALID', `${what}: hard link "${header.name}" points to "${header.linkname}", which is not an earlier file in the archive`, {
-            hint: 'recreate the archive with tar so that hard-link targets come before the links',
-          });
-        }
-        await ensureParent(dest, rel, header.name, what);
-        await removeExisting(abs);
-        await link(target, abs);
+        await extractHardlink(header, dest, rel, abs, what);
         return;
-      }
       default:
         // Devices, fifos and pax/gnu bookkeeping entries have no place in a build context.
         entry.resume();
@@ -105,6 +93,22 @@ async function extractEntry(entry: TarEntry, dest: string, what: string, dirMode
     entry.resume();
     throw err;
   }
+}
+
+/** A hard link to an earlier file of the archive (inside dest, never a directory). */
+async function extractHardlink(header: TarEntry['header'], dest: string, rel: string, abs: string, what: string): Promise<void> {
+  const targetRel = safeRel(header.linkname ?? '', what, header.name);
+  await assertNoSymlinkParents(dest, targetRel, header.name, what);
+  const target = path.join(dest, targetRel);
+  const st = await lstat(target).catch(() => undefined);
+  if (!st || st.isDirectory()) {
+    throw new BuilderError('CONTEXT_TAR_INVALID', `${what}: hard link "${header.name}" points to "${header.linkname}", which is not an earlier file in the archive`, {
+      hint: 'recreate the archive with tar so that hard-link targets come before the links',
+    });
+  }
+  await ensureParent(dest, rel, header.name, what);
+  await removeExisting(abs);
+  await link(target, abs);
 }
 
 /** The cleaned relative path of a tar name, or CONTEXT_TAR_UNSAFE when it is absolute or escapes. */
