@@ -37,13 +37,15 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
 async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageRef, platform: Platform | undefined, opts: ResolveCachedOptions): Promise<ResolvedImage> {
   const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const replace = { replace: opts.refresh === true };
+  // without a listener of its own, a detail for the client's trace, a lost cache write a warning
+  const say = (msg: string, level: 'trace' | 'warning'): void => (opts.onWarning ? opts.onWarning(msg) : client.emit(level === 'warning' ? { type: 'warning', msg } : { type: 'message', level, msg }));
   const stored = async (d: Digest, max: number, size?: number): Promise<Buffer | undefined> => {
     if (opts.refresh) return undefined;
     try {
       return await store.read(d, { max, ...(size !== undefined ? { size } : {}) });
     } catch (err) {
-      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it again`);
-      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it from the registry`);
+      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) say(`${err.message}; fetching it again`, 'trace');
+      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) say(`${err.message}; fetching it from the registry`, 'trace');
       else throw err;
       return undefined;
     }
@@ -51,7 +53,7 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
   const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
     await store.putBytes(d, bytes, replace).catch((err: unknown) => {
       if (opts.strict || !isBuilderError(err) || !err.code.startsWith('BLOB_STORE_')) throw err;
-      (opts.onWarning ?? client.opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
+      say(`${err.message}; going on without caching it`, 'warning');
     });
   };
   const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {

@@ -15,7 +15,8 @@ export function remoteLayer(
       // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
       const found = await store.check(descriptor.digest, descriptor.size);
       if (found === 'ok') return false;
-      if (found === 'corrupt') (onWarning ?? client.opts.logger)?.(`layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`);
+      const corrupt = `layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`;
+      if (found === 'corrupt') (onWarning ? onWarning(corrupt) : client.emit({ type: 'message', level: 'trace', msg: corrupt }));
       // fetchBlob starts over when the bytes arrive wrong (put() keeps nothing of a failed download)
       await client.fetchBlob(ref, descriptor, (blob) => store.put(descriptor.digest, blob, descriptor.size));
       return true;

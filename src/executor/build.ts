@@ -10,7 +10,7 @@ import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, t
 import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
-import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
+import { RegistryClient } from '../registry/index.js';
 import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import {
   assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
@@ -24,7 +24,7 @@ import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
-import type { EventSink } from '../util/events.js';
+import type { BuildEvent, EventSink } from '../util/events.js';
 import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
@@ -228,12 +228,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     throw err;
   }) : undefined;
   const reg = opts.registry.signal;
-  const given = opts.registry.onProgress;
-  // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
-  const registry = { ...opts.registry, onProgress: (p: TransferProgress): void => {
-    given?.(p);
-    emit(transferEvent(p));
-  } };
+  const given = opts.registry.emit;
+  // The client's events (transfers: the summary's byte counts) join the build's stream, besides a listener of its own.
+  const registry = { ...opts.registry, emit: given && given !== options.emit ? (e: BuildEvent): void => {
+    given(e);
+    emit(e);
+  } : emit };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   const cleanup: Promise<void>[] = [];
   let cache: BuildCache | undefined;

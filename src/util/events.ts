@@ -32,10 +32,38 @@ export interface BuildSummary {
   phases: PhaseTimes;
 }
 
+/** A registry request about to be tried again: what, after which error code, the retry (1-based) of how many, the wait. */
+export interface RetryNotice {
+  what: string;
+  code: string;
+  attempt: number;
+  of: number;
+  waitMs: number;
+}
+
+/** Blobs one push put in a repository, by how each got there. */
+export interface BlobCounts {
+  uploaded: number;
+  mounted: number;
+  exists: number;
+}
+
 export type BuildEvent =
-  /** A plain line worth a reader's attention (debug: only with -v debug). */
-  | { type: 'message'; level: 'debug' | 'info'; msg: string }
+  /** A plain line worth a reader's attention (debug: only with -v debug; trace: the registry client's details). */
+  | { type: 'message'; level: 'trace' | 'debug' | 'info'; msg: string }
   | { type: 'warning'; msg: string }
+  /** A registry request failed and is retried after waitMs (shown without --verbosity: it explains a slow push). */
+  | ({ type: 'retry' } & RetryNotice)
+  /** One HTTP exchange with a registry (trace): origin and path only, never a query or a header. */
+  | { type: 'http'; method: string; url: string; status: number }
+  /** writeImage's blobs in one repository (`repository`: registry/name). */
+  | { type: 'blobs-pushed'; repository: string; blobs: BlobCounts }
+  /** A manifest (or an index of `images` images) put at a reference: "registry/name:tag" or "registry/name". */
+  | { type: 'manifest-pushed'; ref: string; digest: string; images?: number }
+  /** An image copied by digest into another repository (to sit in an index there). */
+  | { type: 'image-copied'; from: string; into: string }
+  /** One blob copied into an OCI layout (debug), and how: already there or written. */
+  | { type: 'blob-copied'; digest: string; size: number; result: string }
   /** step: "[2/5]"; instruction: the history's created_by; finished/failed carry its duration, finished the layer it added. */
   | { type: 'step'; status: 'started' | 'cached' | 'finished' | 'failed'; step: string; instruction: string; ms?: number; layer?: { digest: string; size: number } }
   /** id: a digest, or the step label for snapshots; one event with done: true ends it. */
