@@ -74,7 +74,7 @@ export class RegistryClient {
    * src with its bytes counted into progress events (src itself when nobody listens). Counts at src's own push(),
    * so the pipeline keeps its shape: no stream stage is added between a registry response and its verifier.
    */
-  private counted(src: Readable, op: 'pull' | 'push', desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
+  private counted(src: Readable, op: 'pull' | 'push', ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
     const report = this.opts.emit;
     if (!report) return src;
     let done = 0;
@@ -82,7 +82,7 @@ export class RegistryClient {
     src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
       if (chunk !== null && chunk !== undefined) {
         done += (chunk as Buffer).length;
-        report(transferEvent(op, desc.digest, done, desc.size));
+        report(transferEvent({ op, repository: ref.name, digest: desc.digest, done, total: desc.size }));
       }
       return push(chunk, encoding);
     };
@@ -209,7 +209,7 @@ export class RegistryClient {
     const body = resumableBody(this.t.retrier, first, {
       registry: ref.registry, what, size: desc.size, retries: this.t.retries('pull'), reopen: (offset) => get(offset, false),
     });
-    return verified(this.counted(body, 'pull', desc), desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
+    return verified(this.counted(body, 'pull', ref, desc), desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
   }
 
   /**
@@ -335,7 +335,7 @@ export class RegistryClient {
     }
     let sourceError: BuilderError | undefined;
     const body = async (): Promise<Readable> => {
-      const v = verified(this.counted(await open(), 'push', desc), desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
+      const v = verified(this.counted(await open(), 'push', ref, desc), desc.digest, desc.size, `blob ${desc.digest} being pushed to ${ref.name}`);
       // typed errors come from the source or the verifier; a raw one is undici aborting the body after a network failure
       v.on('error', (e) => {
         if (e instanceof BuilderError) sourceError ??= e;
@@ -385,7 +385,7 @@ export class RegistryClient {
           });
           loc = this.location(res, ref);
           offset = start + len;
-          this.emit(transferEvent('push', desc.digest, offset, desc.size));
+          this.emit(transferEvent({ op: 'push', repository: ref.name, digest: desc.digest, done: offset, total: desc.size }));
           const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
           if (!range || Number(range[1]) === offset - 1) continue;
           this.emit({ type: 'message', level: 'trace', msg: `registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing` });

@@ -1,6 +1,7 @@
 // Public surface of src/registry: the Distribution v2 client, credentials, and image copy.
 export { RegistryClient, type ManifestResult, type ResolvedImage, type PushBlobResult, type PushBlobOptions } from './client.js';
-export type { RegistryClientOptions } from './transport.js';
+export type { RegistryClientOptions, TransferProgress } from './transport.js';
+export { transferEvent } from './transport.js';
 export {
   resolveCredential, credentialProvider, credentialFromConfig, saveLogin, removeLogin, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry, dockerConfigDir,
   type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,

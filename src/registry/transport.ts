@@ -73,9 +73,18 @@ export interface RegistryClientOptions {
   signal?: AbortSignal;
 }
 
-/** A blob transfer's progress: `done` of `total` bytes of the blob `digest` pulled or pushed. */
-export function transferEvent(op: 'pull' | 'push', digest: string, done: number, total: number): BuildEvent {
-  return { type: 'progress', phase: op, id: digest, bytes: done, total, done: done >= total };
+export interface TransferProgress {
+  op: 'pull' | 'push';
+  /** registry/repository */
+  repository: string;
+  digest: string;
+  done: number;
+  total: number;
+}
+
+/** A transfer's progress as an event of the client's stream. */
+export function transferEvent(p: TransferProgress): BuildEvent {
+  return { type: 'progress', phase: p.op, id: p.digest, bytes: p.done, total: p.total, done: p.done >= p.total };
 }
 
 export interface RegRequest {
