@@ -8,7 +8,7 @@ import { liveProgress, progressLines, type ProgressView } from './progress.js';
 
 export interface Renderer {
   emit: EventSink;
-  /** The logger to use for everything else written meanwhile (registry warnings, retries): it erases live lines first. */
+  /** The logger to use for everything else written meanwhile (a command's own lines, signals): it erases live lines first. */
   logger: Logger;
   /** RUN output, through the same stream (a live progress block is erased first). */
   output(text: string, stream: 'stdout' | 'stderr'): void;
@@ -68,6 +68,36 @@ export function eventLine(e: BuildEvent): EventLine | undefined {
       return { level: 'info', msg: `copied ${e.from} into ${e.into}` };
     case 'blob-copied':
       return { level: 'debug', msg: `blob ${e.digest} (${e.size} bytes): ${e.result}` };
+    default:
+      return buildLine(e);
+  }
+}
+
+const short = (digest: string): string => digest.slice(7, 19);
+const secs2 = (ms: number): string => `${(ms / 1000).toFixed(2)}s`;
+
+/** The lines of the build's typed reports (bases, snapshots, images, outputs, attestations). */
+function buildLine(e: BuildEvent): EventLine | undefined {
+  const info = (msg: string): EventLine => ({ level: 'info', msg });
+  switch (e.type) {
+    case 'base-resolved':
+      return info(`base ${e.ref}@${e.digest}: ${e.layers} layers`);
+    case 'changes-found':
+      return info(`${e.step} snapshot: ${e.changes} changes found in ${secs2(e.ms)}`);
+    case 'layer-written':
+      return info(`${e.step} snapshot: layer ${short(e.digest)} ${formatBytes(e.size)} (${e.entries} entries) in ${secs2(e.ms)}`);
+    case 'layers-merged':
+      return info(`single snapshot: ${e.layers} layers merged into ${short(e.digest)} (${e.size} bytes)`);
+    case 'image-built':
+      return info(`image ${e.digest} (${e.mediaType}, ${e.layers} layers${e.platform ? `, ${e.platform}` : ''})`);
+    case 'index-built':
+      return info(`index ${e.digest} (${e.mediaType}, ${e.platforms} platforms)`);
+    case 'output-written':
+      return info(e.kind === 'oci-layout' ? `wrote OCI layout ${e.path}` : `wrote ${e.kind === 'docker-archive' ? 'docker-archive' : 'OCI + docker-archive'} ${e.path}`);
+    case 'sbom-made':
+      return info(`SBOM: ${e.packages} packages in ${e.layers} layers (${e.ms} ms)`);
+    case 'referrers-attached':
+      return info(`attached ${e.count} referrer${e.count === 1 ? '' : 's'} to ${e.repository}@${e.subject} (${e.tag === undefined ? 'referrers API' : `referrers tag ${e.tag}`})${e.signature ? ' and the cosign signature tag' : ''}`);
     default:
       return undefined;
   }

@@ -164,7 +164,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
   });
-  opts.emit({ type: 'message', level: 'info', msg: `single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)` });
+  opts.emit({ type: 'layers-merged', layers: own.length, digest: r.digest, size: r.size });
   let seen = 0;
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
@@ -323,7 +323,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         images.push(await finishImage(last, opts, { cache, created, snapshotFile: path.join(scratch, `single-snapshot-${k}.tar.gz`) }));
       }
       const built = multi ? assembleIndex(images) : images[0]!;
-      if ('images' in built) emit({ type: 'message', level: 'info', msg: `index ${built.digest} (${built.mediaType}, ${images.length} platforms)` });
+      if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
       // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
       if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
         cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
@@ -566,6 +566,6 @@ async function finishImage(last: StageResult, opts: ResolvedBuildOptions, o: { c
     ...(last.platform.variant ? { variant: last.platform.variant } : {}),
   });
   checkZstdLayers(image);
-  opts.emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers${opts.platforms && opts.platforms.length > 1 ? `, ${formatPlatform(last.platform)}` : ''})` });
+  opts.emit({ type: 'image-built', digest: image.manifestDigest, mediaType: image.mediaType, layers: image.layers.length, ...(opts.platforms && opts.platforms.length > 1 ? { platform: formatPlatform(last.platform) } : {}) });
   return image;
 }

@@ -16,7 +16,6 @@ import { resolveBase, scratchConfig, type BaseImage } from './base.js';
 import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
 import { handlerFor } from './steps/index.js';
 import type { Executor, StageResult } from './executor.js';
-import { formatBytes } from '../util/bytes.js';
 
 export interface Step {
   number: number;
@@ -86,7 +85,7 @@ export class StageState {
     }).finally(() => progress(0, 0, true));
     // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)
     if (written) await layerChangesOf(opts.from ?? this.root.path, written, r.digest).then((c) => services.sbomLayers!.set(r.digest, c), () => undefined);
-    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
+    services.emit({ type: 'layer-written', step: step.label, digest: r.digest, size: r.size, entries: entries.length, ms: Date.now() - t0 });
     this.layers.push(fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId));
     this.history.push({ created: settings.created, created_by: step.by });
     // The layer came from the root as it is: the root stays current.
@@ -356,7 +355,7 @@ async function resolveFrom(
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved, true).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
-  services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
+  services.emit({ type: 'base-resolved', ref: `${base.ref}`, digest: `${base.manifestDigest}`, layers: base.layers.length });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0
     ? { ...fresh, store: { rootfs: services.rootfs, layers: base.layers.length } }

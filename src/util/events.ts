@@ -62,6 +62,24 @@ export type BuildEvent =
   | { type: 'manifest-pushed'; ref: string; digest: string; images?: number }
   /** An image copied by digest into another repository (to sit in an index there). */
   | { type: 'image-copied'; from: string; into: string }
+  /** A registry base resolved: its reference, manifest digest and layer count. */
+  | { type: 'base-resolved'; ref: string; digest: string; layers: number }
+  /** A step's snapshot compared the root before and after it: `changes` paths changed, in ms. */
+  | { type: 'changes-found'; step: string; changes: number; ms: number }
+  /** A step's layer written: its digest, compressed size, entries, and the time to write it. */
+  | { type: 'layer-written'; step: string; digest: string; size: number; entries: number; ms: number }
+  /** --single-snapshot: the build's own `layers` merged into one layer. */
+  | { type: 'layers-merged'; layers: number; digest: string; size: number }
+  /** An image assembled (platform: set when the build makes several). */
+  | { type: 'image-built'; digest: string; mediaType: string; layers: number; platform?: string }
+  /** The index over the platforms' images. */
+  | { type: 'index-built'; digest: string; mediaType: string; platforms: number }
+  /** The image written to a file: an OCI layout dir, or a tar (docker-archive, with the OCI layout inside for an index). */
+  | { type: 'output-written'; kind: 'oci-layout' | 'docker-archive' | 'oci-docker-archive'; path: string }
+  /** --sbom: `packages` found in `layers` layers, in ms. */
+  | { type: 'sbom-made'; packages: number; layers: number; ms: number }
+  /** Referrers (attestations) attached to `subject` in `repository`: through the referrers API, or `tag` kept by hand where it has none. */
+  | { type: 'referrers-attached'; count: number; repository: string; subject: string; tag?: string; signature: boolean }
   /** One blob copied into an OCI layout (debug), and how: already there or written. */
   | { type: 'blob-copied'; digest: string; size: number; result: string }
   /** step: "[2/5]"; instruction: the history's created_by; finished/failed carry its duration, finished the layer it added. */
