@@ -4,6 +4,7 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
 import { withDigest, type ImageRef } from '../reference/index.js';
 import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
+import type { EventSink } from '../util/events.js';
 import type { BlobStore } from './blob-store.js';
 
 // The registry client's limits: a stored document larger than these was never one it accepted.
@@ -15,8 +16,8 @@ export type ImageDocument = 'index' | 'manifest' | 'config';
 export interface ResolveCachedOptions {
   /** Fetch every document from the registry again and replace the stored copies (builder warm --force). */
   refresh?: boolean;
-  /** A stored document was corrupt: it was removed and fetched again. */
-  onWarning?: (message: string) => void;
+  /** Warnings: a stored document was corrupt (removed and fetched again), unreadable, or could not be stored. */
+  emit?: EventSink;
   /** Fail when the store cannot be read or written (the warmer); default: warn and use the registry, the image is resolved anyway. */
   strict?: boolean;
   /** Where each document came from, for progress output. */
@@ -37,8 +38,11 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
 async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageRef, platform: Platform | undefined, opts: ResolveCachedOptions): Promise<ResolvedImage> {
   const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const replace = { replace: opts.refresh === true };
-  // without a listener of its own, a detail for the client's trace, a lost cache write a warning
-  const say = (msg: string, level: 'trace' | 'warning'): void => (opts.onWarning ? opts.onWarning(msg) : client.emit(level === 'warning' ? { type: 'warning', msg } : { type: 'message', level, msg }));
+  // to a listener of its own a warning; else through the client: a detail for its trace, a lost cache write a warning
+  const say = (msg: string, level: 'trace' | 'warning'): void => {
+    if (opts.emit) opts.emit({ type: 'warning', msg });
+    else client.emit(level === 'warning' ? { type: 'warning', msg } : { type: 'message', level, msg });
+  };
   const stored = async (d: Digest, max: number, size?: number): Promise<Buffer | undefined> => {
     if (opts.refresh) return undefined;
     try {

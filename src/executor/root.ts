@@ -6,12 +6,14 @@ import { copyTree, type RootfsStore } from '../cache/index.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
+import type { EventSink } from '../util/events.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
-  onWarning?: (m: string) => void;
+  /** Warnings of extraction, and of an extracted-base store that could not be used. */
+  emit?: EventSink;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
@@ -63,7 +65,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       mediaType: l.descriptor.mediaType,
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
-      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+      ...(opts.emit ? { emit: opts.emit } : {}),
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
@@ -189,7 +191,7 @@ export class StageRoot {
       return base.length;
     } catch (err) {
       if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
-      this.opts.onWarning?.(`${err.message}; extracting the base instead`);
+      this.opts.emit?.({ type: 'warning', msg: `${err.message}; extracting the base instead` });
       await rm(this.path, { recursive: true, force: true });
       return 0;
     }

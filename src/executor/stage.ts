@@ -145,7 +145,7 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
   const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
   const root = new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
-    onWarning: (m: string) => services.emit({ type: 'warning', msg: m }),
+    emit: services.emit,
     onExtract: (downloaded, total) => services.emit({ type: 'message', level: 'info', msg: `${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)` }),
     onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
     onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),

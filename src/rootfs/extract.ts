@@ -7,6 +7,7 @@ import { Readable, pipeline, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { layerCompression } from '../image/index.js';
+import type { EventSink } from '../util/events.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
 import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
@@ -25,8 +26,8 @@ export interface ExtractOptions {
   layer?: string;
   /** Called with each entry's canonical container path before it is applied. */
   onEntry?(containerPath: string): void;
-  /** Things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
-  onWarning?(message: string): void;
+  /** Warnings: things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
+  emit?: EventSink;
   /**
    * True for container paths to leave alone (in-place mode: /proc, /sys, /dev, mount points). Always called with
    * a canonical path ("/proc/x": absolute, no "." / ".." / "//", symlinks on the way resolved inside the root).
@@ -253,7 +254,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
 }
 
 function warn(st: State, msg: string): void {
-  st.opts.onWarning?.(`${layerLabel(st.opts)}: ${msg}`);
+  st.opts.emit?.({ type: 'warning', msg: `${layerLabel(st.opts)}: ${msg}` });
 }
 
 function joinPath(dir: string, base: string): string {

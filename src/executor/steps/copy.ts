@@ -149,7 +149,7 @@ async function unpackInto(
   const paths = await unpackArchive(new RootFs(dest.host), m.abs, kind, `${where}: archive ${m.name}`, {
     ...(inst.chown ? { chown: owner } : {}),
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
-    onWarning: (msg) => ex.services.emit({ type: 'warning', msg }),
+    emit: ex.services.emit,
   });
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.
   const out = [dest.container];
@@ -261,7 +261,7 @@ export function materialize(ex: Executor, key: string, layers: () => Promise<imp
   let p = scheduling.images.get(key);
   if (!p) {
     const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.emit({ type: 'warning', msg: m }) }));
+    p = layers().then((ls) => extractLayers(dir, ls, { emit: services.emit }));
     scheduling.images.set(key, p);
   }
   return p;
