@@ -1,5 +1,16 @@
 // Heredoc detection on an instruction line (`<<EOF`, `<<-EOF`, `<<"EOF"`, several per line), as BuildKit's heredocsFromLine does.
-import type { Heredoc } from './parse.js';
+
+/** One heredoc body attached to a RUN/COPY/ADD line. */
+export interface Heredoc {
+  /** Delimiter word, without `<<`, `-` or quotes. */
+  name: string;
+  /** Body text as written (each line keeps its line ending); leading tabs already stripped for `<<-`. */
+  content: string;
+  /** False when the delimiter was quoted (`<<"EOF"`, `<<'EOF'`): no expansion inside the body. */
+  expand: boolean;
+  /** True for `<<-EOF` (leading tabs were stripped). */
+  chomp: boolean;
+}
 
 /** Heredoc marker found on a line; the body is read by the parser. */
 export type HeredocMarker = Omit<Heredoc, 'content'>;

@@ -1,18 +1,8 @@
 // Dockerfile text -> AST (BuildKit parser semantics): directives, continuations, JSON vs shell forms, heredocs, line numbers.
 import { BuilderError } from '../errors.js';
-import { chompHeredocContent, heredocsFromLine } from './heredoc.js';
+import { chompHeredocContent, heredocsFromLine, type Heredoc } from './heredoc.js';
 
-/** One heredoc body attached to a RUN/COPY/ADD line. */
-export interface Heredoc {
-  /** Delimiter word, without `<<`, `-` or quotes. */
-  name: string;
-  /** Body text as written (each line keeps its line ending); leading tabs already stripped for `<<-`. */
-  content: string;
-  /** False when the delimiter was quoted (`<<"EOF"`, `<<'EOF'`): no expansion inside the body. */
-  expand: boolean;
-  /** True for `<<-EOF` (leading tabs were stripped). */
-  chomp: boolean;
-}
+export type { Heredoc } from './heredoc.js';
 
 /** One instruction line (after continuations) as BuildKit's parser sees it. */
 export interface Node {

@@ -2,14 +2,17 @@
 import { BuilderError } from '../errors.js';
 import { lex, withLocation, type ExpandEnv, type ExpandOptions, type VarUsage } from './expand.js';
 import type {
+  ArgInstruction,
   CopyLike,
   FromInstruction,
   Heredoc,
   Instruction,
   InstructionKind,
   KeyValue,
+  RunInstruction,
   TypedDockerfile,
 } from './instructions.js';
+import { mountField, parseMount, readMount, readMountFields, type Mount } from './mount.js';
 import { toInstructions } from './instructions.js';
 import { parseDockerfile } from './parse.js';
 import { formatPlatform, parsePlatform, platformArgs, type PlatformSpec } from './platform.js';
@@ -17,12 +20,11 @@ import {
   checkNoCycles,
   findStageByName,
   looksLikeImageReference,
-  mountFrom,
   reachableStages,
   resolveStageRef,
-  splitCsv,
   splitStages,
   stageNameList,
+  type StageDecl,
 } from './stages.js';
 
 /** ARGs Docker defines without an ARG line; they reach RUN's environment only, and stay out of history. */
@@ -53,8 +55,11 @@ export interface ExpandContext {
   usage?: VarUsage;
 }
 
-/** An instruction with its words expanded (same shape as the raw one) plus the variables it used. */
-export type ExpandedInstruction = Instruction & {
+/** RUN with its --mount values expanded and read into typed mounts. */
+export type ExpandedRun = Omit<RunInstruction, 'mounts'> & { mounts: Mount[] };
+
+/** An instruction with its words expanded (the raw shape; RUN's mounts typed) plus the variables it used. */
+export type ExpandedInstruction = (Exclude<Instruction, RunInstruction> | ExpandedRun) & {
   readonly usedVars: readonly string[];
   readonly unsetVars: readonly string[];
 };
@@ -62,10 +67,11 @@ export type ExpandedInstruction = Instruction & {
 /**
  * Expands exactly the words BuildKit expands, against `env` (the stage's running env; for FROM, the global args).
  * RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK/MAINTAINER/ONBUILD words are left to the shell or stored as written;
- * RUN --mount values are expanded. ARG values are resolved: --build-arg, else the expanded default, else the global value.
+ * RUN --mount values are expanded and read into typed mounts, relative targets under `workdir` (the step's WORKDIR;
+ * undefined: not known). ARG values are resolved: --build-arg, else the expanded default, else the global value.
  * Errors carry file:line.
  */
-export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: ExpandContext): ExpandedInstruction {
+export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: ExpandContext, workdir?: string): ExpandedInstruction {
   const usage: VarUsage = { used: new Set(), unset: new Set() };
   const opts: ExpandOptions = { escape: ctx.escape, skipUnset: ctx.skipUnset, usage };
   const word = (w: string): string => lex(w, env, opts).value;
@@ -85,7 +91,7 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
     exclude: c.exclude.map(word),
     heredocs: heredocs(c.heredocs),
   });
-  let out: Instruction;
+  let out: Instruction | ExpandedRun;
   try {
     switch (inst.kind) {
       case 'from':
@@ -131,7 +137,7 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
         out = { ...inst, signal: word(inst.signal) };
         break;
       case 'run':
-        out = { ...inst, mounts: inst.mounts.map((m) => expandMount(m, word)) };
+        out = { ...inst, mounts: inst.mounts.map((m) => parseMount(m, { where: `${inst.file}:${inst.line}`, workdir, expand: word })) };
         break;
       case 'cmd':
       case 'entrypoint':
@@ -154,16 +160,6 @@ export function expandInstruction(inst: Instruction, env: ExpandEnv, ctx: Expand
     for (const u of usage.unset) ctx.usage.unset.add(u);
   }
   return Object.assign(out, { usedVars: [...usage.used], unsetVars: [...usage.unset] });
-}
-
-// BuildKit expands each value of a --mount spec after splitting it, not the spec as a whole.
-function expandMount(spec: string, word: (w: string) => string): string {
-  return splitCsv(spec)
-    .map((field) => {
-      const eq = field.indexOf('=');
-      return eq < 0 ? word(field) : `${field.slice(0, eq)}=${word(field.slice(eq + 1))}`;
-    })
-    .join(',');
 }
 
 /** Variables of one stage while it runs: image config Env (base + ENV) and declared ARG values. */
@@ -212,7 +208,7 @@ export function runEnvironment(v: StageVars, proxyEnv: ReadonlyMap<string, strin
 }
 
 /** Records an expanded ENV or ARG in the caller's stage vars (other kinds change nothing here). */
-export function applyToStageVars(vars: StageVars, inst: Instruction): void {
+export function applyToStageVars(vars: StageVars, inst: Instruction | ExpandedInstruction): void {
   if (inst.kind === 'env') {
     for (const p of inst.pairs) vars.env.set(p.key, p.value);
   } else if (inst.kind === 'arg') {
@@ -321,15 +317,47 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
   const escape = df.escape;
   const buildArgs = resolveBuildArgs(opts.buildArgs, opts.env);
   const proxyEnv = new Map([...buildArgs].filter(([k]) => PREDEFINED_ARGS.includes(k)));
+  const declared = new Set<string>();
+  const globalArgs = globalScope(globalArgInsts, buildArgs, opts, escape, declared);
+  const ctx: ExpandContext = { escape, buildArgs, globalArgs };
+  const stages = plannedStages(decls, ctx, declared, warnings);
+  const walk: StageWalk = { decls, ctx, declared, warnings, ends: [] };
+  for (const st of stages) walkStage(st, stages, walk);
+  checkNoCycles(stages, stages.map((s) => s.dependsOn));
+  const target = targetStage(stages, opts.target, df.file);
+  const reachable = reachableStages(stages.map((s) => s.dependsOn), target);
+  for (const st of stages) {
+    // Without --skip-unused-stages every stage up to the target runs, as kaniko does.
+    st.needed = reachable.has(st.index) || (!opts.skipUnusedStages && st.index <= target);
+  }
 
-  // Global scope: platform ARGs (overridable by --build-arg), then ARGs before the first FROM, in order.
+  const unused = [...buildArgs.keys()].filter((k) => !declared.has(k) && !PREDEFINED_ARGS.includes(k) && !globalArgs.has(k));
+  if (unused.length > 0) warnings.push(`one or more build-args [${unused.join(' ')}] were not consumed`);
+
+  return {
+    file: df.file,
+    escape,
+    buildArgs,
+    globalArgs,
+    proxyEnv,
+    stages,
+    target,
+    targetPlatform: opts.platform,
+    buildPlatform: opts.buildPlatform,
+    warnings: [...df.warnings, ...warnings],
+  };
+}
+
+/** Global scope: platform ARGs (overridable by --build-arg), then ARGs before the first FROM, in order; their names go to `declared`. */
+function globalScope(
+  insts: readonly ArgInstruction[], buildArgs: ReadonlyMap<string, string>, opts: PlanOptions, escape: string, declared: Set<string>,
+): Map<string, string> {
   const globalArgs = platformArgs(opts.platform, opts.buildPlatform);
   for (const k of globalArgs.keys()) {
     const v = buildArgs.get(k);
     if (v !== undefined) globalArgs.set(k, v);
   }
-  const declared = new Set<string>();
-  for (const inst of globalArgInsts) {
+  for (const inst of insts) {
     for (const a of inst.args) {
       declared.add(a.key);
       let value = buildArgs.get(a.key);
@@ -343,12 +371,14 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
       if (value !== undefined) globalArgs.set(a.key, value);
     }
   }
-  const ctx: ExpandContext = { escape, buildArgs, globalArgs };
+  return globalArgs;
+}
 
-  // FROM lines: expanded against the global scope only.
+/** The stages with their FROM lines expanded against the global scope only (base name, base stage, platform). */
+function plannedStages(decls: readonly StageDecl[], ctx: ExpandContext, declared: ReadonlySet<string>, warnings: string[]): PlannedStage[] {
   const stages: PlannedStage[] = [];
   for (const d of decls) {
-    const from = expandInstruction(d.from, globalArgs, ctx) as FromInstruction & ExpandedInstruction;
+    const from = expandInstruction(d.from, ctx.globalArgs, ctx) as FromInstruction & ExpandedInstruction;
     for (const v of from.unsetVars.filter((n) => !declared.has(n))) {
       warnings.push(`${d.from.file}:${d.from.line}: FROM uses ${v}, which is not a global ARG (declare ARG ${v} before the first FROM)`);
     }
@@ -381,115 +411,129 @@ export function planBuild(df: TypedDockerfile, opts: PlanOptions): BuildPlan {
     // A stage built FROM another stage runs on that stage's platform (BuildKit: the base's platform carries over).
     if (platform === undefined && baseStage !== undefined) platform = stages[baseStage]?.platform;
     stages.push({
-      index: d.index,
-      name: d.name,
-      from: d.from,
-      baseName,
-      baseStage,
-      platform,
-      instructions: d.instructions,
-      dependsOn: [],
-      imageRefs: [],
-      needed: false,
-      steps: [],
+      index: d.index, name: d.name, from: d.from, baseName, baseStage, platform, instructions: d.instructions,
+      dependsOn: [], imageRefs: [], needed: false, steps: [],
     });
   }
+  return stages;
+}
 
-  // Static walk: stage vars as far as known, the step preview, and --from references.
-  const finalVars: StageVars[] = [];
-  const knownRoot: boolean[] = [];
-  const uncertain: Set<string>[] = [];
-  for (const st of stages) {
-    const parent = st.baseStage;
-    const vars = parent !== undefined ? cloneStageVars(finalVars[parent] as StageVars)
-      : stageVarsFromImage(st.baseName === 'scratch' ? [DEFAULT_PATH_ENV] : undefined);
-    const known = parent !== undefined ? (knownRoot[parent] as boolean) : st.baseName === 'scratch';
-    const unsure = new Set(parent !== undefined ? (uncertain[parent] as Set<string>) : []);
-    const deps = new Set<number>(parent !== undefined ? [parent] : []);
-    // An earlier stage's ONBUILD triggers run at the start of this one (BuildKit): their COPY --from are dependencies.
-    if (parent !== undefined) {
-      for (const inst of stages[parent]!.instructions) {
-        if (inst.kind !== 'onbuild' || inst.instruction.kind !== 'copy' || inst.instruction.from === undefined) continue;
-        const from = expandInstruction(inst.instruction, expansionEnv(vars), { ...ctx, skipUnset: true });
-        if (from.kind !== 'copy' || from.from === undefined || /\$/.test(from.from)) continue;
-        const ref = resolveStageRef(decls, from.from, { file: inst.file, line: inst.line, what: 'ONBUILD COPY --from' });
-        if (ref.kind === 'stage') deps.add(ref.index);
-      }
-    }
-    for (const inst of st.instructions) {
-      if (inst.kind === 'arg') for (const a of inst.args) declared.add(a.key);
-      const ex = expandInstruction(inst, expansionEnv(vars), { ...ctx, skipUnset: !known });
-      const runtime = ex.unsetVars.length > 0 && !known ? true : ex.usedVars.some((v) => unsure.has(v));
-      if (inst.kind === 'arg' && ex.kind === 'arg') for (const a of ex.args) declared.add(a.key);
+/** What the static walk knows at the end of each stage walked so far, and what it shares between stages. */
+interface StageWalk {
+  decls: readonly StageDecl[];
+  ctx: ExpandContext;
+  declared: Set<string>;
+  warnings: string[];
+  /** Per stage walked: its vars as far as known, whether its base env is known, the names whose value is not. */
+  ends: Array<{ vars: StageVars; known: boolean; unsure: Set<string> }>;
+}
+
+/** A COPY --from or RUN --mount from= value met in the walk; `runtime` when it may change with the base image's ENV. */
+interface StepRef {
+  value: string;
+  what: string;
+  runtime: boolean;
+}
+
+/** Static walk of one stage: its vars as far as known, the step preview, its dependencies and image references. */
+function walkStage(st: PlannedStage, stages: readonly PlannedStage[], walk: StageWalk): void {
+  const { ctx, declared } = walk;
+  const parent = st.baseStage !== undefined ? walk.ends[st.baseStage] : undefined;
+  const vars = parent ? cloneStageVars(parent.vars) : stageVarsFromImage(st.baseName === 'scratch' ? [DEFAULT_PATH_ENV] : undefined);
+  const known = parent ? parent.known : st.baseName === 'scratch';
+  const unsure = new Set(parent?.unsure ?? []);
+  const deps = new Set<number>(st.baseStage !== undefined ? [st.baseStage] : []);
+  if (st.baseStage !== undefined) for (const d of onbuildDeps(stages[st.baseStage]!, vars, walk)) deps.add(d);
+  for (const inst of st.instructions) {
+    if (inst.kind === 'arg') for (const a of inst.args) declared.add(a.key);
+    const env = expansionEnv(vars);
+    let refs: StepRef[];
+    let text: string;
+    let runtime = false;
+    if (inst.kind === 'run') {
+      // RUN expands only its --mount values: each is read here when its words are known.
+      refs = runMountRefs(inst, env, ctx, { known, unsure });
+      text = renderInstruction(inst);
+    } else {
+      const ex = expandInstruction(inst, env, { ...ctx, skipUnset: !known });
+      runtime = ex.unsetVars.length > 0 && !known ? true : ex.usedVars.some((v) => unsure.has(v));
+      if (ex.kind === 'arg') for (const a of ex.args) declared.add(a.key);
       if (runtime && (ex.kind === 'env' || ex.kind === 'arg')) {
         for (const k of ex.kind === 'env' ? ex.pairs.map((p) => p.key) : ex.args.map((a) => a.key)) unsure.add(k);
       }
       applyToStageVars(vars, ex);
-      st.steps.push({ line: inst.line, kind: inst.kind, text: renderInstruction(ex), expansion: stepExpansion(inst, runtime) });
-
-      const refs: Array<{ value: string; what: string }> = [];
-      if (ex.kind === 'copy' && ex.from !== undefined) refs.push({ value: ex.from, what: 'COPY --from' });
-      if (ex.kind === 'run') {
-        for (const m of ex.mounts) {
-          const f = mountFrom(m);
-          if (f !== undefined) refs.push({ value: f, what: 'RUN --mount from' });
-        }
-      }
-      for (const r of refs) {
-        if (/\$/.test(r.value) && runtime) {
-          warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} depends on the base image's ENV; resolved at build time`);
-          continue;
-        }
-        const ref = resolveStageRef(decls, r.value, { file: inst.file, line: inst.line, what: r.what });
-        if (ref.kind === 'stage') deps.add(ref.index);
-        else {
-          if (!st.imageRefs.includes(ref.ref)) st.imageRefs.push(ref.ref);
-          if (!/[:/@]/.test(ref.ref) && decls.some((s) => s.name !== undefined)) {
-            warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} is not a stage name; it is pulled as the image ${r.value}`);
-          }
-        }
-      }
+      refs = ex.kind === 'copy' && ex.from !== undefined ? [{ value: ex.from, what: 'COPY --from', runtime }] : [];
+      text = renderInstruction(ex);
     }
-    st.dependsOn = [...deps].sort((a, b) => a - b);
-    finalVars.push(vars);
-    knownRoot.push(known);
-    uncertain.push(unsure);
+    st.steps.push({ line: inst.line, kind: inst.kind, text, expansion: stepExpansion(inst, runtime) });
+    for (const r of refs) addRef(st, deps, r, inst, walk);
   }
-  checkNoCycles(stages, stages.map((s) => s.dependsOn));
+  st.dependsOn = [...deps].sort((a, b) => a - b);
+  walk.ends.push({ vars, known, unsure });
+}
 
-  // Target: named stage, or the last one.
-  let target = stages.length - 1;
-  if (opts.target !== undefined) {
-    const t = findStageByName(stages, opts.target);
-    if (t === undefined) {
-      const names = stageNameList(stages);
-      throw new BuilderError('DOCKERFILE_TARGET_NOT_FOUND', `${df.file}: target stage ${JSON.stringify(opts.target)} could not be found`, {
-        hint: names ? `Stages in ${df.file}: ${names}.` : `No stage in ${df.file} has a name; add AS <name> to a FROM line.`,
-      });
+/** An earlier stage's ONBUILD triggers run at the start of this one (BuildKit): their COPY --from are dependencies. */
+function onbuildDeps(parent: PlannedStage, vars: StageVars, walk: StageWalk): number[] {
+  const out: number[] = [];
+  for (const inst of parent.instructions) {
+    if (inst.kind !== 'onbuild' || inst.instruction.kind !== 'copy' || inst.instruction.from === undefined) continue;
+    const from = expandInstruction(inst.instruction, expansionEnv(vars), { ...walk.ctx, skipUnset: true });
+    if (from.kind !== 'copy' || from.from === undefined || /\$/.test(from.from)) continue;
+    const ref = resolveStageRef(walk.decls, from.from, { file: inst.file, line: inst.line, what: 'ONBUILD COPY --from' });
+    if (ref.kind === 'stage') out.push(ref.index);
+  }
+  return out;
+}
+
+/**
+ * RUN --mount in the plan: a mount whose words are known before the build is read as the build reads it (a bad one
+ * fails the plan with the build's error; only a relative target's WORKDIR is left to the build); a mount using the
+ * base image's ENV is read by the build. Returns their from= values.
+ */
+function runMountRefs(inst: RunInstruction, env: ExpandEnv, ctx: ExpandContext, view: { known: boolean; unsure: ReadonlySet<string> }): StepRef[] {
+  const refs: StepRef[] = [];
+  const where = `${inst.file}:${inst.line}`;
+  try {
+    for (const raw of inst.mounts) {
+      const usage: VarUsage = { used: new Set(), unset: new Set() };
+      const fields = readMountFields(raw, (w) => lex(w, env, { escape: ctx.escape, skipUnset: !view.known, usage }).value);
+      const runtime = usage.unset.size > 0 && !view.known ? true : [...usage.used].some((v) => view.unsure.has(v));
+      const mount = runtime ? undefined : readMount(fields, { where });
+      const from = runtime ? mountField(fields, 'from') : mount?.type === 'bind' ? mount.from : undefined;
+      if (from !== undefined) refs.push({ value: from, what: 'RUN --mount from', runtime });
     }
-    target = t;
+  } catch (err) {
+    throw withLocation(err, inst.file, inst.line);
   }
-  const reachable = reachableStages(stages.map((s) => s.dependsOn), target);
-  for (const st of stages) {
-    // Without --skip-unused-stages every stage up to the target runs, as kaniko does.
-    st.needed = reachable.has(st.index) || (!opts.skipUnusedStages && st.index <= target);
+  return refs;
+}
+
+/** Records a --from reference: a stage is a dependency, an image is pulled (a bare name that is no stage is warned about). */
+function addRef(st: PlannedStage, deps: Set<number>, r: StepRef, inst: Instruction, walk: StageWalk): void {
+  if (/\$/.test(r.value) && r.runtime) {
+    walk.warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} depends on the base image's ENV; resolved at build time`);
+    return;
   }
+  const ref = resolveStageRef(walk.decls, r.value, { file: inst.file, line: inst.line, what: r.what });
+  if (ref.kind === 'stage') {
+    deps.add(ref.index);
+    return;
+  }
+  if (!st.imageRefs.includes(ref.ref)) st.imageRefs.push(ref.ref);
+  if (!/[:/@]/.test(ref.ref) && walk.decls.some((s) => s.name !== undefined)) {
+    walk.warnings.push(`${inst.file}:${inst.line}: ${r.what}=${r.value} is not a stage name; it is pulled as the image ${r.value}`);
+  }
+}
 
-  const unused = [...buildArgs.keys()].filter((k) => !declared.has(k) && !PREDEFINED_ARGS.includes(k) && !globalArgs.has(k));
-  if (unused.length > 0) warnings.push(`one or more build-args [${unused.join(' ')}] were not consumed`);
-
-  return {
-    file: df.file,
-    escape,
-    buildArgs,
-    globalArgs,
-    proxyEnv,
-    stages,
-    target,
-    targetPlatform: opts.platform,
-    buildPlatform: opts.buildPlatform,
-    warnings: [...df.warnings, ...warnings],
-  };
+/** Target: the stage named by --target, or the last one. */
+function targetStage(stages: readonly PlannedStage[], name: string | undefined, file: string): number {
+  if (name === undefined) return stages.length - 1;
+  const t = findStageByName(stages, name);
+  if (t !== undefined) return t;
+  const names = stageNameList(stages);
+  throw new BuilderError('DOCKERFILE_TARGET_NOT_FOUND', `${file}: target stage ${JSON.stringify(name)} could not be found`, {
+    hint: names ? `Stages in ${file}: ${names}.` : `No stage in ${file} has a name; add AS <name> to a FROM line.`,
+  });
 }
 
 function stepExpansion(inst: Instruction, runtime: boolean): StepExpansion {
@@ -511,7 +555,7 @@ function stepExpansion(inst: Instruction, runtime: boolean): StepExpansion {
 const q = (s: string): string => (s === '' || /[\s"'\\]/.test(s) ? JSON.stringify(s) : s);
 
 /** Renders an (expanded) instruction back to Dockerfile-like text for `builder plan`. */
-export function renderInstruction(inst: Instruction): string {
+export function renderInstruction(inst: Instruction | ExpandedInstruction): string {
   const kw = inst.kind.toUpperCase();
   const flag = (name: string, v: string | undefined): string => (v === undefined ? '' : ` --${name}=${v}`);
   switch (inst.kind) {

@@ -153,33 +153,6 @@ function editDistance(a: string, b: string): number {
   return prev[b.length] as number;
 }
 
-/** The `from=` value of a RUN --mount spec ("type=cache,from=builder,target=/x"), if any. */
-export function mountFrom(spec: string): string | undefined {
-  for (const field of splitCsv(spec)) {
-    const eq = field.indexOf('=');
-    if (eq > 0 && field.slice(0, eq).trim().toLowerCase() === 'from') return field.slice(eq + 1);
-  }
-  return undefined;
-}
-
-/** Splits a --mount CSV value on commas outside double quotes (fields keep their quotes). */
-export function splitCsv(spec: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (const ch of spec) {
-    if (ch === '"') quoted = !quoted;
-    if (ch === ',' && !quoted) {
-      out.push(cur);
-      cur = '';
-    } else {
-      cur += ch;
-    }
-  }
-  out.push(cur);
-  return out;
-}
-
 /** Stages reachable from `target` through `dependsOn` (the target included). */
 export function reachableStages(dependsOn: readonly (readonly number[])[], target: number): Set<number> {
   const seen = new Set<number>();

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { BlobStore, ociLayerCache, registryLayerCache, RootfsStore } from '../cache/index.js';
 import { BuildCache, cacheRepository } from './cache.js';
-import { FileHashCache, hashSources, openContext, resolveSources } from '../context/index.js';
+import { FileHashCache, hashSources, openContext, resolveSources, type BuildContext } from '../context/index.js';
 import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, type PushedImage } from '../attest/index.js';
 import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
@@ -200,7 +200,63 @@ function checkZstdLayers(image: Image): void {
   }
 }
 
+/** What one build holds open from start to end: options resolved, work dir, registry client, stores, the abort. */
+interface OpenBuild {
+  opts: ResolvedBuildOptions;
+  platforms: Platform[];
+  multi: boolean;
+  t0: number;
+  tally: Tally;
+  sandbox: SandboxCheck | undefined;
+  /** This build's own dir in the work dir. */
+  work: string;
+  held: Awaited<ReturnType<typeof guardInPlace>> | undefined;
+  client: RegistryClient;
+  rootfs: RootfsStore | undefined;
+  /** Aborted when a stage fails or the build is cancelled: the other stages stop. */
+  abort: AbortController;
+  cancel: () => void;
+  /** --cache: where the step cache lives, and the cache itself once the context is open. */
+  cacheRepo?: ReturnType<typeof cacheRepository>;
+  cache?: BuildCache;
+  /** Work running beside the push (stage roots removed), awaited before the build returns. */
+  cleanup: Promise<void>[];
+}
+
+/** The stages run: each platform's target stage, and what finishing needs of the run. */
+interface RanStages {
+  lasts: StageResult[];
+  plans: BuildPlan[];
+  executors: Executor[];
+  sharedEx: Executor;
+  shared: ReadonlySet<number>;
+  created: string;
+  scratch: string;
+  dockerfile: { text: string; file: string };
+}
+
 export async function build(options: BuildOptions): Promise<BuildResult> {
+  const b = await openBuild(options);
+  try {
+    const ctx = await openContext(b.opts.context, {
+      cwd: b.opts.cwd,
+      dockerfile: b.opts.dockerfile,
+      tmpDir: b.work,
+      ...(b.opts.contextSubPath ? { subPath: b.opts.contextSubPath } : {}),
+      ...(b.opts.stdin ? { stdin: b.opts.stdin } : {}),
+    });
+    try {
+      return await finishBuild(b, await runBuild(b, ctx));
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    await closeBuild(b);
+  }
+}
+
+/** Checks the options (nothing done yet on bad input), then takes the work dir, the in-place guard, the client and stores. */
+async function openBuild(options: BuildOptions): Promise<OpenBuild> {
   if (options.destinations.length === 0 && !options.noPush) {
     throw new BuilderError('BUILD_NO_DESTINATION', 'no --destination given', {
       hint: 'add --destination REGISTRY/REPO:TAG, or --no-push (with --tar-path or --oci-layout-path to keep the image)',
@@ -210,7 +266,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   checkCompression(options);
   const platforms = options.platforms && options.platforms.length > 0 ? options.platforms : [options.platform];
   checkPlatforms(platforms);
-  const multi = platforms.length > 1;
   const cacheRepo = options.cache ? cacheRepository(options.cache.repo, options.destinations, options.env) : undefined;
   const t0 = Date.now();
   const tally = new Tally();
@@ -235,149 +290,163 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     emit(e);
   } : emit };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
-  const cleanup: Promise<void>[] = [];
-  let cache: BuildCache | undefined;
   // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
   const rootfs = opts.runMode === 'sandbox' ? new RootfsStore(path.join(opts.cacheDir, 'rootfs-store')) : undefined;
   // A cancellation stops the stages as a stage failure does (RUN processes killed), with the signal's reason.
   const abort = new AbortController();
   const cancel = (): void => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', cancel, { once: true });
-  try {
-    const ctx = await openContext(opts.context, {
-      cwd: opts.cwd,
-      dockerfile: opts.dockerfile,
-      tmpDir: work,
-      ...(opts.contextSubPath ? { subPath: opts.contextSubPath } : {}),
-      ...(opts.stdin ? { stdin: opts.stdin } : {}),
+  return { opts, platforms, multi: platforms.length > 1, t0, tally, sandbox, work, held, client, rootfs, abort, cancel, cleanup: [], ...(cacheRepo ? { cacheRepo } : {}) };
+}
+
+/** Whatever happened: cache entries of the steps that succeeded kept, client closed, mounts and the work dir gone, "/" released. */
+async function closeBuild(b: OpenBuild): Promise<void> {
+  b.opts.signal?.removeEventListener('abort', b.cancel);
+  await b.cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
+  await b.client.close();
+  await Promise.allSettled(b.cleanup);
+  await b.rootfs?.unmountAll();
+  if (!b.opts.keepWorkDir) await rm(b.work, { recursive: true, force: true });
+  await b.held?.release();
+}
+
+/** Reads and plans the Dockerfile for every platform, wires the executors (stores, step cache) and runs the stages. */
+async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
+  const { opts, platforms, multi, client, rootfs, sandbox } = b;
+  const emit = opts.emit;
+  const { dockerfile, plans } = await planTargets(opts, ctx, platforms);
+  const shared = sharedStages(plans);
+  if (multi) checkTargetNotPinned(plans[0]!);
+
+  // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
+  const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
+  const scratch = path.join(b.work, 'scratch');
+  await mkdir(scratch, { recursive: true });
+  const now = opts.now?.() ?? new Date();
+  const warned = new Set<string>();
+  const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
+  const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
+  const warnOnce = (m: string): void => {
+    if (warned.has(m)) return;
+    warned.add(m);
+    emit({ type: 'warning', msg: m });
+  };
+  const cacheRepo = b.cacheRepo;
+  const cache = b.cache = opts.cache && cacheRepo ? new BuildCache(
+    'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, cacheRepo, opts.cache.ttlMs, store),
+    opts.cache, warnOnce, opts.now,
+  ) : undefined;
+  if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
+  const common: Executor = {
+    services: {
+      client, store, ...(rootfs ? { rootfs } : {}), ctx,
+      ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
+      plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
+    },
+    scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: b.abort.signal, multiStage: multi,
+      ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
+    settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, b.held),
+  };
+  const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(b.work, 'stages');
+  const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
+  const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
+  // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
+  const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
+  // A sandbox that cannot start is the build's error, whichever stage failed first (probed only if no RUN started it).
+  const lasts = await runStages(executors, sharedEx, shared, opts.runMode, b.abort).catch(async (e: unknown) => {
+    await sandbox?.verify();
+    // a refused push check (or an interrupt) cancels the pulls: its reason is the error, not a cancelled GET
+    throwIfCancelled(opts.signal);
+    throw e;
+  });
+  await sandbox?.verify();
+  throwIfCancelled(opts.signal);
+  return { lasts, plans, executors, sharedEx, shared, created, scratch, dockerfile };
+}
+
+/** The Dockerfile read from the context and planned once per platform; each platform's warnings told once. */
+async function planTargets(opts: ResolvedBuildOptions, ctx: BuildContext, platforms: readonly Platform[]): Promise<{ dockerfile: { text: string; file: string }; plans: BuildPlan[] }> {
+  if (!ctx.dockerfilePath) {
+    throw new BuilderError('DOCKERFILE_NOT_FOUND', `Dockerfile "${opts.dockerfile}" not found (looked in ${opts.cwd} and in the context ${ctx.dir})`, {
+      hint: 'pass --dockerfile with a path relative to the working directory or to the context',
     });
-    try {
-      if (!ctx.dockerfilePath) {
-        throw new BuilderError('DOCKERFILE_NOT_FOUND', `Dockerfile "${opts.dockerfile}" not found (looked in ${opts.cwd} and in the context ${ctx.dir})`, {
-          hint: 'pass --dockerfile with a path relative to the working directory or to the context',
-        });
-      }
-      const text = await readFile(ctx.dockerfilePath, 'utf8');
-      const df = readDockerfile(text, path.relative(opts.cwd, ctx.dockerfilePath) || ctx.dockerfilePath);
-      const plans = platforms.map((platform) => planBuild(df, {
-        buildArgs: opts.buildArgs,
-        env: opts.env,
-        ...(opts.target ? { target: opts.target } : {}),
-        platform,
-        buildPlatform: opts.buildPlatform,
-        skipUnusedStages: opts.skipUnusedStages,
-      }));
-      for (const w of new Set(plans.flatMap((p) => p.warnings))) emit({ type: 'warning', msg: w }); // a platform's own warnings too, each once
-      const shared = sharedStages(plans);
-      if (multi) checkTargetNotPinned(plans[0]!);
-
-      // In place, the builder's own files, scratch space, cache and context must survive the wipe of "/".
-      const prefixes = await exclusions(opts, [path.resolve(opts.workDir), path.resolve(opts.cacheDir), ctx.dir, ...(opts.selfPaths ?? [])]);
-      const scratch = path.join(work, 'scratch');
-      await mkdir(scratch, { recursive: true });
-      const now = opts.now?.() ?? new Date();
-      const warned = new Set<string>();
-      const created = opts.reproducible ? new Date((opts.sourceDateEpoch ?? 0) * 1000).toISOString() : now.toISOString();
-      const store = new BlobStore(path.join(opts.cacheDir, 'blobs-store'));
-      const warnOnce = (m: string): void => {
-        if (warned.has(m)) return;
-        warned.add(m);
-        emit({ type: 'warning', msg: m });
-      };
-      cache = opts.cache && cacheRepo ? new BuildCache(
-        'oci' in cacheRepo ? ociLayerCache(path.resolve(opts.cwd, cacheRepo.oci), opts.cache.ttlMs) : registryLayerCache(client, cacheRepo, opts.cache.ttlMs, store),
-        opts.cache, warnOnce, opts.now,
-      ) : undefined;
-      if (cache) emit({ type: 'message', level: 'info', msg: `layer cache: ${cache.layers.describe}${opts.cache?.push ? '' : ' (read only: --no-push-cache)'}` });
-      const common: Executor = {
-        services: {
-          client, store, ...(rootfs ? { rootfs } : {}), ctx,
-          ...(ctx.kind === 'dir' ? { fileHashes: fileHashesOf(opts.cacheDir, ctx.dir) } : {}),
-          plan: plans[0]!, emit, output: opts.output, warnOnce, ...(cache ? { cache } : {}), ...(opts.attest?.sbom ? { sbomLayers: new Map() } : {}),
-        },
-        scheduling: { done: new Map(), images: new Map(), downloads: new Map(), resolved: new Map(), cacheMounts: new Map(), usesLeft: new Map(), runnable: new Map(), signal: abort.signal, multiStage: multi,
-          ...(opts.pushCheck ? { pushCheck: opts.pushCheck } : {}), ...(sandbox ? { sandbox } : {}) },
-        settings: baseSettings(opts, platforms[0]!, created, prefixes, scratch, held),
-      };
-      const stagesDir = opts.runMode === 'in-place' ? undefined : path.join(work, 'stages');
-      const executor = (plan: BuildPlan, platform: Platform, dir: string, tag?: string): Executor => forTarget(common, { plan, platform, shared, stagesDir, dir, ...(tag ? { tag } : {}) });
-      const executors = plans.map((plan, k) => executor(plan, platforms[k]!, multi ? String(k) : '', multi ? formatPlatform(platforms[k]!) : undefined));
-      // Stages every target shares run once, in an executor of their own (no platform in their labels, roots never moved).
-      const sharedEx = multi ? executor(plans[0]!, platforms[0]!, 'shared') : executors[0]!;
-      // A sandbox that cannot start is the build's error, whichever stage failed first (probed only if no RUN started it).
-      const lasts = await runStages(executors, sharedEx, shared, opts.runMode, abort).catch(async (e: unknown) => {
-        await sandbox?.verify();
-        // a refused push check (or an interrupt) cancels the pulls: its reason is the error, not a cancelled GET
-        throwIfCancelled(opts.signal);
-        throw e;
-      });
-      await sandbox?.verify();
-      throwIfCancelled(opts.signal);
-
-      if (cache) {
-        await cache.settle();
-        emit({ type: 'message', level: 'info', msg: cache.summary() });
-      }
-      const images: Image[] = [];
-      for (const [k, last] of lasts.entries()) {
-        images.push(await finishImage(last, opts, { cache, created, snapshotFile: path.join(scratch, `single-snapshot-${k}.tar.gz`) }));
-      }
-      const built = multi ? assembleIndex(images) : images[0]!;
-      if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
-      // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
-      if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
-        cleanup.push((rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(work, 'stages'), { recursive: true, force: true })));
-      }
-      // before the statements start: a refused check must not leave their scans reading a work dir being deleted
-      if (!opts.noPush) await opts.pushCheck;
-      // made while the image is pushed (writeOutputs awaits them before it attaches them)
-      const attest = opts.attest;
-      const statements = attest ? images.map((image, k) => {
-        // its own bases, and those of the shared stages it builds on (resolved for their pinned platform)
-        const usesShared = sharedEx !== executors[k] && neededStages(plans[k]!).some((s) => shared.has(s.index));
-        const resolved = [...new Map([...executors[k]!.scheduling.resolved, ...(usesShared ? sharedEx.scheduling.resolved : [])]).values()];
-        return attestations(attest, { descriptor: imageDescriptor(image), image }, opts, { ex: executors[k]!, resolved }, { text, file: df.file }, created, t0);
-      }) : [];
-      const tPush = Date.now();
-      const pushed = await writeOutputs(client, built, opts, statements);
-      if (!opts.noPush) tally.add('push', Date.now() - tPush);
-      const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
-      const summary = tally.summary({
-        digest: 'images' in built ? built.digest : built.manifestDigest,
-        mediaType: built.mediaType,
-        size: images.reduce((n, i) => n + imageSize(i), 0),
-        layers: images.reduce((n, i) => n + i.layers.length, 0),
-        ...(multi ? { images: images.map((i) => ({ platform: formatPlatform(platformOf(i.config)), digest: i.manifestDigest, size: imageSize(i), layers: i.layers.length })) } : {}),
-        pushed: pushed.map((p) => p.destination),
-        seconds: Math.round(Date.now() - t0) / 1000,
-      });
-      emit({ type: 'summary', summary });
-      return {
-        manifestDigest: summary.digest,
-        ...(multi ? {} : { configDigest: images[0]!.manifest.config.digest }),
-        mediaType: built.mediaType,
-        pushed,
-        layers: summary.layers,
-        images: images.map((i) => ({
-          platform: platformOf(i.config),
-          descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },
-          configDigest: i.manifest.config.digest,
-          layers: i.layers.length,
-        })),
-        summary,
-      };
-    } finally {
-      await ctx.close();
-    }
-  } finally {
-    opts.signal?.removeEventListener('abort', cancel);
-    await cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
-    await client.close();
-    await Promise.allSettled(cleanup);
-    await rootfs?.unmountAll();
-    if (!opts.keepWorkDir) await rm(work, { recursive: true, force: true });
-    await held?.release();
   }
+  const text = await readFile(ctx.dockerfilePath, 'utf8');
+  const df = readDockerfile(text, path.relative(opts.cwd, ctx.dockerfilePath) || ctx.dockerfilePath);
+  const plans = platforms.map((platform) => planBuild(df, {
+    buildArgs: opts.buildArgs,
+    env: opts.env,
+    ...(opts.target ? { target: opts.target } : {}),
+    platform,
+    buildPlatform: opts.buildPlatform,
+    skipUnusedStages: opts.skipUnusedStages,
+  }));
+  for (const w of new Set(plans.flatMap((p) => p.warnings))) opts.emit({ type: 'warning', msg: w }); // a platform's own warnings too, each once
+  return { dockerfile: { text, file: df.file }, plans };
+}
+
+/** The images (an index for several platforms) assembled, pushed or written with their attestations, and the summary. */
+async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
+  const { opts, multi, cache, tally, t0 } = b;
+  const emit = opts.emit;
+  if (cache) {
+    await cache.settle();
+    emit({ type: 'message', level: 'info', msg: cache.summary() });
+  }
+  const images: Image[] = [];
+  for (const [k, last] of ran.lasts.entries()) {
+    images.push(await finishImage(last, opts, { cache, created: ran.created, snapshotFile: path.join(ran.scratch, `single-snapshot-${k}.tar.gz`) }));
+  }
+  const built = multi ? assembleIndex(images) : images[0]!;
+  if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
+  // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
+  if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
+    b.cleanup.push((b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(b.work, 'stages'), { recursive: true, force: true })));
+  }
+  // before the statements start: a refused check must not leave their scans reading a work dir being deleted
+  if (!opts.noPush) await opts.pushCheck;
+  const statements = statementsOf(b, ran, images);
+  const tPush = Date.now();
+  const pushed = await writeOutputs(b.client, built, opts, statements);
+  if (!opts.noPush) tally.add('push', Date.now() - tPush);
+  const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
+  const summary = tally.summary({
+    digest: 'images' in built ? built.digest : built.manifestDigest,
+    mediaType: built.mediaType,
+    size: images.reduce((n, i) => n + imageSize(i), 0),
+    layers: images.reduce((n, i) => n + i.layers.length, 0),
+    ...(multi ? { images: images.map((i) => ({ platform: formatPlatform(platformOf(i.config)), digest: i.manifestDigest, size: imageSize(i), layers: i.layers.length })) } : {}),
+    pushed: pushed.map((p) => p.destination),
+    seconds: Math.round(Date.now() - t0) / 1000,
+  });
+  emit({ type: 'summary', summary });
+  return {
+    manifestDigest: summary.digest,
+    ...(multi ? {} : { configDigest: images[0]!.manifest.config.digest }),
+    mediaType: built.mediaType,
+    pushed,
+    layers: summary.layers,
+    images: images.map((i) => ({
+      platform: platformOf(i.config),
+      descriptor: { mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifestBytes.length, platform: platformOf(i.config) },
+      configDigest: i.manifest.config.digest,
+      layers: i.layers.length,
+    })),
+    summary,
+  };
+}
+
+/** --sbom / --provenance: each image's statements, made while the image is pushed (writeOutputs awaits them before it attaches them). */
+function statementsOf(b: OpenBuild, ran: RanStages, images: readonly Image[]): Array<Promise<Artifact[]>> {
+  const attest = b.opts.attest;
+  if (!attest) return [];
+  return images.map((image, k) => {
+    const ex = ran.executors[k]!;
+    // its own bases, and those of the shared stages it builds on (resolved for their pinned platform)
+    const usesShared = ran.sharedEx !== ex && neededStages(ran.plans[k]!).some((s) => ran.shared.has(s.index));
+    const resolved = [...new Map([...ex.scheduling.resolved, ...(usesShared ? ran.sharedEx.scheduling.resolved : [])]).values()];
+    return attestations(attest, { descriptor: imageDescriptor(image), image }, b.opts, { ex, resolved }, ran.dockerfile, ran.created, b.t0);
+  });
 }
 
 /** The SBOM and provenance statements of the built image, as --sbom / --provenance ask. */

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { ContainerConfig, HealthConfig } from '../image/index.js';
-import type { CommandLine, Instruction } from '../dockerfile/index.js';
+import type { CommandLine, ExpandedInstruction, Instruction } from '../dockerfile/index.js';
 
 /** Per-stage facts config changes depend on, beyond the config itself. */
 export interface ConfigState {
@@ -72,7 +72,7 @@ function healthConfig(inst: Extract<Instruction, { kind: 'healthcheck' }>): Heal
  * Applies a metadata instruction (already expanded) to the stage's config state; returns a new state.
  * RUN/COPY/ADD/FROM/ARG change no config and return the state unchanged.
  */
-export function applyMetadata(state: ConfigState, inst: Instruction): ConfigState {
+export function applyMetadata(state: ConfigState, inst: Instruction | ExpandedInstruction): ConfigState {
   const c: ContainerConfig = { ...state.config };
   const where = `${inst.file}:${inst.line}`;
   switch (inst.kind) {
@@ -144,7 +144,7 @@ export function applyMetadata(state: ConfigState, inst: Instruction): ConfigStat
 }
 
 /** The history "created_by" text for a step, in the style docker history shows. */
-export function createdBy(inst: Instruction, shell: string[] | undefined): string {
+export function createdBy(inst: Instruction | ExpandedInstruction, shell: string[] | undefined): string {
   switch (inst.kind) {
     case 'run':
       return `RUN ${commandArgv(inst, shell).join(' ')}`;

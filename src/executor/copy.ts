@@ -73,14 +73,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
   // Directories merge their contents into the destination (BuildKit copies each match there); more than one file
   // needs a directory destination, else each would replace the last (Docker documents the trailing "/").
   const count = matches.filter((m) => m.type !== 'dir').length + (opts.otherFiles ?? 0);
-  if (count > 1 && !destSlash) {
-    const existing = await rootfs.lstat(destPath, { followFinal: true });
-    if (!existing?.isDirectory()) {
-      throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${count} files to "${opts.dest}", which is not a directory`, {
-        hint: 'when COPY has more than one source, the destination must be a directory and end with a /',
-      });
-    }
-  }
+  if (count > 1 && !destSlash) await checkDirDestination(rootfs, destPath, count, opts);
   const cache: ResolveCache = new Map();
   const written: string[] = [];
   const dirsMeta: Array<{ host: string; entry: CopyEntry }> = [];
@@ -89,13 +82,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
     opts.preserveOwner && !(e.type === 'dir' && e.path === '') ? { uid: e.stat.uid, gid: e.stat.gid } : own;
 
   for (const m of matches) {
-    let target: string;
-    if (m.type === 'dir') {
-      target = destPath;
-    } else {
-      const destIsDir = destSlash || count > 1 || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
-      target = destIsDir ? path.posix.join(destPath, m.name) : destPath;
-    }
+    const target = await targetOf(rootfs, m, destPath, destSlash || count > 1);
     // Parents of the target are created owned by the --chown user, with the --chmod mode, as BuildKit does.
     const parent = await rootfs.mkdirAll(path.posix.dirname(target), { ...own, mode: parentMode(opts.mode), cache });
     const targetContainer = path.posix.join(parent.container, path.posix.basename(target));
@@ -103,7 +90,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
 
     // Directories we created are empty: nothing to clear before placing their children.
     const fresh = new Set<string>();
-    // Hard links inside one source stay hard links (fsutil's copier): later names link to the first copy of the inode.
+    // Hard links inside one source stay hard links: later names link to the first copy of the inode (placeFile).
     const inodes = new Map<string, Promise<string | undefined>>();
     const placeEntry = async (e: CopyEntry): Promise<void> => {
       const relDir = path.posix.dirname(e.path) === '.' ? '' : path.posix.dirname(e.path);
@@ -128,36 +115,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         return;
       }
       if (!(fresh.has(relDir) && e.path !== '')) await clearFor(host, e.type);
-      if (e.type === 'file') {
-        const ino = e.stat.nlink > 1 ? `${e.stat.dev}:${e.stat.ino}` : undefined;
-        const first = ino === undefined ? undefined : inodes.get(ino);
-        if (first && (await first) !== undefined) {
-          await link((await first)!, host);
-          written.push(container);
-          return;
-        }
-        let done: (h: string | undefined) => void = () => undefined;
-        if (ino !== undefined && !first) inodes.set(ino, new Promise((r) => (done = r)));
-        try {
-          // copyFile keeps the source's permission bits; chmod only for --chmod.
-          await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
-          const mode = chmodOf(opts, e.stat.mode, false);
-          if (mode !== undefined) await chmod(host, mode);
-          if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
-          await lutimes(host, e.stat.atime, e.stat.mtime);
-          done(host);
-        } catch (err) {
-          done(undefined);
-          throw err;
-        }
-        written.push(container);
-        return;
-      } else {
-        await symlink(e.linkTarget ?? '', host);
-      }
-      // Created by the builder (root), so 0:0 needs no chown.
-      if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
-      await lutimes(host, e.stat.atime, e.stat.mtime);
+      await (e.type === 'file' ? placeFile(e, host, owner, opts, inodes) : placeSymlink(e, host, owner));
       written.push(container);
     };
 
@@ -166,15 +124,70 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
     await runPool(m.entries(), 64, placeEntry, (e) => e.type === 'dir');
   }
   // Directory metadata last: writing their contents changed their mtimes.
-  for (const { host, entry } of dirsMeta.reverse()) {
-    await lchown(host, ownerOf(entry).uid, ownerOf(entry).gid);
-    // A destination created for a directory's contents is 0755, not the source's mode (fsutil prepareTargetDir; moby/buildkit#1941);
-    // a symbolic --chmod leaves it so too (the copier never applies its mode to the directory prepareTargetDir made).
-    const top = entry.path === '';
-    await chmod(host, opts.mode ?? (top ? 0o755 : (chmodOf(opts, entry.stat.mode, true) ?? entry.stat.mode & PERM_MASK)));
-    await lutimes(host, entry.stat.atime, entry.stat.mtime);
-  }
+  for (const { host, entry } of dirsMeta.reverse()) await setDirMeta(host, entry, ownerOf(entry), opts);
   return written;
+}
+
+/** Where a match lands: a directory's contents merge into DEST; a file goes to DEST/name when DEST is (or must be) a directory. */
+async function targetOf(rootfs: RootFs, m: CopySourceMatch, destPath: string, toDir: boolean): Promise<string> {
+  if (m.type === 'dir') return destPath;
+  const destIsDir = toDir || (await rootfs.lstat(destPath, { followFinal: true }))?.isDirectory();
+  return destIsDir ? path.posix.join(destPath, m.name) : destPath;
+}
+
+async function placeSymlink(e: CopyEntry, host: string, owner: { uid: number; gid: number }): Promise<void> {
+  await symlink(e.linkTarget ?? '', host);
+  // Created by the builder (root), so 0:0 needs no chown.
+  if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+  await lutimes(host, e.stat.atime, e.stat.mtime);
+}
+
+/** More than one file needs a directory destination, else each would replace the last (Docker documents the trailing "/"). */
+async function checkDirDestination(rootfs: RootFs, destPath: string, count: number, opts: CopyOptions): Promise<void> {
+  const existing = await rootfs.lstat(destPath, { followFinal: true });
+  if (existing?.isDirectory()) return;
+  throw new BuilderError('COPY_DEST_NOT_DIR', `${opts.where}: copying ${count} files to "${opts.dest}", which is not a directory`, {
+    hint: 'when COPY has more than one source, the destination must be a directory and end with a /',
+  });
+}
+
+/**
+ * Copies one regular file to `host` (cleared). Hard links inside one source stay hard links (fsutil's copier): a
+ * later name of an inode in `inodes` links to its first copy.
+ */
+async function placeFile(
+  e: CopyEntry, host: string, owner: { uid: number; gid: number }, opts: CopyOptions, inodes: Map<string, Promise<string | undefined>>,
+): Promise<void> {
+  const ino = e.stat.nlink > 1 ? `${e.stat.dev}:${e.stat.ino}` : undefined;
+  const first = ino === undefined ? undefined : inodes.get(ino);
+  if (first && (await first) !== undefined) {
+    await link((await first)!, host);
+    return;
+  }
+  let done: (h: string | undefined) => void = () => undefined;
+  if (ino !== undefined && !first) inodes.set(ino, new Promise((r) => (done = r)));
+  try {
+    // copyFile keeps the source's permission bits; chmod only for --chmod.
+    await copyFile(e.abs, host, fsc.COPYFILE_FICLONE);
+    const mode = chmodOf(opts, e.stat.mode, false);
+    if (mode !== undefined) await chmod(host, mode);
+    if (owner.uid !== 0 || owner.gid !== 0) await lchown(host, owner.uid, owner.gid);
+    await lutimes(host, e.stat.atime, e.stat.mtime);
+    done(host);
+  } catch (err) {
+    done(undefined);
+    throw err;
+  }
+}
+
+/** A copied directory's owner, mode and times, set once its contents are in. */
+async function setDirMeta(host: string, entry: CopyEntry, owner: { uid: number; gid: number }, opts: CopyOptions): Promise<void> {
+  await lchown(host, owner.uid, owner.gid);
+  // A destination created for a directory's contents is 0755, not the source's mode (fsutil prepareTargetDir; moby/buildkit#1941);
+  // a symbolic --chmod leaves it so too (the copier never applies its mode to the directory prepareTargetDir made).
+  const top = entry.path === '';
+  await chmod(host, opts.mode ?? (top ? 0o755 : (chmodOf(opts, entry.stat.mode, true) ?? entry.stat.mode & PERM_MASK)));
+  await lutimes(host, entry.stat.atime, entry.stat.mtime);
 }
 
 /** Writes a COPY heredoc as a file (mode 0644, or --chmod applied to 0644 as to BuildKit's Mkfile) and returns its container path. */

@@ -11,6 +11,7 @@ import type { RunMode } from '../run/index.js';
 import type { BaseImage, ResolvedImage } from './base.js';
 import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
+import type { SecretSource } from './options.js';
 import type { EventSink } from '../util/events.js';
 
 export interface Services {
@@ -97,7 +98,7 @@ export interface Settings {
   /** In place: the RUN launcher and the credential files hidden from steps (BuildOptions.inPlace). */
   inPlace?: { launcher?: string; hide: readonly string[]; onStep?: (pid: number | undefined) => Promise<void> };
   /** --secret by id, for RUN --mount=type=secret. */
-  secrets: Readonly<Record<string, import('./steps/run-mounts.js').SecretSource>>;
+  secrets: Readonly<Record<string, SecretSource>>;
   stageRoot(index: number): string;
   /** A fresh path in the work dir (layer files, materialized roots). */
   scratchPath(prefix: string): string;

@@ -10,6 +10,9 @@ import type { BuildSummary, EventSink } from '../util/events.js';
 export type RunModeOption = RunMode | 'auto';
 export type SnapshotMode = 'time' | 'full';
 
+/** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
+export type SecretSource = { file: string } | { value: string };
+
 export interface BuildOptions {
   /** --context: DIR, dir://DIR, tar://FILE, tar://stdin. */
   context: string;
@@ -55,7 +58,7 @@ export interface BuildOptions {
   /** Local content-addressed store of base layers (kept between builds). */
   cacheDir: string;
   /** --secret: RUN --mount=type=secret sources by id (never in a layer, the config, the history or a cache key). */
-  secrets?: Record<string, import('./steps/run-mounts.js').SecretSource>;
+  secrets?: Record<string, SecretSource>;
   /** Scratch space for stage roots and layer files (removed at the end unless keepWorkDir). */
   workDir: string;
   keepWorkDir?: boolean;

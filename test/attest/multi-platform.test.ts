@@ -3,12 +3,13 @@
 // index digest is what a build without the flags pushes; `builder attestations` lists per platform; the OCI layout
 // holds every artifact.
 import { readFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
 import { hostArch, pushCrossPlatform } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect } from '../support/tools.js';
 import { ecKeyPair, registryBlob } from './helpers.js';
-import { compileIfStale, Workspace } from '../executor/helpers.js';
+import { Workspace } from '../executor/helpers.js';
 
 interface Desc { mediaType: string; digest: string; size: number; artifactType?: string; platform?: { os: string; architecture: string }; annotations?: Record<string, string> }
 
@@ -27,9 +28,8 @@ describe('supply chain of a multi-platform build', () => {
   const blob = (repo: string, digest: string): Promise<Buffer> => registryBlob(reg, repo, digest);
   const raw = (ref: string): Promise<any> => skopeoInspect(reg, ref, { raw: true });
 
+  useFixture({ prefix: 'builder-attest-multi-', push: (r) => pushCrossPlatform(r) }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-attest-multi-'), compileIfStale()]);
-    base = await pushCrossPlatform(reg);
     ctx = await ws.context('ctx', {
       Dockerfile: [
         'ARG BASE',
@@ -48,10 +48,6 @@ describe('supply chain of a multi-platform build', () => {
     });
     await ecKeyPair(ws.path('key.pem'), ws.path('key.pub'));
     await ecKeyPair(ws.path('other.pem'), ws.path('other.pub'));
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('attaches an SBOM, a provenance and a signature to each platform image, signs the index, and leaves the index digest as it was', async () => {

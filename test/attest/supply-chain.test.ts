@@ -3,16 +3,17 @@
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { artifactManifest, listReferrers, mergeIndexTag, pushArtifact, referrersTag } from '../../src/attest/index.js';
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
+import { useFixture } from '../support/fixture.js';
 import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect } from '../support/tools.js';
 import { ecKeyPair, registryBlob } from './helpers.js';
-import { compileIfStale, registryTags, Workspace } from '../executor/helpers.js';
+import { registryTags, Workspace } from '../executor/helpers.js';
 
 const STATUS = `Package: hello
 Status: install ok installed
@@ -41,9 +42,8 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
   const blob = (repo: string, digest: string): Promise<Buffer> => registryBlob(reg, repo, digest);
   const raw = (ref: string): Promise<any> => skopeoInspect(reg, ref, { raw: true });
 
+  useFixture({ prefix: 'builder-attest-', format: 'oci' }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-attest-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
     ctx = await ws.context('ctx', {
       Dockerfile: `FROM ${base}\nARG GREETING=hi\nCOPY status /var/lib/dpkg/status\nCOPY package-lock.json /app/package-lock.json\nRUN echo "$GREETING" > /greeting\n`,
       status: STATUS,
@@ -52,10 +52,6 @@ describe('supply chain: SBOM, provenance and signature as OCI referrers', () => 
     await ecKeyPair(ws.path('key.pem'), ws.path('key.pub'));
     await ecKeyPair(ws.path('other.pem'), ws.path('other.pub'));
     await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', ws.path('p384.pem')]);
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('pushes the image unchanged, with SBOM, provenance and a signature openssl verifies, under the referrers tag', async () => {

@@ -16,6 +16,18 @@ describe('stepKey', () => {
     expect(a).toBe(b);
   });
 
+  it('changes with each input on its own', () => {
+    const variants: StepKeyInput[] = [
+      { ...base, parent: 'image:sha256:bb' },
+      { ...base, instruction: '{"kind":"copy"}' },
+      { ...base, env: new Map([['A', '2']]) },
+      { ...base, env: new Map([['A', '1'], ['B', '1']]) },
+      { ...base, flags: { reproducible: '1' } },
+      { ...base, sources: 'sha256:1' },
+    ];
+    expect(new Set([base, ...variants].map(stepKey)).size).toBe(variants.length + 1);
+  });
+
   // Pairs that a plain concatenation (or a naive separator) would hash alike.
   const nearCollisions: Array<[string, StepKeyInput, StepKeyInput]> = [
     ['parent/instruction boundary', { ...base, parent: 'ab', instruction: 'c' }, { ...base, parent: 'a', instruction: 'bc' }],

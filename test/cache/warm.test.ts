@@ -2,11 +2,12 @@
 import { createHash } from 'node:crypto';
 import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
 import { pushBusybox, pushMultiPlatform } from '../support/images.js';
-import { startRegistry, type AccessLogEntry, type TestRegistry } from '../support/registry.js';
+import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
 import { run, RunError, umociUnpack } from '../support/tools.js';
-import { compileIfStale, ROOT, Workspace, type CliResult } from '../executor/helpers.js';
+import { ROOT, Workspace, type CliResult } from '../executor/helpers.js';
 
 const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json',
@@ -66,14 +67,9 @@ describe('builder warm', () => {
   let tagRef: string;
   let multiRef: string;
 
+  useFixture({ prefix: 'builder-warm-', repo: 'warm/base', tag: 'v1' }, (f) => ({ reg, ws, base: tagRef } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-warm-'), compileIfStale()]);
-    tagRef = await pushBusybox(reg, 'warm/base', 'v1', 'v2s2');
     multiRef = await pushMultiPlatform(reg, 'warm/multi', 'v1');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('two warmers on one empty dir at once both succeed and leave only verified blobs, no temp files', async () => {
@@ -239,26 +235,19 @@ describe('builder warm', () => {
 });
 
 describe('a warmed base pinned by digest builds with the registry stopped', () => {
-  let reg: TestRegistry | undefined;
+  let reg: TestRegistry;
   let ws: Workspace;
-
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-warm-offline-'), compileIfStale()]);
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  let tag: string;
+  // umoci unpacks OCI media types only
+  useFixture({ prefix: 'builder-warm-offline-', repo: 'offline/base', tag: 'v1', format: 'oci' }, (f) => ({ reg, ws, base: tag } = f));
 
   it('builds FROM host/repo@sha256 with a RUN step offline, and umoci unpacks the result', async () => {
-    const r = reg!;
-    const tag = await pushBusybox(r, 'offline/base', 'v1', 'oci'); // umoci unpacks OCI media types only
+    const r = reg;
     const { digest } = await registryManifest(r, 'offline/base', 'v1');
     const pinned = `${r.host}/offline/base@${digest}`;
     const cache = ws.path('cache');
     await warmOk(ws, ['--cache-dir', cache, '--image', pinned]);
-    await r.stop();
-    reg = undefined;
+    await r.stop(); // a second stop (the fixture's) is a no-op
     const ctx = await ws.context('ctx', { Dockerfile: `FROM ${pinned}\nRUN echo offline > /offline.txt && ls /bin/busybox\n` });
     await ws.buildOk(ctx, ['--run-mode', 'sandbox', '--destination', `${tag.replace(/:v1$/, '')}-out:v1`, '--no-push', '--oci-layout-path', ws.path('out')], { cache });
     const rootfs = await umociUnpack(ws.path('out'), 'v1', ws.path('bundle'));

@@ -1,10 +1,10 @@
 // What trips a kaniko user in the first hour, through the compiled CLI: a mistyped command, a failing RUN under
 // --verbosity error, the fields of JSON error lines, retries as warnings with their attempt.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from '../executor/helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { Workspace } from '../executor/helpers.js';
 
 const jsonLines = (stderr: string): Array<Record<string, unknown>> => stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
@@ -14,16 +14,11 @@ describe('the first hour of a kaniko user', () => {
   let base: string;
   let failing: string;
 
+  useFixture({ prefix: 'builder-first-hour-' }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-first-hour-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     failing = await ws.context('ctx-fail', {
       Dockerfile: `FROM ${base}\nRUN echo fine > /fine\nRUN echo out-of-the-failing-step; echo err-of-the-failing-step >&2; exit 3\n`,
     });
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('a mistyped command is named unknown with the nearest command; no command word is still the build', async () => {

@@ -295,6 +295,53 @@ describe('expandInstruction at build time', () => {
   });
 });
 
+describe('RUN --mount: typed once, with the RUN', () => {
+  /** The error the build gives for the RUN at `line`: its expansion against `env` and WORKDIR /work, as the executor does it. */
+  function buildError(text: string, line: number, env: Map<string, string> = new Map()): BuilderError {
+    const inst = toInstructions(parseDockerfile(text, 'Dockerfile')).instructions.find((i) => i.line === line)!;
+    try {
+      expandInstruction(inst, env, { escape: '\\', buildArgs: new Map(), globalArgs: new Map() }, '/work');
+    } catch (err) {
+      if (err instanceof BuilderError) return err;
+      throw err;
+    }
+    throw new Error('expected an error');
+  }
+
+  it.each([
+    ['FROM scratch\nRUN --mount=type=cache,target=/c,sharing=exclusive true\n', 'RUN_MOUNT_INVALID'],
+    ['FROM scratch\nRUN --mount=type=bind,target=/x,bogus=1 true\n', 'RUN_MOUNT_INVALID'],
+    ['FROM scratch\nRUN --mount=type=bind,target=/ true\n', 'RUN_MOUNT_INVALID'],
+    ['FROM scratch\nRUN --mount=type=ssh true\n', 'RUN_MOUNT_UNSUPPORTED'],
+    ['FROM scratch AS a\nFROM scratch\nRUN --mount=type=cache,target=/c,from=a true\n', 'RUN_MOUNT_UNSUPPORTED'],
+    ['FROM scratch\nARG S=exclusive\nRUN --mount=type=cache,target=/c,sharing=$S true\n', 'RUN_MOUNT_INVALID'],
+  ])('the plan refuses a bad mount with the error the build gives: %j', (text, code) => {
+    const line = text.split('\n').length - 1;
+    const e = planError(text);
+    const b = buildError(text, line, new Map([['S', 'exclusive']]));
+    expect(e.code).toBe(code);
+    expect({ code: e.code, message: e.message, hint: e.hint }).toEqual({ code: b.code, message: b.message, hint: b.hint });
+    expect(e.message).toMatch(new RegExp(`^Dockerfile:${line}: `));
+  });
+
+  it('a mount using the base image\'s ENV, or a relative target (WORKDIR unknown), waits for the build', () => {
+    expect(plan('FROM alpine\nRUN --mount=type=cache,target=/c,uid=$APP_UID true\n').stages[0]?.steps).toHaveLength(1);
+    expect(plan('FROM alpine\nRUN --mount=target=. true\n').stages[0]?.steps).toHaveLength(1);
+    // where the whole env is known (scratch), an unset variable is empty, as in the build
+    expect(planError('FROM scratch\nRUN --mount=type=cache,target=/c,uid=$APP_UID true\n').code).toBe('RUN_MOUNT_INVALID');
+  });
+
+  it('the build reads each mount once, expanded per value, relative targets under the step\'s WORKDIR', () => {
+    const p = plan('FROM scratch\nARG T="/a,b"\nRUN --mount=type=cache,target=$T --mount=target=src,from=build true\n');
+    const run = p.stages[0]!.instructions[1]!;
+    const ex = expandInstruction(run, new Map([['T', '/a,b']]), p, '/work');
+    expect(ex.kind === 'run' && ex.mounts).toEqual([
+      { type: 'cache', target: '/a,b', id: '/a,b', sharing: 'shared', readonly: false, mode: 0o755, uid: 0, gid: 0 },
+      { type: 'bind', target: '/work/src', source: '/', from: 'build', readonly: true },
+    ]);
+  });
+});
+
 describe('ONBUILD triggers', () => {
   it('parses a base image config OnBuild list into instructions pointing at the FROM line', () => {
     const out = onbuildInstructions(['RUN echo "onbuild" > /tmp/onbuild', 'RUN  mkdir $dir', 'WORKDIR /new/workdir'], {

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   checkNoCycles,
   looksLikeImageReference,
-  mountFrom,
   parseDockerfile,
+  parseMount,
   parsePlatform,
   reachableStages,
   resolveStageRef,
@@ -19,6 +19,11 @@ const stages = [
   { index: 2, name: 'Final' },
 ];
 
+/** from= of a --mount value, read through the typed mount (a bind's source stage or image). */
+const mountFrom = (spec: string): string | undefined => {
+  const m = parseMount(spec, { where: 'Dockerfile:1' });
+  return m.type === 'bind' ? m.from : undefined;
+};
 describe('splitStages', () => {
   it('keeps global ARGs apart and numbers stages', () => {
     const df = toInstructions(parseDockerfile('ARG A=1\nARG B\nFROM alpine AS x\nRUN true\nFROM x\nENV a=b\n', 'Dockerfile'));

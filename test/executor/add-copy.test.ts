@@ -7,10 +7,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoInspect } from '../support/tools.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { Workspace } from './helpers.js';
 
 /** Writes a tar with python's tarfile (exact names, owners, links, and hostile names GNU tar refuses to write). */
 function makeTar(file: string, entries: Array<{ name: string; type?: 'file' | 'dir' | 'symlink' | 'link'; content?: string; mode?: number; uid?: number; gid?: number; link?: string }>): void {
@@ -49,9 +49,8 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
   let web: string;
   const served = new Map<string, { body: Buffer; lastModified?: string }>();
 
+  useFixture({ prefix: 'builder-addcopy-' }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-addcopy-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     server = http.createServer((req, res) => {
       const f = served.get(req.url ?? '');
       if (!f) {
@@ -65,8 +64,6 @@ describe('ADD and COPY flags (BuildKit semantics)', () => {
   });
   afterAll(async () => {
     await new Promise((r) => server?.close(r));
-    await reg?.stop();
-    await ws?.remove();
   });
 
   const build = async (name: string, dockerfile: string, files: Record<string, string | { content: string; mode: number }> = {}, prepare?: (ctx: string) => void) => {

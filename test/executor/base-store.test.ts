@@ -1,13 +1,13 @@
 // The extracted-base store: a warm build clones the base root from <cache-dir>/rootfs-store instead of extracting it again.
 import { lstat, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RootfsStore } from '../../src/cache/index.js';
 import { chainId as chainOf } from '../../src/image/index.js';
 import type { Digest } from '../../src/digest/index.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { Workspace } from './helpers.js';
 
 const D1 = `sha256:${'1'.repeat(64)}` as Digest;
 const D2 = `sha256:${'2'.repeat(64)}` as Digest;
@@ -17,14 +17,7 @@ describe('extracted-base store', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-base-store-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'store/base', 'v1', 'oci');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-base-store-', repo: 'store/base', tag: 'v1', format: 'oci' }, (f) => ({ reg, ws, base } = f));
 
   const entries = async (cache: string): Promise<string[]> =>
     (await readdir(path.join(cache, 'rootfs-store', 'v1')).catch(() => [] as string[])).sort();

@@ -1,11 +1,11 @@
 // The executor end to end: Dockerfiles built by the CLI, pushed to a real registry, checked with skopeo and umoci.
 import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoInspect } from '../support/tools.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { Workspace } from './helpers.js';
 
 interface History { created?: string; created_by?: string; empty_layer?: boolean }
 
@@ -16,15 +16,10 @@ describe('builder build: RUN/COPY/metadata on a busybox base', () => {
   let baseHistory: History[];
   let baseLayers: number;
 
+  useFixture({}, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     baseHistory = (await skopeoInspect(reg, 'library/busybox:latest', { config: true })).history;
     baseLayers = (await skopeoInspect(reg, 'library/busybox:latest')).Layers.length;
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('builds config and file tree as skopeo and umoci see them', async () => {

@@ -4,12 +4,12 @@
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readLayoutImage, type ImageResult } from '../../conformance/tree.js';
 import { resolveWorkdir } from '../../src/executor/config.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { Workspace } from './helpers.js';
 
 describe('WORKDIR paths as BuildKit normalises them (util/system NormalizeWorkdir)', () => {
   it('an absolute path is kept as written, a relative one is joined and cleaned', () => {
@@ -28,14 +28,7 @@ describe('image details that match BuildKit', () => {
   let base: string;
   let n = 0;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-bk-details-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-bk-details-' }, (f) => ({ reg, ws, base } = f));
 
   /** Builds ctx (sandbox RUN) into an OCI layout and reads the image back. */
   const build = async (ctx: string): Promise<ImageResult> => {

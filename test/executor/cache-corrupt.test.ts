@@ -4,11 +4,11 @@
 import { execFileSync } from 'node:child_process';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/digest/index.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { registryTags, Workspace } from './helpers.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -22,14 +22,7 @@ describe('corrupt cache entries (--cache)', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-cache-corrupt-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-cache-corrupt-' }, (f) => ({ reg, ws, base } = f));
 
   const dockerfile = (extra: string[] = []): string => [
     `FROM ${base}`, 'COPY a.txt /a.txt', 'RUN echo one > /one.txt', 'COPY b.txt /b.txt', 'RUN cat /a.txt /b.txt > /both.txt', ...extra, '',

@@ -4,9 +4,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { Workspace } from './helpers.js';
 
 /** Every path under dir (relative), depth first. */
 async function tree(dir: string): Promise<string[]> {
@@ -24,9 +24,8 @@ describe('a --cache-dir that fills up during extraction', () => {
   let base: string;
   let small: string;
 
+  useFixture({ prefix: 'builder-cachefull-' }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-cachefull-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     small = ws.path('small');
     await mkdir(small, { recursive: true });
     // room for the compressed layer (about 1 MiB), not for busybox extracted next to it
@@ -34,8 +33,6 @@ describe('a --cache-dir that fills up during extraction', () => {
   });
   afterAll(async () => {
     if (small) execFileSync('umount', ['-l', small]);
-    await reg?.stop();
-    await ws?.remove();
   });
 
   const temps = async (dir: string): Promise<string[]> => (await tree(dir)).filter((p) => /(^|\/)\.tmp-/.test(p));

@@ -2,11 +2,11 @@
 import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type AccessLogEntry, type TestRegistry } from '../support/registry.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
 import { skopeoCopy } from '../support/tools.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { registryTags, Workspace } from './helpers.js';
 
 const blobGets = (log: AccessLogEntry[]): AccessLogEntry[] => log.filter((e) => e.method === 'GET' && /\/blobs\/sha256:/.test(e.path));
 const uploads = (log: AccessLogEntry[]): AccessLogEntry[] => log.filter((e) => e.method === 'PUT' && e.path.includes('/blobs/uploads/'));
@@ -18,9 +18,8 @@ describe('registry layer cache (--cache)', () => {
   let base: string;
   let dockerfile: string;
 
+  useFixture({ prefix: 'builder-cache-' }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-cache-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     dockerfile = [
       `FROM ${base}`,
       'ARG FLAVOUR=plain',
@@ -33,10 +32,6 @@ describe('registry layer cache (--cache)', () => {
       'CMD ["cat", "/app/b.txt"]',
       '',
     ].join('\n');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   /** A build as on a fresh machine: its own HOME, cache dir and work dir. */

@@ -3,14 +3,14 @@
 // Expectations are worked out by hand from those rules; where GNU chmod differs, the row says so.
 import { mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readLayoutImage } from '../../conformance/tree.js';
 import { BuilderError } from '../../src/errors.js';
 import { parseChmod, parseSymbolicMode } from '../../src/executor/chmod.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoCopy } from '../support/tools.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { Workspace } from './helpers.js';
 
 const FILE = 0o100000;
 const DIR = 0o040000;
@@ -85,14 +85,7 @@ describe('COPY --chmod=<symbolic> end to end', () => {
   let reg: TestRegistry;
   let ws: Workspace;
   let base: string;
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-chmod-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-chmod-' }, (f) => ({ reg, ws, base } = f));
 
   it('applies the mode to each file and directory copied, relative to its own mode; created parents and the created top directory are 0755', async () => {
     const ctx = await ws.context('ctx', {

@@ -1,24 +1,17 @@
 // Failing builds through the CLI: non-zero exit, file:line in the message, nothing pushed.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startFaultProxy } from '../support/fault-proxy.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { skopeoInspect } from '../support/tools.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { registryTags, Workspace } from './helpers.js';
 
 describe('builder build: failures', () => {
   let reg: TestRegistry;
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({}, (f) => ({ reg, ws, base } = f));
 
   it('a failing RUN exits with its code, names Dockerfile:line and the step, and pushes nothing', async () => {
     const ctx = await ws.context('ctx-fail', {

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { commandLinesDuring, compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { commandLinesDuring, registryTags, ROOT, Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
 const exists = (p: string) => lstat(p).then(() => true, () => false);
@@ -20,16 +20,13 @@ describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {
   let hostDir: string;
   let ctx: string;
 
+  useFixture({}, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     hostDir = await mkdtemp(path.join(tmpdir(), 'escape-build-host-'));
     ctx = await ws.context('ctx-escape', { placeholder: '' });
     execFileSync('gcc', ['-static', '-O2', '-o', path.join(ctx, 'hostile'), path.join(ROOT, 'test/run/fixtures/hostile.c')]);
   });
   afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
     if (hostDir) await rm(hostDir, { recursive: true, force: true });
   });
 

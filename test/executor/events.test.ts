@@ -2,11 +2,11 @@
 import { spawn } from 'node:child_process';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run } from '../support/tools.js';
-import { compileIfStale, ROOT, Workspace } from './helpers.js';
+import { ROOT, Workspace } from './helpers.js';
 
 /** The lines a terminal shows after the output, applying "cursor up + erase line". */
 function screen(out: string): string[] {
@@ -23,14 +23,7 @@ describe('builder build: events, progress and the summary', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ format: 'oci' }, (f) => ({ reg, ws, base } = f));
 
   it('--log-format json: every stderr line parses, steps and RUN output carry their fields, the summary is one event, stdout is the digest alone', async () => {
     const ctx = await ws.context('json', { Dockerfile: `FROM ${base}\nRUN echo hello-from-run && echo data > /data\nENV A=b\n`, 'a.txt': 'a' });

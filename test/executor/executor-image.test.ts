@@ -6,10 +6,10 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
-import { pushBusybox } from '../support/images.js';
+import { useFixture } from '../support/fixture.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { run, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, ROOT, Workspace } from './helpers.js';
+import { ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const MOUNT_SECRET = 'in-place-S3cret-7d1e0b9a-never-in-the-image';
@@ -38,9 +38,9 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
   let imageEnv: string[];
   let base: string;
 
+  useFixture({ prefix: 'builder-exe-' }, (f) => ({ reg: anon, ws, base } = f));
   beforeAll(async () => {
-    [anon, auth, ws] = await Promise.all([startRegistry({ mode: 'plain' }), startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-exe-'), compileIfStale()]);
-    base = await pushBusybox(anon, 'library/busybox', 'latest');
+    auth = await startRegistry({ mode: 'htpasswd' });
     const layout = ws.path('executor-layout');
     await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', ws.path('sign.pem')]);
     await run('openssl', ['pkey', '-in', ws.path('sign.pem'), '-pubout', '-out', ws.path('sign.pub')]);
@@ -97,8 +97,7 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     await writeFile(ws.path('jobws/mounts-secret.txt'), MOUNT_SECRET);
   }, 360_000);
   afterAll(async () => {
-    await Promise.all([anon?.stop(), auth?.stop()]);
-    await ws?.remove();
+    await auth?.stop();
   });
 
   const job = async (name: string, script: string): Promise<{ code: number | null; stdout: string; stderr: string }> => {

@@ -5,12 +5,12 @@
 import { readFile, writeFile, mkdir, stat, lstat, copyFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runJob, writeJobSpec } from '../support/crun.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, umociUnpack } from '../support/tools.js';
-import { compileIfStale, ROOT, Workspace } from './helpers.js';
+import { ROOT, Workspace } from './helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const rev = (s: string): string => [...s].reverse().join('');
@@ -94,18 +94,13 @@ describe.skipIf(!isRoot)('trust in place: the executor image in one unprivileged
     Dockerfile: `${from}\nCOPY . /\nRUN sh /hostile.sh ${out} ${mode}\n`, 'hostile.sh': HOSTILE, 'needles.rev': `${needles.map(rev).join('\n')}\n`, 'control.rev': `${rev(control)}\n`,
   });
 
+  useFixture({ registry: { mode: 'htpasswd' }, prefix: 'builder-trust-' }, (f) => ({ reg: auth, ws, base } = f));
   beforeAll(async () => {
-    [auth, ws] = await Promise.all([startRegistry({ mode: 'htpasswd' }), Workspace.create('builder-trust-'), compileIfStale()]);
-    base = await pushBusybox(auth, 'library/busybox', 'latest');
     const layout = ws.path('executor-layout');
     await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
     rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
     imageEnv = (JSON.parse(await readFile(ws.path('executor-bundle', 'config.json'), 'utf8')) as { process: { env: string[] } }).process.env;
   }, 360_000);
-  afterAll(async () => {
-    await auth?.stop();
-    await ws?.remove();
-  });
 
   it('RUN steps find no credential (files, environ, memory), cannot signal builder; builds never mix, a killed one is cleaned, the job\'s files survive', async () => {
     const needles = [auth.password, jobToken, authString()];

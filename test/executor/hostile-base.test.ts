@@ -7,23 +7,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { makeTar } from '../rootfs/tar-helpers.js';
+import { useFixture } from '../support/fixture.js';
 import { pushRawImage } from '../support/raw-image.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import type { TestRegistry } from '../support/registry.js';
+import { registryTags, ROOT, Workspace } from './helpers.js';
 
 describe('a hostile base image cannot reach outside the build root', () => {
   let reg: TestRegistry;
   let ws: Workspace;
   let client: RegistryClient;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-hostile-'), compileIfStale()]);
+  useFixture({ prefix: 'builder-hostile-', push: null }, (f) => ({ reg, ws } = f));
+  beforeAll(() => {
     client = new RegistryClient({});
   });
   afterAll(async () => {
     await client?.close();
-    await reg?.stop();
-    await ws?.remove();
   });
 
   async function layerDigests(ref: string): Promise<string[]> {

@@ -9,14 +9,14 @@
 import { lstat, mkdir, mkdtemp, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../src/registry/index.js';
 import { makeTar } from '../rootfs/tar-helpers.js';
-import { pushBusybox } from '../support/images.js';
+import { useFixture } from '../support/fixture.js';
 import { pushRawImage } from '../support/raw-image.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, RunError, skopeoCopy, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, ROOT, Workspace } from './helpers.js';
+import { ROOT, Workspace } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -100,14 +100,7 @@ describe.skipIf(!isRoot)('builder --run-mode in-place, in a throwaway tmpfs root
   };
   const gone = async (p: string): Promise<boolean> => lstat(p).then(() => false, () => true);
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-inplace-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-inplace-' }, (f) => ({ reg, ws, base } = f));
 
   it('the sandbox is what the builder will see: "/" a tmpfs, host paths read-only mount points', async () => {
     await mkdir(ws.path('probe'), { recursive: true });

@@ -1,10 +1,10 @@
 // The lazy stage root: FROM fetches only manifest and config; base layers move only when a step needs the filesystem.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type AccessLogEntry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { AccessLogEntry, TestRegistry } from '../support/registry.js';
+import { Workspace } from './helpers.js';
 
 const layerGets = (log: AccessLogEntry[], repo: string): AccessLogEntry[] =>
   log.filter((e) => e.method === 'GET' && e.path.startsWith(`/v2/${repo}/blobs/sha256:`));
@@ -14,14 +14,7 @@ describe('lazy base: layers are fetched on the first step that needs the filesys
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'lazy/base', 'v1', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ repo: 'lazy/base', tag: 'v1' }, (f) => ({ reg, ws, base } = f));
 
   it('a metadata-only build downloads no base layer and mounts it into the destination', async () => {
     const ctx = await ws.context('meta', { Dockerfile: `FROM ${base}\nENV A=1\nLABEL x=y\nWORKDIR /\nCMD ["sh"]\n` });

@@ -3,13 +3,14 @@
 // a platform this host cannot execute stops with a clear error (or runs, where an emulator is registered).
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { findEmulator } from '../../src/run/index.js';
 import { runJob, writeJobSpec } from '../support/crun.js';
+import { useFixture } from '../support/fixture.js';
 import { hostArch, pushArm64Busybox, pushCrossPlatform } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, skopeoFlags, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import { registryTags, ROOT, Workspace } from './helpers.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
@@ -29,9 +30,8 @@ describe('builder build --platform a,b', () => {
   let ctx: string;
   const platforms = `linux/${hostArch()},linux/arm64`;
 
+  useFixture({ prefix: 'builder-platform-', push: (r) => pushCrossPlatform(r) }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-platform-'), compileIfStale()]);
-    base = await pushCrossPlatform(reg);
     ctx = await ws.context('ctx', {
       Dockerfile: [
         'ARG BASE',
@@ -49,10 +49,6 @@ describe('builder build --platform a,b', () => {
       [`arch/${hostArch()}.txt`]: `for ${hostArch()}\n`,
       'arch/arm64.txt': 'for arm64\n',
     });
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   /** skopeo --override-arch ARCH copy of the tag, unpacked with umoci; returns the rootfs and the copied manifest's digest. */
@@ -226,9 +222,8 @@ describe.skipIf(process.getuid?.() !== 0)('builder --platform a,b in place, in t
   let imageEnv: string[];
   const platforms = `linux/${hostArch()},linux/arm64`;
 
+  useFixture({ prefix: 'builder-platform-inplace-', push: (r) => pushCrossPlatform(r) }, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-platform-inplace-'), compileIfStale()]);
-    base = await pushCrossPlatform(reg);
     const layout = ws.path('executor-layout');
     await run('node', [path.join(ROOT, 'scripts/executor-image/build.mjs'), layout], { timeoutMs: 170_000 });
     rootfs = await umociUnpack(layout, 'latest', ws.path('executor-bundle'));
@@ -237,10 +232,6 @@ describe.skipIf(process.getuid?.() !== 0)('builder --platform a,b in place, in t
       Dockerfile: `ARG BASE\nFROM --platform=$BUILDPLATFORM $BASE AS build\nARG BUILDPLATFORM\nRUN echo "built on $BUILDPLATFORM by $(uname -m)" > /build.txt\nFROM $BASE\nARG TARGETARCH\nCOPY --from=build /build.txt /build.txt\nRUN echo $TARGETARCH > /arch.txt\n`,
     });
   }, 360_000);
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
 
   it('builds the shared stage once in "/", and stops at the foreign RUN before running it (or runs it emulated)', async () => {
     const bundle = ws.path('job');

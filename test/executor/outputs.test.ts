@@ -2,11 +2,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, skopeoInspect, umociUnpack } from '../support/tools.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { registryTags, Workspace } from './helpers.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -17,17 +17,12 @@ describe('builder build: outputs, reproducibility, base-layer cache', () => {
   let base: string;
   let ctx: string;
 
+  useFixture({}, (f) => ({ reg, ws, base } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
     ctx = await ws.context('ctx', {
       Dockerfile: `FROM ${base}\nCOPY hello.txt /hello.txt\nRUN echo ran > /ran.txt && chmod 600 /ran.txt\nENV OUT=1\nCMD ["cat", "/hello.txt"]\n`,
       'hello.txt': 'hello\n',
     });
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
   });
 
   it('writes a docker-archive, an OCI layout, digest files, and pushes every destination', async () => {

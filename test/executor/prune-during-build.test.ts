@@ -4,11 +4,11 @@
 import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Leases } from '../../src/cache/lease.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, registryTags, Workspace } from './helpers.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { registryTags, Workspace } from './helpers.js';
 
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
@@ -23,14 +23,7 @@ describe('cache prune --cache-dir during builds', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-prune-live-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-prune-live-' }, (f) => ({ reg, ws, base } = f));
 
   const dockerfile = (): string => `FROM ${base}\nRUN sleep 2 && echo one > /one.txt\nRUN sleep 1 && /bin/busybox ls /bin/busybox > /two.txt\n`;
 

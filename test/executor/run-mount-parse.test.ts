@@ -1,9 +1,10 @@
 // RUN --mount values and --secret flags read as BuildKit reads them (instructions/commands_runmount.go, dispatchSecret, buildx parseSecret); the in-place cache lock.
 import { describe, expect, it } from 'vitest';
-import { LOCK_STALE_MS, lockCache, parseMount } from '../../src/executor/steps/run-mounts.js';
+import { LOCK_STALE_MS, lockCache } from '../../src/executor/steps/run-mounts.js';
+import { parseMount } from '../../src/dockerfile/index.js';
 import { parseSecretFlags } from '../../src/cli/secrets.js';
 
-const p = (s: string, workdir = '/work') => parseMount(s, workdir, 'Dockerfile:2');
+const p = (s: string, workdir = '/work') => parseMount(s, { workdir, where: 'Dockerfile:2' });
 
 describe('parseMount', () => {
   it('defaults: type bind, read-only, source the root; relative targets under WORKDIR', () => {

@@ -2,10 +2,10 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { commandLinesDuring, compileIfStale, Workspace } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { commandLinesDuring, Workspace } from './helpers.js';
 
 const SECRET = 'S3cr3t-value-4f9a1c7e-never-in-the-image';
 
@@ -68,14 +68,7 @@ describe('builder build: RUN --mount (sandbox)', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-mount-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-mount-', format: 'oci' }, (f) => ({ reg, ws, base } = f));
 
   const sandbox = ['--run-mode', 'sandbox', '--no-push'];
 
@@ -274,5 +267,19 @@ describe('builder build: RUN --mount (sandbox)', () => {
     expect(await run('one', 'A\n', 'x')).toEqual([]);
     expect(await run('two', 'A\n', 'y')).toHaveLength(1);
     expect(await run('three', 'B\n', 'y')).toEqual([]);
+  }, 240_000);
+
+  it('with --cache, a bind at a relative target (--mount=target=.) lands under WORKDIR and keys on the context, as without', async () => {
+    // the key once read the mount under "/" (not the step's WORKDIR): target=. was "/" and the build failed
+    const cacheRepo = ws.path('dot-cache');
+    const ctx = await ws.context('ctx-dot', { Dockerfile: `FROM ${base}\nWORKDIR /src\nRUN --mount=target=. cat in.txt > /out\n`, 'in.txt': 'dot\n' });
+    const layout = ws.path('dot-layout');
+    for (const n of ['one', 'two']) {
+      const r = await ws.build(ctx, [...sandbox, '--cache', '--cache-repo', `oci:${cacheRepo}`, ...(n === 'one' ? ['--oci-layout-path', layout] : [])],
+        { cache: ws.path(`cache-dot-${n}`), work: ws.path(`work-dot-${n}`) });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('\n').filter((l) => / \(cached /.test(l))).toHaveLength(n === 'one' ? 0 : 2); // WORKDIR and RUN
+    }
+    expect((await layerNames(layout)).at(-1)).toEqual(['out']);
   }, 240_000);
 });

@@ -7,12 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sandboxAvailable } from '../../src/run/index.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { unmountBelow } from '../support/tools.js';
-import { compileIfStale, registryTags, ROOT, Workspace } from './helpers.js';
+import { registryTags, ROOT, Workspace } from './helpers.js';
 
 const probe = await sandboxAvailable();
 
@@ -167,14 +167,7 @@ describe.skipIf(!probe.ok)('builder build: a signal stops the build and leaves n
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-signals-'), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'v2s2');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ prefix: 'builder-signals-' }, (f) => ({ reg, ws, base } = f));
 
   /** What every interrupted build must leave: exit 128+n, no step process, mount, build dir or temp dir. */
   async function expectCleanExit(cli: Cli, sig: NodeJS.Signals, mark: string, work: string, tmp: string, seen: Proc[]): Promise<void> {

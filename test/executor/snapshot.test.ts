@@ -1,10 +1,10 @@
 // Snapshot edge cases end to end: what RUN steps change must reach the image exactly, as umoci unpacks it.
 import { lstat, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { compileIfStale, Workspace } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
+import { Workspace } from './helpers.js';
 
 const LONG = `${'long-directory-name-'.repeat(4)}/${'a-very-long-file-name-'.repeat(6)}.txt`;
 
@@ -13,14 +13,7 @@ describe('builder build: snapshot edge cases', () => {
   let ws: Workspace;
   let base: string;
 
-  beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create(), compileIfStale()]);
-    base = await pushBusybox(reg, 'library/busybox', 'latest', 'oci');
-  });
-  afterAll(async () => {
-    await reg?.stop();
-    await ws?.remove();
-  });
+  useFixture({ format: 'oci' }, (f) => ({ reg, ws, base } = f));
 
   it('content rewrites that keep size and mtime, recreated dirs, links across layers, special modes, long names', async () => {
     const dockerfile = [

@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { compileIfStale, registryTags, ROOT, Workspace, type CliResult } from '../executor/helpers.js';
+import { registryTags, ROOT, Workspace, type CliResult } from '../executor/helpers.js';
 import { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultRule } from '../support/fault-proxy.js';
-import { pushBusybox } from '../support/images.js';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { useFixture } from '../support/fixture.js';
+import type { TestRegistry } from '../support/registry.js';
 import { run, RunError, skopeoCopy, umociUnpack } from '../support/tools.js';
 
 type Operation = 'manifest-get' | 'config-get' | 'layer-get' | 'blob-put' | 'blob-patch' | 'manifest-put';
@@ -57,10 +57,9 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
   let layerDigest: string;
   const unpacked = new Map<string, Promise<Buffer>>();
 
+  useFixture({ prefix: 'builder-faults-', repo: 'faults/base', tag: 'v1' }, (f) => ({ reg, ws } = f));
   beforeAll(async () => {
-    [reg, ws] = await Promise.all([startRegistry({ mode: 'plain' }), Workspace.create('builder-faults-'), compileIfStale()]);
     proxy = await startFaultProxy(reg.url);
-    await pushBusybox(reg, 'faults/base', 'v1', 'v2s2');
     const res = await fetch(`${reg.url}/v2/faults/base/manifests/v1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
     baseManifest = Buffer.from(await res.arrayBuffer());
     baseMediaType = res.headers.get('content-type') ?? '';
@@ -74,8 +73,6 @@ describe('fault matrix: builds through a fault-injecting proxy', () => {
   });
   afterAll(async () => {
     await proxy?.close();
-    await reg?.stop();
-    await ws?.remove();
   });
 
   /** A repository holding the base image, made by mounting its blobs (no proxy, no faults). */

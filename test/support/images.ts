@@ -10,7 +10,8 @@ import { run, skopeoCopy, umociRootless, umociUnpack } from './tools.js';
 
 /** Bump when the image recipe changes, so stale caches are not reused. */
 const RECIPE_VERSION = 'busybox-v1';
-const HOST_BUSYBOX = '/bin/busybox';
+/** The host's static busybox (busybox-static), the one binary every busybox test image holds. */
+export const HOST_BUSYBOX = '/bin/busybox';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const REF_NAME = 'org.opencontainers.image.ref.name';

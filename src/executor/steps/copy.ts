@@ -3,48 +3,33 @@ import { mkdir, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection, hasWildcards, type PatternMatcher } from '../../context/index.js';
-import { resolveStageRef, type ExpandedInstruction } from '../../dockerfile/index.js';
+import type { ExpandedInstruction } from '../../dockerfile/index.js';
+import { instructionText, stepKey } from '../../cache/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import { entriesForPaths } from '../../snapshot/index.js';
 import { copyMatches, writeHeredocFile, type CopyOptions } from '../copy.js';
 import { parseChmod } from '../chmod.js';
-import { contextSource, fileMatch, rootSource, type CopySource, type CopySourceMatch } from '../sources.js';
+import { contextSource, fileMatch, rootSource, type CopyEntry, type CopySource, type CopySourceMatch } from '../sources.js';
 import { archiveKind, unpackArchive, type Compression } from '../archive.js';
 import { download, isGitSource, isHttpSource, type Download } from '../remote.js';
 import { copyPatterns, descendFor, selectEntries } from '../select.js';
-import { resolveBase } from '../base.js';
-import { extractLayers } from '../root.js';
+import { lookupSource, sourceKey, sourceRoot } from '../stage-sources.js';
+import { chainKey, type KeyContext, type StepContext, type StepHandler, type StepKey } from '../stage-state.js';
 import { at } from '../where.js';
 import type { Executor } from '../executor.js';
-import type { StepContext, StepHandler } from './index.js';
 import { chownFor, chownNeedsRoot } from './user.js';
 
 type Copy = Extract<ExpandedInstruction, { kind: 'copy' | 'add' }>;
 
 export const copyStep: StepHandler<Copy> = {
-  /**
-   * What COPY/ADD read, for the key: the digest of the sources as selected (--exclude/--parents applied, symlinks
-   * followed, downloads included), a stage's key, an image's digest; null: not cacheable. A URL with --checksum is
-   * keyed by the URL and checksum without downloading; without one it is downloaded first and its content hashed.
-   */
-  async key({ ex, inst, step }) {
-    if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
-    const { services, scheduling, settings } = ex;
-    if (inst.kind === 'add' && inst.checksum !== undefined && inst.sources.length === 1 && isHttpSource(inst.sources[0]!)) {
-      return `url:${inst.sources[0]}\0${inst.checksum}`;
-    }
-    const from = inst.kind === 'copy' ? inst.from : undefined;
-    if (from === undefined) {
-      const fileHashes = await services.fileHashes?.();
-      const d = await hashSelection(await selectedForKey(ex, inst, step.where), fileHashes ? { fileHashes } : {}).catch(at(step.where));
-      await fileHashes?.save((msg) => services.emit({ type: 'warning', msg }));
-      return d;
-    }
-    const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'COPY --from' });
-    if (ref.kind === 'stage') return (await scheduling.done.get(ref.index))?.cacheKey ?? null;
-    const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(step.where));
-    return img.manifestDigest ? `image:${img.manifestDigest}` : null;
+  async key(c) {
+    const sources = await sourcesKey(c);
+    if (sources === null) return null;
+    return linkApplies(c.inst) && !(c.inst.chown && chownNeedsRoot(c.inst.chown)) ? linkedKey(c, sources) : chainKey(c, sources);
   },
+
+  /** --link writes into an empty directory: the root is read only for a --chown by name (its passwd). */
+  needsRoot: ({ inst }) => !linkApplies(inst),
 
   async execute({ ex, stage, inst, step }: StepContext<Copy>) {
     checkInstruction(inst, step.where);
@@ -56,22 +41,53 @@ export const copyStep: StepHandler<Copy> = {
       await mkdir(dir, { recursive: true });
       const users = inst.chown && chownNeedsRoot(inst.chown) ? await stage.fs() : undefined;
       const written = await copyInstruction(ex, new RootFs(dir), users, workdir, inst, step.where);
-      const entries = await entriesForPaths(dir, written, { recursive: false });
-      if (entries.length === 0) stage.emptyHistory(step);
-      else await stage.addLayer(entries, step, { from: dir });
-      return;
+      return stage.layerOf(await entriesForPaths(dir, written, { recursive: false }), step, { from: dir });
     }
     const rootfs = await stage.fs();
     const written = await copyInstruction(ex, rootfs, rootfs, workdir, inst, step.where);
     const entries = await entriesForPaths(rootfs.root, written, { exclude: ex.settings.exclude, recursive: false });
     stage.root.noteWritten(entries);
-    if (entries.length === 0) stage.emptyHistory(step);
-    else await stage.addLayer(entries, step);
+    return stage.layerOf(entries, step);
   },
 };
 
+/**
+ * What COPY/ADD read, for the key: the digest of the sources as selected (--exclude/--parents applied, symlinks
+ * followed, downloads included), a stage's key, an image's digest; null: not cacheable. A URL with --checksum is
+ * keyed by the URL and checksum without downloading; without one it is downloaded first and its content hashed.
+ */
+async function sourcesKey({ ex, inst, step }: KeyContext<Copy>): Promise<string | undefined | null> {
+  if (inst.sources.length === 0) return undefined; // heredocs only: their text is in the instruction
+  if (inst.kind === 'add' && inst.checksum !== undefined && inst.sources.length === 1 && isHttpSource(inst.sources[0]!)) {
+    return `url:${inst.sources[0]}\0${inst.checksum}`;
+  }
+  const from = inst.kind === 'copy' ? inst.from : undefined;
+  if (from !== undefined) return sourceKey(ex, lookupSource(ex, from, { file: inst.file, line: inst.line, what: 'COPY --from' }), step.where);
+  const { services } = ex;
+  const fileHashes = await services.fileHashes?.();
+  const d = await hashSelection(await selectedForKey(ex, inst, step.where), fileHashes ? { fileHashes } : {}).catch(at(step.where));
+  await fileHashes?.save((msg) => services.emit({ type: 'warning', msg }));
+  return d;
+}
+
+/**
+ * --link: the layer depends on the instruction, its sources and the workdir only, never on the steps before (a
+ * --chown by name reads the stage's passwd, so it keeps the chain). The chain goes on through it.
+ */
+function linkedKey(c: KeyContext<Copy>, sources: string | undefined): StepKey {
+  const { os, architecture, variant } = c.platform;
+  const linked = stepKey({
+    parent: `link:${os}/${architecture}${variant ? `/${variant}` : ''}`,
+    instruction: instructionText(c.inst),
+    env: new Map(),
+    flags: { ...c.flags, workdir: c.workdir },
+    ...(sources !== undefined ? { sources } : {}),
+  });
+  return { chain: stepKey({ parent: c.parent, instruction: 'link', env: new Map(), flags: {}, sources: linked }), linked };
+}
+
 /** BuildKit links only without --chmod (dispatchCopy: `cfg.link && cfg.chmod == ""`); otherwise a plain copy. */
-export function linkApplies(inst: Copy): boolean {
+function linkApplies(inst: Copy): boolean {
   return inst.link && !inst.chmod;
 }
 
@@ -218,7 +234,7 @@ export function splitParents(src: string): { pivot: string; pattern: string } {
 }
 
 /** One download per URL and checksum per build: the cache key (computed ahead) and the step share it. */
-export function downloadOnce(ex: Executor, url: string, checksum: string | undefined, where: string): Promise<Download> {
+function downloadOnce(ex: Executor, url: string, checksum: string | undefined, where: string): Promise<Download> {
   const key = `${url}\0${checksum ?? ''}`;
   let p = ex.scheduling.downloads.get(key);
   if (!p) {
@@ -230,39 +246,17 @@ export function downloadOnce(ex: Executor, url: string, checksum: string | undef
 }
 
 async function sourceFor(ex: Executor, from: string | undefined, { file, line }: { file: string; line: number }): Promise<CopySource> {
-  const { services, scheduling, settings } = ex;
-  if (from === undefined) return contextSource(services.ctx);
-  const where = `${file}:${line}`;
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file, line, what: 'COPY --from' });
-  if (ref.kind === 'stage') {
-    const done = await scheduling.done.get(ref.index);
-    if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    // In place, "/" has moved on: materialize the stage from its layers once, in the work dir.
-    if (settings.runMode !== 'in-place') return rootSource(await done.root.get(done.layers), `stage ${from}`);
-    return rootSource(await materialize(ex, `stage:${ref.index}`, async () => done.layers), `stage ${from}`);
-  }
-  const img = materialize(ex, `image:${ref.ref}`, async () => (await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where))).layers);
-  return rootSource(await img, `image ${ref.ref}`);
+  if (from === undefined) return contextSource(ex.services.ctx);
+  const src = lookupSource(ex, from, { file, line, what: 'COPY --from' });
+  return rootSource(await sourceRoot(ex, src, `${file}:${line}`), src.label);
 }
 
 /** The sources of a COPY/ADD as selected (for the cache key): same resolution and filters as the step itself. */
-export async function selectedForKey(ex: Executor, inst: Copy, where: string): Promise<Array<{ name: string; entries: AsyncIterable<import('../sources.js').CopyEntry> }>> {
+async function selectedForKey(ex: Executor, inst: Copy, where: string): Promise<Array<{ name: string; entries: AsyncIterable<CopyEntry> }>> {
   checkInstruction(inst, where);
   // A download's name and Last-Modified (the file's mtime) are part of what is placed; its bytes are hashed like a file's.
   return (await selectedMatches(ex, inst, where)).map((m) => ({
     name: m.remote ? `url\0${m.name}\0${m.remote.lastModified ?? ''}` : m.type === 'dir' ? '.' : m.name,
     entries: m.entries(),
   }));
-}
-
-/** Extracts layers into a work-dir root once per key; concurrent stages asking for the same key share it. */
-export function materialize(ex: Executor, key: string, layers: () => Promise<import('../../image/index.js').Layer[]>): Promise<RootFs> {
-  const { scheduling, settings, services } = ex;
-  let p = scheduling.images.get(key);
-  if (!p) {
-    const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { emit: services.emit }));
-    scheduling.images.set(key, p);
-  }
-  return p;
 }

@@ -1,174 +1,32 @@
-// RUN --mount: parsing (BuildKit's instructions/runmount.go rules) and the host side of each mount (sources, caches,
-// secret files), handed to the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
+// RUN --mount (typed by src/dockerfile/mount.ts): the host side of each mount (sources, caches, secret files), handed to
+// the sandbox as plain bind/tmpfs mounts. Nothing here ever writes into the stage root.
 import { createHash } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
-import { resolveStageRef, splitCsv, type ExpandedInstruction } from '../../dockerfile/index.js';
+import { type ExpandedInstruction, type Mount } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import type { RunMount } from '../../run/index.js';
 import { copyMatches } from '../copy.js';
 import { contextSource, rootSource, type CopySource } from '../sources.js';
-import { resolveBase } from '../base.js';
+import { lookupSource, sourceKey, sourceRoot } from '../stage-sources.js';
 import { at } from '../where.js';
 import type { Executor } from '../executor.js';
-import { materialize } from './copy.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
-export type Sharing = 'shared' | 'private' | 'locked';
-
-export type MountSpec =
-  | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
-  | { type: 'cache'; target: string; id: string; sharing: Sharing; readonly: boolean; mode: number; uid: number; gid: number }
-  | { type: 'tmpfs'; target: string; readonly: boolean; size?: number }
-  /** A secret with env= and no target is an environment variable only (no file); with both, both. */
-  | { type: 'secret'; target?: string; env?: string; id: string; required: boolean; mode: number; uid: number; gid: number };
-
-/** Where a secret's value comes from (--secret id=ID,src=PATH or id=ID,env=VAR, resolved by the CLI). */
-export type SecretSource = { file: string } | { value: string };
-
-const KEYS = new Set(['type', 'source', 'src', 'target', 'dst', 'destination', 'readonly', 'ro', 'readwrite', 'rw', 'required',
-  'id', 'sharing', 'from', 'mode', 'uid', 'gid', 'size', 'env']);
-const BOOL_KEYS = new Set(['readonly', 'ro', 'readwrite', 'rw', 'required']);
-
-/** go-units RAMInBytes: a number with an optional b/k/m/g/t/p suffix (powers of 1024). */
-function parseSize(v: string, fail: (why: string) => BuilderError): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$/i.exec(v.trim());
-  if (!m) throw fail(`size=${v} is not a size`);
-  const pow = ' kmgtp'.indexOf((m[2] || ' ').toLowerCase());
-  return Math.floor(Number(m[1]) * 1024 ** pow);
-}
-
-/**
- * One --mount value, as BuildKit's parseMount reads it: CSV fields key=value (bool keys may stand alone), type bind by
- * default, bind and secret read-only by default, a relative target under WORKDIR, a secret's id from id= or source= (else
- * the target's base name) and its target /run/secrets/ID (none with env= alone), a cache's id its target. ssh is refused here.
- */
-export function parseMount(raw: string, workdir: string, where: string): MountSpec {
-  const fail = (why: string, hint = 'see https://docs.docker.com/reference/dockerfile/#run---mount'): BuilderError =>
-    new BuilderError('RUN_MOUNT_INVALID', `${where}: --mount=${raw}: ${why}`, { hint });
-  const f = new Map<string, string | true>();
-  for (const field of splitCsv(raw)) {
-    const unq = field.trim().replace(/^"(.*)"$/, '$1');
-    if (unq === '') continue;
-    const eq = unq.indexOf('=');
-    const key = (eq < 0 ? unq : unq.slice(0, eq)).toLowerCase();
-    if (!KEYS.has(key)) throw fail(`unexpected key '${key}'`);
-    if (eq < 0 && !BOOL_KEYS.has(key)) throw fail(`invalid field '${unq}' must be a key=value pair`);
-    f.set(key, eq < 0 ? true : unq.slice(eq + 1).replace(/^"(.*)"$/, '$1'));
-  }
-  const str = (...keys: string[]): string | undefined => {
-    for (const k of keys) {
-      const v = f.get(k);
-      if (v !== undefined) return v === true ? '' : v;
-    }
-    return undefined;
-  };
-  const bool = (...keys: string[]): boolean | undefined => {
-    for (const k of keys) {
-      const v = f.get(k);
-      if (v === undefined) continue;
-      if (v === true || /^(1|t|true)$/i.test(v)) return true;
-      if (/^(0|f|false)$/i.test(v)) return false;
-      throw fail(`invalid value for ${k}: ${v}`);
-    }
-    return undefined;
-  };
-  const num = (key: string, radix: 8 | 10, dflt: number): number => {
-    const v = str(key);
-    if (v === undefined) return dflt;
-    if (!(radix === 8 ? /^0?[0-7]{1,4}$/ : /^\d{1,10}$/).test(v)) throw fail(`invalid value for ${key}: ${v}`);
-    return parseInt(v, radix);
-  };
-  const type = (str('type') ?? 'bind').toLowerCase();
-  const rawTarget = str('target', 'dst', 'destination');
-  const target = rawTarget ? path.posix.resolve(workdir || '/', rawTarget) : undefined;
-  if (target === '/') throw fail('invalid mount target "/"');
-  const ro = bool('readonly', 'ro');
-  const rw = bool('readwrite', 'rw');
-  const readonly = ro ?? (rw === undefined ? undefined : !rw);
-  const from = str('from');
-  const source = str('source', 'src');
-  const sharing = str('sharing')?.toLowerCase();
-  // BuildKit's parseMount: file info only where a file or dir is created, required only for secrets, sharing only for caches.
-  const fileInfo = type === 'secret' || type === 'ssh' || type === 'cache';
-  for (const k of ['mode', 'uid', 'gid']) if (!fileInfo && f.has(k)) throw fail(`${k} not allowed for "${type}" type mounts`);
-  if (f.has('required') && type !== 'secret' && type !== 'ssh') throw fail(`unexpected key 'required' for mount type '${type}'`);
-  if (sharing !== undefined && type !== 'cache') throw fail(`invalid cache sharing set for ${type} mount`);
-  if (f.has('size') && type !== 'tmpfs') throw fail(`size not allowed for "${type}" type mounts`);
-  const needTarget = (): string => {
-    if (!target) throw fail(`mount type ${type} requires a target`);
-    return target;
-  };
-  switch (type) {
-    case 'bind':
-      return { type, target: needTarget(), source: source || '/', readonly: readonly ?? true, ...(from !== undefined ? { from } : {}) };
-    case 'cache': {
-      if (from !== undefined || source !== undefined) {
-        throw new BuilderError('RUN_MOUNT_UNSUPPORTED', `${where}: --mount=${raw}: a cache mount seeded from= a stage or image is not supported`, {
-          hint: 'drop from=/source= (the cache starts empty), or COPY the seed in a step before',
-        });
-      }
-      if (sharing !== undefined && sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') {
-        throw fail(`unsupported sharing value "${sharing}"`, 'use sharing=shared, private or locked');
-      }
-      const t = needTarget();
-      return {
-        type, target: t, id: str('id') || t, sharing: (sharing ?? 'shared') as Sharing, readonly: readonly ?? false,
-        mode: num('mode', 8, 0o755), uid: num('uid', 10, 0), gid: num('gid', 10, 0),
-      };
-    }
-    case 'tmpfs': {
-      const size = str('size');
-      return { type, target: needTarget(), readonly: readonly ?? false, ...(size ? { size: parseSize(size, fail) } : {}) };
-    }
-    case 'secret': {
-      const env = str('env');
-      // The name reaches the step's environment through `env -S` in the sandbox: a plain shell identifier only.
-      if (env !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) throw fail(`env=${env} is not a variable name`, 'use letters, digits and _ (not first)');
-      if (from !== undefined) throw fail('secret mount should not have a from');
-      if (source && str('id')) throw fail("both source and id can't be set");
-      // dispatchSecret: source= is another name for id=; without either, the target's base name.
-      const id = source || str('id') || (target ? path.posix.basename(target) : '');
-      if (!id) throw fail('one of source, target required');
-      // dispatchSecret: with env= and no target, no file at all; else the target or /run/secrets/<id>.
-      const file = target ?? (env === undefined ? `/run/secrets/${path.posix.basename(id)}` : undefined);
-      return {
-        type, ...(file !== undefined ? { target: file } : {}), ...(env !== undefined ? { env } : {}), id, required: bool('required') ?? false,
-        mode: num('mode', 8, 0o400), uid: num('uid', 10, 0), gid: num('gid', 10, 0),
-      };
-    }
-    case 'ssh':
-      throw new BuilderError('RUN_MOUNT_UNSUPPORTED', `${where}: --mount=type=ssh is not supported`, {
-        hint: 'builder has no SSH agent forwarding; use a secret mount (--secret id=key,src=FILE) for a deploy key instead',
-      });
-    default:
-      throw fail(`unsupported mount type "${type}"`, 'use type=bind, cache, tmpfs or secret');
-  }
-}
-
-export function parseMounts(inst: Run, workdir: string, where: string): MountSpec[] {
-  return inst.mounts.map((m) => parseMount(m, workdir, where));
-}
+/** A RUN's typed mount, read with the instruction by src/dockerfile (mount.ts). */
+export type MountSpec = Mount;
 
 /** The source of a bind mount: the context, a stage's root or an image's root. */
-async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root'; key: () => Promise<string | null> }> {
-  const { services, scheduling, settings } = ex;
-  if (from === undefined) return { source: contextSource(services.ctx), kind: 'context', key: async () => null };
-  const ref = resolveStageRef(services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) })), from, { file: inst.file, line: inst.line, what: 'RUN --mount from' });
-  if (ref.kind === 'stage') {
-    const done = await scheduling.done.get(ref.index);
-    if (!done) throw new BuilderError('BUILD_INTERNAL', `${where}: stage ${ref.index} was not built before it is used`, { hint: 'this is a bug; please report it' });
-    // In place, "/" has moved on: the stage is materialized from its layers once, in the work dir (as COPY --from does).
-    const root = settings.runMode === 'in-place' ? await materialize(ex, `stage:${ref.index}`, async () => done.layers) : await done.root.get(done.layers);
-    return { source: rootSource(root, `stage ${from}`), kind: 'root', key: async () => done.cacheKey ?? null };
-  }
-  const img = await resolveBase(services.client, services.store, ref.ref, settings.platform, services.warnOnce, ex.scheduling.resolved).catch(at(where));
-  const rootfs = await materialize(ex, `image:${ref.ref}`, async () => img.layers);
-  return { source: rootSource(rootfs, `image ${ref.ref}`), kind: 'root', key: async () => (img.manifestDigest ? `image:${img.manifestDigest}` : null) };
+async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root' }> {
+  if (from === undefined) return { source: contextSource(ex.services.ctx), kind: 'context' };
+  const src = lookupSource(ex, from, mountPlace(inst));
+  return { source: rootSource(await sourceRoot(ex, src, where), src.label), kind: 'root' };
 }
+
+const mountPlace = (inst: Run): { file: string; line: number; what: string } => ({ file: inst.file, line: inst.line, what: 'RUN --mount from' });
 
 /**
  * What the mounts add to the step's cache key: each bind's content (context: the digest of what it exposes, .dockerignore
@@ -177,14 +35,14 @@ async function bindSource(ex: Executor, from: string | undefined, inst: Run, whe
  */
 export async function mountsKey(ex: Executor, inst: Run, where: string): Promise<string | undefined | null> {
   const parts: string[] = [];
-  for (const spec of parseMounts(inst, '/', where)) {
+  for (const spec of inst.mounts) {
     if (spec.type !== 'bind') continue;
     if (spec.from === undefined) {
       const matches = await contextSource(ex.services.ctx).resolve([spec.source]).catch(at(where));
       parts.push(`bind:${await hashSelection(matches.map((m) => ({ name: m.type === 'dir' ? '.' : m.name, entries: m.entries() })))}`);
       continue;
     }
-    const k = await (await bindSource(ex, spec.from, inst, where)).key();
+    const k = await sourceKey(ex, lookupSource(ex, spec.from, mountPlace(inst)), where); // the key needs no root
     if (k === null) return null;
     parts.push(`bind:${k}`);
   }

@@ -7,17 +7,20 @@ import { runEnvironment, type ExpandedInstruction } from '../../dockerfile/index
 import { findEmulator, runsNatively, runStep as runCommand, shellArgv, type RunMount } from '../../run/index.js';
 import { formatPlatform } from '../../image/index.js';
 import { diffIndexes, indexTree, toLayerEntries, withXattrs, type Change } from '../../snapshot/index.js';
-import type { StepContext, StepHandler } from './index.js';
+import { chainKey, EMPTY, type StepContext, type StepHandler } from '../stage-state.js';
 import { userFor } from './user.js';
-import { mountsKey, parseMounts, prepareMounts } from './run-mounts.js';
+import { mountsKey, prepareMounts } from './run-mounts.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
 
 export const runStep: StepHandler<Run> = {
   /** RUN reads its bind mounts' sources: their content is in the key (caches, tmpfs and secrets are not, as BuildKit). */
-  async key({ ex, inst, step }) {
-    return inst.mounts.length === 0 ? undefined : mountsKey(ex, inst, step.where);
+  async key(c) {
+    const sources = c.inst.mounts.length === 0 ? undefined : await mountsKey(c.ex, c.inst, c.step.where);
+    return sources === null ? null : chainKey(c, sources);
   },
+
+  needsRoot: () => true,
 
   async execute(c: StepContext<Run>) {
     const { ex: { settings, services }, stage, inst, step } = c;
@@ -27,11 +30,10 @@ export const runStep: StepHandler<Run> = {
       });
     }
     await checkRunnable(c);
-    const specs = parseMounts(inst, stage.cfg.config.WorkingDir || '/', step.where);
     const rootfs = await stage.fs();
     const snapshotOpts = { exclude: settings.exclude, hashContents: settings.hashContents, signal: c.ex.scheduling.signal };
     const before = stage.root.index ?? (await indexTree(rootfs.root, snapshotOpts));
-    const prepared = await prepareMounts(c.ex, inst, specs, step.where);
+    const prepared = await prepareMounts(c.ex, inst, inst.mounts, step.where);
     let exit: number;
     // Where the sandbox will put each target (symlinks resolved inside the root, as it does), before the step can change them.
     let targets: string[] = [];
@@ -59,14 +61,11 @@ export const runStep: StepHandler<Run> = {
     const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets], new Set(targets));
     stage.root.index = after;
     services.emit({ type: 'changes-found', step: step.label, changes: changes.length, ms: Date.now() - t0 });
-    if (changes.length === 0) {
-      stage.emptyHistory(step);
-      return;
-    }
+    if (changes.length === 0) return EMPTY;
     // RUN can set file capabilities (setcap) and other xattrs: carry them into the layer.
     const { entries, warning } = await withXattrs(rootfs.root, toLayerEntries(changes, after));
     if (warning) services.warnOnce(warning);
-    await stage.addLayer(entries, step);
+    return stage.layerOf(entries, step);
   },
 };
 
