@@ -1,24 +1,37 @@
 // `npm run build` / `prepare`, after tsc: the CLI as one file, dist/builder.mjs, which bin/builder runs when it is not
 // older than dist/src/cli/main.js (one file to read instead of ~110 modules: builder --version starts ≈ 2× faster).
-// undici stays external: only commands that talk to a registry load it (src/registry/transport.ts imports it lazily).
+// undici is bundled apart, into dist/undici.mjs, which the CLI imports lazily: only commands that talk to a registry load
+// it (src/registry/transport.ts), and one file loads in half the CPU of undici's ~60 CommonJS modules.
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { undiciOwnHeaders } from './undici-plugin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version;
 await stat(path.join(ROOT, 'dist/src/cli/main.js')); // tsc first
+// CommonJS dependencies (commander, tar-stream, undici) call require() for node builtins
+const banner = { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" };
+// undici's exports as ESM names (a CommonJS entry would give esbuild's ESM output a default export only)
+const undiciNames = Object.keys(createRequire(import.meta.url)('undici')).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+await build({
+  plugins: [undiciOwnHeaders],
+  stdin: { contents: `import u from 'undici';\nexport const { ${undiciNames.join(', ')} } = u;\nexport default u;\n`, resolveDir: ROOT, loader: 'js' },
+  bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/undici.mjs.${process.pid}`), logLevel: 'warning', banner,
+});
 await build({
   entryPoints: [path.join(ROOT, 'dist/src/cli/main.js')],
   bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: path.join(ROOT, `dist/builder.mjs.${process.pid}`), logLevel: 'warning',
-  external: ['undici'],
+  plugins: [{ name: 'undici-beside', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: './undici.mjs', external: true })) }],
   define: { __BUILDER_VERSION__: JSON.stringify(version) },
-  // CommonJS dependencies (commander, tar-stream) call require() for node builtins
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  banner,
 });
-// renamed into place: a builder started meanwhile (tests run this script beside others) never reads half a bundle
+// renamed into place (undici first, which the new bundle imports): a builder started meanwhile (tests run this script
+// beside others) never reads half a file
+await rename(path.join(ROOT, `dist/undici.mjs.${process.pid}`), path.join(ROOT, 'dist/undici.mjs'));
 await rename(path.join(ROOT, `dist/builder.mjs.${process.pid}`), path.join(ROOT, 'dist/builder.mjs'));
 
 // What `builder --version` and `builder --help` print into a pipe, from the bundle itself: bin/builder's sh line answers
@@ -37,17 +50,24 @@ if (!versionLine.endsWith(nodeSuffix)) throw new Error(`unexpected --version out
 await writeAtomic(path.join(ROOT, 'dist/version.txt'), `${versionLine.slice(0, -nodeSuffix.length)}\n`);
 await writeAtomic(path.join(ROOT, 'dist/help.txt'), run('--help'));
 
-// builder-xattr beside the bundle (src/rootfs/xattr.ts looks there first): a RUN step's extended attributes read by a
-// static C helper (≈ 1 ms CPU) instead of python3 (≈ 15 ms); without a C compiler builder falls back to python3.
-const xattrHelper = path.join(ROOT, 'dist/bin/builder-xattr');
-await mkdir(path.dirname(xattrHelper), { recursive: true });
-const cc = (flags) => {
-  try {
-    execFileSync('cc', [...flags, '-O2', '-o', `${xattrHelper}.${process.pid}`, path.join(ROOT, 'scripts/executor-image/builder-xattr.c')], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+// The static C helpers beside the bundle, each renamed into place (a builder started meanwhile never runs half a file):
+// builder-xattr (src/rootfs/xattr.ts looks there first) reads a RUN step's extended attributes in ≈ 1 ms CPU instead of
+// python3's ≈ 15 ms; builder-run (src/cli/commands/build.ts) fences in-place RUN steps off from builder (Landlock,
+// hidden docker config) outside the executor image too. Without a C compiler builder falls back (python3; no fences).
+await mkdir(path.join(ROOT, 'dist/bin'), { recursive: true });
+const compile = async (name) => {
+  const out = path.join(ROOT, 'dist/bin', name);
+  const cc = (flags) => {
+    try {
+      execFileSync('cc', [...flags, '-O2', '-o', `${out}.${process.pid}`, path.join(ROOT, `scripts/executor-image/${name}.c`)], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!cc(['-static']) && !cc([])) return false;
+  await rename(`${out}.${process.pid}`, out);
+  return true;
 };
-if (cc(['-static']) || cc([])) await rename(`${xattrHelper}.${process.pid}`, xattrHelper);
-else console.warn('scripts/bundle.mjs: no C compiler: extended attributes will be read with python3 (slower per RUN step)');
+if (!(await compile('builder-xattr'))) console.warn('scripts/bundle.mjs: no C compiler: extended attributes will be read with python3 (slower per RUN step)');
+if (!(await compile('builder-run'))) console.warn('scripts/bundle.mjs: no C compiler: in-place RUN steps will start without builder-run (not fenced off from builder\'s credentials)');

@@ -26,7 +26,7 @@ export interface JobSpec {
   env: string[];
   cwd: string;
   /** Host directories bind-mounted into the container (a runner's builds volume). */
-  binds?: Array<{ source: string; destination: string }>;
+  binds?: Array<{ source: string; destination: string; readonly?: boolean }>;
 }
 
 /** Docker's default seccomp profile (from SHARED/tools/unprivileged) resolved for DOCKER_CAPS, in the OCI runtime form. */
@@ -54,7 +54,7 @@ export async function writeJobSpec(bundle: string, spec: JobSpec, seccomp: objec
   config.mounts.push(
     { destination: '/etc/resolv.conf', type: 'bind', source: path.join(bundle, 'etc/resolv.conf'), options: ['rbind', 'rprivate'] },
     { destination: '/etc/hosts', type: 'bind', source: path.join(bundle, 'etc/hosts'), options: ['rbind', 'rprivate'] },
-    ...(spec.binds ?? []).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'rprivate'] })),
+    ...(spec.binds ?? []).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'rprivate', ...(b.readonly ? ['ro'] : [])] })),
   );
   await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config, null, 2));
 }

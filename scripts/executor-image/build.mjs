@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { undiciOwnHeaders } from '../undici-plugin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const argv = process.argv.slice(2);
@@ -52,7 +53,7 @@ try {
   const bundle = path.join(B, 'lib/builder.mjs');
   await build({
     stdin: { contents: `import { main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nawait main(process.argv);\n`, resolveDir: ROOT, loader: 'js' },
-    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning',
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning', plugins: [undiciOwnHeaders],
     define: { __BUILDER_VERSION__: JSON.stringify(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version) },
     // CommonJS dependencies call require() for node builtins
     banner: { js: "#!/builder/bin/node --max-semi-space-size=4\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
@@ -73,7 +74,7 @@ try {
     '  esac',
     'fi',
     'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"',
-    'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size /builder/lib/builder.mjs "$@"',
+    'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size --liftoff-only --initial-old-space-size=32 /builder/lib/builder.mjs "$@"',
     '',
   ].join('\n'), { mode: 0o755 });
 

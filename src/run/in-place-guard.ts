@@ -15,7 +15,7 @@ const SCOPE_ABI = 6;
 
 /** The warning to print at start when a step is less fenced off than it should be, or undefined when all is there. */
 export async function launcherWarning(launcher: string | undefined): Promise<string | undefined> {
-  if (!launcher) return `RUN steps start without ${LAUNCHER} (only builder's executor image ships it): they can read builder's memory, signal it and read its credential files`;
+  if (!launcher) return `RUN steps start without ${LAUNCHER} (the executor image ships it; npm run build compiles it into dist/bin where a C compiler is): they can read builder's memory, signal it and read its credential files`;
   const out = await new Promise<string>((resolve) => execFile(launcher, ['probe'], (err, stdout) => resolve(err ? '' : String(stdout))));
   const abi = Number(/landlock (\d+)/.exec(out)?.[1] ?? 0);
   if (abi === 0) return 'this kernel has no Landlock (or seccomp refuses it): RUN steps can read builder\'s memory and signal it (its credential files and environment stay hidden); use a kernel with Landlock (5.13+, signal scope 6.12+)';

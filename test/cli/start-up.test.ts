@@ -57,10 +57,10 @@ describe('bin/builder entry point', () => {
     // `build --help`: `--version` alone may be answered by the sh line without node (next tests)
     const r = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '131072']);
+    expect(JSON.parse(r.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only', '--initial-old-space-size=32'], '131072']);
     // a threshold the user set is kept
     const own = spawnSync(path.join(repo, 'bin/builder'), ['build', '--help'], { encoding: 'utf8', env: { ...env, MALLOC_MMAP_THRESHOLD_: '65536' } });
-    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size'], '65536']);
+    expect(JSON.parse(own.stderr)).toEqual([['--max-semi-space-size=4', '--optimize-for-size', '--liftoff-only', '--initial-old-space-size=32'], '65536']);
     const direct = spawnSync('node', [path.join(repo, 'bin/builder'), 'build', '--help'], { encoding: 'utf8', env });
     expect(JSON.parse(direct.stderr)).toEqual([[], null]);
     expect(direct.stdout).toBe(r.stdout);
@@ -74,6 +74,15 @@ describe('bin/builder entry point', () => {
     { encoding: 'utf8' });
     expect(viaBundle(['--version'])).toContain(`builder ${version} `);
     expect(viaBundle(['build', '--help'])).toContain('--destination');
+  });
+
+  it('the bundle\'s undici is one file beside it, with the names the CLI uses, and does not make node load its own undici', () => {
+    execFileSync('node', [path.join(repo, 'scripts/bundle.mjs')]);
+    expect(readFileSync(path.join(repo, 'dist/builder.mjs'), 'utf8')).toContain('import("./undici.mjs")');
+    const loaded = JSON.parse(execFileSync('node', ['--input-type=module', '-e',
+      `const u = await import(${JSON.stringify(path.join(repo, 'dist/undici.mjs'))}); console.log(JSON.stringify([typeof u.Agent, typeof u.request, process.moduleLoadList.filter((m) => m.includes('undici'))]));`],
+    { encoding: 'utf8' })) as unknown;
+    expect(loaded).toEqual(['function', 'function', []]);
   });
 
   it('--help and --version alone into a pipe are answered by sh from the answer files, node printing only its version', () => {

@@ -121,15 +121,20 @@ function jobPaths(env: CliEnv): string[] {
   return [...new Set([...found, ...given])];
 }
 
-/** builder-run beside node (the executor image's /builder/bin): in place, RUN steps start through it. */
-function launcherBesideNode(): { launcher?: string } {
-  const p = path.join(path.dirname(process.execPath), LAUNCHER);
-  try {
-    accessSync(p, fsConstants.X_OK);
-    return { launcher: p };
-  } catch {
-    return {};
+/**
+ * builder-run, through which in-place RUN steps start: the one `npm run build` compiled (dist/bin, scripts/bundle.mjs),
+ * else one beside node (the executor image's /builder/bin).
+ */
+function inPlaceLauncher(): { launcher?: string } {
+  for (const p of [path.join(installDir(), 'dist/bin', LAUNCHER), path.join(path.dirname(process.execPath), LAUNCHER)]) {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return { launcher: p };
+    } catch {
+      // next place
+    }
   }
+  return {};
 }
 
 export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer): BuildOptions {
@@ -203,7 +208,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
-    inPlace: { ...launcherBesideNode(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
+    inPlace: { ...inPlaceLauncher(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,
     // RUN output goes to stderr with the logs: stdout carries only the digest a script captures
