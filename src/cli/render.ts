@@ -43,7 +43,7 @@ export interface EventLine {
   fields?: Record<string, unknown>;
 }
 
-/** "retrying GET manifest app:1 after REGISTRY_UNAVAILABLE in 480ms (retry 1 of 4)". */
+/** "retrying GET manifest app:1 after REGISTRY_SERVER_ERROR in 480ms (retry 1 of 4)". */
 const retryText = (e: Extract<BuildEvent, { type: 'retry' }>): string => `retrying ${e.what} after ${e.code} in ${e.waitMs}ms (retry ${e.attempt} of ${e.of})`;
 
 /** The line of an event that is a plain log line (messages, warnings, the registry's retries and pushes); undefined for steps, progress and the summary. */
