@@ -79,7 +79,14 @@ const secs2 = (ms: number): string => `${(ms / 1000).toFixed(2)}s`;
 /** The lines of the build's typed reports (bases, snapshots, images, outputs, attestations). */
 function buildLine(e: BuildEvent): EventLine | undefined {
   const info = (msg: string): EventLine => ({ level: 'info', msg });
+  const layers = (n: number): string => `${n} layer${n === 1 ? '' : 's'}`;
   switch (e.type) {
+    case 'stage-started':
+      return info(`${e.stage}: FROM ${e.base}${e.platform ? ` --platform=${e.platform}` : ''}`);
+    case 'base-extracting':
+      return info(`${e.stage}: extracting ${layers(e.layers)} (${e.downloaded} downloaded, ${e.layers - e.downloaded} from the local store)`);
+    case 'base-cloned':
+      return info(`${e.stage}: base root (${layers(e.layers)}) ${e.how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${e.extracted ? ' (extracted into it first)' : ''} in ${e.seconds.toFixed(2)}s`);
     case 'base-resolved':
       return info(`base ${e.ref}@${e.digest}: ${e.layers} layers`);
     case 'changes-found':

@@ -62,6 +62,12 @@ export type BuildEvent =
   | { type: 'manifest-pushed'; ref: string; digest: string; images?: number }
   /** An image copied by digest into another repository (to sit in an index there). */
   | { type: 'image-copied'; from: string; into: string }
+  /** A stage begins: its label ("stage 0 (build)"), its FROM, and FROM --platform's os/architecture. */
+  | { type: 'stage-started'; stage: string; base: string; platform?: string }
+  /** A stage's base root is extracted: `layers` layers, `downloaded` of them fetched now (the rest were in the local store). */
+  | { type: 'base-extracting'; stage: string; layers: number; downloaded: number }
+  /** A stage's base root made from the extracted-base store, by an overlay mount or a copy (extracted: into the store first). */
+  | { type: 'base-cloned'; stage: string; how: 'overlay' | 'copy'; layers: number; seconds: number; extracted: boolean }
   /** A registry base resolved: its reference, manifest digest and layer count. */
   | { type: 'base-resolved'; ref: string; digest: string; layers: number }
   /** A step's snapshot compared the root before and after it: `changes` paths changed, in ms. */

@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger, type Level, type LogFormat } from '../../src/cli/logger.js';
-import { createRenderer, logLines } from '../../src/cli/render.js';
+import { createRenderer, eventLine, logLines } from '../../src/cli/render.js';
 import type { BuildEvent } from '../../src/util/events.js';
 
 function sink(format: LogFormat, level: Level = 'info') {
@@ -48,5 +48,15 @@ describe('registry events rendered like build events', () => {
       'builder: warning: mirror m could not provide r/app:1',
       `builder: pushed r.example/app:1@sha256:${'cd'.repeat(32)} (index of 2 images)`,
     ]);
+  });
+
+  it('a stage\'s typed reports read as the lines they replaced', () => {
+    const text = (e: BuildEvent): string | undefined => eventLine(e)?.msg;
+    expect(text({ type: 'stage-started', stage: 'stage 0 (build)', base: 'alpine:3', platform: 'linux/arm64' })).toBe('stage 0 (build): FROM alpine:3 --platform=linux/arm64');
+    expect(text({ type: 'stage-started', stage: 'stage 1', base: 'scratch' })).toBe('stage 1: FROM scratch');
+    expect(text({ type: 'base-extracting', stage: 'stage 0', layers: 1, downloaded: 1 })).toBe('stage 0: extracting 1 layer (1 downloaded, 0 from the local store)');
+    expect(text({ type: 'base-cloned', stage: 'stage 0', how: 'overlay', layers: 3, seconds: 0.123, extracted: true }))
+      .toBe('stage 0: base root (3 layers) mounted (overlay) on the extracted-base store (extracted into it first) in 0.12s');
+    expect(text({ type: 'base-cloned', stage: 'stage 0', how: 'copy', layers: 1, seconds: 2, extracted: false })).toBe('stage 0: base root (1 layer) copied from the extracted-base store in 2.00s');
   });
 });
