@@ -25,6 +25,8 @@ export interface AttestOptions {
   /** The SBOM's creation time (the image's created time: reproducible builds stay reproducible). */
   created: string;
   emit?: EventSink;
+  /** The zstd program (the CLI's Host.zstd), for zstd layers; absent: one in the standard dirs. */
+  zstd?: string;
 }
 
 /** The image as pushed: its manifest descriptor (the referrers' subject) and its layers. */
@@ -48,7 +50,7 @@ export async function makeStatements(pushed: PushedImage, names: readonly string
   const out: Artifact[] = [];
   if (opts.sbom) {
     const t0 = Date.now();
-    const scan = await scanImage(image.layers, opts.builtLayers);
+    const scan = await scanImage(image.layers, opts.builtLayers, opts.zstd);
     for (const s of scan.skipped) opts.emit?.({ type: 'warning', msg: `SBOM: ${s}` });
     const doc = spdxDocument({ name: names[0] ?? subject.digest, digest: subject.digest, created: opts.created, tool: opts.tool, packages: scan.packages, skipped: scan.skipped });
     out.push(statementArtifact(subject, SPDX_PREDICATE, statement(names, subject.digest, SPDX_PREDICATE, doc)));

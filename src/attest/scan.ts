@@ -134,11 +134,11 @@ function parse(kind: FileKind, text: string): FoundPackage[] {
 }
 
 /** The uncompressed tar of a layer, by its media type's compression. */
-function tarStream(layer: Layer, blob: Readable): Readable {
+function tarStream(layer: Layer, blob: Readable, zstd: string | undefined): Readable {
   const kind = layerCompression(layer.descriptor.mediaType) ?? 'gzip';
   if (kind === 'none') return blob;
   const out = new PassThrough({ highWaterMark: 1 << 20 });
-  const decompress = kind === 'zstd' ? new ZstdStream(requireZstd(`layer ${layer.descriptor.digest}`), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
+  const decompress = kind === 'zstd' ? new ZstdStream(requireZstd(`layer ${layer.descriptor.digest}`, zstd), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
   pipeline(blob, decompress, out).catch((err: unknown) => out.destroy(err as Error));
   return out;
 }
@@ -203,9 +203,9 @@ class LayerReader {
 }
 
 /** The package files in one layer's entries, with what the layer removes or replaces. */
-async function readLayer(layer: Layer): Promise<LayerChanges> {
+async function readLayer(layer: Layer, zstd: string | undefined): Promise<LayerChanges> {
   const r = new LayerReader(layer.descriptor.digest);
-  for await (const e of readTar(tarStream(layer, await layer.open()))) {
+  for await (const e of readTar(tarStream(layer, await layer.open(), zstd))) {
     const type = e.header.type === 'file' ? 'file' : e.header.type === 'directory' ? 'dir' : 'other';
     await r.add({ name: e.header.name, type, mode: e.header.mode, size: e.header.size }, () => e.body);
   }
@@ -294,7 +294,7 @@ function applyLayer(files: Map<string, FileState>, c: LayerChanges): void {
  * Packages of the image whose layers these are (bottom first); two layers read at a time, streaming, applied in order.
  * `known`: layers whose changes were taken while they were written (layerChangesOf), by digest; not read again.
  */
-export async function scanImage(layers: readonly Layer[], known?: ReadonlyMap<Digest, LayerChanges>): Promise<ScanResult> {
+export async function scanImage(layers: readonly Layer[], known?: ReadonlyMap<Digest, LayerChanges>, zstd?: string): Promise<ScanResult> {
   const files = new Map<string, FileState>();
   const skipped: string[] = [];
   // earliest layer each package (by purl and path) was seen in, while its file keeps listing it
@@ -303,7 +303,7 @@ export async function scanImage(layers: readonly Layer[], known?: ReadonlyMap<Di
   // gunzip runs on libuv's pool: two layers decompress on two cores; a layer's changes are small (8 bytes a path)
   await runPool(layers.map((l, i) => [l, i] as const), 2, async ([l, i]) => {
     const had = known?.get(l.descriptor.digest);
-    const p = had ? Promise.resolve(had) : readLayer(l);
+    const p = had ? Promise.resolve(had) : readLayer(l, zstd);
     p.catch(() => undefined);
     changes[i] = p;
     await p;

@@ -5,7 +5,7 @@ import { copyFile, link, lstat, mkdir, open, readdir, readFile, rename, unlink, 
 import * as path from 'node:path';
 import { Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BuilderError, isBuilderError } from '../errors.js';
+import { BuilderError, isBuilderError, type ErrorCode } from '../errors.js';
 import { digestHex, isDigest, VerifyingStream, type Digest } from '../digest/index.js';
 
 export interface BlobStoreOptions {
@@ -338,7 +338,7 @@ function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
 }
 
-function storeError(code: string, message: string, err: unknown): BuilderError {
+function storeError(code: ErrorCode, message: string, err: unknown): BuilderError {
   const e = err as NodeJS.ErrnoException;
   return new BuilderError(code, `${message}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(), {
     hint: e?.code === 'ENOSPC' ? 'the cache disk is full; free space or use another --cache-dir' : 'check that the cache directory exists and is writable',

@@ -1,6 +1,7 @@
 // Images resolved through the local store: manifests, indexes and configs are blobs by digest, so a pinned reference needs no registry.
 import type { Digest } from '../digest/index.js';
 import { BuilderError, isBuilderError } from '../errors.js';
+import { BLOB_STORE_ERROR_CODES } from './codes.js';
 import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
 import { withDigest, type ImageRef } from '../reference/index.js';
 import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
@@ -56,7 +57,7 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
   };
   const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
     await store.putBytes(d, bytes, replace).catch((err: unknown) => {
-      if (opts.strict || !isBuilderError(err) || !err.code.startsWith('BLOB_STORE_')) throw err;
+      if (opts.strict || !isBuilderError(err, BLOB_STORE_ERROR_CODES)) throw err;
       say(`${err.message}; going on without caching it`, 'warning');
     });
   };

@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<void> {
     const say = (msg: string): void => (env.logger ? env.logger.log('warn', msg) : void env.stderr.write(`builder: ${msg}\n`));
     if (interrupt.signal.aborted) {
       say(`${sig} again: exiting before cleanup has finished`);
-      killProcessTree(process.pid, { spareRoot: true, spareNamed: LAUNCHER });
+      killProcessTree(process.pid, (pid, signal) => process.kill(pid, signal), { spareRoot: true, spareNamed: LAUNCHER });
       process.exit(code);
     }
     say(`${sig} received: stopping and cleaning up (send it again to exit at once)`);

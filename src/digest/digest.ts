@@ -5,18 +5,7 @@ import { BuilderError } from '../errors.js';
 
 export type Digest = `sha256:${string}`;
 
-/**
- * The codes this folder throws. Mismatches are retryable: bytes that came over a network may be right
- * next time (a local copy that is corrupt fails the same way again, which the retry budget bounds).
- */
-export const DIGEST_ERROR_CODES = {
-  DIGEST_INVALID: { retryable: false },
-  DIGEST_MISMATCH: { retryable: true },
-  SIZE_MISMATCH: { retryable: true },
-  BLOB_READ_FAILED: { retryable: false },
-} as const satisfies Record<string, { retryable: boolean }>;
-
-export type DigestErrorCode = keyof typeof DIGEST_ERROR_CODES;
+export { DIGEST_ERROR_CODES, type DigestErrorCode } from './codes.js';
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 

@@ -1,5 +1,5 @@
 // Shell-word lexer and variable expansion with BuildKit's shell/lex.go semantics (quotes, escapes, ${VAR...} forms).
-import { BuilderError, locateError } from '../errors.js';
+import { BuilderError, locateError, type ErrorCode } from '../errors.js';
 
 /** Variables visible to an expansion; a Record entry whose value is undefined counts as unset. */
 export type ExpandEnv = ReadonlyMap<string, string> | Readonly<Record<string, string | undefined>>;
@@ -74,7 +74,7 @@ function checkSize(s: string, limit: number): string {
 class LexFailure extends Error {
   constructor(
     message: string,
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly variable?: string,
   ) {
     super(message);

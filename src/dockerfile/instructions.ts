@@ -1,5 +1,5 @@
 // Typed instructions: AST nodes -> a discriminated union on `kind`, flags parsed and validated as BuildKit does. Words stay raw (unexpanded).
-import { BuilderError } from '../errors.js';
+import { BuilderError, type ErrorCode } from '../errors.js';
 import { parseHeredocWord } from './heredoc.js';
 import { parseDockerfile, type DockerfileAST, type Directive, type Heredoc, type Node } from './parse.js';
 
@@ -228,7 +228,7 @@ function unknownInstructionHint(name: string): string {
 }
 
 /** Error at a node, message "file:line: KEYWORD: text". */
-function fail(file: string, node: Node, code: string, msg: string, hint: string): BuilderError {
+function fail(file: string, node: Node, code: ErrorCode, msg: string, hint: string): BuilderError {
   return new BuilderError(code, `${file}:${node.startLine}: ${node.instruction.toUpperCase()}: ${msg}`, { hint });
 }
 

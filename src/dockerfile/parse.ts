@@ -1,5 +1,5 @@
 // Dockerfile text -> AST (BuildKit parser semantics): directives, continuations, JSON vs shell forms, heredocs, line numbers.
-import { BuilderError } from '../errors.js';
+import { BuilderError, type ErrorCode } from '../errors.js';
 import { chompHeredocContent, heredocsFromLine, type Heredoc } from './heredoc.js';
 
 export type { Heredoc } from './heredoc.js';
@@ -61,7 +61,7 @@ const WHITESPACE_RE = /[\t\v\f\r ]+/;
 const HEREDOC_INSTRUCTIONS = new Set(['run', 'copy', 'add']);
 
 /** Line numbers are 1-based; `endLine` defaults to `line`. */
-function syntaxError(st: ParseState, line: number, code: string, msg: string, hint: string): BuilderError {
+function syntaxError(st: ParseState, line: number, code: ErrorCode, msg: string, hint: string): BuilderError {
   return new BuilderError(code, `${st.file}:${Math.max(line, 1)}: ${msg}`, { hint, file: st.file, line: Math.max(line, 1) });
 }
 

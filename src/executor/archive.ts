@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { BuilderError } from '../errors.js';
 import { extractLayer, looksLikeTar, type RootFs } from '../rootfs/index.js';
 import type { EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
 
@@ -113,6 +114,8 @@ export interface UnpackOptions {
   /** Container paths (relative to `dest`'s root) to leave alone. */
   ignore?: (containerPath: string) => boolean;
   emit?: EventSink;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
 }
 
 /**
@@ -131,6 +134,7 @@ export async function unpackArchive(dest: RootFs, file: string, kind: Compressio
     ...(opts.chown ? { chown: opts.chown } : {}),
     ...(opts.ignore ? { ignore: opts.ignore } : {}),
     ...(opts.emit ? { emit: opts.emit } : {}),
+    ...(opts.host ? { host: opts.host } : {}),
   });
   return written;
 }

@@ -72,10 +72,10 @@ function firstCause(results: PromiseSettledResult<unknown>[]): unknown {
   return failed.find((e) => !isBuilderError(e, 'RUN_ABORTED') && !isBuilderError(e, 'BUILD_ABORTED')) ?? failed[0];
 }
 
-type RunModeProbes = { sandbox: typeof sandboxAvailable; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
+type RunModeProbes = { sandbox: () => ReturnType<typeof sandboxAvailable>; container: () => Promise<boolean>; executorImage: () => Promise<boolean> };
 
-const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
-  sandbox: sandboxAvailable,
+const defaultProbes = (opts: Pick<BuildOptions, 'env' | 'host'>): RunModeProbes => ({
+  sandbox: () => sandboxAvailable(opts.host.kill),
   container: () => detectContainer(readOptional, opts.env),
   executorImage: async () => (await readExecutorImageMarker(readOptional)) !== undefined,
 });
@@ -84,7 +84,7 @@ const defaultProbes = (opts: Pick<BuildOptions, 'env'>): RunModeProbes => ({
  * The run mode to use: as asked; for auto the sandbox where it can start, else in place only inside builder's own
  * executor image (its marker). In place replaces "/": never chosen from heuristics alone.
  */
-export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
+export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit' | 'host'>, probe: RunModeProbes = defaultProbes(opts)): Promise<RunMode> {
   const choice = await startRunMode(opts, probe);
   await choice.verify?.();
   return choice.mode;
@@ -95,7 +95,7 @@ export async function chooseRunMode(opts: Pick<BuildOptions, 'runMode' | 'force'
  * the executor image): `verify` runs it then, and rejects with the very error chooseRunMode would throw. The build
  * calls it only when no RUN showed that the sandbox starts (a build without RUN, or a failed one).
  */
-export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; verify?: () => Promise<void> }> {
+export async function startRunMode(opts: Pick<BuildOptions, 'runMode' | 'force' | 'env' | 'emit' | 'host'>, probe: RunModeProbes = defaultProbes(opts)): Promise<{ mode: RunMode; verify?: () => Promise<void> }> {
   if (opts.runMode === 'in-place') {
     if (!opts.force && !(await probe.container())) {
       throw new BuilderError('RUN_IN_PLACE_REFUSED', 'in-place mode rewrites "/" and this does not look like a container', {
@@ -144,7 +144,7 @@ function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
 /** In place: one build per container (cleaning after a killed one), and one warning when steps are less fenced off. */
 async function guardInPlace(opts: ResolvedBuildOptions): Promise<{ release: () => Promise<void>; note: (pid: number | undefined) => Promise<void>; hide: string[] }> {
   const pid = opts.inPlace?.pid;
-  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid });
+  const held = pid === undefined ? { release: async () => undefined, note: async () => undefined } : await holdRoot(path.join(opts.workDir, 'in-place.lock'), { pid }, opts.host.kill);
   if ('cleaned' in held && held.cleaned) opts.emit({ type: 'warning', msg: held.cleaned }); // as the sandbox's leftovers: a killed build is news
   const warning = await launcherWarning(opts.inPlace?.launcher);
   if (warning) opts.emit({ type: 'warning', msg: warning });
@@ -163,6 +163,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.compression ? { compression: opts.compression } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
+    ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}),
   });
   opts.emit({ type: 'layers-merged', layers: own.length, digest: r.digest, size: r.size });
   let seen = 0;
@@ -186,7 +187,7 @@ function checkCompression(opts: BuildOptions): void {
       hint: 'drop --image-format docker (zstd builds write OCI manifests), or use --compression gzip',
     });
   }
-  requireZstd('--compression zstd');
+  requireZstd('--compression zstd', opts.host.zstd);
 }
 
 /** A zstd layer from the base (a gzip build FROM a zstd image) cannot go into a Docker manifest either. */
@@ -454,7 +455,7 @@ async function attestations(
   a: AttestRequest, pushed: PushedImage, opts: ResolvedBuildOptions, target: { ex: Executor; resolved: readonly ResolvedImage[] }, dockerfile: { text: string; file: string }, created: string, t0: number,
 ): Promise<Artifact[]> {
   return makeStatements(pushed, opts.destinations.map((d) => parseReference(d).name), {
-    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
+    sbom: a.sbom, tool: `builder-${a.version}`, created, emit: opts.emit, ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}), ...(target.ex.services.sbomLayers ? { builtLayers: target.ex.services.sbomLayers } : {}),
     ...(a.provenance ? { provenance: await provenanceOf(a.provenance, opts, target, dockerfile.text, dockerfile.file, new Date(t0).toISOString()) } : {}),
   });
 }
@@ -527,6 +528,7 @@ function baseSettings(
     exclude: prefixFilter(prefixes),
     excludePrefixes: prefixes,
     cacheDir: path.resolve(opts.cacheDir),
+    host: opts.host,
     secrets: opts.secrets ?? {},
     ...(held && opts.inPlace ? { inPlace: { ...(opts.inPlace.launcher ? { launcher: opts.inPlace.launcher } : {}), hide: held.hide, onStep: held.note } } : {}),
     stageRoot: () => '/',

@@ -13,6 +13,7 @@ import type { BuildCache } from './cache.js';
 import type { StageRoot } from './root.js';
 import type { SecretSource } from './options.js';
 import type { EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 
 export interface Services {
   client: RegistryClient;
@@ -95,6 +96,8 @@ export interface Settings {
   excludePrefixes: readonly string[];
   /** --cache-dir: RUN --mount=type=cache directories live under <cacheDir>/run-cache. */
   cacheDir: string;
+  /** What the build needs of this process (BuildOptions.host). */
+  host: Host;
   /** In place: the RUN launcher and the credential files hidden from steps (BuildOptions.inPlace). */
   inPlace?: { launcher?: string; hide: readonly string[]; onStep?: (pid: number | undefined) => Promise<void> };
   /** --secret by id, for RUN --mount=type=secret. */

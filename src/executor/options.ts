@@ -5,6 +5,7 @@ import type { Descriptor, ImageFormat, Platform } from '../image/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import type { RunMode } from '../run/index.js';
 import type { BuildSummary, EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 
 /** auto: the sandbox where namespaces are allowed, else in place inside a container (kaniko's model). */
 export type RunModeOption = RunMode | 'auto';
@@ -76,6 +77,8 @@ export interface BuildOptions {
    * every RUN step), and the pid that holds the root (one build at a time per container).
    */
   inPlace?: { launcher?: string; hide: string[]; pid: number };
+  /** What the build needs of this process (ids, umask, node binary, zstd, kill): the CLI takes it from `process`. */
+  host: Host;
   /** Everything the build reports (steps, progress, warnings, the summary), as typed events for the caller to render. */
   emit: EventSink;
   /** RUN output, already prefixed. */

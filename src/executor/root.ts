@@ -3,10 +3,12 @@ import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { copyTree, type RootfsStore } from '../cache/index.js';
+import { ROOTFS_STORE_ERROR_CODES } from '../cache/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
 import type { EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
@@ -14,6 +16,8 @@ export interface ExtractOptions {
   ignore?: (containerPath: string) => boolean;
   /** Warnings of extraction, and of an extracted-base store that could not be used. */
   emit?: EventSink;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
@@ -66,6 +70,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.emit ? { emit: opts.emit } : {}),
+      ...(opts.host ? { host: opts.host } : {}),
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
@@ -190,7 +195,7 @@ export class StageRoot {
       this.opts.onClone?.(m.mounted ? 'overlay' : 'copy', base.length, (Date.now() - t0) / 1000, made);
       return base.length;
     } catch (err) {
-      if (!isBuilderError(err) || !err.code.startsWith('ROOTFS_STORE_')) throw err;
+      if (!isBuilderError(err, ROOTFS_STORE_ERROR_CODES)) throw err;
       this.opts.emit?.({ type: 'warning', msg: `${err.message}; extracting the base instead` });
       await rm(this.path, { recursive: true, force: true });
       return 0;

@@ -81,6 +81,7 @@ export class StageState {
       ...(settings.compression ? { compression: settings.compression } : {}),
       ...(settings.compressionLevel !== undefined ? { compressionLevel: settings.compressionLevel } : {}),
       ...(settings.mtime ? { mtime: settings.mtime } : {}),
+      ...(settings.host.zstd ? { zstd: settings.host.zstd } : {}),
       onProgress: (bytes, total) => progress(bytes, total, false),
     }).finally(() => progress(0, 0, true));
     // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)

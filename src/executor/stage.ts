@@ -83,6 +83,7 @@ function stageRoot(ex: Executor, stage: PlannedStage, origin: RootOrigin, label:
   return new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
     emit: services.emit,
+    host: settings.host,
     onExtract: (downloaded, total) => services.emit({ type: 'base-extracting', stage: label, layers: total, downloaded }),
     onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
     onClone: (how, n, seconds, made) => services.emit({ type: 'base-cloned', stage: label, how, layers: n, seconds, extracted: made }),

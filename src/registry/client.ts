@@ -10,7 +10,7 @@ import {
 import type { BuildEvent } from '../util/events.js';
 import { header, readAll, transferEvent, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
-import { interruptedError, RegistryError } from './errors.js';
+import { interruptedError, REGISTRY_ERROR_CODES, RegistryError } from './errors.js';
 import { NotRetried } from './retry.js';
 
 const MAX_MANIFEST = 8 * 1024 * 1024;
@@ -40,7 +40,7 @@ const pushScope = (ref: ImageRef): string => `repository:${ref.repository}:pull,
 
 /** Registry X (ECR, Harbor, GAR, Artifactory, GitLab protected tags...) refusing to overwrite a tag, as kaniko recognises it. */
 export function isImmutableTagError(err: unknown): boolean {
-  if (!(err instanceof BuilderError) || !err.code.startsWith('REGISTRY_')) return false;
+  if (!(err instanceof BuilderError) || !(err.code in REGISTRY_ERROR_CODES)) return false;
   return /immutab|cannot be overwritten|already exists|protected tag|status 409\b/i.test(err.message);
 }
 

@@ -6,8 +6,10 @@ import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink,
 import { Readable, pipeline, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
+import { ROOTFS_ERROR_CODES } from './codes.js';
 import { layerCompression } from '../image/index.js';
 import type { EventSink } from '../util/events.js';
+import type { Host } from '../util/host.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
 import { readTar, type TarEntry, type TarHeader } from './tar-reader.js';
@@ -20,6 +22,11 @@ export interface ExtractOptions {
   owners?: boolean;
   /** Create device nodes and fifos (default: when the process is root); otherwise they are skipped with a warning. */
   devices?: boolean;
+  /**
+   * Who extracts (the CLI's Host): its ids, umask and zstd program. Absent: an unprivileged process of unknown ids, so
+   * no owners or devices unless asked, every mode set with fchmod, and zstd from the standard dirs.
+   */
+  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Apply SCHILY.xattr.* attributes (default true). */
   xattrs?: boolean;
   /** Names the layer (e.g. its digest) in errors and warnings. */
@@ -100,15 +107,16 @@ interface State {
 
 /** Applies one layer tar (plain or gzip) to the root, in order. Never writes outside the root. */
 export async function extractLayer(rootfs: RootFs, input: Readable, opts: ExtractOptions = {}): Promise<ExtractResult> {
-  const isRoot = process.getuid?.() === 0;
+  const isRoot = opts.host?.uid === 0;
   const st: State = {
     rootfs,
     opts,
     owners: opts.chown ? true : opts.owners ?? isRoot,
     devices: opts.devices ?? isRoot,
-    uid: process.getuid?.() ?? -1,
-    gid: process.getgid?.() ?? -1,
-    umask: process.umask(),
+    uid: opts.host?.uid ?? -1,
+    gid: opts.host?.gid ?? -1,
+    // unknown: every mode bit may be stripped, so every mode is set with fchmod
+    umask: opts.host?.umask ?? 0o7777,
     cache: new Map(),
     layerPaths: new Set(),
     freshDirs: new Set(),
@@ -125,7 +133,7 @@ export async function extractLayer(rootfs: RootFs, input: Readable, opts: Extrac
   let done = false;
   try {
     const declared = opts.mediaType === undefined ? undefined : checkMediaType(opts.mediaType, layerLabel(opts));
-    const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts));
+    const source = await openSource(input, opts.gzip ?? 'auto', layerLabel(opts), opts.host?.zstd);
     // Like containerd and docker the bytes decide the compression; a label that disagrees is only worth a warning.
     if (declared !== undefined && declared !== source.kind) {
       const say = (k: string): string => (k === 'none' ? 'uncompressed' : k);
@@ -175,7 +183,7 @@ function layerLabel(opts: ExtractOptions): string {
 function wrap(err: unknown, st: State, opts: ExtractOptions): BuilderError {
   const where = `${layerLabel(opts)}${st.entry ? `, entry "${st.entry}"` : ''}`;
   if (isBuilderError(err)) {
-    if (err.code.startsWith('ROOTFS_') && !err.message.startsWith(layerLabel(opts))) {
+    if (isBuilderError(err, ROOTFS_ERROR_CODES) && !err.message.startsWith(layerLabel(opts))) {
       return new BuilderError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: err.cause ?? err, exitCode: err.exitCode });
     }
     return err;
@@ -217,7 +225,7 @@ async function* hashed(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<B
 }
 
 /** Sniffs the first bytes (re-emitting them) and sets up gunzip (or zstd -d) when asked or detected. */
-async function openSource(input: Readable, gzip: 'auto' | boolean, label: string): Promise<{ raw: Readable; gunzip?: Transform; kind: 'gzip' | 'zstd' | 'none' }> {
+async function openSource(input: Readable, gzip: 'auto' | boolean, label: string, zstd: string | undefined): Promise<{ raw: Readable; gunzip?: Transform; kind: 'gzip' | 'zstd' | 'none' }> {
   const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let have = 0;
@@ -236,7 +244,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
   const isGzip = first[0] === 0x1f && first[1] === 0x8b;
   const isZstd = gzip === 'auto' && first.length >= 4 && first.readUInt32BE(0) === 0x28b52ffd;
   // Checked before any byte is consumed: without the program the layer cannot be read at all.
-  const zstdBin = isZstd ? requireZstd(`${label} is zstd-compressed and`) : undefined;
+  const zstdBin = isZstd ? requireZstd(`${label} is zstd-compressed and`, zstd) : undefined;
   async function* replay(): AsyncGenerator<Buffer> {
     for (const b of head) yield b;
     if (ended) return;

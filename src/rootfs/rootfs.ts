@@ -2,7 +2,7 @@
 import { constants as fsc, type Stats } from 'node:fs';
 import { lstat, mkdir, lchown, chmod, readFile, readlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { BuilderError } from '../errors.js';
+import { BuilderError, type ErrorCode } from '../errors.js';
 
 /** Linux's MAXSYMLINKS: more symlinks than this in one lookup is ELOOP. */
 export const MAX_SYMLINKS = 40;
@@ -230,7 +230,7 @@ export function isErrno(err: unknown, code: string): boolean {
 }
 
 /** Wraps a node fs error into a BuilderError with the errno in the message. */
-export function fsError(code: string, message: string, err: unknown): BuilderError {
+export function fsError(code: ErrorCode, message: string, err: unknown): BuilderError {
   if (err instanceof BuilderError) return err;
   const e = err as NodeJS.ErrnoException;
   const hint =

@@ -6,7 +6,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
+import type { Host } from '../util/host.js';
 import { readProcStat, type ProcEntry } from '../util/proc.js';
+
+/**
+ * Sends a signal (the caller's Host.kill: the library reads no process state, and signals other processes only
+ * through what its caller handed it).
+ */
+export type Kill = Host['kill'];
 
 export type NetworkMode = 'default' | 'none' | 'host';
 export type OutputStream = 'stdout' | 'stderr';
@@ -133,6 +140,8 @@ export interface SpawnSpec {
   what: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** How the step's process group is killed when it ends, and an aborted step's processes stopped and killed. */
+  kill: Kill;
   /** On abort, SIGTERM the spawned process only and wait for it (its tree killed if still there after STOP_TIMEOUT_MS): a launcher that stops its own tree (builder-run). */
   abortByTerm?: boolean;
   /** Told the spawned pid (also its process group: it is detached), e.g. to record it for the next build. */
@@ -152,6 +161,7 @@ export interface SpawnOutcome extends RunResult {
  */
 export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
   if (spec.signal?.aborted) return Promise.reject(aborted(spec.what));
+  const kill = spec.kill;
   const stdio: StdioOptions = [spec.holdStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'];
   for (let i = 0; i < (spec.extraPipes ?? 0); i++) stdio.push('pipe');
   return new Promise((resolve, reject) => {
@@ -196,15 +206,15 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
         const pid = child.pid;
         stopped = new Promise((done) => {
           // A launcher that does not end on SIGTERM in time is killed like any step, so the build never hangs on it.
-          const late = setTimeout(() => void waitGone(killProcessTree(pid), STOP_TIMEOUT_MS).then(done), STOP_TIMEOUT_MS);
+          const late = setTimeout(() => void waitGone(killProcessTree(pid, kill), STOP_TIMEOUT_MS).then(done), STOP_TIMEOUT_MS);
           child.once('exit', () => {
             clearTimeout(late);
             done();
           });
         });
-        return void signal(pid, 'SIGTERM');
+        return void signal(kill, pid, 'SIGTERM');
       }
-      stopped = waitGone(killProcessTree(child.pid), STOP_TIMEOUT_MS);
+      stopped = waitGone(killProcessTree(child.pid, kill), STOP_TIMEOUT_MS);
     };
     spec.signal?.addEventListener('abort', onAbort, { once: true });
     const stopReading = (): void => child.stdio.forEach((s) => s?.destroy());
@@ -213,7 +223,7 @@ export function spawnStreaming(spec: SpawnSpec): Promise<SpawnOutcome> {
       if (wasAborted) return void stopped.then(stopReading);
       // As a container ends with its command, so does what the step left running in its process group (the sandbox's
       // PID namespace already went with its init); the pgid cannot be reused while a member lives.
-      if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+      if (child.pid !== undefined) signal(kill, -child.pid, 'SIGKILL');
       // A daemon that left the group may still hold the pipes: let the output drain, then stop waiting for it.
       setTimeout(stopReading, PIPE_GRACE_MS).unref();
     });
@@ -252,9 +262,9 @@ function processTable(): ProcEntry[] {
   return out;
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
+function signal(kill: Kill, pid: number, sig: NodeJS.Signals): void {
   try {
-    process.kill(pid, sig);
+    kill(pid, sig);
   } catch {
     /* already gone */
   }
@@ -266,7 +276,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * new, then everything gets SIGKILL. In the sandbox the descendants include the PID namespace's init, whose
  * death kills the whole namespace. Returns what was killed, for waitGone().
  */
-export function killProcessTree(rootPid: number, opts: { spareRoot?: boolean; spareNamed?: string } = {}): ProcEntry[] {
+export function killProcessTree(rootPid: number, kill: Kill, opts: { spareRoot?: boolean; spareNamed?: string } = {}): ProcEntry[] {
   const found = new Map<number, ProcEntry>();
   const root = readProcStat(rootPid);
   if (root) found.set(rootPid, root);
@@ -288,13 +298,13 @@ export function killProcessTree(rootPid: number, opts: { spareRoot?: boolean; sp
         found.set(e.pid, e);
         fresh++;
       }
-      if (!spare(e.pid)) signal(e.pid, 'SIGSTOP');
+      if (!spare(e.pid)) signal(kill, e.pid, 'SIGSTOP');
       for (const c of children.get(e.pid) ?? []) if (!found.has(c.pid)) queue.push(c);
     }
     if (fresh === 0 && round > 0) break;
   }
-  for (const e of found.values()) if (!spare(e.pid)) signal(e.pid, 'SIGKILL');
-  if (!opts.spareRoot) signal(-rootPid, 'SIGKILL');
+  for (const e of found.values()) if (!spare(e.pid)) signal(kill, e.pid, 'SIGKILL');
+  if (!opts.spareRoot) signal(kill, -rootPid, 'SIGKILL');
   return [...found.values()].filter((e) => !spare(e.pid));
 }
 

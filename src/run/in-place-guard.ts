@@ -6,7 +6,7 @@ import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { isRunning, readProcStat } from '../util/proc.js';
-import { killProcessTree, waitGone } from './common.js';
+import { killProcessTree, waitGone, type Kill } from './common.js';
 
 /** The launcher's name: also its comm, which the CLI's last-resort kill spares. */
 export const LAUNCHER = 'builder-run';
@@ -103,11 +103,11 @@ async function orphanLaunchers(): Promise<number[]> {
  * Cleans what a killed build left in "/" (its step, launchers still stopping theirs) and says what it did; its work
  * dir (secret copies, stashes) goes with every dead build's (src/executor/leftovers.ts).
  */
-async function cleanAfter(dead: Holder): Promise<string | undefined> {
+async function cleanAfter(dead: Holder, kill: Kill): Promise<string | undefined> {
   const done: string[] = [];
   const step = dead.step;
   if (step && isRunning(step.pid, step.start)) {
-    await waitGone(killProcessTree(step.pid), 10_000);
+    await waitGone(killProcessTree(step.pid, kill), 10_000);
     done.push(`its RUN step's processes (pid ${step.pid} and below) killed`);
   }
   const launchers = await orphanLaunchers();
@@ -122,9 +122,10 @@ async function cleanAfter(dead: Holder): Promise<string | undefined> {
 
 /**
  * Takes the root for this build: fails at once while another live build holds it; cleans after a dead holder first.
- * Returns the line saying what was cleaned (if anything) and the release function.
+ * Returns the line saying what was cleaned (if anything) and the release function. `kill` (the caller's Host.kill)
+ * kills a dead holder's step.
  */
-export async function holdRoot(lockFile: string, who: { pid: number }): Promise<{
+export async function holdRoot(lockFile: string, who: { pid: number }, kill: Kill): Promise<{
   cleaned?: string; release: () => Promise<void>; note: (stepPid: number | undefined) => Promise<void>;
 }> {
   const start = readProcStat(who.pid)?.start;
@@ -158,7 +159,7 @@ export async function holdRoot(lockFile: string, who: { pid: number }): Promise<
         hint: 'run in-place builds one after another in a container (wait for the first), or give each build its own job container',
       });
     }
-    if (other) cleaned = await cleanAfter(other);
+    if (other) cleaned = await cleanAfter(other, kill);
     // Only the stale record goes: a build that took the root meanwhile wrote another text.
     if ((await readFile(lockFile, 'utf8').catch(() => undefined)) === text) await unlink(lockFile).catch(() => undefined);
   }

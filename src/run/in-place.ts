@@ -9,6 +9,7 @@ import {
   groupList,
   spawnStreaming,
   stepEnv,
+  type Kill,
   type OutputStream,
   type RunResult,
   type RunUser,
@@ -42,6 +43,8 @@ export interface InPlaceOptions {
   cwd: string;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** Sends signals (the caller's Host.kill): the step's process group is killed when it ends, all of it on abort. */
+  kill: Kill;
   /** builder-run (src/run/in-place-guard.ts): the step runs through it, fenced off from builder (Landlock, own session). */
   launcher?: string;
   /** Credential files builder read: taken out of "/" for the step and put back byte for byte after it (launcher only). */
@@ -118,6 +121,7 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
   }
   const common = {
     what,
+    kill: opts.kill,
     ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
@@ -168,7 +172,7 @@ export async function runInPlace(opts: InPlaceOptions, current: Credentials, nod
 /** Runs the step through builder-run; builder keeps its own copy of the hidden files and checks they came back. */
 async function launch(
   opts: InPlaceOptions, launcher: string, user: RunUser | undefined, env: Record<string, string>,
-  common: { what: string; onOutput?: (chunk: Buffer, stream: OutputStream) => void; signal?: AbortSignal },
+  common: { what: string; kill: Kill; onOutput?: (chunk: Buffer, stream: OutputStream) => void; signal?: AbortSignal },
 ): Promise<SpawnOutcome> {
   const ids = user ? ['--uid', String(user.uid), '--gid', String(user.gid), '--groups', groupList(user).join(',')] : [];
   const hide = opts.hide ?? [];

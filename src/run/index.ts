@@ -4,13 +4,13 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
-import type { RunResult } from './common.js';
+import type { Kill, RunResult } from './common.js';
 import { describeArgv } from './common.js';
 import { IN_PLACE_IGNORED_PATHS, runInPlace, type Credentials } from './in-place.js';
 import { placeMounts } from './in-place-mounts.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
-export { DEFAULT_PATH, killProcessTree, stepEnv, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+export { DEFAULT_PATH, killProcessTree, stepEnv, type Kill, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts, type RunMount } from './sandbox.js';
 export { elfHeader, findEmulator, runsNatively, type Emulator } from './binfmt.js';
 export {
@@ -40,7 +40,8 @@ export type RunMode = 'sandbox' | 'in-place';
 export interface RunStepOptions extends SandboxOptions {
   mode: RunMode;
   /**
-   * In-place only: who the builder runs as and its node binary (defaults: this process); for RUN --mount, the
+   * In-place only: who the builder runs as and its node binary (the caller's Host: the library reads no process
+   * state, so both are needed in place); for RUN --mount, the
    * root-relative paths a mount target may not touch (the build's snapshot exclusions) and a fresh directory outside
    * the snapshot where a target's previous content waits during the step.
    */
@@ -69,11 +70,12 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
           hint: 'Use --run-mode sandbox, or drop --network=none.',
         });
       }
-      const credentials = opts.inPlace?.credentials ?? {
-        uid: process.getuid?.() ?? 0,
-        gid: process.getgid?.() ?? 0,
-        groups: process.getgroups?.() ?? [],
-      };
+      const { credentials, nodePath } = opts.inPlace ?? {};
+      if (credentials === undefined || nodePath === undefined) {
+        throw new BuilderError('BUILD_INTERNAL', 'in-place RUN needs the builder\'s credentials and node binary', {
+          hint: 'this is a bug in the caller: pass inPlace.credentials and inPlace.nodePath (the executor passes its Host\'s)',
+        });
+      }
       const mounts = opts.mounts ?? [];
       const guard = {
         ...(opts.inPlace?.launcher ? { launcher: opts.inPlace.launcher } : {}),
@@ -82,7 +84,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
         // per-run copies and secrets put in "/": the launcher removes them if builder dies mid-step
         orphanUnlink: mounts.filter((m) => m.owned).map((m) => m.target),
       };
-      if (mounts.length === 0) return runInPlace({ ...opts, ...guard }, credentials, opts.inPlace?.nodePath ?? process.execPath);
+      if (mounts.length === 0) return runInPlace({ ...opts, ...guard }, credentials, nodePath);
       const stashDir = opts.inPlace?.stashDir;
       if (stashDir === undefined) {
         throw new BuilderError('RUN_MOUNT_IN_PLACE', 'RUN --mount in place needs a stash directory outside the snapshot', {
@@ -97,7 +99,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
       });
       let result: RunResult;
       try {
-        result = await runInPlace({ ...opts, ...guard }, credentials, opts.inPlace?.nodePath ?? process.execPath);
+        result = await runInPlace({ ...opts, ...guard }, credentials, nodePath);
       } catch (err) {
         await undo().catch(() => undefined);
         throw err;
@@ -119,14 +121,14 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
  * chain (namespaces, mounts, pivot_root, capability drop) on an empty temp root. The executor
  * defaults to sandbox when ok, otherwise in-place.
  */
-export async function sandboxAvailable(): Promise<{ ok: boolean; reason?: string }> {
+export async function sandboxAvailable(kill: Kill): Promise<{ ok: boolean; reason?: string }> {
   const tools = await findSandboxTools();
   if ('missing' in tools) return { ok: false, reason: `host tool "${tools.missing}" not found` };
   const dir = await mkdtemp(path.join(tmpdir(), 'builder-probe-'));
   try {
     await chmod(dir, 0o755);
     // The root is empty, so the command cannot exist: reaching its exec (127) proves the setup works.
-    await runSandboxed({ root: dir, argv: ['/builder-sandbox-probe'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/' }, tools);
+    await runSandboxed({ root: dir, argv: ['/builder-sandbox-probe'], env: [], user: { uid: 0, gid: 0, groups: [] }, cwd: '/', kill }, tools);
     return { ok: true };
   } catch (e) {
     return { ok: false, reason: e instanceof Error ? e.message : String(e) };

@@ -30,6 +30,7 @@ import {
   groupList,
   spawnStreaming,
   stepEnv,
+  type Kill,
   type NetworkMode,
   type OutputStream,
   type RunResult,
@@ -57,6 +58,8 @@ export interface SandboxOptions {
   network?: NetworkMode;
   onOutput?: (chunk: Buffer, stream: OutputStream) => void;
   signal?: AbortSignal;
+  /** Sends signals (the caller's Host.kill): the step's process group is killed when it ends, all of it on abort. */
+  kill: Kill;
   /** RUN --mount: mounted in the step's namespace only, after the runtime mounts, before the pivot. */
   mounts?: RunMount[];
   /**
@@ -581,6 +584,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       holdStdin: true,
       extraPipes: 1,
       what,
+      kill: opts.kill,
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });

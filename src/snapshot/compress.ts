@@ -53,12 +53,12 @@ export function checkCompressionLevel(compression: LayerCompression, level: numb
 }
 
 /** A Transform from tar bytes to the compressed layer. */
-export function createLayerCompressor(compression: LayerCompression, level?: number, opts: { parallel?: number } = {}): Transform {
+export function createLayerCompressor(compression: LayerCompression, level?: number, opts: { parallel?: number; zstd?: string } = {}): Transform {
   if (compression === 'zstd') {
     const l = level ?? DEFAULT_ZSTD_LEVEL;
     checkCompressionLevel('zstd', l);
     // -T0: one worker per core; --no-check: no content checksum, the layer digests already cover the bytes (as Go's writers).
-    return new ZstdStream(requireZstd('--compression zstd'), [`-${l}`, '-T0', '--no-check'], 'layer');
+    return new ZstdStream(requireZstd('--compression zstd', opts.zstd), [`-${l}`, '-T0', '--no-check'], 'layer');
   }
   const l = level ?? DEFAULT_COMPRESSION_LEVEL;
   checkCompressionLevel('gzip', l);

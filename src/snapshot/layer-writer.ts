@@ -20,6 +20,8 @@ export interface WriteLayerOptions {
   compression?: LayerCompression;
   /** false writes an uncompressed tar (digest === diffId), whatever `compression` says. Default true. */
   gzip?: boolean;
+  /** The zstd program (the CLI's Host.zstd); absent: one in the standard dirs. */
+  zstd?: string;
   /** --reproducible / SOURCE_DATE_EPOCH: timestamp applied to every entry (seconds precision). */
   mtime?: Date;
   /** 'override' (default, kaniko --reproducible) sets every mtime; 'clamp' (BuildKit) only lowers newer ones. */
@@ -94,7 +96,7 @@ export async function writeLayer(
 
   const file = fs.createWriteStream(outFile, { highWaterMark: 1 << 20 });
   const fileHash = new HashingStream();
-  const gz = useGzip ? createLayerCompressor(compression, level) : undefined;
+  const gz = useGzip ? createLayerCompressor(compression, level, opts.zstd ? { zstd: opts.zstd } : {}) : undefined;
   const sink: Writable = gz ?? fileHash;
   const finished = gz ? pipeline(gz, fileHash, file) : pipeline(fileHash, file);
   let sinkError: unknown;

@@ -19,7 +19,7 @@ const clean = (name: string): string => path.posix.normalize(name.replace(/^\.?\
 const under = (p: string, dir: string): boolean => p.startsWith(`${dir}/`);
 
 /** The entries of one layer, in order, with a callback per header (stream drained unless consumed). */
-async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Promise<void>): Promise<void> {
+async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Promise<void>, zstdBin?: string): Promise<void> {
   const extract = tar.extract();
   const done = (async () => {
     for await (const entry of extract) {
@@ -29,7 +29,7 @@ async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Pr
   })();
   const src = await layer.open();
   const zstd = layerCompression(layer.descriptor.mediaType) === 'zstd';
-  const inflate = zstd ? new ZstdStream(requireZstd('reading a zstd layer'), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
+  const inflate = zstd ? new ZstdStream(requireZstd('reading a zstd layer', zstdBin), ['-d'], `layer ${layer.descriptor.digest}`) : createGunzip();
   await Promise.all([pipeline(src, inflate, extract), done]);
 }
 
@@ -39,7 +39,7 @@ async function eachEntry(layer: Layer, fn: (h: tar.Header, body: Readable) => Pr
  * it and stays only to hide the base's files). Pass two copies the surviving entries, streaming. A directory that was
  * whited out and then created again gets an opaque marker so the base's old contents stay hidden.
  */
-export async function squashLayers(layers: readonly Layer[], outFile: string, opts: { compressionLevel?: number; compression?: LayerCompression; mtime?: Date } = {}): Promise<LayerResult> {
+export async function squashLayers(layers: readonly Layer[], outFile: string, opts: { compressionLevel?: number; compression?: LayerCompression; mtime?: Date; zstd?: string } = {}): Promise<LayerResult> {
   const winner = new Map<string, number>();
   const whiteout = new Map<string, number>();
   const opaque = new Set<string>();
@@ -69,13 +69,13 @@ export async function squashLayers(layers: readonly Layer[], outFile: string, op
         whiteout.delete(name);
       }
       winner.set(name, k);
-    });
+    }, opts.zstd);
   }
 
   const pack = tar.pack();
   const diff = new HashingStream();
   const digest = new HashingStream();
-  const written = pipeline(pack, diff, createLayerCompressor(opts.compression ?? 'gzip', opts.compressionLevel), digest, createWriteStream(outFile));
+  const written = pipeline(pack, diff, createLayerCompressor(opts.compression ?? 'gzip', opts.compressionLevel, opts.zstd ? { zstd: opts.zstd } : {}), digest, createWriteStream(outFile));
   const mtime = opts.mtime;
   const put = (h: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> => new Promise((resolve, reject) => {
     const header = { ...h, ...(mtime ? { mtime } : {}) } as tar.Header;
@@ -105,7 +105,7 @@ export async function squashLayers(layers: readonly Layer[], outFile: string, op
           opaqueWritten.add(name);
           await put({ name: `${name}/${OPAQUE}`, type: 'file', size: 0, mode: 0, uid: 0, gid: 0, mtime: mtime ?? new Date(0) });
         }
-      });
+      }, opts.zstd);
     }
     // an opaque directory that no merged layer re-created (only its marker): keep the marker
     for (const d of opaque) {

@@ -4,7 +4,8 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 
 /** Writes data to a temp file beside path, then renames it over path (atomic within one filesystem); the temp file never stays. */
 export async function writeFileAtomic(path: string, data: string | Buffer, opts: { mode?: number } = {}): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  // 64 random bits name the temp file apart from any other writer's (no pid: the library reads no process state)
+  const tmp = `${path}.tmp-${randomBytes(8).toString('hex')}`;
   try {
     await writeFile(tmp, data, opts.mode !== undefined ? { mode: opts.mode } : {});
     await rename(tmp, path);

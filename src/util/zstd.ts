@@ -7,10 +7,11 @@ import { BuilderError } from '../errors.js';
 
 /**
  * The zstd program: the one beside node first (the executor image ships it in /builder/bin, which survives an in-place
- * build that replaces /usr), then $PATH. Undefined when there is none.
+ * build that replaces /usr), then $PATH; the CLI says where node and $PATH are (without them: the standard dirs).
+ * Undefined when there is none.
  */
-export function findZstd(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const dirs = [path.dirname(process.execPath), ...(env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean)];
+export function findZstd(where: { execPath?: string; path?: string | undefined } = {}): string | undefined {
+  const dirs = [...(where.execPath ? [path.dirname(where.execPath)] : []), ...(where.path ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean)];
   for (const d of dirs) {
     const p = path.join(d, 'zstd');
     try {
@@ -23,9 +24,9 @@ export function findZstd(env: NodeJS.ProcessEnv = process.env): string | undefin
   return undefined;
 }
 
-/** The zstd program, or ZSTD_UNAVAILABLE saying what needs it. */
-export function requireZstd(what: string): string {
-  const p = findZstd();
+/** The zstd program (the caller's Host.zstd when it has one, else one in the standard dirs), or ZSTD_UNAVAILABLE saying what needs it. */
+export function requireZstd(what: string, zstd?: string): string {
+  const p = zstd ?? findZstd();
   if (p !== undefined) return p;
   throw new BuilderError('ZSTD_UNAVAILABLE', `${what} needs the zstd program, which is neither beside node nor on PATH`, {
     hint: 'install it (Debian: apt-get install zstd), or use gzip layers (--compression gzip)',

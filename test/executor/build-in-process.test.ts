@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processHost } from '../../src/cli/host.js';
 import { BuilderError } from '../../src/errors.js';
 import { build, type BuildOptions, type BuildResult } from '../../src/executor/index.js';
 import { platformFromNode } from '../../src/image/platform.js';
@@ -14,7 +15,7 @@ import { layerEntries, layoutImage, listTree, unpackLayers, verifyLayoutBlobs, t
 import { run, umociUnpack } from '../support/tools.js';
 import { Workspace } from './helpers.js';
 
-const probe = await sandboxAvailable();
+const probe = await sandboxAvailable(processHost().kill);
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
 interface InProcess { result: BuildResult; events: BuildEvent[]; output: string; layout: string; image: LayoutImage }
@@ -43,7 +44,7 @@ describe.skipIf(!probe.ok)('build() in process (sandbox, no registry)', () => {
       context: ctx, dockerfile: 'Dockerfile', cwd: ctx, destinations: [], noPush: true, ociLayoutPath: layout,
       reproducible: true, platform, buildPlatform: platform, buildArgs: {}, env: {}, skipUnusedStages: true, labels: {},
       runMode: 'sandbox', force: false, snapshotMode: 'time', cacheDir: ws.path('cache'), workDir: ws.path('work'), registry: {},
-      emit: (e) => events.push(e), output: (text) => out.push(text), ...over,
+      host: processHost(), emit: (e) => events.push(e), output: (text) => out.push(text), ...over,
     };
   };
 

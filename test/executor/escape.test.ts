@@ -8,8 +8,9 @@ import { sandboxAvailable } from '../../src/run/index.js';
 import { useFixture } from '../support/fixture.js';
 import type { TestRegistry } from '../support/registry.js';
 import { commandLinesDuring, registryTags, ROOT, Workspace } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
 
-const probe = await sandboxAvailable();
+const probe = await sandboxAvailable(processHost().kill);
 const exists = (p: string) => lstat(p).then(() => true, () => false);
 
 describe.skipIf(!probe.ok)('builder --run-mode sandbox: a hostile RUN', () => {

@@ -13,8 +13,9 @@ import { useFixture } from '../support/fixture.js';
 import type { TestRegistry } from '../support/registry.js';
 import { unmountBelow } from '../support/tools.js';
 import { registryTags, ROOT, Workspace } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
 
-const probe = await sandboxAvailable();
+const probe = await sandboxAvailable(processHost().kill);
 
 interface Proc {
   pid: number;

@@ -9,6 +9,10 @@ import * as tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BuilderError } from '../../src/errors.js';
 import { extractLayer, RootFs } from '../../src/rootfs/index.js';
+import { processHost } from '../../src/cli/host.js';
+
+// the CLI hands extraction the process's ids and umask; the tests extract as this process
+const host = processHost();
 import { type Ent, gz, makeTar, paxBlock, streamOf } from './tar-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -30,7 +34,7 @@ afterEach(() => {
 
 async function apply(entries: Ent[] | Buffer, opts: Parameters<typeof extractLayer>[2] = {}) {
   const buf = Buffer.isBuffer(entries) ? entries : await makeTar(entries);
-  return extractLayer(rootfs, streamOf(buf), { emit: () => undefined, ...opts });
+  return extractLayer(rootfs, streamOf(buf), { emit: () => undefined, host, ...opts });
 }
 
 const at = (p: string) => path.join(root, p);
@@ -185,6 +189,24 @@ describe('extractLayer: links, devices, xattrs', () => {
     expect(b.gid).toBe(6);
     expect(lstatSync(at('run/fifo')).isFIFO()).toBe(true);
     expect(lstatSync(at('run/fifo')).mode & 0o7777).toBe(0o620);
+  });
+
+  it.skipIf(!isRoot)('without a host (the library reads no process state) it extracts as an unprivileged process: no owners, no devices, modes kept', async () => {
+    const warnings: string[] = [];
+    await apply([
+      { name: 'f', type: 'file', content: 'x', uid: 1234, gid: 4321, mode: 0o4750 },
+      { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 },
+    ], { host: undefined, emit: (e) => { if (e.type === 'warning') warnings.push(e.msg); } });
+    const f = lstatSync(at('f'));
+    expect([f.uid, f.gid, f.mode & 0o7777]).toEqual([0, 0, 0o4750]);
+    expect(existsSync(at('dev/null'))).toBe(false);
+    expect(warnings.join('\n')).toContain('dev/null');
+    // told it runs as root, the same layer gets its owners and devices
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(root);
+    await apply([{ name: 'f', type: 'file', content: 'x', uid: 1234, gid: 4321, mode: 0o4750 }, { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 }]);
+    expect([lstatSync(at('f')).uid, lstatSync(at('f')).gid]).toEqual([1234, 4321]);
+    expect(lstatSync(at('dev/null')).isCharacterDevice()).toBe(true);
   });
 
   it('skips devices with a warning when told not to create them', async () => {

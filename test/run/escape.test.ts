@@ -8,8 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runStep, sandboxAvailable, type RunStepOptions } from '../../src/run/index.js';
 import { collect, makeBusyboxRoot } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
 
-const probe = await sandboxAvailable();
+// the CLI hands the library its way to signal processes; these tests signal as this process
+const { kill } = processHost();
+
+const probe = await sandboxAvailable(kill);
 const HOSTILE_C = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/hostile.c');
 const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
 const APP_USER = { uid: 1000, gid: 1000, groups: [2000], home: '/home/app' };
@@ -38,7 +42,7 @@ describe.skipIf(!probe.ok)('sandbox against hostile RUN steps', () => {
 
   const run = async (argv: string[], extra: Partial<RunStepOptions> = {}) => {
     const out = collect();
-    const res = await runStep({ mode: 'sandbox', root, argv, env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, ...extra });
+    const res = await runStep({ mode: 'sandbox', root, argv, env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill, ...extra });
     return { ...res, stdout: out.stdout(), stderr: out.stderr() };
   };
   const sh = (script: string, extra: Partial<RunStepOptions> = {}) => run(['/bin/sh', '-c', script], extra);

@@ -8,6 +8,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdRoot, runStep, type RunStepOptions } from '../../src/run/index.js';
 import { collect, waitFor } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
+
+// the CLI hands the library its way to signal processes; these tests signal as this process
+const { kill } = processHost();
 
 const isRoot = process.getuid?.() === 0;
 const ROOT_DIR = path.resolve(import.meta.dirname, '../..');
@@ -38,7 +42,7 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     const out = collect();
     const p = runStep({
       mode: 'in-place', root: '/', argv: ['/bin/sh', '-c', script], env: [`D=${dir}`, `CFG=${cfg}`], user: { uid: 0, gid: 0, groups: [], home: '/root' }, cwd: dir,
-      onOutput: out.onOutput, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, launcher, hide: [cfg] }, ...extra,
+      onOutput: out.onOutput, kill, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, nodePath: process.execPath, launcher, hide: [cfg] }, ...extra,
     });
     return { out, p };
   };
@@ -92,7 +96,7 @@ describe.skipIf(!isRoot)('builder-run, the in-place RUN launcher', () => {
     const stubborn = path.join(dir, 'stubborn-launcher');
     await writeFile(stubborn, `#!/bin/sh\ntrap '' TERM\necho $$ > ${dir}/stubborn.pid\nexec sleep 300\n`, { mode: 0o755 });
     const ac = new AbortController();
-    const { p } = run('true', { signal: ac.signal, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, launcher: stubborn, hide: [] } });
+    const { p } = run('true', { signal: ac.signal, inPlace: { credentials: { uid: 0, gid: 0, groups: [] }, nodePath: process.execPath, launcher: stubborn, hide: [] } });
     await waitFor('the launcher', async () => (await readFile(path.join(dir, 'stubborn.pid'), 'utf8').catch(() => '')).trim() !== '');
     const pid = Number(await readFile(path.join(dir, 'stubborn.pid'), 'utf8'));
     ac.abort();
@@ -142,12 +146,12 @@ describe('holdRoot: one in-place build per root', () => {
 
   it('refuses a second build while the first one lives, at once and saying so', async () => {
     const lock = path.join(dir, 'live.lock');
-    const held = await holdRoot(lock, { pid: process.pid });
+    const held = await holdRoot(lock, { pid: process.pid }, kill);
     const other = spawn('sleep', ['30']);
-    await expect(holdRoot(lock, { pid: other.pid! })).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
+    await expect(holdRoot(lock, { pid: other.pid! }, kill)).rejects.toMatchObject({ code: 'BUILD_IN_PLACE_BUSY' });
     other.kill('SIGKILL');
     await held.release();
-    const again = await holdRoot(lock, { pid: process.pid });
+    const again = await holdRoot(lock, { pid: process.pid }, kill);
     await again.release();
   });
 
@@ -157,7 +161,7 @@ describe('holdRoot: one in-place build per root', () => {
     const pid = child.pid!;
     await new Promise((r) => child.once('exit', r));
     await writeFile(lock, JSON.stringify({ pid, start: '1' }));
-    const held = await holdRoot(lock, { pid: process.pid });
+    const held = await holdRoot(lock, { pid: process.pid }, kill);
     // nothing recorded to kill (orphan launchers of other tests' containers may show in the host's /proc)
     expect(held.cleaned ?? '').not.toContain('RUN step\'s processes');
     expect(JSON.parse(await readFile(lock, 'utf8'))).toMatchObject({ pid: process.pid });
@@ -176,7 +180,7 @@ describe('holdRoot: one in-place build per root', () => {
       const dead = spawn('true');
       await new Promise((r) => dead.once('exit', r));
       await writeFile(lock, JSON.stringify({ pid: dead.pid, start: '1' }));
-      const held = await holdRoot(lock, { pid: process.pid });
+      const held = await holdRoot(lock, { pid: process.pid }, kill);
       expect(held.cleaned).toMatch(new RegExp(`\\d+ RUN step launcher\\(s\\) \\(pid [\\d, ]*\\b${pid}\\b[\\d, ]*\\) still running`));
       await held.release();
     } finally {
@@ -192,12 +196,12 @@ describe('holdRoot: one in-place build per root', () => {
     // a holder that died mid-step: its record names the step (written by note, as the build does)
     const dead = spawn('true');
     await new Promise((r) => dead.once('exit', r));
-    const first = await holdRoot(lock, { pid: process.pid });
+    const first = await holdRoot(lock, { pid: process.pid }, kill);
     await first.note(step.pid!);
     const record = JSON.parse(await readFile(lock, 'utf8')) as { step?: { pid: number } };
     expect(record.step?.pid).toBe(step.pid);
     await writeFile(lock, JSON.stringify({ ...record, pid: dead.pid, start: '1' }));
-    const held = await holdRoot(lock, { pid: process.pid });
+    const held = await holdRoot(lock, { pid: process.pid }, kill);
     expect(held.cleaned).toContain(`its RUN step's processes (pid ${step.pid} and below) killed`);
     expect(await lstat(`/proc/${step.pid}`).catch(() => 'gone')).toBe('gone');
     await waitFor('the grandchild to go', async () => (await lstat(`/proc/${grandchild}`).catch(() => 'gone')) === 'gone');

@@ -6,6 +6,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, runStep, type RunStepOptions } from '../../src/run/index.js';
 import { collect, procStart, waitFor } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
+
+// the CLI hands the library its way to signal processes; these tests signal as this process
+const { kill } = processHost();
 
 const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
 const isRoot = process.getuid?.() === 0;
@@ -22,11 +26,12 @@ describe('in-place runStep', () => {
 
   // Running as ourselves keeps in-place steps from needing privileges; the switch tests opt in.
   const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] as number[], home: '/root' };
-  const run = (argv: string[], extra: Partial<RunStepOptions> = {}) => {
+  const run = (argv: string[], { inPlace, ...extra }: Partial<RunStepOptions> = {}) => {
     const out = collect();
     const p = runStep({
-      mode: 'in-place', root: '/', argv, env: [`OUT=${dir}`], user: self, cwd: dir, onOutput: out.onOutput,
-      inPlace: { credentials: { uid: self.uid, gid: self.gid, groups: [] } },
+      mode: 'in-place', root: '/', argv, env: [`OUT=${dir}`], user: self, cwd: dir, onOutput: out.onOutput, kill,
+      // the node binary for the credential helper: the CLI hands the library its own
+      inPlace: { nodePath: process.execPath, ...(inPlace ?? { credentials: { uid: self.uid, gid: self.gid, groups: [] } }) },
       ...extra,
     });
     return { out, p };

@@ -8,8 +8,12 @@ import { DEFAULT_PATH, resolveUser, runStep, sandboxAvailable, type RunStepOptio
 import { runSandboxed } from '../../src/run/sandbox.js';
 import { compileIfStale, ROOT } from '../executor/helpers.js';
 import { collect, listTree, makeBusyboxRoot, processesInRoot, procStart, waitFor } from './helpers.js';
+import { processHost } from '../../src/cli/host.js';
 
-const probe = await sandboxAvailable();
+// the CLI hands the library its way to signal processes; these tests signal as this process
+const { kill } = processHost();
+
+const probe = await sandboxAvailable(kill);
 const ROOT_USER = { uid: 0, gid: 0, groups: [], home: '/root' };
 
 describe.skipIf(!probe.ok)('sandbox runStep', () => {
@@ -23,7 +27,7 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
 
   const run = (argv: string[], extra: Partial<RunStepOptions> = {}) => {
     const out = collect();
-    const p = runStep({ mode: 'sandbox', root, argv, env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, ...extra });
+    const p = runStep({ mode: 'sandbox', root, argv, env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill, ...extra });
     return { out, p };
   };
 
@@ -122,7 +126,7 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
       await mkdir(path.join(r2, 'proc'));
       await writeFile(path.join(r2, 'etc/hosts'), '10.0.0.1 image-hosts\n');
       const before = await listTree(r2);
-      const res = await runStep({ mode: 'sandbox', root: r2, argv: ['/bin/sh', '-c', 'grep -q localhost /etc/hosts'], env: [], user: ROOT_USER, cwd: '/' });
+      const res = await runStep({ mode: 'sandbox', root: r2, argv: ['/bin/sh', '-c', 'grep -q localhost /etc/hosts'], env: [], user: ROOT_USER, cwd: '/', kill });
       expect(res.exitCode).toBe(0);
       expect(await listTree(r2)).toEqual(before);
       expect(await readFile(path.join(r2, 'etc/hosts'), 'utf8')).toBe('10.0.0.1 image-hosts\n');
@@ -135,7 +139,7 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
     const r3 = await makeBusyboxRoot({ withEtc: false });
     try {
       const before = await listTree(r3);
-      const res = await runStep({ mode: 'sandbox', root: r3, argv: ['/bin/cat', '/etc/hosts'], env: [], user: ROOT_USER, cwd: '/' });
+      const res = await runStep({ mode: 'sandbox', root: r3, argv: ['/bin/cat', '/etc/hosts'], env: [], user: ROOT_USER, cwd: '/', kill });
       expect(res.exitCode).toBe(0);
       expect(await listTree(r3)).toEqual(before);
     } finally {
@@ -191,7 +195,7 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
   ])('SIGKILL of the builder mid-RUN (as %s) leaves no process of the step 2 s later', async (_, user) => {
     await compileIfStale();
     const opts = { mode: 'sandbox', root, env: [], user, cwd: '/', argv: ['/bin/sh', '-c', '(while :; do sleep 0.05; done) & setsid sh -c "while :; do sleep 0.05; done" & echo started; while :; do sleep 0.05; done'] };
-    const script = `import(${JSON.stringify(path.join(ROOT, 'dist/src/run/index.js'))}).then((m) => m.runStep({ ...${JSON.stringify(opts)}, onOutput: (c) => process.stdout.write(c) }))`;
+    const script = `import(${JSON.stringify(path.join(ROOT, 'dist/src/run/index.js'))}).then((m) => m.runStep({ ...${JSON.stringify(opts)}, onOutput: (c) => process.stdout.write(c), kill: (p, s) => process.kill(p, s) }))`;
     const builder = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     builder.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -216,7 +220,7 @@ describe.skipIf(!probe.ok)('sandbox runStep', () => {
   });
 
   it('throws RUN_ROOT_MISSING for a missing root and RUN_CWD_INVALID for a relative cwd', async () => {
-    await expect(runStep({ mode: 'sandbox', root: path.join(root, 'nope'), argv: ['true'], env: [], user: ROOT_USER, cwd: '/' })).rejects.toMatchObject({ code: 'RUN_ROOT_MISSING' });
+    await expect(runStep({ mode: 'sandbox', root: path.join(root, 'nope'), argv: ['true'], env: [], user: ROOT_USER, cwd: '/', kill })).rejects.toMatchObject({ code: 'RUN_ROOT_MISSING' });
     await expect(run(['true'], { cwd: 'rel' }).p).rejects.toMatchObject({ code: 'RUN_CWD_INVALID' });
   });
 });
@@ -228,7 +232,7 @@ describe.skipIf(!probe.ok)('sandbox hostile roots', () => {
     try {
       await symlink(outside, path.join(r, 'etc/resolv.conf'));
       await symlink(`${outside}-dir`, path.join(r, 'sys'));
-      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null'], env: [], user: ROOT_USER, cwd: '/' });
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null'], env: [], user: ROOT_USER, cwd: '/', kill });
       expect(res.exitCode).toBe(0);
       await expect(lstat(outside)).rejects.toMatchObject({ code: 'ENOENT' });
       await expect(lstat(`${outside}-dir`)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -245,7 +249,7 @@ describe.skipIf(!probe.ok)('sandbox with a symlinked /dev', () => {
     try {
       await symlink(outside, path.join(r, 'dev'));
       const out = collect();
-      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'ls /proc/self/status && ls /proc/usr 2>/dev/null; echo done'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput });
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'ls /proc/self/status && ls /proc/usr 2>/dev/null; echo done'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill });
       expect(res.exitCode).toBe(0);
       expect(out.stdout()).toBe('/proc/self/status\ndone\n');
       await expect(lstat(outside)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -261,7 +265,7 @@ describe.skipIf(!probe.ok)('sandbox build root paths', () => {
     const r = await makeBusyboxRoot({ prefix: 'run root \t\\ odd-' });
     try {
       const out = collect();
-      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null && echo ok > /made'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput });
+      const res = await runStep({ mode: 'sandbox', root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null && echo ok > /made'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill });
       expect(res.exitCode).toBe(0);
       expect(await readFile(path.join(r, 'made'), 'utf8')).toBe('ok\n');
     } finally {
@@ -277,10 +281,10 @@ describe('sandbox failures', () => {
     try {
       const before = await listTree(r);
       await expect(
-        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/' }, { ...tools, unshare: '/bin/false' }),
+        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/', kill }, { ...tools, unshare: '/bin/false' }),
       ).rejects.toMatchObject({ code: 'RUN_SANDBOX_SETUP' });
       await expect(
-        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/' }, { ...tools, unshare: '/nonexistent/unshare' }),
+        runSandboxed({ root: r, argv: ['true'], env: [], user: ROOT_USER, cwd: '/', kill }, { ...tools, unshare: '/nonexistent/unshare' }),
       ).rejects.toMatchObject({ code: 'RUN_SANDBOX_UNAVAILABLE' });
       expect(await listTree(r)).toEqual(before);
     } finally {

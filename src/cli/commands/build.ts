@@ -9,6 +9,7 @@ import { parseBuildArgFlags } from '../../dockerfile/index.js';
 import { platformFromNode } from '../../image/index.js';
 import { parseReference } from '../../reference/index.js';
 import { LAUNCHER } from '../../run/index.js';
+import { processHost } from '../host.js';
 import { checkPushAccess, dockerConfigDir, parseRegistryMap, RegistryClient } from '../../registry/index.js';
 import type { CliEnv } from '../env.js';
 import { parseDuration } from '../duration.js';
@@ -208,6 +209,7 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     ...(flags.singleSnapshot ? { singleSnapshot: true } : {}),
     ...(flags.ignoreVarRun === false ? { ignoreVarRun: false } : {}),
     selfPaths: [installDir(), process.execPath, ...jobPaths(env)],
+    host: processHost(env.env),
     inPlace: { ...inPlaceLauncher(), hide: [...[configDirOf(env)].filter((d) => d !== undefined).map((d) => path.join(d, 'config.json')), KANIKO_DOCKER_CONFIG], pid: process.pid },
     ...(attest ? { attest } : {}),
     emit: renderer.emit,

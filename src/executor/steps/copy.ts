@@ -166,6 +166,7 @@ async function unpackInto(
     ...(inst.chown ? { chown: owner } : {}),
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
     emit: ex.services.emit,
+    host: ex.settings.host,
   });
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.
   const out = [dest.container];

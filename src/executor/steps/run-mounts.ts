@@ -170,7 +170,8 @@ export async function lockCache(lock: string, spec: Pick<Extract<MountSpec, { ty
   let told = false;
   for (;;) {
     try {
-      await writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      // empty: the lock is its existence, and its mtime (refreshed while held) tells a live holder from a dead one
+      await writeFile(lock, '', { flag: 'wx', mode: 0o600 });
       const timer = setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
       timer.unref();
       return async () => {

@@ -111,11 +111,14 @@ async function runCommandIn({ ex: { settings, services, scheduling }, stage, ins
       network: (inst.network as 'default' | 'none' | 'host' | undefined) ?? 'default',
       onOutput: out.write,
       signal: scheduling.signal,
+      kill: settings.host.kill,
       ...(mounts.length > 0 ? { mounts } : {}),
       ...(secretEnv.length > 0 ? { secretEnv } : {}),
       ...(settings.runMode === 'sandbox' ? { runtimeDir: settings.scratchPath('run') } : {}),
       ...(settings.runMode === 'in-place' ? {
         inPlace: {
+          credentials: { uid: settings.host.uid, gid: settings.host.gid, groups: [...settings.host.groups] },
+          nodePath: settings.host.execPath,
           ...(settings.inPlace?.launcher ? { launcher: settings.inPlace.launcher } : {}),
           hide: settings.inPlace?.hide ?? [],
           ...(settings.inPlace?.onStep ? { onStep: settings.inPlace.onStep } : {}),

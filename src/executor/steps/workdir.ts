@@ -19,7 +19,7 @@ export const workdirStep: StepHandler<Workdir> = {
     // BuildKit cannot find leaves 0:0 (its readUser), where RUN would fail later anyway.
     const user = stage.cfg.config.User;
     const owner = !user ? { uid: 0, gid: 0 } : await chownFor(rootfs, user, step.where).catch((err: unknown) => {
-      if (isBuilderError(err) && err.code.startsWith('COPY_CHOWN_UNKNOWN')) return { uid: 0, gid: 0 };
+      if (isBuilderError(err, ['COPY_CHOWN_UNKNOWN_USER', 'COPY_CHOWN_UNKNOWN_GROUP'])) return { uid: 0, gid: 0 };
       throw err;
     });
     const made = await rootfs.mkdirAll(dir, { uid: owner.uid, gid: owner.gid, mode: 0o755 });
