@@ -54,7 +54,7 @@ export async function makeStatements(pushed: PushedImage, names: readonly string
     for (const s of scan.skipped) opts.emit?.({ type: 'warning', msg: `SBOM: ${s}` });
     const doc = spdxDocument({ name: names[0] ?? subject.digest, digest: subject.digest, created: opts.created, tool: opts.tool, packages: scan.packages, skipped: scan.skipped });
     out.push(statementArtifact(subject, SPDX_PREDICATE, statement(names, subject.digest, SPDX_PREDICATE, doc)));
-    opts.emit?.({ type: 'message', level: 'info', msg: `SBOM: ${scan.packages.length} packages in ${image.layers.length} layers (${Date.now() - t0} ms)` });
+    opts.emit?.({ type: 'sbom-made', packages: scan.packages.length, layers: image.layers.length, ms: Date.now() - t0 });
   }
   if (opts.provenance) {
     const predicate = slsaProvenance({ ...opts.provenance, finishedOn: new Date().toISOString() });
@@ -88,10 +88,7 @@ export async function attachToRegistry(client: RegistryClient, repos: readonly I
     for (const a of artifacts) pushed.push({ descriptor: a.descriptor, said: await pushArtifact(client, repo, a) });
     const via = await registerReferrers(client, repo, subject.digest, pushed);
     if (sig) await pushCosignSignature(client, repo, subject.digest, sig.layer);
-    emit?.({
-      type: 'message', level: 'info',
-      msg: `attached ${artifacts.length} referrer${artifacts.length === 1 ? '' : 's'} to ${repo.name}@${subject.digest} (${via === 'api' ? 'referrers API' : `referrers tag ${referrersTag(subject.digest)}`})${sig ? ' and the cosign signature tag' : ''}`,
-    });
+    emit?.({ type: 'referrers-attached', count: artifacts.length, repository: repo.name, subject: subject.digest, ...(via === 'api' ? {} : { tag: referrersTag(subject.digest) }), signature: sig !== undefined });
   }
 }
 

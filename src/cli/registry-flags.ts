@@ -4,13 +4,13 @@ import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 import { parsePlatform, platformFromNode, type Platform } from '../image/index.js';
-import { credentialProvider, transferEvent, type RegistryClientOptions, type TransferProgress } from '../registry/index.js';
+import { credentialProvider, type RegistryClientOptions } from '../registry/index.js';
 import { EXECUTOR_IMAGE_MARKER } from '../run/index.js';
 import type { EventSink } from '../util/events.js';
 import type { CliEnv } from './env.js';
 import { collect, parseBool } from './flag-values.js';
 import { createLogger, parseLevel, parseLogFormat, type Logger } from './logger.js';
-import { createRenderer, type Renderer } from './render.js';
+import { createRenderer, logLines, type Renderer } from './render.js';
 
 export interface RegistryFlags {
   insecure?: boolean;
@@ -158,7 +158,7 @@ function kanikoConfigFallback(env: CliEnv, log: Logger): { fallbackConfig?: stri
 }
 
 /** Translates parsed flags + the process environment into client options (credentials from env and home). */
-/** With emit, transfers become progress events (rendered live on a terminal, as periodic lines otherwise). */
+/** The client's events go to emit (a renderer's: progress live on a terminal, as periodic lines otherwise); without one, its log lines to the logger. */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger, emit?: EventSink): RegistryClientOptions {
   const certs: Record<string, string> = {};
   for (const spec of flags.registryCertificate ?? []) {
@@ -186,10 +186,6 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir(), ...kanikoConfigFallback(env, log) }),
     ...retryOptions(flags, env.env),
     ...(env.signal ? { signal: env.signal } : {}),
-    onWarning: (line: string) => log.log('warn', line),
-    ...(emit ? { onProgress: (p: TransferProgress) => emit(transferEvent(p)) } : {}),
-    ...(log.enabled('trace') ? { logger: (line: string) => log.log('trace', line) } : {}),
-    // retries are worth seeing without --verbose: they explain a slow push on a flaky network (JSON: with their numbers)
-    onRetry: (line, retry) => log.log('warn', line, log.format === 'json' ? { event: 'retry', ...retry } : {}),
+    emit: emit ?? logLines(log),
   };
 }

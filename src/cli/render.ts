@@ -3,12 +3,12 @@
 import type { Writable } from 'node:stream';
 import type { BuildEvent, BuildSummary, EventSink } from '../util/events.js';
 import { formatBytes } from '../util/bytes.js';
-import type { Logger } from './logger.js';
+import type { Level, Logger } from './logger.js';
 import { liveProgress, progressLines, type ProgressView } from './progress.js';
 
 export interface Renderer {
   emit: EventSink;
-  /** The logger to use for everything else written meanwhile (registry warnings, retries): it erases live lines first. */
+  /** The logger to use for everything else written meanwhile (a command's own lines, signals): it erases live lines first. */
   logger: Logger;
   /** RUN output, through the same stream (a live progress block is erased first). */
   output(text: string, stream: 'stdout' | 'stderr'): void;
@@ -34,6 +34,88 @@ export function summaryLine(s: BuildSummary): string {
     + `; down ${formatBytes(s.bytesDown)}, up ${formatBytes(s.bytesUp)}`
     + `; pull ${seconds(p.pull)}, steps ${seconds(p.steps)}, snapshot ${seconds(p.snapshot)}, push ${seconds(p.push)}`
     + (s.pushed.length ? `; pushed to ${s.pushed.join(', ')}` : '');
+}
+
+/** One log line: its level, its text, and the fields a JSON line carries besides level, msg and time. */
+export interface EventLine {
+  level: Level;
+  msg: string;
+  fields?: Record<string, unknown>;
+}
+
+/** "retrying GET manifest app:1 after REGISTRY_SERVER_ERROR in 480ms (retry 1 of 4)". */
+const retryText = (e: Extract<BuildEvent, { type: 'retry' }>): string => `retrying ${e.what} after ${e.code} in ${e.waitMs}ms (retry ${e.attempt} of ${e.of})`;
+
+/** The line of an event that is a plain log line (messages, warnings, the registry's retries and pushes); undefined for steps, progress and the summary. */
+export function eventLine(e: BuildEvent): EventLine | undefined {
+  switch (e.type) {
+    case 'message':
+      return { level: e.level, msg: e.msg };
+    case 'warning':
+      return { level: 'warn', msg: e.msg };
+    case 'retry': {
+      // retries are worth seeing without --verbose: they explain a slow push on a flaky network (JSON: with their numbers)
+      const { type: _t, ...notice } = e;
+      return { level: 'warn', msg: retryText(e), fields: { event: 'retry', ...notice } };
+    }
+    case 'http':
+      return { level: 'trace', msg: `${e.method} ${e.url} -> ${e.status}` };
+    case 'blobs-pushed':
+      return { level: 'info', msg: `pushed blobs to ${e.repository}: ${e.blobs.uploaded} uploaded, ${e.blobs.mounted} mounted, ${e.blobs.exists} already there` };
+    case 'manifest-pushed':
+      return { level: 'info', msg: `pushed ${e.ref}@${e.digest}${e.images !== undefined ? ` (index of ${e.images} images)` : ''}` };
+    case 'image-copied':
+      return { level: 'info', msg: `copied ${e.from} into ${e.into}` };
+    case 'blob-copied':
+      return { level: 'debug', msg: `blob ${e.digest} (${e.size} bytes): ${e.result}` };
+    default:
+      return buildLine(e);
+  }
+}
+
+const short = (digest: string): string => digest.slice(7, 19);
+const secs2 = (ms: number): string => `${(ms / 1000).toFixed(2)}s`;
+
+/** The lines of the build's typed reports (bases, snapshots, images, outputs, attestations). */
+function buildLine(e: BuildEvent): EventLine | undefined {
+  const info = (msg: string): EventLine => ({ level: 'info', msg });
+  const layers = (n: number): string => `${n} layer${n === 1 ? '' : 's'}`;
+  switch (e.type) {
+    case 'stage-started':
+      return info(`${e.stage}: FROM ${e.base}${e.platform ? ` --platform=${e.platform}` : ''}`);
+    case 'base-extracting':
+      return info(`${e.stage}: extracting ${layers(e.layers)} (${e.downloaded} downloaded, ${e.layers - e.downloaded} from the local store)`);
+    case 'base-cloned':
+      return info(`${e.stage}: base root (${layers(e.layers)}) ${e.how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${e.extracted ? ' (extracted into it first)' : ''} in ${e.seconds.toFixed(2)}s`);
+    case 'base-resolved':
+      return info(`base ${e.ref}@${e.digest}: ${e.layers} layers`);
+    case 'changes-found':
+      return info(`${e.step} snapshot: ${e.changes} changes found in ${secs2(e.ms)}`);
+    case 'layer-written':
+      return info(`${e.step} snapshot: layer ${short(e.digest)} ${formatBytes(e.size)} (${e.entries} entries) in ${secs2(e.ms)}`);
+    case 'layers-merged':
+      return info(`single snapshot: ${e.layers} layers merged into ${short(e.digest)} (${e.size} bytes)`);
+    case 'image-built':
+      return info(`image ${e.digest} (${e.mediaType}, ${e.layers} layers${e.platform ? `, ${e.platform}` : ''})`);
+    case 'index-built':
+      return info(`index ${e.digest} (${e.mediaType}, ${e.platforms} platforms)`);
+    case 'output-written':
+      return info(e.kind === 'oci-layout' ? `wrote OCI layout ${e.path}` : `wrote ${e.kind === 'docker-archive' ? 'docker-archive' : 'OCI + docker-archive'} ${e.path}`);
+    case 'sbom-made':
+      return info(`SBOM: ${e.packages} packages in ${e.layers} layers (${e.ms} ms)`);
+    case 'referrers-attached':
+      return info(`attached ${e.count} referrer${e.count === 1 ? '' : 's'} to ${e.repository}@${e.subject} (${e.tag === undefined ? 'referrers API' : `referrers tag ${e.tag}`})${e.signature ? ' and the cosign signature tag' : ''}`);
+    default:
+      return undefined;
+  }
+}
+
+/** Writes the events that are log lines through `logger` (JSON lines with their fields); progress and the rest are dropped. */
+export function logLines(logger: Logger): EventSink {
+  return (e) => {
+    const line = eventLine(e);
+    if (line) logger.log(line.level, line.msg, logger.format === 'json' ? line.fields : undefined);
+  };
 }
 
 /** The most RUN output held back per build while the level hides it (the tail is what explains a failure). */
@@ -101,12 +183,6 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
   };
   const emit = (e: BuildEvent): void => {
     switch (e.type) {
-      case 'message':
-        log(e.level, e.msg);
-        return;
-      case 'warning':
-        log('warn', e.msg);
-        return;
       case 'step': {
         held?.step(e.status, `${e.step} ${e.instruction}`);
         const { type: _t, ...f } = e;
@@ -123,6 +199,11 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
       case 'summary':
         log('info', summaryLine(e.summary), fields({ event: 'summary', summary: e.summary }));
         return;
+      default: {
+        const line = eventLine(e);
+        // a registry's trace lines come by the hundred: one the level hides must not erase the live progress either
+        if (line && (line.level !== 'trace' || logger.enabled('trace'))) log(line.level, line.msg, fields(line.fields ?? {}));
+      }
     }
   };
   return {

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError } from '../errors.js';
 import { extractLayer, looksLikeTar, type RootFs } from '../rootfs/index.js';
+import type { EventSink } from '../util/events.js';
 import type { Host } from '../util/host.js';
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
@@ -112,7 +113,7 @@ export interface UnpackOptions {
   chown?: { uid: number; gid: number };
   /** Container paths (relative to `dest`'s root) to leave alone. */
   ignore?: (containerPath: string) => boolean;
-  onWarning?: (m: string) => void;
+  emit?: EventSink;
   /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
   host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
 }
@@ -132,7 +133,7 @@ export async function unpackArchive(dest: RootFs, file: string, kind: Compressio
     onEntry: (p) => written.push(p),
     ...(opts.chown ? { chown: opts.chown } : {}),
     ...(opts.ignore ? { ignore: opts.ignore } : {}),
-    ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    ...(opts.emit ? { emit: opts.emit } : {}),
     ...(opts.host ? { host: opts.host } : {}),
   });
   return written;

@@ -6,6 +6,7 @@ import { parseReference, type ImageRef } from '../reference/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import { remoteLayer, resolveImageCached, type BlobStore } from '../store/index.js';
 import { DEFAULT_PATH_ENV, withDefaultPath } from '../dockerfile/index.js';
+import type { EventSink } from '../util/events.js';
 
 export interface BaseImage {
   ref?: ImageRef;
@@ -42,7 +43,8 @@ export interface ResolvedImage {
 export async function resolveBase(client: RegistryClient, store: BlobStore, name: string, platform: Platform, onWarning?: (m: string) => void, resolved?: Map<string, ResolvedImage>, forFrom = false): Promise<BaseImage> {
   const ref = parseReference(name);
   // By digest with a warm store: no registry request; by tag: one manifest GET.
-  const img = await resolveImageCached(client, store, ref, platform, onWarning ? { onWarning } : {});
+  const emit: EventSink | undefined = onWarning && ((e) => { if (e.type === 'warning') onWarning(e.msg); });
+  const img = await resolveImageCached(client, store, ref, platform, emit ? { emit } : {});
   checkBasePlatform(ref, img.config, platform, img.index !== undefined, forFrom ? undefined : (m) => onWarning?.(m));
   resolved?.set(`${ref} ${formatPlatform(platform)}`, { ref, digest: img.manifestDigest, platform }); // the provenance's resolvedDependencies
   const diffIds = img.config.rootfs?.diff_ids ?? [];
@@ -60,7 +62,7 @@ export async function resolveBase(client: RegistryClient, store: BlobStore, name
     manifestDigest: img.manifestDigest,
     format: formatOfManifest(img.mediaType),
     config,
-    layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, onWarning)),
+    layers: img.manifest.layers.map((d, i) => remoteLayer(client, store, ref, d, diffIds[i]!, emit)),
   };
 }
 

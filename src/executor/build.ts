@@ -9,7 +9,7 @@ import { imageDescriptor, makeStatements, type Artifact, type ProvenanceInput, t
 import { isDigest, sha256 } from '../digest/index.js';
 import { checkPlatforms, planBuild, readDockerfile, sharedStages, type BuildPlan, type PlannedStage } from '../dockerfile/index.js';
 import { parseReference } from '../reference/index.js';
-import { RegistryClient, transferEvent, type TransferProgress } from '../registry/index.js';
+import { RegistryClient } from '../registry/index.js';
 import { detectContainer, hideable, holdRoot, IN_PLACE_IGNORED_PATHS, launcherWarning, mountPointsToIgnore, readExecutorImageMarker, runtimeMounts, sandboxAvailable } from '../run/index.js';
 import {
   assembleImage, assembleIndex, fileLayer, formatPlatform, layerCompression, MediaType, platformOf, type HistoryEntry, type Image, type Layer, type Platform,
@@ -23,7 +23,7 @@ import type { RunMode } from '../run/index.js';
 import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResult, type ResolvedBuildOptions } from './options.js';
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
-import type { EventSink } from '../util/events.js';
+import type { BuildEvent, EventSink } from '../util/events.js';
 import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
@@ -164,7 +164,7 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
     ...(opts.reproducible ? { mtime: new Date(created) } : {}),
     ...(opts.host.zstd ? { zstd: opts.host.zstd } : {}),
   });
-  opts.emit({ type: 'message', level: 'info', msg: `single snapshot: ${own.length} layers merged into ${r.digest.slice(7, 19)} (${r.size} bytes)` });
+  opts.emit({ type: 'layers-merged', layers: own.length, digest: r.digest, size: r.size });
   let seen = 0;
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
@@ -285,12 +285,12 @@ async function openBuild(options: BuildOptions): Promise<OpenBuild> {
     throw err;
   }) : undefined;
   const reg = opts.registry.signal;
-  const given = opts.registry.onProgress;
-  // Transfers join the event stream (and the summary's byte counts) besides any listener the caller gave the client.
-  const registry = { ...opts.registry, onProgress: (p: TransferProgress): void => {
-    given?.(p);
-    emit(transferEvent(p));
-  } };
+  const given = opts.registry.emit;
+  // The client's events (transfers: the summary's byte counts) join the build's stream, besides a listener of its own.
+  const registry = { ...opts.registry, emit: given && given !== options.emit ? (e: BuildEvent): void => {
+    given(e);
+    emit(e);
+  } : emit };
   const client = new RegistryClient(opts.signal && reg !== opts.signal ? { ...registry, signal: reg ? AbortSignal.any([reg, opts.signal]) : opts.signal } : registry);
   // Extracted bases (sandbox roots start as overlay mounts or copies of them); its mounts never outlive the build.
   const cacheDir = new CacheDir(opts.cacheDir, opts.host);
@@ -401,7 +401,7 @@ async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
     images.push(await finishImage(last, opts, { cache, created: ran.created, snapshotFile: path.join(ran.scratch, `single-snapshot-${k}.tar.gz`) }));
   }
   const built = multi ? assembleIndex(images) : images[0]!;
-  if ('images' in built) emit({ type: 'message', level: 'info', msg: `index ${built.digest} (${built.mediaType}, ${images.length} platforms)` });
+  if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
   // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
   if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
     b.cleanup.push((b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(b.work, 'stages'), { recursive: true, force: true })));
@@ -637,6 +637,6 @@ async function finishImage(last: StageResult, opts: ResolvedBuildOptions, o: { c
     ...(last.platform.variant ? { variant: last.platform.variant } : {}),
   });
   checkZstdLayers(image);
-  opts.emit({ type: 'message', level: 'info', msg: `image ${image.manifestDigest} (${image.mediaType}, ${image.layers.length} layers${opts.platforms && opts.platforms.length > 1 ? `, ${formatPlatform(last.platform)}` : ''})` });
+  opts.emit({ type: 'image-built', digest: image.manifestDigest, mediaType: image.mediaType, layers: image.layers.length, ...(opts.platforms && opts.platforms.length > 1 ? { platform: formatPlatform(last.platform) } : {}) });
   return image;
 }

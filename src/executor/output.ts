@@ -60,9 +60,9 @@ async function writeAll(
   }
   if (opts.ociLayoutPath) {
     for (const a of attachments) await attachToLayout(opts.ociLayoutPath, [...(await a.statements), ...a.signatures.slice(0, 1).map((s) => s.artifact)]);
-    opts.emit({ type: 'message', level: 'info', msg: `wrote OCI layout ${opts.ociLayoutPath}` });
+    opts.emit({ type: 'output-written', kind: 'oci-layout', path: opts.ociLayoutPath });
   }
-  if (opts.tarPath) opts.emit({ type: 'message', level: 'info', msg: `wrote ${'images' in built ? 'OCI + docker-archive' : 'docker-archive'} ${opts.tarPath}` });
+  if (opts.tarPath) opts.emit({ type: 'output-written', kind: 'images' in built ? 'oci-docker-archive' : 'docker-archive', path: opts.tarPath });
   const names = imageNameDigestLines(refs, digest, opts.imageNameTagWithDigestFile !== undefined);
   for (const [file, text] of [[opts.digestFile, digest], [opts.imageNameWithDigestFile, names], [opts.imageNameTagWithDigestFile, names]] as const) {
     if (!file) continue;

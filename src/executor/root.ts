@@ -7,13 +7,15 @@ import { ROOTFS_STORE_ERROR_CODES } from '../store/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
 import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
+import type { EventSink } from '../util/events.js';
 import type { Host } from '../util/host.js';
 import { runPool } from '../util/pool.js';
 
 export interface ExtractOptions {
   /** Container paths ("/x") extraction must skip (in place: mount points and the builder's own files). */
   ignore?: (containerPath: string) => boolean;
-  onWarning?: (m: string) => void;
+  /** Warnings of extraction, and of an extracted-base store that could not be used. */
+  emit?: EventSink;
   /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
   host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
@@ -67,7 +69,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       mediaType: l.descriptor.mediaType,
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
-      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+      ...(opts.emit ? { emit: opts.emit } : {}),
       ...(opts.host ? { host: opts.host } : {}),
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
@@ -194,7 +196,7 @@ export class StageRoot {
       return base.length;
     } catch (err) {
       if (!isBuilderError(err, ROOTFS_STORE_ERROR_CODES)) throw err;
-      this.opts.onWarning?.(`${err.message}; extracting the base instead`);
+      this.opts.emit?.({ type: 'warning', msg: `${err.message}; extracting the base instead` });
       await rm(this.path, { recursive: true, force: true });
       return 0;
     }

@@ -51,7 +51,7 @@ export function materialize(ex: Executor, key: string, layers: () => Promise<Lay
   let p = scheduling.images.get(key);
   if (!p) {
     const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { onWarning: (m) => services.emit({ type: 'warning', msg: m }), host: settings.host }));
+    p = layers().then((ls) => extractLayers(dir, ls, { emit: services.emit, host: settings.host }));
     scheduling.images.set(key, p);
   }
   return p;

@@ -10,7 +10,6 @@ import type { ConfigState } from './config.js';
 import type { BaseImage } from './base.js';
 import type { StageRoot } from './root.js';
 import type { Executor } from './executor.js';
-import { formatBytes } from '../util/bytes.js';
 
 export interface Step {
   number: number;
@@ -87,7 +86,7 @@ export class StageState {
     }).finally(() => progress(0, 0, true));
     // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)
     if (written) await layerChangesOf(opts.from ?? this.root.path, written, r.digest).then((c) => services.sbomLayers!.set(r.digest, c), () => undefined);
-    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: layer ${r.digest.slice(7, 19)} ${formatBytes(r.size)} (${entries.length} entries) in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
+    services.emit({ type: 'layer-written', step: step.label, digest: r.digest, size: r.size, entries: entries.length, ms: Date.now() - t0 });
     const layer = fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId);
     return { layer, inRoot: opts.from === undefined };
   }

@@ -47,7 +47,7 @@ async function runStageOnce(ex: Executor, stage: PlannedStage): Promise<StageRes
   const { services, settings } = ex;
   const label = `${settings.platformTag ? `${settings.platformTag} ` : ''}stage ${stage.index}${stage.name ? ` (${stage.name})` : ''}`;
   const platform = stage.platform ?? settings.platform;
-  services.emit({ type: 'message', level: 'info', msg: `${label}: FROM ${stage.baseName}${stage.platform ? ` --platform=${stage.platform.os}/${stage.platform.architecture}` : ''}` });
+  services.emit({ type: 'stage-started', stage: label, base: stage.baseName, ...(stage.platform ? { platform: `${stage.platform.os}/${stage.platform.architecture}` } : {}) });
 
   const { base, vars, origin, key: baseKey } = await resolveFrom(ex, stage, platform, label);
   const root = stageRoot(ex, stage, origin, label);
@@ -82,11 +82,11 @@ function stageRoot(ex: Executor, stage: PlannedStage, origin: RootOrigin, label:
   const { services, settings } = ex;
   return new StageRoot(settings.stageRoot(stage.index), origin, {
     ...(settings.runMode === 'in-place' ? { ignore: (p: string) => settings.exclude(p.replace(/^\/+/, '')) } : {}),
-    onWarning: (m: string) => services.emit({ type: 'warning', msg: m }),
+    emit: services.emit,
     host: settings.host,
-    onExtract: (downloaded, total) => services.emit({ type: 'message', level: 'info', msg: `${label}: extracting ${total} layer${total === 1 ? '' : 's'} (${downloaded} downloaded, ${total - downloaded} from the local store)` }),
+    onExtract: (downloaded, total) => services.emit({ type: 'base-extracting', stage: label, layers: total, downloaded }),
     onProgress: (e) => services.emit({ type: 'progress', phase: 'extract', ...e }),
-    onClone: (how, n, seconds, made) => services.emit({ type: 'message', level: 'info', msg: `${label}: base root (${n} layer${n === 1 ? '' : 's'}) ${how === 'overlay' ? 'mounted (overlay) on' : 'copied from'} the extracted-base store${made ? ' (extracted into it first)' : ''} in ${seconds.toFixed(2)}s` }),
+    onClone: (how, n, seconds, made) => services.emit({ type: 'base-cloned', stage: label, how, layers: n, seconds, extracted: made }),
     onCopyInstead: (reason) => services.warnOnce(`extracted bases are copied, not mounted: ${reason}`),
   });
 }
@@ -274,7 +274,7 @@ async function resolveFrom(
     return { base: { format: 'docker', config, layers: [] }, vars: stageVarsFromImage(config.config?.Env), origin: fresh, key };
   }
   const base = await resolveBase(services.client, services.store, stage.baseName, platform, services.warnOnce, ex.scheduling.resolved, true).catch((err: unknown) => { throw locateError(err, stage.from.file, stage.from.line); });
-  services.emit({ type: 'message', level: 'info', msg: `base ${base.ref}@${base.manifestDigest}: ${base.layers.length} layers` });
+  services.emit({ type: 'base-resolved', ref: `${base.ref}`, digest: `${base.manifestDigest}`, layers: base.layers.length });
   // Sandbox roots of a registry base start as a clone of its extracted layers when the store has them (in place, "/" is extracted into).
   const origin: RootOrigin = services.rootfs && settings.runMode === 'sandbox' && base.layers.length > 0
     ? { ...fresh, store: { rootfs: services.rootfs, layers: base.layers.length } }

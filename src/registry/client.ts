@@ -7,9 +7,11 @@ import {
   checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, MediaType, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
-import { header, readAll, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
+import type { BuildEvent } from '../util/events.js';
+import { header, readAll, transferEvent, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
 import { interruptedError, REGISTRY_ERROR_CODES, RegistryError } from './errors.js';
+import { NotRetried } from './retry.js';
 
 const MAX_MANIFEST = 8 * 1024 * 1024;
 const MAX_CONFIG = 32 * 1024 * 1024;
@@ -63,19 +65,24 @@ export class RegistryClient {
     this.t = new Transport(opts);
   }
 
+  /** Sends an event down the client's one channel (opts.emit): what borrows the client (stores, warmers) reports through it too. */
+  emit(e: BuildEvent): void {
+    this.opts.emit?.(e);
+  }
+
   /**
-   * src with its bytes counted into opts.onProgress (src itself when nobody listens). Counts at src's own push(),
+   * src with its bytes counted into progress events (src itself when nobody listens). Counts at src's own push(),
    * so the pipeline keeps its shape: no stream stage is added between a registry response and its verifier.
    */
   private counted(src: Readable, op: 'pull' | 'push', ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
-    const report = this.opts.onProgress;
+    const report = this.opts.emit;
     if (!report) return src;
     let done = 0;
     const push = src.push.bind(src);
     src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
       if (chunk !== null && chunk !== undefined) {
         done += (chunk as Buffer).length;
-        report({ op, repository: ref.name, digest: desc.digest, done, total: desc.size });
+        report(transferEvent({ op, repository: ref.name, digest: desc.digest, done, total: desc.size }));
       }
       return push(chunk, encoding);
     };
@@ -139,13 +146,13 @@ export class RegistryClient {
       try {
         const r = await pull(via);
         this.pulledVia.set(ref.name, via);
-        this.opts.logger?.(`${ref} resolved through mirror ${m}`);
+        this.emit({ type: 'message', level: 'trace', msg: `${ref} resolved through mirror ${m}` });
         return r;
       } catch (err) {
         const why = err instanceof BuilderError ? `${err.code}: ${err.message}` : String(err);
         failures.push(`${m}: ${why}`);
         const next = m !== mirrors[mirrors.length - 1] ? 'trying the next mirror' : this.opts.skipDefaultRegistryFallback ? 'no fallback (--skip-default-registry-fallback)' : `falling back to ${ref.registry}`;
-        this.opts.onWarning?.(`mirror ${m} could not provide ${ref} (${why}); ${next}`);
+        this.emit({ type: 'warning', msg: `mirror ${m} could not provide ${ref} (${why}); ${next}` });
       }
     }
     if (this.opts.skipDefaultRegistryFallback) {
@@ -199,7 +206,7 @@ export class RegistryClient {
       scopes: [pullScope(ref)], what, ok: offset > 0 ? [200, 206] : [200], retry,
     });
     const first = await get(0, true);
-    const body = resumableBody(this.t, first, {
+    const body = resumableBody(this.t.retrier, first, {
       registry: ref.registry, what, size: desc.size, retries: this.t.retries('pull'), reopen: (offset) => get(offset, false),
     });
     return verified(this.counted(body, 'pull', ref, desc), desc.digest, desc.size, `blob ${desc.digest} from ${ref.name}`, (err) => interruptedError(ref.registry, what, err));
@@ -212,16 +219,8 @@ export class RegistryClient {
    * downstream when the digest is checked at the end.
    */
   async fetchBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, sink: (blob: Readable) => Promise<void>): Promise<void> {
-    const budget = this.t.retries('pull');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await sink(await this.openBlob(ref, desc));
-        return;
-      } catch (err) {
-        if (!this.t.policy.shouldRetry(err, attempt, budget)) throw err;
-        await this.t.backoff(`GET blob ${desc.digest} of ${ref.name} (from the start)`, err, attempt, budget);
-      }
-    }
+    const what = `GET blob ${desc.digest} of ${ref.name} (from the start)`;
+    await this.t.retrier.run({ budget: this.t.retries('pull'), what }, async () => sink(await this.openBlob(ref, desc)));
   }
 
   /** Reads a small blob (a config) fully, verified; a corrupt or broken read is fetched again under the retry budget. */
@@ -266,21 +265,13 @@ export class RegistryClient {
       location = this.location(res, ref);
     }
     // one budget of new upload sessions: after a failure the old session's state is unknown, so never reuse it
-    const budget = this.t.retries('push');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.upload(ref, desc, open, location);
-        return 'uploaded';
-      } catch (err) {
-        // the source failing (a corrupt local blob, a download that gave up) is not the registry's fault: no retry
-        if (err instanceof UploadSourceError) throw err.error;
-        location = undefined;
-        if (!this.t.policy.shouldRetry(err, attempt, budget, 'session')) throw err;
-        await this.t.backoff(`upload of ${desc.digest} to ${ref.name} (new session)`, err, attempt, budget);
-        // the upload may have completed with only its response lost
-        if (await this.hasBlob(ref, desc.digest, 'push')) return 'uploaded';
-      }
-    }
+    const loop = { budget: this.t.retries('push'), scope: 'session' as const, what: `upload of ${desc.digest} to ${ref.name} (new session)` };
+    return this.t.retrier.run<PushBlobResult>(loop, async (attempt) => {
+      // the last upload may have completed with only its response lost (a failure to ask is final, as it was the wait's)
+      if (attempt > 0 && await this.hasBlob(ref, desc.digest, 'push').catch((err: unknown) => { throw new NotRetried(err); })) return 'uploaded';
+      await this.upload(ref, desc, open, attempt === 0 ? location : undefined);
+      return 'uploaded';
+    });
   }
 
   /**
@@ -354,7 +345,7 @@ export class RegistryClient {
     try {
       await this.finishUpload(ref, desc, loc, body);
     } catch (err) {
-      throw sourceError ? new UploadSourceError(sourceError) : err;
+      throw sourceError ? new NotRetried(sourceError) : err;
     }
   }
 
@@ -394,15 +385,15 @@ export class RegistryClient {
           });
           loc = this.location(res, ref);
           offset = start + len;
-          this.opts.onProgress?.({ op: 'push', repository: ref.name, digest: desc.digest, done: offset, total: desc.size });
+          this.emit(transferEvent({ op: 'push', repository: ref.name, digest: desc.digest, done: offset, total: desc.size }));
           const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
           if (!range || Number(range[1]) === offset - 1) continue;
-          this.opts.logger?.(`registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing`);
+          this.emit({ type: 'message', level: 'trace', msg: `registry ${ref.registry} holds ${Number(range[1]) + 1} bytes of ${desc.digest}, expected ${offset}; resyncing` });
           if (resumes >= budget) throw new RegistryError('REGISTRY_RANGE_INVALID', `${what}: registry ${ref.registry} keeps holding a different number of bytes than were sent`, { hint: 'retry the push' });
         } catch (err) {
-          if (src.error) throw new UploadSourceError(src.error);
-          if (!this.t.policy.shouldRetry(err, resumes, budget, 'session')) throw err;
-          await this.t.backoff(what, err, resumes, budget);
+          if (src.error) throw new NotRetried(src.error);
+          if (!this.t.retrier.policy.shouldRetry(err, resumes, budget, 'session')) throw err;
+          await this.t.retrier.wait(what, err, resumes, budget);
         }
         // out of sync (failed PATCH, short write): ask the registry and restart the source there
         resumes++;
@@ -416,7 +407,7 @@ export class RegistryClient {
       try {
         await src.finish();
       } catch (err) {
-        throw err instanceof BuilderError ? new UploadSourceError(err) : err;
+        throw err instanceof BuilderError ? new NotRetried(err) : err;
       }
       return loc;
     } finally {
@@ -454,7 +445,7 @@ export class RegistryClient {
       return { digest, ...(subject ? { subject } : {}) };
     } catch (err) {
       if (this.opts.ignoreImmutableTagErrors && isImmutableTagError(err)) {
-        this.opts.onWarning?.(`${ref} was not overwritten: the registry keeps the tag immutable (${(err as BuilderError).message}); ignored (--push-ignore-immutable-tag-errors)`);
+        this.emit({ type: 'warning', msg: `${ref} was not overwritten: the registry keeps the tag immutable (${(err as BuilderError).message}); ignored (--push-ignore-immutable-tag-errors)` });
         return { digest };
       }
       throw err;
@@ -523,13 +514,6 @@ export class RegistryClient {
       registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
       scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],
     });
-  }
-}
-
-/** A failure of the blob's source during an upload: reported as is, never retried by starting a new session. */
-class UploadSourceError extends Error {
-  constructor(readonly error: BuilderError) {
-    super(error.message);
   }
 }
 

@@ -202,7 +202,7 @@ async function copyFrom(client: RegistryClient, source: Source, src: ImageLocati
       await runPool(all, opts.concurrency ?? 3, async (d) => {
         const r = await sink!.putBlob(d, () => source.openBlob(d));
         blobs[r]++;
-        opts.emit?.({ type: 'message', level: 'debug', msg: `blob ${d.digest} (${d.size} bytes): ${r}` });
+        opts.emit?.({ type: 'blob-copied', digest: d.digest, size: d.size, result: r });
       });
     }
     await sink!.putManifest(m, isTop);

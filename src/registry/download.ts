@@ -2,7 +2,8 @@
 import { Readable } from 'node:stream';
 import { BuilderError } from '../errors.js';
 import { interruptedError, RegistryError } from './errors.js';
-import { header, type RegResponse, type Transport } from './transport.js';
+import type { Retrier } from './retry.js';
+import { header, type RegResponse } from './transport.js';
 
 export interface ResumableOptions {
   registry: string;
@@ -20,44 +21,40 @@ export interface ResumableOptions {
  * ignores Range sends everything again and we skip what we have). Fails only with typed errors, after the budget.
  * It does not verify the digest: wrap it in a VerifyingStream.
  */
-export function resumableBody(t: Transport, first: RegResponse, o: ResumableOptions): Readable {
+export function resumableBody(retrier: Retrier, first: RegResponse, o: ResumableOptions): Readable {
   // a destroyed stream closes at once, but its generator would wait out a backoff and then ask again: stop it
   const stop = new AbortController();
-  async function* bytes(): AsyncGenerator<Buffer> {
-    let res: RegResponse | undefined = first;
-    let offset = 0;
-    for (let attempt = 0; ; attempt++) {
-      let failure: unknown;
-      try {
-        let skip = 0;
-        if (!res) {
-          res = await o.reopen(offset);
-          skip = rangeStart(res, offset, o) === offset ? 0 : offset;
-        }
-        for await (const chunk of res.body) {
-          let b = chunk as Buffer;
-          if (skip > 0) {
-            const n = Math.min(skip, b.length);
-            skip -= n;
-            b = b.subarray(n);
-            if (b.length === 0) continue;
-          }
-          offset += b.length;
-          yield b;
-        }
-        // more bytes than the descriptor says: the verifier downstream reports it
-        if (offset >= o.size) return;
-      } catch (err) {
-        failure = err;
+  let res: RegResponse | undefined = first;
+  let offset = 0;
+  /** One try: the rest of the blob from `res`, or from a ranged re-request; a failure drops the response for the next. */
+  async function* attempt(): AsyncGenerator<Buffer, void> {
+    try {
+      let skip = 0;
+      if (!res) {
+        res = await o.reopen(offset);
+        skip = rangeStart(res, offset, o) === offset ? 0 : offset;
       }
+      for await (const chunk of res.body) {
+        let b = chunk as Buffer;
+        if (skip > 0) {
+          const n = Math.min(skip, b.length);
+          skip -= n;
+          b = b.subarray(n);
+          if (b.length === 0) continue;
+        }
+        offset += b.length;
+        yield b;
+      }
+      // more bytes than the descriptor says: the verifier downstream reports it; fewer is a break
+      if (offset < o.size) throw interruptedError(o.registry, o.what, undefined, offset, o.size);
+    } catch (err) {
       if (res && !res.body.destroyed) res.body.destroy();
       res = undefined;
-      const e = failure instanceof BuilderError ? failure : interruptedError(o.registry, o.what, failure, offset, o.size);
-      if (!t.policy.shouldRetry(e, attempt, o.retries)) throw e;
-      await t.backoff(`${o.what} from byte ${offset}`, e, attempt, o.retries, stop.signal);
+      throw err instanceof BuilderError ? err : interruptedError(o.registry, o.what, err, offset, o.size);
     }
   }
-  const r = Readable.from(bytes(), { objectMode: false, highWaterMark: 256 * 1024 });
+  const loop = { budget: o.retries, what: () => `${o.what} from byte ${offset}`, signal: stop.signal };
+  const r = Readable.from(retrier.stream(loop, attempt), { objectMode: false, highWaterMark: 256 * 1024 });
   const destroy = r._destroy.bind(r);
   r._destroy = (err, cb) => {
     stop.abort();

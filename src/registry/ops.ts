@@ -338,7 +338,7 @@ export async function createIndex(client: RegistryClient, dst: ImageRef, sources
     if (dup) throw new BuilderError('MANIFEST_PLATFORM_DUPLICATE', `${src} and ${dup.digest} are both ${key.replace(/\/$/, '')}`, { hint: 'give one image per platform' });
     if (!sameRepository(src, dst)) {
       await copyImage(client, { kind: 'registry', ref: withDigest(src, m.digest) }, { kind: 'registry', ref: withDigest(repositoryOf(dst), m.digest) }, opts.emit ? { emit: opts.emit } : {});
-      opts.emit?.({ type: 'message', level: 'info', msg: `copied ${src} into ${dst.name}` });
+      opts.emit?.({ type: 'image-copied', from: src.toString(), into: dst.name });
     }
     if (m.mediaType === MediaType.OciManifest) oci++;
     manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, platform });

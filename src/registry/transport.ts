@@ -3,12 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent, Dispatcher } from 'undici';
 import { BuilderError } from '../errors.js';
 import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
-import type { BuildEvent } from '../util/events.js';
+import type { BuildEvent, EventSink } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import type { Credential, CredentialProvider } from './credentials.js';
 
@@ -16,16 +15,7 @@ import type { Credential, CredentialProvider } from './credentials.js';
 let undici: Promise<typeof import('undici')> | undefined;
 const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 import { insufficientScope, interruptedError, networkError, registryError, RegistryError, unauthorized } from './errors.js';
-import { DEFAULT_RETRIES, RetryPolicy } from './retry.js';
-
-/** A retry about to happen: what is retried after which error code, the attempt (1-based) of how many, the wait. */
-export interface RetryNotice {
-  what: string;
-  code: string;
-  attempt: number;
-  of: number;
-  waitMs: number;
-}
+import { cancelled, DEFAULT_RETRIES, Retrier, RetryPolicy } from './retry.js';
 
 export interface RegistryClientOptions {
   /** Allow plain HTTP (after trying HTTPS without verification) for every registry (kaniko --insecure). */
@@ -55,14 +45,11 @@ export interface RegistryClientOptions {
   credentials?: CredentialProvider;
   /** Platform resolveImage picks from an index by default (the CLI passes the host's or --custom-platform). */
   platform?: Platform;
-  /** Warnings worth a user's attention (a mirror failing, an immutable tag left alone); never receives secrets. */
-  onWarning?: (line: string) => void;
-  /** Bytes moved per blob (pulls as they are read, pushes as they are sent); called often: keep it cheap. */
-  onProgress?: (e: TransferProgress) => void;
-  /** Debug lines (method, URL, status); never receives secrets. */
-  logger?: (line: string) => void;
-  /** One line per retry (what failed, its code, the wait), with the same as fields; defaults to `logger`. */
-  onRetry?: (line: string, retry: RetryNotice) => void;
+  /**
+   * The client's one output channel: warnings (a mirror failing, an immutable tag left alone), retries, bytes moved
+   * per blob (progress: called often, keep it cheap), trace details (each HTTP exchange). Never receives secrets.
+   */
+  emit?: EventSink;
   /** Retry budget of every request when the two below are not set (default 4). */
   retries?: number;
   /** Retries per request while pushing (uploads, mounts, manifest PUT), and new upload sessions per blob (--push-retry). */
@@ -95,7 +82,7 @@ export interface TransferProgress {
   total: number;
 }
 
-/** A transfer's progress as an event of the build's stream. */
+/** A transfer's progress as an event of the client's stream. */
 export function transferEvent(p: TransferProgress): BuildEvent {
   return { type: 'progress', phase: p.op, id: p.digest, bytes: p.done, total: p.total, done: p.done >= p.total };
 }
@@ -176,14 +163,15 @@ export class Transport {
   private readonly agents = new Map<string, Promise<Agent>>();
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly creds = new Map<string, Promise<Credential | undefined>>();
-  readonly policy: RetryPolicy;
+  readonly retrier: Retrier;
 
   constructor(readonly opts: RegistryClientOptions) {
-    this.policy = new RetryPolicy({
+    const policy = new RetryPolicy({
       ...(opts.retryBaseMs !== undefined ? { baseMs: opts.retryBaseMs } : {}),
       ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}),
       ...(opts.retryAfterMaxMs !== undefined ? { retryAfterMaxMs: opts.retryAfterMaxMs } : {}),
     });
+    this.retrier = new Retrier(policy, (n) => this.emit({ type: 'retry', ...n }), opts.signal);
   }
 
   async close(): Promise<void> {
@@ -192,29 +180,14 @@ export class Transport {
     await Promise.all(agents.map((a) => a.close()));
   }
 
-  log(line: string): void {
-    this.opts.logger?.(line);
+  emit(e: BuildEvent): void {
+    this.opts.emit?.(e);
   }
 
   /** Retries a request of this kind gets (and a blob download gets resumes, an upload new sessions). */
   retries(budget: 'push' | 'pull'): number {
     const n = budget === 'push' ? this.opts.pushRetries : this.opts.downloadRetries;
     return Math.max(0, n ?? this.opts.retries ?? DEFAULT_RETRIES);
-  }
-
-  /** Waits out the policy's delay before retry `attempt`, logging why; `signal` cuts the wait short (AbortError). */
-  async backoff(what: string, err: unknown, attempt: number, budget: number, signal?: AbortSignal): Promise<void> {
-    const wait = this.policy.delay(attempt, err);
-    const code = (err as RegistryError)?.code ?? 'error';
-    const of = Math.max(attempt + 1, this.policy.budgetFor(err, budget, 'session'));
-    const line = `retrying ${what} after ${code} in ${Math.round(wait)}ms (retry ${attempt + 1} of ${of})`;
-    if (this.opts.onRetry) this.opts.onRetry(line, { what, code, attempt: attempt + 1, of, waitMs: Math.round(wait) });
-    else this.log(line);
-    const cut = signal ?? this.opts.signal;
-    await sleep(wait, undefined, cut ? { signal: cut } : {}).catch((e: unknown) => {
-      if (this.opts.signal?.aborted) throw this.aborted(what);
-      throw e;
-    });
   }
 
   private insecureFor(host: string): boolean {
@@ -322,7 +295,7 @@ export class Transport {
       if (!isCertError(err)) await this.clientCertRefusal(registry, err);
       if (!httpOk || isCertError(err)) throw networkError(registry, what, err);
       httpsError = err;
-      this.log(`https to ${registry} failed (${(err as Error).message}); trying plain http`);
+      this.emit({ type: 'message', level: 'trace', msg: `https to ${registry} failed (${(err as Error).message}); trying plain http` });
       try {
         return await tryOne('http');
       } catch (err2) {
@@ -380,7 +353,7 @@ export class Transport {
       });
       // a body that breaks while nobody reads it must not be an unhandled 'error' event; readers still see the error
       res.body.on('error', () => undefined);
-      this.log(`${init.method} ${cur.origin}${cur.pathname} -> ${res.statusCode}`);
+      this.emit({ type: 'http', method: init.method, url: `${cur.origin}${cur.pathname}`, status: res.statusCode });
       const location = header({ headers: res.headers }, 'location');
       if (redirects && [301, 302, 303, 307, 308].includes(res.statusCode) && location && init.body === undefined) {
         await res.body.dump().catch(() => undefined);
@@ -400,11 +373,6 @@ export class Transport {
       }
       return { status: res.statusCode, headers: res.headers, body: res.body, url: cur };
     }
-  }
-
-  /** The build was cancelled (a signal): never retried, never reported as a network failure. */
-  private aborted(what: string): BuilderError {
-    return new BuilderError('REGISTRY_ABORTED', `${what} was cancelled`, { hint: 'the operation was interrupted; rerun it', exitCode: 130 });
   }
 
   /** The Authorization header for these scopes on registry, fetching a bearer token if needed. */
@@ -499,7 +467,7 @@ export class Transport {
       try {
         res = await this.sendOnce(url, { method: req.method, headers, body: req.body }, req.method === 'GET' || req.method === 'HEAD');
       } catch (err) {
-        if (this.opts.signal?.aborted) throw this.aborted(req.what);
+        if (this.opts.signal?.aborted) throw cancelled(req.what);
         throw networkError(req.registry, req.what, err);
       }
       if (res.status === 401 && authTry === 0) {
@@ -543,21 +511,18 @@ export class Transport {
    */
   async exchange<T>(req: RegRequest, consume: (res: RegResponse) => Promise<T>): Promise<T> {
     const budget = req.retry === false ? 0 : this.retries(req.budget ?? (req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'push'));
-    for (let attempt = 0; ; attempt++) {
+    const typed = (err: unknown): unknown => {
+      if (this.opts.signal?.aborted) throw cancelled(req.what);
+      return err instanceof BuilderError ? err : networkError(req.registry, req.what, err);
+    };
+    return this.retrier.run({ budget, what: req.what, typed }, async () => {
+      const res = await this.attempt(req);
       try {
-        const res = await this.attempt(req);
-        try {
-          return await consume(res);
-        } catch (err) {
-          if (!res.body.destroyed) res.body.destroy();
-          throw err instanceof BuilderError ? err : interruptedError(req.registry, req.what, err);
-        }
+        return await consume(res);
       } catch (err) {
-        if (this.opts.signal?.aborted) throw this.aborted(req.what);
-        const typed = err instanceof BuilderError ? err : networkError(req.registry, req.what, err);
-        if (!this.policy.shouldRetry(typed, attempt, budget)) throw typed;
-        await this.backoff(req.what, typed, attempt, budget);
+        if (!res.body.destroyed) res.body.destroy();
+        throw err instanceof BuilderError ? err : interruptedError(req.registry, req.what, err);
       }
-    }
+    });
   }
 }

@@ -61,14 +61,14 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     ]);
     if (failure) throw failure.reason;
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
-    opts.emit?.({ type: 'message', level: 'info', msg: `pushed blobs to ${repo.name}: ${counts.uploaded} uploaded, ${counts.mounted} mounted, ${counts.exists} already there` });
+    opts.emit?.({ type: 'blobs-pushed', repository: repo.name, blobs: { ...counts } });
   }
   const pushed: WriteImageResult['pushed'] = [];
   for (const d of destinations) {
     opts.signal?.throwIfAborted();
     // putManifest checks the registry's digest and a digest reference against the bytes.
     const digest = await client.putManifest(d, image.manifestBytes, image.mediaType);
-    opts.emit?.({ type: 'message', level: 'info', msg: `pushed ${d}@${digest}` });
+    opts.emit?.({ type: 'manifest-pushed', ref: d.toString(), digest });
     pushed.push({ destination: d.toString(), digest });
   }
   return { pushed, blobs };
@@ -92,7 +92,7 @@ export async function writeIndex(
   for (const d of destinations) {
     opts.signal?.throwIfAborted();
     const digest = await client.putManifest(d, index.bytes, index.mediaType);
-    opts.emit?.({ type: 'message', level: 'info', msg: `pushed ${d}@${digest} (index of ${index.images.length} images)` });
+    opts.emit?.({ type: 'manifest-pushed', ref: d.toString(), digest, images: index.images.length });
     pushed.push({ destination: d.toString(), digest });
   }
   return { pushed, blobs };

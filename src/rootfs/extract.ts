@@ -8,6 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { ROOTFS_ERROR_CODES } from './codes.js';
 import { layerCompression } from '../image/index.js';
+import type { EventSink } from '../util/events.js';
 import type { Host } from '../util/host.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { cleanPath, fsError, isErrno, RootFs, type ResolveCache } from './rootfs.js';
@@ -32,8 +33,8 @@ export interface ExtractOptions {
   layer?: string;
   /** Called with each entry's canonical container path before it is applied. */
   onEntry?(containerPath: string): void;
-  /** Things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
-  onWarning?(message: string): void;
+  /** Warnings: things skipped or not applied (devices when not root, xattrs without a tool, contained escapes). */
+  emit?: EventSink;
   /**
    * True for container paths to leave alone (in-place mode: /proc, /sys, /dev, mount points). Always called with
    * a canonical path ("/proc/x": absolute, no "." / ".." / "//", symlinks on the way resolved inside the root).
@@ -261,7 +262,7 @@ async function openSource(input: Readable, gzip: 'auto' | boolean, label: string
 }
 
 function warn(st: State, msg: string): void {
-  st.opts.onWarning?.(`${layerLabel(st.opts)}: ${msg}`);
+  st.opts.emit?.({ type: 'warning', msg: `${layerLabel(st.opts)}: ${msg}` });
 }
 
 function joinPath(dir: string, base: string): string {

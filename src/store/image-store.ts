@@ -5,6 +5,7 @@ import { BLOB_STORE_ERROR_CODES } from './codes.js';
 import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
 import { withDigest, type ImageRef } from '../reference/index.js';
 import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
+import type { EventSink } from '../util/events.js';
 import type { BlobStore } from './blob-store.js';
 
 // The registry client's limits: a stored document larger than these was never one it accepted.
@@ -16,8 +17,8 @@ export type ImageDocument = 'index' | 'manifest' | 'config';
 export interface ResolveCachedOptions {
   /** Fetch every document from the registry again and replace the stored copies (builder warm --force). */
   refresh?: boolean;
-  /** A stored document was corrupt: it was removed and fetched again. */
-  onWarning?: (message: string) => void;
+  /** Warnings: a stored document was corrupt (removed and fetched again), unreadable, or could not be stored. */
+  emit?: EventSink;
   /** Fail when the store cannot be read or written (the warmer); default: warn and use the registry, the image is resolved anyway. */
   strict?: boolean;
   /** Where each document came from, for progress output. */
@@ -38,13 +39,18 @@ export async function resolveImageCached(client: RegistryClient, store: BlobStor
 async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageRef, platform: Platform | undefined, opts: ResolveCachedOptions): Promise<ResolvedImage> {
   const want = platform ?? client.opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const replace = { replace: opts.refresh === true };
+  // to a listener of its own a warning; else through the client: a detail for its trace, a lost cache write a warning
+  const say = (msg: string, level: 'trace' | 'warning'): void => {
+    if (opts.emit) opts.emit({ type: 'warning', msg });
+    else client.emit(level === 'warning' ? { type: 'warning', msg } : { type: 'message', level, msg });
+  };
   const stored = async (d: Digest, max: number, size?: number): Promise<Buffer | undefined> => {
     if (opts.refresh) return undefined;
     try {
       return await store.read(d, { max, ...(size !== undefined ? { size } : {}) });
     } catch (err) {
-      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it again`);
-      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) (opts.onWarning ?? client.opts.logger)?.(`${err.message}; fetching it from the registry`);
+      if (isBuilderError(err, 'BLOB_STORE_CORRUPT')) say(`${err.message}; fetching it again`, 'trace');
+      else if (!opts.strict && isBuilderError(err, 'BLOB_STORE_READ_FAILED')) say(`${err.message}; fetching it from the registry`, 'trace');
       else throw err;
       return undefined;
     }
@@ -52,7 +58,7 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
   const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
     await store.putBytes(d, bytes, replace).catch((err: unknown) => {
       if (opts.strict || !isBuilderError(err, BLOB_STORE_ERROR_CODES)) throw err;
-      (opts.onWarning ?? client.opts.onWarning ?? client.opts.logger)?.(`${err.message}; going on without caching it`);
+      say(`${err.message}; going on without caching it`, 'warning');
     });
   };
   const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {

@@ -80,7 +80,7 @@ export async function warmImage(target: WarmTarget, opts: WarmOptions): Promise<
   const resolveOpts = {
     refresh: opts.force,
     strict: true,
-    onWarning: (msg: string) => opts.emit({ type: 'warning', msg }),
+    emit: opts.emit,
     onDocument: (kind: string, d: Digest, from: 'store' | 'registry') => info(opts, `  ${kind} ${d} ${from === 'store' ? 'in the store' : 'downloaded'}`),
   };
   const img = await resolveImageCached(opts.client, store, resolveRef, target.platform, resolveOpts).catch((err: unknown) => {

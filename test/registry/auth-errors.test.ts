@@ -10,7 +10,7 @@ import { copyImage, RegistryClient } from '../../src/registry/index.js';
 import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { copyLayout, pushBusybox, busyboxLayout } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { caught, clientFor, drain } from './helpers.js';
+import { caught, clientFor, drain, logTo } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -107,7 +107,7 @@ describe('connection errors', () => {
     const { freePort } = await import('../support/registry.js');
     const port = await freePort();
     const logs: string[] = [];
-    const c = track(new RegistryClient({ retries: 4, retryBaseMs: 1000, logger: (l) => logs.push(l) }));
+    const c = track(new RegistryClient({ retries: 4, retryBaseMs: 1000, emit: logTo(logs) }));
     const err = await caught(c.getManifest(parseReference(`127.0.0.1:${port}/app:v1`)));
     expect(err.code).toBe('REGISTRY_UNREACHABLE');
     expect(err.message).toContain(`127.0.0.1:${port}`);
@@ -122,7 +122,7 @@ describe('connection errors', () => {
 
   it('an unknown host name gets one quick retry at most', async () => {
     const logs: string[] = [];
-    const c = track(new RegistryClient({ retries: 4, logger: (l) => logs.push(l) }));
+    const c = track(new RegistryClient({ retries: 4, emit: logTo(logs) }));
     const err = await caught(c.getManifest(parseReference('no-such-host.invalid/app:v1')));
     expect(err.code).toBe('REGISTRY_UNREACHABLE');
     expect(err.message).toMatch(/ENOTFOUND|EAI_AGAIN/);

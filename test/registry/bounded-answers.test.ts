@@ -8,7 +8,7 @@ import { QUICK_RETRY_MS } from '../../src/registry/retry.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry } from '../support/registry.js';
-import { caught, clientFor } from './helpers.js';
+import { caught, clientFor, logTo } from './helpers.js';
 import { compileIfStale, Workspace } from '../executor/helpers.js';
 import { freePort } from '../support/registry.js';
 
@@ -34,7 +34,7 @@ async function hostile(handler: (req: http.IncomingMessage, res: http.ServerResp
   return { host, hits };
 }
 function client(logs: string[]): RegistryClient {
-  const c = new RegistryClient({ retries: 3, retryBaseMs: 20, logger: (l) => logs.push(l) });
+  const c = new RegistryClient({ retries: 3, retryBaseMs: 20, emit: logTo(logs) });
   cleanups.push(() => c.close());
   return c;
 }
@@ -99,7 +99,7 @@ describe('what is retried against the real registry (through the fault proxy)', 
     const proxy = await startFaultProxy(reg.url);
     cleanups.push(() => proxy.close());
     const logs: string[] = [];
-    const c = clientFor({ ...reg, host: proxy.host, url: proxy.url }, { retries: 4, retryBaseMs: 20, logger: (l) => logs.push(l) });
+    const c = clientFor({ ...reg, host: proxy.host, url: proxy.url }, { retries: 4, retryBaseMs: 20, emit: logTo(logs) });
     cleanups.push(() => c.close());
     const ref = parseReference(`${proxy.host}/policy/app:v1`);
     const res = await c.deleteTag(ref);

@@ -6,6 +6,7 @@ import { BuilderError } from '../../src/errors.js';
 import { parseReference } from '../../src/reference/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { logTo } from './helpers.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 
@@ -31,7 +32,7 @@ beforeEach(() => {
 });
 
 function client(extra: ConstructorParameters<typeof RegistryClient>[0] = {}): RegistryClient {
-  const c = new RegistryClient({ retries: 3, retryBaseMs: 10, logger: (l) => logs.push(l), ...extra });
+  const c = new RegistryClient({ retries: 3, retryBaseMs: 10, emit: logTo(logs), ...extra });
   clients.push(c);
   return c;
 }

@@ -1,6 +1,8 @@
 // Shared helpers for registry integration tests: a client configured for a TestRegistry.
+import { eventLine } from '../../src/cli/render.js';
 import type { BuilderError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
+import type { EventSink } from '../../src/util/events.js';
 import type { TestRegistry } from '../support/registry.js';
 
 /** A client that reaches reg with its credentials and CA (plain HTTP allowed on 127.0.0.1 like docker). */
@@ -19,6 +21,14 @@ export function clientFor(regs: TestRegistry | TestRegistry[], extra: Partial<Re
     retryBaseMs: 50,
     ...extra,
   });
+}
+
+/** A client's retries and trace details as the lines the CLI logs, into `lines`. */
+export function logTo(lines: string[]): EventSink {
+  return (e) => {
+    const l = eventLine(e);
+    if (l && (e.type === 'retry' || l.level === 'trace')) lines.push(l.msg);
+  };
 }
 
 export async function drain(s: NodeJS.ReadableStream): Promise<number> {

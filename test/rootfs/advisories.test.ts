@@ -35,7 +35,7 @@ async function apply(entries: Ent[], opts: ExtractOptions = {}): Promise<unknown
 }
 
 async function applyBytes(tar: Buffer, opts: ExtractOptions = {}): Promise<unknown> {
-  return extractLayer(rootfs, streamOf(tar), { onWarning: () => undefined, ...opts }).catch((e: unknown) => e);
+  return extractLayer(rootfs, streamOf(tar), { emit: () => undefined, ...opts }).catch((e: unknown) => e);
 }
 
 const LAYER = 'sha256:' + 'ab'.repeat(32);

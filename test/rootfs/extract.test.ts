@@ -34,7 +34,7 @@ afterEach(() => {
 
 async function apply(entries: Ent[] | Buffer, opts: Parameters<typeof extractLayer>[2] = {}) {
   const buf = Buffer.isBuffer(entries) ? entries : await makeTar(entries);
-  return extractLayer(rootfs, streamOf(buf), { onWarning: () => undefined, host, ...opts });
+  return extractLayer(rootfs, streamOf(buf), { emit: () => undefined, host, ...opts });
 }
 
 const at = (p: string) => path.join(root, p);
@@ -196,7 +196,7 @@ describe('extractLayer: links, devices, xattrs', () => {
     await apply([
       { name: 'f', type: 'file', content: 'x', uid: 1234, gid: 4321, mode: 0o4750 },
       { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 },
-    ], { host: undefined, onWarning: (w) => warnings.push(w) });
+    ], { host: undefined, emit: (e) => { if (e.type === 'warning') warnings.push(e.msg); } });
     const f = lstatSync(at('f'));
     expect([f.uid, f.gid, f.mode & 0o7777]).toEqual([0, 0, 0o4750]);
     expect(existsSync(at('dev/null'))).toBe(false);
@@ -211,7 +211,7 @@ describe('extractLayer: links, devices, xattrs', () => {
 
   it('skips devices with a warning when told not to create them', async () => {
     const warnings: string[] = [];
-    await apply([{ name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 }], { devices: false, onWarning: (w) => warnings.push(w) });
+    await apply([{ name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 }], { devices: false, emit: (e) => { if (e.type === 'warning') warnings.push(e.msg); } });
     expect(existsSync(at('dev/null'))).toBe(false);
     expect(warnings.join('\n')).toContain('dev/null');
   });

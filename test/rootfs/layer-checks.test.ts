@@ -68,7 +68,7 @@ describe('layer media type', () => {
   it('a gzip media type on plain tar bytes extracts by the bytes (as docker and containerd do) with a warning', async () => {
     const tar = await makeTar([{ name: 'f', content: 'x' }]);
     const warnings: string[] = [];
-    const r = await extract(tar, { mediaType: MediaType.DockerLayerGzip, expectedDiffId: sha(tar), onWarning: (m) => warnings.push(m) });
+    const r = await extract(tar, { mediaType: MediaType.DockerLayerGzip, expectedDiffId: sha(tar), emit: (e) => { if (e.type === 'warning') warnings.push(e.msg); } });
     expect(r).toMatchObject({ entries: 1 });
     expect(warnings.join('\n')).toMatch(/says gzip but the data is uncompressed/);
   });

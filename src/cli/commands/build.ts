@@ -155,8 +155,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
   const sde = env.env.SOURCE_DATE_EPOCH;
   const imageFormat = oneOf(flags.imageFormat, ['oci', 'docker'] as const, '--image-format');
   const runMode = oneOf(flags.runMode, ['auto', 'sandbox', 'in-place'] as const, '--run-mode') ?? 'auto';
-  // The build turns transfers into progress events itself (build.ts), with snapshots and extraction beside them.
-  const registry = registryOptions(flags, env, logger);
+  // The build's client sends its events into the build's stream (build.ts), with snapshots and extraction beside them.
+  const registry = registryOptions(flags, env, logger, renderer.emit);
   // a missing or wrong signing key fails here, before any work
   const attest = attestRequest(flags, env, builderVersion());
   return {

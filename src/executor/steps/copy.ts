@@ -165,7 +165,7 @@ async function unpackInto(
   const paths = await unpackArchive(new RootFs(dest.host), m.abs, kind, `${where}: archive ${m.name}`, {
     ...(inst.chown ? { chown: owner } : {}),
     ...(inPlace ? { ignore: (p: string) => ex.settings.exclude(path.posix.join(dest.container, p).replace(/^\/+/, '')) } : {}),
-    onWarning: (msg) => ex.services.emit({ type: 'warning', msg }),
+    emit: ex.services.emit,
     host: ex.settings.host,
   });
   // Entries the extraction skipped (devices when not root, unsupported types) are not in the layer.

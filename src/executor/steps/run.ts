@@ -60,7 +60,7 @@ export const runStep: StepHandler<Run> = {
     // In place a target that existed went aside and came back by rename: only its ctime may differ.
     const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets], new Set(targets));
     stage.root.index = after;
-    services.emit({ type: 'message', level: 'info', msg: `${step.label} snapshot: ${changes.length} changes found in ${((Date.now() - t0) / 1000).toFixed(2)}s` });
+    services.emit({ type: 'changes-found', step: step.label, changes: changes.length, ms: Date.now() - t0 });
     if (changes.length === 0) return EMPTY;
     // RUN can set file capabilities (setcap) and other xattrs: carry them into the layer.
     const { entries, warning } = await withXattrs(rootfs.root, toLayerEntries(changes, after));
