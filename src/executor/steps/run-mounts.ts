@@ -4,7 +4,7 @@ import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../../errors.js';
 import { hashSelection } from '../../context/index.js';
-import { type ExpandedInstruction, type Mount } from '../../dockerfile/index.js';
+import type { BindMount, CacheMount, ExpandedInstruction, Mount, SecretMount } from '../../dockerfile/index.js';
 import { RootFs } from '../../rootfs/index.js';
 import type { RunMount } from '../../run/index.js';
 import { copyMatches } from '../copy.js';
@@ -14,9 +14,6 @@ import { at } from '../where.js';
 import type { Executor } from '../executor.js';
 
 type Run = Extract<ExpandedInstruction, { kind: 'run' }>;
-
-/** A RUN's typed mount, read with the instruction by src/dockerfile (mount.ts). */
-export type MountSpec = Mount;
 
 /** The source of a bind mount: the context, a stage's root or an image's root. */
 async function bindSource(ex: Executor, from: string | undefined, inst: Run, where: string): Promise<{ source: CopySource; kind: 'context' | 'root' }> {
@@ -57,7 +54,7 @@ export interface PreparedMounts {
 }
 
 /** Makes the host side of every mount ready; the caller must call release() after the run, whatever happens. */
-export async function prepareMounts(ex: Executor, inst: Run, specs: readonly MountSpec[], where: string): Promise<PreparedMounts> {
+export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mount[], where: string): Promise<PreparedMounts> {
   const mounts: RunMount[] = [];
   const secretEnv: string[] = [];
   const cleanup: Array<() => Promise<void>> = [];
@@ -92,7 +89,7 @@ export async function prepareMounts(ex: Executor, inst: Run, specs: readonly Mou
   return { mounts, secretEnv, release };
 }
 
-async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { type: 'bind' }>, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareBind(ex: Executor, inst: Run, spec: BindMount, where: string, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   const { source, kind } = await bindSource(ex, spec.from, inst, where);
   const matches = await source.resolve([spec.source]).catch(at(where));
   if (matches.length !== 1) {
@@ -111,7 +108,7 @@ async function prepareBind(ex: Executor, inst: Run, spec: Extract<MountSpec, { t
 }
 
 /** Cache mounts are directories of the build's RunCache (src/cache/run-cache.ts), kept between builds on this machine. */
-async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cache' }>, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareCache(ex: Executor, spec: CacheMount, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   const got = await ex.services.runCache.open(spec, {
     inPlace: ex.settings.runMode === 'in-place',
     scratchPath: () => ex.settings.scratchPath('cache'),
@@ -123,7 +120,7 @@ async function prepareCache(ex: Executor, spec: Extract<MountSpec, { type: 'cach
 }
 
 /** The secret's bytes; undefined for an optional secret that was not given. */
-async function secretValue(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }>, where: string): Promise<Buffer | undefined> {
+async function secretValue(ex: Executor, spec: SecretMount, where: string): Promise<Buffer | undefined> {
   const src = ex.settings.secrets[spec.id];
   if (src === undefined) {
     if (!spec.required) return undefined;
@@ -143,7 +140,7 @@ async function secretValue(ex: Executor, spec: Extract<MountSpec, { type: 'secre
 }
 
 /** A secret is a 0400 (or mode=) file in a fresh 0700 dir outside the root, bound read-only and removed after the run. */
-async function prepareSecret(ex: Executor, spec: Extract<MountSpec, { type: 'secret' }> & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
+async function prepareSecret(ex: Executor, spec: SecretMount & { target: string }, value: Buffer, cleanup: Array<() => Promise<void>>): Promise<RunMount> {
   // In the build's scratch dir: outside the root (in place the host's temp dir is the root being snapshotted), and
   // removed with the work dir by the next build when this one is killed.
   const dir = ex.settings.scratchPath('secret');
