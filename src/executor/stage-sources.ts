@@ -46,7 +46,7 @@ function resolveImage(ex: Executor, ref: string, where: string): Promise<BaseIma
 }
 
 /** Extracts layers into a work-dir root once per key; concurrent stages asking for the same key share it. */
-export function materialize(ex: Executor, key: string, layers: () => Promise<Layer[]>): Promise<RootFs> {
+function materialize(ex: Executor, key: string, layers: () => Promise<Layer[]>): Promise<RootFs> {
   const { scheduling, settings, services } = ex;
   let p = scheduling.images.get(key);
   if (!p) {
