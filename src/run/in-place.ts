@@ -97,7 +97,7 @@ export function credentialStrategy(current: Credentials, user: RunUser): 'inheri
 
 /**
  * Runs argv directly in this machine's "/" (the builder must itself be the build container).
- * `nodePath` is the node binary for the credential helper (the CLI passes process.execPath).
+ * `nodePath` is the node binary for the credential helper (the caller's Host.execPath).
  */
 export async function runInPlace(opts: InPlaceOptions, current: Credentials, nodePath: string): Promise<RunResult> {
   const what = describeArgv(opts.argv);
