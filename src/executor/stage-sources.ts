@@ -13,8 +13,7 @@ export type StageSource = { kind: 'stage'; index: number; label: string } | { ki
 
 /** What `from` names: an earlier stage, else an image reference (the rules of resolveStageRef). */
 export function lookupSource(ex: Executor, from: string, place: { file: string; line: number; what: string }): StageSource {
-  const stages = ex.services.plan.stages.map((s) => ({ index: s.index, ...(s.name ? { name: s.name } : {}) }));
-  const ref = resolveStageRef(stages, from, place);
+  const ref = resolveStageRef(ex.services.plan.stages, from, place);
   return ref.kind === 'stage' ? { kind: 'stage', index: ref.index, label: `stage ${from}` } : { kind: 'image', ref: ref.ref, label: `image ${ref.ref}` };
 }
 
