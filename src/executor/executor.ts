@@ -42,7 +42,7 @@ export interface Services {
 export interface Scheduling {
   /** Stages by index, as they finish: a stage awaits only the stages it reads (FROM or COPY --from). */
   done: Map<number, Promise<StageResult>>;
-  /** Roots materialized for COPY --from (images, and stages in place), by key; shared by concurrent stages. */
+  /** Roots materialized for COPY --from and RUN --mount from= (images, and stages in place; stage-sources.ts), by key; shared by concurrent stages. */
   images: Map<string, Promise<RootFs>>;
   /** ADD URL downloads by URL and checksum: the cache key (computed ahead) and the step share one download. */
   downloads: Map<string, Promise<import('./remote.js').Download>>;

@@ -9,10 +9,7 @@ import { BuilderError } from '../errors.js';
 import type { Host } from '../util/host.js';
 import { readProcStat, type ProcEntry } from '../util/proc.js';
 
-/**
- * Sends a signal (the caller's Host.kill: the library reads no process state, and signals other processes only
- * through what its caller handed it).
- */
+/** Sends a signal: the caller's Host.kill (the library reads no process state). */
 export type Kill = Host['kill'];
 
 export type NetworkMode = 'default' | 'none' | 'host';

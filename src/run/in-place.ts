@@ -55,7 +55,7 @@ export interface InPlaceOptions {
   onStep?: (pid: number | undefined) => void;
 }
 
-/** The builder's own credentials, passed in so this module never reads process state at import. */
+/** The builder's own credentials (the caller's Host's ids): this module reads no process state. */
 export interface Credentials {
   uid: number;
   gid: number;

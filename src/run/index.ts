@@ -40,10 +40,9 @@ export type RunMode = 'sandbox' | 'in-place';
 export interface RunStepOptions extends SandboxOptions {
   mode: RunMode;
   /**
-   * In-place only: who the builder runs as and its node binary (the caller's Host: the library reads no process
-   * state, so both are needed in place); for RUN --mount, the
-   * root-relative paths a mount target may not touch (the build's snapshot exclusions) and a fresh directory outside
-   * the snapshot where a target's previous content waits during the step.
+   * In-place only: who the builder runs as and its node binary (both required in place: the caller's Host's); for
+   * RUN --mount, the root-relative paths a mount target may not touch (the build's snapshot exclusions) and a fresh
+   * directory outside the snapshot where a target's previous content waits during the step.
    */
   inPlace?: {
     credentials?: Credentials; nodePath?: string; protect?: readonly string[]; stashDir?: string;
