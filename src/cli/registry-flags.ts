@@ -157,8 +157,7 @@ function kanikoConfigFallback(env: CliEnv, log: Logger): { fallbackConfig?: stri
   };
 }
 
-/** Translates parsed flags + the process environment into client options (credentials from env and home). */
-/** The client's events go to emit (a renderer's: progress live on a terminal, as periodic lines otherwise); without one, its log lines to the logger. */
+/** Parsed flags + the environment as client options (credentials from env and home); its events to emit, else as the logger's lines. */
 export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logger, emit?: EventSink): RegistryClientOptions {
   const certs: Record<string, string> = {};
   for (const spec of flags.registryCertificate ?? []) {
