@@ -1,4 +1,4 @@
-// The stage lifecycle: resolve FROM (manifest and config only), then for each instruction expand it and hand it to its handler.
+// The stage lifecycle: resolve FROM (manifest and config only), expand every step ahead (keys, lookups), then per step a cache hit or its handler.
 import { BuilderError, locateError } from '../errors.js';
 import { chainId, type Layer, type Platform } from '../image/index.js';
 import {
