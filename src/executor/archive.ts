@@ -114,8 +114,8 @@ export interface UnpackOptions {
   /** Container paths (relative to `dest`'s root) to leave alone. */
   ignore?: (containerPath: string) => boolean;
   emit?: EventSink;
-  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
-  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host; required: without it every mode gets an fchmod). */
+  host: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
 }
 
 /**
@@ -123,7 +123,7 @@ export interface UnpackOptions {
  * out of it), merging with what is there. ".wh." names are plain files here: ADD does not interpret whiteouts.
  * Returns the paths written, relative to `dest`.
  */
-export async function unpackArchive(dest: RootFs, file: string, kind: Compression, label: string, opts: UnpackOptions = {}): Promise<string[]> {
+export async function unpackArchive(dest: RootFs, file: string, kind: Compression, label: string, opts: UnpackOptions): Promise<string[]> {
   const written: string[] = [];
   await extractLayer(dest, Readable.from(decompressed(file, kind, label)), {
     gzip: false,
@@ -134,7 +134,7 @@ export async function unpackArchive(dest: RootFs, file: string, kind: Compressio
     ...(opts.chown ? { chown: opts.chown } : {}),
     ...(opts.ignore ? { ignore: opts.ignore } : {}),
     ...(opts.emit ? { emit: opts.emit } : {}),
-    ...(opts.host ? { host: opts.host } : {}),
+    host: opts.host,
   });
   return written;
 }

@@ -16,8 +16,8 @@ export interface ExtractOptions {
   ignore?: (containerPath: string) => boolean;
   /** Warnings of extraction, and of an extracted-base store that could not be used. */
   emit?: EventSink;
-  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host). */
-  host?: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
+  /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host; required: without it every mode gets an fchmod). */
+  host: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
   /** Called before extraction with how many of the layers were downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
@@ -44,7 +44,7 @@ export class LayerContentError extends BuilderError {
 }
 
 /** Fetches what is remote, then applies layers in order onto root (created if missing). */
-export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions = {}): Promise<RootFs> {
+export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions): Promise<RootFs> {
   await mkdir(root, { recursive: true });
   let downloaded = 0;
   await runPool(layers.filter((l) => l.fetch), 2, async (l) => {
@@ -70,7 +70,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       expectedDiffId: l.diffId,
       ...(opts.ignore ? { ignore: opts.ignore } : {}),
       ...(opts.emit ? { emit: opts.emit } : {}),
-      ...(opts.host ? { host: opts.host } : {}),
+      host: opts.host,
     }).catch((err: unknown) => {
       throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
     }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
