@@ -9,7 +9,10 @@ export function processHost(env: Readonly<Record<string, string | undefined>> = 
     groups: process.getgroups?.() ?? [],
     umask: process.umask(),
     execPath: process.execPath,
-    zstd: findZstd({ execPath: process.execPath, path: env.PATH }),
+    // looked up at each use, as before: in place "/" is replaced mid-build and the image's own zstd is the one found
+    get zstd() {
+      return findZstd({ execPath: process.execPath, path: env.PATH });
+    },
     kill: (pid, signal) => process.kill(pid, signal),
     pid: process.pid,
     onExit: (hook) => {

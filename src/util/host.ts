@@ -12,8 +12,8 @@ export interface Host {
   umask: number;
   /** The node binary: the credential helper of RUN in place. */
   execPath: string;
-  /** The zstd program: beside node first (the executor image's /builder/bin), then on $PATH (src/util/zstd.ts findZstd). */
-  zstd: string | undefined;
+  /** The zstd program: beside node first (the executor image's /builder/bin), then on $PATH (src/util/zstd.ts findZstd); read at use. */
+  readonly zstd: string | undefined;
   /** Sends a signal to a pid (a process group when negative): an aborted RUN step's processes are stopped and killed through it. */
   kill(pid: number, signal: NodeJS.Signals): void;
   /** Runs `hook` synchronously at process exit (a second signal's process.exit()) until the returned function is called. */
