@@ -187,10 +187,10 @@ export function createRenderer(logger: Logger, opts: RendererOptions = {}): Rend
         held?.step(e.status, `${e.step} ${e.instruction}`);
         const { type: _t, ...f } = e;
         if (e.status === 'started') log('info', `${e.step} ${e.instruction}`, fields({ event: 'step', ...f }));
-        else if (e.status === 'cached') log('info', `${e.step} ${e.instruction} (cached ${e.layer ? `layer ${e.layer.digest.slice(7, 19)}` : 'no change'})`, fields({ event: 'step', ...f }));
+        else if (e.status === 'cached') log('info', `${e.step} ${e.instruction} (cached ${e.layer ? `layer ${short(e.layer.digest)}` : 'no change'})`, fields({ event: 'step', ...f }));
         // The text log already has the step's snapshot line; JSON readers get the timing as its own event.
-        else if (e.status === 'failed') log(json ? 'info' : 'debug', `${e.step} failed after ${((e.ms ?? 0) / 1000).toFixed(2)}s`, fields({ event: 'step', ...f }));
-        else log(json ? 'info' : 'debug', `${e.step} finished in ${((e.ms ?? 0) / 1000).toFixed(2)}s`, fields({ event: 'step', ...f }));
+        else if (e.status === 'failed') log(json ? 'info' : 'debug', `${e.step} failed after ${secs2(e.ms ?? 0)}`, fields({ event: 'step', ...f }));
+        else log(json ? 'info' : 'debug', `${e.step} finished in ${secs2(e.ms ?? 0)}`, fields({ event: 'step', ...f }));
         return;
       }
       case 'progress':

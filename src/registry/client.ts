@@ -510,7 +510,7 @@ export class RegistryClient {
   async deleteManifest(ref: ImageRef): Promise<void> {
     const digest = ref.digest ?? (await this.headManifest(ref))?.digest;
     if (!digest) throw new RegistryError('REGISTRY_MANIFEST_UNKNOWN', `${ref} does not exist on registry ${ref.registry}`, { hint: 'check the tag' });
-    const res = await this.t.call({
+    await this.t.call({
       registry: ref.registry, method: 'DELETE', path: `/v2/${ref.repository}/manifests/${digest}`,
       scopes: [`repository:${ref.repository}:delete`], what: `DELETE manifest ${ref.name}@${digest}`, ok: [202, 200],
     });

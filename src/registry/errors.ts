@@ -1,4 +1,4 @@
-// Registry error codes (one typed union, each with how the retry policy treats it) and the mapping HTTP status + distribution error JSON -> RegistryError.
+// RegistryError and the mapping HTTP status + distribution error JSON -> RegistryError (the codes and their retry kinds: codes.ts).
 import { BuilderError, type BuilderErrorOptions } from '../errors.js';
 import { DIGEST_ERROR_CODES } from '../digest/index.js';
 

@@ -273,8 +273,7 @@ function isUnder(p: string, dir: string): boolean {
   return dir === '/' || p === dir || p.startsWith(dir + '/');
 }
 
-// Per-entry work stays in this one function (the small helpers below are synchronous): the hot path awaits only
-// what it must (parents, lstat, the write), with no extra async frame per entry.
+// Directories, files and symlinks are handled here (the helpers split out for them are synchronous): no extra async frame per entry.
 async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const h = entry.header;
   const clean = entryPath(st, h.name);

@@ -1,5 +1,5 @@
 // RootFs: a handle on a container root directory that resolves every path the way the kernel would under chroot.
-import { constants as fsc, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { lstat, mkdir, lchown, chmod, readFile, readlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuilderError, type ErrorCode } from '../errors.js';
@@ -239,6 +239,3 @@ export function fsError(code: ErrorCode, message: string, err: unknown): Builder
         : 'check the path and the filesystem of the build root';
   return new BuilderError(code, `${message}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(), { hint, cause: err });
 }
-
-/** S_IFMT bits of a mode, re-exported for extraction. */
-export const S_IFMT = fsc.S_IFMT;

@@ -19,9 +19,9 @@ export {
   DEFAULT_COMPRESSION_LEVEL,
   entriesForPaths,
   writeLayer,
-  type LayerResult,
   type WriteLayerOptions,
   type WrittenEntry,
 } from './layer-writer.js';
 export { squashLayers } from './squash.js';
+export type { LayerResult } from './tar-output.js';
 export { createLayerCompressor, checkCompressionLevel, DEFAULT_ZSTD_LEVEL, ParallelGzip, type LayerCompression } from './compress.js';

@@ -40,7 +40,6 @@ export interface WrittenEntry {
   size: number;
 }
 
-export type { LayerResult };
 export { DEFAULT_COMPRESSION_LEVEL };
 
 // Files up to this size are read ahead concurrently into their own buffers; bigger ones stream.

@@ -10,7 +10,7 @@ import { BuilderError } from '../errors.js';
 import { layerCompression, type Layer } from '../image/index.js';
 import { requireZstd, ZstdStream } from '../util/zstd.js';
 import { createLayerCompressor, type LayerCompression } from './compress.js';
-import type { LayerResult } from './layer-writer.js';
+import type { LayerResult } from './tar-output.js';
 
 const WH = '.wh.';
 const OPAQUE = '.wh..wh..opq';

@@ -1,6 +1,6 @@
 // Extracted base images under the cache dir, keyed by ChainID: a warm build clones one instead of extracting the layers again.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { digestHex, type Digest } from '../digest/index.js';
