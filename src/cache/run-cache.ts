@@ -5,6 +5,7 @@ import { chmod, chown, lstat, mkdir, rm, stat, utimes, writeFile } from 'node:fs
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { CacheMount } from '../dockerfile/index.js';
+import type { EventSink } from '../util/events.js';
 
 /** What a cache mount asks of the storage: its id, sharing= and the directory's mode and owner when it is made. */
 export type CacheMountSpec = Pick<CacheMount, 'id' | 'sharing' | 'mode' | 'uid' | 'gid'>;
@@ -14,7 +15,7 @@ export interface CacheMountContext {
   inPlace: boolean;
   /** A fresh scratch path for a cache instance of this run only. */
   scratchPath: () => string;
-  log: (line: string) => void;
+  emit: EventSink;
   signal: AbortSignal;
 }
 
@@ -51,7 +52,7 @@ export class RunCache {
     // BuildKit gives a concurrent private user a fresh cache instance.
     if (spec.sharing === 'private' && state.users > 0) return throwaway(spec, ctx, undo);
     if (ctx.inPlace) {
-      const got = await lockCache(`${dir}.lock`, spec, ctx.log, ctx.signal, this.pid);
+      const got = await lockCache(`${dir}.lock`, spec, ctx.emit, ctx.signal, this.pid);
       if (got === 'busy') return throwaway(spec, ctx, undo);
       undo.push(got);
     }
@@ -92,7 +93,7 @@ async function throwaway(spec: CacheMountSpec, ctx: CacheMountContext, undo: Arr
  * Takes <cache>.lock (O_EXCL), waiting for another build's release (or its lock to go stale); 'busy' instead of
  * waiting for sharing=private, which then gets a fresh cache for this run, as BuildKit gives it. Returns the release.
  */
-export async function lockCache(lock: string, spec: Pick<CacheMountSpec, 'id' | 'sharing'>, log: (line: string) => void, signal: AbortSignal, pid?: number): Promise<(() => Promise<void>) | 'busy'> {
+export async function lockCache(lock: string, spec: Pick<CacheMountSpec, 'id' | 'sharing'>, emit: EventSink, signal: AbortSignal, pid?: number): Promise<(() => Promise<void>) | 'busy'> {
   let told = false;
   for (;;) {
     try {
@@ -112,7 +113,7 @@ export async function lockCache(lock: string, spec: Pick<CacheMountSpec, 'id' | 
       await rm(lock, { force: true });
       continue;
     }
-    if (!told) log(`cache mount ${spec.id}: in use by another build, waiting for it`);
+    if (!told) emit({ type: 'message', level: 'info', msg: `cache mount ${spec.id}: in use by another build, waiting for it` });
     told = true;
     if (signal.aborted) {
       throw new BuilderError('BUILD_ABORTED', `cache mount ${spec.id}: the build was stopped while waiting for the cache`, { hint: 'rerun the build' });

@@ -1,6 +1,7 @@
 // Per-file sha256 remembered by (dev, ino, size, mtime, ctime), as git's index does: a second COPY key on the same machine only stats.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { EventSink } from '../util/events.js';
 import { writeFileAtomic } from '../util/fs.js';
 
 // Bump when the key or the stored value changes meaning.
@@ -79,7 +80,7 @@ export class FileHashCache {
   }
 
   /** Writes what this build used (and older entries up to the cap), when anything changed; a failure is only reported. */
-  async save(onWarning?: (message: string) => void): Promise<void> {
+  async save(emit?: EventSink): Promise<void> {
     if (!this.dirty) return;
     const entries: Record<string, string> = {};
     let n = 0;
@@ -99,7 +100,7 @@ export class FileHashCache {
       this.dirty = false;
     } catch (err) {
       // a cache that cannot be written only costs the next build the hashing
-      onWarning?.(`cannot save the file hash cache ${this.file}: ${(err as Error).message}; the next build hashes the context again`);
+      emit?.({ type: 'warning', msg: `cannot save the file hash cache ${this.file}: ${(err as Error).message}; the next build hashes the context again` });
     }
   }
 }

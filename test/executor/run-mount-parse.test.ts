@@ -81,11 +81,11 @@ describe('lockCache (in place: one build at a time holds a cache, its content mo
 
   it('sharing=locked or shared waits for the holder\'s release; private gets "busy" (a throwaway cache) at once', async () => {
     const { dir, lock, signal, lines } = await setup();
-    const release = await lockCache(lock, { id: 'c', sharing: 'shared' }, (l) => lines.push(l), signal);
+    const release = await lockCache(lock, { id: 'c', sharing: 'shared' }, (e) => void (e.type === 'message' && lines.push(e.msg)), signal);
     expect(release).not.toBe('busy');
-    expect(await lockCache(lock, { id: 'c', sharing: 'private' }, (l) => lines.push(l), signal)).toBe('busy');
+    expect(await lockCache(lock, { id: 'c', sharing: 'private' }, (e) => void (e.type === 'message' && lines.push(e.msg)), signal)).toBe('busy');
     let second: unknown;
-    const waiting = lockCache(lock, { id: 'c', sharing: 'locked' }, (l) => lines.push(l), signal).then((r) => (second = r));
+    const waiting = lockCache(lock, { id: 'c', sharing: 'locked' }, (e) => void (e.type === 'message' && lines.push(e.msg)), signal).then((r) => (second = r));
     await new Promise((r) => setTimeout(r, 600));
     expect(second).toBeUndefined();
     expect(lines).toEqual(['cache mount c: in use by another build, waiting for it']);

@@ -66,7 +66,7 @@ async function sourcesKey({ ex, inst, step }: KeyContext<Copy>): Promise<string 
   const { services } = ex;
   const fileHashes = await services.fileHashes?.();
   const d = await hashSelection(await selectedForKey(ex, inst, step.where), fileHashes ? { fileHashes } : {}).catch(at(step.where));
-  await fileHashes?.save((msg) => services.emit({ type: 'warning', msg }));
+  await fileHashes?.save(services.emit);
   return d;
 }
 

@@ -112,7 +112,7 @@ async function prepareCache(ex: Executor, spec: CacheMount, cleanup: Array<() =>
   const got = await ex.services.runCache.open(spec, {
     inPlace: ex.settings.runMode === 'in-place',
     scratchPath: () => ex.settings.scratchPath('cache'),
-    log: (msg) => ex.services.emit({ type: 'message', level: 'info', msg }),
+    emit: ex.services.emit,
     signal: ex.scheduling.signal,
   });
   cleanup.push(got.release);
