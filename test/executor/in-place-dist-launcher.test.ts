@@ -1,7 +1,7 @@
 // --run-mode in-place outside the executor image (issue 17's gap): builder run from the project (bin/builder, node from
 // the host's /usr) in an unprivileged crun job container finds the builder-run that `npm run build` compiled into
 // dist/bin, with none on PATH nor beside node, so its RUN steps are fenced off as in the executor image.
-import { access, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,9 +44,11 @@ describe.skipIf(!isRoot)('in place from the project: the launcher npm run build 
     await mkdir(ws.path('jobws/res'), { recursive: true });
     // the job container: the host's /usr and /etc and the project read-only, the job's volume at /builds, "/" its own
     const rootfs = await mkdtemp(path.join(ws.dir, 'rootfs-'));
+    // /tmp first: the project's mount point may lie below it (a CI clone in /tmp/ci/main)
+    await mkdir(path.join(rootfs, 'tmp'));
+    await chmod(path.join(rootfs, 'tmp'), 0o1777);
     for (const d of ['usr', 'etc', 'proc', 'dev', 'sys', 'root', ROOT.slice(1)]) await mkdir(path.join(rootfs, d), { recursive: true });
     for (const l of ['bin', 'sbin', 'lib', 'lib64']) await symlink(`usr/${l}`, path.join(rootfs, l));
-    await mkdir(path.join(rootfs, 'tmp'), { mode: 0o1777 });
     await writeFile(path.join(rootfs, '.dockerenv'), ''); // as Docker marks its containers: in place needs no --force
     const config = '{"auths":{"r.example":{"auth":"dXNlcjpzM2NyZXQ="}}}\n';
     const script = [
