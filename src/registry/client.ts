@@ -13,8 +13,9 @@ import { resumableBody } from './download.js';
 import { interruptedError, REGISTRY_ERROR_CODES, RegistryError } from './errors.js';
 import { NotRetried } from './retry.js';
 
-const MAX_MANIFEST = 8 * 1024 * 1024;
-const MAX_CONFIG = 32 * 1024 * 1024;
+/** The largest manifest and config the client reads into memory (the store holds it to the same limits). */
+export const MAX_MANIFEST = 8 * 1024 * 1024;
+export const MAX_CONFIG = 32 * 1024 * 1024;
 
 export interface ManifestResult {
   digest: Digest;

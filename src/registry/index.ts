@@ -17,4 +17,4 @@ export {
   parseRegistryMap, checkPushAccess, tagImage, describeTags, planCleanup, cleanupRepository, deleteImage, createIndex,
   type TagInfo, type CleanupPolicy, type CleanupPlan, type CleanupResult,
 } from './ops.js';
-export { isImmutableTagError, mirrorRef } from './client.js';
+export { isImmutableTagError, mirrorRef, MAX_CONFIG, MAX_MANIFEST } from './client.js';

@@ -4,13 +4,9 @@ import { BuilderError, isBuilderError } from '../errors.js';
 import { BLOB_STORE_ERROR_CODES } from './codes.js';
 import { checkManifestDocument, formatPlatform, isIndexMediaType, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from '../image/index.js';
 import { withDigest, type ImageRef } from '../reference/index.js';
-import type { ManifestResult, RegistryClient, ResolvedImage } from '../registry/index.js';
+import { MAX_CONFIG, MAX_MANIFEST, type ManifestResult, type RegistryClient, type ResolvedImage } from '../registry/index.js';
 import type { EventSink } from '../util/events.js';
 import type { BlobStore } from './blob-store.js';
-
-// The registry client's limits: a stored document larger than these was never one it accepted.
-const MAX_MANIFEST = 8 * 1024 * 1024;
-const MAX_CONFIG = 32 * 1024 * 1024;
 
 export type ImageDocument = 'index' | 'manifest' | 'config';
 
