@@ -17,6 +17,9 @@ import * as registryCommands from './commands/registry.js';
 import * as warmCommand from './commands/warm.js';
 import { builderVersion } from './version.js';
 
+// bin/builder runs a command through launch (one exit path for the modules, the bundle and the V8 snapshot)
+export { launch } from './launch.js';
+
 /** Each command module exports register(program, env); main wires them and maps errors to exit codes. */
 export async function main(argv: string[]): Promise<void> {
   const interrupt = new AbortController();

@@ -1,6 +1,6 @@
 // bin/builder picks the one-file bundle only when it is at least as new as tsc's output: a stale bundle would run old code.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +19,8 @@ function install(bundleAge: number, modulesAge: number): string {
   writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
   const bundle = path.join(root, 'dist/builder.mjs');
   const modules = path.join(root, 'dist/src/cli/main.js');
-  writeFileSync(bundle, "export async function main() { process.stdout.write('bundle'); }\n");
-  writeFileSync(modules, "export async function main() { process.stdout.write('modules'); }\n");
+  writeFileSync(bundle, "export function launch() { process.stdout.write('bundle'); }\n");
+  writeFileSync(modules, "export function launch() { process.stdout.write('modules'); }\n");
   const now = Date.now() / 1000;
   utimesSync(bundle, now - bundleAge, now - bundleAge);
   utimesSync(modules, now - modulesAge, now - modulesAge);
@@ -40,6 +40,29 @@ function installWithAnswers(answersAge: number, bundleAge: number, modulesAge: n
   }
   return root;
 }
+
+/** install() plus a real V8 snapshot (built under bin/builder's flags) printing the argv it got, `blobAge` seconds old. */
+async function installWithSnapshot(blobAge: number, bundleAge: number, modulesAge: number): Promise<string> {
+  const root = install(bundleAge, modulesAge);
+  const { buildSnapshot, launcherFlags } = await import(path.join(repo, 'scripts/snapshot.mjs')) as {
+    buildSnapshot(o: { entry: string; blob: string; flags: string[]; version: string }): Promise<void>;
+    launcherFlags(text: string): string[];
+  };
+  const entry = path.join(root, 'entry.cjs');
+  writeFileSync(entry, "require('node:v8').startupSnapshot.setDeserializeMainFunction(() => process.stdout.write('snapshot ' + JSON.stringify(process.argv.slice(1))));\n");
+  const blob = path.join(root, 'dist/builder.blob');
+  await buildSnapshot({ entry, blob, flags: launcherFlags(readFileSync(path.join(repo, 'bin/builder'), 'utf8')), version: '0.0.0' });
+  symlinkSync(realpathSync(process.execPath), path.join(root, 'dist/builder.node'));
+  const t = Date.now() / 1000 - blobAge;
+  utimesSync(blob, t, t);
+  return root;
+}
+
+/** bin/builder run as a program with this node first on PATH (the one the snapshot was built by). */
+const runWithNode = (root: string, args: string[], env: NodeJS.ProcessEnv = {}): string => execFileSync(path.join(root, 'bin/builder'), args, {
+  encoding: 'utf8',
+  env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...env },
+});
 
 describe('bin/builder entry point', () => {
   it('a bundle older than tsc output is stale: the modules run', () => {
@@ -123,5 +146,47 @@ describe('bin/builder entry point', () => {
       expect(fast.stdout).toBe(cli.stdout);
     }
   });
-});
 
+  it('a V8 snapshot not older than the bundle and tsc output runs instead of them, with the arguments after "--"', async () => {
+    const root = await installWithSnapshot(1, 60, 60);
+    expect(runWithNode(root, ['build', '--context', 'x'])).toBe('snapshot ["build","--context","x"]');
+  });
+
+  it('a snapshot is left alone when stale, when NODE_OPTIONS is set, or when node is not the binary that built it', async () => {
+    expect(runWithNode(await installWithSnapshot(120, 60, 1), ['build'])).toBe('modules');
+    expect(runWithNode(await installWithSnapshot(120, 1, 60), ['build'])).toBe('bundle');
+    const root = await installWithSnapshot(1, 60, 60);
+    // V8 flags in NODE_OPTIONS would not match the blob's (node would refuse it): the bundle runs
+    expect(runWithNode(root, ['build'], { NODE_OPTIONS: '--max-old-space-size=200' })).toBe('bundle');
+    rmSync(path.join(root, 'dist/builder.node'));
+    expect(runWithNode(root, ['build'])).toBe('bundle');
+    symlinkSync('/bin/sh', path.join(root, 'dist/builder.node'));
+    expect(runWithNode(root, ['build'])).toBe('bundle');
+  });
+
+  it('the real snapshot runs the CLI: node starts from dist/builder.blob and a command fails as the bundle\'s does', async () => {
+    execFileSync('node', [path.join(repo, 'scripts/bundle.mjs')]);
+    expect(realpathSync(path.join(repo, 'dist/builder.node'))).toBe(realpathSync(process.execPath));
+    const env = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+    delete env.NODE_OPTIONS;
+    // login waits for the password on stdin: long enough to read which program sh exec'd
+    const child = spawn(path.join(repo, 'bin/builder'), ['login', '127.0.0.1:1', '-u', 'u', '--password-stdin'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    // the same pid is sh until it execs node
+    let cmdline = ['/bin/sh'];
+    while (cmdline[0] === '/bin/sh') {
+      await new Promise((r) => setTimeout(r, 5));
+      cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+    }
+    expect(cmdline.slice(cmdline.indexOf('--snapshot-blob'))).toEqual(['--snapshot-blob', `${repo.replace(/\/$/, '')}/bin/../dist/builder.blob`, '--', 'login', '127.0.0.1:1', '-u', 'u', '--password-stdin', '']);
+    child.stdin.end('secret\n');
+    expect(await exited).not.toBe(0);
+    const viaBundle = spawnSync('node', [path.join(repo, 'bin/builder'), 'login', '127.0.0.1:1', '-u', 'u', '--password-stdin'], { input: 'secret\n', encoding: 'utf8', env });
+    // the retry's warning names a random back-off: the error and its hint are compared
+    const final = (text: string): string => text.slice(text.indexOf('builder: error '));
+    expect(final(stderr)).toMatch(/^builder: error REGISTRY_UNREACHABLE: log in to 127\.0\.0\.1:1 /);
+    expect(final(stderr)).toBe(final(viaBundle.stderr));
+  });
+});
