@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { buildSnapshot, launcherFlags } from '../snapshot.mjs';
 import { undiciOwnHeaders } from '../undici-plugin.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -50,11 +51,12 @@ try {
   await bundleBinary(sh('sh', ['-c', 'command -v zstd']).trim(), 'zstd');
 
   // the CLI as one file (starts faster than hundreds of modules), run by that node
+  const version = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version;
   const bundle = path.join(B, 'lib/builder.mjs');
   await build({
-    stdin: { contents: `import { main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nawait main(process.argv);\n`, resolveDir: ROOT, loader: 'js' },
+    stdin: { contents: `import { launch, main } from ${JSON.stringify(path.join(ROOT, 'dist/src/cli/main.js'))};\nlaunch(main, process.argv);\n`, resolveDir: ROOT, loader: 'js' },
     bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: bundle, logLevel: 'warning', plugins: [undiciOwnHeaders],
-    define: { __BUILDER_VERSION__: JSON.stringify(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version) },
+    define: { __BUILDER_VERSION__: JSON.stringify(version) },
     // CommonJS dependencies call require() for node builtins
     banner: { js: "#!/builder/bin/node --max-semi-space-size=4\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
@@ -62,6 +64,9 @@ try {
   // `--version` and `--help` alone into a pipe: answered by sh from what this bundle prints (node, the same binary as
   // /builder/bin/node, would take ≈ 0.1 s to start); on a terminal commander wraps help to its width, so node answers
   const answer = (arg) => sh(process.execPath, [bundle, arg]);
+  // this node is the image's /builder/bin/node (before patchelf), so its blob loads there
+  const flags = launcherFlags(await readFile(path.join(ROOT, 'bin/builder'), 'utf8'));
+  await buildSnapshot({ entry: path.join(ROOT, 'dist/src/cli/snapshot.js'), blob: path.join(B, 'lib/builder.blob'), flags, version });
   await writeFile(path.join(B, 'lib/help.txt'), answer('--help'));
   const versionLine = answer('--version').trim();
   // Through busybox's sh, as bin/builder does: a shebang passes one argument, and these flags keep peak RSS near 130 MB
@@ -74,7 +79,9 @@ try {
     '  esac',
     'fi',
     'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"',
-    'exec /builder/bin/node --max-semi-space-size=4 --optimize-for-size --liftoff-only --initial-old-space-size=32 /builder/lib/builder.mjs "$@"',
+    // the V8 start-up snapshot unless NODE_OPTIONS (the job's) could carry V8 flags the blob was not built under
+    `[ -n "$NODE_OPTIONS" ] || exec /builder/bin/node ${flags.join(' ')} --snapshot-blob /builder/lib/builder.blob -- "$@"`,
+    `exec /builder/bin/node ${flags.join(' ')} /builder/lib/builder.mjs "$@"`,
     '',
   ].join('\n'), { mode: 0o755 });
 

@@ -70,8 +70,9 @@ function helperCommand(): string {
 
 // Debian's own python3 when present: a version manager's shim on PATH (pyenv) costs ~0.1 s per RUN step; -I -S: the
 // stdlib only (no site, no PYTHON* variables), which is all these scripts use, and ten times faster to start.
-const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-const python = (script: string, input: string): Promise<RunResult> => run(PYTHON, ['-I', '-S', '-c', script], input);
+// Looked up at the call, not at load: the V8 start-up snapshot loads this module on the machine that built it.
+const python = (script: string, input: string): Promise<RunResult> =>
+  run(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', ['-I', '-S', '-c', script], input);
 
 /** Applies the attributes in order: builder-xattr or python3 in one process when present, else setfattr per attribute. */
 export async function setXattrs(ops: XattrOp[]): Promise<XattrResult> {
