@@ -130,6 +130,10 @@ describe.skipIf(!isRoot)('the executor image in an unprivileged CI job (crun, Do
     const help = both.stdout.slice(2 * fastVersion.length);
     expect(help.slice(0, help.length / 2)).toBe(help.slice(help.length / 2));
     expect(help).toContain('Usage: builder [options] [command]');
+    // every other command starts from the image's V8 snapshot (login waits on stdin: long enough to read what sh exec'd)
+    const snap = await job('snapshot', 'mkfifo snap-fifo; builder login 127.0.0.1:1 -u u --password-stdin < snap-fifo & p=$!; exec 3>snap-fifo; rm snap-fifo; '
+      + 'while :; do c="$(tr "\\0" " " < /proc/$p/cmdline)"; case "$c" in *node*) break;; esac; done; echo "$c"; kill $p');
+    expect(snap.stdout.trim()).toMatch(/^\/builder\/bin\/node .* --snapshot-blob \/builder\/lib\/builder\.blob -- login 127\.0\.0\.1:1 -u u --password-stdin$/);
   });
 
   it('writes credentials into $DOCKER_CONFIG, builds and pushes twice in place, then once more through a credential helper in /builder/bin', async () => {
