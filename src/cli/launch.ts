@@ -3,6 +3,13 @@
 type Main = (argv: string[]) => Promise<void>;
 
 export function launch(main: Main, argv: string[]): void {
+  // bin/builder hands NODE_EXTRA_CA_CERTS over under this name (node would parse the file at start: src/registry/trust.ts
+  // reads it when a verified connection needs it): builder and every child see the variable as the user set it.
+  const extraCa = process.env.BUILDER_NODE_EXTRA_CA_CERTS;
+  if (extraCa !== undefined) {
+    process.env.NODE_EXTRA_CA_CERTS = extraCa;
+    delete process.env.BUILDER_NODE_EXTRA_CA_CERTS;
+  }
   // A command whose work stops on a promise that never settles would let node exit 0 without a word.
   let finished = false;
   process.on('beforeExit', () => {

@@ -1,5 +1,6 @@
 // Shared registry and logging flags (kaniko names) and their translation to RegistryClientOptions and a Logger.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
@@ -180,6 +181,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     skipTlsVerify: flags.skipTlsVerify === true,
     skipTlsVerifyRegistries: flags.skipTlsVerifyRegistry ?? [],
     registryCertificates: certs,
+    ...(env.env.NODE_EXTRA_CA_CERTS ? { extraCaFile: path.resolve(env.cwd, env.env.NODE_EXTRA_CA_CERTS) } : {}),
     ...(Object.keys(clientCerts).length > 0 ? { clientCertificates: clientCerts } : {}),
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir(), ...kanikoConfigFallback(env, log) }),

@@ -5,6 +5,7 @@ import { chmod, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Dispatcher } from 'undici';
 import { BuilderError } from '../errors.js';
 
 export interface Download {
@@ -60,11 +61,13 @@ export function parseChecksum(s: string, where: string): { algorithm: 'sha256' |
 }
 
 /** Downloads url to `file`; fails on a non-2xx status or a --checksum mismatch (the partial file is removed). */
-export async function download(url: string, file: string, opts: { checksum?: string; where: string; signal?: AbortSignal }): Promise<Download> {
+export async function download(url: string, file: string, opts: { checksum?: string; where: string; signal?: AbortSignal; dispatcher?: Dispatcher | undefined }): Promise<Download> {
   const want = opts.checksum === undefined ? undefined : parseChecksum(opts.checksum, opts.where);
   let res: Response;
   try {
-    res = await fetch(url, { redirect: 'follow', ...(opts.signal ? { signal: opts.signal } : {}) });
+    // node's fetch takes undici's dispatcher option (here: one trusting NODE_EXTRA_CA_CERTS, which node did not load)
+    const init = { redirect: 'follow', ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) } as RequestInit;
+    res = await fetch(url, init);
   } catch (err) {
     throw new BuilderError('ADD_URL_FAILED', `${opts.where}: cannot download ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`, {
       hint: 'check the URL and that this machine can reach it (proxy settings: HTTP_PROXY/HTTPS_PROXY are not used by ADD)',

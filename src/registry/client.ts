@@ -7,6 +7,7 @@ import {
   checkManifestDocument, formatPlatform, isIndexMediaType, MANIFEST_ACCEPT, MediaType, parseConfig, parseIndex, parseManifest, selectPlatform,
   type Descriptor, type ImageData, type Index, type Platform,
 } from '../image/index.js';
+import type { Dispatcher } from 'undici';
 import type { BuildEvent } from '../util/events.js';
 import { header, readAll, transferEvent, Transport, type RegistryClientOptions, type RegResponse } from './transport.js';
 import { resumableBody } from './download.js';
@@ -88,6 +89,11 @@ export class RegistryClient {
       return push(chunk, encoding);
     };
     return src;
+  }
+
+  /** For fetch() beyond the registry (ADD URLs): a dispatcher trusting the extra CA certificates, when there are any. */
+  fetchDispatcher(): Promise<Dispatcher | undefined> {
+    return this.t.fetchDispatcher();
   }
 
   /** Closes pooled connections; call when done. */

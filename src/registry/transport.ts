@@ -9,6 +9,7 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import type { BuildEvent, EventSink } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
+import { extraTrust, type ExtraTrust } from './trust.js';
 import type { Credential, CredentialProvider } from './credentials.js';
 
 // undici is most of the CLI's start-up (≈ 150 ms to load): only a command that talks to a registry pays for it.
@@ -28,6 +29,11 @@ export interface RegistryClientOptions {
   skipTlsVerifyRegistries?: string[];
   /** Extra CA certificate (PEM file path) per registry host[:port] or hostname (--registry-certificate). */
   registryCertificates?: Record<string, string>;
+  /**
+   * CA certificates (a PEM file: NODE_EXTRA_CA_CERTS) trusted beside node's bundled roots on every verified connection to
+   * a registry without its own --registry-certificate, as node's default store would trust them.
+   */
+  extraCaFile?: string;
   /** Client certificate and key (PEM file paths) per registry host[:port] or hostname, for mutual TLS (--registry-client-cert). */
   clientCertificates?: Record<string, { cert: string; key: string }>;
   /** Plain HTTP / unverified TLS for every registry not in pushRegistries (kaniko --insecure-pull, --skip-tls-verify-pull). */
@@ -161,6 +167,7 @@ export class Transport {
   private readonly bases = new Map<string, Promise<string>>();
   private readonly challenges = new Map<string, Challenge | undefined>();
   private readonly agents = new Map<string, Promise<Agent>>();
+  private dispatcher: Promise<Dispatcher | undefined> | undefined;
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly creds = new Map<string, Promise<Credential | undefined>>();
   readonly retrier: Retrier;
@@ -177,7 +184,9 @@ export class Transport {
   async close(): Promise<void> {
     const agents = await Promise.all(this.agents.values());
     this.agents.clear();
-    await Promise.all(agents.map((a) => a.close()));
+    const dispatcher = await this.dispatcher;
+    this.dispatcher = undefined;
+    await Promise.all([...agents, ...(dispatcher ? [dispatcher] : [])].map((a) => a.close()));
   }
 
   emit(e: BuildEvent): void {
@@ -229,12 +238,28 @@ export class Transport {
     }
     const stall = this.opts.stallTimeoutMs;
     const mtls = await this.clientCertificate(host);
+    const extra = !skip && !ca ? await this.extraTrust() : undefined;
+    // the extra CAs' one shared context (parsed once); with a client certificate, its PEM beside node's roots
+    const caList = ca ?? (extra ? [...rootCertificates, extra.pem] : undefined);
+    const trust = extra && !mtls.cert ? { secureContext: extra.context } : { ...(caList ? { ca: caList } : {}), ...mtls };
     const { Agent } = await loadUndici();
     return new Agent({
-      connect: { rejectUnauthorized: !skip, ...(ca ? { ca } : {}), ...mtls, ...(stall ? { timeout: stall } : {}) },
+      connect: { rejectUnauthorized: !skip, ...trust, ...(stall ? { timeout: stall } : {}) },
       headersTimeout: stall ?? 120_000,
       bodyTimeout: stall ?? 300_000,
     });
+  }
+
+  /** The extra CA certificates (extraCaFile), read once; undefined when there are none or they cannot be read (a warning). */
+  private extraTrust(): Promise<ExtraTrust | undefined> {
+    const file = this.opts.extraCaFile;
+    return file ? extraTrust(file, (msg) => this.emit({ type: 'warning', msg })) : Promise.resolve(undefined);
+  }
+
+  /** An undici dispatcher trusting the extra CA certificates for fetch() outside the registry (ADD URLs); undefined: node's default store. */
+  fetchDispatcher(): Promise<Dispatcher | undefined> {
+    this.dispatcher ??= this.extraTrust().then(async (extra) => (extra ? new (await loadUndici()).Agent({ connect: { secureContext: extra.context } }) : undefined));
+    return this.dispatcher;
   }
 
   private async clientCertificate(host: string): Promise<{ cert?: string; key?: string }> {

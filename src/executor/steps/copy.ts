@@ -240,7 +240,8 @@ function downloadOnce(ex: Executor, url: string, checksum: string | undefined, w
   let p = ex.scheduling.downloads.get(key);
   if (!p) {
     const file = ex.settings.scratchPath('download');
-    p = download(url, file, { where, signal: ex.scheduling.signal, ...(checksum !== undefined ? { checksum } : {}) });
+    const dispatcher = /^https:/i.test(url) ? ex.services.client.fetchDispatcher() : Promise.resolve(undefined);
+    p = dispatcher.then((d) => download(url, file, { where, signal: ex.scheduling.signal, dispatcher: d, ...(checksum !== undefined ? { checksum } : {}) }));
     ex.scheduling.downloads.set(key, p);
   }
   return p;

@@ -1,0 +1,27 @@
+// Extra CA certificates (NODE_EXTRA_CA_CERTS) for builder's own TLS. bin/builder hands node's variable over under
+// another name, so node does not parse the file at every start (≈ 40 ms for a system bundle, needed by no plain-HTTP or
+// unverified registry); it is read here, once, for the first verified connection, and trusted beside node's roots.
+import { readFile } from 'node:fs/promises';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
+
+export interface ExtraTrust {
+  /** The file's PEM text. */
+  pem: string;
+  /** node's bundled roots and the file's certificates: what node's default store trusts with the variable set. */
+  context: SecureContext;
+}
+
+const loaded = new Map<string, Promise<ExtraTrust | undefined>>();
+
+/** Read and parsed once per process; undefined (with `warn` told why) when unreadable or not PEM: node ignores it too. */
+export function extraTrust(file: string, warn: (msg: string) => void): Promise<ExtraTrust | undefined> {
+  let p = loaded.get(file);
+  if (!p) {
+    p = readFile(file, 'utf8').then((pem) => ({ pem, context: createSecureContext({ ca: [...rootCertificates, pem] }) })).catch((err: unknown) => {
+      warn(`ignoring the extra CA certificates in ${file} (NODE_EXTRA_CA_CERTS): ${(err as Error).message}`);
+      return undefined;
+    });
+    loaded.set(file, p);
+  }
+  return p;
+}
