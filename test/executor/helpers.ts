@@ -85,10 +85,10 @@ export class Workspace {
     return this.cli(['--context', ctx, '--cache-dir', o.cache ?? this.path('cache'), '--work-dir', o.work ?? this.path('work'), ...args], o.env);
   }
 
-  /** Runs `node bin/builder ARGS...` in this workspace; never throws for a non-zero exit. */
+  /** Runs bin/builder ARGS... as a program, as users do (its sh line, then the V8 snapshot when fresh); never throws for a non-zero exit. */
   async cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
     try {
-      const r = await run('node', [path.join(ROOT, 'bin/builder'), ...args], { cwd: this.dir, env: { ...this.env, ...env }, timeoutMs: 110_000 });
+      const r = await run(path.join(ROOT, 'bin/builder'), args, { cwd: this.dir, env: { ...this.env, ...env }, timeoutMs: 110_000 });
       return { code: 0, ...r };
     } catch (err) {
       if (err instanceof RunError) return { code: err.exitCode, stdout: err.stdout, stderr: err.stderr };
