@@ -6,7 +6,7 @@ import { copyTree, type RootfsStore } from '../store/index.js';
 import { ROOTFS_STORE_ERROR_CODES } from '../store/codes.js';
 import type { Layer } from '../image/index.js';
 import { extractLayer, RootFs } from '../rootfs/index.js';
-import { EntryTable, type IndexEntry, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
+import { EntryTable, indexFromUpper, indexTree, type IndexEntry, type IndexOptions, type LayerEntry, type TreeIndex } from '../snapshot/index.js';
 import type { EventSink } from '../util/events.js';
 import type { Host } from '../util/host.js';
 import { runPool } from '../util/pool.js';
@@ -223,6 +223,12 @@ export class StageRoot {
     throw new BuilderError('ROOTFS_STORE_ENTRY_VANISHED', `the extracted base ${gone}, the lower layer of the stage root ${this.path}, was removed while the build ran`, {
       hint: 'something deleted it from --cache-dir (by hand, or `cache prune` of an older builder version; this one leaves bases in use alone); run the build again',
     });
+  }
+
+  /** The root's index after a step changed it: from the overlay's upper layer when this root is one, else a walk of it all. */
+  async reindex(before: TreeIndex, opts: IndexOptions): Promise<TreeIndex> {
+    const upper = this.mountedBy?.layersOf(this.path)?.[0];
+    return (upper !== undefined ? await indexFromUpper(this.path, upper, before, opts) : undefined) ?? indexTree(this.path, opts);
   }
 
   /** After COPY/WORKDIR the index is updated from the entries they wrote, instead of a full walk. */

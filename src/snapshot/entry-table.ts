@@ -178,6 +178,26 @@ export class EntryTable implements ReadonlyMap<string, IndexEntry> {
     return hx !== undefined && hy !== undefined && hx !== hy;
   }
 
+  /** A copy without the paths `drop` names and with `over`'s rows on top: rows are copied as they are, no entry is built. */
+  merged(drop: (path: string) => boolean, over: EntryTable): EntryTable {
+    const out = new EntryTable();
+    for (const [path, i] of this.slots) if (!drop(path) && !over.slots.has(path)) out.copyRow(this, i, path);
+    for (const [path, i] of over.slots) out.copyRow(over, i, path);
+    return out;
+  }
+
+  private copyRow(from: EntryTable, i: number, path: string): void {
+    const j = this.slotFor(path);
+    const x = from.blocks[i >>> BLOCK_BITS]!;
+    const y = this.blocks[j >>> BLOCK_BITS]!;
+    const r = i & BLOCK_MASK;
+    const q = j & BLOCK_MASK;
+    y.u32.set(x.u32.subarray(r * U, r * U + U), q * U);
+    y.f64.set(x.f64.subarray(r * F, r * F + F), q * F);
+    y.i32.set(x.i32.subarray(r * I, r * I + I), q * I);
+    this.putExtra(j, from.extras.get(i));
+  }
+
   private slotFor(path: string): number {
     const known = this.slots.get(path);
     if (known !== undefined) return known;

@@ -13,6 +13,7 @@
 export { EntryTable } from './entry-table.js';
 export type { EntryType, IndexEntry, TreeIndex } from './entry.js';
 export { indexTree, normalizeRelPath, type IndexOptions } from './index-tree.js';
+export { indexFromUpper } from './overlay-index.js';
 export { comparePaths, diffIndexes, isEmpty, toLayerEntries, type Change, type LayerEntry } from './diff.js';
 export { withXattrs } from './xattrs.js';
 export {

@@ -55,7 +55,7 @@ export const runStep: StepHandler<Run> = {
     }
     const t0 = Date.now();
     services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: false });
-    const after = await indexTree(rootfs.root, snapshotOpts).finally(() => services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: true }));
+    const after = await stage.root.reindex(before, snapshotOpts).finally(() => services.emit({ type: 'progress', phase: 'snapshot', id: step.label, bytes: 0, done: true }));
     // Mount targets' stubs are gone again; their parents may show a ctime-only change, like the runtime mount points'.
     // In place a target that existed went aside and came back by rename: only its ctime may differ.
     const changes = withoutMountPointTouches(diffIndexes(before, after), [...settings.excludePrefixes, ...targets], new Set(targets));
