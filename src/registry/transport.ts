@@ -71,7 +71,15 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Aborts every request in flight and every retry wait (the CLI's SIGINT/SIGTERM): they fail with REGISTRY_ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Ping results shared by clients made from the same options (the build's push check and its pulls): a registry is
+   * pinged once (its scheme and auth challenge), not once per client. One that failed is pinged again by the next.
+   */
+  pings?: RegistryPings;
 }
+
+/** What pinging /v2/ found per registry: see RegistryClientOptions.pings. */
+export type RegistryPings = Map<string, Promise<{ base: string; challenge: Challenge | undefined }>>;
 
 export interface TransferProgress {
   op: 'pull' | 'push';
@@ -263,11 +271,29 @@ export class Transport {
   base(registry: string, what: string): Promise<string> {
     let b = this.bases.get(registry);
     if (!b) {
-      b = this.ping(registry, what);
+      b = this.sharedPing(registry, what);
       this.bases.set(registry, b);
       b.catch(() => this.bases.delete(registry));
     }
     return b;
+  }
+
+  /** Another client's ping of the registry when there is one that did not fail (opts.pings), else our own, shared. */
+  private async sharedPing(registry: string, what: string): Promise<string> {
+    const shared = this.opts.pings;
+    const theirs = await shared?.get(registry)?.catch(() => undefined);
+    if (theirs) {
+      this.challenges.set(registry, theirs.challenge);
+      return theirs.base;
+    }
+    const mine = this.ping(registry, what).then((base) => ({ base, challenge: this.challenges.get(registry) }));
+    if (shared) {
+      shared.set(registry, mine);
+      mine.catch(() => {
+        if (shared.get(registry) === mine) shared.delete(registry);
+      });
+    }
+    return (await mine).base;
   }
 
   /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE gets one quick retry) and the caller's retry loop pings again. */

@@ -203,6 +203,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     keepWorkDir: flags.cleanup === false,
     registry: {
       ...registry,
+      // the push check's client and the build's ping each registry once between them
+      pings: new Map(),
       ...pullOptions(flags, destinations),
       ...(flags.pushIgnoreImmutableTagErrors ? { ignoreImmutableTagErrors: true } : {}),
     },
