@@ -235,6 +235,8 @@ interface RanStages {
   created: string;
   scratch: string;
   dockerfile: { text: string; file: string };
+  /** The sandbox probe of a build whose RUNs all came from the cache (or that has none): it runs beside the push, before any manifest or file output. */
+  sandboxOk: Promise<void>;
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -248,7 +250,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       ...(b.opts.stdin ? { stdin: b.opts.stdin } : {}),
     });
     try {
-      return await finishBuild(b, await runBuild(b, ctx));
+      const ran = await runBuild(b, ctx);
+      // a sandbox that cannot start is the build's error, whatever failed after the stages
+      return await finishBuild(b, ran).catch(async (err: unknown) => {
+        await ran.sandboxOk;
+        throw err;
+      });
     } finally {
       await ctx.close();
     }
@@ -362,9 +369,10 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
     throwIfCancelled(opts.signal);
     throw e;
   });
-  await sandbox?.verify();
+  const sandboxOk = sandbox?.verify() ?? Promise.resolve();
+  sandboxOk.catch(() => undefined); // awaited by finishBuild, or by build() when it fails first
   throwIfCancelled(opts.signal);
-  return { lasts, plans, executors, sharedEx, shared, created, scratch, dockerfile };
+  return { lasts, plans, executors, sharedEx, shared, created, scratch, dockerfile, sandboxOk };
 }
 
 /** The Dockerfile read from the context and planned once per platform; each platform's warnings told once. */
@@ -410,7 +418,8 @@ async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
   if (!opts.noPush) await opts.pushCheck;
   const statements = statementsOf(b, ran, images);
   const tPush = Date.now();
-  const pushed = await writeOutputs(b.client, built, opts, statements);
+  const pushed = await writeOutputs(b.client, built, opts, statements, ran.sandboxOk);
+  await ran.sandboxOk;
   if (!opts.noPush) tally.add('push', Date.now() - tPush);
   const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
   const summary = tally.summary({

@@ -15,6 +15,8 @@ export interface WriteImageOptions {
   signal?: AbortSignal;
   /** One message per repository and per manifest. */
   emit?: EventSink;
+  /** Awaited after the blobs, before the first manifest: a check still running beside the upload (it fails the push). */
+  ready?: Promise<void>;
 }
 
 export interface WriteImageResult {
@@ -63,6 +65,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
     opts.emit?.({ type: 'blobs-pushed', repository: repo.name, blobs: { ...counts } });
   }
+  await opts.ready;
   const pushed: WriteImageResult['pushed'] = [];
   for (const d of destinations) {
     opts.signal?.throwIfAborted();

@@ -57,3 +57,35 @@ it('while a big layer\'s upload hangs, the config and the small layers are uploa
     await client.close();
   }
 });
+
+it('with a check still running beside the upload (ready), the blobs go up at once and the manifest only once it passed; a failed one puts none', async () => {
+  const layers = [1, 2].map(() => layerOf(randomBytes(1000)));
+  const base = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} } as ImageConfig;
+  const image = assembleImage({ format: 'oci', base, config: {}, layers, history: [], created: new Date(0).toISOString(), architecture: 'amd64', os: 'linux' });
+  const client = new RegistryClient({ retries: 0 });
+  try {
+    for (const outcome of ['passes', 'fails'] as const) {
+      const ref = parseReference(`${reg.host}/order/ready-${outcome}:1`);
+      let settle!: (err?: Error) => void;
+      const ready = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      const push = writeImage(client, image, [ref], { ready });
+      push.catch(() => undefined);
+      const wanted = [image.manifest.config.digest, ...layers.map((l) => l.descriptor.digest)];
+      const there = async (): Promise<boolean> => (await Promise.all(wanted.map((d) => client.hasBlob(ref, d)))).every(Boolean);
+      for (const t = Date.now(); !(await there()); await sleep(50)) expect(Date.now() - t).toBeLessThan(30_000);
+      await sleep(200);
+      expect(await client.headManifest(ref)).toBeUndefined();
+      if (outcome === 'passes') {
+        settle();
+        expect((await push).pushed).toEqual([{ destination: ref.toString(), digest: image.manifestDigest }]);
+        expect((await client.headManifest(ref))?.digest).toBe(image.manifestDigest);
+      } else {
+        settle(new Error('the sandbox cannot start here'));
+        await expect(push).rejects.toThrow('the sandbox cannot start here');
+        expect(await client.headManifest(ref)).toBeUndefined();
+      }
+    }
+  } finally {
+    await client.close();
+  }
+});
