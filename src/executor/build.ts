@@ -169,7 +169,8 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
   merged.push({ created, created_by: 'builder --single-snapshot', comment: `the filesystem changes of ${own.length} steps` });
-  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+  const layer = fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId);
+  return { layers: [...layers.slice(0, baseCount), { ...layer, fresh: true }], history: merged };
 }
 
 /**

@@ -41,7 +41,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     // mount should bring, cost round trips, not bandwidth: they go all at once beside the big uploads' bounded pool.
     const todo = [
       ...layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)),
-      { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined },
+      { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined, fresh: true },
     ];
     // the first failure stops both pools taking new blobs (a failed small one does not wait for every big one)
     let failure: { reason: unknown } | undefined;
@@ -50,7 +50,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
       if (failure) throw failure.reason;
       const from = b.mountFrom ?? opts.mountFrom;
       try {
-        counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
+        counts[await client.pushBlob(repo, b.descriptor, () => b.open(), { ...(from ? { mountFrom: [from] } : {}), ...(b.fresh ? { likelyMissing: true } : {}) })]++;
       } catch (err) {
         failure ??= { reason: err };
         throw err;

@@ -89,3 +89,31 @@ it('with a check still running beside the upload (ready), the blobs go up at onc
     await client.close();
   }
 });
+
+it('a blob likely missing opens its upload session while HEAD asks: uploaded on one session, or the session cancelled when HEAD finds it or fails', async () => {
+  const client = new RegistryClient({ retries: 0 });
+  const ref = parseReference(`${reg.host}/order/likely-missing`);
+  const viaProxy = parseReference(`${proxy.host}/order/likely-missing`);
+  const [fresh, present, asked] = [1, 2, 3].map(() => layerOf(randomBytes(1000)));
+  const stalling = new RegistryClient({ retries: 0, stallTimeoutMs: 1000 });
+  try {
+    const uploads = async (since: number): Promise<string[]> => (await reg.accessLog()).slice(since)
+      .filter((e) => e.path.startsWith('/v2/order/likely-missing/blobs/')).map((e) => `${e.method} ${e.status}`);
+    let since = (await reg.accessLog()).length;
+    expect(await client.pushBlob(ref, fresh!.descriptor, () => fresh!.open(), { likelyMissing: true })).toBe('uploaded');
+    expect((await uploads(since)).sort()).toEqual(['HEAD 404', 'POST 202', 'PUT 201']);
+    await client.pushBlob(ref, present!.descriptor, () => present!.open());
+    since = (await reg.accessLog()).length;
+    expect(await client.pushBlob(ref, present!.descriptor, () => present!.open(), { likelyMissing: true })).toBe('exists');
+    expect((await uploads(since)).sort()).toEqual(['DELETE 204', 'HEAD 200', 'POST 202']);
+    // HEAD never answers: the session was opened meanwhile, and is cancelled when asking fails
+    proxy.add({ method: 'HEAD', path: new RegExp(digestHex(asked!.descriptor.digest)), fault: 'stall' });
+    since = (await reg.accessLog()).length;
+    await expect(stalling.pushBlob(viaProxy, asked!.descriptor, () => asked!.open(), { likelyMissing: true })).rejects.toMatchObject({ code: expect.stringMatching(/^REGISTRY_/) });
+    expect(proxy.log().filter((e) => e.path.startsWith('/v2/order/likely-missing/blobs/uploads/')).map((e) => e.method)).toEqual(['POST', 'DELETE']);
+    expect((await uploads(since)).sort()).toEqual(['DELETE 204', 'POST 202']);
+    expect(await client.hasBlob(ref, asked!.descriptor.digest)).toBe(false);
+  } finally {
+    await Promise.all([client.close(), stalling.close()]);
+  }
+});
