@@ -63,6 +63,8 @@ export class RegistryClient {
   private readonly t: Transport;
   /** Repository name -> the mirror repository its image was resolved through. */
   private readonly pulledVia = new Map<string, ImageRef>();
+  /** Requests still under way after the call that made them returned (a push check's cancellation): close() waits for them. */
+  private readonly trailing: Promise<void>[] = [];
 
   constructor(readonly opts: RegistryClientOptions = {}) {
     this.t = new Transport(opts);
@@ -92,9 +94,10 @@ export class RegistryClient {
     return src;
   }
 
-  /** Closes pooled connections; call when done. */
-  close(): Promise<void> {
-    return this.t.close();
+  /** Closes pooled connections once the requests still under way are done; call when done. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.trailing);
+    await this.t.close();
   }
 
   /** GETs a manifest or index with the full Accept list; the bytes are verified against the digest. */
@@ -290,11 +293,15 @@ export class RegistryClient {
 
   /**
    * Proves ref's repository accepts a push without writing anything: starts an upload session (the registry checks
-   * the push permission there) and cancels it.
+   * the push permission there) and cancels it. The session opening is the proof: it is cancelled after this returns,
+   * and close() waits for that.
    */
   async checkPush(ref: ImageRef): Promise<void> {
     const loc = await this.startUpload(ref, `push permission check for ${ref.name}`);
-    await this.deleteUpload(ref, loc, `cancel the upload session of the push check in ${ref.name}`);
+    this.trailing.push(this.deleteUpload(ref, loc, `cancel the upload session of the push check in ${ref.name}`).catch((err: unknown) => {
+      if (this.opts.signal?.aborted) return; // the check was stopped (the build failed first): the registry expires the session
+      this.emit({ type: 'warning', msg: `the push check's upload session in ${ref.name} was not cancelled (${err instanceof BuilderError ? `${err.code}: ` : ''}${(err as Error).message}); the registry drops it when it expires` });
+    }));
   }
 
   private async deleteUpload(ref: ImageRef, loc: string, what: string): Promise<void> {
