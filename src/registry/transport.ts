@@ -1,4 +1,5 @@
 // HTTP transport for one RegistryClient: scheme fallback, per-host TLS agents, auth challenges, token cache, the retry loop.
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
@@ -174,6 +175,8 @@ export class Transport {
   readonly retrier: Retrier;
 
   constructor(readonly opts: RegistryClientOptions) {
+    // every request in flight listens on the signal (a push has a dozen at once): the pools bound them, not this warning's 10
+    if (opts.signal) setMaxListeners(0, opts.signal);
     const policy = new RetryPolicy({
       ...(opts.retryBaseMs !== undefined ? { baseMs: opts.retryBaseMs } : {}),
       ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}),

@@ -117,3 +117,23 @@ it('a blob likely missing opens its upload session while HEAD asks: uploaded on 
     await Promise.all([client.close(), stalling.close()]);
   }
 });
+
+it('a push of many small blobs at once under one signal warns of no listener leak (each request in flight listens on it)', async () => {
+  const layers = Array.from({ length: 12 }, () => layerOf(randomBytes(500)));
+  const base = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} } as ImageConfig;
+  const image = assembleImage({ format: 'oci', base, config: {}, layers: layers.map((l) => ({ ...l, fresh: true })), history: [], created: new Date(0).toISOString(), architecture: 'amd64', os: 'linux' });
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const stop = new AbortController();
+  const client = new RegistryClient({ retries: 0, signal: AbortSignal.any([stop.signal]) });
+  try {
+    const r = await writeImage(client, image, [parseReference(`${reg.host}/order/many:1`)], { signal: stop.signal });
+    expect(r.blobs.uploaded).toBe(13);
+    await sleep(50); // process warnings are emitted on the next tick
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+  } finally {
+    process.off('warning', onWarning);
+    await client.close();
+  }
+});
