@@ -137,6 +137,7 @@ function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
   return {
     worked: () => { worked = true; },
     verify: () => (worked ? Promise.resolve() : (verdict ??= verify())),
+    settled: async () => { await verdict?.catch(() => undefined); },
   };
 }
 
@@ -313,6 +314,7 @@ async function openBuild(options: BuildOptions): Promise<OpenBuild> {
 /** Whatever happened: cache entries of the steps that succeeded kept, client closed, mounts and the work dir gone, "/" released. */
 async function closeBuild(b: OpenBuild): Promise<void> {
   b.opts.signal?.removeEventListener('abort', b.cancel);
+  await b.sandbox?.settled(); // a probe started at a cached RUN and overtaken by a RUN that worked
   await b.cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
   await b.client.close();
   await Promise.allSettled(b.cleanup);
