@@ -137,6 +137,7 @@ function sandboxCheck(verify: () => Promise<void>): SandboxCheck {
   return {
     worked: () => { worked = true; },
     verify: () => (worked ? Promise.resolve() : (verdict ??= verify())),
+    settled: async () => { await verdict?.catch(() => undefined); },
   };
 }
 
@@ -169,7 +170,8 @@ async function singleSnapshot(layers: Layer[], history: HistoryEntry[], baseCoun
   const nonEmpty = history.map((h) => (h.empty_layer ? -1 : seen++));
   const merged = history.map((h, i) => (nonEmpty[i]! >= baseCount ? { ...h, empty_layer: true } : h));
   merged.push({ created, created_by: 'builder --single-snapshot', comment: `the filesystem changes of ${own.length} steps` });
-  return { layers: [...layers.slice(0, baseCount), fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId)], history: merged };
+  const layer = fileLayer(file, { mediaType: opts.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.DockerLayerGzip, digest: r.digest, size: r.size }, r.diffId);
+  return { layers: [...layers.slice(0, baseCount), { ...layer, fresh: true }], history: merged };
 }
 
 /**
@@ -235,6 +237,8 @@ interface RanStages {
   created: string;
   scratch: string;
   dockerfile: { text: string; file: string };
+  /** The sandbox probe of a build whose RUNs all came from the cache (or that has none): it runs beside the push, before any manifest or file output. */
+  sandboxOk: Promise<void>;
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -248,7 +252,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       ...(b.opts.stdin ? { stdin: b.opts.stdin } : {}),
     });
     try {
-      return await finishBuild(b, await runBuild(b, ctx));
+      const ran = await runBuild(b, ctx);
+      // a sandbox that cannot start is the build's error, whatever failed after the stages
+      return await finishBuild(b, ran).catch(async (err: unknown) => {
+        await ran.sandboxOk;
+        throw err;
+      });
     } finally {
       await ctx.close();
     }
@@ -305,6 +314,7 @@ async function openBuild(options: BuildOptions): Promise<OpenBuild> {
 /** Whatever happened: cache entries of the steps that succeeded kept, client closed, mounts and the work dir gone, "/" released. */
 async function closeBuild(b: OpenBuild): Promise<void> {
   b.opts.signal?.removeEventListener('abort', b.cancel);
+  await b.sandbox?.settled(); // a probe started at a cached RUN and overtaken by a RUN that worked
   await b.cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
   await b.client.close();
   await Promise.allSettled(b.cleanup);
@@ -362,9 +372,10 @@ async function runBuild(b: OpenBuild, ctx: BuildContext): Promise<RanStages> {
     throwIfCancelled(opts.signal);
     throw e;
   });
-  await sandbox?.verify();
+  const sandboxOk = sandbox?.verify() ?? Promise.resolve();
+  sandboxOk.catch(() => undefined); // awaited by finishBuild, or by build() when it fails first
   throwIfCancelled(opts.signal);
-  return { lasts, plans, executors, sharedEx, shared, created, scratch, dockerfile };
+  return { lasts, plans, executors, sharedEx, shared, created, scratch, dockerfile, sandboxOk };
 }
 
 /** The Dockerfile read from the context and planned once per platform; each platform's warnings told once. */
@@ -410,7 +421,8 @@ async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
   if (!opts.noPush) await opts.pushCheck;
   const statements = statementsOf(b, ran, images);
   const tPush = Date.now();
-  const pushed = await writeOutputs(b.client, built, opts, statements);
+  const pushed = await writeOutputs(b.client, built, opts, statements, ran.sandboxOk);
+  await ran.sandboxOk;
   if (!opts.noPush) tally.add('push', Date.now() - tPush);
   const imageSize = (i: Image): number => i.manifest.config.size + i.layers.reduce((n, l) => n + l.descriptor.size, 0);
   const summary = tally.summary({

@@ -70,6 +70,8 @@ export interface SandboxCheck {
   worked(): void;
   /** Runs the probe once unless a RUN worked; rejects with the error choosing the run mode would have thrown. */
   verify(): Promise<void>;
+  /** A probe started (and no longer needed, a RUN having worked meanwhile) has finished, its temp dir gone. */
+  settled(): Promise<void>;
 }
 
 export interface Settings {

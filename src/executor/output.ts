@@ -23,24 +23,26 @@ interface Attachment {
  * Writes one image, or a multi-platform index of several (--platform a,b: every output gets the index then).
  * `statements[k]`: image k's SBOM/provenance artifacts, attached (with a signature when opts.attest has a key) after
  * the push. Still being made while the image is pushed (the SBOM scan is CPU, the push network); never left running after.
+ * `ready`: what must have passed before any manifest is pushed or any file written (blobs go up meanwhile).
  */
 export async function writeOutputs(
-  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>> = [],
+  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>> = [], ready: Promise<void> = Promise.resolve(),
 ): Promise<Array<{ destination: string; digest: string }>> {
   for (const s of statements) s.catch(() => undefined); // observed below, or after a failure
   try {
-    return await writeAll(client, built, opts, statements);
+    return await writeAll(client, built, opts, statements, ready);
   } finally {
     await Promise.allSettled(statements);
   }
 }
 
 async function writeAll(
-  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>>,
+  client: RegistryClient, built: Image | ImageIndex, opts: OutputOptions, statements: ReadonlyArray<Promise<readonly Artifact[]>>, ready: Promise<void>,
 ): Promise<Array<{ destination: string; digest: string }>> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const tag = refs[0]?.tag ? { tag: refs[0].tag } : {};
   const signal = opts.signal ? { signal: opts.signal } : {};
+  if (opts.ociLayoutPath || opts.tarPath) await ready;
   const repos = [...new Map(refs.map((r) => [r.name, r])).values()];
   const attachments = attachmentsOf(built, opts, statements, repos);
   let digest: string;
@@ -50,13 +52,13 @@ async function writeAll(
     const withOpeners = { ...built, images: built.images.map((image) => ({ image, openBlob: imageBlobOpener(image) })) };
     if (opts.ociLayoutPath) await writeOciLayoutIndex(opts.ociLayoutPath, withOpeners, tag);
     if (opts.tarPath) await writeMultiPlatformArchive(opts.tarPath, withOpeners, tag);
-    if (!opts.noPush) pushed = (await writeIndex(client, built, refs, { emit: opts.emit, ...signal })).pushed;
+    if (!opts.noPush) pushed = (await writeIndex(client, built, refs, { emit: opts.emit, ready, ...signal })).pushed;
   } else {
     digest = built.manifestDigest;
     const open = imageBlobOpener(built);
     if (opts.ociLayoutPath) await writeOciLayout(opts.ociLayoutPath, built, open, tag);
     if (opts.tarPath) await writeDockerArchive(opts.tarPath, built, open, { repoTags: refs.filter((r) => r.tag).map((r) => `${r.name}:${r.tag}`) });
-    if (!opts.noPush) pushed = (await writeImage(client, built, refs, { emit: opts.emit, ...signal })).pushed;
+    if (!opts.noPush) pushed = (await writeImage(client, built, refs, { emit: opts.emit, ready, ...signal })).pushed;
   }
   if (opts.ociLayoutPath) {
     for (const a of attachments) await attachToLayout(opts.ociLayoutPath, [...(await a.statements), ...a.signatures.slice(0, 1).map((s) => s.artifact)]);

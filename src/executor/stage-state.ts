@@ -87,7 +87,7 @@ export class StageState {
     // --sbom: the packages this layer adds are read now, while the root still holds them (else its blob is read later)
     if (written) await layerChangesOf(opts.from ?? this.root.path, written, r.digest).then((c) => services.sbomLayers!.set(r.digest, c), () => undefined);
     services.emit({ type: 'layer-written', step: step.label, digest: r.digest, size: r.size, entries: entries.length, ms: Date.now() - t0 });
-    const layer = fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId);
+    const layer = { ...fileLayer(file, { mediaType: settings.compression === 'zstd' ? MediaType.OciLayerZstd : layerMediaType(this.format), digest: r.digest, size: r.size }, r.diffId), fresh: true };
     return { layer, inRoot: opts.from === undefined };
   }
 

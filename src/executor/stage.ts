@@ -121,6 +121,8 @@ class StageRun {
       emit({ type: 'step', status: 'cached', step: step.label, instruction: step.by, ...(hit.layer ? { layer: { digest: hit.layer.descriptor.digest, size: hit.layer.descriptor.size } } : {}) });
       state.append(hit.layer ? { layer: hit.layer, inRoot: false } : EMPTY, step);
       if (hit.layer) this.fromCache.set(hit.layer, hit.key);
+      // a RUN from the cache may leave the build without one that starts the sandbox: probe it now, beside the rest
+      if (inst.kind === 'run') this.ex.scheduling.sandbox?.verify().catch(() => undefined);
       return;
     }
     await this.whenAllowed(handler.needsRoot({ inst, stage: state }));

@@ -16,6 +16,8 @@ export interface Layer {
   mountFrom?: ImageRef;
   /** Makes open() cheap (downloads into a local store); true when bytes were downloaded. Absent when open() already is. */
   fetch?(): Promise<boolean>;
+  /** Made by this build (a step's snapshot): most likely on no registry yet, so a push opens its upload while it asks. */
+  fresh?: boolean;
 }
 
 /** A layer written to a local file by the snapshotter. */

@@ -35,6 +35,8 @@ export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
 export interface PushBlobOptions {
   /** Repositories (same registry) that may already hold the blob; tried with a cross-repo mount. */
   mountFrom?: ImageRef[];
+  /** The blob was just made (a new layer, a config): its upload session opens while HEAD asks, cancelled if it is there after all. */
+  likelyMissing?: boolean;
 }
 
 const pullScope = (ref: ImageRef): string => `repository:${ref.repository}:pull`;
@@ -62,6 +64,8 @@ export class RegistryClient {
   private readonly t: Transport;
   /** Repository name -> the mirror repository its image was resolved through. */
   private readonly pulledVia = new Map<string, ImageRef>();
+  /** Requests still under way after the call that made them returned (a push check's cancellation): close() waits for them. */
+  private readonly trailing: Promise<void>[] = [];
 
   constructor(readonly opts: RegistryClientOptions = {}) {
     this.t = new Transport(opts);
@@ -96,9 +100,10 @@ export class RegistryClient {
     return this.t.fetchDispatcher();
   }
 
-  /** Closes pooled connections; call when done. */
-  close(): Promise<void> {
-    return this.t.close();
+  /** Closes pooled connections once the requests still under way are done; call when done. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.trailing);
+    await this.t.close();
   }
 
   /** GETs a manifest or index with the full Accept list; the bytes are verified against the digest. */
@@ -257,9 +262,20 @@ export class RegistryClient {
    * uploaded from open() (monolithic, or chunked above opts.chunkedThreshold). Uploads are verified.
    */
   async pushBlob(ref: ImageRef, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Readable | Promise<Readable>, opts: PushBlobOptions = {}): Promise<PushBlobResult> {
-    if (await this.hasBlob(ref, desc.digest, 'push')) return 'exists';
-    let location: string | undefined;
     const from = (opts.mountFrom ?? []).find((r) => r.registry === ref.registry && !sameRepository(r, ref));
+    // one round trip less for a blob that is most likely missing; HEAD's answer still decides
+    const early = opts.likelyMissing && !from ? this.startUpload(ref) : undefined;
+    early?.catch(() => undefined);
+    const there = await this.hasBlob(ref, desc.digest, 'push').catch(async (err: unknown) => {
+      await this.cancelUpload(ref, early);
+      throw err;
+    });
+    if (there) {
+      await this.cancelUpload(ref, early);
+      return 'exists';
+    }
+    // a session that did not open is opened again inside the upload's own retries, as without one ahead
+    let location = await early?.catch(() => undefined);
     if (from) {
       const res = await this.t.call({
         registry: ref.registry, method: 'POST',
@@ -283,15 +299,29 @@ export class RegistryClient {
 
   /**
    * Proves ref's repository accepts a push without writing anything: starts an upload session (the registry checks
-   * the push permission there) and cancels it.
+   * the push permission there) and cancels it. The session opening is the proof: it is cancelled after this returns,
+   * and close() waits for that.
    */
   async checkPush(ref: ImageRef): Promise<void> {
     const loc = await this.startUpload(ref, `push permission check for ${ref.name}`);
+    this.trailing.push(this.deleteUpload(ref, loc, `cancel the upload session of the push check in ${ref.name}`).catch((err: unknown) => {
+      if (this.opts.signal?.aborted) return; // the check was stopped (the build failed first): the registry expires the session
+      this.emit({ type: 'warning', msg: `the push check's upload session in ${ref.name} was not cancelled (${err instanceof BuilderError ? `${err.code}: ` : ''}${(err as Error).message}); the registry drops it when it expires` });
+    }));
+  }
+
+  private async deleteUpload(ref: ImageRef, loc: string, what: string): Promise<void> {
     await this.t.call({
-      registry: ref.registry, method: 'DELETE', path: loc, scopes: [pushScope(ref)], what: `cancel the upload session of the push check in ${ref.name}`,
+      registry: ref.registry, method: 'DELETE', path: loc, scopes: [pushScope(ref)], what,
       // some registries cannot cancel (405) or already forgot the session (404): the permission was proven either way
       ok: [200, 202, 204, 404, 405],
     });
+  }
+
+  /** Cancels an upload session opened ahead that is not needed (the blob is there, or asking failed); a failure to cancel costs nothing. */
+  private async cancelUpload(ref: ImageRef, session: Promise<string> | undefined): Promise<void> {
+    const loc = await session?.catch(() => undefined);
+    if (loc) await this.deleteUpload(ref, loc, `cancel an unneeded upload session in ${ref.name}`).catch(() => undefined);
   }
 
   /** Proves the credentials for registry work: GET /v2/ with them (a token with no scope where the registry wants tokens). */

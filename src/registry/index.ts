@@ -1,6 +1,6 @@
 // Public surface of src/registry: the Distribution v2 client, credentials, and image copy.
 export { RegistryClient, type ManifestResult, type ResolvedImage, type PushBlobResult, type PushBlobOptions } from './client.js';
-export type { RegistryClientOptions, TransferProgress } from './transport.js';
+export type { RegistryClientOptions, RegistryPings, TransferProgress } from './transport.js';
 export { transferEvent } from './transport.js';
 export {
   resolveCredential, credentialProvider, credentialFromConfig, saveLogin, removeLogin, credentialFromGitLabEnv, readDockerConfig, configKeyToRegistry, dockerConfigDir,

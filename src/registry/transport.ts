@@ -1,4 +1,5 @@
 // HTTP transport for one RegistryClient: scheme fallback, per-host TLS agents, auth challenges, token cache, the retry loop.
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
@@ -77,7 +78,15 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Aborts every request in flight and every retry wait (the CLI's SIGINT/SIGTERM): they fail with REGISTRY_ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Ping results shared by clients made from the same options (the build's push check and its pulls): a registry is
+   * pinged once (its scheme and auth challenge), not once per client. One that failed is pinged again by the next.
+   */
+  pings?: RegistryPings;
 }
+
+/** What pinging /v2/ found per registry: see RegistryClientOptions.pings. */
+export type RegistryPings = Map<string, Promise<{ base: string; challenge: Challenge | undefined }>>;
 
 export interface TransferProgress {
   op: 'pull' | 'push';
@@ -173,6 +182,8 @@ export class Transport {
   readonly retrier: Retrier;
 
   constructor(readonly opts: RegistryClientOptions) {
+    // every request in flight listens on the signal (a push has a dozen at once): the pools bound them, not this warning's 10
+    if (opts.signal) setMaxListeners(0, opts.signal);
     const policy = new RetryPolicy({
       ...(opts.retryBaseMs !== undefined ? { baseMs: opts.retryBaseMs } : {}),
       ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}),
@@ -288,11 +299,29 @@ export class Transport {
   base(registry: string, what: string): Promise<string> {
     let b = this.bases.get(registry);
     if (!b) {
-      b = this.ping(registry, what);
+      b = this.sharedPing(registry, what);
       this.bases.set(registry, b);
       b.catch(() => this.bases.delete(registry));
     }
     return b;
+  }
+
+  /** Another client's ping of the registry when there is one that did not fail (opts.pings), else our own, shared. */
+  private async sharedPing(registry: string, what: string): Promise<string> {
+    const shared = this.opts.pings;
+    const theirs = await shared?.get(registry)?.catch(() => undefined);
+    if (theirs) {
+      this.challenges.set(registry, theirs.challenge);
+      return theirs.base;
+    }
+    const mine = this.ping(registry, what).then((base) => ({ base, challenge: this.challenges.get(registry) }));
+    if (shared) {
+      shared.set(registry, mine);
+      mine.catch(() => {
+        if (shared.get(registry) === mine) shared.delete(registry);
+      });
+    }
+    return (await mine).base;
   }
 
   /** One try per scheme: a failure is typed (REGISTRY_UNREACHABLE gets one quick retry) and the caller's retry loop pings again. */

@@ -15,6 +15,8 @@ export interface WriteImageOptions {
   signal?: AbortSignal;
   /** One message per repository and per manifest. */
   emit?: EventSink;
+  /** Awaited after the blobs, before the first manifest: a check still running beside the upload (it fails the push). */
+  ready?: Promise<void>;
 }
 
 export interface WriteImageResult {
@@ -39,7 +41,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     // mount should bring, cost round trips, not bandwidth: they go all at once beside the big uploads' bounded pool.
     const todo = [
       ...layers.filter((l) => !seen.has(l.descriptor.digest) && seen.add(l.descriptor.digest)),
-      { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined },
+      { descriptor: image.manifest.config, open: async () => bufferStream(image.configBytes), mountFrom: undefined, fresh: true },
     ];
     // the first failure stops both pools taking new blobs (a failed small one does not wait for every big one)
     let failure: { reason: unknown } | undefined;
@@ -48,7 +50,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
       if (failure) throw failure.reason;
       const from = b.mountFrom ?? opts.mountFrom;
       try {
-        counts[await client.pushBlob(repo, b.descriptor, () => b.open(), from ? { mountFrom: [from] } : {})]++;
+        counts[await client.pushBlob(repo, b.descriptor, () => b.open(), { ...(from ? { mountFrom: [from] } : {}), ...(b.fresh ? { likelyMissing: true } : {}) })]++;
       } catch (err) {
         failure ??= { reason: err };
         throw err;
@@ -63,6 +65,7 @@ export async function writeImage(client: RegistryClient, image: Image, destinati
     for (const k of Object.keys(counts) as PushBlobResult[]) blobs[k] += counts[k];
     opts.emit?.({ type: 'blobs-pushed', repository: repo.name, blobs: { ...counts } });
   }
+  await opts.ready;
   const pushed: WriteImageResult['pushed'] = [];
   for (const d of destinations) {
     opts.signal?.throwIfAborted();

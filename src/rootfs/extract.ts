@@ -1,8 +1,8 @@
 // Applying an OCI/Docker layer tar to a RootFs: whiteouts, replacements, links, devices, owners, modes, mtimes, xattrs.
 import { execFile } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { constants as fsc, type Stats } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsc, lchownSync, lstatSync, lutimesSync, mkdirSync, symlinkSync, type Stats } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { Readable, pipeline, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BuilderError, isBuilderError } from '../errors.js';
@@ -274,6 +274,7 @@ function isUnder(p: string, dir: string): boolean {
 }
 
 // Directories, files and symlinks are handled here (the helpers split out for them are synchronous): no extra async frame per entry.
+// Metadata-only calls (lstat, mkdir, symlink, its owner and times) are synchronous: each is a few µs, a hand-off to libuv's pool costs more.
 async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const h = entry.header;
   const clean = entryPath(st, h.name);
@@ -306,13 +307,13 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
   const again = st.layerPaths.has(target);
   if (again) await settle(st);
   // The final component is never followed: a symlink there is replaced, not written through.
-  const existing = st.freshDirs.has(parent.container) && !again ? undefined : await lstatOrUndefined(host);
+  const existing = st.freshDirs.has(parent.container) && !again ? undefined : lstatSync(host, { throwIfNoEntry: false });
   switch (h.type) {
     case 'directory':
       if (existing && !existing.isDirectory()) await removePath(st, target, existing);
       if (!existing || !existing.isDirectory()) {
         // Owner-only until the end: the real mode may forbid writing the contents.
-        await mkdir(host, { mode: 0o700 });
+        mkdirSync(host, { mode: 0o700 });
         st.freshDirs.add(target);
       }
       return recordDir(st, target, host, h);
@@ -328,7 +329,7 @@ async function applyEntry(st: State, entry: TarEntry): Promise<void> {
       if (existing) await removePath(st, target, existing);
       st.layerPaths.add(target);
       // Stored verbatim: an absolute target is resolved against the container root when used.
-      await symlink(h.linkname, host);
+      symlinkSync(h.linkname, host);
       return recordSymlink(st, target, host, h);
     case 'link':
       return applyHardlink(st, h, target, host, existing);
@@ -384,7 +385,8 @@ function recordDir(st: State, target: string, host: string, h: TarHeader): void 
 
 function recordSymlink(st: State, target: string, host: string, h: TarHeader): void {
   st.cache.set(target, h.linkname);
-  track(st, symlinkMeta(st, host, h));
+  if (st.owners) lchownSync(host, h.uid, h.gid);
+  lutimesSync(host, h.atime ?? h.mtime, h.mtime);
   addXattrs(st, target, host, h);
 }
 
@@ -677,11 +679,6 @@ async function finishFile(fh: FileHandle, h: TarHeader, fin: Finish): Promise<vo
   } finally {
     await fh.close();
   }
-}
-
-async function symlinkMeta(st: State, host: string, h: TarHeader): Promise<void> {
-  if (st.owners) await lchown(host, h.uid, h.gid);
-  await lutimes(host, h.atime ?? h.mtime, h.mtime);
 }
 
 /** Node has no mknod(2): coreutils mknod, argv only (no shell). */

@@ -51,18 +51,22 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
       return undefined;
     }
   };
-  const keep = async (d: Digest, bytes: Buffer): Promise<void> => {
-    await store.putBytes(d, bytes, replace).catch((err: unknown) => {
+  // documents are stored while the next one is fetched: the resolve waits for them only at its end
+  const storing: Promise<void>[] = [];
+  const keep = (d: Digest, bytes: Buffer): void => {
+    const p = store.putBytes(d, bytes, replace).catch((err: unknown) => {
       if (opts.strict || !isBuilderError(err, BLOB_STORE_ERROR_CODES)) throw err;
       say(`${err.message}; going on without caching it`, 'warning');
     });
+    p.catch(() => undefined); // awaited below, after a failure too
+    storing.push(p);
   };
   const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
     const bytes = r.digest ? await stored(r.digest, MAX_MANIFEST) : undefined;
     // Stored bytes have no Content-Type: the client's document check with none lets the body decide the type.
     if (bytes && r.digest) return { digest: r.digest, bytes, mediaType: checkManifestDocument(bytes, undefined, `manifest ${r} (stored)`), from: 'store' };
     const m = await client.getManifest(r);
-    await keep(m.digest, m.bytes);
+    keep(m.digest, m.bytes);
     return { ...m, from: 'registry' };
   };
 
@@ -86,9 +90,10 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
   const configFrom = configBytes ? 'store' : 'registry';
   if (!configBytes) {
     configBytes = await client.readBlob(ref, manifest.config);
-    await keep(manifest.config.digest, configBytes);
+    keep(manifest.config.digest, configBytes);
   }
   opts.onDocument?.('config', manifest.config.digest, configFrom);
+  await Promise.all(storing);
   return {
     ref, manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType,
     config: parseConfig(configBytes, `config of ${ref}`), configBytes, ...(index ? { index } : {}),

@@ -116,6 +116,22 @@ describe('build flags against real registries', () => {
     });
   });
 
+  it('the check passes once its upload session opened: a session the registry fails to cancel is a warning, the build pushes', async () => {
+    const proxy = await startFaultProxy(plain.url);
+    try {
+      proxy.add({ method: 'DELETE', path: /^\/v2\/check\/uncancelled\/blobs\/uploads\//, fault: 'status-500', times: Infinity });
+      const ctx = await ws.context('ctx-uncancelled', { Dockerfile: `FROM ${base}\nRUN echo STEP-RAN\n` });
+      const r = await build(ctx, ['--destination', `${proxy.host}/check/uncancelled:1`, '--push-retry', '0']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/warning: the push check's upload session in .*check\/uncancelled was not cancelled \(REGISTRY_SERVER_ERROR/);
+      expect(r.stderr).toContain('STEP-RAN');
+      expect(proxy.log().filter((e) => e.method === 'DELETE').map((e) => e.fault)).toEqual(['status-500']);
+      expect(await registryTags(plain, 'check/uncancelled')).toEqual(['1']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   describe('push permission check beside the base pull', () => {
     it('the base is pulled while the check is unanswered, no step runs before it passes, and SIGTERM still stops the build', async () => {
       const proxy = await startFaultProxy(plain.url);

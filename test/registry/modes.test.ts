@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference, withDigest } from '../../src/reference/index.js';
-import { copyImage, parseLocation, type RegistryClient } from '../../src/registry/index.js';
+import { copyImage, parseLocation, type RegistryClient, type RegistryPings } from '../../src/registry/index.js';
 import { busyboxLayout } from '../support/images.js';
 import { pushBusybox } from '../support/images.js';
 import { startRegistry, type RegistryMode, type TestRegistry } from '../support/registry.js';
@@ -57,6 +57,23 @@ describe.each(modes)('registry mode %s', (mode) => {
     const again = await copyImage(client, parseLocation(`oci:${layout}:${tag}`), { kind: 'registry', ref: dst });
     expect(again.blobs.exists).toBe(2);
     expect(await client.listTags(dst)).toEqual(['1.0']);
+  });
+
+  it('clients sharing pings (the push check\'s and the build\'s) ping /v2/ once between them, the second sending credentials at once', async () => {
+    const ref = parseReference(await pushBusybox(reg, 'pings/shared', 'v1'));
+    const pings: RegistryPings = new Map();
+    const [a, b] = [clientFor(reg, { pings }), clientFor(reg, { pings })];
+    try {
+      const before = (await reg.accessLog()).length;
+      const digest = (await a.getManifest(ref)).digest;
+      expect((await b.getManifest(ref)).digest).toBe(digest);
+      const log = (await reg.accessLog()).slice(before);
+      expect(log.filter((e) => e.method === 'GET' && e.path === '/v2/')).toHaveLength(1);
+      // the second client had the first one's auth challenge: no 401 before its manifest
+      expect(log.filter((e) => e.path.includes('/manifests/')).map((e) => e.status)).toEqual([200, 200]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('copies across repositories of one registry with a mount, not an upload', async () => {

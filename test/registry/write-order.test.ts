@@ -57,3 +57,83 @@ it('while a big layer\'s upload hangs, the config and the small layers are uploa
     await client.close();
   }
 });
+
+it('with a check still running beside the upload (ready), the blobs go up at once and the manifest only once it passed; a failed one puts none', async () => {
+  const layers = [1, 2].map(() => layerOf(randomBytes(1000)));
+  const base = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} } as ImageConfig;
+  const image = assembleImage({ format: 'oci', base, config: {}, layers, history: [], created: new Date(0).toISOString(), architecture: 'amd64', os: 'linux' });
+  const client = new RegistryClient({ retries: 0 });
+  try {
+    for (const outcome of ['passes', 'fails'] as const) {
+      const ref = parseReference(`${reg.host}/order/ready-${outcome}:1`);
+      let settle!: (err?: Error) => void;
+      const ready = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      const push = writeImage(client, image, [ref], { ready });
+      push.catch(() => undefined);
+      const wanted = [image.manifest.config.digest, ...layers.map((l) => l.descriptor.digest)];
+      const there = async (): Promise<boolean> => (await Promise.all(wanted.map((d) => client.hasBlob(ref, d)))).every(Boolean);
+      for (const t = Date.now(); !(await there()); await sleep(50)) expect(Date.now() - t).toBeLessThan(30_000);
+      await sleep(200);
+      expect(await client.headManifest(ref)).toBeUndefined();
+      if (outcome === 'passes') {
+        settle();
+        expect((await push).pushed).toEqual([{ destination: ref.toString(), digest: image.manifestDigest }]);
+        expect((await client.headManifest(ref))?.digest).toBe(image.manifestDigest);
+      } else {
+        settle(new Error('the sandbox cannot start here'));
+        await expect(push).rejects.toThrow('the sandbox cannot start here');
+        expect(await client.headManifest(ref)).toBeUndefined();
+      }
+    }
+  } finally {
+    await client.close();
+  }
+});
+
+it('a blob likely missing opens its upload session while HEAD asks: uploaded on one session, or the session cancelled when HEAD finds it or fails', async () => {
+  const client = new RegistryClient({ retries: 0 });
+  const ref = parseReference(`${reg.host}/order/likely-missing`);
+  const viaProxy = parseReference(`${proxy.host}/order/likely-missing`);
+  const [fresh, present, asked] = [1, 2, 3].map(() => layerOf(randomBytes(1000)));
+  const stalling = new RegistryClient({ retries: 0, stallTimeoutMs: 1000 });
+  try {
+    const uploads = async (since: number): Promise<string[]> => (await reg.accessLog()).slice(since)
+      .filter((e) => e.path.startsWith('/v2/order/likely-missing/blobs/')).map((e) => `${e.method} ${e.status}`);
+    let since = (await reg.accessLog()).length;
+    expect(await client.pushBlob(ref, fresh!.descriptor, () => fresh!.open(), { likelyMissing: true })).toBe('uploaded');
+    expect((await uploads(since)).sort()).toEqual(['HEAD 404', 'POST 202', 'PUT 201']);
+    await client.pushBlob(ref, present!.descriptor, () => present!.open());
+    since = (await reg.accessLog()).length;
+    expect(await client.pushBlob(ref, present!.descriptor, () => present!.open(), { likelyMissing: true })).toBe('exists');
+    expect((await uploads(since)).sort()).toEqual(['DELETE 204', 'HEAD 200', 'POST 202']);
+    // HEAD never answers: the session was opened meanwhile, and is cancelled when asking fails
+    proxy.add({ method: 'HEAD', path: new RegExp(digestHex(asked!.descriptor.digest)), fault: 'stall' });
+    since = (await reg.accessLog()).length;
+    await expect(stalling.pushBlob(viaProxy, asked!.descriptor, () => asked!.open(), { likelyMissing: true })).rejects.toMatchObject({ code: expect.stringMatching(/^REGISTRY_/) });
+    expect(proxy.log().filter((e) => e.path.startsWith('/v2/order/likely-missing/blobs/uploads/')).map((e) => e.method)).toEqual(['POST', 'DELETE']);
+    expect((await uploads(since)).sort()).toEqual(['DELETE 204', 'POST 202']);
+    expect(await client.hasBlob(ref, asked!.descriptor.digest)).toBe(false);
+  } finally {
+    await Promise.all([client.close(), stalling.close()]);
+  }
+});
+
+it('a push of many small blobs at once under one signal warns of no listener leak (each request in flight listens on it)', async () => {
+  const layers = Array.from({ length: 12 }, () => layerOf(randomBytes(500)));
+  const base = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} } as ImageConfig;
+  const image = assembleImage({ format: 'oci', base, config: {}, layers: layers.map((l) => ({ ...l, fresh: true })), history: [], created: new Date(0).toISOString(), architecture: 'amd64', os: 'linux' });
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const stop = new AbortController();
+  const client = new RegistryClient({ retries: 0, signal: AbortSignal.any([stop.signal]) });
+  try {
+    const r = await writeImage(client, image, [parseReference(`${reg.host}/order/many:1`)], { signal: stop.signal });
+    expect(r.blobs.uploaded).toBe(13);
+    await sleep(50); // process warnings are emitted on the next tick
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+  } finally {
+    process.off('warning', onWarning);
+    await client.close();
+  }
+});

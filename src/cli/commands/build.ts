@@ -203,6 +203,8 @@ export function buildOptions(flags: BuildFlags, env: CliEnv, renderer: Renderer)
     keepWorkDir: flags.cleanup === false,
     registry: {
       ...registry,
+      // the push check's client and the build's ping each registry once between them
+      pings: new Map(),
       ...pullOptions(flags, destinations),
       ...(flags.pushIgnoreImmutableTagErrors ? { ignoreImmutableTagErrors: true } : {}),
     },
@@ -299,7 +301,7 @@ export function register(program: Command, env: CliEnv): void {
     // A RUN step in place can read /proc/<builder>/environ: the credentials builder was started with leave it now
     // (env.env is main.ts's copy, so they stay readable to builder itself).
     scrubEnvironment(process.env, env.env);
-    const { opts, stopCheck } = plain.noPush || flags.skipPushPermissionCheck === true ? { opts: plain, stopCheck: undefined } : besidePushCheck(plain, logger);
+    const { opts, stopCheck, checkDone } = plain.noPush || flags.skipPushPermissionCheck === true ? { opts: plain, stopCheck: undefined, checkDone: undefined } : besidePushCheck(plain, logger);
     try {
       // The summary (digest, size, layers built and cached, bytes, time per phase) is the build's last event.
       const r = await build(opts).catch((err: unknown) => {
@@ -308,7 +310,7 @@ export function register(program: Command, env: CliEnv): void {
       });
       env.stdout.write(`${r.manifestDigest}\n`);
     } finally {
-      await opts.pushCheck?.catch(() => undefined); // settled (stopped if the build failed first): its client is closed before exit
+      await checkDone; // settled (stopped if the build failed first), its upload sessions cancelled and its client closed before exit
       renderer.close();
     }
   });
@@ -320,14 +322,18 @@ export function register(program: Command, env: CliEnv): void {
  * The build with the push check running beside it (its round trips overlap the base pulls): a refused check cancels
  * the build with the check's error; no step runs and nothing is pushed before the check has passed.
  */
-function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptions; stopCheck: (reason: unknown) => void } {
+function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptions; stopCheck: (reason: unknown) => void; checkDone: Promise<void> } {
   const refused = new AbortController();
   const stop = new AbortController();
-  const check = checkPush(opts, logger, stop.signal);
+  // stopped once the build has failed: a check already done has cancelled its upload session; one still waiting gives up
+  const client = new RegistryClient({ ...opts.registry, signal: opts.registry?.signal ? AbortSignal.any([stop.signal, opts.registry.signal]) : stop.signal });
+  const check = checkPush(opts, logger, client);
   check.catch((err: unknown) => refused.abort(err));
   return {
     opts: { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check },
     stopCheck: (reason) => stop.abort(reason),
+    // the sessions the check opened are cancelled while the build goes on (close() waits for that)
+    checkDone: check.catch(() => undefined).then(() => client.close()),
   };
 }
 
@@ -335,26 +341,20 @@ function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptio
  * Every destination repository accepts a push (a wrong host, password or scope fails in seconds).
  * The cache repository is checked too, but as everywhere else a cache that cannot be written costs a warning, never the build.
  */
-async function checkPush(opts: BuildOptions, logger: Logger, stop: AbortSignal): Promise<void> {
+async function checkPush(opts: BuildOptions, logger: Logger, client: RegistryClient): Promise<void> {
   const refs = opts.destinations.map((d) => parseReference(d));
   const cacheRepo = opts.cache?.push ? cacheRepository(opts.cache.repo, opts.destinations, opts.env) : undefined;
-  // stopped once the build has failed: a check already done has cancelled its upload session; one still waiting gives up
-  const client = new RegistryClient({ ...opts.registry, signal: opts.registry?.signal ? AbortSignal.any([stop, opts.registry.signal]) : stop });
-  try {
-    const t0 = Date.now();
-    const [dest, cache] = await Promise.allSettled([
-      refs.length > 0 ? checkPushAccess(client, refs) : Promise.resolve([]),
-      cacheRepo && !('oci' in cacheRepo) && !refs.some((r) => r.name === cacheRepo.name) ? checkPushAccess(client, [cacheRepo]) : Promise.resolve([]),
-    ]);
-    if (dest.status === 'rejected') throw dest.reason;
-    if (cache.status === 'rejected') {
-      const e = cache.reason as Error & { code?: string };
-      logger.log('warn', `the cache repository does not accept a push (${e.code ? `${e.code}: ` : ''}${e.message.replace(/^before building: /, '')}); the build goes on, but no cache entry will be written`);
-    }
-    logger.log('debug', `push permission checked for ${[...dest.value, ...(cache.status === 'fulfilled' ? cache.value : [])].join(', ')} in ${Date.now() - t0} ms`);
-  } finally {
-    await client.close();
+  const t0 = Date.now();
+  const [dest, cache] = await Promise.allSettled([
+    refs.length > 0 ? checkPushAccess(client, refs) : Promise.resolve([]),
+    cacheRepo && !('oci' in cacheRepo) && !refs.some((r) => r.name === cacheRepo.name) ? checkPushAccess(client, [cacheRepo]) : Promise.resolve([]),
+  ]);
+  if (dest.status === 'rejected') throw dest.reason;
+  if (cache.status === 'rejected') {
+    const e = cache.reason as Error & { code?: string };
+    logger.log('warn', `the cache repository does not accept a push (${e.code ? `${e.code}: ` : ''}${e.message.replace(/^before building: /, '')}); the build goes on, but no cache entry will be written`);
   }
+  logger.log('debug', `push permission checked for ${[...dest.value, ...(cache.status === 'fulfilled' ? cache.value : [])].join(', ')} in ${Date.now() - t0} ms`);
 }
 
 /** platform (the first) and, with several, platforms: a one-platform --platform is today's --custom-platform build. */
