@@ -439,6 +439,19 @@ const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
   return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'file';
 };
 
+// The host's /proc, /sys and ld.so.cache stay what they are for the whole build (one kernel, one host): looked at once.
+const hostKinds = new Map<string, Promise<'dir' | 'file' | undefined>>();
+const hostKind = (p: string): Promise<'dir' | 'file' | undefined> => {
+  if (!hostKinds.has(p)) hostKinds.set(p, kindOf(p));
+  return hostKinds.get(p)!;
+};
+
+/** Promise.all that waits for every one before throwing the first failure: nothing still writes when cleanup runs. */
+async function settleAll(work: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /**
  * The host tool view the chain's stages run from after the pivot: its skeleton in dir/view (top-level symlinks copied
  * for merged /usr, mount points for the system dirs and ld.so.cache) and its root.fstab lines. Mounted under the
@@ -465,7 +478,7 @@ async function writeToolView(root: string, dir: string, has: (f: string) => bool
       tab += fstabLine(`/${name}`, path.join(viewAt, name), 'none', 'bind,ro');
     }
   }
-  if ((await kindOf('/etc/ld.so.cache')) === 'file') {
+  if ((await hostKind('/etc/ld.so.cache')) === 'file') {
     await writeFile(path.join(view, 'etc/ld.so.cache'), '', { mode: 0o644 });
     tab += fstabLine('/etc/ld.so.cache', path.join(viewAt, 'etc/ld.so.cache'), 'none', 'bind,ro');
   }
@@ -491,41 +504,43 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
     const proc = path.join(root, 'proc');
     procDevTab += fstabLine('proc', proc, 'proc', 'nosuid,nodev,noexec');
     // The kernel is the host's, so the host's /proc says which of these exist.
-    for (const p of PROC_READONLY) {
-      if (await kindOf(`/proc/${p}`)) procDevTab += fstabLine(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
-    }
-    for (const p of PROC_MASKED) {
-      const kind = await kindOf(`/proc/${p}`);
-      if (kind === 'dir') procDevTab += fstabLine('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
-      else if (kind === 'file') procDevTab += fstabLine('/dev/null', path.join(proc, p), 'none', 'bind');
-    }
+    const [readonly, masked] = await Promise.all([PROC_READONLY, PROC_MASKED].map((l) => Promise.all(l.map((p) => hostKind(`/proc/${p}`)))));
+    PROC_READONLY.forEach((p, i) => {
+      if (readonly![i]) procDevTab += fstabLine(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
+    });
+    PROC_MASKED.forEach((p, i) => {
+      if (masked![i] === 'dir') procDevTab += fstabLine('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+      else if (masked![i] === 'file') procDevTab += fstabLine('/dev/null', path.join(proc, p), 'none', 'bind');
+    });
   }
   if (has('dev')) {
     const dev = path.join(root, 'dev');
     procDevTab += fstabLine('tmpfs', dev, 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k');
     const tpl = path.join(dir, 'dev');
     await mkdir(tpl, { mode: 0o755 });
-    for (const d of DEV_NODES) {
-      await writeFile(path.join(tpl, d), '', { mode: 0o644 });
-      runtimeTab += fstabLine(`/dev/${d}`, path.join(dev, d), 'none', 'bind');
-    }
-    for (const [name, target] of DEV_LINKS) await symlink(target, path.join(tpl, name));
-    await mkdir(path.join(tpl, 'shm'), { mode: 0o755 });
-    await mkdir(path.join(tpl, 'pts'), { mode: 0o755 });
+    await settleAll([
+      ...DEV_NODES.map((d) => writeFile(path.join(tpl, d), '', { mode: 0o644 })),
+      ...DEV_LINKS.map(([name, target]) => symlink(target, path.join(tpl, name))),
+      ...['shm', 'pts'].map((d) => mkdir(path.join(tpl, d), { mode: 0o755 })),
+    ]);
+    for (const d of DEV_NODES) runtimeTab += fstabLine(`/dev/${d}`, path.join(dev, d), 'none', 'bind');
     runtimeTab += fstabLine('shm', path.join(dev, 'shm'), 'tmpfs', 'nosuid,nodev,mode=1777');
     runtimeTab += fstabLine('devpts', path.join(dev, 'pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620');
   }
   if (has('sys')) {
-    for (const p of SYS_MASKED) {
-      if ((await kindOf(`/sys/${p}`)) === 'dir') runtimeTab += fstabLine('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
-    }
+    const kinds = await Promise.all(SYS_MASKED.map((p) => hostKind(`/sys/${p}`)));
+    SYS_MASKED.forEach((p, i) => {
+      if (kinds[i] === 'dir') runtimeTab += fstabLine('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+    });
   }
   if (has('resolv')) runtimeTab += fstabLine(path.join(dir, 'resolv.conf'), path.join(root, 'etc/resolv.conf'), 'none', 'bind');
   if (has('hosts')) runtimeTab += fstabLine(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
-  await writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 });
-  await writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 });
-  // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
-  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 });
+  await settleAll([
+    writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 }),
+    writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 }),
+    // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
+    writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 }),
+  ]);
   return view.viewAt;
 }
 
@@ -535,11 +550,17 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
  * recursive rm would walk into the host's /usr.
  */
 async function removeRuntimeDir(dir: string): Promise<void> {
-  for (const rel of [...RUNTIME_ENTRIES, '.']) {
+  const remove = async (rel: string): Promise<void> => {
     const p = path.join(dir, rel);
     const st = await lstat(p).catch(() => undefined);
     if (st) await (st.isDirectory() ? rmdir(p) : unlink(p)).catch(() => undefined);
+  };
+  // Deepest first, each depth at once: a directory goes only after everything in it.
+  const depth = (rel: string): number => rel.split('/').length;
+  for (const d of [...new Set(RUNTIME_ENTRIES.map(depth))].sort((a, b) => b - a)) {
+    await Promise.all(RUNTIME_ENTRIES.filter((e) => depth(e) === d).map(remove));
   }
+  await remove('.');
 }
 
 /** resolv.conf and hosts copies the step may read (or even write) without touching the host's. */
@@ -547,8 +568,7 @@ async function writeRuntimeFiles(dir: string, network: NetworkMode): Promise<voi
   const resolv = network === 'none' ? '' : await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 8.8.8.8\n');
   // BuildKit's hosts file (executor/oci initHostsFile): the step's hostname, never the host's
   const hosts = `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
-  await writeFile(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 });
-  await writeFile(path.join(dir, 'hosts'), hosts, { mode: 0o644 });
+  await settleAll([writeFile(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 }), writeFile(path.join(dir, 'hosts'), hosts, { mode: 0o644 })]);
 }
 
 /** What the chain is spawned with: sh stage 0, the namespaces, stage 1 with stage 2, then setpriv, env -S, unshare --root. */
@@ -643,9 +663,9 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools | 
   const runtimeDir = opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-')));
   if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
-    const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
-    await writeRuntimeFiles(runtimeDir, network);
-    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags, userTab, !('helper' in found));
+    const setup = prepareUserMounts(root, opts.mounts ?? [], prepared, what).then((userTab) => writeSetupFiles(root, runtimeDir, prepared.flags, userTab, !('helper' in found)));
+    await settleAll([writeRuntimeFiles(runtimeDir, network), setup]);
+    const viewAt = await setup;
     const run = { root, runtimeDir, flags: [...prepared.flags, ...(network === 'none' ? ['lo'] : [])], viewAt, split: env.split };
     const out = await spawnStreaming({
       ...('helper' in found ? { file: found.helper, args: helperArgs(opts, run) } : { file: found.sh, args: chainArgs(found, opts, run) }),
