@@ -17,6 +17,7 @@
 #include <linux/capability.h>
 #include <mntent.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -269,7 +270,8 @@ static void run_step(const struct args *a) {
   }
   if (has_flag(a->flags, "sys")) {
     join(path, sizeof path, a->root, "sys", "cannot mount /sys");
-    struct mntent bind = { "/sys", path, "none", "bind,ro,nosuid,nodev,noexec", 0, 0 };
+    char sys[] = "/sys", none[] = "none", opts[] = "bind,ro,nosuid,nodev,noexec";
+    struct mntent bind = { sys, path, none, opts, 0, 0 };
     if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) && mount_entry(&bind)) fail(path, errno, "cannot mount /sys");
   }
   mount_table(a, "runtime.fstab", "cannot provide /dev, /sys, /etc/resolv.conf, /etc/hosts or the RUN --mount targets");
@@ -352,14 +354,22 @@ int main(int argc, char **argv) {
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
   sigprocmask(SIG_BLOCK, &stop, &old);
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC)) { fprintf(stderr, "builder-sandbox: pipe failed: %s\n", strerror(errno)); return 1; }
   pid_t step = fork();
   if (step < 0) { fprintf(stderr, "builder-sandbox: fork failed: %s\n", strerror(errno)); return 1; }
   if (step == 0) {
     close(pids[1]);
+    close(alive[1]);
     sigprocmask(SIG_SETMASK, &old, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* killed between the fork and the line above, the parent's end is closed (its pid is not visible from here) */
+    struct pollfd gone = { alive[0], POLLIN, 0 };
+    if (poll(&gone, 1, 0) != 0) _exit(125);
+    close(alive[0]);
     run_step(&a);
   }
+  close(alive[0]);
   if (write(pids[1], &step, sizeof step) < 0) { /* the watcher died with its parent's end: nothing to tell */ }
   close(pids[1]);
   close(3);

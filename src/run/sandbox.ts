@@ -1,14 +1,16 @@
 // Owns the 'sandbox' RUN mode: a RUN step gets what a Docker container gets (docs/run.md): its own mount, pid,
 // ipc, uts [net] namespaces, pivot_root into the build root (host root detached), Docker's 14 capabilities
 // (bounding set too), no no_new_privs, read-only/masked /proc paths, nodev; /proc, /dev, /sys,
-// resolv.conf and hosts exist only for the run. Built from util-linux + coreutils, no helper of our own:
+// resolv.conf and hosts exist only for the run. Set up by builder-sandbox (scripts/executor-image/builder-sandbox.c:
+// one static process, the same per-run files) when `npm run build` compiled it, else by util-linux + coreutils:
 //   sh stage 0 (forks the watcher that kills the step if the builder dies) -> unshare (namespaces) -> sh stage 1
 //   (mounts, host tool view, pivot helper) -> nsenter --root=view -> sh stage 2 (pivot done, old root detached)
 //   -> setpriv (gid, groups, caps) -> env -i -S (the step's env, from env's own environment) -> unshare --root=. --setuid
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
-// Measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
+// builder-sandbox: median ≈ 25 ms for the same run where the chain takes ≈ 50 (docs/run.md "Cost"). The chain,
+// measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
 // best of three rounds):
 //   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
 //   this chain (pivot_root, Docker caps, masks)           min ~43 ms, median ~73 ms
