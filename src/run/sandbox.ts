@@ -9,7 +9,7 @@
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
-// builder-sandbox: median ≈ 25 ms for the same run where the chain takes ≈ 50 (docs/run.md "Cost"). The chain,
+// builder-sandbox: median ≈ 15 ms for the same run where the chain takes ≈ 45 (docs/run.md "Cost"). The chain,
 // measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
 // best of three rounds):
 //   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
