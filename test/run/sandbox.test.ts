@@ -1,7 +1,8 @@
 // Sandbox mode against a real busybox root in a temp dir: exit codes, output, env, cwd, users, /proc /dev /sys, network, leftovers.
 
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PATH, resolveUser, sandboxAvailable } from '../../src/run/index.js';
@@ -197,7 +198,9 @@ for (const [variant, tools] of variants) {
       ['a non-root user', { uid: 1000, gid: 1000, groups: [], home: '/' }],
     ])('SIGKILL of the builder mid-RUN (as %s) leaves no process of the step 2 s later', async (_, user) => {
       await compileIfStale();
-      const opts = { root, env: [], user, cwd: '/', argv: ['/bin/sh', '-c', '(while :; do sleep 0.05; done) & setsid sh -c "while :; do sleep 0.05; done" & echo started; while :; do sleep 0.05; done'] };
+      // The killed builder cannot remove its per-run dir: it lives in a dir of the test's own, removed after.
+      const runParent = await mkdtemp(path.join(tmpdir(), 'sigkill-run-'));
+      const opts = { root, env: [], user, cwd: '/', runtimeDir: path.join(runParent, 'run'), argv: ['/bin/sh', '-c', '(while :; do sleep 0.05; done) & setsid sh -c "while :; do sleep 0.05; done" & echo started; while :; do sleep 0.05; done'] };
       const script = `import(${JSON.stringify(path.join(ROOT, 'dist/src/run/sandbox.js'))}).then((m) => m.runSandboxed({ ...${JSON.stringify(opts)}, onOutput: (c) => process.stdout.write(c), kill: (p, s) => process.kill(p, s) }, ${JSON.stringify(tools)}))`;
       const builder = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       let stdout = '';
@@ -219,6 +222,7 @@ for (const [variant, tools] of variants) {
       } finally {
         builder.kill('SIGKILL');
         for (const s of await processesInRoot(root)) process.kill(s.pid, 'SIGKILL');
+        await rm(runParent, { recursive: true, force: true });
       }
     });
 
