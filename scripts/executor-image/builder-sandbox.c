@@ -90,7 +90,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
   unsigned long v;
   if (argc < 11 || strcmp(argv[9], "--") != 0) return -1;
   a->root = argv[1]; a->rundir = argv[2]; a->flags = argv[3]; a->hostname = argv[4]; a->cwd = argv[8];
-  if (a->root[0] != '/' || a->cwd[0] != '/') return -1;
+  if (a->root[0] != '/' || a->rundir[0] != '/' || a->cwd[0] != '/') return -1;
   if (parse_id(argv[5], &v)) return -1;
   a->uid = (uid_t)v;
   if (parse_id(argv[6], &v)) return -1;

@@ -332,7 +332,7 @@ describe.skipIf(variants.length === 0)('builder-sandbox failures', () => {
     const good = ['/tmp', '/tmp', 'dev', 'h', '0', '0', '0', '/', '--', 'true'];
     for (const bad of [good.slice(0, 9), good.map((a) => (a === '--' ? '-' : a)), ['/tmp', '/tmp', 'dev', 'h', '-1', ...good.slice(5)],
       ['/tmp', '/tmp', 'dev', 'h', '0', '0x1', ...good.slice(6)], ['/tmp', '/tmp', 'dev', 'h', '0', '0', '1,,x', ...good.slice(7)],
-      ['/tmp', '/tmp', 'dev', 'h', '4294967295', ...good.slice(5)], ['rel', ...good.slice(1)], [...good.slice(0, 7), 'rel', ...good.slice(8)]]) {
+      ['/tmp', '/tmp', 'dev', 'h', '4294967295', ...good.slice(5)], ['rel', ...good.slice(1)], ['/tmp', 'rel', ...good.slice(2)], [...good.slice(0, 7), 'rel', ...good.slice(8)]]) {
       expect(await direct(bad)).toEqual({ status: 125, report: 'builder-sandbox: invalid arguments\n' });
     }
   });
