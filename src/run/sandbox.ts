@@ -619,7 +619,7 @@ async function outcome(out: SpawnOutcome, found: SandboxTools | SandboxHelper, w
       throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${starter} could not be executed`, { hint: startHint });
     }
     // The namespaces could not be made before the setup ran: the starter's own message went to stderr.
-    throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (${path.basename(starter)} exited ${out.exitCode})`, {
+    throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (${'helper' in found ? 'builder-sandbox' : 'unshare'} exited ${out.exitCode})`, {
       hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
     });
   }
