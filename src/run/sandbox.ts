@@ -1,14 +1,16 @@
 // Owns the 'sandbox' RUN mode: a RUN step gets what a Docker container gets (docs/run.md): its own mount, pid,
 // ipc, uts [net] namespaces, pivot_root into the build root (host root detached), Docker's 14 capabilities
 // (bounding set too), no no_new_privs, read-only/masked /proc paths, nodev; /proc, /dev, /sys,
-// resolv.conf and hosts exist only for the run. Built from util-linux + coreutils, no helper of our own:
+// resolv.conf and hosts exist only for the run. Set up by builder-sandbox (scripts/executor-image/builder-sandbox.c:
+// one static process, the same per-run files) when `npm run build` compiled it, else by util-linux + coreutils:
 //   sh stage 0 (forks the watcher that kills the step if the builder dies) -> unshare (namespaces) -> sh stage 1
 //   (mounts, host tool view, pivot helper) -> nsenter --root=view -> sh stage 2 (pivot done, old root detached)
 //   -> setpriv (gid, groups, caps) -> env -i -S (the step's env, from env's own environment) -> unshare --root=. --setuid
 // The host tools after the pivot run from a read-only view of the host's /usr, /bin, /sbin, /lib* (mounted
 // under the root's /dev or /proc and covered by the runtime mount there), never from the image.
 //
-// Measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
+// builder-sandbox: median ≈ 15 ms for the same run where the chain takes ≈ 45 (docs/run.md "Cost"). The chain,
+// measured on the dev host (2 cores shared with other jobs, load ~10; `true`, 40 runs, whole runStep(),
 // best of three rounds):
 //   previous chain (unshare + chroot, all capabilities)   min ~30 ms, median ~50 ms
 //   this chain (pivot_root, Docker caps, masks)           min ~43 ms, median ~73 ms
@@ -17,10 +19,11 @@
 // a real RUN step and its snapshot.
 
 import { execFile } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BuilderError } from '../errors.js';
 import { RootFs } from '../rootfs/index.js';
 import {
@@ -35,7 +38,10 @@ import {
   type OutputStream,
   type RunResult,
   type RunUser,
+  type SpawnOutcome,
 } from './common.js';
+
+declare const __BUILDER_VERSION__: string | undefined;
 
 /**
  * Paths the sandbox mounts for the duration of a run. They vanish with the mount namespace, and
@@ -104,6 +110,11 @@ export interface SandboxTools {
   ip?: string;
   /** Runs stage 2 when present: it can close inherited descriptors above 9. */
   bash?: string;
+}
+
+/** builder-sandbox (scripts/executor-image/builder-sandbox.c): the whole chain in one static process. */
+export interface SandboxHelper {
+  helper: string;
 }
 
 interface MountPoint {
@@ -243,8 +254,20 @@ function chainEnv(entries: readonly string[]): { env: Record<string, string>; sp
   return { env, split: ['--', ...entries.map((_, i) => `\${BUILDER_ENV_${i}}`)].join(' ') };
 }
 
-/** Finds the host tools the sandbox needs, or says which one is missing. */
-export async function findSandboxTools(): Promise<SandboxTools | { missing: string }> {
+/** dist/bin/builder-sandbox beside the bundle or tsc's modules (scripts/bundle.mjs), when it was built. */
+function findHelper(): string | undefined {
+  const own = fileURLToPath(new URL(typeof __BUILDER_VERSION__ === 'string' ? './bin/builder-sandbox' : '../../bin/builder-sandbox', import.meta.url));
+  return existsSync(own) ? own : undefined;
+}
+
+/** builder-sandbox when built, else the host tools the chain needs, or which one is missing. */
+export async function findSandboxTools(): Promise<SandboxTools | SandboxHelper | { missing: string }> {
+  const helper = findHelper();
+  return helper !== undefined ? { helper } : findChainTools();
+}
+
+/** The host tools the sh + util-linux chain needs, or which one is missing. */
+export async function findChainTools(): Promise<SandboxTools | { missing: string }> {
   const find = async (name: string): Promise<string | undefined> => {
     for (const dir of HOST_TOOL_DIRS) {
       const p = path.join(dir, name);
@@ -371,9 +394,8 @@ async function prepareUserMounts(root: string, mounts: readonly RunMount[], prep
       }
       cur = next;
     }
-    const line = (src: string, type: string, options: string): string => `${fstabField(src)} ${fstabField(r.host)} ${type} ${options} 0 0\n`;
-    if (r.m.type === 'tmpfs') tab += line('tmpfs', 'tmpfs', `nosuid,nodev${r.m.readonly ? ',ro' : ''}${r.m.size ? `,size=${r.m.size}` : ''}`);
-    else tab += line(r.m.source!, 'none', `bind,nodev${r.m.readonly ? ',ro' : ''}`);
+    if (r.m.type === 'tmpfs') tab += fstabLine('tmpfs', r.host, 'tmpfs', `nosuid,nodev${r.m.readonly ? ',ro' : ''}${r.m.size ? `,size=${r.m.size}` : ''}`);
+    else tab += fstabLine(r.m.source!, r.host, 'none', `bind,nodev${r.m.readonly ? ',ro' : ''}`);
   }
   return tab;
 }
@@ -407,24 +429,37 @@ const RUNTIME_ENTRIES: readonly string[] = [
   'root.fstab', 'proc-dev.fstab', 'runtime.fstab', 'resolv.conf', 'hosts', 'go', 'done',
 ];
 
-/** An fstab field: libmount unescapes \ooo octal, so spaces and friends in paths survive. */
+/** An fstab field: libmount and getmntent(3) unescape \ooo octal, so spaces and friends in paths survive. */
 function fstabField(s: string): string {
   return s.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
 }
+
+const fstabLine = (src: string, dst: string, type: string, options: string): string => `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
 
 const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
   const st = await lstat(p).catch(() => undefined);
   return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'file';
 };
 
+// The host's /proc, /sys and ld.so.cache stay what they are for the whole build (one kernel, one host): looked at once.
+const hostKinds = new Map<string, Promise<'dir' | 'file' | undefined>>();
+const hostKind = (p: string): Promise<'dir' | 'file' | undefined> => {
+  if (!hostKinds.has(p)) hostKinds.set(p, kindOf(p));
+  return hostKinds.get(p)!;
+};
+
+/** Promise.all that waits for every one before throwing the first failure: nothing still writes when cleanup runs. */
+async function settleAll(work: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /**
- * Writes the per-run files stage 1 needs into dir: the host tool view's skeleton (top-level symlinks
- * copied for merged /usr, mount points for the system dirs and ld.so.cache), the /dev template, and
- * the three fstab files it mounts in order (the RUN --mount lines last in the third). Returns where the view is mounted: under the root's /dev
- * (or /proc), so the runtime mount there covers it once stage 2 holds it as its root.
+ * The host tool view the chain's stages run from after the pivot: its skeleton in dir/view (top-level symlinks copied
+ * for merged /usr, mount points for the system dirs and ld.so.cache) and its root.fstab lines. Mounted under the
+ * root's /dev (or /proc), so the runtime mount there covers it once stage 2 holds it as its root.
  */
-async function writeSetupFiles(root: string, dir: string, flags: string[], userTab: string): Promise<string> {
-  const has = (f: string): boolean => flags.includes(f);
+async function writeToolView(root: string, dir: string, has: (f: string) => boolean): Promise<{ tab: string; viewAt: string }> {
   if (!has('dev') && !has('proc')) {
     throw new BuilderError('RUN_SANDBOX_SETUP', `the build root ${root} has neither a /dev nor a /proc directory`, {
       hint: 'The base image replaced /dev and /proc with symlinks or files; the sandbox needs one of them as a directory.',
@@ -434,69 +469,81 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
   const viewAt = path.join(root, has('dev') ? 'dev' : 'proc');
   await mkdir(path.join(view, 'etc'), { recursive: true, mode: 0o755 });
   await mkdir(path.join(view, 'proc'), { mode: 0o755 });
-  const line = (src: string, dst: string, type: string, options: string): string =>
-    `${fstabField(src)} ${fstabField(dst)} ${type} ${options} 0 0\n`;
-  // The root's own nodev bind comes first (pivot_root needs a mount point; nodev stands in for Docker's device
-  // cgroup); the view is mounted on top of it.
-  let rootTab = line(root, `${root}/.`, 'none', 'bind,nodev');
-  rootTab += line(view, viewAt, 'none', 'bind,ro');
+  let tab = fstabLine(view, viewAt, 'none', 'bind,ro');
   // Stage 2 reads its fds and umount reads mountinfo here; a bind in this batch costs no mount(8) of its own.
-  rootTab += line('/proc', path.join(viewAt, 'proc'), 'none', 'bind,nosuid,nodev,noexec');
+  tab += fstabLine('/proc', path.join(viewAt, 'proc'), 'none', 'bind,nosuid,nodev,noexec');
   for (const name of HOST_VIEW_ENTRIES) {
     const st = await lstat(`/${name}`).catch(() => undefined);
     if (st?.isSymbolicLink()) await symlink(await readlink(`/${name}`), path.join(view, name));
     else if (st?.isDirectory()) {
       await mkdir(path.join(view, name), { mode: 0o755 });
-      rootTab += line(`/${name}`, path.join(viewAt, name), 'none', 'bind,ro');
+      tab += fstabLine(`/${name}`, path.join(viewAt, name), 'none', 'bind,ro');
     }
   }
-  if ((await kindOf('/etc/ld.so.cache')) === 'file') {
+  if ((await hostKind('/etc/ld.so.cache')) === 'file') {
     await writeFile(path.join(view, 'etc/ld.so.cache'), '', { mode: 0o644 });
-    rootTab += line('/etc/ld.so.cache', path.join(viewAt, 'etc/ld.so.cache'), 'none', 'bind,ro');
+    tab += fstabLine('/etc/ld.so.cache', path.join(viewAt, 'etc/ld.so.cache'), 'none', 'bind,ro');
   }
+  return { tab, viewAt };
+}
+
+/**
+ * Writes the per-run files the setup needs into dir: the host tool view (the chain only), the /dev template, and
+ * the three fstab files mounted in order (the RUN --mount lines last in the third). Returns where the view is
+ * mounted ('' without one).
+ */
+async function writeSetupFiles(root: string, dir: string, flags: string[], userTab: string, withView: boolean): Promise<string> {
+  const has = (f: string): boolean => flags.includes(f);
+  // The root's own nodev bind comes first (pivot_root needs a mount point; nodev stands in for Docker's device
+  // cgroup); the view is mounted on top of it.
+  let rootTab = fstabLine(root, `${root}/.`, 'none', 'bind,nodev');
+  const view = withView ? await writeToolView(root, dir, has) : { tab: '', viewAt: '' };
+  rootTab += view.tab;
 
   let procDevTab = '';
   let runtimeTab = '';
   if (has('proc')) {
     const proc = path.join(root, 'proc');
-    procDevTab += line('proc', proc, 'proc', 'nosuid,nodev,noexec');
+    procDevTab += fstabLine('proc', proc, 'proc', 'nosuid,nodev,noexec');
     // The kernel is the host's, so the host's /proc says which of these exist.
-    for (const p of PROC_READONLY) {
-      if (await kindOf(`/proc/${p}`)) procDevTab += line(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
-    }
-    for (const p of PROC_MASKED) {
-      const kind = await kindOf(`/proc/${p}`);
-      if (kind === 'dir') procDevTab += line('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
-      else if (kind === 'file') procDevTab += line('/dev/null', path.join(proc, p), 'none', 'bind');
-    }
+    const [readonly, masked] = await Promise.all([PROC_READONLY, PROC_MASKED].map((l) => Promise.all(l.map((p) => hostKind(`/proc/${p}`)))));
+    PROC_READONLY.forEach((p, i) => {
+      if (readonly![i]) procDevTab += fstabLine(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
+    });
+    PROC_MASKED.forEach((p, i) => {
+      if (masked![i] === 'dir') procDevTab += fstabLine('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+      else if (masked![i] === 'file') procDevTab += fstabLine('/dev/null', path.join(proc, p), 'none', 'bind');
+    });
   }
   if (has('dev')) {
     const dev = path.join(root, 'dev');
-    procDevTab += line('tmpfs', dev, 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k');
+    procDevTab += fstabLine('tmpfs', dev, 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k');
     const tpl = path.join(dir, 'dev');
     await mkdir(tpl, { mode: 0o755 });
-    for (const d of DEV_NODES) {
-      await writeFile(path.join(tpl, d), '', { mode: 0o644 });
-      runtimeTab += line(`/dev/${d}`, path.join(dev, d), 'none', 'bind');
-    }
-    for (const [name, target] of DEV_LINKS) await symlink(target, path.join(tpl, name));
-    await mkdir(path.join(tpl, 'shm'), { mode: 0o755 });
-    await mkdir(path.join(tpl, 'pts'), { mode: 0o755 });
-    runtimeTab += line('shm', path.join(dev, 'shm'), 'tmpfs', 'nosuid,nodev,mode=1777');
-    runtimeTab += line('devpts', path.join(dev, 'pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620');
+    await settleAll([
+      ...DEV_NODES.map((d) => writeFile(path.join(tpl, d), '', { mode: 0o644 })),
+      ...DEV_LINKS.map(([name, target]) => symlink(target, path.join(tpl, name))),
+      ...['shm', 'pts'].map((d) => mkdir(path.join(tpl, d), { mode: 0o755 })),
+    ]);
+    for (const d of DEV_NODES) runtimeTab += fstabLine(`/dev/${d}`, path.join(dev, d), 'none', 'bind');
+    runtimeTab += fstabLine('shm', path.join(dev, 'shm'), 'tmpfs', 'nosuid,nodev,mode=1777');
+    runtimeTab += fstabLine('devpts', path.join(dev, 'pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620');
   }
   if (has('sys')) {
-    for (const p of SYS_MASKED) {
-      if ((await kindOf(`/sys/${p}`)) === 'dir') runtimeTab += line('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
-    }
+    const kinds = await Promise.all(SYS_MASKED.map((p) => hostKind(`/sys/${p}`)));
+    SYS_MASKED.forEach((p, i) => {
+      if (kinds[i] === 'dir') runtimeTab += fstabLine('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
+    });
   }
-  if (has('resolv')) runtimeTab += line(path.join(dir, 'resolv.conf'), path.join(root, 'etc/resolv.conf'), 'none', 'bind');
-  if (has('hosts')) runtimeTab += line(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
-  await writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 });
-  await writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 });
-  // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
-  await writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 });
-  return viewAt;
+  if (has('resolv')) runtimeTab += fstabLine(path.join(dir, 'resolv.conf'), path.join(root, 'etc/resolv.conf'), 'none', 'bind');
+  if (has('hosts')) runtimeTab += fstabLine(path.join(dir, 'hosts'), path.join(root, 'etc/hosts'), 'none', 'bind');
+  await settleAll([
+    writeFile(path.join(dir, 'root.fstab'), rootTab, { mode: 0o600 }),
+    writeFile(path.join(dir, 'proc-dev.fstab'), procDevTab, { mode: 0o600 }),
+    // RUN --mount targets last, in the same batch (one mount(8) process fewer): after /etc/hosts, before the pivot.
+    writeFile(path.join(dir, 'runtime.fstab'), runtimeTab + userTab, { mode: 0o600 }),
+  ]);
+  return view.viewAt;
 }
 
 /**
@@ -505,11 +552,17 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
  * recursive rm would walk into the host's /usr.
  */
 async function removeRuntimeDir(dir: string): Promise<void> {
-  for (const rel of [...RUNTIME_ENTRIES, '.']) {
+  const remove = async (rel: string): Promise<void> => {
     const p = path.join(dir, rel);
     const st = await lstat(p).catch(() => undefined);
     if (st) await (st.isDirectory() ? rmdir(p) : unlink(p)).catch(() => undefined);
+  };
+  // Deepest first, each depth at once: a directory goes only after everything in it.
+  const depth = (rel: string): number => rel.split('/').length;
+  for (const d of [...new Set(RUNTIME_ENTRIES.map(depth))].sort((a, b) => b - a)) {
+    await Promise.all(RUNTIME_ENTRIES.filter((e) => depth(e) === d).map(remove));
   }
+  await remove('.');
 }
 
 /** resolv.conf and hosts copies the step may read (or even write) without touching the host's. */
@@ -517,12 +570,66 @@ async function writeRuntimeFiles(dir: string, network: NetworkMode): Promise<voi
   const resolv = network === 'none' ? '' : await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 8.8.8.8\n');
   // BuildKit's hosts file (executor/oci initHostsFile): the step's hostname, never the host's
   const hosts = `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
-  await writeFile(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 });
-  await writeFile(path.join(dir, 'hosts'), hosts, { mode: 0o644 });
+  await settleAll([writeFile(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 }), writeFile(path.join(dir, 'hosts'), hosts, { mode: 0o644 })]);
+}
+
+/** What the chain is spawned with: sh stage 0, the namespaces, stage 1 with stage 2, then setpriv, env -S, unshare --root. */
+function chainArgs(found: SandboxTools, opts: SandboxOptions, run: { root: string; runtimeDir: string; flags: string[]; viewAt: string; split: string }): string[] {
+  return [
+    '-c', WATCH_SCRIPT, 'builder-sandbox-watch', found.unshare,
+    ...namespaceArgs(opts.network ?? 'default'),
+    '--',
+    found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', run.root, run.runtimeDir, run.flags.join(' '), run.viewAt, found.ip ?? '', STAGE2_SCRIPT, found.sh, found.bash ?? '',
+    // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
+    found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
+    `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
+    // The step's env is applied here and nowhere earlier (expanded from BUILDER_ENV_n, never on a command line);
+    // unshare passes it to the command unchanged.
+    found.env, '-i', '-S', run.split,
+    // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
+    found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
+    ...opts.argv,
+  ];
+}
+
+/** builder-sandbox's arguments (its usage line); the step's env reaches it as BUILDER_ENV_n, as the chain's env -S. */
+function helperArgs(opts: SandboxOptions, run: { root: string; runtimeDir: string; flags: string[] }): string[] {
+  const { uid, gid } = opts.user;
+  return [run.root, run.runtimeDir, run.flags.join(' '), SANDBOX_HOSTNAME, `${uid}`, `${gid}`, groupList(opts.user).join(','), opts.cwd, '--', ...opts.argv];
+}
+
+/** The step's status, or the setup's failure (fd 3's report, or a starter that never got to report) as a BuilderError. */
+async function outcome(out: SpawnOutcome, found: SandboxTools | SandboxHelper, what: string): Promise<RunResult> {
+  const starter = 'helper' in found ? found.helper : found.unshare;
+  const startHint = 'helper' in found
+    ? `Check that ${found.helper} runs here (npm run build makes it), or use --run-mode in-place inside a container.`
+    : 'Check that util-linux unshare runs here, or use --run-mode in-place inside a container.';
+  if (out.spawnError) {
+    throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${out.spawnError.message}`, { hint: startHint, cause: out.spawnError });
+  }
+  const report = (out.extra[0] ?? '').split('\n').filter((l) => l.trim() !== '');
+  const setupError = report.filter((l) => l !== 'ready').join('; ');
+  if (setupError) {
+    throw new BuilderError('RUN_SANDBOX_SETUP', `cannot set up the sandbox for RUN ${what}: ${setupError}`, {
+      hint: 'Namespaces or mounts are not permitted here; use --run-mode in-place inside a container.',
+    });
+  }
+  if (!report.includes('ready') && !out.signal) {
+    if (out.exitCode === 126 || out.exitCode === 127) {
+      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${starter} could not be executed`, { hint: startHint });
+    }
+    // The namespaces could not be made before the setup ran: the starter's own message went to stderr.
+    throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (${'helper' in found ? 'builder-sandbox' : 'unshare'} exited ${out.exitCode})`, {
+      hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
+    });
+  }
+  // An env without -S fails every step (GNU env with 125, busybox's with 1): checked only then, never on success.
+  if (!('helper' in found) && (out.exitCode === 125 || out.exitCode === 1)) await checkEnvSplitString(found.env);
+  return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
 }
 
 /** Runs argv chrooted into opts.root in fresh namespaces as opts.user; see the file header. */
-export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): Promise<RunResult> {
+export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools | SandboxHelper): Promise<RunResult> {
   const what = describeArgv(opts.argv);
   if (opts.argv.length === 0) {
     throw new BuilderError('RUN_ARGV_EMPTY', 'RUN has no command', { hint: 'Give RUN a command.' });
@@ -558,28 +665,12 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
   const runtimeDir = opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-')));
   if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
-    const userTab = await prepareUserMounts(root, opts.mounts ?? [], prepared, what);
-    await writeRuntimeFiles(runtimeDir, network);
-    const viewAt = await writeSetupFiles(root, runtimeDir, prepared.flags, userTab);
-    const flags = [...prepared.flags, ...(network === 'none' ? ['lo'] : [])];
-    const args = [
-      '-c', WATCH_SCRIPT, 'builder-sandbox-watch', found.unshare,
-      ...namespaceArgs(network),
-      '--',
-      found.sh, '-c', SETUP_SCRIPT, 'builder-sandbox', root, runtimeDir, flags.join(' '), viewAt, found.ip ?? '', STAGE2_SCRIPT, found.sh, found.bash ?? '',
-      // Still uid 0, rooted in the host tool view: gid, groups, and Docker's caps (bounding set too); no no_new_privs, as in Docker.
-      found.setpriv, `--regid=${opts.user.gid}`, `--groups=${groupList(opts.user).join(',')}`, '--inh-caps=-all',
-      `--bounding-set=-all,${DOCKER_CAPS.map((c) => `+${c}`).join(',')}`, '--',
-      // The step's env is applied here and nowhere earlier (expanded from BUILDER_ENV_n, never on a command line);
-      // unshare passes it to the command unchanged.
-      found.env, '-i', '-S', env.split,
-      // chroot(".") into the pivoted root (the cwd stage 2 left), chdir, then drop to the uid.
-      found.unshare, '--root=.', `--wd=${opts.cwd}`, `--setuid=${opts.user.uid}`, '--',
-      ...opts.argv,
-    ];
+    const setup = prepareUserMounts(root, opts.mounts ?? [], prepared, what).then((userTab) => writeSetupFiles(root, runtimeDir, prepared.flags, userTab, !('helper' in found)));
+    await settleAll([writeRuntimeFiles(runtimeDir, network), setup]);
+    const viewAt = await setup;
+    const run = { root, runtimeDir, flags: [...prepared.flags, ...(network === 'none' ? ['lo'] : [])], viewAt, split: env.split };
     const out = await spawnStreaming({
-      file: found.sh,
-      args,
+      ...('helper' in found ? { file: found.helper, args: helperArgs(opts, run) } : { file: found.sh, args: chainArgs(found, opts, run) }),
       env: env.env,
       holdStdin: true,
       extraPipes: 1,
@@ -588,33 +679,7 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools): 
       ...(opts.onOutput ? { onOutput: opts.onOutput } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
-    if (out.spawnError) {
-      throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${out.spawnError.message}`, {
-        hint: 'Check that util-linux unshare runs here, or use --run-mode in-place inside a container.',
-        cause: out.spawnError,
-      });
-    }
-    const report = (out.extra[0] ?? '').split('\n').filter((l) => l.trim() !== '');
-    const setupError = report.filter((l) => l !== 'ready').join('; ');
-    if (setupError) {
-      throw new BuilderError('RUN_SANDBOX_SETUP', `cannot set up the sandbox for RUN ${what}: ${setupError}`, {
-        hint: 'Namespaces or mounts are not permitted here; use --run-mode in-place inside a container.',
-      });
-    }
-    if (!report.includes('ready') && !out.signal) {
-      if (out.exitCode === 126 || out.exitCode === 127) {
-        throw new BuilderError('RUN_SANDBOX_UNAVAILABLE', `cannot start the sandbox for RUN ${what}: ${found.unshare} could not be executed`, {
-          hint: 'Check that util-linux unshare runs here, or use --run-mode in-place inside a container.',
-        });
-      }
-      // The outer unshare failed before our script ran: its own message went to stderr.
-      throw new BuilderError('RUN_SANDBOX_SETUP', `cannot create namespaces for RUN ${what} (unshare exited ${out.exitCode})`, {
-        hint: 'Namespaces are not permitted here; use --run-mode in-place inside a container.',
-      });
-    }
-    // An env without -S fails every step (GNU env with 125, busybox's with 1): checked only then, never on success.
-    if (out.exitCode === 125 || out.exitCode === 1) await checkEnvSplitString(found.env);
-    return out.signal ? { exitCode: out.exitCode, signal: out.signal } : { exitCode: out.exitCode };
+    return await outcome(out, found, what);
   } finally {
     await removeRuntimeDir(runtimeDir);
     await cleanupMountPoints(prepared);

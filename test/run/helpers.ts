@@ -1,10 +1,15 @@
 // Test fixtures for src/run: a busybox build root in a temp dir, tree listings, output collectors.
 
 import { execFileSync } from 'node:child_process';
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { OutputStream } from '../../src/run/index.js';
+import { findChainTools, type SandboxHelper, type SandboxTools } from '../../src/run/sandbox.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export const PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app user:/home/app:/bin/sh\n';
 export const GROUP = 'root:x:0:\napp:x:1000:\nextra:x:2000:app,other\n';
@@ -91,4 +96,23 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * The two ways a sandboxed step starts, for tests that run once with each: builder-sandbox compiled from its source
+ * (as scripts/bundle.mjs does) and the sh + util-linux chain it replaces where no C compiler is. Empty when the host
+ * lacks the chain's tools (the sandbox tests then skip anyway).
+ */
+export async function sandboxVariants(): Promise<Array<[string, SandboxTools | SandboxHelper]>> {
+  const chain = await findChainTools();
+  if ('missing' in chain) return [];
+  // One binary per version of the source, renamed into place (test files compile it at once), kept for the next run.
+  const source = path.join(REPO, 'scripts/executor-image/builder-sandbox.c');
+  const hash = createHash('sha256').update(await readFile(source)).digest('hex').slice(0, 16);
+  const helper = path.join(tmpdir(), `builder-sandbox-test-${hash}`);
+  if (!(await stat(helper).then(() => true, () => false))) {
+    execFileSync('cc', ['-static', '-O2', '-o', `${helper}.${process.pid}`, source]);
+    await rename(`${helper}.${process.pid}`, helper);
+  }
+  return [['builder-sandbox', { helper }], ['the sh chain', chain]];
 }
