@@ -10,7 +10,7 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import type { BuildEvent, EventSink } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
-import { extraTrust, type ExtraTrust } from './trust.js';
+import { connectTrust, extraTrust, type ExtraTrust } from './trust.js';
 import type { Credential, CredentialProvider } from './credentials.js';
 
 // undici is most of the CLI's start-up (≈ 150 ms to load): only a command that talks to a registry pays for it.
@@ -250,9 +250,7 @@ export class Transport {
     const stall = this.opts.stallTimeoutMs;
     const mtls = await this.clientCertificate(host);
     const extra = !skip && !ca ? await this.extraTrust() : undefined;
-    // the extra CAs' one shared context (parsed once); with a client certificate, its PEM beside node's roots
-    const caList = ca ?? (extra ? [...rootCertificates, extra.pem] : undefined);
-    const trust = extra && !mtls.cert ? { secureContext: extra.context } : { ...(caList ? { ca: caList } : {}), ...mtls };
+    const trust = connectTrust(skip, ca, extra, mtls);
     const { Agent } = await loadUndici();
     return new Agent({
       connect: { rejectUnauthorized: !skip, ...trust, ...(stall ? { timeout: stall } : {}) },

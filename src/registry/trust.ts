@@ -25,3 +25,18 @@ export function extraTrust(file: string, warn: (msg: string) => void): Promise<E
   }
   return p;
 }
+
+/** What one registry agent's TLS connections trust: options for tls.connect (through undici's connector). */
+export function connectTrust(
+  skipVerify: boolean,
+  ca: string[] | undefined,
+  extra: ExtraTrust | undefined,
+  mtls: { cert?: string; key?: string },
+): { secureContext: SecureContext } | { ca?: string[]; cert?: string; key?: string } {
+  // unverified: no CA at all (node's default context parses its ≈ 140 bundled roots, ≈ 20 ms, to trust nothing here)
+  if (skipVerify) return { secureContext: createSecureContext({ ca: [], ...mtls }) };
+  // the extra CAs' one shared context (parsed once); with a client certificate, their PEM beside node's roots
+  if (extra && !mtls.cert) return { secureContext: extra.context };
+  const caList = ca ?? (extra ? [...rootCertificates, extra.pem] : undefined);
+  return { ...(caList ? { ca: caList } : {}), ...mtls };
+}
