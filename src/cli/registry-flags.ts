@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { BuilderError } from '../errors.js';
 import { parsePlatform, platformFromNode, type Platform } from '../image/index.js';
-import { credentialProvider, type RegistryClientOptions } from '../registry/index.js';
+import { credentialProvider, ExtraCa, type RegistryClientOptions } from '../registry/index.js';
 import { EXECUTOR_IMAGE_MARKER } from '../run/index.js';
 import type { EventSink } from '../util/events.js';
 import type { CliEnv } from './env.js';
@@ -181,7 +181,7 @@ export function registryOptions(flags: RegistryFlags, env: CliEnv, logger?: Logg
     skipTlsVerify: flags.skipTlsVerify === true,
     skipTlsVerifyRegistries: flags.skipTlsVerifyRegistry ?? [],
     registryCertificates: certs,
-    ...(env.env.NODE_EXTRA_CA_CERTS ? { extraCaFile: path.resolve(env.cwd, env.env.NODE_EXTRA_CA_CERTS) } : {}),
+    ...(env.env.NODE_EXTRA_CA_CERTS ? { extraCa: new ExtraCa(path.resolve(env.cwd, env.env.NODE_EXTRA_CA_CERTS)) } : {}),
     ...(Object.keys(clientCerts).length > 0 ? { clientCertificates: clientCerts } : {}),
     platform: platformFromFlags(flags),
     credentials: credentialProvider({ env: env.env, homeDir: env.env.HOME ?? homedir(), ...kanikoConfigFallback(env, log) }),

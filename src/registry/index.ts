@@ -7,6 +7,7 @@ export {
   type Credential, type CredentialProvider, type CredentialSources, type HelperRunner, type DockerConfig,
 } from './credentials.js';
 export { parseChallenge, type Challenge } from './challenge.js';
+export { ExtraCa } from './trust.js';
 export {
   registryError, RegistryError, retryKind, REGISTRY_ERROR_CODES, type RegistryErrorCode, type RetryKind,
 } from './errors.js';

@@ -10,7 +10,7 @@ import { registryHostname } from '../reference/index.js';
 import type { Platform } from '../image/index.js';
 import type { BuildEvent, EventSink } from '../util/events.js';
 import { parseChallenge, type Challenge } from './challenge.js';
-import { connectTrust, extraTrust, type ExtraTrust } from './trust.js';
+import { connectTrust, type ExtraCa, type ExtraTrust } from './trust.js';
 import type { Credential, CredentialProvider } from './credentials.js';
 
 // undici is most of the CLI's start-up (≈ 150 ms to load): only a command that talks to a registry pays for it.
@@ -31,10 +31,10 @@ export interface RegistryClientOptions {
   /** Extra CA certificate (PEM file path) per registry host[:port] or hostname (--registry-certificate). */
   registryCertificates?: Record<string, string>;
   /**
-   * CA certificates (a PEM file: NODE_EXTRA_CA_CERTS) trusted beside node's bundled roots on every verified connection to
-   * a registry without its own --registry-certificate, as node's default store would trust them.
+   * CA certificates (NODE_EXTRA_CA_CERTS) trusted beside node's bundled roots on every verified connection to a registry
+   * without its own --registry-certificate, as node's default store would trust them; read once for every client given it.
    */
-  extraCaFile?: string;
+  extraCa?: ExtraCa;
   /** Client certificate and key (PEM file paths) per registry host[:port] or hostname, for mutual TLS (--registry-client-cert). */
   clientCertificates?: Record<string, { cert: string; key: string }>;
   /** Plain HTTP / unverified TLS for every registry not in pushRegistries (kaniko --insecure-pull, --skip-tls-verify-pull). */
@@ -259,10 +259,9 @@ export class Transport {
     });
   }
 
-  /** The extra CA certificates (extraCaFile), read once; undefined when there are none or they cannot be read (a warning). */
+  /** The extra CA certificates (opts.extraCa), read once; undefined when there are none or they cannot be read (a warning). */
   private extraTrust(): Promise<ExtraTrust | undefined> {
-    const file = this.opts.extraCaFile;
-    return file ? extraTrust(file, (msg) => this.emit({ type: 'warning', msg })) : Promise.resolve(undefined);
+    return this.opts.extraCa?.trust((msg) => this.emit({ type: 'warning', msg })) ?? Promise.resolve(undefined);
   }
 
   /** An undici dispatcher trusting the extra CA certificates for fetch() outside the registry (ADD URLs); undefined: node's default store. */

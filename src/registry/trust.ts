@@ -11,19 +11,23 @@ export interface ExtraTrust {
   context: SecureContext;
 }
 
-const loaded = new Map<string, Promise<ExtraTrust | undefined>>();
+/**
+ * The file named by NODE_EXTRA_CA_CERTS, read and parsed once by the first verified connection of any client given this
+ * object (the CLI makes one per command: the build's push check and its pulls share it).
+ */
+export class ExtraCa {
+  private loaded: Promise<ExtraTrust | undefined> | undefined;
 
-/** Read and parsed once per process; undefined (with `warn` told why) when unreadable or not PEM: node ignores it too. */
-export function extraTrust(file: string, warn: (msg: string) => void): Promise<ExtraTrust | undefined> {
-  let p = loaded.get(file);
-  if (!p) {
-    p = readFile(file, 'utf8').then((pem) => ({ pem, context: createSecureContext({ ca: [...rootCertificates, pem] }) })).catch((err: unknown) => {
-      warn(`ignoring the extra CA certificates in ${file} (NODE_EXTRA_CA_CERTS): ${(err as Error).message}`);
+  constructor(readonly file: string) {}
+
+  /** undefined (with `warn` told why) when unreadable or not PEM: node ignores such a file too. */
+  trust(warn: (msg: string) => void): Promise<ExtraTrust | undefined> {
+    this.loaded ??= readFile(this.file, 'utf8').then((pem) => ({ pem, context: createSecureContext({ ca: [...rootCertificates, pem] }) })).catch((err: unknown) => {
+      warn(`ignoring the extra CA certificates in ${this.file} (NODE_EXTRA_CA_CERTS): ${(err as Error).message}`);
       return undefined;
     });
-    loaded.set(file, p);
+    return this.loaded;
   }
-  return p;
 }
 
 /** What one registry agent's TLS connections trust: options for tls.connect (through undici's connector). */
