@@ -240,8 +240,8 @@ function downloadOnce(ex: Executor, url: string, checksum: string | undefined, w
   let p = ex.scheduling.downloads.get(key);
   if (!p) {
     const file = ex.settings.scratchPath('download');
-    const dispatcher = /^https:/i.test(url) ? ex.services.client.fetchDispatcher() : Promise.resolve(undefined);
-    p = dispatcher.then((d) => download(url, file, { where, signal: ex.scheduling.signal, dispatcher: d, ...(checksum !== undefined ? { checksum } : {}) }));
+    // any URL may redirect to https: the extra CA certificates, when set, come along
+    p = ex.services.client.fetchDispatcher().then((d) => download(url, file, { where, signal: ex.scheduling.signal, dispatcher: d, ...(checksum !== undefined ? { checksum } : {}) }));
     ex.scheduling.downloads.set(key, p);
   }
   return p;
