@@ -113,7 +113,9 @@ static int parse_args(int argc, char **argv, struct args *a) {
 
 /* Descriptors builder inherited without close-on-exec never reach the step (runc closes them too). */
 static void close_from(int low) {
+#ifdef SYS_close_range
   if (syscall(SYS_close_range, (unsigned)low, ~0U, 0) == 0) return;
+#endif
   DIR *d = opendir("/proc/self/fd");
   if (!d) return;
   int keep = dirfd(d), fds[1024], n;
@@ -129,8 +131,9 @@ static void close_from(int low) {
   closedir(d);
 }
 
-/* One fstab line as mount(8) does it: known flags as MS_*, the rest as data; "bind" is a bind then a remount with the
- * flags, keeping the ones the source mount has (as runc does; a bind remount sets all per-mount flags at once). */
+/* One fstab line as mount(8) does it: known flags as MS_*, the rest as data; "bind" is a bind then a remount with exactly
+ * the flags asked for (util-linux 2.38's mount -a), adding the source mount's own only where the kernel refuses to clear
+ * a locked one (EPERM), as runc does. A bind with options this code does not know fails: none is ever dropped. */
 static int mount_entry(const struct mntent *m) {
   static const struct { const char *name; unsigned long flag; } known[] = {
     { "ro", MS_RDONLY }, { "rw", 0 }, { "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
@@ -149,9 +152,12 @@ static int mount_entry(const struct mntent *m) {
     used += (size_t)n;
   }
   if (!(flags & MS_BIND)) return mount(m->mnt_fsname, m->mnt_dir, m->mnt_type, flags, used ? data : NULL);
+  if (used) return errno = EINVAL, -1;
   if (mount(m->mnt_fsname, m->mnt_dir, NULL, MS_BIND, NULL)) return -1;
   flags &= ~MS_BIND;
   if (!flags) return 0;
+  if (mount(NULL, m->mnt_dir, NULL, MS_REMOUNT | MS_BIND | flags, NULL) == 0) return 0;
+  if (errno != EPERM) return -1;
   struct statvfs sv;
   if (statvfs(m->mnt_dir, &sv)) return -1;
   static const struct { unsigned long st, ms; } keep[] = {
@@ -167,14 +173,25 @@ static void mount_table(const struct args *a, const char *name, const char *msg)
   char file[PATH_MAX];
   join(file, sizeof file, a->rundir, name, msg);
   FILE *f = setmntent(file, "re");
-  if (!f) fail(file, errno, msg);
-  for (struct mntent *m; (m = getmntent(f)) != NULL;) {
+  struct stat st;
+  if (!f || fstat(fileno(f), &st)) fail(file, errno, msg);
+  /* getmntent(3) keeps 4095 bytes of a line and parses them, dropping the rest (",nodev" of a long RUN --mount
+   * target): a buffer the size of the whole file holds any line, and a read that stops before EOF fails */
+  if (st.st_size > (1 << 24)) fail(file, EFBIG, msg);
+  size_t cap = (size_t)st.st_size + 2;
+  char *buf = malloc(cap);
+  if (!buf) fail(file, ENOMEM, msg);
+  struct mntent ent;
+  for (struct mntent *m; (m = getmntent_r(f, &ent, buf, (int)cap)) != NULL;) {
     if (mount_entry(m)) {
+      int err = errno;
       char detail[PATH_MAX + 16];
       snprintf(detail, sizeof detail, "mount %s", m->mnt_dir);
-      fail(detail, errno, msg);
+      fail(detail, err, msg);
     }
   }
+  if (ferror(f) || !feof(f)) fail(file, EIO, msg);
+  free(buf);
   endmntent(f);
 }
 
@@ -370,9 +387,15 @@ int main(int argc, char **argv) {
     run_step(&a);
   }
   close(alive[0]);
+  signal(SIGPIPE, SIG_IGN); /* a watcher already gone must not take us with it */
   if (write(pids[1], &step, sizeof step) < 0) { /* the watcher died with its parent's end: nothing to tell */ }
   close(pids[1]);
   close(3);
+  /* the step's pid stays ours (not reaped) until the watcher, which may kill it, is gone: it never hits a reused pid */
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)step, &si, WEXITED | WNOWAIT) < 0) if (errno != EINTR) return 1;
+  kill(w, SIGKILL);
+  while (waitpid(w, NULL, 0) < 0 && errno == EINTR) {}
   int status;
   while (waitpid(step, &status, 0) < 0) if (errno != EINTR) return 1;
   return exit_like(status);

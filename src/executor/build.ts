@@ -316,7 +316,7 @@ async function closeBuild(b: OpenBuild): Promise<void> {
   b.opts.signal?.removeEventListener('abort', b.cancel);
   await b.sandbox?.settled(); // a probe started at a cached RUN and overtaken by a RUN that worked
   await b.cache?.settle(); // entries of the steps that succeeded are kept even when a later one failed
-  await b.client.close();
+  await b.client.close().catch(() => undefined); // never keeps the mounts and the work dir below from going
   await Promise.allSettled(b.cleanup);
   await b.rootfs?.unmountAll();
   if (!b.opts.keepWorkDir) await rm(b.work, { recursive: true, force: true });

@@ -310,18 +310,19 @@ export class RegistryClient {
     }));
   }
 
-  private async deleteUpload(ref: ImageRef, loc: string, what: string): Promise<void> {
+  private async deleteUpload(ref: ImageRef, loc: string, what: string, retry = true): Promise<void> {
     await this.t.call({
       registry: ref.registry, method: 'DELETE', path: loc, scopes: [pushScope(ref)], what,
       // some registries cannot cancel (405) or already forgot the session (404): the permission was proven either way
-      ok: [200, 202, 204, 404, 405],
+      ok: [200, 202, 204, 404, 405], retry,
     });
   }
 
   /** Cancels an upload session opened ahead that is not needed (the blob is there, or asking failed); a failure to cancel costs nothing. */
   private async cancelUpload(ref: ImageRef, session: Promise<string> | undefined): Promise<void> {
     const loc = await session?.catch(() => undefined);
-    if (loc) await this.deleteUpload(ref, loc, `cancel an unneeded upload session in ${ref.name}`).catch(() => undefined);
+    // one try: a session left open expires, and retries would hold the push up for nothing
+    if (loc) await this.deleteUpload(ref, loc, `cancel an unneeded upload session in ${ref.name}`, false).catch(() => undefined);
   }
 
   /** Proves the credentials for registry work: GET /v2/ with them (a token with no scope where the registry wants tokens). */

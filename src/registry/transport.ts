@@ -192,12 +192,12 @@ export class Transport {
     this.retrier = new Retrier(policy, (n) => this.emit({ type: 'retry', ...n }), opts.signal);
   }
 
+  /** Closes every agent that was made: one that failed to be made (an unreadable certificate) was that request's error. */
   async close(): Promise<void> {
-    const agents = await Promise.all(this.agents.values());
+    const made = await Promise.allSettled([...this.agents.values(), ...(this.dispatcher ? [this.dispatcher] : [])]);
     this.agents.clear();
-    const dispatcher = await this.dispatcher;
     this.dispatcher = undefined;
-    await Promise.all([...agents, ...(dispatcher ? [dispatcher] : [])].map((a) => a.close()));
+    await Promise.allSettled(made.map((a) => (a.status === 'fulfilled' && a.value ? a.value.close() : undefined)));
   }
 
   emit(e: BuildEvent): void {

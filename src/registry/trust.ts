@@ -2,27 +2,40 @@
 // another name, so node does not parse the file at every start (≈ 40 ms for a system bundle, needed by no plain-HTTP or
 // unverified registry); it is read here, once, for the first verified connection, and trusted beside node's roots.
 import { readFile } from 'node:fs/promises';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 
 export interface ExtraTrust {
   /** The file's PEM text. */
   pem: string;
-  /** node's bundled roots and the file's certificates: what node's default store trusts with the variable set. */
+  /** node's default store (its bundled roots, or OpenSSL's with --use-openssl-ca) and the file's certificates. */
   context: SecureContext;
 }
 
+/** `ctx` trusting `pem` beside the store it started with, as node adds NODE_EXTRA_CA_CERTS to its default store. */
+function withExtra(ctx: SecureContext, pem: string): SecureContext {
+  (ctx.context as { addCACert(pem: string): void }).addCACert(pem);
+  return ctx;
+}
+
 /**
- * The file named by NODE_EXTRA_CA_CERTS, read and parsed once by the first verified connection of any client given this
- * object (the CLI makes one per command: the build's push check and its pulls share it).
+ * The file named by NODE_EXTRA_CA_CERTS: read when the command starts (before any step could rewrite it), parsed once
+ * by the first verified connection of any client given this object (the build's push check and its pulls share it).
  */
 export class ExtraCa {
+  private readonly text: Promise<string>;
   private loaded: Promise<ExtraTrust | undefined> | undefined;
 
-  constructor(readonly file: string) {}
+  constructor(readonly file: string) {
+    this.text = readFile(file, 'utf8');
+    this.text.catch(() => undefined); // told by trust(), if ever asked
+  }
 
-  /** undefined (with `warn` told why) when unreadable or not PEM: node ignores such a file too. */
+  /** undefined (with `warn` told why) when unreadable or without a certificate: node ignores such a file too. */
   trust(warn: (msg: string) => void): Promise<ExtraTrust | undefined> {
-    this.loaded ??= readFile(this.file, 'utf8').then((pem) => ({ pem, context: createSecureContext({ ca: [...rootCertificates, pem] }) })).catch((err: unknown) => {
+    this.loaded ??= this.text.then((pem) => {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+      return { pem, context: withExtra(createSecureContext(), pem) };
+    }).catch((err: unknown) => {
       warn(`ignoring the extra CA certificates in ${this.file} (NODE_EXTRA_CA_CERTS): ${(err as Error).message}`);
       return undefined;
     });
@@ -39,8 +52,6 @@ export function connectTrust(
 ): { secureContext: SecureContext } | { ca?: string[]; cert?: string; key?: string } {
   // unverified: no CA at all (node's default context parses its ≈ 140 bundled roots, ≈ 20 ms, to trust nothing here)
   if (skipVerify) return { secureContext: createSecureContext({ ca: [], ...mtls }) };
-  // the extra CAs' one shared context (parsed once); with a client certificate, their PEM beside node's roots
-  if (extra && !mtls.cert) return { secureContext: extra.context };
-  const caList = ca ?? (extra ? [...rootCertificates, extra.pem] : undefined);
-  return { ...(caList ? { ca: caList } : {}), ...mtls };
+  if (extra) return { secureContext: mtls.cert ? withExtra(createSecureContext(mtls), extra.pem) : extra.context };
+  return { ...(ca ? { ca } : {}), ...mtls };
 }

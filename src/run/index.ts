@@ -123,7 +123,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunResult> {
 export async function sandboxAvailable(kill: Kill): Promise<{ ok: boolean; reason?: string }> {
   const tools = await findSandboxTools();
   if ('missing' in tools) return { ok: false, reason: `host tool "${tools.missing}" not found` };
-  const dir = await mkdtemp(path.join(tmpdir(), 'builder-probe-'));
+  const dir = path.resolve(await mkdtemp(path.join(tmpdir(), 'builder-probe-')));
   try {
     await chmod(dir, 0o755);
     // The root is empty, so the command cannot exist: reaching its exec (127) proves the setup works.

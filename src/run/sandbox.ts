@@ -441,12 +441,6 @@ const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
   return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'file';
 };
 
-// The host's /proc, /sys and ld.so.cache stay what they are for the whole build (one kernel, one host): looked at once.
-const hostKinds = new Map<string, Promise<'dir' | 'file' | undefined>>();
-const hostKind = (p: string): Promise<'dir' | 'file' | undefined> => {
-  if (!hostKinds.has(p)) hostKinds.set(p, kindOf(p));
-  return hostKinds.get(p)!;
-};
 
 /** Promise.all that waits for every one before throwing the first failure: nothing still writes when cleanup runs. */
 async function settleAll(work: readonly Promise<unknown>[]): Promise<void> {
@@ -480,7 +474,7 @@ async function writeToolView(root: string, dir: string, has: (f: string) => bool
       tab += fstabLine(`/${name}`, path.join(viewAt, name), 'none', 'bind,ro');
     }
   }
-  if ((await hostKind('/etc/ld.so.cache')) === 'file') {
+  if ((await kindOf('/etc/ld.so.cache')) === 'file') {
     await writeFile(path.join(view, 'etc/ld.so.cache'), '', { mode: 0o644 });
     tab += fstabLine('/etc/ld.so.cache', path.join(viewAt, 'etc/ld.so.cache'), 'none', 'bind,ro');
   }
@@ -506,9 +500,9 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
     const proc = path.join(root, 'proc');
     procDevTab += fstabLine('proc', proc, 'proc', 'nosuid,nodev,noexec');
     // The kernel is the host's, so the host's /proc says which of these exist.
-    const [readonly, masked] = await Promise.all([PROC_READONLY, PROC_MASKED].map((l) => Promise.all(l.map((p) => hostKind(`/proc/${p}`)))));
+    const [readonly, masked] = await Promise.all([PROC_READONLY, PROC_MASKED].map((l) => Promise.all(l.map((p) => kindOf(`/proc/${p}`)))));
     PROC_READONLY.forEach((p, i) => {
-      if (readonly![i]) procDevTab += fstabLine(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro');
+      if (readonly![i]) procDevTab += fstabLine(path.join(proc, p), path.join(proc, p), 'none', 'bind,ro,nosuid,nodev,noexec');
     });
     PROC_MASKED.forEach((p, i) => {
       if (masked![i] === 'dir') procDevTab += fstabLine('tmpfs', path.join(proc, p), 'tmpfs', 'ro,nosuid,nodev,noexec');
@@ -530,7 +524,7 @@ async function writeSetupFiles(root: string, dir: string, flags: string[], userT
     runtimeTab += fstabLine('devpts', path.join(dev, 'pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620');
   }
   if (has('sys')) {
-    const kinds = await Promise.all(SYS_MASKED.map((p) => hostKind(`/sys/${p}`)));
+    const kinds = await Promise.all(SYS_MASKED.map((p) => kindOf(`/sys/${p}`)));
     SYS_MASKED.forEach((p, i) => {
       if (kinds[i] === 'dir') runtimeTab += fstabLine('tmpfs', path.join(root, 'sys', p), 'tmpfs', 'ro,nosuid,nodev,noexec');
     });
@@ -662,7 +656,8 @@ export async function runSandboxed(opts: SandboxOptions, tools?: SandboxTools | 
   }
   const network = opts.network ?? 'default';
   const prepared = await prepareMountPoints(root);
-  const runtimeDir = opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-')));
+  // absolute: builder-sandbox refuses a relative run dir (a relative TMPDIR)
+  const runtimeDir = path.resolve(opts.runtimeDir ?? (await mkdtemp(path.join(tmpdir(), 'builder-run-'))));
   if (opts.runtimeDir !== undefined) await mkdir(runtimeDir, { mode: 0o700 });
   try {
     const setup = prepareUserMounts(root, opts.mounts ?? [], prepared, what).then((userTab) => writeSetupFiles(root, runtimeDir, prepared.flags, userTab, !('helper' in found)));

@@ -58,7 +58,7 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
       if (opts.strict || !isBuilderError(err, BLOB_STORE_ERROR_CODES)) throw err;
       say(`${err.message}; going on without caching it`, 'warning');
     });
-    p.catch(() => undefined); // awaited below, after a failure too
+    p.catch(() => undefined); // awaited at the end, after a failure too
     storing.push(p);
   };
   const manifestAt = async (r: ImageRef): Promise<ManifestResult & { from: 'store' | 'registry' }> => {
@@ -70,32 +70,36 @@ async function resolveFrom(client: RegistryClient, store: BlobStore, ref: ImageR
     return { ...m, from: 'registry' };
   };
 
-  let top = await manifestAt(ref);
-  let index: ManifestResult | undefined;
-  if (isIndexMediaType(top.mediaType)) {
-    opts.onDocument?.('index', top.digest, top.from);
-    index = { digest: top.digest, bytes: top.bytes, mediaType: top.mediaType };
-    const idx = parseIndex(top.bytes, `index ${ref}`);
-    const pick = selectPlatform(idx.manifests, want);
-    if (!pick) {
-      throw new BuilderError('PLATFORM_NOT_FOUND', `${ref} has no image for platform ${formatPlatform(want)}`, {
-        hint: `choose one of: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
-      });
+  try {
+    let top = await manifestAt(ref);
+    let index: ManifestResult | undefined;
+    if (isIndexMediaType(top.mediaType)) {
+      opts.onDocument?.('index', top.digest, top.from);
+      index = { digest: top.digest, bytes: top.bytes, mediaType: top.mediaType };
+      const idx = parseIndex(top.bytes, `index ${ref}`);
+      const pick = selectPlatform(idx.manifests, want);
+      if (!pick) {
+        throw new BuilderError('PLATFORM_NOT_FOUND', `${ref} has no image for platform ${formatPlatform(want)}`, {
+          hint: `choose one of: ${idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ')}`,
+        });
+      }
+      top = await manifestAt(withDigest(ref, pick.digest));
     }
-    top = await manifestAt(withDigest(ref, pick.digest));
+    opts.onDocument?.('manifest', top.digest, top.from);
+    const manifest = parseManifest(top.bytes, `manifest ${ref}`);
+    let configBytes = await stored(manifest.config.digest, MAX_CONFIG, manifest.config.size);
+    const configFrom = configBytes ? 'store' : 'registry';
+    if (!configBytes) {
+      configBytes = await client.readBlob(ref, manifest.config);
+      keep(manifest.config.digest, configBytes);
+    }
+    opts.onDocument?.('config', manifest.config.digest, configFrom);
+    await Promise.all(storing);
+    return {
+      ref, manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType,
+      config: parseConfig(configBytes, `config of ${ref}`), configBytes, ...(index ? { index } : {}),
+    };
+  } finally {
+    await Promise.allSettled(storing); // a resolve that failed leaves no store write running behind it
   }
-  opts.onDocument?.('manifest', top.digest, top.from);
-  const manifest = parseManifest(top.bytes, `manifest ${ref}`);
-  let configBytes = await stored(manifest.config.digest, MAX_CONFIG, manifest.config.size);
-  const configFrom = configBytes ? 'store' : 'registry';
-  if (!configBytes) {
-    configBytes = await client.readBlob(ref, manifest.config);
-    keep(manifest.config.digest, configBytes);
-  }
-  opts.onDocument?.('config', manifest.config.digest, configFrom);
-  await Promise.all(storing);
-  return {
-    ref, manifestDigest: top.digest, manifest, manifestBytes: top.bytes, mediaType: top.mediaType,
-    config: parseConfig(configBytes, `config of ${ref}`), configBytes, ...(index ? { index } : {}),
-  };
 }

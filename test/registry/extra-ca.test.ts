@@ -1,7 +1,7 @@
 // NODE_EXTRA_CA_CERTS: bin/builder starts node without it (node would parse the file at every start) and builder
 // trusts it itself: TLS registries and ADD URLs verify against it, every child sees the variable as the user set it.
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -95,5 +95,17 @@ describe('NODE_EXTRA_CA_CERTS, read by builder instead of node at start', () => 
     expect(r.stderr).not.toContain('Ignoring extra certs');
     expect(r.stderr).toContain(`builder: warning: ignoring the extra CA certificates in ${ws.path('no-such-ca.pem')} (NODE_EXTRA_CA_CERTS): ENOENT`);
     expect(r.stderr).toMatch(/certificate/i);
+  });
+
+  it('an unreadable --registry-certificate is the build\'s error with its code and hint: no crash, nothing left in the work dir', async () => {
+    const ctx = await ws.context('ctx-badcert', { Dockerfile: `FROM ${base}\nRUN true\n` });
+    const work = ws.path('work-badcert');
+    const r = await ws.build(ctx, ['--destination', `${reg.host}/extra-ca/badcert:latest`, '--run-mode', 'sandbox',
+      '--registry-certificate', `${reg.host}=${ws.path('missing.pem')}`], { work });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^builder: error REGISTRY_CERTIFICATE_UNREADABLE: (before building: )?cannot read the CA certificate /m);
+    expect(r.stderr).toContain('hint: check the path given to --registry-certificate HOST=PATH');
+    expect(r.stderr).not.toMatch(/Node\.js v|UnhandledPromiseRejection|at .*\.js:\d+/);
+    expect(await readdir(work).catch(() => [])).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // Sandbox mode against a real busybox root in a temp dir: exit codes, output, env, cwd, users, /proc /dev /sys, network, leftovers.
 
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -275,6 +275,31 @@ for (const [variant, tools] of variants) {
         const res = await runSandboxed({ root: r, argv: ['/bin/sh', '-c', 'cat /etc/hosts >/dev/null && echo ok > /made'], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill }, tools);
         expect(res.exitCode).toBe(0);
         expect(await readFile(path.join(r, 'made'), 'utf8')).toBe('ok\n');
+      } finally {
+        await rm(r, { recursive: true, force: true });
+      }
+    });
+
+    it('a RUN --mount tmpfs whose mount-table line passes 4,095 bytes keeps nodev: a device made there cannot be opened', async () => {
+      const r = await makeBusyboxRoot();
+      try {
+        // getmntent(3) keeps 4,095 bytes of a line: host paths around this length put that cut inside "nosuid,nodev"
+        const real = await realpath(r);
+        const targets: string[] = [];
+        for (let want = 4070 - real.length; targets.length < 12; want++) {
+          let t = '';
+          while (t.length < want) t += `/${String.fromCharCode(97 + targets.length).repeat(Math.max(1, Math.min(200, want - t.length - 1)))}`;
+          targets.push(t);
+        }
+        const script = 'for t in "$@"; do mknod "$t/dev-null" c 1 3 && cat "$t/dev-null" && echo "OPENED $t"; done; echo done';
+        const out = collect();
+        const res = await runSandboxed({
+          root: r, argv: ['/bin/sh', '-c', script, 'sh', ...targets], env: [], user: ROOT_USER, cwd: '/', onOutput: out.onOutput, kill,
+          mounts: targets.map((target) => ({ target, type: 'tmpfs' as const, readonly: false })),
+        }, tools);
+        expect(res.exitCode).toBe(0);
+        expect(out.stdout()).toBe('done\n');
+        expect(out.stderr().split('\n').filter((l) => /Permission denied/.test(l))).toHaveLength(targets.length);
       } finally {
         await rm(r, { recursive: true, force: true });
       }

@@ -333,7 +333,8 @@ function besidePushCheck(opts: BuildOptions, logger: Logger): { opts: BuildOptio
     opts: { ...opts, signal: opts.signal ? AbortSignal.any([opts.signal, refused.signal]) : refused.signal, pushCheck: check },
     stopCheck: (reason) => stop.abort(reason),
     // the sessions the check opened are cancelled while the build goes on (close() waits for that)
-    checkDone: check.catch(() => undefined).then(() => client.close()),
+    // handled at once: awaited only after the build, and its end is never the build's error
+    checkDone: check.catch(() => undefined).then(() => client.close()).catch(() => undefined),
   };
 }
 
