@@ -19,7 +19,7 @@
 // a real RUN step and its snapshot.
 
 import { execFile } from 'node:child_process';
-import { constants as fsConstants, existsSync } from 'node:fs';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -254,10 +254,15 @@ function chainEnv(entries: readonly string[]): { env: Record<string, string>; sp
   return { env, split: ['--', ...entries.map((_, i) => `\${BUILDER_ENV_${i}}`)].join(' ') };
 }
 
-/** dist/bin/builder-sandbox beside the bundle or tsc's modules (scripts/bundle.mjs), when it was built. */
+/** dist/bin/builder-sandbox beside the bundle or tsc's modules (scripts/bundle.mjs), when it was built and may be run here (not on a noexec mount). */
 function findHelper(): string | undefined {
   const own = fileURLToPath(new URL(typeof __BUILDER_VERSION__ === 'string' ? './bin/builder-sandbox' : '../../bin/builder-sandbox', import.meta.url));
-  return existsSync(own) ? own : undefined;
+  try {
+    accessSync(own, fsConstants.X_OK);
+    return own;
+  } catch {
+    return undefined;
+  }
 }
 
 /** builder-sandbox when built, else the host tools the chain needs, or which one is missing. */

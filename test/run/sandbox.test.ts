@@ -340,6 +340,20 @@ describe.skipIf(variants.length === 0)('builder-sandbox failures', () => {
       });
     });
 
+  it('a built helper that cannot be run here (dist on a noexec mount) is passed over: the chain runs the steps', async () => {
+    await compileIfStale();
+    // in a private mount namespace only: dist/bin replaced by a noexec tmpfs holding a copy of the helper
+    const probe = `import(${JSON.stringify(path.join(ROOT, 'dist/src/run/sandbox.js'))}).then((m) => m.findSandboxTools()).then((t) => process.stdout.write('helper' in t ? 'helper' : 'missing' in t ? 'missing' : 'chain'))`;
+    const script = 'set -e; B="$1"; cp "$B/builder-sandbox" /tmp/noexec-helper-$$; mount -t tmpfs -o noexec tmpfs "$B"; cp /tmp/noexec-helper-$$ "$B/builder-sandbox"; rm /tmp/noexec-helper-$$; shift; exec "$@"';
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', path.join(ROOT, 'dist/bin'), process.execPath, '--input-type=module', '-e', probe], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (b: Buffer) => (text += b.toString()));
+      child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`exit ${code}`))));
+    });
+    expect(out).toBe('chain');
+  });
+
   it('a helper that cannot be started is RUN_SANDBOX_UNAVAILABLE, one that never reports is RUN_SANDBOX_SETUP; the root is left as it was', async () => {
     const r = await makeBusyboxRoot();
     try {
