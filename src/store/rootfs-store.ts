@@ -207,8 +207,9 @@ export class RootfsStore {
   /** Unmounts one root mounted by mount() (lazily when something still holds it, e.g. a process being killed). */
   async unmount(root: string): Promise<void> {
     if (!this.mounts.has(root)) return;
-    this.mounts.delete(root);
     await runTool('umount', [root]).catch(() => runTool('umount', ['-l', root]));
+    // forgotten only once gone: a second signal's exit while umount runs (and is killed) still detaches it (detachAll)
+    this.mounts.delete(root);
   }
 
   /** Every overlay this build mounted, and every lease it holds: before the stage roots are removed, and on every way out of a build. */
