@@ -79,7 +79,7 @@ try {
     '  esac',
     'fi',
     'export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"',
-    // node would parse NODE_EXTRA_CA_CERTS at start: builder reads it when a verified connection needs it (bin/builder)
+    // node would parse NODE_EXTRA_CA_CERTS at start: builder parses it when a verified connection needs it (bin/builder)
     '[ -z "$NODE_EXTRA_CA_CERTS" ] || { export BUILDER_NODE_EXTRA_CA_CERTS="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS; }',
     // the V8 start-up snapshot unless NODE_OPTIONS (the job's) could carry V8 flags the blob was not built under
     `[ -n "$NODE_OPTIONS" ] || exec /builder/bin/node ${flags.join(' ')} --snapshot-blob /builder/lib/builder.blob -- "$@"`,

@@ -4,7 +4,7 @@ type Main = (argv: string[]) => Promise<void>;
 
 export function launch(main: Main, argv: string[]): void {
   // bin/builder hands NODE_EXTRA_CA_CERTS over under this name (node would parse the file at start: src/registry/trust.ts
-  // reads it when a verified connection needs it): builder and every child see the variable as the user set it.
+  // parses it when a verified connection needs it): builder and every child see the variable as the user set it.
   const extraCa = process.env.BUILDER_NODE_EXTRA_CA_CERTS;
   if (extraCa !== undefined) {
     process.env.NODE_EXTRA_CA_CERTS = extraCa;

@@ -11,8 +11,8 @@ import { main } from './main.js';
 startupSnapshot.setDeserializeMainFunction(() => {
   // import.meta.url stands for this global in the snapshot's bundle: the dist/builder.mjs beside the blob (bin/builder
   // starts node with `--snapshot-blob DIST/builder.blob -- ARGS`), so files are found as from the ESM bundle.
-  const i = process.execArgv.findIndex((a) => a.startsWith('--snapshot-blob'));
-  const blob = i < 0 ? undefined : process.execArgv[i]!.startsWith('--snapshot-blob=') ? process.execArgv[i]!.slice(16) : process.execArgv[i + 1];
+  const i = process.execArgv.indexOf('--snapshot-blob');
+  const blob = i < 0 ? undefined : process.execArgv[i + 1];
   if (blob) (globalThis as { __builderUrl?: string }).__builderUrl = pathToFileURL(path.join(path.dirname(path.resolve(blob)), 'builder.mjs')).href;
   launch(main, [process.argv[0]!, 'builder', ...process.argv.slice(1)]);
 });

@@ -1,6 +1,6 @@
 // Extra CA certificates (NODE_EXTRA_CA_CERTS) for builder's own TLS. bin/builder hands node's variable over under
 // another name, so node does not parse the file at every start (≈ 40 ms for a system bundle, needed by no plain-HTTP or
-// unverified registry); it is read here, once, for the first verified connection, and trusted beside node's roots.
+// unverified registry); it is read at the command's start and parsed here, once, for the first verified connection.
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
 

@@ -446,7 +446,6 @@ const kindOf = async (p: string): Promise<'dir' | 'file' | undefined> => {
   return st === undefined ? undefined : st.isDirectory() ? 'dir' : 'file';
 };
 
-
 /** Promise.all that waits for every one before throwing the first failure: nothing still writes when cleanup runs. */
 async function settleAll(work: readonly Promise<unknown>[]): Promise<void> {
   const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -78,7 +78,7 @@ export class Workspace {
   }
 
   /**
-   * Runs `node bin/builder --context CTX ARGS...` with --cache-dir/--work-dir in this workspace (override with
+   * Runs bin/builder --context CTX ARGS... (as cli() does) with --cache-dir/--work-dir in this workspace (override with
    * `cache`/`work`); never throws for a non-zero exit.
    */
   async build(ctx: string, args: string[], o: { cache?: string; work?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
