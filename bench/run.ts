@@ -28,6 +28,7 @@ import { baselineTable, summarize, targetsTable, toolTables, type RunRecord } fr
 import { buildahTool, builderTool, kanikoAnchor, kanikoTool, type Tool, type ToolRun } from './support/tools.js';
 import { builderCrunTool, kanikoCrunTool } from './support/crun.js';
 import { WORKLOADS, type BaseImage, type Workload } from './workloads/index.js';
+import { benchFilesystem } from './support/workfs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 const repoRoot = path.resolve(here, '../..');
@@ -207,9 +208,8 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadStart = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const cacheDir = process.env.BENCH_CACHE_DIR ?? path.join(os.homedir(), '.cache/builder-bench');
-  const workRoot = process.env.BENCH_WORK_DIR ?? os.tmpdir();
-  await mkdir(workRoot, { recursive: true });
-  const work = await mkdtemp(path.join(workRoot, 'builder-bench-'));
+  const workFs = await benchFilesystem(log);
+  const work = await mkdtemp(path.join(workFs.root, 'builder-bench-'));
   const bigBytes = Math.round((args.bigMb ?? Number(process.env.BENCH_BIG_LAYER_MB ?? (args.quick ? 256 : 2048))) * 1024 * 1024);
   const workloads = WORKLOADS.filter((w) => !args.only || args.only.includes(w.name));
   const runsFor = (w: Workload): number => (args.quick ? 1 : w.name === 'big-layer' ? 1 : args.runs ?? w.defaultRuns);
@@ -220,7 +220,7 @@ async function main(): Promise<void> {
   const records: RunRecord[] = [];
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
-      log(`${sig}: stopping the registry and proxy; work dir ${work} left behind`);
+      log(`${sig}: stopping the registry and proxy; work dir ${work} left behind${workFs.mounted ? ` (on a mounted image: umount ${workFs.root})` : ''}`);
       void Promise.all(cleanupFns.map((c) => c().catch(() => undefined))).finally(() => process.exit(130));
     });
   }
@@ -358,7 +358,7 @@ async function main(): Promise<void> {
     const sums = summarize(records);
     const machine = {
       nproc: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', ramGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-      kernel: os.release(), loadavgStart: loadStart, loadavgEnd: os.loadavg().map((x) => x.toFixed(2)).join(' '), fs: (await runCmd('stat', ['-f', '-c', '%T', work]).catch(() => '?')).trim(),
+      kernel: os.release(), loadavgStart: loadStart, loadavgEnd: os.loadavg().map((x) => x.toFixed(2)).join(' '), fs: workFs.describe,
     };
     const versions: Record<string, string> = { node: process.version };
     for (const t of allTools) versions[t.name] = t.unavailable ? `${t.version} (${t.unavailable})` : t.version;
@@ -400,6 +400,7 @@ async function main(): Promise<void> {
       const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${work}/`));
       for (const m of mounts.sort((a, b) => b.length - a.length)) await runCmd('umount', ['-l', m]).catch(() => undefined);
       await rm(work, { recursive: true, force: true });
+      await workFs.stop();
     } else {
       log(`kept ${work}`);
     }

@@ -26,43 +26,55 @@ export function compileRegexNfa(source: string): ((s: string) => boolean) | unde
   const nodes = parser.nodes;
   parser.patch(whole, parser.add({ kind: 'match' }));
   const entry = whole.start;
+  // reused by every call (a context walk matches every path): the states of this position and the next, the
+  // position each node was last added at, and closure's stack (each node is pushed at most twice per position)
+  let states = new Int32Array(nodes.length);
+  let next = new Int32Array(nodes.length);
+  const seen = new Int32Array(nodes.length);
+  const stack = new Int32Array(2 * nodes.length + 1);
   return (s: string): boolean => {
-    const chars = Array.from(s);
-    const seen = new Int32Array(nodes.length).fill(-1);
-    let states: number[] = [];
-    let matched = closure(nodes, seen, chars.length, entry, 0, states);
-    for (let pos = 0; pos < chars.length && states.length > 0; pos++) {
+    // code points, as a unicode-mode RegExp reads them; a string without surrogates is its own
+    const chars: ArrayLike<string> = /[\uD800-\uDFFF]/.test(s) ? Array.from(s) : s;
+    seen.fill(-1);
+    let count = 0;
+    const into = (p: number): void => void (next[count++] = p);
+    let matched = closure(nodes, seen, stack, chars.length, entry, 0, into);
+    [states, next] = [next, states];
+    let live = count;
+    for (let pos = 0; pos < chars.length && live > 0; pos++) {
       const c = chars[pos]!;
-      const next: number[] = [];
+      count = 0;
       matched = false;
-      for (const p of states) {
-        const n = nodes[p] as Extract<Node, { kind: 'char' }>;
-        if (n.test(c) && closure(nodes, seen, chars.length, n.next, pos + 1, next)) matched = true;
+      for (let k = 0; k < live; k++) {
+        const n = nodes[states[k]!] as Extract<Node, { kind: 'char' }>;
+        if (n.test(c) && closure(nodes, seen, stack, chars.length, n.next, pos + 1, into)) matched = true;
       }
-      states = next;
+      [states, next] = [next, states];
+      live = count;
     }
     return matched;
   };
 }
 
 /**
- * Follows jumps, splits and assertions from `pc` at position `pos` of an input `length` characters long; collects
- * the states that read a character into `into`; true when the match state is reached at the end.
+ * Follows jumps, splits and assertions from `pc` at position `pos` of an input `length` characters long; passes
+ * the states that read a character to `into`; true when the match state is reached at the end.
  */
-function closure(nodes: readonly Node[], seen: Int32Array, length: number, pc: number, pos: number, into: number[]): boolean {
-  const stack = [pc];
+function closure(nodes: readonly Node[], seen: Int32Array, stack: Int32Array, length: number, pc: number, pos: number, into: (p: number) => void): boolean {
+  let top = 0;
+  stack[top++] = pc;
   let matched = false;
-  while (stack.length > 0) {
-    const p = stack.pop()!;
+  while (top > 0) {
+    const p = stack[--top]!;
     if (p < 0 || seen[p] === pos) continue;
     seen[p] = pos;
     const n = nodes[p]!;
     switch (n.kind) {
-      case 'char': into.push(p); break;
-      case 'split': stack.push(n.b, n.a); break;
-      case 'jump': stack.push(n.next); break;
-      case 'start': if (pos === 0) stack.push(n.next); break;
-      case 'end': if (pos === length) stack.push(n.next); break;
+      case 'char': into(p); break;
+      case 'split': stack[top++] = n.b; stack[top++] = n.a; break;
+      case 'jump': stack[top++] = n.next; break;
+      case 'start': if (pos === 0) stack[top++] = n.next; break;
+      case 'end': if (pos === length) stack[top++] = n.next; break;
       case 'match': if (pos === length) matched = true; break;
     }
   }

@@ -143,6 +143,17 @@ describe('PatternMatcher (moby/patternmatcher MatchesOrParentMatches)', () => {
     expect(ignored(['readme.md'], 'README.md')).toBe(false);
   });
 
+  it('keeps answering by the parents when one matcher is asked about a whole tree (its per-directory memory)', () => {
+    // what a walk asks: every file of 15,000 directories (more than the matcher remembers), in walk order and
+    // backwards; a match two levels up, and an exception on the parent undoing it, decide each answer
+    const shared = new PatternMatcher(['a1', '!a1/b2', 'x/**/y']);
+    const cases: Array<[string, boolean]> = [];
+    for (let b = 0; b < 5000; b++) {
+      cases.push([`a1/b${b}/c/f`, b !== 2], [`a2/b${b}/c/f`, false], [`x/b${b}/q/y/f`, true]);
+    }
+    for (const [file, want] of [...cases, ...cases.slice().reverse()]) expect(shared.matches(file), file).toBe(want);
+  });
+
   it('never ignores the context root', () => {
     expect(ignored(['**'], '.')).toBe(false);
     expect(ignored(['*'], '')).toBe(false);

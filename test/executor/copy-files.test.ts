@@ -1,0 +1,69 @@
+// COPY of regular files on both sides of the 64 KiB line (small ones are read and written synchronously, larger ones
+// copied with copyFile): the same bytes, mode, setuid bit, owner and modification time either way, into the layer.
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLayoutImage } from '../../conformance/tree.js';
+import { compileIfStale, Workspace } from './helpers.js';
+
+const SIZES = [0, 1, 4096, 65_535, 65_536, 65_537, 300_000];
+
+/** path -> mtime (seconds) of every entry in the image's layers, read by python's tarfile (not our reader). */
+function layerMtimes(layout: string): Map<string, number> {
+  const script = `
+import glob, json, sys, tarfile
+out = {}
+for blob in glob.glob(sys.argv[1] + '/blobs/sha256/*'):
+    try:
+        with tarfile.open(blob, 'r:*') as t:
+            for m in t.getmembers():
+                out['/' + m.name.lstrip('./').rstrip('/')] = int(m.mtime)
+    except tarfile.TarError:
+        pass
+json.dump(out, sys.stdout)
+`;
+  return new Map(Object.entries(JSON.parse(execFileSync('python3', ['-c', script, layout]).toString()) as Record<string, number>));
+}
+
+describe('COPY of regular files, small and large', () => {
+  let ws: Workspace;
+  beforeAll(async () => {
+    [ws] = await Promise.all([Workspace.create('builder-copyfiles-'), compileIfStale()]);
+  });
+  afterAll(async () => {
+    await ws?.remove();
+  });
+
+  it('keeps content, mode, setuid and mtime; --chown sets the owner (and drops setuid, as chown does)', async () => {
+    const ctx = await ws.context('ctx', { Dockerfile: 'FROM scratch\nCOPY files /a/\nCOPY --chown=123:45 files /b/\n' });
+    await mkdir(path.join(ctx, 'files'));
+    const want = new Map<string, { sha256: string; mode: number; mtime: number }>(); // sha256: the tree's 16-digit prefix
+    for (const [k, size] of SIZES.entries()) {
+      const name = `f${size}`;
+      const body = randomBytes(size);
+      const mode = [0o640, 0o755, 0o4755][k % 3]!;
+      const mtime = 1_000_000_000 + k * 86_400;
+      const file = path.join(ctx, 'files', name);
+      await writeFile(file, body);
+      await chmod(file, mode);
+      await utimes(file, mtime, mtime);
+      want.set(name, { sha256: createHash('sha256').update(body).digest('hex').slice(0, 16), mode, mtime });
+    }
+    const out = ws.path('layout');
+    await mkdir(out, { recursive: true });
+    const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--no-push', '--oci-layout-path', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const { tree } = await readLayoutImage(out);
+    const mtimes = layerMtimes(out);
+    for (const [name, w] of want) {
+      const a = tree.get(`/a/${name}`);
+      expect(a, name).toMatchObject({ type: 'file', sha256: w.sha256, mode: w.mode.toString(8).padStart(4, '0'), uid: 0, gid: 0 });
+      expect(mtimes.get(`/a/${name}`), name).toBe(w.mtime);
+      const b = tree.get(`/b/${name}`);
+      expect(b, name).toMatchObject({ type: 'file', sha256: w.sha256, mode: (w.mode & 0o777).toString(8).padStart(4, '0'), uid: 123, gid: 45 });
+      expect(mtimes.get(`/b/${name}`), name).toBe(w.mtime);
+    }
+  }, 120_000);
+});
