@@ -221,8 +221,8 @@ async function sortedNames(ctx: BuildContext, dirRel: string): Promise<string[]>
   const names = await readdir(abs).catch((err: NodeJS.ErrnoException) => {
     throw readFailed(dirRel, err);
   });
-  // Go sorts names by bytes, which differs from UTF-16 order for some non-ASCII names.
-  return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  // Go sorts names by bytes (code points): UTF-16 order differs only where a surrogate pair meets U+E000 and above.
+  return names.some((n) => /[\uD800-\uDFFF]/.test(n)) ? names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))) : names.sort();
 }
 
 async function lstatOrThrow(abs: string, rel: string): Promise<Stats> {

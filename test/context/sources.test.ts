@@ -249,3 +249,16 @@ describe('source paths', () => {
     expect(files).toEqual(['b/file.txt=f', 'b/other.md=o', 'c/file.txt=c']);
   });
 });
+
+describe('walk order', () => {
+  it('is Go\'s byte order of the names (UTF-8), with and without names outside the BMP', async () => {
+    // UTF-8: a < b < é (C3) < Ａ U+FF21 (EF) < 😀 U+1F600 (F0); UTF-16 would put 😀 (D83D) before Ａ
+    const names = ['\uFF21', 'b', '\u00E9', 'a'];
+    await writeTree(work, Object.fromEntries([...names.map((n) => [`bmp/d/${n}`, n]), ...[...names, '\u{1F600}'].map((n) => [`astral/d/${n}`, n])]));
+    for (const [dir, want] of [['bmp', ['a', 'b', '\u00E9', '\uFF21']], ['astral', ['a', 'b', '\u00E9', '\uFF21', '\u{1F600}']]] as const) {
+      const ctx = await open(path.join(work, dir));
+      const [d] = await resolveSources(ctx, ['d']);
+      expect(await walk(ctx, d!), dir).toEqual(['dir:', ...want.map((n) => `file:${n}`)]);
+    }
+  });
+});
