@@ -16,6 +16,7 @@ import {
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
+import { removeTree } from '../util/fs.js';
 import type { Executor, SandboxCheck, StageResult } from './executor.js';
 import type { ResolvedImage } from './base.js';
 import { runStage } from './stage.js';
@@ -415,7 +416,7 @@ async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
   if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
   // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
   if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
-    b.cleanup.push((b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => rm(path.join(b.work, 'stages'), { recursive: true, force: true })));
+    b.cleanup.push((b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => removeTree(path.join(b.work, 'stages'))));
   }
   // before the statements start: a refused check must not leave their scans reading a work dir being deleted
   if (!opts.noPush) await opts.pushCheck;

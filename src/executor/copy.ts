@@ -1,5 +1,5 @@
 // COPY/ADD into a stage root with Docker's destination rules, owners and modes; returns the container paths it wrote.
-import { closeSync, constants as fsc, fchmodSync, fchownSync, futimesSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, mkdirSync, fchownSync, futimesSync, openSync, readSync, writeSync } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
@@ -106,7 +106,7 @@ export async function copyMatches(rootfs: RootFs, matches: readonly CopySourceMa
         }
         const state = fresh.has(relDir) && e.path !== '' ? 'clear' : await clearFor(host, 'dir');
         if (state === 'clear') {
-          await mkdir(host, { mode: 0o755 });
+          mkdirSync(host, { mode: 0o755 }); // synchronous: the walk waits for each directory (a barrier below)
           fresh.add(e.path);
         }
         dirHosts.set(e.path, host);
