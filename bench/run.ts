@@ -15,7 +15,8 @@
 // --cpu-prof   builder runs under node --cpu-prof; profiles in bench/results/profiles/<timestamp>/, summarized with
 //              node dist/bench/profile.js DIR
 // --render F  only rewrite BENCHMARKS.md from results JSON F (and bench/ANALYSIS.md)
-// Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch, default $TMPDIR),
+// Env: BENCH_CACHE_DIR (base images, default ~/.cache/builder-bench), BENCH_WORK_DIR (scratch; default: a journaled
+//      ext4 image of its own under $TMPDIR, as root, bench/support/workfs.ts),
 //      KANIKO_EXECUTOR / KANIKO_WARMER (default ../shared/anchors/kaniko-v1.24.0/{executor,warmer}, or under
 //      $BUILDER_SHARED/anchors), BENCH_DEBIAN_MIRROR.
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat as fsStat } from 'node:fs/promises';
@@ -454,7 +455,7 @@ async function renderMarkdown(result: ResultFile, jsonRel: string): Promise<stri
   if (analysis) md += `\n${analysis.trim()}\n`;
   md += `\n## Workloads\n\n${workloads.map((w) => `- **${w.name}**: ${w.summary}${w.name.startsWith(START_UP) ? '' : ` (bench/workloads/${w.name}/)`}`).join('\n')}\n`;
   md += `\n## Running it\n\n\`\`\`\nnpm run bench                          # full run, rewrites this file\nBENCH_QUICK=1 npm run bench            # small only, 1 run: cold, warm, cached rebuild (a few minutes)\nnode dist/bench/check-meter.js         # self-check of the blob meter against a real registry\nnpm run bench -- --quick               # 1 run of everything, big-layer 256 MiB (smoke)\nnode dist/bench/run.js --only small,many-files --runs 3\n\`\`\`\n`;
-  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". The builder-crun and kaniko-crun rows run each build in a fresh crun container (crun, umoci, and Docker's seccomp profile from ../shared/tools/unprivileged; builder's executor image is built once per run). \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
+  md += `Needs root (debootstrap, buildah chroot isolation, kaniko's throwaway roots) and the Debian packages in scripts/install-deps.sh. Base images are cached in ~/.cache/builder-bench (BENCH_CACHE_DIR); the Debian one takes a few minutes the first time. Every tool's state, the registry's storage and the generated contexts live in a work dir on a journaled ext4 image the run makes, loop-mounts and removes (BENCH_WORK_DIR to choose a directory instead): on an ext4 without a journal the kernel makes each new inode scan the ones freed in the last 30 s, so a run paid for the cleanup of the run before it (bench/support/workfs.ts). Kaniko v1.24.0's executor and warmer are taken from ../shared/anchors when present (KANIKO_EXECUTOR / KANIKO_WARMER override); kaniko only ever runs chrooted into a fresh root in a private mount namespace, never on the host's "/". The builder-crun and kaniko-crun rows run each build in a fresh crun container (crun, umoci, and Docker's seccomp profile from ../shared/tools/unprivileged; builder's executor image is built once per run). \`BENCH_QUICK=1 npm run bench\` runs the small workload once (cold, warm, cached rebuild) in a few minutes.\n`;
   return md;
 }
 
