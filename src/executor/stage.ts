@@ -172,13 +172,26 @@ class StageRun {
     const root = this.state.root;
     await root.checkBase(); // a failure on a root whose base vanished (sh not found) is told as that, not blamed on the step
     const key = err instanceof LayerContentError ? this.fromCache.get(err.layer) : undefined;
-    if (!cache || key === undefined) return locateError(err, file, line, prefix);
+    if (!cache || key === undefined) return locateError(fileSystemError(err, `${file}:${line}`), file, line, prefix);
     cache.distrust(key, `${err instanceof BuilderError ? err.code : 'error'}: ${(err as Error).message}`);
     cache.hits -= this.counted.hits;
     cache.misses -= this.counted.misses;
     await root.discard();
     return new CachedLayerCorrupt();
   }
+}
+
+/** A step's raw file-system error (a COPY into a full disk, say) as a BuilderError: uncaught, it was an "internal error". */
+function fileSystemError(err: unknown, where: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof BuilderError || !(err instanceof Error) || typeof e.code !== 'string' || typeof e.syscall !== 'string') return err;
+  if (e.code === 'ENOSPC' || e.code === 'EDQUOT') {
+    return new BuilderError('STEP_DISK_FULL', `${where}: the disk is full: ${e.message}`, {
+      hint: 'free space where the stage roots are (--work-dir; in place, the container\'s own disk) or point --work-dir at a larger disk',
+      cause: err,
+    });
+  }
+  return new BuilderError('STEP_IO_FAILED', `${where}: ${e.message}`, { hint: 'check the path named (permissions, a read-only or failing disk)', cause: err });
 }
 
 /**

@@ -2,7 +2,7 @@
 // copied with copyFile): the same bytes, mode, setuid bit, owner and modification time either way, into the layer.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLayoutImage } from '../../conformance/tree.js';
@@ -64,6 +64,27 @@ describe('COPY of regular files, small and large', () => {
       const b = tree.get(`/b/${name}`);
       expect(b, name).toMatchObject({ type: 'file', sha256: w.sha256, mode: (w.mode & 0o777).toString(8).padStart(4, '0'), uid: 123, gid: 45 });
       expect(mtimes.get(`/b/${name}`), name).toBe(w.mtime);
+    }
+  }, 120_000);
+
+  it('into a full disk: STEP_DISK_FULL at its line, the file named, no stack; nothing left in the work dir', async () => {
+    const small = ws.path('small');
+    await mkdir(small, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', small]);
+    try {
+      const ctx = await ws.context('ctx-full', { Dockerfile: 'FROM scratch\nCOPY files /a/\n' });
+      await mkdir(path.join(ctx, 'files'));
+      for (let i = 0; i < 40; i++) await writeFile(path.join(ctx, 'files', `f${i}`), randomBytes(32 * 1024));
+      const work = path.join(small, 'work');
+      const r = await ws.build(ctx, ['--run-mode', 'sandbox', '--no-push'], { cache: ws.path('cache-full'), work });
+      expect(r.code).toBe(1);
+      // the step's line, the file that did not fit, a hint: not an "internal error" with a stack (as it was)
+      expect(r.stderr).toMatch(/error STEP_DISK_FULL: \S*Dockerfile:2: the disk is full: ENOSPC.*files\/f\d+/);
+      expect(r.stderr).toMatch(/hint: free space/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(await readdir(work).catch(() => [])).toEqual([]);
+    } finally {
+      execFileSync('umount', ['-l', small]);
     }
   }, 120_000);
 });
