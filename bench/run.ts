@@ -210,7 +210,10 @@ async function main(): Promise<void> {
   const loadStart = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const cacheDir = process.env.BENCH_CACHE_DIR ?? path.join(os.homedir(), '.cache/builder-bench');
   const workFs = await benchFilesystem(log);
-  const work = await mkdtemp(path.join(workFs.root, 'builder-bench-'));
+  const work = await mkdtemp(path.join(workFs.root, 'builder-bench-')).catch(async (e: unknown) => {
+    await workFs.stop();
+    throw e;
+  });
   const bigBytes = Math.round((args.bigMb ?? Number(process.env.BENCH_BIG_LAYER_MB ?? (args.quick ? 256 : 2048))) * 1024 * 1024);
   const workloads = WORKLOADS.filter((w) => !args.only || args.only.includes(w.name));
   const runsFor = (w: Workload): number => (args.quick ? 1 : w.name === 'big-layer' ? 1 : args.runs ?? w.defaultRuns);
@@ -221,7 +224,7 @@ async function main(): Promise<void> {
   const records: RunRecord[] = [];
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
-      log(`${sig}: stopping the registry and proxy; work dir ${work} left behind${workFs.mounted ? ` (on a mounted image: umount ${workFs.root})` : ''}`);
+      log(`${sig}: stopping the registry and proxy; work dir ${work} left behind${workFs.mounted ? ` on a mounted image (remove it with: ${workFs.removal})` : ''}`);
       void Promise.all(cleanupFns.map((c) => c().catch(() => undefined))).finally(() => process.exit(130));
     });
   }
@@ -397,13 +400,16 @@ async function main(): Promise<void> {
     for (const c of cleanupFns.reverse()) await c().catch(() => undefined);
     cleanupFns = [];
     if (!args.keep) {
-      // buildah state dirs unmount themselves in cleanup; be safe before removing the work dir.
-      const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${work}/`));
-      for (const m of mounts.sort((a, b) => b.length - a.length)) await runCmd('umount', ['-l', m]).catch(() => undefined);
-      await rm(work, { recursive: true, force: true });
-      await workFs.stop();
+      try {
+        // buildah state dirs unmount themselves in cleanup; be safe before removing the work dir.
+        const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${work}/`));
+        for (const m of mounts.sort((a, b) => b.length - a.length)) await runCmd('umount', ['-l', m]).catch(() => undefined);
+        if (!workFs.mounted) await rm(work, { recursive: true, force: true }); // an image goes whole below
+      } finally {
+        await workFs.stop().catch((e: unknown) => log(`the work dir's image stays: ${(e as Error).message}; remove it with: ${workFs.removal}`));
+      }
     } else {
-      log(`kept ${work}`);
+      log(`kept ${work}${workFs.mounted ? ` on a mounted image (remove it with: ${workFs.removal})` : ''}`);
     }
   }
 }

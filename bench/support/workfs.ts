@@ -13,8 +13,10 @@ export interface WorkFs {
   root: string;
   /** For the Machine line of BENCHMARKS.md. */
   describe: string;
-  /** True for the image: left mounted by an interrupted run. */
+  /** True for the image: left mounted by an interrupted or --keep run. */
   mounted: boolean;
+  /** The shell command that removes it by hand. */
+  removal: string;
   /** Unmounts and removes the image (nothing for a plain directory). */
   stop(): Promise<void>;
 }
@@ -27,18 +29,21 @@ async function fsType(dir: string): Promise<string> {
 
 /**
  * BENCH_WORK_DIR when set; else, as root with mkfs.ext4 at hand, a sparse ext4 image (journal on, the mkfs default)
- * loop-mounted under the temp dir, sized to 90% of its free space up to 64 GiB; else the temp dir itself.
+ * loop-mounted under the temp dir (not a tmpfs), sized to half its free space up to 64 GiB; else the temp dir itself.
  */
 export async function benchFilesystem(log: (m: string) => void): Promise<WorkFs> {
   const plain = async (dir: string, why: string): Promise<WorkFs> => {
     await mkdir(dir, { recursive: true });
-    return { root: dir, describe: `${await fsType(dir)} (${why})`, mounted: false, stop: async () => undefined };
+    return { root: dir, describe: `${await fsType(dir)} (${why})`, mounted: false, removal: '', stop: async () => undefined };
   };
   if (process.env.BENCH_WORK_DIR) return plain(process.env.BENCH_WORK_DIR, 'BENCH_WORK_DIR');
   const tmp = os.tmpdir();
   if (process.getuid?.() !== 0) return plain(tmp, 'the temp dir: not root, no image of its own');
+  const type = await fsType(tmp);
+  if (type === 'tmpfs') return plain(tmp, 'the temp dir: a tmpfs, where an image would be memory');
+  // sparse: half the free space, so the disk under it (the base cache is often there too) does not fill before it
   const s = await statfs(tmp);
-  const size = Math.min(64 * GiB, Math.floor((s.bavail * s.bsize * 0.9) / GiB) * GiB);
+  const size = Math.min(64 * GiB, Math.floor((s.bavail * s.bsize * 0.5) / GiB) * GiB);
   if (size < 16 * GiB) return plain(tmp, `the temp dir: ${(s.bavail * s.bsize / GiB).toFixed(0)} GiB free, too little for an image`);
   const dir = await mkdtemp(path.join(tmp, 'builder-bench-fs-'));
   const image = path.join(dir, 'ext4.img');
@@ -57,7 +62,8 @@ export async function benchFilesystem(log: (m: string) => void): Promise<WorkFs>
   return {
     root: mnt,
     mounted: true,
-    describe: `ext4 with a journal (a ${size / GiB} GiB loop image of its own under ${tmp}, on ${await fsType(tmp)})`,
+    removal: `umount -l ${mnt} && rm -r ${dir}`,
+    describe: `ext4 with a journal (a ${size / GiB} GiB loop image of its own under ${tmp}, on ${type})`,
     stop: async () => {
       await runCmd('umount', [mnt]).catch(() => runCmd('umount', ['-l', mnt]));
       await rm(dir, { recursive: true, force: true });

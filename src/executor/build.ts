@@ -16,7 +16,6 @@ import {
 } from '../image/index.js';
 import { checkCompressionLevel, squashLayers } from '../snapshot/index.js';
 import { requireZstd } from '../util/zstd.js';
-import { removeTree } from '../util/fs.js';
 import type { Executor, SandboxCheck, StageResult } from './executor.js';
 import type { ResolvedImage } from './base.js';
 import { runStage } from './stage.js';
@@ -25,7 +24,7 @@ import { throwIfCancelled, type AttestRequest, type BuildOptions, type BuildResu
 import { writeOutputs } from './output.js';
 import { Tally } from './summary.js';
 import type { BuildEvent, EventSink } from '../util/events.js';
-import { buildDirPrefix, markKept, removeLeftovers, type Leftovers } from './leftovers.js';
+import { buildDirPrefix, markKept, removeLeftovers, removeTree, type Leftovers } from './leftovers.js';
 
 const rel = (p: string): string => path.resolve('/', p).slice(1);
 
@@ -416,7 +415,9 @@ async function finishBuild(b: OpenBuild, ran: RanStages): Promise<BuildResult> {
   if ('images' in built) emit({ type: 'index-built', digest: built.digest, mediaType: built.mediaType, platforms: images.length });
   // Stage roots are no longer needed: remove them (disk-bound) while the push runs (network-bound).
   if (opts.runMode === 'sandbox' && !opts.keepWorkDir) {
-    b.cleanup.push((b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => removeTree(path.join(b.work, 'stages'))));
+    const removed = (b.rootfs?.unmountAll() ?? Promise.resolve()).then(() => removeTree(path.join(b.work, 'stages')));
+    removed.catch(() => undefined); // settled by closeBuild; a failure while the push runs must not be an unhandled rejection
+    b.cleanup.push(removed);
   }
   // before the statements start: a refused check must not leave their scans reading a work dir being deleted
   if (!opts.noPush) await opts.pushCheck;

@@ -1,10 +1,11 @@
 // Owns the build dirs in --work-dir: named for the process that made them, and removed (mounts first) by the next
 // build when that process is gone (a SIGKILL or the OOM killer gave it no chance to clean up).
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { unescapeMountPath } from '../run/index.js';
+import { HOST_TOOL_DIRS, unescapeMountPath } from '../run/index.js';
 import { isRunning, pidNamespace, readProcStat } from '../util/proc.js';
 
 /** A build dir's owner: pid, its start time (clock ticks since boot) and its PID namespace. */
@@ -39,6 +40,23 @@ async function mountsBelow(dir: string): Promise<string[]> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   const points = info.split('\n').map((l) => unescapeMountPath(l.split(' ')[4] ?? '')).filter((mp) => mp === dir || mp.startsWith(`${dir}/`));
   return points.reverse();
+}
+
+/**
+ * Removes a tree of this build's (its stage roots) with the host's `rm -rf --one-file-system` (34,500 files: 0.75 s
+ * and 0.7 s of CPU, where node's rm took 1.0-1.2 s and 1.6-1.9 s); with node's rm when something is mounted at or
+ * below `dir` (rm's option compares devices: it goes into a bind mount of the same disk, where node's rm stops with
+ * EBUSY), or when rm is missing or fails. rm comes from the host's tool directories, never from PATH.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  const rmPath = HOST_TOOL_DIRS.map((d) => `${d}/rm`).find((p) => existsSync(p));
+  const mounted = await mountsBelow(dir).then((m) => m.length > 0, () => true);
+  const removed = rmPath !== undefined && !mounted && await new Promise<boolean>((resolve) => {
+    const child = spawn(rmPath, ['-rf', '--one-file-system', '--', dir], { stdio: 'ignore' });
+    child.once('error', () => resolve(false));
+    child.once('close', (code) => resolve(code === 0));
+  });
+  if (!removed || existsSync(dir)) await rm(dir, { recursive: true, force: true });
 }
 
 function umount(args: string[]): Promise<boolean> {

@@ -184,13 +184,15 @@ class StageRun {
 /** A step's raw file-system error (a COPY into a full disk, say) as a BuilderError: uncaught, it was an "internal error". */
 function fileSystemError(err: unknown, where: string): unknown {
   const e = err as NodeJS.ErrnoException;
-  if (err instanceof BuilderError || !(err instanceof Error) || typeof e.code !== 'string' || typeof e.syscall !== 'string') return err;
+  if (err instanceof BuilderError || !(err instanceof Error) || typeof e.code !== 'string') return err;
   if (e.code === 'ENOSPC' || e.code === 'EDQUOT') {
     return new BuilderError('STEP_DISK_FULL', `${where}: the disk is full: ${e.message}`, {
       hint: 'free space where the stage roots are (--work-dir; in place, the container\'s own disk) or point --work-dir at a larger disk',
       cause: err,
     });
   }
+  // only errors about a path (a pipe's EPIPE, say, is no file-system error of the step's)
+  if (typeof e.path !== 'string') return err;
   return new BuilderError('STEP_IO_FAILED', `${where}: ${e.message}`, { hint: 'check the path named (permissions, a read-only or failing disk)', cause: err });
 }
 

@@ -1,11 +1,12 @@
-// removeTree: a tree gone with the host's rm, and with node's rm where there is no rm on PATH; never through a mount.
+// removeTree (the stage roots at the end of a build): the tree gone, never what a symlink in it points at, and never
+// through a mount below it — a tmpfs, or a bind mount of the same disk, which `rm --one-file-system` would enter.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { removeTree } from '../../src/util/fs.js';
+import { removeTree } from '../../src/executor/leftovers.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -35,28 +36,23 @@ describe('removeTree', () => {
     expect(existsSync(outside)).toBe(true);
   });
 
-  it('falls back to node\'s rm when PATH has no rm', async () => {
-    await tree(path.join(dir, 't'), '/nowhere');
-    const saved = process.env.PATH;
-    process.env.PATH = path.join(dir, 'empty-bin');
-    try {
-      await removeTree(path.join(dir, 't'));
-    } finally {
-      process.env.PATH = saved;
-    }
-    expect(existsSync(path.join(dir, 't'))).toBe(false);
-  });
-
-  it('fails on a filesystem mounted inside and leaves what is on it (rm --one-file-system, then node\'s rm: EBUSY)', async () => {
-    const t = path.join(dir, 't');
-    await mkdir(path.join(t, 'mnt'), { recursive: true });
-    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(t, 'mnt')]);
-    await writeFile(path.join(t, 'mnt/inside'), 'keep');
-    try {
-      await expect(removeTree(t)).rejects.toThrow(/EBUSY/);
-      expect(existsSync(path.join(t, 'mnt/inside'))).toBe(true);
-    } finally {
-      execFileSync('umount', ['-l', path.join(t, 'mnt')]);
-    }
-  });
+  for (const kind of ['tmpfs', 'a bind mount of the same disk'] as const) {
+    it(`fails (EBUSY) on ${kind} mounted inside and leaves what is on it`, async () => {
+      const t = path.join(dir, 't');
+      const src = path.join(dir, 'src');
+      await tree(t, '/nowhere');
+      await mkdir(path.join(t, 'd3/e/mnt'), { recursive: true });
+      await mkdir(src);
+      if (kind === 'tmpfs') execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(t, 'd3/e/mnt')]);
+      else execFileSync('mount', ['--bind', src, path.join(t, 'd3/e/mnt')]);
+      await writeFile(path.join(t, 'd3/e/mnt/inside'), 'keep');
+      try {
+        await expect(removeTree(t)).rejects.toThrow(/EBUSY/);
+        expect(existsSync(path.join(t, 'd3/e/mnt/inside'))).toBe(true);
+      } finally {
+        execFileSync('umount', ['-l', path.join(t, 'd3/e/mnt')]);
+      }
+      if (kind !== 'tmpfs') expect(existsSync(path.join(src, 'inside'))).toBe(true);
+    });
+  }
 });
