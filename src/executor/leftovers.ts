@@ -50,7 +50,8 @@ async function mountsBelow(dir: string): Promise<string[]> {
  */
 export async function removeTree(dir: string): Promise<void> {
   const rmPath = HOST_TOOL_DIRS.map((d) => `${d}/rm`).find((p) => existsSync(p));
-  const mounted = await mountsBelow(dir).then((m) => m.length > 0, () => true);
+  // mountinfo has real paths: a work dir reached through a symlink must still find its mounts
+  const mounted = await realpath(dir).then(mountsBelow).then((m) => m.length > 0, () => true);
   const removed = rmPath !== undefined && !mounted && await new Promise<boolean>((resolve) => {
     const child = spawn(rmPath, ['-rf', '--one-file-system', '--', dir], { stdio: 'ignore' });
     child.once('error', () => resolve(false));

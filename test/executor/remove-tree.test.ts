@@ -36,7 +36,7 @@ describe('removeTree', () => {
     expect(existsSync(outside)).toBe(true);
   });
 
-  for (const kind of ['tmpfs', 'a bind mount of the same disk'] as const) {
+  for (const kind of ['tmpfs', 'a bind mount of the same disk', 'a bind mount of the same disk (the tree named through a symlink)'] as const) {
     it(`fails (EBUSY) on ${kind} mounted inside and leaves what is on it`, async () => {
       const t = path.join(dir, 't');
       const src = path.join(dir, 'src');
@@ -46,8 +46,10 @@ describe('removeTree', () => {
       if (kind === 'tmpfs') execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(t, 'd3/e/mnt')]);
       else execFileSync('mount', ['--bind', src, path.join(t, 'd3/e/mnt')]);
       await writeFile(path.join(t, 'd3/e/mnt/inside'), 'keep');
+      const named = kind.includes('symlink') ? path.join(dir, 'via/t') : t;
+      if (named !== t) await symlink(dir, path.join(dir, 'via'));
       try {
-        await expect(removeTree(t)).rejects.toThrow(/EBUSY/);
+        await expect(removeTree(named)).rejects.toThrow(/EBUSY/);
         expect(existsSync(path.join(t, 'd3/e/mnt/inside'))).toBe(true);
       } finally {
         execFileSync('umount', ['-l', path.join(t, 'd3/e/mnt')]);
