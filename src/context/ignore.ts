@@ -56,6 +56,10 @@ export class PatternMatcher {
   private readonly patterns: readonly Pattern[];
   /** True when any pattern is a `!` exception, so excluded directories may hold included files. */
   readonly hasExclusions: boolean;
+  // A walk asks about every file and the parents are the same for a whole directory: matching them again for each
+  // file cost 0.8 GB of garbage on a 30,000-file tree.
+  private readonly dirs = new Map<string, readonly boolean[]>();
+  private readonly none: readonly boolean[];
 
   /** `where` names the file the patterns came from, for error messages. */
   constructor(patterns: readonly string[], where = '.dockerignore') {
@@ -116,11 +120,7 @@ export class PatternMatcher {
     return matched;
   }
 
-  // Per directory, whether each pattern matches it or a directory above it: a walk asks once per file, and the
-  // parents are the same for a whole directory (a 30,000-file tree cost 0.8 GB of garbage matching them again).
-  private readonly dirs = new Map<string, readonly boolean[]>();
-  private readonly none: readonly boolean[];
-
+  /** Per directory, whether each pattern matches it or a directory above it (`dirs`, bounded; `none` for the root). */
   private parentsMatch(dir: string): readonly boolean[] {
     if (dir === '.') return this.none;
     let m = this.dirs.get(dir);

@@ -1,6 +1,6 @@
 // COPY/ADD into a stage root with Docker's destination rules, owners and modes; returns the container paths it wrote.
 import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, futimesSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lstat, lutimes, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuilderError } from '../errors.js';
 import type { ResolveCache, RootFs } from '../rootfs/index.js';
