@@ -5,7 +5,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { HOST_TOOL_DIRS, unescapeMountPath } from '../run/index.js';
+import { findHostTool, unescapeMountPath } from '../run/index.js';
 import { isRunning, pidNamespace, readProcStat } from '../util/proc.js';
 
 /** A build dir's owner: pid, its start time (clock ticks since boot) and its PID namespace. */
@@ -49,7 +49,7 @@ async function mountsBelow(dir: string): Promise<string[]> {
  * EBUSY), or when rm is missing or fails. rm comes from the host's tool directories, never from PATH.
  */
 export async function removeTree(dir: string): Promise<void> {
-  const rmPath = HOST_TOOL_DIRS.map((d) => `${d}/rm`).find((p) => existsSync(p));
+  const rmPath = await findHostTool('rm');
   // mountinfo has real paths: a work dir reached through a symlink must still find its mounts
   const mounted = await realpath(dir).then(mountsBelow).then((m) => m.length > 0, () => true);
   const removed = rmPath !== undefined && !mounted && await new Promise<boolean>((resolve) => {

@@ -80,7 +80,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
 }
 
 /** ENOSPC or EDQUOT, raw or as the cause of a BuilderError. */
-function isDiskFull(err: unknown): boolean {
+export function isDiskFull(err: unknown): boolean {
   const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code;
   const c = code(err) ?? code((err as Error | undefined)?.cause);
   return c === 'ENOSPC' || c === 'EDQUOT' || /\b(ENOSPC|EDQUOT)\b/.test((err as Error | undefined)?.message ?? '');

@@ -8,7 +8,7 @@ import {
 import type { CacheEntry } from '../cache/index.js';
 import { applyMetadata, createdBy, type ConfigState } from './config.js';
 import { resolveBase, scratchConfig, type BaseImage } from './base.js';
-import { LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
+import { isDiskFull, LayerContentError, StageRoot, wipeRootForInPlace, type RootOrigin } from './root.js';
 import { chainKey, EMPTY, StageState, type KeyContext, type Step, type StepKey } from './stage-state.js';
 import { builtStage } from './stage-sources.js';
 import { handlerFor } from './steps/index.js';
@@ -185,7 +185,7 @@ class StageRun {
 function fileSystemError(err: unknown, where: string): unknown {
   const e = err as NodeJS.ErrnoException;
   if (err instanceof BuilderError || !(err instanceof Error) || typeof e.code !== 'string') return err;
-  if (e.code === 'ENOSPC' || e.code === 'EDQUOT') {
+  if (isDiskFull(err)) {
     return new BuilderError('STEP_DISK_FULL', `${where}: the disk is full: ${e.message}`, {
       hint: 'free space where the stage roots are (--work-dir; in place, the container\'s own disk) or point --work-dir at a larger disk',
       cause: err,

@@ -1,7 +1,8 @@
 // Owns what both RUN modes share: the step's environment, spawning with live output, abort and exit-status mapping.
 
 import { spawn, type StdioOptions } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { constants as fsConstants, readdirSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
@@ -35,6 +36,20 @@ export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 
 /** Where host helper tools (unshare, setpriv, mount) are looked for; never the container's PATH. */
 export const HOST_TOOL_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/** The first executable `name` in HOST_TOOL_DIRS, or undefined. */
+export async function findHostTool(name: string): Promise<string | undefined> {
+  for (const dir of HOST_TOOL_DIRS) {
+    const p = `${dir}/${name}`;
+    try {
+      await access(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
 
 /**
  * The step's final environment: "K=V" entries validated, later duplicates win (in the first one's

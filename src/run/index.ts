@@ -10,7 +10,7 @@ import { IN_PLACE_IGNORED_PATHS, runInPlace, type Credentials } from './in-place
 import { placeMounts } from './in-place-mounts.js';
 import { findSandboxTools, runSandboxed, type SandboxOptions } from './sandbox.js';
 
-export { DEFAULT_PATH, HOST_TOOL_DIRS, killProcessTree, stepEnv, type Kill, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
+export { DEFAULT_PATH, findHostTool, killProcessTree, stepEnv, type Kill, type NetworkMode, type OutputStream, type RunResult, type RunUser } from './common.js';
 export { runtimeMounts, type RunMount } from './sandbox.js';
 export { elfHeader, findEmulator, runsNatively, type Emulator } from './binfmt.js';
 export {

@@ -20,13 +20,14 @@
 
 import { execFile } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
-import { access, lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readlink, realpath, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BuilderError } from '../errors.js';
 import { RootFs } from '../rootfs/index.js';
 import {
+  findHostTool,
   HOST_TOOL_DIRS,
   checkUser,
   describeArgv,
@@ -273,21 +274,9 @@ export async function findSandboxTools(): Promise<SandboxTools | SandboxHelper |
 
 /** The host tools the sh + util-linux chain needs, or which one is missing. */
 export async function findChainTools(): Promise<SandboxTools | { missing: string }> {
-  const find = async (name: string): Promise<string | undefined> => {
-    for (const dir of HOST_TOOL_DIRS) {
-      const p = path.join(dir, name);
-      try {
-        await access(p, fsConstants.X_OK);
-        return p;
-      } catch {
-        /* next */
-      }
-    }
-    return undefined;
-  };
   const names = ['unshare', 'setpriv', 'env', 'sh', 'mount', 'umount', 'nsenter', 'pivot_root', 'mkfifo', 'cp'] as const;
-  const found = await Promise.all(names.map(find));
-  const [ip, bash] = await Promise.all([find('ip'), find('bash')]);
+  const found = await Promise.all(names.map(findHostTool));
+  const [ip, bash] = await Promise.all([findHostTool('ip'), findHostTool('bash')]);
   for (let i = 0; i < names.length; i++) if (found[i] === undefined) return { missing: names[i]! };
   const [unshare, setpriv, env, sh, mount, umount, nsenter, pivotRoot, mkfifo, cp] = found as string[];
   return { unshare: unshare!, setpriv: setpriv!, env: env!, sh: sh!, mount: mount!, umount: umount!, nsenter: nsenter!, pivotRoot: pivotRoot!, mkfifo: mkfifo!, cp: cp!, ...(ip ? { ip } : {}), ...(bash ? { bash } : {}) };
