@@ -1,6 +1,7 @@
-// A stage's root filesystem, made only when a step needs it: the layers not yet on disk are fetched (two at a time) and applied in order.
+// A stage's root filesystem, made only when a step needs it: its layers applied in order, each as it downloads.
 import { cp, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { BuilderError, isBuilderError } from '../errors.js';
 import { copyTree, type RootfsStore } from '../store/index.js';
 import { ROOTFS_STORE_ERROR_CODES } from '../store/codes.js';
@@ -18,11 +19,11 @@ export interface ExtractOptions {
   emit?: EventSink;
   /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host; required: without it every mode gets an fchmod). */
   host: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
-  /** Called before extraction with how many of the layers were downloaded (the rest were local). */
+  /** Called before extraction with how many of the layers are downloaded (the rest were local). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
   onProgress?: (e: { id: string; bytes: number; total: number; done: boolean }) => void;
-  /** Called after each layer with the bytes of file content it wrote. */
+  /** Called per layer, once all are applied, with the bytes of file content it wrote. */
   onApplied?: (bytes: number) => void;
 }
 
@@ -43,40 +44,83 @@ export class LayerContentError extends BuilderError {
   }
 }
 
-/** Fetches what is remote, then applies layers in order onto root (created if missing). */
-export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions): Promise<RootFs> {
+/**
+ * Applies layers in order onto root (created if missing). Into a `fresh` root (a new directory only this extraction
+ * writes) a layer still to download is extracted as its bytes arrive, the next ones coming down meanwhile; when such a
+ * download or its extraction fails, the root is emptied and every layer applied again once all are in the store (bytes
+ * that did not prove their digest never stay). Otherwise everything is downloaded (two at a time) before extraction.
+ */
+export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions, fresh = false): Promise<RootFs> {
   await mkdir(root, { recursive: true });
-  let downloaded = 0;
-  await runPool(layers.filter((l) => l.fetch), 2, async (l) => {
-    if (await l.fetch!()) downloaded++;
-  });
-  opts.onExtract?.(downloaded, layers.length);
-  const rootfs = new RootFs(root);
-  for (const l of layers) {
-    const { digest: id, size: total } = l.descriptor;
-    let bytes = 0;
-    const src = await l.open();
-    // Counted at the source's push(), as the registry client does: no stream stage added before the extractor.
-    const push = src.push.bind(src);
-    if (opts.onProgress) {
-      src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-        if (chunk !== null && chunk !== undefined) opts.onProgress?.({ id, bytes: (bytes += (chunk as Buffer).length), total, done: false });
-        return push(chunk, encoding);
-      };
+  const stored = await Promise.all(layers.map((l) => (l.fetch ? (l.stored?.() ?? Promise.resolve(false)) : Promise.resolve(true))));
+  const missing = layers.filter((_, k) => !stored[k]);
+  opts.onExtract?.(missing.length, layers.length);
+  if (fresh && missing.length > 0) {
+    try {
+      return await applyLayers(root, layers, opts, missing);
+    } catch (err) {
+      if (!(err instanceof StreamedLayerFailed)) throw err;
+      await emptyDir(root);
     }
-    const r = await extractLayer(rootfs, src, {
-      layer: l.descriptor.digest,
-      mediaType: l.descriptor.mediaType,
-      expectedDiffId: l.diffId,
-      ...(opts.ignore ? { ignore: opts.ignore } : {}),
-      ...(opts.emit ? { emit: opts.emit } : {}),
-      host: opts.host,
-    }).catch((err: unknown) => {
-      throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
-    }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
-    opts.onApplied?.(r.bytes);
   }
+  await runPool(missing, 2, async (l) => {
+    await l.fetch!();
+  });
+  return applyLayers(root, layers, opts);
+}
+
+/** A layer extracted while it downloaded failed: the root holds bytes that may not be the layer's. */
+class StreamedLayerFailed extends Error {}
+
+/** Each layer opened and applied in order; with `missing`, opened as it downloads (openEarly) and those after it fetched meanwhile, in order. */
+async function applyLayers(root: string, layers: readonly Layer[], opts: ExtractOptions, missing?: readonly Layer[]): Promise<RootFs> {
+  const ahead = missing ? runPool(missing.slice(1), 1, async (l) => {
+    await l.fetch!().catch(() => undefined); // the layer's own open() reports it
+  }) : Promise.resolve();
+  const rootfs = new RootFs(root);
+  const applied: number[] = [];
+  try {
+    for (const l of layers) {
+      const src = missing && l.openEarly ? await l.openEarly() : { stream: await l.open(), downloading: false };
+      applied.push(await applyLayer(rootfs, l, src.stream, opts).catch((err: unknown) => {
+        throw src.downloading ? new StreamedLayerFailed('', { cause: err }) : err;
+      }));
+    }
+  } finally {
+    await ahead;
+  }
+  for (const bytes of applied) opts.onApplied?.(bytes); // once all are in: an attempt started again is not counted twice
   return rootfs;
+}
+
+/** Removes what a directory holds, keeping the directory. */
+async function emptyDir(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) await rm(path.join(dir, name), { recursive: true, force: true });
+}
+
+/** One layer's bytes extracted onto rootfs (progress counted as they are read): the bytes of file content written. */
+async function applyLayer(rootfs: RootFs, l: Layer, src: Readable, opts: ExtractOptions): Promise<number> {
+  const { digest: id, size: total } = l.descriptor;
+  let bytes = 0;
+  // Counted at the source's push(), as the registry client does: no stream stage added before the extractor.
+  const push = src.push.bind(src);
+  if (opts.onProgress) {
+    src.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk !== null && chunk !== undefined) opts.onProgress?.({ id, bytes: (bytes += (chunk as Buffer).length), total, done: false });
+      return push(chunk, encoding);
+    };
+  }
+  const r = await extractLayer(rootfs, src, {
+    layer: l.descriptor.digest,
+    mediaType: l.descriptor.mediaType,
+    expectedDiffId: l.diffId,
+    ...(opts.ignore ? { ignore: opts.ignore } : {}),
+    ...(opts.emit ? { emit: opts.emit } : {}),
+    host: opts.host,
+  }).catch((err: unknown) => {
+    throw isBuilderError(err) && CONTENT_CODES.has(err.code) ? new LayerContentError(l, err) : err;
+  }).finally(() => opts.onProgress?.({ id, bytes, total, done: true }));
+  return r.bytes;
 }
 
 /** ENOSPC or EDQUOT, raw or as the cause of a BuilderError. */
@@ -168,7 +212,7 @@ export class StageRoot {
         entry = await s.rootfs.ensure(diffIds, async (dir) => {
           let bytes = 0;
           try {
-            await extractLayers(dir, base, { ...this.opts, onApplied: (b) => void (bytes += b) });
+            await extractLayers(dir, base, { ...this.opts, onApplied: (b) => void (bytes += b) }, true);
             return bytes;
           } catch (err) {
             // The cache dir's disk is full: the store steps aside and the base is extracted into the root instead.

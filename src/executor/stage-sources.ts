@@ -50,7 +50,7 @@ function materialize(ex: Executor, key: string, layers: () => Promise<Layer[]>):
   let p = scheduling.images.get(key);
   if (!p) {
     const dir = settings.scratchPath('root');
-    p = layers().then((ls) => extractLayers(dir, ls, { emit: services.emit, host: settings.host }));
+    p = layers().then((ls) => extractLayers(dir, ls, { emit: services.emit, host: settings.host }, true));
     scheduling.images.set(key, p);
   }
   return p;

@@ -16,6 +16,13 @@ export interface Layer {
   mountFrom?: ImageRef;
   /** Makes open() cheap (downloads into a local store); true when bytes were downloaded. Absent when open() already is. */
   fetch?(): Promise<boolean>;
+  /** With fetch: the blob is in the local store already (fetch() would download nothing). */
+  stored?(): Promise<boolean>;
+  /**
+   * With fetch: open() without waiting for the download. When the blob has yet to come down, its bytes as they arrive
+   * (verified at the end; the store gets them too, and fetch() retries on its own if they break off); else open().
+   */
+  openEarly?(): Promise<{ stream: Readable; downloading: boolean }>;
   /** Made by this build (a step's snapshot): most likely on no registry yet, so a push opens its upload while it asks. */
   fresh?: boolean;
 }

@@ -18,10 +18,12 @@ import type { AddressInfo, Socket } from 'node:net';
  *   artifacts with a subject)
  * - alter-body: the request body arrives as other content that is still valid JSON (a space appended), as from a
  *   middlebox or registry that rewrites what it gets
+ * - substitute-body: the response body is the rule's `body` instead (status and headers as the registry sent them)
+ * - hold-body: half the response body, then the rest once the rule's `hold` resolves
  */
 export type FaultKind =
   | 'reset-body' | 'reset-request' | 'status-500' | 'status-502' | 'status-503' | '429-seconds' | '429-date'
-  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes' | 'alter-body' | 'manifest-invalid';
+  | 'stall' | 'truncate' | 'short-length' | 'wrong-bytes' | 'alter-body' | 'manifest-invalid' | 'substitute-body' | 'hold-body';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'reset-body', 'reset-request', 'status-500', 'status-502', 'status-503', '429-seconds', '429-date',
@@ -40,6 +42,10 @@ export interface FaultRule {
   times?: number;
   /** Seconds the 429 faults ask the client to wait (default 1). */
   retryAfterSeconds?: number;
+  /** substitute-body: what is sent instead. */
+  body?: Buffer;
+  /** hold-body: the rest of the body goes once this resolves. */
+  hold?: Promise<void>;
 }
 
 export interface ProxyLogEntry {
@@ -227,6 +233,16 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       case 'short-length':
         respond(res, up.status, { ...headers, connection: 'close' }, out.subarray(0, half));
         return;
+      case 'substitute-body':
+        respond(res, up.status, headers, ruleFor(req, fault)?.body ?? out);
+        return;
+      case 'hold-body': {
+        const hold = ruleFor(req, fault)?.hold ?? Promise.resolve();
+        res.writeHead(up.status, { ...headers, 'content-length': String(out.length) });
+        res.write(out.subarray(0, half));
+        void hold.then(() => res.end(out.subarray(half)));
+        return;
+      }
       case 'wrong-bytes':
         if (body.length === 0 && out.length > 0) {
           const bad = Buffer.from(out);
