@@ -60,6 +60,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       return await applyLayers(root, layers, opts, missing);
     } catch (err) {
       if (!(err instanceof StreamedLayerFailed)) throw err;
+      await err.download; // a download that failed for good is the error (its retries are spent)
       await emptyDir(root);
     }
   }
@@ -70,20 +71,26 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
 }
 
 /** A layer extracted while it downloaded failed: the root holds bytes that may not be the layer's. */
-class StreamedLayerFailed extends Error {}
+class StreamedLayerFailed extends Error {
+  constructor(readonly download: Promise<boolean>, cause: unknown) {
+    super('a layer extracted while it downloaded failed', { cause });
+  }
+}
 
 /** Each layer opened and applied in order; with `missing`, opened as it downloads (openEarly) and those after it fetched meanwhile, in order. */
 async function applyLayers(root: string, layers: readonly Layer[], opts: ExtractOptions, missing?: readonly Layer[]): Promise<RootFs> {
+  let aheadFailed: { err: unknown } | undefined;
   const ahead = missing ? runPool(missing.slice(1), 1, async (l) => {
-    await l.fetch!().catch(() => undefined); // the layer's own open() reports it
-  }) : Promise.resolve();
+    await l.fetch!();
+  }).catch((err: unknown) => { aheadFailed = { err }; }) : Promise.resolve();
   const rootfs = new RootFs(root);
   const applied: number[] = [];
   try {
     for (const l of layers) {
-      const src = missing && l.openEarly ? await l.openEarly() : { stream: await l.open(), downloading: false };
+      if (aheadFailed) throw aheadFailed.err; // not downloaded again: its retries are spent
+      const src = missing && l.openEarly ? await l.openEarly() : { stream: await l.open() };
       applied.push(await applyLayer(rootfs, l, src.stream, opts).catch((err: unknown) => {
-        throw src.downloading ? new StreamedLayerFailed('', { cause: err }) : err;
+        throw src.download ? new StreamedLayerFailed(src.download, err) : err;
       }));
     }
   } finally {

@@ -19,6 +19,8 @@ export interface BlobStoreOptions {
 export interface PutOptions {
   /** Write even when the blob is present, replacing it atomically (builder warm --force). */
   replace?: boolean;
+  /** Each chunk as it goes to the file (before the digest is known good): a second reader that never holds the writer up. */
+  observe?: (chunk: Buffer) => void;
 }
 
 /** What a check of a stored blob found; a corrupt entry has been removed. */
@@ -108,11 +110,15 @@ export class BlobStore {
     }
     const tmp = await this.tempPath(final);
     try {
-      await pipeline(
-        src,
-        new VerifyingStream(d, size, `blob ${d} being stored in ${this.dir}`),
-        createWriteStream(tmp, { flags: 'wx', mode: 0o444, highWaterMark: 256 * 1024 }),
-      );
+      const verifier = new VerifyingStream(d, size, `blob ${d} being stored in ${this.dir}`);
+      const file = createWriteStream(tmp, { flags: 'wx', mode: 0o444, highWaterMark: 256 * 1024 });
+      const observe = opts.observe;
+      await (observe ? pipeline(src, async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const c of chunks) {
+          observe(c);
+          yield c;
+        }
+      }, verifier, file) : pipeline(src, verifier, file));
       if (this.fsync) await syncFile(tmp);
       await rename(tmp, final);
     } catch (err) {

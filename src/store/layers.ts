@@ -1,5 +1,6 @@
 // Layers whose bytes live in the local blob store, downloaded from a registry on first need (never before).
-import { PassThrough, type Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { verified, type Digest } from '../digest/index.js';
 import type { Descriptor, Layer } from '../image/index.js';
 import type { ImageRef } from '../reference/index.js';
@@ -25,7 +26,7 @@ export function remoteLayer(
       // without a listener of its own, a detail for the client's trace
       if (found === 'corrupt') (emit ? emit({ type: 'warning', msg: corrupt }) : client.emit({ type: 'message', level: 'trace', msg: corrupt }));
       // fetchBlob starts over when the bytes arrive wrong (put() keeps nothing of a failed download)
-      await client.fetchBlob(ref, descriptor, (blob) => store.put(descriptor.digest, tapped(blob), descriptor.size));
+      await client.fetchBlob(ref, descriptor, put);
       return true;
     })().catch((err: unknown) => {
       pending = undefined; // a later caller may try again
@@ -34,21 +35,17 @@ export function remoteLayer(
     });
     return pending;
   };
-  const tapped = (blob: Readable): Readable => {
+  // the first attempt that gets a body also hands its bytes to openEarly's reader, as they are written to the store
+  const put = async (blob: Readable): Promise<void> => {
     const receive = tap;
     tap = undefined;
-    if (!receive) return blob;
-    // both sides read at the pace of the slower one; a side that stops (destroyed) is unpiped and the other goes on
-    const toStore = new PassThrough();
-    const toTap = new PassThrough();
-    blob.on('error', (err) => {
-      toStore.destroy(err);
-      toTap.destroy(err);
+    if (!receive) return store.put(descriptor.digest, blob, descriptor.size);
+    const t = new LayerTap((offset) => pending!.then(() => createReadStream(store.path(descriptor.digest), { start: offset })));
+    receive(t);
+    await store.put(descriptor.digest, blob, descriptor.size, { observe: (c) => t.offer(c) }).then(() => t.written(), (err: unknown) => {
+      t.destroy(err as Error);
+      throw err;
     });
-    blob.pipe(toStore);
-    blob.pipe(toTap);
-    receive(toTap);
-    return toStore;
   };
   const open = async (): Promise<Readable> => {
     await fetch();
@@ -59,19 +56,100 @@ export function remoteLayer(
     diffId,
     mountFrom: ref,
     fetch,
-    stored: async () => pending === undefined && (await check()) === 'ok',
+    stored: async () => (pending === undefined ? (await check()) === 'ok' : store.has(descriptor.digest)),
     open,
     openEarly: async () => {
       if (pending === undefined) {
+        let download!: Promise<boolean>;
         const early = new Promise<Readable | undefined>((resolve) => {
           tap = resolve;
+          download = fetch();
           // no body to hand over: the blob was stored, or every attempt failed (open() below throws that error)
-          fetch().then(() => resolve(undefined), () => resolve(undefined)).finally(() => { tap = undefined; });
+          download.then(() => resolve(undefined), () => resolve(undefined)).finally(() => { tap = undefined; });
         });
         const live = await early;
-        if (live) return { stream: verified(live, descriptor.digest, descriptor.size, `layer ${descriptor.digest} being downloaded from ${ref.name}`), downloading: true };
+        if (live) return { stream: verified(live, descriptor.digest, descriptor.size, `layer ${descriptor.digest} being downloaded from ${ref.name}`), download };
       }
-      return { stream: await open(), downloading: false };
+      return { stream: await open() };
     },
   };
+}
+
+/** How far a tap may fall behind its download, in memory, before it reads the rest from the stored blob instead. */
+const TAP_BUFFER = 8 << 20;
+const GATHER = 256 << 10;
+
+/**
+ * A download's bytes for a second reader that never holds the download up (the store's writer sets its pace, as
+ * without a reader): up to TAP_BUFFER bytes wait in memory; past that the tap stops taking chunks and, once the blob
+ * is stored, goes on from the file at that offset. Paused under backpressure, undici's parser crashes on a connection
+ * the server closes (nodejs/undici#5360, fixed in undici 8): a reader lagging must not pause it.
+ */
+class LayerTap extends Readable {
+  private taken = 0;
+  private behind = false;
+  private rest: Readable | undefined;
+  // network-sized chunks gathered into larger ones: the extractor's cost is per chunk
+  private gathered: Buffer[] = [];
+  private gatheredBytes = 0;
+
+  constructor(private readonly fromStore: (offset: number) => Promise<Readable>) {
+    super();
+  }
+
+  offer(chunk: Buffer): void {
+    if (this.behind || this.destroyed) return;
+    if (this.readableLength + this.gatheredBytes + chunk.length > TAP_BUFFER) {
+      this.behind = true;
+      this.gathered = []; // read again from the store, from `taken` on
+      this.gatheredBytes = 0;
+      return;
+    }
+    this.gathered.push(chunk);
+    this.gatheredBytes += chunk.length;
+    if (this.gatheredBytes >= GATHER) this.flush();
+  }
+
+  /** The blob is stored (and proved its digest): the rest comes from what was gathered, or from the file. */
+  written(): void {
+    if (this.destroyed) return;
+    // nothing came through (another build stored the blob meanwhile, and put() took none of it): all from the file
+    if (!this.behind && this.taken + this.gatheredBytes > 0) {
+      this.flush();
+      this.push(null);
+      return;
+    }
+    this.fromStore(this.taken).then((r) => this.follow(r), (err: unknown) => this.destroy(err as Error));
+  }
+
+  private flush(): void {
+    if (this.gatheredBytes === 0) return;
+    const chunk = this.gathered.length === 1 ? this.gathered[0]! : Buffer.concat(this.gathered, this.gatheredBytes);
+    this.taken += chunk.length;
+    this.gathered = [];
+    this.gatheredBytes = 0;
+    this.push(chunk);
+  }
+
+  private follow(r: Readable): void {
+    if (this.destroyed) {
+      r.destroy();
+      return;
+    }
+    this.rest = r;
+    r.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) r.pause();
+    });
+    r.on('end', () => this.push(null));
+    r.on('error', (err) => this.destroy(err));
+  }
+
+  override _read(): void {
+    this.rest?.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.rest?.destroy();
+    cb(err);
+  }
 }
