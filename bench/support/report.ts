@@ -240,7 +240,7 @@ export function baselineTable(sums: Summary[]): string {
 const GAPS: Record<string, string> = {
   'start-up cold wall ≤ kaniko': '`--version` and `--help` into a pipe are answered by bin/builder\'s sh line (no node); any other command starts node on the V8 start-up snapshot (dist/builder.blob): `builder digest` ≈ 0.09 s wall',
   'start-up-help cold wall ≤ kaniko': 'as the start-up row',
-  'small cold wall ≤ kaniko': 'medians of 8 stamped cold builds (journaled disk, local registry): stage started 0.115 s, base mounted 0.205 s, last step 0.285 s, exit 0.38 s against kaniko ≈ 0.05 / 0.13 / 0.16 / 0.23 s; node\'s main thread is busy throughout (the push check beside the build is ≈ 40 ms of it); tried and kept: V8 snapshot, one sandbox helper, overlay-upper RUN indexes, lazy CAs, shared pings, POST beside HEAD (bench/ANALYSIS.md)',
+  'small cold wall ≤ kaniko': 'stamped bench logs: FROM 0.12 s, base resolved 0.16 s, mounted 0.25 s, last step 0.35 s, pushed 0.45 s against kaniko 0.08 / 0.14 / 0.19 / 0.30 s; node\'s main thread is busy throughout, and a spawn forks all of it (7 per build); tried and kept: V8 snapshot, one sandbox helper, overlay-upper RUN indexes, lazy CAs, shared pings, POST beside HEAD, bases extracted as they download; not kept: per-step uploads, HEAD skipped (bench/ANALYSIS.md)',
   'small cold wall ≤ 0.5× buildah': 'same costs as the kaniko row',
   'multi-stage cold wall ≤ 0.5× buildah': 'the Debian base extraction (first build) and the 1,000-file RUN; warm rebuild is 0.73× buildah',
   'node-app snapshot ≤ 1.3× machine baseline (gzip -1)': 'the RUN walks the whole root (≈ 40,000 lstats) which the baseline does not; tried: synchronous walk, compact index (1.9× → 1.31× in a quieter run); next: diff while walking',
