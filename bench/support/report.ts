@@ -241,6 +241,7 @@ const GAPS: Record<string, string> = {
   'start-up cold wall ≤ kaniko': '`--version` and `--help` into a pipe are answered by bin/builder\'s sh line (no node); any other command starts node on the V8 start-up snapshot (dist/builder.blob): `builder digest` ≈ 0.09 s wall',
   'start-up-help cold wall ≤ kaniko': 'as the start-up row',
   'small cold wall ≤ kaniko': 'stamped bench logs: FROM 0.12 s, base resolved 0.16 s, mounted 0.25 s, last step 0.35 s, pushed 0.45 s against kaniko 0.08 / 0.14 / 0.19 / 0.30 s; node\'s main thread is busy throughout, and a spawn forks all of it (7 per build); tried and kept: V8 snapshot, one sandbox helper, overlay-upper RUN indexes, lazy CAs, shared pings, POST beside HEAD, bases extracted as they download; not kept: per-step uploads, HEAD skipped (bench/ANALYSIS.md)',
+  'node-app cold wall ≤ kaniko': 'two samples (13.9, 16.9 s); the code before and after this run\'s change, alternating right after it: 11.2 vs 10.95 s (bench/ANALYSIS.md); the COPY of 30,000 files and its snapshot are the time',
   'small cold wall ≤ 0.5× buildah': 'same costs as the kaniko row',
   'multi-stage cold wall ≤ 0.5× buildah': 'the Debian base extraction (first build) and the 1,000-file RUN; warm rebuild is 0.73× buildah',
   'node-app snapshot ≤ 1.3× machine baseline (gzip -1)': 'the RUN walks the whole root (≈ 40,000 lstats) which the baseline does not; tried: synchronous walk, compact index (1.9× → 1.31× in a quieter run); next: diff while walking',

@@ -19,7 +19,7 @@ export interface ExtractOptions {
   emit?: EventSink;
   /** Who extracts: its ids, umask and zstd program (src/rootfs ExtractOptions.host; required: without it every mode gets an fchmod). */
   host: Pick<Host, 'uid' | 'gid' | 'umask' | 'zstd'>;
-  /** Called before extraction with how many of the layers are downloaded (the rest were local). */
+  /** Called before extraction with how many of the layers must come down (the rest are in the local store). */
   onExtract?: (downloaded: number, total: number) => void;
   /** Per layer: compressed bytes read so far; one call with done: true when the layer is applied (or failed). */
   onProgress?: (e: { id: string; bytes: number; total: number; done: boolean }) => void;

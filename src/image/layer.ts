@@ -16,7 +16,7 @@ export interface Layer {
   mountFrom?: ImageRef;
   /** Makes open() cheap (downloads into a local store); true when bytes were downloaded. Absent when open() already is. */
   fetch?(): Promise<boolean>;
-  /** With fetch: the blob is in the local store already (fetch() would download nothing). */
+  /** With fetch: the blob is in the local store now (not: still to download, or coming down). */
   stored?(): Promise<boolean>;
   /**
    * With fetch: open() without waiting for the download. When the blob has yet to come down, its bytes as they arrive
