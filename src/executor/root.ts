@@ -60,8 +60,10 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
       return await applyLayers(root, layers, opts, missing);
     } catch (err) {
       if (!(err instanceof StreamedLayerFailed)) throw err;
-      await err.download; // a download that failed for good is the error (its retries are spent)
+      // what the broken bytes made goes first; a download that failed for good is then the error (its retries are spent)
+      const failed = await err.download.then(() => undefined, (e: unknown) => ({ e }));
       await emptyDir(root);
+      if (failed) throw failed.e;
     }
   }
   await runPool(missing, 2, async (l) => {
@@ -70,7 +72,7 @@ export async function extractLayers(root: string, layers: readonly Layer[], opts
   return applyLayers(root, layers, opts);
 }
 
-/** A layer extracted while it downloaded failed: the root holds bytes that may not be the layer's. */
+/** A layer extracted while it downloaded failed because those bytes did: the root holds bytes that may not be the layer's. */
 class StreamedLayerFailed extends Error {
   constructor(readonly download: Promise<boolean>, cause: unknown) {
     super('a layer extracted while it downloaded failed', { cause });
@@ -88,11 +90,16 @@ async function applyLayers(root: string, layers: readonly Layer[], opts: Extract
   try {
     for (const l of layers) {
       if (aheadFailed) throw aheadFailed.err; // not downloaded again: its retries are spent
-      const src = missing && l.openEarly ? await l.openEarly() : { stream: await l.open() };
-      applied.push(await applyLayer(rootfs, l, src.stream, opts).catch((err: unknown) => {
-        throw src.download ? new StreamedLayerFailed(src.download, err) : err;
+      const src: { stream: Readable; download?: Promise<boolean>; broken?: Promise<boolean> } = missing && l.openEarly ? await l.openEarly() : { stream: await l.open() };
+      applied.push(await applyLayer(rootfs, l, src.stream, opts).catch(async (err: unknown) => {
+        // bad bytes fail the extraction (gzip, tar) before their digest does: the attempt's verdict decides; the
+        // extraction's own failure (a full disk, a diff-id mismatch) would only recur from the store
+        throw src.download && (await src.broken) ? new StreamedLayerFailed(src.download, err) : err;
       }));
     }
+  } catch (err) {
+    await ahead;
+    throw aheadFailed && err instanceof StreamedLayerFailed ? aheadFailed.err : err;
   } finally {
     await ahead;
   }

@@ -20,10 +20,10 @@ export interface Layer {
   stored?(): Promise<boolean>;
   /**
    * With fetch: open() without waiting for the download. When the blob has yet to come down, its bytes as they arrive
-   * (verified at the end; the store gets them too, and fetch() retries on its own if they break off) and that download;
-   * else open().
+   * (verified at the end; the store gets them too, and fetch() retries on its own if they break off), that download,
+   * and whether those bytes proved bad once the attempt is over (`broken`: it broke off or failed its digest); else open().
    */
-  openEarly?(): Promise<{ stream: Readable; download?: Promise<boolean> }>;
+  openEarly?(): Promise<{ stream: Readable; download?: Promise<boolean>; broken?: Promise<boolean> }>;
   /** Made by this build (a step's snapshot): most likely on no registry yet, so a push opens its upload while it asks. */
   fresh?: boolean;
 }

@@ -15,13 +15,19 @@ export function remoteLayer(
   let checked: Promise<VerifyResult> | undefined;
   let pending: Promise<boolean> | undefined;
   // openEarly()'s receiver: the first download attempt that gets a body hands its bytes here as well
-  let tap: ((blob: Readable) => void) | undefined;
-  const check = (): Promise<VerifyResult> => (checked ??= store.check(descriptor.digest, descriptor.size));
+  let tap: ((blob: LayerTap) => void) | undefined;
+  // remembered from stored() for the fetch that follows; a failure to ask is not
+  const check = (): Promise<VerifyResult> => (checked ??= store.check(descriptor.digest, descriptor.size).catch((err: unknown) => {
+    checked = undefined;
+    throw err;
+  }));
+
   const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
       // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
       const found = await check();
-      if (found === 'ok') return false;
+      // another layer object of the same digest (FROM and COPY --from one base) may have stored it since stored() asked
+      if (found === 'ok' || await store.has(descriptor.digest)) return false;
       const corrupt = `layer ${descriptor.digest} in the cache ${store.dir} was corrupt and was removed; downloading it again`;
       // without a listener of its own, a detail for the client's trace
       if (found === 'corrupt') (emit ? emit({ type: 'warning', msg: corrupt }) : client.emit({ type: 'message', level: 'trace', msg: corrupt }));
@@ -40,9 +46,14 @@ export function remoteLayer(
     const receive = tap;
     tap = undefined;
     if (!receive) return store.put(descriptor.digest, blob, descriptor.size);
-    const t = new LayerTap((offset) => pending!.then(() => createReadStream(store.path(descriptor.digest), { start: offset })));
+    let settle!: (broke: boolean) => void;
+    const t = new LayerTap((offset) => pending!.then(() => createReadStream(store.path(descriptor.digest), { start: offset })), new Promise((r) => (settle = r)));
     receive(t);
-    await store.put(descriptor.digest, blob, descriptor.size, { observe: (c) => t.offer(c) }).then(() => t.written(), (err: unknown) => {
+    await store.put(descriptor.digest, blob, descriptor.size, { observe: (c) => t.offer(c) }).then(() => {
+      settle(false);
+      t.written();
+    }, (err: unknown) => {
+      settle(true); // broke off, or its bytes failed their digest
       t.destroy(err as Error);
       throw err;
     });
@@ -61,14 +72,16 @@ export function remoteLayer(
     openEarly: async () => {
       if (pending === undefined) {
         let download!: Promise<boolean>;
-        const early = new Promise<Readable | undefined>((resolve) => {
+        const early = new Promise<LayerTap | undefined>((resolve) => {
           tap = resolve;
           download = fetch();
           // no body to hand over: the blob was stored, or every attempt failed (open() below throws that error)
           download.then(() => resolve(undefined), () => resolve(undefined)).finally(() => { tap = undefined; });
         });
         const live = await early;
-        if (live) return { stream: verified(live, descriptor.digest, descriptor.size, `layer ${descriptor.digest} being downloaded from ${ref.name}`), download };
+        if (live) return { stream: verified(live, descriptor.digest, descriptor.size, `layer ${descriptor.digest} being downloaded from ${ref.name}`), download, broken: live.broken };
+        await download; // failed for good: its error, not a second download with a new retry budget
+        return { stream: store.open(descriptor.digest, descriptor.size) };
       }
       return { stream: await open() };
     },
@@ -77,7 +90,7 @@ export function remoteLayer(
 
 /** How far a tap may fall behind its download, in memory, before it reads the rest from the stored blob instead. */
 const TAP_BUFFER = 8 << 20;
-const GATHER = 256 << 10;
+const GATHER = 64 << 10;
 
 /**
  * A download's bytes for a second reader that never holds the download up (the store's writer sets its pace, as
@@ -93,7 +106,8 @@ class LayerTap extends Readable {
   private gathered: Buffer[] = [];
   private gatheredBytes = 0;
 
-  constructor(private readonly fromStore: (offset: number) => Promise<Readable>) {
+  /** @param broken whether the download attempt feeding it broke off or failed its digest, once the store's put settled */
+  constructor(private readonly fromStore: (offset: number) => Promise<Readable>, readonly broken: Promise<boolean>) {
     super();
   }
 

@@ -12,6 +12,7 @@ import { parseReference } from '../../src/reference/index.js';
 import { BlobStore } from '../../src/store/blob-store.js';
 import { remoteLayer } from '../../src/store/layers.js';
 import { clientFor } from '../registry/helpers.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 
 async function readAll(s: Readable): Promise<Buffer> {
@@ -60,5 +61,21 @@ describe('a layer opened while it downloads', () => {
     const local = await again.openEarly!();
     expect(local.download).toBeUndefined();
     expect(sha256(await readAll(local.stream))).toBe(desc.digest);
+  });
+
+  it('a download that fails for good is its error, once: not a second download with a new retry budget', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: 'status-500', times: Infinity });
+      const gets = (): number => proxy.log().filter((e) => e.method === 'GET' && e.path.includes('/blobs/')).length;
+      const ref = parseReference(`${proxy.host}/tap/src`);
+      await expect(remoteLayer(clientFor(reg), new BlobStore(path.join(dir, 'failing-1')), ref, desc, desc.digest).fetch()).rejects.toThrow(/500/);
+      const oneBudget = gets();
+      expect(oneBudget).toBeGreaterThan(1); // retried
+      await expect(remoteLayer(clientFor(reg), new BlobStore(path.join(dir, 'failing-2')), ref, desc, desc.digest).openEarly!()).rejects.toThrow(/500/);
+      expect(gets()).toBe(2 * oneBudget);
+    } finally {
+      await proxy.close();
+    }
   });
 });
