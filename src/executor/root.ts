@@ -46,9 +46,9 @@ export class LayerContentError extends BuilderError {
 
 /**
  * Applies layers in order onto root (created if missing). Into a `fresh` root (a new directory only this extraction
- * writes) a layer still to download is extracted as its bytes arrive, the next ones coming down meanwhile; when such a
- * download or its extraction fails, the root is emptied and every layer applied again once all are in the store (bytes
- * that did not prove their digest never stay). Otherwise everything is downloaded (two at a time) before extraction.
+ * writes) a layer still to download is extracted as its bytes arrive, the next ones coming down meanwhile; when those
+ * bytes prove bad (the attempt broke off or failed its digest), the root is emptied and every layer applied again once
+ * all are in the store: they never stay. Otherwise everything is downloaded (two at a time) before extraction.
  */
 export async function extractLayers(root: string, layers: readonly Layer[], opts: ExtractOptions, fresh = false): Promise<RootFs> {
   await mkdir(root, { recursive: true });
