@@ -100,9 +100,8 @@ async function applyLayers(root: string, layers: readonly Layer[], opts: Extract
   } catch (err) {
     await ahead;
     throw aheadFailed && err instanceof StreamedLayerFailed ? aheadFailed.err : err;
-  } finally {
-    await ahead;
   }
+  await ahead;
   for (const bytes of applied) opts.onApplied?.(bytes); // once all are in: an attempt started again is not counted twice
   return rootfs;
 }

@@ -21,7 +21,6 @@ export function remoteLayer(
     checked = undefined;
     throw err;
   }));
-
   const fetch = (): Promise<boolean> => {
     pending ??= (async () => {
       // A stored copy changed since it was verified is re-read first: a corrupt one is removed and downloaded again, never half extracted.
@@ -75,7 +74,7 @@ export function remoteLayer(
         const early = new Promise<LayerTap | undefined>((resolve) => {
           tap = resolve;
           download = fetch();
-          // no body to hand over: the blob was stored, or every attempt failed (open() below throws that error)
+          // no body to hand over: the blob was stored already, or every attempt failed (awaited below: its error)
           download.then(() => resolve(undefined), () => resolve(undefined)).finally(() => { tap = undefined; });
         });
         const live = await early;
